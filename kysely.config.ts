@@ -1,0 +1,31 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import { defineConfig, getKnexTimestampPrefix } from 'kysely-ctl';
+import pg from 'pg';
+import { loadConfig } from './src/config.ts';
+import { openDatabaseTarget } from './src/db/target.ts';
+
+// kysely-ctl (npm run migrate, migrate:rollback, migrate:status, migrate:make) works on the same
+// database as `npm start`: DATABASE_URL, or the embedded PostgreSQL under .data/, started for the
+// command and stopped after it unless the server already runs it.
+export default defineConfig({
+  kysely: async () => {
+    const target = await openDatabaseTarget(loadConfig(), (message) => process.stderr.write(`${message}\n`));
+    const pool = new pg.Pool({ connectionString: target.url, max: 1 });
+    return new Kysely<unknown>({
+      dialect: new PostgresDialect({
+        pool: {
+          options: pool.options,
+          connect: () => pool.connect(),
+          end: async () => {
+            await pool.end();
+            await target.close();
+          },
+        },
+      }),
+    });
+  },
+  migrations: {
+    migrationFolder: 'migrations',
+    getMigrationPrefix: getKnexTimestampPrefix,
+  },
+});

@@ -1,0 +1,244 @@
+import path from 'node:path';
+
+/**
+ * The whole environment of the process, read and validated once.
+ *
+ * Nothing else in `src/` reads `process.env`: entry points call {@link loadConfig} and pass the
+ * result (or the parts of it they need) down as arguments.
+ */
+export interface Config {
+  readonly env: 'development' | 'production' | 'test';
+  readonly host: string;
+  readonly port: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Where the embedded PostgreSQL, its password and the generated JWT secret live. */
+  readonly dataDir: string;
+  readonly database: DatabaseConfig;
+  /** Apply pending migrations when the server starts. */
+  readonly migrateOnStart: boolean;
+  readonly auth: AuthConfig;
+  readonly http: HttpConfig;
+  readonly metrics: MetricsConfig;
+  /** How long in-flight requests get to finish after SIGINT/SIGTERM. */
+  readonly shutdownGraceMs: number;
+}
+
+export interface DatabaseConfig {
+  /** `undefined` means: start the embedded PostgreSQL under `dataDir`. */
+  readonly url: string | undefined;
+  readonly embeddedPort: number;
+  readonly poolMax: number;
+  /** How long a query may wait for a free pooled connection before POOL_EXHAUSTED. */
+  readonly connectionTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  /** Server-side `statement_timeout` for every connection; 0 disables it. */
+  readonly statementTimeoutMs: number;
+  readonly applicationName: string;
+  /** Queries slower than this are logged at warn. */
+  readonly slowQueryMs: number;
+  /** Log every query at debug. */
+  readonly logQueries: boolean;
+}
+
+export interface AuthConfig {
+  /** `undefined` outside production means: generate one and keep it under `dataDir`. */
+  readonly jwtSecret: string | undefined;
+  readonly jwtIssuer: string;
+  readonly jwtAudience: string;
+  readonly accessTokenTtlSeconds: number;
+  readonly refreshTokenTtlSeconds: number;
+  /** Login attempts allowed per IP and per account within the window. */
+  readonly loginRateLimit: number;
+  /** Registrations and refreshes allowed per IP within the window. */
+  readonly registerRateLimit: number;
+  readonly refreshRateLimit: number;
+  readonly rateLimitWindowMs: number;
+  /** Concurrent argon2 hashes; more wait in a bounded queue. */
+  readonly hashConcurrency: number;
+  readonly hashQueueLimit: number;
+}
+
+export interface HttpConfig {
+  readonly bodyLimitBytes: number;
+  readonly corsOrigins: readonly string[];
+  /** Passed to Fastify's `trustProxy`: false, true, a hop count or a list of addresses. */
+  readonly trustProxy: boolean | number | string;
+}
+
+export interface MetricsConfig {
+  /** When set, `GET /metrics` requires `Authorization: Bearer <token>`. */
+  readonly bearerToken: string | undefined;
+}
+
+/** Thrown when the environment is invalid; the message names every bad variable. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(`Invalid environment:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const NODE_ENVS = ['development', 'production', 'test'] as const;
+
+/**
+ * Reads and validates the environment.
+ *
+ * @example
+ * ```ts
+ * const config = loadConfig({ PORT: '8080', DATABASE_URL: 'postgres://localhost/app' });
+ * config.port; // 8080
+ * ```
+ * @throws {ConfigError} listing every variable that is malformed or missing.
+ */
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  const reader = new EnvReader(env);
+
+  const nodeEnv = reader.oneOf('NODE_ENV', NODE_ENVS, 'development');
+  const databaseUrl = reader.url('DATABASE_URL');
+  const jwtSecret = reader.string('JWT_SECRET');
+  if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
+    reader.problem('JWT_SECRET must be at least 32 bytes long');
+  }
+  if (nodeEnv === 'production' && jwtSecret === undefined) {
+    reader.problem('JWT_SECRET is required when NODE_ENV=production');
+  }
+
+  const config: Config = {
+    env: nodeEnv,
+    host: reader.string('HOST') ?? '127.0.0.1',
+    port: reader.integer('PORT', 3000, 0, 65535),
+    logLevel: reader.oneOf('LOG_LEVEL', LOG_LEVELS, nodeEnv === 'test' ? 'silent' : 'info'),
+    dataDir: path.resolve(cwd, reader.string('DATA_DIR') ?? '.data'),
+    database: {
+      url: databaseUrl,
+      embeddedPort: reader.integer('EMBEDDED_PG_PORT', 54329, 1024, 65535),
+      poolMax: reader.integer('DB_POOL_MAX', 10, 1, 1000),
+      connectionTimeoutMs: reader.integer('DB_CONNECTION_TIMEOUT_MS', 5000, 1, 600_000),
+      idleTimeoutMs: reader.integer('DB_IDLE_TIMEOUT_MS', 30_000, 0, 3_600_000),
+      statementTimeoutMs: reader.integer('DB_STATEMENT_TIMEOUT_MS', 10_000, 0, 3_600_000),
+      applicationName: reader.string('DB_APPLICATION_NAME') ?? 'pg-fastify-backend',
+      slowQueryMs: reader.integer('SLOW_QUERY_MS', 100, 0, 3_600_000),
+      logQueries: reader.boolean('LOG_QUERIES', nodeEnv === 'development'),
+    },
+    migrateOnStart: reader.boolean('MIGRATE_ON_START', databaseUrl === undefined),
+    auth: {
+      jwtSecret,
+      jwtIssuer: reader.string('JWT_ISSUER') ?? 'pg-fastify-backend',
+      jwtAudience: reader.string('JWT_AUDIENCE') ?? 'pg-fastify-backend-api',
+      accessTokenTtlSeconds: reader.integer('ACCESS_TOKEN_TTL_SECONDS', 900, 10, 86_400),
+      refreshTokenTtlSeconds: reader.integer('REFRESH_TOKEN_TTL_SECONDS', 30 * 86_400, 60, 365 * 86_400),
+      loginRateLimit: reader.integer('RATE_LIMIT_LOGIN', 10, 1, 1_000_000),
+      registerRateLimit: reader.integer('RATE_LIMIT_REGISTER', 20, 1, 1_000_000),
+      refreshRateLimit: reader.integer('RATE_LIMIT_REFRESH', 60, 1, 1_000_000),
+      rateLimitWindowMs: reader.integer('RATE_LIMIT_WINDOW_MS', 60_000, 1000, 86_400_000),
+      hashConcurrency: reader.integer('HASH_CONCURRENCY', 2, 1, 64),
+      hashQueueLimit: reader.integer('HASH_QUEUE_LIMIT', 64, 0, 100_000),
+    },
+    http: {
+      bodyLimitBytes: reader.integer('BODY_LIMIT_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),
+      corsOrigins: reader.list('CORS_ORIGINS'),
+      trustProxy: reader.trustProxy('TRUST_PROXY'),
+    },
+    metrics: {
+      bearerToken: reader.string('METRICS_TOKEN'),
+    },
+    shutdownGraceMs: reader.integer('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+  };
+
+  reader.assertValid();
+  return config;
+}
+
+/** Collects every problem instead of stopping at the first, so one start names them all. */
+class EnvReader {
+  readonly #env: Env;
+  readonly #problems: string[] = [];
+
+  constructor(env: Env) {
+    this.#env = env;
+  }
+
+  problem(message: string): void {
+    this.#problems.push(message);
+  }
+
+  assertValid(): void {
+    if (this.#problems.length > 0) throw new ConfigError(this.#problems);
+  }
+
+  string(name: string): string | undefined {
+    const value = this.#env[name]?.trim();
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+      this.problem(`${name} must be an integer from ${min} to ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return value;
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const raw = this.string(name)?.toLowerCase();
+    if (raw === undefined) return fallback;
+    if (['true', '1', 'yes', 'on'].includes(raw)) return true;
+    if (['false', '0', 'no', 'off'].includes(raw)) return false;
+    this.problem(`${name} must be true or false (got "${raw}")`);
+    return fallback;
+  }
+
+  oneOf<const T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    const match = allowed.find((value) => value === raw);
+    if (match === undefined) {
+      this.problem(`${name} must be one of ${allowed.join(', ')} (got "${raw}")`);
+      return fallback;
+    }
+    return match;
+  }
+
+  url(name: string): string | undefined {
+    const raw = this.string(name);
+    if (raw === undefined) return undefined;
+    let parsed: URL;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      this.problem(`${name} must be a postgres:// URL`);
+      return undefined;
+    }
+    if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+      this.problem(`${name} must be a postgres:// URL (got protocol "${parsed.protocol}")`);
+      return undefined;
+    }
+    return raw;
+  }
+
+  list(name: string): string[] {
+    const raw = this.string(name);
+    if (raw === undefined) return [];
+    return raw
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+  }
+
+  trustProxy(name: string): boolean | number | string {
+    const raw = this.string(name);
+    if (raw === undefined || raw === 'false') return false;
+    if (raw === 'true') return true;
+    if (/^\d+$/.test(raw)) return Number(raw);
+    return raw;
+  }
+}

@@ -1,0 +1,135 @@
+import { ControlledTransaction, sql, type AccessMode, type IsolationLevel, type Kysely, type Transaction } from 'kysely';
+import { SerializationError } from '../errors/index.ts';
+import type { DB } from './database.ts';
+import { isRetryableTransactionError } from './errors.ts';
+
+export interface TransactionOptions {
+  /** Only for the outermost unit of work; a nested one inherits its transaction's level. */
+  readonly isolationLevel?: IsolationLevel;
+  readonly accessMode?: AccessMode;
+  /**
+   * `SET LOCAL statement_timeout` for this unit of work. In a nested unit it lasts until the
+   * enclosing transaction ends (unless the savepoint is rolled back), as `SET LOCAL` does.
+   */
+  readonly statementTimeoutMs?: number;
+  /** Attempts for serialization failures and deadlocks, first one included (default 5). */
+  readonly maxAttempts?: number;
+  /** First backoff delay; each retry doubles it, with full jitter (default 10 ms, at most 500 ms). */
+  readonly retryBaseDelayMs?: number;
+  readonly retryMaxDelayMs?: number;
+  /** Told of every retry (metrics count them). */
+  readonly onRetry?: (attempt: number, error: unknown) => void;
+}
+
+/**
+ * What a unit of work receives: a transaction bound to one connection. It is a
+ * ControlledTransaction at run time, so passing it to withTransaction again nests.
+ */
+export type UnitOfWork = Transaction<DB>;
+
+/**
+ * Nesting is strictly last-in-first-out (each savepoint is released or rolled back before its
+ * caller returns), and PostgreSQL resolves a repeated savepoint name to the most recent one, so
+ * one name serves every level. Nested units on one transaction must not run concurrently.
+ */
+const SAVEPOINT = 'unit_of_work';
+
+/**
+ * Runs `work` in a unit of work and returns its result.
+ *
+ * - Given the root database, it opens a transaction, commits when `work` resolves and rolls back
+ *   when it throws. Serialization failures and deadlocks retry the whole of `work` with jittered
+ *   exponential backoff; when the attempts run out the last one surfaces as a SerializationError
+ *   (409 CONFLICT, code SERIALIZATION_FAILURE).
+ * - Given a transaction (one this function opened, or a test's), it nests as a SAVEPOINT: an inner
+ *   failure rolls back only the inner work and rethrows; inner success is kept only if the outer
+ *   commits. Nested units never retry; the outermost one does.
+ *
+ * The connection always goes back to the pool, also when `work` throws or the connection dies.
+ *
+ * @example
+ * ```ts
+ * const user = await withTransaction(db, async (trx) => {
+ *   const users = new UserRepository(trx);
+ *   const created = await users.create(input);
+ *   await new RefreshTokenRepository(trx).insert({ userId: created.id, … });
+ *   return created;
+ * }, { isolationLevel: 'serializable' });
+ * ```
+ */
+export async function withTransaction<T>(
+  db: Kysely<DB>,
+  work: (trx: UnitOfWork) => Promise<T>,
+  options: TransactionOptions = {},
+): Promise<T> {
+  if (db.isTransaction) return withSavepoint(db, work, options);
+
+  const maxAttempts = Math.max(1, options.maxAttempts ?? 5);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runTransaction(db, work, options);
+    } catch (error) {
+      if (!isRetryableTransactionError(error)) throw error;
+      if (attempt >= maxAttempts) {
+        throw new SerializationError(undefined, { cause: error });
+      }
+      options.onRetry?.(attempt, error);
+      await sleep(backoffDelay(attempt, options));
+    }
+  }
+}
+
+async function runTransaction<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Promise<T>, options: TransactionOptions) {
+  let builder = db.startTransaction();
+  if (options.isolationLevel !== undefined) builder = builder.setIsolationLevel(options.isolationLevel);
+  if (options.accessMode !== undefined) builder = builder.setAccessMode(options.accessMode);
+  const trx = await builder.execute();
+  try {
+    await setLocalStatementTimeout(trx, options.statementTimeoutMs);
+    const result = await work(trx);
+    await trx.commit().execute();
+    return result;
+  } catch (error) {
+    if (!trx.isCommitted && !trx.isRolledBack) {
+      // Also releases the connection (discarding it if the rollback itself fails).
+      await trx.rollback().execute().catch(() => {});
+    }
+    throw error;
+  }
+}
+
+async function withSavepoint<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Promise<T>, options: TransactionOptions) {
+  if (!(db instanceof ControlledTransaction)) {
+    throw new TypeError('Nested units of work need a transaction opened by withTransaction (a ControlledTransaction)');
+  }
+    const parent: ControlledTransaction<DB> = db;
+  const trx = await parent.savepoint(SAVEPOINT).execute();
+  try {
+    await setLocalStatementTimeout(trx, options.statementTimeoutMs);
+    const result = await work(trx);
+    await trx.releaseSavepoint(SAVEPOINT).execute();
+    return result;
+  } catch (error) {
+    await trx
+      .rollbackToSavepoint(SAVEPOINT)
+      .execute()
+      .catch(() => {});
+    throw error;
+  }
+}
+
+async function setLocalStatementTimeout(trx: UnitOfWork, timeoutMs: number | undefined): Promise<void> {
+  if (timeoutMs === undefined) return;
+  // set_config(…, true) is SET LOCAL in function form, so the value can be a bound parameter.
+  await sql`select set_config('statement_timeout', ${`${Math.max(0, Math.floor(timeoutMs))}ms`}, true)`.execute(trx);
+}
+
+function backoffDelay(attempt: number, options: TransactionOptions): number {
+  const base = options.retryBaseDelayMs ?? 10;
+  const cap = options.retryMaxDelayMs ?? 500;
+  return Math.random() * Math.min(cap, base * 2 ** (attempt - 1));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

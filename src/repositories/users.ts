@@ -1,0 +1,99 @@
+import type { Insertable, Kysely, Selectable } from 'kysely';
+import type { DB, Users } from '../../db-types/index.ts';
+import { NotFoundError } from '../errors/index.ts';
+
+export type UserRow = Selectable<Users>;
+export type UserRole = UserRow['role'];
+
+export interface NewUser {
+  /** Already canonical: trimmed, NFKC-normalised, lower-cased. */
+  readonly email: string;
+  readonly passwordHash: string;
+  readonly name: string;
+  readonly role?: UserRole;
+}
+
+/** Position after the last item of a page, newest first. */
+export interface UserCursor {
+  readonly createdAt: Date;
+  readonly id: string;
+}
+
+/**
+ * The users table. Works on the root database or any transaction; database failures arrive as
+ * AppErrors (a taken email is a UniqueConstraintError with field `email`).
+ *
+ * @example
+ * ```ts
+ * const users = new UserRepository(db);
+ * const user = await users.create({ email: 'ada@example.com', passwordHash, name: 'Ada' });
+ * await users.findById(user.id);
+ * ```
+ */
+export class UserRepository {
+  readonly #db: Kysely<DB>;
+
+  constructor(db: Kysely<DB>) {
+    this.#db = db;
+  }
+
+  async create(user: NewUser): Promise<UserRow> {
+    const row: Insertable<Users> = {
+      email: user.email,
+      password_hash: user.passwordHash,
+      name: user.name,
+      ...(user.role === undefined ? {} : { role: user.role }),
+    };
+    return this.#db.insertInto('users').values(row).returningAll().executeTakeFirstOrThrow();
+  }
+
+  async findById(id: string): Promise<UserRow | undefined> {
+    return this.#db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** Looks up by the canonical email, through the unique index on lower(email). */
+  async findByEmail(email: string): Promise<UserRow | undefined> {
+    return this.#db
+      .selectFrom('users')
+      .selectAll()
+      .where((eb) => eb(eb.fn('lower', ['email']), '=', email.toLowerCase()))
+      .executeTakeFirst();
+  }
+
+  /** @throws {NotFoundError} when no user has this id. */
+  async updateLastLogin(id: string, at: Date): Promise<void> {
+    const result = await this.#db
+      .updateTable('users')
+      .set({ last_login_at: at })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (result.numUpdatedRows === 0n) throw new NotFoundError('User not found');
+  }
+
+  /** @throws {NotFoundError} when no user has this id. */
+  async updatePasswordHash(id: string, passwordHash: string, at: Date): Promise<void> {
+    const result = await this.#db
+      .updateTable('users')
+      .set({ password_hash: passwordHash, updated_at: at })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (result.numUpdatedRows === 0n) throw new NotFoundError('User not found');
+  }
+
+  /** One page, newest first (created_at, then id, descending), strictly after `cursor`. */
+  async list(limit: number, cursor?: UserCursor): Promise<UserRow[]> {
+    let query = this.#db.selectFrom('users').selectAll();
+    if (cursor !== undefined) {
+      query = query.where((eb) =>
+        eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(cursor.createdAt, cursor.id)),
+      );
+    }
+    return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+  }
+
+  /** @returns whether a user was deleted. */
+  async delete(id: string): Promise<boolean> {
+    const result = await this.#db.deleteFrom('users').where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+}

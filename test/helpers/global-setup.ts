@@ -1,0 +1,76 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import { startEmbeddedPostgres, withDatabaseName } from '../../src/db/embedded.ts';
+import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrator.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** A superuser URL on the test server (embedded, or TEST_DATABASE_URL's server). */
+    adminUrl: string;
+    /** The migrated template every test database is cloned from. */
+    templateDatabase: string;
+  }
+}
+
+const TEMPLATE_PREFIX = 'test_template_';
+
+/**
+ * Once per `vitest run`: a PostgreSQL server (the embedded one under .data/test, or the one named
+ * by TEST_DATABASE_URL) and a template database migrated from migrations/. The template is named
+ * by a hash of migrations/, so an unchanged schema is not migrated again on the next run.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const external = process.env.TEST_DATABASE_URL;
+  const embedded =
+    external === undefined || external === ''
+      ? await startEmbeddedPostgres({
+          dataDir: path.resolve('.data/test'),
+          port: Number(process.env.TEST_EMBEDDED_PG_PORT ?? 54330),
+        })
+      : undefined;
+  const adminUrl = embedded?.url ?? withDatabaseName(external ?? '', 'postgres');
+
+  const templateDatabase = TEMPLATE_PREFIX + (await migrationsHash());
+  await ensureTemplate(adminUrl, templateDatabase);
+
+  project.provide('adminUrl', adminUrl);
+  project.provide('templateDatabase', templateDatabase);
+  return async () => {
+    await embedded?.stop();
+  };
+}
+
+async function migrationsHash(): Promise<string> {
+  const hash = createHash('sha256');
+  for (const file of (await fs.readdir(MIGRATIONS_DIR)).sort()) {
+    hash.update(file).update('\0').update(await fs.readFile(path.join(MIGRATIONS_DIR, file))).update('\0');
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+async function ensureTemplate(adminUrl: string, template: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    const { rows } = await admin.query<{ datname: string }>(
+      `select datname from pg_database where datname like '${TEMPLATE_PREFIX}%' or datname like 'test_w%'`,
+    );
+    if (rows.some((row) => row.datname === template)) return;
+
+    // Templates of older migrations and the worker databases cloned from them go.
+    for (const { datname } of rows) {
+      await admin.query(`drop database if exists ${admin.escapeIdentifier(datname)} with (force)`);
+    }
+    const building = `${template}_building`;
+    await admin.query(`drop database if exists ${building} with (force)`);
+    await admin.query(`create database ${building}`);
+    await migrateToLatest(withDatabaseName(adminUrl, building));
+    // Renamed only once fully migrated, so an interrupted run never leaves a half-built template.
+    await admin.query(`alter database ${building} rename to ${template}`);
+  } finally {
+    await admin.end();
+  }
+}
