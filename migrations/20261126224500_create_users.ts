@@ -24,7 +24,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .createIndex('users_email_unique')
     .on('users')
     .unique()
-    .expression(sql`lower(email)`)
+    .columns([sql`lower(email)`])
     .execute();
 
   // Keyset pagination, newest first: ORDER BY created_at DESC, id DESC.

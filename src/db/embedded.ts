@@ -257,7 +257,11 @@ async function assertPortFree(port: number): Promise<void> {
           : error,
       );
     });
-    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve()));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
+      server.close(() => {
+        resolve();
+      });
+    });
   });
 }
 

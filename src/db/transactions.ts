@@ -99,11 +99,10 @@ async function runTransaction<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Prom
 }
 
 async function withSavepoint<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Promise<T>, options: TransactionOptions) {
-  if (!(db instanceof ControlledTransaction)) {
+  if (!isControlledTransaction(db)) {
     throw new TypeError('Nested units of work need a transaction opened by withTransaction (a ControlledTransaction)');
   }
-    const parent: ControlledTransaction<DB> = db;
-  const trx = await parent.savepoint(SAVEPOINT).execute();
+  const trx = await db.savepoint(SAVEPOINT).execute();
   try {
     await setLocalStatementTimeout(trx, options.statementTimeoutMs);
     const result = await work(trx);
@@ -116,6 +115,10 @@ async function withSavepoint<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Promi
       .catch(() => {});
     throw error;
   }
+}
+
+function isControlledTransaction(db: Kysely<DB>): db is ControlledTransaction<DB> {
+  return db instanceof ControlledTransaction;
 }
 
 async function setLocalStatementTimeout(trx: UnitOfWork, timeoutMs: number | undefined): Promise<void> {

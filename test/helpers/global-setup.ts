@@ -18,8 +18,8 @@ declare module 'vitest' {
 const TEMPLATE_PREFIX = 'test_template_';
 
 /**
- * Once per `vitest run`: a PostgreSQL server (the embedded one under .data/test, or the one named
- * by TEST_DATABASE_URL) and a template database migrated from migrations/. The template is named
+ * Once per `vitest run`: a PostgreSQL server (the embedded one under .data/test — or TEST_DATA_DIR
+ * on TEST_EMBEDDED_PG_PORT, to run two suites side by side — or the one named by TEST_DATABASE_URL) and a template database migrated from migrations/. The template is named
  * by a hash of migrations/, so an unchanged schema is not migrated again on the next run.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -27,7 +27,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const embedded =
     external === undefined || external === ''
       ? await startEmbeddedPostgres({
-          dataDir: path.resolve('.data/test'),
+          dataDir: path.resolve(process.env.TEST_DATA_DIR ?? '.data/test'),
           port: Number(process.env.TEST_EMBEDDED_PG_PORT ?? 54330),
         })
       : undefined;

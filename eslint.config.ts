@@ -1,0 +1,51 @@
+import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
+import tseslint from 'typescript-eslint';
+
+/** Only the data layer may reach the database driver, the pool or Kysely's runtime. */
+const DATA_LAYER_ONLY = {
+  paths: [
+    { name: 'pg', message: 'Only src/db/ and src/repositories/ may use the pg driver or the pool.' },
+    { name: 'pg-pool', message: 'Only src/db/ and src/repositories/ may use the pool.' },
+    {
+      name: 'kysely',
+      allowTypeImports: true,
+      message: "Only src/db/ and src/repositories/ may use Kysely's runtime; import types with `import type`.",
+    },
+  ],
+  patterns: [
+    { group: ['kysely/*'], allowTypeImports: true, message: "Only src/db/ and src/repositories/ may use Kysely's runtime." },
+  ],
+};
+
+export default defineConfig(
+  { ignores: ['node_modules/', 'coverage/', '.data/', 'db-types/', 'bench/results/'] },
+  js.configs.recommended,
+  tseslint.configs.strictTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/no-non-null-assertion': 'error',
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
+      '@typescript-eslint/no-empty-function': 'off',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/db/**', 'src/repositories/**'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', DATA_LAYER_ONLY] },
+  },
+  {
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-empty-pattern': 'off',
+      'no-empty-pattern': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+    },
+  },
+);
