@@ -18,7 +18,7 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.m
  * const { error, results } = await createMigrator(db).migrateToLatest();
  * ```
  */
-export function createMigrator(db: Kysely<unknown>): Migrator {
+export function createMigrator<T>(db: Kysely<T>): Migrator {
   return new Migrator({
     db,
     provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }),
@@ -46,7 +46,7 @@ export async function migrateToLatest(url: string): Promise<string[]> {
 }
 
 /** Names of the migrations in `migrations/` that the database has not applied. */
-export async function pendingMigrations(db: Kysely<unknown>): Promise<string[]> {
+export async function pendingMigrations<T>(db: Kysely<T>): Promise<string[]> {
   const migrations = await createMigrator(db).getMigrations();
   return migrations.filter((migration) => migration.executedAt === undefined).map((migration) => migration.name);
 }

@@ -22,6 +22,11 @@ export interface AppErrorOptions {
   readonly cause?: unknown;
   /** Seconds a client should wait before retrying (sent as `retry-after`). */
   readonly retryAfterSeconds?: number | undefined;
+  /**
+   * Send `details` even on a 5xx. Only for details the application wrote itself (a readiness
+   * check's name), never anything from a driver.
+   */
+  readonly publicDetails?: boolean | undefined;
 }
 
 export interface ErrorBody {
@@ -43,6 +48,7 @@ export abstract class AppError extends Error {
   readonly field: string | undefined;
   readonly details: readonly ErrorDetail[] | undefined;
   readonly retryAfterSeconds: number | undefined;
+  readonly #publicDetails: boolean;
   /** Server errors (5xx) never expose their message; see {@link publicMessage}. */
   get expose(): boolean {
     return this.statusCode < 500;
@@ -56,6 +62,7 @@ export abstract class AppError extends Error {
     this.field = options.field;
     this.details = options.details;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.#publicDetails = options.publicDetails ?? false;
   }
 
   /** The message a client may read: the real one for 4xx, a fixed phrase for 5xx. */
@@ -82,7 +89,7 @@ export abstract class AppError extends Error {
         code: this.code,
         requestId,
         ...(this.expose && this.field !== undefined ? { field: this.field } : {}),
-        ...(this.expose && this.details !== undefined ? { details: this.details } : {}),
+        ...((this.expose || this.#publicDetails) && this.details !== undefined ? { details: this.details } : {}),
       },
     };
   }
@@ -156,6 +163,13 @@ export class PayloadTooLargeError extends AppError {
   readonly type = 'PayloadTooLargeError';
   constructor(message = 'Request body is too large', options: AppErrorOptions = {}) {
     super(message, 'PAYLOAD_TOO_LARGE', 413, options);
+  }
+}
+
+export class UnsupportedMediaTypeError extends AppError {
+  readonly type = 'UnsupportedMediaTypeError';
+  constructor(message = 'Unsupported content type; send application/json', options: AppErrorOptions = {}) {
+    super(message, 'UNSUPPORTED_MEDIA_TYPE', 415, options);
   }
 }
 

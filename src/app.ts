@@ -1,0 +1,142 @@
+import { randomUUID } from 'node:crypto';
+import type { Writable } from 'node:stream';
+import AjvCompiler from '@fastify/ajv-compiler';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify';
+import type { Kysely } from 'kysely';
+import type { Config } from './config.ts';
+import type { DB } from './db/database.ts';
+import authPlugin from './plugins/auth.ts';
+import databasePlugin from './plugins/database.ts';
+import docsPlugin from './plugins/docs.ts';
+import errorHandler from './plugins/error-handler.ts';
+import securityPlugin from './plugins/security.ts';
+import authRoutes from './routes/auth.ts';
+import healthRoutes from './routes/health.ts';
+import { ErrorSchema, UserSchema } from './routes/schemas.ts';
+import userRoutes from './routes/users.ts';
+import type { AuthEvents } from './services/auth.ts';
+import { PasswordHasher } from './services/passwords.ts';
+
+export interface AppDeps {
+  readonly config: Config;
+  /** The root database, or a transaction (tests): the app never creates or closes it. */
+  readonly db: Kysely<DB>;
+  /** At least 32 bytes: `config.auth.jwtSecret`, or the one generated under DATA_DIR. */
+  readonly jwtSecret: string;
+  readonly hasher?: PasswordHasher;
+  readonly clock?: () => Date;
+  readonly authEvents?: AuthEvents;
+  /** Where logs go (tests capture them); stdout by default. */
+  readonly logStream?: Writable;
+  /** Pretty-print logs (server.ts asks for it when stdout is a terminal). */
+  readonly prettyLogs?: boolean;
+}
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+/** Log fields that must never be written: credentials, tokens, cookies. */
+export const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  '*.password',
+  '*.currentPassword',
+  '*.newPassword',
+  '*.refreshToken',
+  '*.accessToken',
+  '*.token',
+];
+
+/** A request id from the client is kept only when it is short and plain. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Builds the application: every plugin and route, registered explicitly. It never listens and
+ * never reads the environment; `server.ts` does both.
+ *
+ * @example
+ * ```ts
+ * const app = await buildApp({ config, db, jwtSecret });
+ * const response = await app.inject({ method: 'GET', url: '/health/live' });
+ * await app.close();
+ * ```
+ */
+export async function buildApp(deps: AppDeps): Promise<App> {
+  const { config } = deps;
+  const app = Fastify({
+    logger: loggerOptions(deps),
+    bodyLimit: config.http.bodyLimitBytes,
+    trustProxy: trustProxyOption(config.http.trustProxy),
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const header = request.headers['x-request-id'];
+      return typeof header === 'string' && SANE_REQUEST_ID.test(header) ? header : randomUUID();
+    },
+    schemaController: { compilersFactory: { buildValidator: validatorFactory } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addSchema(UserSchema);
+  app.addSchema(ErrorSchema);
+
+  const hasher =
+    deps.hasher ??
+    new PasswordHasher({ concurrency: config.auth.hashConcurrency, queueLimit: config.auth.hashQueueLimit });
+
+  await app.register(errorHandler);
+  await app.register(securityPlugin, { http: config.http });
+  await app.register(docsPlugin);
+  await app.register(databasePlugin, { db: deps.db });
+  await app.register(authPlugin, {
+    config: config.auth,
+    jwtSecret: deps.jwtSecret,
+    hasher,
+    clock: deps.clock ?? (() => new Date()),
+    ...(deps.authEvents === undefined ? {} : { events: deps.authEvents }),
+  });
+
+  await app.register(healthRoutes);
+  await app.register(authRoutes, { config: config.auth });
+  await app.register(userRoutes);
+  return app;
+}
+
+/** A hop count becomes a function: Fastify accepts numbers at run time but its types do not. */
+function trustProxyOption(value: boolean | number | string): boolean | string | ((address: string, hop: number) => boolean) {
+  return typeof value === 'number' ? (_address, hop) => hop < value : value;
+}
+
+function loggerOptions(deps: AppDeps): FastifyServerOptions['logger'] {
+  const base = { level: deps.config.logLevel, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
+  if (deps.logStream !== undefined) return { ...base, stream: deps.logStream };
+  if (deps.prettyLogs === true) return { ...base, transport: { target: 'pino-pretty' } };
+  return base;
+}
+
+/**
+ * Bodies are validated strictly (a number is not silently turned into a string password) and
+ * report every failure; query strings and params are coerced from their string form.
+ */
+function validatorFactory(
+  externalSchemas: Parameters<ReturnType<typeof AjvCompiler>>[0],
+): ReturnType<ReturnType<typeof AjvCompiler>> {
+  const body = AjvCompiler()(externalSchemas, { customOptions: { coerceTypes: false, allErrors: true } });
+  const other = AjvCompiler()(externalSchemas, { customOptions: { coerceTypes: 'array', allErrors: true } });
+  return (route) => (route.httpPart === 'body' ? body(route) : other(route));
+}

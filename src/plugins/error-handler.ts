@@ -1,0 +1,101 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import {
+  AppError,
+  AuthenticationError,
+  AuthorizationError,
+  InternalError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RateLimitError,
+  UnsupportedMediaTypeError,
+  ValidationError,
+  type ErrorDetail,
+} from '../errors/index.ts';
+
+/**
+ * Every error, whatever produced it, leaves as the contract's one JSON shape with the request id.
+ * 5xx bodies say only "Internal server error" / "Service unavailable"; the cause is logged.
+ */
+export default fp(
+  async (app) => {
+    app.setErrorHandler(async (error: unknown, request, reply) => sendError(toAppError(error), request, reply, error));
+    app.setNotFoundHandler(async (request, reply) =>
+      sendError(new NotFoundError(`Route ${request.method} ${request.url.split('?')[0] ?? ''} not found`), request, reply),
+    );
+  },
+  { name: 'error-handler' },
+);
+
+function sendError(appError: AppError, request: FastifyRequest, reply: FastifyReply, original?: unknown) {
+  if (appError.statusCode >= 500) {
+    request.log.error({ err: original ?? appError, code: appError.code }, 'request failed');
+  } else {
+    request.log.info({ code: appError.code, statusCode: appError.statusCode }, appError.message);
+  }
+  if (appError.retryAfterSeconds !== undefined) reply.header('retry-after', String(appError.retryAfterSeconds));
+  return reply.code(appError.statusCode).type('application/json; charset=utf-8').send(appError.toJSON(request.id));
+}
+
+/** Maps what Fastify and its plugins throw onto the error family; anything unknown is a 500. */
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const fastifyError = error as Partial<FastifyError> & { validation?: unknown };
+  if (Array.isArray(fastifyError.validation)) {
+    const details = validationDetails(fastifyError.validation, fastifyError.validationContext);
+    return new ValidationError(
+      details.length === 1 && details[0] !== undefined ? `${details[0].path} ${details[0].message}` : 'Request is invalid',
+      { details, field: details.length === 1 ? details[0]?.path.replace(/^\/?(body|querystring|params)\/?/, '') : undefined, cause: error },
+    );
+  }
+  const status = fastifyError.statusCode;
+  const options = { cause: error };
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new PayloadTooLargeError(undefined, options);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new UnsupportedMediaTypeError(undefined, options);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ValidationError('Body must not be empty when content-type is application/json', options);
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new ValidationError('Body is not valid JSON', options);
+    default:
+      break;
+  }
+  if (error instanceof SyntaxError && status === 400) return new ValidationError('Body is not valid JSON', options);
+  switch (status) {
+    case 400:
+      return new ValidationError('Bad request', options);
+    case 401:
+      return new AuthenticationError('Authentication required', 'INVALID_TOKEN', options);
+    case 403:
+      return new AuthorizationError(undefined, options);
+    case 404:
+      return new NotFoundError(undefined, options);
+    case 413:
+      return new PayloadTooLargeError(undefined, options);
+    case 415:
+      return new UnsupportedMediaTypeError(undefined, options);
+    case 429:
+      return new RateLimitError(undefined, options);
+    default:
+      return new InternalError(undefined, options);
+  }
+}
+
+interface AjvError {
+  readonly instancePath?: string;
+  readonly message?: string;
+  readonly keyword?: string;
+  readonly params?: { readonly missingProperty?: string; readonly additionalProperty?: string };
+}
+
+function validationDetails(errors: readonly AjvError[], context: string | undefined): ErrorDetail[] {
+  return errors.map((item) => {
+    let path = `/${context ?? 'body'}${item.instancePath ?? ''}`;
+    if (item.params?.missingProperty !== undefined) path += `/${item.params.missingProperty}`;
+    if (item.params?.additionalProperty !== undefined) path += `/${item.params.additionalProperty}`;
+    return { path, message: item.message ?? 'is invalid' };
+  });
+}

@@ -1,0 +1,57 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { AuthenticationError } from '../errors/index.ts';
+import type { Principal } from '../services/auth.ts';
+import { errors, UserEnvelope } from './schemas.ts';
+
+function principalOf(principal: Principal | null): Principal {
+  if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
+  return principal;
+}
+
+/** GET /users (admins, keyset-paginated) and GET /users/:id (admins or the user themself). */
+const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/users',
+    {
+      preHandler: [app.authenticate, app.requireRole('admin')],
+      schema: {
+        tags: ['users'],
+        summary: 'List users, newest first',
+        security: [{ bearerAuth: [] }],
+        querystring: Type.Object(
+          {
+            limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+            cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'nextCursor of the previous page' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object(
+            { items: Type.Array(Type.Ref('User')), nextCursor: Type.Union([Type.String(), Type.Null()]) },
+            { additionalProperties: false },
+          ),
+          ...errors(400, 401, 403, 503),
+        },
+      },
+    },
+    async (request) => app.auth.listUsers(principalOf(request.principal), request.query.limit, request.query.cursor),
+  );
+
+  app.get(
+    '/users/:id',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        tags: ['users'],
+        summary: 'One user (admins, or the user themself)',
+        security: [{ bearerAuth: [] }],
+        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        response: { 200: UserEnvelope, ...errors(400, 401, 403, 404, 503) },
+      },
+    },
+    async (request) => ({ user: await app.auth.getUser(principalOf(request.principal), request.params.id) }),
+  );
+};
+
+export default userRoutes;

@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import closeWithGrace from 'close-with-grace';
+import { buildApp } from './app.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { createDatabase, createPool } from './db/database.ts';
+import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
+import { openDatabaseTarget } from './db/target.ts';
+
+/**
+ * The process entry (`npm start`): validate the environment, start or reach PostgreSQL, migrate
+ * when asked (refuse to serve a schema that is behind otherwise), listen, and on SIGINT/SIGTERM
+ * finish in-flight requests within the grace period before closing the pool and the embedded server.
+ */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+
+  const say = (message: string) => process.stderr.write(`${message}\n`);
+  const target = await openDatabaseTarget(config, say);
+  try {
+    if (config.migrateOnStart) {
+      const applied = await migrateToLatest(target.url);
+      if (applied.length > 0) say(`applied migrations: ${applied.join(', ')}`);
+    }
+  } catch (error) {
+    await target.close();
+    throw error;
+  }
+
+  const pool = createPool({ ...config.database, url: target.url });
+  const db = createDatabase({ ...config.database, url: target.url }, { pool });
+  const pending = await pendingMigrations(db).catch(async (error: unknown) => {
+    await db.destroy();
+    await target.close();
+    throw error;
+  });
+  if (pending.length > 0) {
+    await db.destroy();
+    await target.close();
+    say(
+      `Refusing to start: ${pending.length} pending migration(s) (${pending.join(', ')}). ` +
+        'Run `npm run migrate`, or set MIGRATE_ON_START=true.',
+    );
+    process.exit(1);
+  }
+
+  const app = await buildApp({
+    config,
+    db,
+    jwtSecret: await resolveJwtSecret(config),
+    prettyLogs: process.stdout.isTTY,
+  });
+
+  closeWithGrace({ delay: config.shutdownGraceMs, logger: app.log }, async ({ signal, err }) => {
+    if (err !== undefined) app.log.error({ err }, 'shutting down after an error');
+    else app.log.info({ signal }, 'shutting down');
+    // close() stops accepting connections and waits for in-flight requests.
+    await app.close();
+    await db.destroy();
+    await target.close();
+  });
+
+  await app.listen({ host: config.host, port: config.port });
+}
+
+/**
+ * JWT_SECRET when set (required in production); otherwise a random secret generated once and
+ * kept under DATA_DIR, so tokens survive restarts of a development server.
+ */
+async function resolveJwtSecret(config: Config): Promise<string> {
+  if (config.auth.jwtSecret !== undefined) return config.auth.jwtSecret;
+  const file = path.join(config.dataDir, 'jwt-secret');
+  try {
+    const existing = (await fs.readFile(file, 'utf8')).trim();
+    if (Buffer.byteLength(existing) >= 32) return existing;
+  } catch {
+    // not generated yet
+  }
+  const secret = randomBytes(48).toString('base64url');
+  await fs.mkdir(config.dataDir, { recursive: true });
+  await fs.writeFile(file, secret, { mode: 0o600 });
+  return secret;
+}
+
+await main();

@@ -1,0 +1,294 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { DB } from '../db/database.ts';
+import { withTransaction } from '../db/transactions.ts';
+import { AuthenticationError, AuthorizationError, NotFoundError, ValidationError } from '../errors/index.ts';
+import { RefreshTokenRepository } from '../repositories/refresh-tokens.ts';
+import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
+import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
+import type { PasswordHasher } from './passwords.ts';
+import { hashRefreshToken, newRefreshToken, type AccessTokenSigner } from './tokens.ts';
+
+/** A user as clients see it: never a password or its hash. */
+export interface PublicUser {
+  readonly id: string;
+  readonly email: string;
+  readonly name: string;
+  readonly role: UserRole;
+  readonly createdAt: Date;
+  readonly lastLoginAt: Date | null;
+}
+
+export interface TokenPair {
+  readonly accessToken: string;
+  readonly refreshToken: string;
+  readonly tokenType: 'Bearer';
+  readonly expiresIn: number;
+}
+
+/** Who is asking: the subject of a verified access token, with the role the database holds now. */
+export interface Principal {
+  readonly userId: string;
+  readonly role: UserRole;
+}
+
+export interface AuthServiceDeps {
+  readonly db: Kysely<DB>;
+  readonly hasher: PasswordHasher;
+  readonly signer: AccessTokenSigner;
+  readonly clock: () => Date;
+  readonly refreshTokenTtlSeconds: number;
+  /** Told of security-relevant outcomes (metrics count them). */
+  readonly events?: AuthEvents;
+}
+
+export interface AuthEvents {
+  onLogin?(outcome: 'success' | 'failure'): void;
+  onRefresh?(outcome: 'rotated' | 'reused' | 'rejected'): void;
+}
+
+const INVALID_CREDENTIALS = 'Invalid email or password';
+
+/**
+ * Registration, login, refresh-token rotation, logout and password changes.
+ *
+ * @example
+ * ```ts
+ * const auth = new AuthService({ db, hasher, signer, clock: () => new Date(), refreshTokenTtlSeconds: 2592000 });
+ * await auth.register({ email: 'ada@example.com', password: 'correct horse', name: 'Ada' });
+ * const { accessToken, refreshToken } = await auth.login('ada@example.com', 'correct horse');
+ * ```
+ */
+export class AuthService {
+  readonly #deps: AuthServiceDeps;
+
+  constructor(deps: AuthServiceDeps) {
+    this.#deps = deps;
+  }
+
+  /** @throws {UniqueConstraintError} field `email` when the canonical email is taken. */
+  async register(input: { email: string; password: string; name: string; role?: UserRole }): Promise<PublicUser> {
+    const email = canonicalEmail(input.email);
+    const name = normaliseName(input.name);
+    assertValidPassword(input.password);
+    // Hash before the transaction: a connection is not held for the ~25 ms argon2 takes.
+    const passwordHash = await this.#deps.hasher.hash(input.password);
+    const user = await withTransaction(this.#deps.db, (trx) =>
+      new UserRepository(trx).create({ email, name, passwordHash, ...(input.role ? { role: input.role } : {}) }),
+    );
+    return toPublicUser(user);
+  }
+
+  /**
+   * Verifies the password exactly once (against a dummy hash for an unknown email, so both
+   * failures cost the same and answer the same), then opens a refresh-token family.
+   */
+  async login(emailInput: string, password: string): Promise<{ user: PublicUser } & TokenPair> {
+    const users = new UserRepository(this.#deps.db);
+    let email: string;
+    try {
+      email = canonicalEmail(emailInput);
+    } catch {
+      await this.#deps.hasher.verifyDummy(password);
+      return this.#failLogin();
+    }
+    const user = await users.findByEmail(email);
+    const valid =
+      user === undefined
+        ? await this.#deps.hasher.verifyDummy(password)
+        : await this.#deps.hasher.verify(user.password_hash, password);
+    if (user === undefined || !valid) return this.#failLogin();
+
+    const now = this.#deps.clock();
+    const upgradedHash = this.#deps.hasher.needsRehash(user.password_hash)
+      ? await this.#deps.hasher.hash(password)
+      : undefined;
+    const refreshToken = newRefreshToken();
+    await withTransaction(this.#deps.db, async (trx) => {
+      const txUsers = new UserRepository(trx);
+      await txUsers.updateLastLogin(user.id, now);
+      if (upgradedHash !== undefined) await txUsers.updatePasswordHash(user.id, upgradedHash, now);
+      await new RefreshTokenRepository(trx).insert({
+        userId: user.id,
+        familyId: randomUUID(),
+        tokenHash: hashRefreshToken(refreshToken),
+        expiresAt: new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000),
+      });
+    });
+    this.#deps.events?.onLogin?.('success');
+    return {
+      user: toPublicUser({ ...user, last_login_at: now }),
+      ...this.#tokenPair(user, refreshToken),
+    };
+  }
+
+  /**
+   * Rotates a refresh token: the presented one stops working and a new one of the same family
+   * (same absolute expiry) is returned. A token that was already rotated is a sign of theft:
+   * its whole family is revoked and the call fails.
+   */
+  async refresh(presented: string): Promise<TokenPair> {
+    const now = this.#deps.clock();
+    const next = newRefreshToken();
+    const outcome = await withTransaction(this.#deps.db, async (trx) => {
+      const tokens = new RefreshTokenRepository(trx);
+      const token = await tokens.findByHash(hashRefreshToken(presented));
+      if (token === undefined || token.revoked_at !== null) return { kind: 'rejected' } as const;
+      if (token.expires_at.getTime() <= now.getTime()) return { kind: 'expired' } as const;
+      // Exactly one concurrent caller can flip rotated_at; every other one is a reuse.
+      if (token.rotated_at !== null || !(await tokens.markRotated(token.id, now))) {
+        // Committed with the transaction; the error is raised after it, outside.
+        await tokens.revokeFamily(token.family_id, now);
+        return { kind: 'reused' } as const;
+      }
+      const user = await new UserRepository(trx).findById(token.user_id);
+      if (user === undefined) return { kind: 'rejected' } as const;
+      await tokens.insert({
+        userId: token.user_id,
+        familyId: token.family_id,
+        tokenHash: hashRefreshToken(next),
+        expiresAt: token.expires_at,
+      });
+      return { kind: 'rotated', user } as const;
+    });
+
+    switch (outcome.kind) {
+      case 'rotated':
+        this.#deps.events?.onRefresh?.('rotated');
+        return this.#tokenPair(outcome.user, next);
+      case 'reused':
+        this.#deps.events?.onRefresh?.('reused');
+        throw new AuthenticationError('Refresh token was already used; its session has been revoked', 'INVALID_TOKEN');
+      case 'expired':
+        this.#deps.events?.onRefresh?.('rejected');
+        throw new AuthenticationError('Refresh token has expired', 'TOKEN_EXPIRED');
+      case 'rejected':
+        this.#deps.events?.onRefresh?.('rejected');
+        throw new AuthenticationError('Invalid refresh token', 'INVALID_TOKEN');
+    }
+  }
+
+  /** Revokes the family of a live refresh token (this session, on every device it was rotated to). */
+  async logout(presented: string): Promise<void> {
+    const now = this.#deps.clock();
+    const outcome = await withTransaction(this.#deps.db, async (trx) => {
+      const tokens = new RefreshTokenRepository(trx);
+      const token = await tokens.findByHash(hashRefreshToken(presented));
+      if (token === undefined || token.revoked_at !== null || token.expires_at.getTime() <= now.getTime()) {
+        return 'invalid';
+      }
+      await tokens.revokeFamily(token.family_id, now);
+      // A rotated token still revokes its family (it may be the thief's), but is not a valid logout.
+      return token.rotated_at === null ? 'done' : 'invalid';
+    });
+    if (outcome === 'invalid') throw new AuthenticationError('Invalid refresh token', 'INVALID_TOKEN');
+  }
+
+  /** Changes the password after checking the current one, and revokes every refresh token of the user. */
+  async changePassword(principal: Principal, currentPassword: string, newPassword: string): Promise<void> {
+    assertValidPassword(newPassword, 'newPassword');
+    const user = await new UserRepository(this.#deps.db).findById(principal.userId);
+    if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    if (!(await this.#deps.hasher.verify(user.password_hash, currentPassword))) {
+      throw new AuthenticationError('Current password is incorrect', 'INVALID_CREDENTIALS', {
+        field: 'currentPassword',
+      });
+    }
+    const passwordHash = await this.#deps.hasher.hash(newPassword);
+    const now = this.#deps.clock();
+    await withTransaction(this.#deps.db, async (trx) => {
+      await new UserRepository(trx).updatePasswordHash(user.id, passwordHash, now);
+      await new RefreshTokenRepository(trx).revokeAllForUser(user.id, now);
+    });
+  }
+
+  /**
+   * The user behind a verified access token, with the role the database holds now (a demoted
+   * admin loses access at once, not when the token expires).
+   *
+   * @throws {AuthenticationError} when the user no longer exists.
+   */
+  async principalOf(userId: string): Promise<{ principal: Principal; user: PublicUser }> {
+    const user = await new UserRepository(this.#deps.db).findById(userId);
+    if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    return { principal: { userId: user.id, role: user.role }, user: toPublicUser(user) };
+  }
+
+  /** @throws {AuthorizationError} unless the principal is an admin or the user themself; {@link NotFoundError}. */
+  async getUser(principal: Principal, id: string): Promise<PublicUser> {
+    if (principal.role !== 'admin' && principal.userId !== id) throw new AuthorizationError();
+    const user = await new UserRepository(this.#deps.db).findById(id);
+    if (user === undefined) throw new NotFoundError('User not found');
+    return toPublicUser(user);
+  }
+
+  /** One page of users, newest first, and the cursor of the next page (null on the last). */
+  async listUsers(
+    principal: Principal,
+    limit: number,
+    cursor: string | undefined,
+  ): Promise<{ items: PublicUser[]; nextCursor: string | null }> {
+    if (principal.role !== 'admin') throw new AuthorizationError();
+    // One extra row tells whether another page exists, without a count query.
+    const rows = await new UserRepository(this.#deps.db).list(
+      limit + 1,
+      cursor === undefined ? undefined : decodeCursor(cursor),
+    );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      items: page.map(toPublicUser),
+      nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null,
+    };
+  }
+
+  #failLogin(): never {
+    this.#deps.events?.onLogin?.('failure');
+    throw new AuthenticationError(INVALID_CREDENTIALS, 'INVALID_CREDENTIALS');
+  }
+
+  #tokenPair(user: UserRow, refreshToken: string): TokenPair {
+    return {
+      accessToken: this.#deps.signer.sign({ sub: user.id, role: user.role, typ: 'access' }),
+      refreshToken,
+      tokenType: 'Bearer',
+      expiresIn: this.#deps.signer.expiresIn,
+    };
+  }
+}
+
+export function toPublicUser(user: UserRow): PublicUser {
+  return {
+    id: user.id,
+    email: user.email,
+    name: user.name,
+    role: user.role,
+    createdAt: user.created_at,
+    lastLoginAt: user.last_login_at,
+  };
+}
+
+function encodeCursor(user: UserRow): string {
+  return Buffer.from(JSON.stringify([user.created_at.toISOString(), user.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  try {
+    const decoded: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(decoded) && decoded.length === 2) {
+      const [createdAt, id] = decoded as [unknown, unknown];
+      const date = typeof createdAt === 'string' ? new Date(createdAt) : undefined;
+      if (
+        date !== undefined &&
+        !Number.isNaN(date.getTime()) &&
+        typeof id === 'string' &&
+        /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
+      ) {
+        return { createdAt: date, id };
+      }
+    }
+  } catch {
+    // fall through: not base64url JSON
+  }
+  throw new ValidationError('Invalid cursor', { field: 'cursor' });
+}

@@ -1,0 +1,136 @@
+import { randomBytes } from 'node:crypto';
+import argon2 from 'argon2';
+import { ServiceUnavailableError } from '../errors/index.ts';
+
+/** argon2id parameters; the defaults are OWASP's minimum (m=19 MiB, t=2, p=1). */
+export interface Argon2Params {
+  readonly memoryCost: number;
+  readonly timeCost: number;
+  readonly parallelism: number;
+}
+
+export const OWASP_ARGON2ID: Argon2Params = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+
+/**
+ * Stored hashes whose cost exceeds these are refused unverified: a planted hash with
+ * m=4 GiB or t=1000 would otherwise turn one login into a denial of service.
+ */
+const MAX_STORED = { memoryCost: 262_144, timeCost: 16, parallelism: 8 } as const;
+
+export interface PasswordHasherOptions {
+  readonly params?: Argon2Params;
+  /** Hashes computed at once; argon2 runs on libuv's threadpool (4 threads), shared with fs and dns. */
+  readonly concurrency: number;
+  /** Hash requests allowed to wait; beyond that callers get 503 instead of an unbounded pile-up. */
+  readonly queueLimit: number;
+}
+
+/**
+ * argon2id hashing with bounded concurrency.
+ *
+ * @example
+ * ```ts
+ * const hasher = new PasswordHasher({ concurrency: 2, queueLimit: 64 });
+ * const hash = await hasher.hash('correct horse battery staple');
+ * await hasher.verify(hash, 'correct horse battery staple'); // true
+ * ```
+ */
+export class PasswordHasher {
+  readonly #params: Argon2Params;
+  readonly #limiter: ConcurrencyLimiter;
+  #dummyHash: Promise<string> | undefined;
+
+  constructor(options: PasswordHasherOptions) {
+    this.#params = options.params ?? OWASP_ARGON2ID;
+    this.#limiter = new ConcurrencyLimiter(options.concurrency, options.queueLimit);
+  }
+
+  /** Hashes waiting for a free slot (a metrics gauge). */
+  get queueDepth(): number {
+    return this.#limiter.waiting;
+  }
+
+  async hash(password: string): Promise<string> {
+    return this.#limiter.run(() => argon2.hash(password, { type: argon2.argon2id, ...this.#params }));
+  }
+
+  /**
+   * Whether `password` matches `hash`. Malformed hashes and hashes with extreme parameters are
+   * refused (false) without running argon2 on them.
+   */
+  async verify(hash: string, password: string): Promise<boolean> {
+    const params = parseParams(hash);
+    if (
+      params === undefined ||
+      params.memoryCost > MAX_STORED.memoryCost ||
+      params.timeCost > MAX_STORED.timeCost ||
+      params.parallelism > MAX_STORED.parallelism
+    ) {
+      return false;
+    }
+    return this.#limiter.run(() => argon2.verify(hash, password).catch(() => false));
+  }
+
+  /**
+   * Spends the same work as a real verification and returns false: used for unknown emails so
+   * they cannot be told apart from wrong passwords by timing.
+   */
+  async verifyDummy(password: string): Promise<false> {
+    this.#dummyHash ??= this.hash(randomBytes(16).toString('base64url'));
+    await this.verify(await this.#dummyHash, password);
+    return false;
+  }
+
+  /** Whether a hash was made with other parameters than the current ones (upgrade on login). */
+  needsRehash(hash: string): boolean {
+    return argon2.needsRehash(hash, { ...this.#params });
+  }
+}
+
+function parseParams(hash: string): Argon2Params | undefined {
+  // PHC string: $argon2id$v=19$m=19456,p=1,t=2$salt$hash (parameter order varies between libraries)
+  const params = /^\$argon2(?:id|i|d)\$v=\d+\$([a-z0-9=,]+)\$/.exec(hash)?.[1];
+  if (params === undefined) return undefined;
+  const values = new Map(params.split(',').map((pair) => pair.split('=') as [string, string]));
+  const memoryCost = Number(values.get('m'));
+  const timeCost = Number(values.get('t'));
+  const parallelism = Number(values.get('p'));
+  if (![memoryCost, timeCost, parallelism].every((n) => Number.isSafeInteger(n) && n > 0)) return undefined;
+  return { memoryCost, timeCost, parallelism };
+}
+
+/** Runs at most `limit` tasks at once; up to `queueLimit` more wait, the rest are refused. */
+class ConcurrencyLimiter {
+  readonly #limit: number;
+  readonly #queueLimit: number;
+  readonly #queue: Array<() => void> = [];
+  #running = 0;
+
+  constructor(limit: number, queueLimit: number) {
+    this.#limit = limit;
+    this.#queueLimit = queueLimit;
+  }
+
+  get waiting(): number {
+    return this.#queue.length;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.#limit) {
+      if (this.#queue.length >= this.#queueLimit) {
+        throw new ServiceUnavailableError('Too many password operations in progress', 'OVERLOADED');
+      }
+      await new Promise<void>((resolve) => this.#queue.push(resolve));
+    } else {
+      this.#running++;
+    }
+    try {
+      return await task();
+    } finally {
+      const next = this.#queue.shift();
+      // The slot passes straight to the next waiter, so #running stays as it is.
+      if (next === undefined) this.#running--;
+      else next();
+    }
+  }
+}
