@@ -17,6 +17,7 @@ import authPlugin from './plugins/auth.ts';
 import databasePlugin from './plugins/database.ts';
 import docsPlugin from './plugins/docs.ts';
 import errorHandler from './plugins/error-handler.ts';
+import metricsPlugin, { AppMetrics, type PoolStats } from './plugins/metrics.ts';
 import securityPlugin from './plugins/security.ts';
 import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
@@ -34,6 +35,10 @@ export interface AppDeps {
   readonly hasher?: PasswordHasher;
   readonly clock?: () => Date;
   readonly authEvents?: AuthEvents;
+  /** Shared with the database's query hook (server.ts); a fresh registry by default. */
+  readonly metrics?: AppMetrics;
+  /** The pool's counters for the /metrics gauges; absent when `db` is a borrowed transaction. */
+  readonly poolStats?: () => PoolStats;
   /** Where logs go (tests capture them); stdout by default. */
   readonly logStream?: Writable;
   /** Pretty-print logs (server.ts asks for it when stdout is a terminal). */
@@ -99,20 +104,28 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     deps.hasher ??
     new PasswordHasher({ concurrency: config.auth.hashConcurrency, queueLimit: config.auth.hashQueueLimit });
 
+  const metrics = deps.metrics ?? new AppMetrics();
+
   await app.register(errorHandler);
   await app.register(securityPlugin, { http: config.http });
   await app.register(docsPlugin);
+  await app.register(metricsPlugin, {
+    metrics,
+    poolStats: deps.poolStats,
+    hashQueueDepth: () => hasher.queueDepth,
+    bearerToken: config.metrics.bearerToken,
+  });
   await app.register(databasePlugin, { db: deps.db });
   await app.register(authPlugin, {
     config: config.auth,
     jwtSecret: deps.jwtSecret,
     hasher,
     clock: deps.clock ?? (() => new Date()),
-    ...(deps.authEvents === undefined ? {} : { events: deps.authEvents }),
+    events: deps.authEvents ?? metrics.authEvents,
   });
 
   await app.register(healthRoutes);
-  await app.register(authRoutes, { config: config.auth });
+  await app.register(authRoutes, { config: config.auth, onRateLimited: (limiter) => metrics.onRateLimited(limiter) });
   await app.register(userRoutes);
   return app;
 }

@@ -4,9 +4,12 @@ import path from 'node:path';
 import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
+import type { FastifyBaseLogger } from 'fastify';
 import { createDatabase, createPool } from './db/database.ts';
+import { logQuery, queryLogHook } from './db/instrumentation.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
 import { openDatabaseTarget } from './db/target.ts';
+import { AppMetrics } from './plugins/metrics.ts';
 
 /**
  * The process entry (`npm start`): validate the environment, start or reach PostgreSQL, migrate
@@ -37,8 +40,19 @@ async function main(): Promise<void> {
     throw error;
   }
 
+  const metrics = new AppMetrics();
+  let log: FastifyBaseLogger | undefined;
   const pool = createPool({ ...config.database, url: target.url });
-  const db = createDatabase({ ...config.database, url: target.url }, { pool });
+  const db = createDatabase(
+    { ...config.database, url: target.url },
+    {
+      pool,
+      onQuery: queryLogHook((event) => {
+        metrics.observeQuery(event);
+        if (log !== undefined) logQuery(log, event, config.database);
+      }),
+    },
+  );
   const pending = await pendingMigrations(db).catch(async (error: unknown) => {
     await db.destroy();
     await target.close();
@@ -59,7 +73,10 @@ async function main(): Promise<void> {
     db,
     jwtSecret: await resolveJwtSecret(config),
     prettyLogs: process.stdout.isTTY,
+    metrics,
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: config.database.poolMax }),
   });
+  log = app.log;
 
   closeWithGrace({ delay: config.shutdownGraceMs, logger: app.log }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error');

@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { DB, RefreshTokens } from '../../db-types/index.ts';
+import { instrumentRepository } from '../db/instrumentation.ts';
 
 export type RefreshTokenRow = Selectable<RefreshTokens>;
 
@@ -81,3 +82,5 @@ export class RefreshTokenRepository {
     return Number(result.numUpdatedRows);
   }
 }
+
+instrumentRepository(RefreshTokenRepository, 'refreshTokens');

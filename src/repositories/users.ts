@@ -1,5 +1,6 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
 import type { DB, Users } from '../../db-types/index.ts';
+import { instrumentRepository } from '../db/instrumentation.ts';
 import { NotFoundError } from '../errors/index.ts';
 
 export type UserRow = Selectable<Users>;
@@ -97,3 +98,5 @@ export class UserRepository {
     return result.numDeletedRows > 0n;
   }
 }
+
+instrumentRepository(UserRepository, 'users');

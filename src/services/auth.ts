@@ -67,16 +67,8 @@ export class AuthService {
   }
 
   /** @throws {UniqueConstraintError} field `email` when the canonical email is taken. */
-  async register(input: { email: string; password: string; name: string; role?: UserRole }): Promise<PublicUser> {
-    const email = canonicalEmail(input.email);
-    const name = normaliseName(input.name);
-    assertValidPassword(input.password);
-    // Hash before the transaction: a connection is not held for the ~25 ms argon2 takes.
-    const passwordHash = await this.#deps.hasher.hash(input.password);
-    const user = await withTransaction(this.#deps.db, (trx) =>
-      new UserRepository(trx).create({ email, name, passwordHash, ...(input.role ? { role: input.role } : {}) }),
-    );
-    return toPublicUser(user);
+  async register(input: NewAccount): Promise<PublicUser> {
+    return registerUser(this.#deps, input);
   }
 
   /**
@@ -255,6 +247,35 @@ export class AuthService {
       expiresIn: this.#deps.signer.expiresIn,
     };
   }
+}
+
+export interface NewAccount {
+  readonly email: string;
+  readonly password: string;
+  readonly name: string;
+  readonly role?: UserRole;
+}
+
+/**
+ * Creates an account: canonical email, trimmed name, password checked and hashed with argon2id.
+ * Used by POST /auth/register and by `npm run user:create` (which may give the admin role).
+ *
+ * @throws {ValidationError} for a malformed email, name or password.
+ * @throws {UniqueConstraintError} field `email` when the canonical email is taken.
+ */
+export async function registerUser(
+  deps: { readonly db: Kysely<DB>; readonly hasher: PasswordHasher },
+  input: NewAccount,
+): Promise<PublicUser> {
+  const email = canonicalEmail(input.email);
+  const name = normaliseName(input.name);
+  assertValidPassword(input.password);
+  // Hashed before the transaction: no connection is held for the ~25 ms argon2 takes.
+  const passwordHash = await deps.hasher.hash(input.password);
+  const user = await withTransaction(deps.db, (trx) =>
+    new UserRepository(trx).create({ email, name, passwordHash, ...(input.role === undefined ? {} : { role: input.role }) }),
+  );
+  return toPublicUser(user);
 }
 
 export function toPublicUser(user: UserRow): PublicUser {

@@ -1,0 +1,99 @@
+import { createInterface } from 'node:readline/promises';
+import { Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config.ts';
+import { createDatabase } from '../db/database.ts';
+import { migrateToLatest } from '../db/migrator.ts';
+import { openDatabaseTarget } from '../db/target.ts';
+import { AppError } from '../errors/index.ts';
+import { registerUser } from '../services/auth.ts';
+import { PasswordHasher } from '../services/passwords.ts';
+
+const USAGE = `Usage: npm run user:create -- --email EMAIL --name NAME [--role admin|user]
+The password is read from standard input (one line), or asked for at a terminal prompt;
+it is never taken from the command line, where other users and shell history could see it.`;
+
+/**
+ * npm run user:create — creates a user (the first admin) on the database the server uses.
+ *
+ * @example
+ * ```sh
+ * printf '%s\n' 'a long passphrase' | npm run user:create -- --email admin@example.com --name Admin --role admin
+ * ```
+ */
+async function main(): Promise<number> {
+  let values: { email?: string; name?: string; role?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      options: {
+        email: { type: 'string' },
+        name: { type: 'string' },
+        role: { type: 'string', default: 'user' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const { email, name, role } = values;
+  if (email === undefined || name === undefined || (role !== 'admin' && role !== 'user')) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+
+  const password = await readPassword();
+  const config = loadConfig();
+  const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
+  const db = createDatabase({ ...config.database, url: target.url, poolMax: 1 });
+  try {
+    if (config.migrateOnStart) await migrateToLatest(target.url);
+    const hasher = new PasswordHasher({ concurrency: 1, queueLimit: 0 });
+    const user = await registerUser({ db, hasher }, { email, name, password, role });
+    process.stdout.write(`created ${user.role} ${user.email} (id ${user.id})\n`);
+    return 0;
+  } catch (error) {
+    const message = error instanceof AppError ? `${error.message}${error.field ? ` (${error.field})` : ''}` : String(error);
+    process.stderr.write(`user:create failed: ${message}\n`);
+    return 1;
+  } finally {
+    await db.destroy();
+    await target.close();
+  }
+}
+
+/** One line from stdin; at a terminal, asked twice without echo. Never trimmed: only the line break goes. */
+async function readPassword(): Promise<string> {
+  if (!process.stdin.isTTY) {
+    let input = '';
+    for await (const chunk of process.stdin) input += String(chunk);
+    return input.replace(/\r?\n$/, '');
+  }
+  const ask = async (prompt: string) => {
+    let muted = false;
+    const output = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        if (!muted) process.stdout.write(chunk);
+        callback();
+      },
+    });
+    const rl = createInterface({ input: process.stdin, output, terminal: true });
+    const answer = rl.question(prompt);
+    muted = true;
+    try {
+      return await answer;
+    } finally {
+      rl.close();
+      process.stdout.write('\n');
+    }
+  };
+  const first = await ask('Password: ');
+  if ((await ask('Repeat password: ')) !== first) throw new Error('The passwords do not match');
+  return first;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,102 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { LogEvent } from 'kysely';
+import { AppError } from '../errors/index.ts';
+
+/** The repository operation a query runs for, e.g. `users.findByEmail`. */
+const currentOperation = new AsyncLocalStorage<string>();
+
+/** One executed query, labelled for metrics and the slow-query log; never its parameters. */
+export interface QueryEvent {
+  /** `repository.method`, or `unlabelled` for queries outside a repository. */
+  readonly operation: string;
+  readonly durationMs: number;
+  /** `ok`, or the error code of the AppError it failed with (a bounded set). */
+  readonly outcome: string;
+  readonly sql: string;
+  readonly parameterCount: number;
+}
+
+/**
+ * Labels every query a repository method runs with `prefix.method`, so metrics can say which
+ * operation was slow without ever using SQL text as a label. One call per repository class.
+ *
+ * @example
+ * ```ts
+ * export class UserRepository { async findById(id: string) { … } }
+ * instrumentRepository(UserRepository, 'users'); // queries of findById are labelled users.findById
+ * ```
+ */
+export function instrumentRepository(target: { prototype: object }, prefix: string): void {
+  const prototype = target.prototype as Record<string, unknown>;
+  for (const name of Object.getOwnPropertyNames(prototype)) {
+    const method = prototype[name];
+    if (name === 'constructor' || typeof method !== 'function') continue;
+    const operation = `${prefix}.${name}`;
+    Object.defineProperty(prototype, name, {
+      configurable: true,
+      writable: true,
+      value: function (this: unknown, ...args: unknown[]): unknown {
+        return currentOperation.run(operation, () => Reflect.apply(method, this, args));
+      },
+    });
+  }
+}
+
+/**
+ * Runs `fn` with its queries labelled `operation` (for queries outside repositories: health checks).
+ */
+export function withOperation<T>(operation: string, fn: () => T): T {
+  return currentOperation.run(operation, fn);
+}
+
+/**
+ * Adapts Kysely's `log` hook: every query becomes a {@link QueryEvent} for `onQuery`.
+ *
+ * @example
+ * ```ts
+ * const db = createDatabase(config, { onQuery: queryLogHook((event) => histogram.observe(…)) });
+ * ```
+ */
+export function queryLogHook(onQuery: (event: QueryEvent) => void): (event: LogEvent) => void {
+  return (event) => {
+    onQuery({
+      operation: currentOperation.getStore() ?? 'unlabelled',
+      durationMs: event.queryDurationMillis,
+      outcome: event.level === 'error' ? outcomeOf(event.error) : 'ok',
+      sql: event.query.sql,
+      parameterCount: event.query.parameters.length,
+    });
+  };
+}
+
+function outcomeOf(error: unknown): string {
+  return error instanceof AppError ? error.code : 'UNKNOWN';
+}
+
+export interface QueryLogOptions {
+  /** Queries at least this slow are logged at warn. */
+  readonly slowQueryMs: number;
+  /** Every other query is logged at debug. */
+  readonly logQueries: boolean;
+}
+
+interface QueryLogger {
+  warn(fields: object, message: string): void;
+  debug(fields: object, message: string): void;
+}
+
+/**
+ * The slow-query log: operation, duration and SQL text. Parameter values are never logged (they
+ * carry emails and password hashes); only their count is.
+ */
+export function logQuery(log: QueryLogger, event: QueryEvent, options: QueryLogOptions): void {
+  const fields = {
+    operation: event.operation,
+    durationMs: Math.round(event.durationMs * 100) / 100,
+    outcome: event.outcome,
+    sql: event.sql,
+    parameters: `[${event.parameterCount} redacted]`,
+  };
+  if (event.durationMs >= options.slowQueryMs) log.warn(fields, 'slow query');
+  else if (options.logQueries) log.debug(fields, 'query');
+}

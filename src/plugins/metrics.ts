@@ -1,0 +1,159 @@
+import { Counter, Gauge, Histogram, Registry } from '@prometheus-io/client';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import fastifyMetrics from 'fastify-metrics';
+import fp from 'fastify-plugin';
+import type { QueryEvent } from '../db/instrumentation.ts';
+import { AuthenticationError } from '../errors/index.ts';
+import type { AuthEvents } from '../services/auth.ts';
+
+/** Pool counters read at scrape time (pg.Pool's totalCount, idleCount, waitingCount and max). */
+export interface PoolStats {
+  readonly total: number;
+  readonly idle: number;
+  readonly waiting: number;
+  readonly max: number;
+}
+
+/** Query durations resolve 1 ms to 1 s; slower ones land in +Inf. */
+const QUERY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+/**
+ * The application's own metrics, in a registry of its own (one per app instance, so building
+ * many apps in one process never collides on "metric already registered").
+ */
+export class AppMetrics {
+  readonly registry = new Registry();
+  readonly queryDuration = new Histogram({
+    name: 'db_query_duration_seconds',
+    help: 'Database query duration by repository operation and outcome',
+    labelNames: ['operation', 'outcome'] as const,
+    buckets: QUERY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly databaseErrors = new Counter({
+    name: 'db_errors_total',
+    help: 'Database errors by category (the error code they were translated to)',
+    labelNames: ['category'] as const,
+    registers: [this.registry],
+  });
+  readonly transactionRetries = new Counter({
+    name: 'db_transaction_retries_total',
+    help: 'Transactions retried after a serialization failure or deadlock',
+    registers: [this.registry],
+  });
+  readonly logins = new Counter({
+    name: 'auth_logins_total',
+    help: 'Login attempts by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly refreshes = new Counter({
+    name: 'auth_refresh_total',
+    help: 'Refresh token presentations by outcome (rotated, reused = family revoked, rejected)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: 'auth_rate_limited_total',
+    help: 'Requests refused by a rate limit, by limiter',
+    labelNames: ['limiter'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    // Zero series exist from the start, so rates and alerts work before the first event.
+    for (const outcome of ['success', 'failure', 'rate_limited']) this.logins.inc({ outcome }, 0);
+    for (const outcome of ['rotated', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
+  }
+
+  /** Feeds the query histogram and error counter; see `queryLogHook`. */
+  observeQuery(event: QueryEvent): void {
+    this.queryDuration.observe({ operation: event.operation, outcome: event.outcome }, event.durationMs / 1000);
+    if (event.outcome !== 'ok') this.databaseErrors.inc({ category: event.outcome });
+  }
+
+  /** The hooks AuthService reports to. */
+  get authEvents(): AuthEvents {
+    return {
+      onLogin: (outcome) => this.logins.inc({ outcome }),
+      onRefresh: (outcome) => this.refreshes.inc({ outcome }),
+    };
+  }
+
+  onRateLimited(limiter: string): void {
+    this.rateLimited.inc({ limiter });
+    if (limiter.startsWith('login')) this.logins.inc({ outcome: 'rate_limited' });
+  }
+}
+
+export interface MetricsPluginOptions {
+  readonly metrics: AppMetrics;
+  /** Omitted when the app runs on a borrowed transaction (tests) with no pool of its own. */
+  readonly poolStats?: (() => PoolStats) | undefined;
+  readonly hashQueueDepth: () => number;
+  /** When set, scraping needs `Authorization: Bearer <token>`. */
+  readonly bearerToken?: string | undefined;
+}
+
+/**
+ * GET /metrics in Prometheus text format: fastify-metrics' per-route histograms (labelled by route
+ * template, registered routes only, status classes), Node's default metrics, the pool gauges read
+ * at scrape time, and the application's counters.
+ */
+export default fp<MetricsPluginOptions>(
+  async (app, opts) => {
+    const { registry } = opts.metrics;
+    registerPoolGauges(registry, opts.poolStats);
+    new Gauge({
+      name: 'auth_password_hash_queue_depth',
+      help: 'Password hashes waiting for a free argon2 slot',
+      registers: [registry],
+      collect() {
+        this.set(opts.hashQueueDepth());
+      },
+    });
+
+    // fastify-metrics is CommonJS with `exports.default`; Node hands ESM importers the whole module object.
+    await app.register(fastifyMetrics.default, {
+      endpoint: {
+        url: '/metrics',
+        method: 'GET',
+        logLevel: 'warn',
+        schema: { hide: true },
+        onRequest: async (request: FastifyRequest, _reply: FastifyReply) => {
+          if (opts.bearerToken !== undefined && request.headers.authorization !== `Bearer ${opts.bearerToken}`) {
+            throw new AuthenticationError('Metrics need a bearer token', 'INVALID_TOKEN');
+          }
+        },
+        handler: () => undefined,
+      },
+      defaultMetrics: { enabled: true, register: registry },
+      routeMetrics: {
+        enabled: { histogram: true, summary: false },
+        registeredRoutesOnly: true,
+        groupStatusCodes: true,
+        routeBlacklist: ['/metrics', '/docs', /^\/docs\//],
+        overrides: { histogram: { registers: [registry] } },
+      },
+    });
+  },
+  { name: 'metrics' },
+);
+
+function registerPoolGauges(registry: Registry, poolStats: (() => PoolStats) | undefined): void {
+  if (poolStats === undefined) return;
+  const gauge = (name: string, help: string, read: (stats: PoolStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(poolStats()));
+      },
+    });
+  gauge('db_pool_connections_total', 'Connections the pool holds (busy and idle)', (s) => s.total);
+  gauge('db_pool_connections_idle', 'Idle pooled connections', (s) => s.idle);
+  gauge('db_pool_clients_waiting', 'Callers waiting for a pooled connection', (s) => s.waiting);
+  gauge('db_pool_connections_max', 'Configured pool size', (s) => s.max);
+  gauge('db_pool_utilisation_ratio', 'Busy connections / pool size', (s) => (s.max === 0 ? 0 : (s.total - s.idle) / s.max));
+}
