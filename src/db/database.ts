@@ -10,7 +10,7 @@ import {
 import pg from 'pg';
 import type { DB } from '../../db-types/index.ts';
 import type { DatabaseConfig } from '../config.ts';
-import { translateDatabaseError } from './errors.ts';
+import { isConnectionLost, translateDatabaseError } from './errors.ts';
 
 export type { DB } from '../../db-types/index.ts';
 /** The root database or a transaction: repositories take either. */
@@ -98,12 +98,25 @@ function translatingPool(pool: pg.Pool): PostgresPool {
   };
 }
 
-/** Translates query failures; cursors are not used by this application. */
+/**
+ * Translates query failures; cursors are not used by this application.
+ *
+ * It also owns the client's health while the client is checked out. pg-pool listens for a
+ * client's `error` events only while the client is idle, and an `error` event nobody listens to
+ * crashes the process: a backend terminated between two queries of a transaction (or the socket
+ * closing just after a fatal error) would take the whole server down. And a client whose query
+ * failed with a fatal error is destroyed on release, instead of going back to the pool to fail
+ * the next checkout before its socket has finished closing.
+ */
 class TranslatingClient implements PostgresPoolClient {
   readonly #client: pg.PoolClient;
+  #lost = false;
 
   constructor(client: pg.PoolClient) {
     this.#client = client;
+    client.on('error', () => {
+      this.#lost = true;
+    });
   }
 
   /** `processID` is undocumented in `pg`; Kysely uses it to cancel queries. */
@@ -122,7 +135,7 @@ class TranslatingClient implements PostgresPoolClient {
   }
 
   release(destroy?: boolean): void {
-    this.#client.release(destroy);
+    this.#client.release(destroy === true || this.#lost);
   }
 
   async #run<R>(text: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
@@ -131,6 +144,7 @@ class TranslatingClient implements PostgresPoolClient {
       // pg types `command` as any string; Kysely only distinguishes the ones in its union.
       return { command: result.command as PostgresQueryResult<R>['command'], rowCount: result.rowCount ?? 0, rows: result.rows };
     } catch (error) {
+      if (isConnectionLost(error)) this.#lost = true;
       throw translateDatabaseError(error);
     }
   }

@@ -120,6 +120,19 @@ export function translateDatabaseError(error: unknown): AppError {
   return new DatabaseError(undefined, options);
 }
 
+/**
+ * True when the connection that raised `error` is gone or going: a FATAL/PANIC from the server
+ * (a terminated backend, a server shutting down) or a lost socket. Such a connection must be
+ * destroyed, never handed out again.
+ */
+export function isConnectionLost(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { severity, code, message }: { severity?: unknown; code?: unknown; message?: unknown } = error;
+  if (severity === 'FATAL' || severity === 'PANIC') return true;
+  if (typeof code === 'string' && (code.startsWith('08') || UNAVAILABLE_NODE_CODES.has(code))) return true;
+  return typeof message === 'string' && UNAVAILABLE_MESSAGES.some((known) => message.startsWith(known));
+}
+
 /** True for errors the outermost transaction should retry (serialization failure, deadlock). */
 export function isRetryableTransactionError(error: unknown): boolean {
   return error instanceof SerializationError;

@@ -1,7 +1,6 @@
 import { ControlledTransaction, sql, type AccessMode, type IsolationLevel, type Kysely, type Transaction } from 'kysely';
-import { SerializationError } from '../errors/index.ts';
 import type { DB } from './database.ts';
-import { isRetryableTransactionError } from './errors.ts';
+import { isRetryableTransactionError, translateDatabaseError } from './errors.ts';
 
 export interface TransactionOptions {
   /** Only for the outermost unit of work; a nested one inherits its transaction's level. */
@@ -69,10 +68,8 @@ export async function withTransaction<T>(
     try {
       return await runTransaction(db, work, options);
     } catch (error) {
-      if (!isRetryableTransactionError(error)) throw error;
-      if (attempt >= maxAttempts) {
-        throw new SerializationError(undefined, { cause: error });
-      }
+      // The last failure is already a SerializationError whose cause is the driver's error.
+      if (!isRetryableTransactionError(error) || attempt >= maxAttempts) throw error;
       options.onRetry?.(attempt, error);
       await sleep(backoffDelay(attempt, options));
     }
@@ -87,7 +84,14 @@ async function runTransaction<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Prom
   try {
     await setLocalStatementTimeout(trx, options.statementTimeoutMs);
     const result = await work(trx);
-    await trx.commit().execute();
+    // A COMMIT that PostgreSQL answers with ROLLBACK (work swallowed a failed statement) makes
+    // Kysely throw its own AbortedTransactionError; it leaves the data layer as an AppError too.
+    await trx
+      .commit()
+      .execute()
+      .catch((error: unknown) => {
+        throw translateDatabaseError(error);
+      });
     return result;
   } catch (error) {
     if (!trx.isCommitted && !trx.isRolledBack) {
