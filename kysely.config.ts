@@ -22,6 +22,10 @@ export default defineConfig({
           },
         },
       }),
+      // kysely-ctl names the migration that failed; this names the statement.
+      log: (event) => {
+        if (event.level === 'error') process.stderr.write(`failed statement: ${event.query.sql}\n`);
+      },
     });
   },
   migrations: {

@@ -1,10 +1,12 @@
+import { withScratchDatabase } from '../db/scratch.ts';
 import { runCodegen } from './codegen.ts';
+import { adminUrlOf, errorMessage, withTarget } from './target.ts';
 
 // npm run db:types — regenerate db-types/ from the schema the migrations build.
 try {
-  await runCodegen('write');
+  await withTarget((target) => withScratchDatabase(adminUrlOf(target), (url) => runCodegen(url, 'write')));
   process.stdout.write('db-types/index.ts regenerated from migrations/\n');
 } catch (error) {
-  process.stderr.write(`db:types failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`db:types failed: ${errorMessage(error)}\n`);
   process.exitCode = 1;
 }

@@ -1,45 +1,59 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
 import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely/migration';
 import pg from 'pg';
 
 /** `migrations/` at the project root: the one owner of the schema, shared with kysely-ctl. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
 
+export interface MigrationsOptions {
+  /** Where the migration files are; `migrations/` unless a test brings its own. */
+  readonly migrationFolder?: string;
+}
+
 /**
  * Kysely's Migrator over `migrations/`, with the default bookkeeping tables that kysely-ctl uses
  * too, so `npm run migrate:status` and the server agree on what is applied. Concurrent callers
- * serialise on the migrator's lock row: one applies, the others wait and find nothing to do.
+ * serialise on the migrator's advisory lock: one applies, the others wait and find nothing to do.
  *
  * @example
  * ```ts
  * const { error, results } = await createMigrator(db).migrateToLatest();
  * ```
  */
-export function createMigrator<T>(db: Kysely<T>): Migrator {
+export function createMigrator<T>(db: Kysely<T>, options: MigrationsOptions = {}): Migrator {
   return new Migrator({
     db,
-    provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }),
+    provider: new FileMigrationProvider({ fs, path, migrationFolder: options.migrationFolder ?? MIGRATIONS_DIR }),
   });
 }
 
 /**
- * Applies every pending migration on the database at `url` over a connection of its own.
+ * Applies every pending migration on the database at `url` over a connection of its own. They run
+ * in one transaction: when one fails, none of them stays applied.
  *
  * @example
  * ```ts
  * const applied = await migrateToLatest('postgres://localhost/app'); // ['20261126224500_create_users', …]
  * ```
- * @throws {MigrationError} naming the migration that failed, with the database error as `cause`.
+ * @throws {MigrationError} naming the migration and the statement that failed, with the database error as `cause`.
  */
-export async function migrateToLatest(url: string): Promise<string[]> {
+export async function migrateToLatest(url: string, options: MigrationsOptions = {}): Promise<string[]> {
+  // Kysely reports a failed query with its SQL only to the log hook; keep it to name the statement.
+  const failedStatements = new WeakMap<object, string>();
   const db = new Kysely<unknown>({
     dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }),
+    log: (event: LogEvent) => {
+      if (event.level === 'error' && typeof event.error === 'object' && event.error !== null) {
+        failedStatements.set(event.error, event.query.sql);
+      }
+    },
   });
   try {
-    return appliedNames(await createMigrator(db).migrateToLatest());
+    const resultSet = await createMigrator(db, options).migrateToLatest();
+    return appliedNames(resultSet, (error) => (typeof error === 'object' && error !== null ? failedStatements.get(error) : undefined));
   } finally {
     await db.destroy();
   }
@@ -51,23 +65,79 @@ export async function pendingMigrations<T>(db: Kysely<T>): Promise<string[]> {
   return migrations.filter((migration) => migration.executedAt === undefined).map((migration) => migration.name);
 }
 
-export class MigrationError extends Error {
-  readonly migration: string | undefined;
+export interface AppliedMigration {
+  readonly name: string;
+  readonly executedAt: Date;
+  /** False when the database ran a migration that `migrations/` does not have (another branch, a deleted file). */
+  readonly known: boolean;
+}
 
-  constructor(migration: string | undefined, cause: unknown) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
-    super(migration === undefined ? `Migrating failed: ${reason}` : `Migration ${migration} failed: ${reason}`, {
-      cause,
-    });
-    this.name = 'MigrationError';
-    this.migration = migration;
+export interface MigrationStatus {
+  /** In the order they were applied. */
+  readonly applied: readonly AppliedMigration[];
+  /** In the order they will be applied. */
+  readonly pending: readonly string[];
+}
+
+/**
+ * What the database at `url` has applied, and when, and what `migrations/` still holds for it.
+ * Reads only: a database that was never migrated has everything pending.
+ *
+ * @example
+ * ```ts
+ * const { applied, pending } = await readMigrationStatus('postgres://localhost/app');
+ * ```
+ */
+export async function readMigrationStatus(url: string, options: MigrationsOptions = {}): Promise<MigrationStatus> {
+  const db = new Kysely<unknown>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }),
+  });
+  try {
+    const migrations = await createMigrator(db, options).getMigrations();
+    const known = new Set(migrations.map((migration) => migration.name));
+    const applied = (await executedMigrations(db)).map((row) => ({ ...row, known: known.has(row.name) }));
+    const appliedNames = new Set(applied.map((migration) => migration.name));
+    return { applied, pending: [...known].filter((name) => !appliedNames.has(name)) };
+  } finally {
+    await db.destroy();
   }
 }
 
-function appliedNames({ error, results = [] }: MigrationResultSet): string[] {
+/** Rows of Kysely's bookkeeping table, oldest first; none when it does not exist yet. */
+async function executedMigrations(db: Kysely<unknown>): Promise<{ name: string; executedAt: Date }[]> {
+  const { rows: [exists] } = await sql<{ exists: boolean }>`select to_regclass('kysely_migration') is not null as exists`.execute(db);
+  if (exists?.exists !== true) return [];
+  const { rows } = await sql<{ name: string; timestamp: string }>`select name, timestamp from kysely_migration`.execute(db);
+  return rows
+    .map((row) => ({ name: row.name, executedAt: new Date(row.timestamp) }))
+    .sort((a, b) => a.executedAt.getTime() - b.executedAt.getTime() || (a.name < b.name ? -1 : 1));
+}
+
+export class MigrationError extends Error {
+  readonly migration: string | undefined;
+  /** The SQL that failed, when a statement (not the migration's own code) failed. */
+  readonly statement: string | undefined;
+
+  constructor(migration: string | undefined, cause: unknown, statement?: string) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    const where = statement === undefined ? '' : `\n  failed statement: ${statement}`;
+    super(
+      (migration === undefined ? `Migrating failed: ${reason}` : `Migration ${migration} failed: ${reason}`) + where,
+      { cause },
+    );
+    this.name = 'MigrationError';
+    this.migration = migration;
+    this.statement = statement;
+  }
+}
+
+function appliedNames(
+  { error, results = [] }: MigrationResultSet,
+  statementOf: (error: unknown) => string | undefined,
+): string[] {
   if (error !== undefined) {
     const failed = results.find((result) => result.status === 'Error');
-    throw new MigrationError(failed?.migrationName, error);
+    throw new MigrationError(failed?.migrationName, error, statementOf(error));
   }
   return results.filter((result) => result.status === 'Success').map((result) => result.migrationName);
 }

@@ -1,0 +1,28 @@
+import { readMigrationStatus } from '../db/migrator.ts';
+import { displayUrl, errorMessage, withTarget } from './target.ts';
+
+// npm run migrate:status — kysely-ctl's migrate:list without the times, so read them here:
+// applied migrations with when they ran, then the pending ones in the order they will run.
+try {
+  await withTarget(async (target) => {
+    const { applied, pending } = await readMigrationStatus(target.url);
+    const lines = [
+      `Migrations of ${displayUrl(target.url)}:`,
+      ...applied.map(
+        ({ name, executedAt, known }) =>
+          `  applied  ${formatTime(executedAt)}  ${name}${known ? '' : '  (not in migrations/: another branch?)'}`,
+      ),
+      ...pending.map((name) => `  pending  ${' '.repeat(23)}  ${name}`),
+      `${applied.length} applied, ${pending.length} pending.${pending.length > 0 ? ' Run `npm run migrate` to apply.' : ''}`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  });
+} catch (error) {
+  process.stderr.write(`migrate:status failed: ${errorMessage(error)}\n`);
+  process.exitCode = 1;
+}
+
+/** `2026-11-27 10:02:03 UTC`: one zone for everyone reading the same database. */
+function formatTime(date: Date): string {
+  return `${date.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
