@@ -125,7 +125,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
 
   await app.register(healthRoutes);
-  await app.register(authRoutes, { config: config.auth, onRateLimited: (limiter) => metrics.onRateLimited(limiter) });
+  await app.register(authRoutes, { config: config.auth, onRateLimited: (limiter) => {
+      metrics.onRateLimited(limiter);
+    },
+  });
   await app.register(userRoutes);
   return app;
 }

@@ -34,6 +34,8 @@ export interface DatabaseConfig {
   /** Server-side `statement_timeout` for every connection; 0 disables it. */
   readonly statementTimeoutMs: number;
   readonly applicationName: string;
+  /** Named prepared statements (off for PgBouncer < 1.21 in transaction mode). */
+  readonly preparedStatements: boolean;
   /** Queries slower than this are logged at warn. */
   readonly slowQueryMs: number;
   /** Log every query at debug. */
@@ -123,6 +125,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       idleTimeoutMs: reader.integer('DB_IDLE_TIMEOUT_MS', 30_000, 0, 3_600_000),
       statementTimeoutMs: reader.integer('DB_STATEMENT_TIMEOUT_MS', 10_000, 0, 3_600_000),
       applicationName: reader.string('DB_APPLICATION_NAME') ?? 'pg-fastify-backend',
+      preparedStatements: reader.boolean('DB_PREPARED_STATEMENTS', true),
       slowQueryMs: reader.integer('SLOW_QUERY_MS', 100, 0, 3_600_000),
       logQueries: reader.boolean('LOG_QUERIES', nodeEnv === 'development'),
     },

@@ -9,6 +9,7 @@ import { createDatabase, createPool } from './db/database.ts';
 import { logQuery, queryLogHook } from './db/instrumentation.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
 import { openDatabaseTarget } from './db/target.ts';
+import { observeTransactionRetries } from './db/transactions.ts';
 import { AppMetrics } from './plugins/metrics.ts';
 
 /**
@@ -41,7 +42,8 @@ async function main(): Promise<void> {
   }
 
   const metrics = new AppMetrics();
-  let log: FastifyBaseLogger | undefined;
+  // The app's logger exists only once the app is built; queries before that are not logged.
+  const queryLog: { logger?: FastifyBaseLogger } = {};
   const pool = createPool({ ...config.database, url: target.url });
   const db = createDatabase(
     { ...config.database, url: target.url },
@@ -49,10 +51,13 @@ async function main(): Promise<void> {
       pool,
       onQuery: queryLogHook((event) => {
         metrics.observeQuery(event);
-        if (log !== undefined) logQuery(log, event, config.database);
+        if (queryLog.logger !== undefined) logQuery(queryLog.logger, event, config.database);
       }),
     },
   );
+  observeTransactionRetries(db, () => {
+    metrics.transactionRetries.inc();
+  });
   const pending = await pendingMigrations(db).catch(async (error: unknown) => {
     await db.destroy();
     await target.close();
@@ -76,7 +81,7 @@ async function main(): Promise<void> {
     metrics,
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: config.database.poolMax }),
   });
-  log = app.log;
+  queryLog.logger = app.log;
 
   closeWithGrace({ delay: config.shutdownGraceMs, logger: app.log }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error');

@@ -7,6 +7,7 @@ import {
   type PostgresPoolClient,
   type PostgresQueryResult,
 } from 'kysely';
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { DB } from '../../db-types/index.ts';
 import type { DatabaseConfig } from '../config.ts';
@@ -20,7 +21,15 @@ export type Database = Kysely<DB>;
 export type PoolConfig = Pick<
   DatabaseConfig,
   'poolMax' | 'connectionTimeoutMs' | 'idleTimeoutMs' | 'statementTimeoutMs' | 'applicationName'
-> & { readonly url: string };
+> & {
+  readonly url: string;
+  /**
+   * Send parameterised queries as named prepared statements (default true): PostgreSQL parses
+   * and plans each distinct query once per connection instead of on every execution. Turn off
+   * for poolers that cannot carry them across transactions (PgBouncer before 1.21 in transaction mode).
+   */
+  readonly preparedStatements?: boolean;
+};
 
 export interface CreateDatabaseOptions {
   /** Reuse an existing pool (metrics read its counters); by default one is created from the config. */
@@ -69,7 +78,7 @@ export function createPool(config: PoolConfig): pg.Pool {
 export function createDatabase(config: PoolConfig, options: CreateDatabaseOptions = {}): Kysely<DB> {
   const pool = options.pool ?? createPool(config);
   return new Kysely<DB>({
-    dialect: new PostgresDialect({ pool: translatingPool(pool) }),
+    dialect: new PostgresDialect({ pool: translatingPool(pool, config.preparedStatements ?? true) }),
     ...(options.onQuery === undefined ? {} : { log: options.onQuery }),
   });
 }
@@ -77,7 +86,7 @@ export function createDatabase(config: PoolConfig, options: CreateDatabaseOption
 const wrappedClients = new WeakMap<pg.PoolClient, PostgresPoolClient>();
 
 /** Decorates the pool so checkout and query failures surface as AppErrors. */
-function translatingPool(pool: pg.Pool): PostgresPool {
+function translatingPool(pool: pg.Pool, prepare: boolean): PostgresPool {
   return {
     options: pool.options,
     async connect() {
@@ -89,7 +98,7 @@ function translatingPool(pool: pg.Pool): PostgresPool {
       }
       let wrapped = wrappedClients.get(client);
       if (wrapped === undefined) {
-        wrapped = new TranslatingClient(client);
+        wrapped = new TranslatingClient(client, prepare);
         wrappedClients.set(client, wrapped);
       }
       return wrapped;
@@ -110,10 +119,14 @@ function translatingPool(pool: pg.Pool): PostgresPool {
  */
 class TranslatingClient implements PostgresPoolClient {
   readonly #client: pg.PoolClient;
+  readonly #prepare: boolean;
+  /** Statements this connection has prepared; capped so ad-hoc SQL cannot grow it without bound. */
+  readonly #prepared = new Set<string>();
   #lost = false;
 
-  constructor(client: pg.PoolClient) {
+  constructor(client: pg.PoolClient, prepare: boolean) {
     this.#client = client;
+    this.#prepare = prepare;
     client.on('error', () => {
       this.#lost = true;
     });
@@ -140,12 +153,49 @@ class TranslatingClient implements PostgresPoolClient {
 
   async #run<R>(text: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
     try {
-      const result = await this.#client.query<R & pg.QueryResultRow>(text, [...parameters]);
+      const name = this.#statementName(text, parameters.length);
+      const values = [...parameters];
+      const result = await this.#client.query<R & pg.QueryResultRow>(
+        name === undefined ? { text, values } : { name, text, values },
+      );
       // pg types `command` as any string; Kysely only distinguishes the ones in its union.
       return { command: result.command as PostgresQueryResult<R>['command'], rowCount: result.rowCount ?? 0, rows: result.rows };
     } catch (error) {
-      if (isConnectionLost(error)) this.#lost = true;
+      if (isConnectionLost(error) || isStalePreparedStatement(error)) this.#lost = true;
       throw translateDatabaseError(error);
     }
   }
+
+  #statementName(text: string, parameterCount: number): string | undefined {
+    // Statements without parameters are transaction control and one-offs: not worth a name.
+    if (!this.#prepare || parameterCount === 0) return undefined;
+    const name = statementNameOf(text);
+    if (this.#prepared.has(name)) return name;
+    if (this.#prepared.size >= MAX_PREPARED_PER_CONNECTION) return undefined;
+    this.#prepared.add(name);
+    return name;
+  }
+}
+
+const MAX_PREPARED_PER_CONNECTION = 256;
+const MAX_NAMES_CACHED = 1024;
+const statementNames = new Map<string, string>();
+
+/** A name derived from the SQL text, so the same query gets the same name on every connection. */
+function statementNameOf(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `q_${createHash('sha256').update(text).digest('base64url').slice(0, 22)}`;
+    if (statementNames.size >= MAX_NAMES_CACHED) statementNames.clear();
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+/**
+ * After DDL changes a table's columns, a prepared `select *` fails with "cached plan must not
+ * change result type" on that connection until it is replaced; the connection is retired.
+ */
+function isStalePreparedStatement(error: unknown): boolean {
+  return (error as { code?: unknown }).code === '0A000';
 }

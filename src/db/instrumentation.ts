@@ -36,7 +36,7 @@ export function instrumentRepository(target: { prototype: object }, prefix: stri
       configurable: true,
       writable: true,
       value: function (this: unknown, ...args: unknown[]): unknown {
-        return currentOperation.run(operation, () => Reflect.apply(method, this, args));
+        return currentOperation.run(operation, (): unknown => Reflect.apply(method, this, args));
       },
     });
   }

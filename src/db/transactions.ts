@@ -33,6 +33,21 @@ export type UnitOfWork = Transaction<DB>;
  */
 const SAVEPOINT = 'unit_of_work';
 
+/** Retry observers per root database (metrics count retries), set by {@link observeTransactionRetries}. */
+const retryObservers = new WeakMap<Kysely<DB>, (attempt: number, error: unknown) => void>();
+
+/**
+ * Tells `onRetry` of every retry of a unit of work opened on `db`, whoever opened it.
+ *
+ * @example
+ * ```ts
+ * observeTransactionRetries(db, () => metrics.transactionRetries.inc());
+ * ```
+ */
+export function observeTransactionRetries(db: Kysely<DB>, onRetry: (attempt: number, error: unknown) => void): void {
+  retryObservers.set(db, onRetry);
+}
+
 /**
  * Runs `work` in a unit of work and returns its result.
  *
@@ -71,6 +86,7 @@ export async function withTransaction<T>(
       // The last failure is already a SerializationError whose cause is the driver's error.
       if (!isRetryableTransactionError(error) || attempt >= maxAttempts) throw error;
       options.onRetry?.(attempt, error);
+      retryObservers.get(db)?.(attempt, error);
       await sleep(backoffDelay(attempt, options));
     }
   }

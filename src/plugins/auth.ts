@@ -31,6 +31,7 @@ export interface AuthPluginOptions {
 }
 
 const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ'];
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Access tokens through @fastify/jwt with verification pinned: HS256 only, `exp`/`iat`/`sub`/
@@ -101,7 +102,7 @@ function verifyAccessToken(token: string, verify: (token: string) => unknown): {
     throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN', { cause: error });
   }
   const claims = payload as { typ?: unknown; sub?: unknown };
-  if (claims.typ !== 'access' || typeof claims.sub !== 'string' || claims.sub === '') {
+  if (claims.typ !== 'access' || typeof claims.sub !== 'string' || !UUID.test(claims.sub)) {
     throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN');
   }
   return { sub: claims.sub };

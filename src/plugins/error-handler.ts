@@ -43,10 +43,14 @@ export function toAppError(error: unknown): AppError {
   const fastifyError = error as Partial<FastifyError> & { validation?: unknown };
   if (Array.isArray(fastifyError.validation)) {
     const details = validationDetails(fastifyError.validation, fastifyError.validationContext);
-    return new ValidationError(
-      details.length === 1 && details[0] !== undefined ? `${details[0].path} ${details[0].message}` : 'Request is invalid',
-      { details, field: details.length === 1 ? details[0]?.path.replace(/^\/?(body|querystring|params)\/?/, '') : undefined, cause: error },
-    );
+    const only = details.length === 1 ? details[0] : undefined;
+    // `field` names the one property at fault (`/body/email` → `email`); a whole-body failure has none.
+    const field = only?.path.replace(/^\/(body|querystring|params|headers)\/?/, '');
+    return new ValidationError(only === undefined ? 'Request is invalid' : `${only.path} ${only.message}`, {
+      details,
+      field: field === '' ? undefined : field,
+      cause: error,
+    });
   }
   const status = fastifyError.statusCode;
   const options = { cause: error };

@@ -75,8 +75,12 @@ export class AppMetrics {
   /** The hooks AuthService reports to. */
   get authEvents(): AuthEvents {
     return {
-      onLogin: (outcome) => this.logins.inc({ outcome }),
-      onRefresh: (outcome) => this.refreshes.inc({ outcome }),
+      onLogin: (outcome) => {
+        this.logins.inc({ outcome });
+      },
+      onRefresh: (outcome) => {
+        this.refreshes.inc({ outcome });
+      },
     };
   }
 
@@ -119,7 +123,17 @@ export default fp<MetricsPluginOptions>(
         url: '/metrics',
         method: 'GET',
         logLevel: 'warn',
-        schema: { hide: true },
+        schema: {
+          tags: ['metrics'],
+          summary: 'Prometheus metrics (text exposition format)',
+          description: 'Protected by a bearer token when METRICS_TOKEN is set.',
+          response: {
+            200: {
+              description: 'Prometheus text exposition',
+              content: { 'text/plain': { schema: { type: 'string' } } },
+            },
+          },
+        },
         onRequest: async (request: FastifyRequest, _reply: FastifyReply) => {
           if (opts.bearerToken !== undefined && request.headers.authorization !== `Bearer ${opts.bearerToken}`) {
             throw new AuthenticationError('Metrics need a bearer token', 'INVALID_TOKEN');
@@ -133,7 +147,8 @@ export default fp<MetricsPluginOptions>(
         registeredRoutesOnly: true,
         groupStatusCodes: true,
         routeBlacklist: ['/metrics', '/docs', /^\/docs\//],
-        overrides: { histogram: { registers: [registry] } },
+        // fastify-metrics creates its summary even when disabled; both must live in this app's registry.
+        overrides: { histogram: { registers: [registry] }, summary: { registers: [registry] } },
       },
     });
   },

@@ -20,18 +20,25 @@ async function noStore(_request: FastifyRequest, reply: FastifyReply) {
 /** The contract's /auth endpoints: register, login, refresh, logout, me, password. */
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
   const { config } = opts;
-  const limiter = (name: string, max: number, key: (request: FastifyRequest) => string) =>
-    app.rateLimit({
+  // Checked by hand (createRateLimit) rather than with app.rateLimit(), which marks a request as
+  // checked after its first limiter and silently skips the per-account one on login.
+  const limiter = (name: string, max: number, key: (request: FastifyRequest) => string) => {
+    const check = app.createRateLimit({
       max,
       timeWindow: config.rateLimitWindowMs,
       keyGenerator: (request) => `${name}:${key(request)}`,
-      errorResponseBuilder: (_request, context) => {
-        opts.onRateLimited?.(name);
-        return new RateLimitError('Too many attempts; try again later', {
-          retryAfterSeconds: Math.max(1, Math.ceil(context.ttl / 1000)),
-        });
-      },
     });
+    return async (request: FastifyRequest) => {
+      const result = await check(request);
+      // isAllowed is true only for allow-listed keys; a counted request is refused once it exceeds max.
+      if (!result.isAllowed && result.isExceeded) {
+        opts.onRateLimited?.(name);
+        throw new RateLimitError('Too many attempts; try again later', {
+          retryAfterSeconds: Math.max(1, result.ttlInSeconds),
+        });
+      }
+    };
+  };
   const byIp = (request: FastifyRequest) => request.ip;
   const byAccount = (request: FastifyRequest) => {
     const email = (request.body as { email?: unknown } | undefined)?.email;

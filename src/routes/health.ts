@@ -35,9 +35,9 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async () => {
       const checks = await checkReadiness(app.db);
       if (checks.database !== 'ok' || checks.migrations !== 'ok') {
-        const details = Object.entries(checks)
-          .filter(([, state]) => state !== 'ok')
-          .map(([name, state]) => ({ path: `checks/${name}`, message: state }));
+        const details = (['database', 'migrations'] as const)
+          .filter((name) => checks[name] !== 'ok')
+          .map((name) => ({ path: `checks/${name}`, message: checks[name] }));
         throw new ServiceUnavailableError(`Not ready: ${details.map((d) => d.path).join(', ')}`, 'DATABASE_UNAVAILABLE', {
           details,
           publicDetails: true,

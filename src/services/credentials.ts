@@ -20,7 +20,7 @@ const EMAIL_SHAPE = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
  */
 export function canonicalEmail(input: string): string {
   const email = input.trim().normalize('NFKC').toLowerCase();
-  if ([...email].length > EMAIL_MAX || !EMAIL_SHAPE.test(email)) {
+  if (codePoints(email) > EMAIL_MAX || !EMAIL_SHAPE.test(email)) {
     throw new ValidationError('Invalid email address', { field: 'email' });
   }
   return email;
@@ -36,7 +36,7 @@ export function canonicalEmail(input: string): string {
  */
 export function normaliseName(input: string): string {
   const name = input.trim();
-  const length = [...name].length;
+  const length = codePoints(name);
   if (length < 1 || length > NAME_MAX || /\p{Cc}/u.test(name)) {
     throw new ValidationError(`Name must be 1 to ${NAME_MAX} characters after trimming, without control characters`, {
       field: 'name',
@@ -50,8 +50,23 @@ export function normaliseName(input: string): string {
  * or case-changed). NUL is refused because no client can type it and PostgreSQL cannot store it.
  */
 export function assertValidPassword(password: string, field = 'password'): void {
-  const length = [...password].length;
+  const length = codePoints(password);
   if (length < PASSWORD_MIN || length > PASSWORD_MAX || password.includes('\u0000')) {
     throw new ValidationError(`Password must be ${PASSWORD_MIN} to ${PASSWORD_MAX} characters`, { field });
   }
+}
+
+/** Length in Unicode code points (what the contract counts), not UTF-16 code units. */
+function codePoints(text: string): number {
+  let count = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point.
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+    }
+    count++;
+  }
+  return count;
 }

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { inject, test as base } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
 import { createDatabase, createPool } from '../../src/db/database.ts';
 import { withDatabaseName } from '../../src/db/embedded.ts';
+import { migrateToLatest } from '../../src/db/migrator.ts';
 
 /** Pool settings for tests: small, quick to give up. */
 export const TEST_POOL = {
@@ -14,6 +16,15 @@ export const TEST_POOL = {
   statementTimeoutMs: 10_000,
   applicationName: 'vitest',
 } as const;
+
+/**
+ * How tests are isolated: `rollback` (the default: a transaction per test), or, for the isolation
+ * benchmark only, `truncate` (TRUNCATE … RESTART IDENTITY CASCADE after each test) and `recreate`
+ * (drop the schema and migrate again after each test).
+ */
+const ISOLATION = (process.env.TEST_ISOLATION ?? 'rollback') as 'rollback' | 'truncate' | 'recreate';
+/** When set, each test's isolation overhead (ms) is appended to this file, one number per line. */
+const STATS_FILE = process.env.TEST_ISOLATION_STATS;
 
 /** Tables the leak check inspects: every table of the generated schema. */
 const TABLES: ReadonlyArray<keyof DB> = ['users', 'refresh_tokens'];
@@ -92,8 +103,22 @@ export const test = base
     return database;
   })
   .extend('db', async ({ database, task }, { onCleanup }) => {
+    const started = performance.now();
+    if (ISOLATION !== 'rollback') {
+      // Benchmark modes (npm run bench:isolation): the test runs on the committed database, which
+      // is emptied (or rebuilt) after it.
+      const setupMs = performance.now() - started;
+      onCleanup(async () => {
+        const cleanupStarted = performance.now();
+        await resetDatabase(database, ISOLATION);
+        recordOverhead(setupMs + performance.now() - cleanupStarted);
+      });
+      return database.db;
+    }
     const trx = await database.db.startTransaction().execute();
+    const setupMs = performance.now() - started;
     onCleanup(async () => {
+      const cleanupStarted = performance.now();
       // Deferred constraints are checked now, so a violation fails the test instead of vanishing
       // with the rollback; an aborted transaction fails here too.
       const failure = await sql`set constraints all immediate`.execute(trx).then(
@@ -101,6 +126,7 @@ export const test = base
         (error: unknown) => error,
       );
       await trx.rollback().execute();
+      recordOverhead(setupMs + performance.now() - cleanupStarted);
       if (failure !== undefined) {
         throw new Error(
           `"${task.name}" left its test transaction aborted or violating a deferred constraint. ` +
@@ -113,6 +139,20 @@ export const test = base
   });
 
 export { describe, expect } from 'vitest';
+
+function recordOverhead(ms: number): void {
+  if (STATS_FILE !== undefined && STATS_FILE !== '') appendFileSync(STATS_FILE, `${ms.toFixed(3)}\n`);
+}
+
+async function resetDatabase(database: TestDatabase, mode: 'truncate' | 'recreate'): Promise<void> {
+  if (mode === 'truncate') {
+    await sql`truncate ${sql.join(TABLES.map((table) => sql.table(table)))} restart identity cascade`.execute(database.db);
+    return;
+  }
+  await sql`drop schema public cascade`.execute(database.db);
+  await sql`create schema public`.execute(database.db);
+  await migrateToLatest(database.url);
+}
 
 async function leftovers(database: TestDatabase): Promise<string[]> {
   const problems: string[] = [];

@@ -1,0 +1,212 @@
+import { createHmac, randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { LightMyRequestResponse } from 'fastify';
+import { expect } from 'vitest';
+import type { DB } from '../../db-types/index.ts';
+import type { App } from '../../src/app.ts';
+import { UserRepository, type UserRole, type UserRow } from '../../src/repositories/users.ts';
+import { PasswordHasher } from '../../src/services/passwords.ts';
+import { TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
+
+/** What a client receives: the contract's user object. */
+export interface UserJson {
+  readonly id: string;
+  readonly email: string;
+  readonly name: string;
+  readonly role: 'user' | 'admin';
+  readonly createdAt: string;
+  readonly lastLoginAt: string | null;
+}
+
+export interface TokenPairJson {
+  readonly accessToken: string;
+  readonly refreshToken: string;
+  readonly tokenType: 'Bearer';
+  readonly expiresIn: number;
+}
+
+export interface LoginJson extends TokenPairJson {
+  readonly user: UserJson;
+}
+
+export interface ErrorJson {
+  readonly type: string;
+  readonly message: string;
+  readonly statusCode: number;
+  readonly code: string;
+  readonly requestId: string;
+  readonly field?: string;
+  readonly details?: ReadonlyArray<{ readonly path: string; readonly message: string }>;
+}
+
+/** The password every user made by {@link createUser} has. */
+export const PASSWORD = 'correct horse battery staple';
+
+export const USER_KEYS = ['createdAt', 'email', 'id', 'lastLoginAt', 'name', 'role'];
+const ERROR_KEYS = new Set(['type', 'message', 'statusCode', 'code', 'requestId', 'field', 'details']);
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+/** The auth settings the test app runs with (issuer, audience, lifetimes). */
+export const AUTH = testConfig().auth;
+
+/**
+ * A hasher with argon2 for real that counts what it is asked to do, so a test can tell how many
+ * verifications a request ran.
+ */
+export class CountingHasher extends PasswordHasher {
+  verifications = 0;
+  hashes = 0;
+
+  constructor() {
+    super({ concurrency: 4, queueLimit: 64 });
+  }
+
+  override async verify(hash: string, password: string): Promise<boolean> {
+    this.verifications++;
+    return super.verify(hash, password);
+  }
+
+  override async hash(password: string): Promise<string> {
+    this.hashes++;
+    return super.hash(password);
+  }
+
+  reset(): void {
+    this.verifications = 0;
+    this.hashes = 0;
+  }
+}
+
+const sharedHasher = new PasswordHasher({ concurrency: 4, queueLimit: 64 });
+let passwordHash: Promise<string> | undefined;
+
+/** One argon2id hash of {@link PASSWORD} per test file, so creating users costs no hashing. */
+function hashOfPassword(): Promise<string> {
+  passwordHash ??= sharedHasher.hash(PASSWORD);
+  return passwordHash;
+}
+
+/** A user stored directly (no HTTP, no hashing); their password is {@link PASSWORD}. */
+export async function createUser(
+  db: Kysely<DB>,
+  fields: { email?: string; name?: string; role?: UserRole } = {},
+): Promise<UserRow> {
+  return new UserRepository(db).create({
+    email: fields.email ?? `user-${randomUUID()}@example.com`,
+    name: fields.name ?? 'Test User',
+    passwordHash: await hashOfPassword(),
+    ...(fields.role === undefined ? {} : { role: fields.role }),
+  });
+}
+
+export function bearer(token: string): { authorization: string } {
+  return { authorization: `Bearer ${token}` };
+}
+
+export async function postJson(
+  app: App,
+  url: string,
+  payload: unknown,
+  headers: Record<string, string> = {},
+): Promise<LightMyRequestResponse> {
+  return app.inject({ method: 'POST', url, payload: JSON.stringify(payload), headers: { 'content-type': 'application/json', ...headers } });
+}
+
+/** Logs in through the API and expects success. */
+export async function login(app: App, email: string, password = PASSWORD): Promise<LoginJson> {
+  const response = await postJson(app, '/auth/login', { email, password });
+  expect(response.statusCode, response.body).toBe(200);
+  return response.json<LoginJson>();
+}
+
+/**
+ * Asserts the contract's one error shape: status, `type` and `code` as expected, the required keys
+ * present and typed, nothing but the allowed keys, `requestId` equal to the `x-request-id` header.
+ */
+export function expectError(
+  response: LightMyRequestResponse,
+  expected: { statusCode: number; type: string; code: string | readonly string[]; field?: string },
+): ErrorJson {
+  expect(response.statusCode, response.body).toBe(expected.statusCode);
+  expect(response.headers['content-type']).toMatch(/^application\/json/);
+  const body = response.json<{ error: ErrorJson }>();
+  expect(Object.keys(body)).toEqual(['error']);
+  const error = body.error;
+  for (const key of Object.keys(error)) expect(ERROR_KEYS.has(key), `unexpected error key ${key}`).toBe(true);
+  expect(error).toMatchObject({
+    type: expected.type,
+    statusCode: expected.statusCode,
+    message: expect.any(String),
+    code: expect.any(String),
+    requestId: expect.any(String),
+  });
+  expect(error.message).not.toBe('');
+  const codes: readonly string[] = typeof expected.code === 'string' ? [expected.code] : expected.code;
+  expect(codes).toContain(error.code);
+  expect(error.requestId).not.toBe('');
+  expect(error.requestId).toBe(response.headers['x-request-id']);
+  if (expected.field !== undefined) expect(error.field).toBe(expected.field);
+  // `field` and `details` appear only where they mean something.
+  if ('field' in error) expect(error.field, 'field is present but names nothing').toMatch(/^\w/);
+  if ('details' in error) {
+    expect(Array.isArray(error.details)).toBe(true);
+    for (const detail of error.details ?? []) expect(detail).toEqual({ path: expect.any(String), message: expect.any(String) });
+  }
+  return error;
+}
+
+export function expectUnauthorized(response: LightMyRequestResponse, code: string | readonly string[] = 'INVALID_TOKEN'): ErrorJson {
+  return expectError(response, { statusCode: 401, type: 'AuthenticationError', code });
+}
+
+/** Asserts a contract user object: exactly its six fields, ISO timestamps, no password in any form. */
+export function expectUserShape(user: unknown): UserJson {
+  expect(user).toBeTypeOf('object');
+  expect(Object.keys(user as object).sort()).toEqual(USER_KEYS);
+  const typed = user as UserJson;
+  expect(typed.id).toMatch(UUID);
+  expect(typed.createdAt).toMatch(ISO_UTC);
+  if (typed.lastLoginAt !== null) expect(typed.lastLoginAt).toMatch(ISO_UTC);
+  expect(['user', 'admin']).toContain(typed.role);
+  return typed;
+}
+
+const base64url = (value: string | Buffer) => Buffer.from(value).toString('base64url');
+
+export interface CraftOptions {
+  /** The `alg` header; also picks the HMAC unless `hmac` says otherwise. */
+  readonly alg?: string;
+  /** The HMAC actually computed; `null` for an empty signature. */
+  readonly hmac?: 'sha256' | 'sha384' | 'sha512' | null;
+  readonly secret?: string;
+  readonly header?: Record<string, unknown>;
+}
+
+/** A JWT built by hand, so every header and claim is under the test's control. */
+export function craftJwt(payload: Record<string, unknown>, options: CraftOptions = {}): string {
+  const alg = options.alg ?? 'HS256';
+  const defaultHmac = alg === 'HS512' ? 'sha512' : alg === 'HS384' ? 'sha384' : 'sha256';
+  const hmac = options.hmac === undefined ? defaultHmac : options.hmac;
+  const signingInput = `${base64url(JSON.stringify({ alg, typ: 'JWT', ...options.header }))}.${base64url(JSON.stringify(payload))}`;
+  const signature = hmac === null ? '' : createHmac(hmac, options.secret ?? TEST_JWT_SECRET).update(signingInput).digest('base64url');
+  return `${signingInput}.${signature}`;
+}
+
+/** The claims a genuine access token for `user` carries, valid for the next 15 minutes. */
+export function accessClaims(user: { id: string; role: UserRole }): Record<string, unknown> {
+  const now = Math.floor(Date.now() / 1000);
+  return { sub: user.id, role: user.role, typ: 'access', iss: AUTH.jwtIssuer, aud: AUTH.jwtAudience, iat: now, exp: now + 900 };
+}
+
+/** A valid access token for `user`, signed like the app signs them, without a login. */
+export function accessTokenFor(user: { id: string; role: UserRole }): string {
+  return craftJwt(accessClaims(user));
+}
+
+export function decodeJwt(token: string): { header: Record<string, unknown>; payload: Record<string, unknown> } {
+  const [header, payload] = token.split('.');
+  const decode = (part: string | undefined): Record<string, unknown> =>
+    JSON.parse(Buffer.from(part ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
+  return { header: decode(header), payload: decode(payload) };
+}
