@@ -10,6 +10,8 @@ import { openDatabaseTarget } from './src/db/target.ts';
 export default defineConfig({
   kysely: async () => {
     const target = await openDatabaseTarget(loadConfig(), (message) => process.stderr.write(`${message}\n`));
+    // kysely-ctl exits the process at once when a migration fails, before `end` below can run.
+    process.once('exit', () => target.embedded?.stopSync());
     const pool = new pg.Pool({ connectionString: target.url, max: 1 });
     return new Kysely<unknown>({
       dialect: new PostgresDialect({

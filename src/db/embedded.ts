@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -25,6 +25,11 @@ export interface EmbeddedPostgres {
   readonly owned: boolean;
   /** Stops the server if this process started it. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * The same, blocking: for `process.on('exit')` in command-line tools whose framework may call
+   * `process.exit()` before asynchronous cleanup runs (kysely-ctl after a failed migration).
+   */
+  stopSync(): void;
 }
 
 export interface EmbeddedPostgresOptions {
@@ -77,7 +82,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const running = await runningServer(clusterDir);
   if (running !== undefined) {
     log(`attached to embedded PostgreSQL already running on port ${running.port} (pid ${running.pid})`);
-    return handle(running.port, password, false, async () => {});
+    return handle(running.port, password, false, undefined);
   }
 
   await assertPortFree(options.port);
@@ -102,16 +107,21 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } catch (error) {
     // Another process may have won a race to start the same cluster: attach to it.
     const winner = await runningServer(clusterDir);
-    if (winner !== undefined) return handle(winner.port, password, false, async () => {});
+    if (winner !== undefined) return handle(winner.port, password, false, undefined);
     const serverLog = await tail(path.join(clusterDir, 'postgres.log'));
     throw new Error(`The embedded PostgreSQL did not start: ${describe(error)}\n${serverLog}`, { cause: error });
   }
 
-  let stopped = false;
-  return handle(options.port, password, true, async () => {
-    if (stopped) return;
-    stopped = true;
-    await run(binaries.pg_ctl, ['stop', '--pgdata', clusterDir, '--mode', 'fast', '--wait', '--timeout', '30'], runAs);
+  const stopArgs = ['stop', '--pgdata', clusterDir, '--mode', 'fast', '--wait', '--timeout', '30'];
+  return handle(options.port, password, true, {
+    stop: () => run(binaries.pg_ctl, stopArgs, runAs),
+    stopSync: () => {
+      execFileSync(binaries.pg_ctl, stopArgs, {
+        ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid, cwd: os.tmpdir() }),
+        stdio: 'ignore',
+        timeout: 60_000,
+      });
+    },
   });
 }
 
@@ -146,9 +156,29 @@ export function withDatabaseName(url: string, name: string): string {
   return parsed.toString();
 }
 
-function handle(port: number, password: string, owned: boolean, stop: () => Promise<void>): EmbeddedPostgres {
+function handle(
+  port: number,
+  password: string,
+  owned: boolean,
+  stoppers: { stop: () => Promise<void>; stopSync: () => void } | undefined,
+): EmbeddedPostgres {
   const url = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
-  return { url, port, owned, stop };
+  let stopped = stoppers === undefined;
+  return {
+    url,
+    port,
+    owned,
+    stop: async () => {
+      if (stopped || stoppers === undefined) return;
+      stopped = true;
+      await stoppers.stop();
+    },
+    stopSync: () => {
+      if (stopped || stoppers === undefined) return;
+      stopped = true;
+      stoppers.stopSync();
+    },
+  };
 }
 
 async function initialise(binaries: Binaries, clusterDir: string, passwordFile: string, runAs?: RunAs) {
