@@ -1,0 +1,155 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../../src/db/embedded.ts';
+
+// One cluster for the file: initdb costs about a second, and every case below can share it.
+const dataDir = path.resolve('.data', `embedded-test-${randomBytes(4).toString('hex')}`);
+const clusterDir = path.join(dataDir, 'postgres');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        resolve(typeof address === 'object' && address !== null ? address.port : 0);
+      });
+    });
+  });
+}
+
+async function query(url: string, text: string): Promise<unknown[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows }: { rows: unknown[] } = await client.query(text);
+    return rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function serverPid(): Promise<number | undefined> {
+  try {
+    return Number((await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  } catch {
+    return undefined;
+  }
+}
+
+describe('the embedded PostgreSQL', () => {
+  let port: number;
+
+  beforeAll(async () => {
+    port = await freePort();
+    // Initialised once here, so each case below can run alone and in any order.
+    await (await startEmbeddedPostgres({ dataDir, port })).stop();
+  });
+
+  afterAll(async () => {
+    await fs.rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('initialises a cluster on first start, with a password, and stops it', async () => {
+    const freshDir = `${dataDir}-fresh`;
+    const freshPort = await freePort();
+    const embedded = await startEmbeddedPostgres({ dataDir: freshDir, port: freshPort });
+    try {
+      expect(embedded.owned).toBe(true);
+      expect(embedded.url).toMatch(new RegExp(`^postgres://postgres:[^@]+@127\\.0\\.0\\.1:${freshPort}/postgres$`));
+      const [row] = (await query(embedded.url, 'select current_setting($$server_version_num$$)::int >= 150000 as ok')) as {
+        ok: boolean;
+      }[];
+      expect(row?.ok).toBe(true);
+      await expect(query(embedded.url.replace(/:[^:@]+@/, ':wrong@'), 'select 1')).rejects.toThrow(/password/);
+      expect((await fs.stat(path.join(freshDir, 'postgres.password'))).mode & 0o777).toBe(0o600);
+    } finally {
+      await embedded.stop();
+    }
+    await expect(query(embedded.url, 'select 1')).rejects.toThrow();
+    await fs.rm(freshDir, { recursive: true, force: true });
+  });
+
+  it('keeps data across restarts and attaches to a server another process already runs', async () => {
+    const first = await startEmbeddedPostgres({ dataDir, port });
+    try {
+      await ensureDatabaseExists(first.url, 'kept');
+      await ensureDatabaseExists(first.url, 'kept'); // idempotent
+      await query(withDatabaseName(first.url, 'kept'), 'create table if not exists notes (body text)');
+      await query(withDatabaseName(first.url, 'kept'), "insert into notes values ('survives')");
+
+      const second = await startEmbeddedPostgres({ dataDir, port: port + 1 });
+      expect(second.owned).toBe(false);
+      expect(second.port).toBe(port);
+      await second.stop(); // not its server: a no-op
+      expect(await query(first.url, 'select 1 as one')).toEqual([{ one: 1 }]);
+    } finally {
+      await first.stop();
+    }
+
+    const restarted = await startEmbeddedPostgres({ dataDir, port });
+    try {
+      expect(await query(withDatabaseName(restarted.url, 'kept'), 'select body from notes')).toContainEqual({
+        body: 'survives',
+      });
+    } finally {
+      restarted.stopSync();
+      restarted.stopSync(); // idempotent
+    }
+    expect(await serverPid()).toBeUndefined();
+  });
+
+  it('recovers from a lock file left by a killed run', async () => {
+    // A postmaster.pid naming a process that is not PostgreSQL (this test runner) is stale.
+    await fs.writeFile(path.join(clusterDir, 'postmaster.pid'), `${process.pid}\n${clusterDir}\n0\n${port}\n`);
+    const embedded = await startEmbeddedPostgres({ dataDir, port });
+    try {
+      expect(embedded.owned).toBe(true);
+      expect(await query(embedded.url, 'select 1 as one')).toEqual([{ one: 1 }]);
+    } finally {
+      await embedded.stop();
+    }
+  });
+
+  it('says which port is taken instead of hanging when another program holds it', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+    try {
+      await expect(startEmbeddedPostgres({ dataDir, port })).rejects.toThrow(
+        new RegExp(`Port ${port} on 127\\.0\\.0\\.1 is already in use.*EMBEDDED_PG_PORT`),
+      );
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+
+  it('explains how to recover when the password file is gone', async () => {
+    const passwordFile = path.join(dataDir, 'postgres.password');
+    const saved = await fs.readFile(passwordFile);
+    await fs.rm(passwordFile);
+    try {
+      await expect(startEmbeddedPostgres({ dataDir, port })).rejects.toThrow(/no password file.*Remove .* to initialise a new one/);
+    } finally {
+      await fs.writeFile(passwordFile, saved, { mode: 0o600 });
+    }
+  });
+
+  it('starts over when an earlier initialisation was interrupted', async () => {
+    const otherDir = `${dataDir}-partial`;
+    await fs.mkdir(path.join(otherDir, 'postgres'), { recursive: true });
+    await fs.writeFile(path.join(otherDir, 'postgres', 'half-written'), 'x');
+    const otherPort = await freePort();
+    const embedded = await startEmbeddedPostgres({ dataDir: otherDir, port: otherPort });
+    try {
+      expect(await query(embedded.url, 'select 1 as one')).toEqual([{ one: 1 }]);
+    } finally {
+      await embedded.stop();
+      await fs.rm(otherDir, { recursive: true, force: true });
+    }
+  });
+});

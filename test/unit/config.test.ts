@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+const problemsOf = (env: Record<string, string>): readonly string[] => {
+  try {
+    loadConfig(env, '/srv/app');
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+};
+
+describe('loadConfig', () => {
+  it('gives every variable its documented default', () => {
+    const config = loadConfig({}, '/srv/app');
+    expect(config).toMatchObject({
+      env: 'development',
+      host: '127.0.0.1',
+      port: 3000,
+      logLevel: 'info',
+      dataDir: '/srv/app/.data',
+      migrateOnStart: true,
+      shutdownGraceMs: 10_000,
+      database: {
+        url: undefined,
+        embeddedPort: 54329,
+        poolMax: 10,
+        connectionTimeoutMs: 5000,
+        idleTimeoutMs: 30_000,
+        statementTimeoutMs: 10_000,
+        preparedStatements: true,
+        slowQueryMs: 100,
+        logQueries: true,
+      },
+      auth: { jwtSecret: undefined, accessTokenTtlSeconds: 900, refreshTokenTtlSeconds: 2_592_000 },
+      http: { bodyLimitBytes: 1_048_576, corsOrigins: [], trustProxy: false },
+      metrics: { bearerToken: undefined },
+    });
+  });
+
+  it('does not migrate on start by default when DATABASE_URL names an existing server', () => {
+    const config = loadConfig({ DATABASE_URL: 'postgres://app@db.example.com/app' });
+    expect(config.database.url).toBe('postgres://app@db.example.com/app');
+    expect(config.migrateOnStart).toBe(false);
+    expect(loadConfig({ DATABASE_URL: 'postgresql://db/app', MIGRATE_ON_START: 'yes' }).migrateOnStart).toBe(true);
+  });
+
+  it('reads numbers, booleans, lists and proxy settings', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      DB_POOL_MAX: '25',
+      LOG_QUERIES: 'off',
+      DB_PREPARED_STATEMENTS: 'false',
+      CORS_ORIGINS: 'https://a.example, https://b.example,,',
+      TRUST_PROXY: '2',
+      DATA_DIR: '/var/lib/app',
+      NODE_ENV: 'test',
+    });
+    expect(config.port).toBe(8080);
+    expect(config.database.poolMax).toBe(25);
+    expect(config.database.logQueries).toBe(false);
+    expect(config.database.preparedStatements).toBe(false);
+    expect(config.http.corsOrigins).toEqual(['https://a.example', 'https://b.example']);
+    expect(config.http.trustProxy).toBe(2);
+    expect(config.dataDir).toBe('/var/lib/app');
+    expect(config.logLevel).toBe('silent');
+    expect(loadConfig({ TRUST_PROXY: 'true' }).http.trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.1,10.0.0.2' }).http.trustProxy).toBe('10.0.0.1,10.0.0.2');
+  });
+
+  it('names every bad variable at once instead of stopping at the first', () => {
+    const problems = problemsOf({
+      PORT: 'eighty',
+      DB_POOL_MAX: '0',
+      LOG_LEVEL: 'loud',
+      LOG_QUERIES: 'maybe',
+      DATABASE_URL: 'mysql://db/app',
+      JWT_SECRET: 'short',
+    });
+    expect(problems).toHaveLength(6);
+    expect(problems.join('\n')).toMatch(/PORT must be an integer from 0 to 65535 \(got "eighty"\)/);
+    expect(problems.join('\n')).toMatch(/DB_POOL_MAX must be an integer from 1 to 1000/);
+    expect(problems.join('\n')).toMatch(/LOG_LEVEL must be one of/);
+    expect(problems.join('\n')).toMatch(/LOG_QUERIES must be true or false/);
+    expect(problems.join('\n')).toMatch(/DATABASE_URL must be a postgres:\/\/ URL \(got protocol "mysql:"\)/);
+    expect(problems.join('\n')).toMatch(/JWT_SECRET must be at least 32 bytes/);
+  });
+
+  it('refuses a DATABASE_URL that is not a URL and a fractional number', () => {
+    expect(problemsOf({ DATABASE_URL: 'not a url', PORT: '1.5' })).toEqual([
+      'DATABASE_URL must be a postgres:// URL',
+      'PORT must be an integer from 0 to 65535 (got "1.5")',
+    ]);
+  });
+
+  it('requires a JWT secret in production', () => {
+    expect(problemsOf({ NODE_ENV: 'production' })).toEqual(['JWT_SECRET is required when NODE_ENV=production']);
+    expect(
+      loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) }).auth.jwtSecret,
+    ).toBe('x'.repeat(32));
+  });
+
+  it('treats blank variables as unset', () => {
+    expect(loadConfig({ PORT: '  ', DATABASE_URL: '' }).port).toBe(3000);
+  });
+});
