@@ -19,6 +19,8 @@ export interface Config {
   readonly auth: AuthConfig;
   readonly http: HttpConfig;
   readonly metrics: MetricsConfig;
+  /** The shared store of state several instances must agree on (rate-limit counters). */
+  readonly redis: RedisConfig;
   /** How long in-flight requests get to finish after SIGINT/SIGTERM. */
   readonly shutdownGraceMs: number;
 }
@@ -34,17 +36,38 @@ export interface DatabaseConfig {
   /** Server-side `statement_timeout` for every connection; 0 disables it. */
   readonly statementTimeoutMs: number;
   readonly applicationName: string;
-  /** Named prepared statements (off for PgBouncer < 1.21 in transaction mode). */
+  /** Named prepared statements; always off in `transaction` pool mode. */
   readonly preparedStatements: boolean;
+  /**
+   * How the connections reach PostgreSQL. `session`: directly, or through a pooler in session
+   * mode, so a connection's session state is the application's. `transaction`: through PgBouncer
+   * in transaction mode, where consecutive transactions of one client may run on different server
+   * connections: no named prepared statements, no startup parameters besides the ones PgBouncer
+   * tracks, session settings only with SET LOCAL inside a transaction.
+   */
+  readonly poolMode: PoolMode;
+  /** Read replicas for reads that may be slightly stale (the user listing); empty: none. */
+  readonly replicaUrls: readonly string[];
+  /** A replica further behind the primary than this is skipped (reads go to the primary). */
+  readonly replicaMaxLagMs: number;
+  /** How long a replica's health and lag, once measured, are trusted. */
+  readonly replicaCheckIntervalMs: number;
   /** Queries slower than this are logged at warn. */
   readonly slowQueryMs: number;
   /** Log every query at debug. */
   readonly logQueries: boolean;
 }
 
+export type PoolMode = 'session' | 'transaction';
+
 export interface AuthConfig {
   /** `undefined` outside production means: generate one and keep it under `dataDir`. */
   readonly jwtSecret: string | undefined;
+  /**
+   * Secrets that signed tokens before the last rotation: still accepted for verification (picked
+   * by the token's `kid`) during the overlap, never used to sign.
+   */
+  readonly jwtPreviousSecrets: readonly string[];
   readonly jwtIssuer: string;
   readonly jwtAudience: string;
   readonly accessTokenTtlSeconds: number;
@@ -72,6 +95,13 @@ export interface MetricsConfig {
   readonly bearerToken: string | undefined;
 }
 
+export interface RedisConfig {
+  /** `undefined`: rate-limit counters live in this process's memory (one instance only). */
+  readonly url: string | undefined;
+  /** Prefix of every key this application writes, so several deployments can share one Redis. */
+  readonly keyPrefix: string;
+}
+
 /** Thrown when the environment is invalid; the message names every bad variable. */
 export class ConfigError extends Error {
   readonly problems: readonly string[];
@@ -87,6 +117,7 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const NODE_ENVS = ['development', 'production', 'test'] as const;
+const POOL_MODES = ['session', 'transaction'] as const;
 
 /**
  * Reads and validates the environment.
@@ -110,6 +141,22 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (nodeEnv === 'production' && jwtSecret === undefined) {
     reader.problem('JWT_SECRET is required when NODE_ENV=production');
   }
+  const jwtPreviousSecrets = reader.list('JWT_PREVIOUS_SECRETS');
+  if (jwtPreviousSecrets.some((secret) => Buffer.byteLength(secret) < 32)) {
+    reader.problem('every secret in JWT_PREVIOUS_SECRETS must be at least 32 bytes long');
+  }
+  if (jwtPreviousSecrets.length > 0 && jwtSecret === undefined) {
+    reader.problem('JWT_PREVIOUS_SECRETS needs JWT_SECRET (the key that signs) to be set');
+  }
+
+  const poolMode = reader.oneOf('DB_POOL_MODE', POOL_MODES, 'session');
+  const preparedStatements = reader.boolean('DB_PREPARED_STATEMENTS', poolMode === 'session');
+  if (poolMode === 'transaction' && preparedStatements) {
+    reader.problem(
+      'DB_PREPARED_STATEMENTS=true cannot be used with DB_POOL_MODE=transaction: PgBouncer in transaction mode ' +
+        'does not keep named prepared statements across transactions (unset it, or set it to false)',
+    );
+  }
 
   const config: Config = {
     env: nodeEnv,
@@ -125,13 +172,18 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       idleTimeoutMs: reader.integer('DB_IDLE_TIMEOUT_MS', 30_000, 0, 3_600_000),
       statementTimeoutMs: reader.integer('DB_STATEMENT_TIMEOUT_MS', 10_000, 0, 3_600_000),
       applicationName: reader.string('DB_APPLICATION_NAME') ?? 'pg-fastify-backend',
-      preparedStatements: reader.boolean('DB_PREPARED_STATEMENTS', true),
+      preparedStatements: poolMode === 'session' && preparedStatements,
+      poolMode,
+      replicaUrls: reader.urlList('DATABASE_REPLICA_URLS'),
+      replicaMaxLagMs: reader.integer('DB_REPLICA_MAX_LAG_MS', 5000, 0, 3_600_000),
+      replicaCheckIntervalMs: reader.integer('DB_REPLICA_CHECK_INTERVAL_MS', 1000, 50, 600_000),
       slowQueryMs: reader.integer('SLOW_QUERY_MS', 100, 0, 3_600_000),
       logQueries: reader.boolean('LOG_QUERIES', nodeEnv === 'development'),
     },
     migrateOnStart: reader.boolean('MIGRATE_ON_START', databaseUrl === undefined),
     auth: {
       jwtSecret,
+      jwtPreviousSecrets,
       jwtIssuer: reader.string('JWT_ISSUER') ?? 'pg-fastify-backend',
       jwtAudience: reader.string('JWT_AUDIENCE') ?? 'pg-fastify-backend-api',
       accessTokenTtlSeconds: reader.integer('ACCESS_TOKEN_TTL_SECONDS', 900, 10, 86_400),
@@ -150,6 +202,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     },
     metrics: {
       bearerToken: reader.string('METRICS_TOKEN'),
+    },
+    redis: {
+      url: reader.redisUrl('REDIS_URL'),
+      keyPrefix: reader.string('REDIS_KEY_PREFIX') ?? 'pg-fastify-backend:',
     },
     shutdownGraceMs: reader.integer('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
   };
@@ -213,16 +269,30 @@ class EnvReader {
 
   url(name: string): string | undefined {
     const raw = this.string(name);
-    if (raw === undefined) return undefined;
+    return raw === undefined ? undefined : this.#checkedUrl(name, raw, ['postgres:', 'postgresql:']);
+  }
+
+  /** Comma-separated postgres:// URLs; every malformed one is a problem. */
+  urlList(name: string): string[] {
+    return this.list(name).flatMap((raw) => this.#checkedUrl(name, raw, ['postgres:', 'postgresql:']) ?? []);
+  }
+
+  redisUrl(name: string): string | undefined {
+    const raw = this.string(name);
+    return raw === undefined ? undefined : this.#checkedUrl(name, raw, ['redis:', 'rediss:']);
+  }
+
+  #checkedUrl(name: string, raw: string, protocols: readonly string[]): string | undefined {
+    const expected = `a ${protocols[0] ?? ''}// URL`;
     let parsed: URL;
     try {
       parsed = new URL(raw);
     } catch {
-      this.problem(`${name} must be a postgres:// URL`);
+      this.problem(`${name} must be ${expected}`);
       return undefined;
     }
-    if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
-      this.problem(`${name} must be a postgres:// URL (got protocol "${parsed.protocol}")`);
+    if (!protocols.includes(parsed.protocol)) {
+      this.problem(`${name} must be ${expected} (got protocol "${parsed.protocol}")`);
       return undefined;
     }
     return raw;

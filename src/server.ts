@@ -6,10 +6,8 @@ import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import { createDatabase, createPool } from './db/database.ts';
-import { logQuery, queryLogHook } from './db/instrumentation.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
 import { openDatabaseTarget } from './db/target.ts';
-import { observeTransactionRetries } from './db/transactions.ts';
 import { AppMetrics } from './plugins/metrics.ts';
 
 /**
@@ -47,17 +45,8 @@ async function main(): Promise<void> {
   const pool = createPool({ ...config.database, url: target.url });
   const db = createDatabase(
     { ...config.database, url: target.url },
-    {
-      pool,
-      onQuery: queryLogHook((event) => {
-        metrics.observeQuery(event);
-        if (queryLog.logger !== undefined) logQuery(queryLog.logger, event, config.database);
-      }),
-    },
+    { pool, ...metrics.databaseHooks(() => queryLog.logger, config.database) },
   );
-  observeTransactionRetries(db, () => {
-    metrics.transactionRetries.inc();
-  });
   const pending = await pendingMigrations(db).catch(async (error: unknown) => {
     await db.destroy();
     await target.close();

@@ -11,7 +11,9 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { DB } from '../../db-types/index.ts';
 import type { DatabaseConfig } from '../config.ts';
+import type { AppError } from '../errors/index.ts';
 import { isConnectionLost, translateDatabaseError } from './errors.ts';
+import { observeTransactionRetries } from './transactions.ts';
 
 export type { DB } from '../../db-types/index.ts';
 /** The root database or a transaction: repositories take either. */
@@ -24,11 +26,21 @@ export type PoolConfig = Pick<
 > & {
   readonly url: string;
   /**
-   * Send parameterised queries as named prepared statements (default true): PostgreSQL parses
-   * and plans each distinct query once per connection instead of on every execution. Turn off
-   * for poolers that cannot carry them across transactions (PgBouncer before 1.21 in transaction mode).
+   * Send parameterised queries as named prepared statements (default true in session mode):
+   * PostgreSQL parses and plans each distinct query once per connection instead of on every
+   * execution. Always off in transaction mode, where the next transaction may run on a server
+   * connection that never saw the PREPARE.
    */
   readonly preparedStatements?: boolean;
+  /**
+   * `session` (default): the connection is ours for its lifetime, so `statement_timeout` is a
+   * startup parameter. `transaction` (PgBouncer in transaction mode): nothing may rely on session
+   * state. PgBouncer refuses startup parameters it does not track (`statement_timeout` among
+   * them), so the timeout is applied with SET LOCAL at the start of every transaction opened by
+   * `withTransaction`; single statements outside a transaction get the server's default for the
+   * role (set it with `ALTER ROLE … SET statement_timeout`, see docs/scale-out.md).
+   */
+  readonly poolMode?: PoolMode;
 };
 
 export interface CreateDatabaseOptions {
@@ -36,6 +48,10 @@ export interface CreateDatabaseOptions {
   readonly pool?: pg.Pool;
   /** Receives every query with its duration (Kysely's `log` hook): slow-query log and metrics. */
   readonly onQuery?: (event: LogEvent) => void;
+  /** Told when no connection could be had (pool exhausted, server down): no query ran, so `onQuery` is not. */
+  readonly onCheckoutError?: (error: AppError) => void;
+  /** Told of every retry of a unit of work opened on this database (see `withTransaction`). */
+  readonly onTransactionRetry?: () => void;
 }
 
 /**
@@ -49,13 +65,15 @@ export interface CreateDatabaseOptions {
  * ```
  */
 export function createPool(config: PoolConfig): pg.Pool {
+  const sessionTimeout = config.statementTimeoutMs > 0 && (config.poolMode ?? 'session') === 'session';
   const pool = new pg.Pool({
     connectionString: config.url,
     max: config.poolMax,
     connectionTimeoutMillis: config.connectionTimeoutMs,
     idleTimeoutMillis: config.idleTimeoutMs,
+    // PgBouncer tracks application_name itself, so it is a valid startup parameter in both modes.
     application_name: config.applicationName,
-    ...(config.statementTimeoutMs > 0 ? { statement_timeout: config.statementTimeoutMs } : {}),
+    ...(sessionTimeout ? { statement_timeout: config.statementTimeoutMs } : {}),
   });
   pool.on('error', () => {
     // An idle client lost its connection; pg-pool has already removed it.
@@ -77,16 +95,25 @@ export function createPool(config: PoolConfig): pg.Pool {
  */
 export function createDatabase(config: PoolConfig, options: CreateDatabaseOptions = {}): Kysely<DB> {
   const pool = options.pool ?? createPool(config);
-  return new Kysely<DB>({
-    dialect: new PostgresDialect({ pool: translatingPool(pool, config.preparedStatements ?? true) }),
+  const db = new Kysely<DB>({
+    dialect: new PostgresDialect({
+      pool: translatingPool(pool, config.preparedStatements ?? true, options.onCheckoutError),
+    }),
     ...(options.onQuery === undefined ? {} : { log: options.onQuery }),
   });
+  const { onTransactionRetry } = options;
+  if (onTransactionRetry !== undefined) observeTransactionRetries(db, onTransactionRetry);
+  return db;
 }
 
 const wrappedClients = new WeakMap<pg.PoolClient, PostgresPoolClient>();
 
 /** Decorates the pool so checkout and query failures surface as AppErrors. */
-function translatingPool(pool: pg.Pool, prepare: boolean): PostgresPool {
+function translatingPool(
+  pool: pg.Pool,
+  prepare: boolean,
+  onCheckoutError: ((error: AppError) => void) | undefined,
+): PostgresPool {
   return {
     options: pool.options,
     async connect() {
@@ -94,7 +121,9 @@ function translatingPool(pool: pg.Pool, prepare: boolean): PostgresPool {
       try {
         client = await pool.connect();
       } catch (error) {
-        throw translateDatabaseError(error);
+        const appError = translateDatabaseError(error);
+        onCheckoutError?.(appError);
+        throw appError;
       }
       let wrapped = wrappedClients.get(client);
       if (wrapped === undefined) {

@@ -80,7 +80,7 @@ export interface QueryLogOptions {
   readonly logQueries: boolean;
 }
 
-interface QueryLogger {
+export interface QueryLogger {
   warn(fields: object, message: string): void;
   debug(fields: object, message: string): void;
 }

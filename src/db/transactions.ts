@@ -1,6 +1,7 @@
 import { ControlledTransaction, sql, type AccessMode, type IsolationLevel, type Kysely, type Transaction } from 'kysely';
 import type { DB } from './database.ts';
 import { isRetryableTransactionError, translateDatabaseError } from './errors.ts';
+import { withOperation } from './instrumentation.ts';
 
 export interface TransactionOptions {
   /** Only for the outermost unit of work; a nested one inherits its transaction's level. */
@@ -35,6 +36,24 @@ const SAVEPOINT = 'unit_of_work';
 
 /** Retry observers per root database (metrics count retries), set by {@link observeTransactionRetries}. */
 const retryObservers = new WeakMap<Kysely<DB>, (attempt: number, error: unknown) => void>();
+
+/** Statement timeouts applied with SET LOCAL to every transaction opened on a root database. */
+const transactionTimeouts = new WeakMap<Kysely<DB>, number>();
+
+/**
+ * Makes every unit of work opened on `db` start with `SET LOCAL statement_timeout` (unless it
+ * asks for its own). `createDatabase` calls it in transaction pool mode, where the timeout cannot
+ * be a connection's session setting: PgBouncer hands each transaction any server connection.
+ *
+ * @example
+ * ```ts
+ * applyStatementTimeoutPerTransaction(db, 10_000);
+ * await withTransaction(db, work); // runs with statement_timeout = 10s, whatever the server connection
+ * ```
+ */
+export function applyStatementTimeoutPerTransaction(db: Kysely<DB>, timeoutMs: number): void {
+  transactionTimeouts.set(db, timeoutMs);
+}
 
 /**
  * Tells `onRetry` of every retry of a unit of work opened on `db`, whoever opened it.
@@ -96,23 +115,20 @@ async function runTransaction<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Prom
   let builder = db.startTransaction();
   if (options.isolationLevel !== undefined) builder = builder.setIsolationLevel(options.isolationLevel);
   if (options.accessMode !== undefined) builder = builder.setAccessMode(options.accessMode);
-  const trx = await builder.execute();
+  const trx = await withOperation('transaction.begin', () => builder.execute());
   try {
     await setLocalStatementTimeout(trx, options.statementTimeoutMs);
     const result = await work(trx);
     // A COMMIT that PostgreSQL answers with ROLLBACK (work swallowed a failed statement) makes
     // Kysely throw its own AbortedTransactionError; it leaves the data layer as an AppError too.
-    await trx
-      .commit()
-      .execute()
-      .catch((error: unknown) => {
-        throw translateDatabaseError(error);
-      });
+    await withOperation('transaction.commit', () => trx.commit().execute()).catch((error: unknown) => {
+      throw translateDatabaseError(error);
+    });
     return result;
   } catch (error) {
     if (!trx.isCommitted && !trx.isRolledBack) {
       // Also releases the connection (discarding it if the rollback itself fails).
-      await trx.rollback().execute().catch(() => {});
+      await withOperation('transaction.rollback', () => trx.rollback().execute()).catch(() => {});
     }
     throw error;
   }
@@ -122,17 +138,14 @@ async function withSavepoint<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Promi
   if (!isControlledTransaction(db)) {
     throw new TypeError('Nested units of work need a transaction opened by withTransaction (a ControlledTransaction)');
   }
-  const trx = await db.savepoint(SAVEPOINT).execute();
+  const trx = await withOperation('transaction.savepoint', () => db.savepoint(SAVEPOINT).execute());
   try {
     await setLocalStatementTimeout(trx, options.statementTimeoutMs);
     const result = await work(trx);
-    await trx.releaseSavepoint(SAVEPOINT).execute();
+    await withOperation('transaction.savepoint', () => trx.releaseSavepoint(SAVEPOINT).execute());
     return result;
   } catch (error) {
-    await trx
-      .rollbackToSavepoint(SAVEPOINT)
-      .execute()
-      .catch(() => {});
+    await withOperation('transaction.savepoint', () => trx.rollbackToSavepoint(SAVEPOINT).execute()).catch(() => {});
     throw error;
   }
 }
@@ -144,7 +157,8 @@ function isControlledTransaction(db: Kysely<DB>): db is ControlledTransaction<DB
 async function setLocalStatementTimeout(trx: UnitOfWork, timeoutMs: number | undefined): Promise<void> {
   if (timeoutMs === undefined) return;
   // set_config(…, true) is SET LOCAL in function form, so the value can be a bound parameter.
-  await sql`select set_config('statement_timeout', ${`${Math.max(0, Math.floor(timeoutMs))}ms`}, true)`.execute(trx);
+  const value = `${Math.max(0, Math.floor(timeoutMs))}ms`;
+  await withOperation('transaction.timeout', () => sql`select set_config('statement_timeout', ${value}, true)`.execute(trx));
 }
 
 function backoffDelay(attempt: number, options: TransactionOptions): number {

@@ -1,9 +1,10 @@
+import { timingSafeEqual } from 'node:crypto';
 import { Counter, Gauge, Histogram, Registry } from '@prometheus-io/client';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import fastifyMetrics from 'fastify-metrics';
 import fp from 'fastify-plugin';
-import type { QueryEvent } from '../db/instrumentation.ts';
-import { AuthenticationError } from '../errors/index.ts';
+import { logQuery, queryLogHook, type QueryEvent, type QueryLogger, type QueryLogOptions } from '../db/instrumentation.ts';
+import { AuthenticationError, type AppError } from '../errors/index.ts';
 import type { AuthEvents } from '../services/auth.ts';
 
 /** Pool counters read at scrape time (pg.Pool's totalCount, idleCount, waitingCount and max). */
@@ -64,6 +65,31 @@ export class AppMetrics {
     // Zero series exist from the start, so rates and alerts work before the first event.
     for (const outcome of ['success', 'failure', 'rate_limited']) this.logins.inc({ outcome }, 0);
     for (const outcome of ['rotated', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
+  }
+
+  /**
+   * The hooks `createDatabase` takes, feeding these metrics and the slow-query log. `logger` is read
+   * on every query because the app whose logger it is is built after the database.
+   *
+   * @example
+   * ```ts
+   * const db = createDatabase(config, { pool, ...metrics.databaseHooks(() => app?.log, config.database) });
+   * ```
+   */
+  databaseHooks(logger: () => QueryLogger | undefined, logOptions: QueryLogOptions) {
+    return {
+      onQuery: queryLogHook((event) => {
+        this.observeQuery(event);
+        const log = logger();
+        if (log !== undefined) logQuery(log, event, logOptions);
+      }),
+      onCheckoutError: (error: AppError) => {
+        this.databaseErrors.inc({ category: error.code });
+      },
+      onTransactionRetry: () => {
+        this.transactionRetries.inc();
+      },
+    };
   }
 
   /** Feeds the query histogram and error counter; see `queryLogHook`. */
@@ -135,7 +161,7 @@ export default fp<MetricsPluginOptions>(
           },
         },
         onRequest: async (request: FastifyRequest, _reply: FastifyReply) => {
-          if (opts.bearerToken !== undefined && request.headers.authorization !== `Bearer ${opts.bearerToken}`) {
+          if (opts.bearerToken !== undefined && !sameSecret(request.headers.authorization, `Bearer ${opts.bearerToken}`)) {
             throw new AuthenticationError('Metrics need a bearer token', 'INVALID_TOKEN');
           }
         },
@@ -155,6 +181,14 @@ export default fp<MetricsPluginOptions>(
   { name: 'metrics' },
 );
 
+/** Constant-time comparison, so the token cannot be guessed from response timing. */
+function sameSecret(presented: string | undefined, expected: string): boolean {
+  if (presented === undefined) return false;
+  const a = Buffer.from(presented);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
 function registerPoolGauges(registry: Registry, poolStats: (() => PoolStats) | undefined): void {
   if (poolStats === undefined) return;
   const gauge = (name: string, help: string, read: (stats: PoolStats) => number) =>
@@ -166,7 +200,7 @@ function registerPoolGauges(registry: Registry, poolStats: (() => PoolStats) | u
         this.set(read(poolStats()));
       },
     });
-  gauge('db_pool_connections_total', 'Connections the pool holds (busy and idle)', (s) => s.total);
+  gauge('db_pool_connections', 'Connections the pool holds (busy and idle)', (s) => s.total);
   gauge('db_pool_connections_idle', 'Idle pooled connections', (s) => s.idle);
   gauge('db_pool_clients_waiting', 'Callers waiting for a pooled connection', (s) => s.waiting);
   gauge('db_pool_connections_max', 'Configured pool size', (s) => s.max);
