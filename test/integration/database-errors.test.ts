@@ -21,23 +21,8 @@ import {
 } from '../../src/errors/index.ts';
 import { RefreshTokenRepository } from '../../src/repositories/refresh-tokens.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
+import { causeOf, failure } from '../helpers/assertions.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
-
-/** Resolves with the rejection of `promise`; fails the test if it resolves instead. */
-async function failure(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    (value: unknown) => {
-      throw new Error(`Expected a failure, got ${JSON.stringify(value)}`);
-    },
-    (error: unknown) => error,
-  );
-}
-
-/** The `cause` of an error, which must be an Error. */
-function causeOf(error: unknown): unknown {
-  expect(error).toBeInstanceOf(Error);
-  return error instanceof Error ? error.cause : undefined;
-}
 
 /** Asserts that `error` kept the server's own error, with this SQLSTATE, as its cause. */
 function expectDriverCause(error: unknown, sqlState: string): void {

@@ -12,22 +12,8 @@ import {
   UniqueConstraintError,
 } from '../../src/errors/index.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
+import { causeOf, failure } from '../helpers/assertions.ts';
 import { describe, expect, isolatedDatabase, test as base, type TestDatabase } from '../helpers/database.ts';
-
-/** Resolves with the rejection of `promise`; fails the test if it resolves instead. */
-async function failure(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    (value: unknown) => {
-      throw new Error(`Expected a failure, got ${JSON.stringify(value)}`);
-    },
-    (error: unknown) => error,
-  );
-}
-
-function causeOf(error: unknown): unknown {
-  expect(error).toBeInstanceOf(Error);
-  return error instanceof Error ? error.cause : undefined;
-}
 
 const user = (email: string) => ({ email, name: 'Ada Lovelace', passwordHash: 'hash' });
 
