@@ -30,7 +30,8 @@ export default fp(
     await app.register(swaggerUi, {
       routePrefix: '/docs',
       staticCSP: true,
-      transformStaticCSP: (header) => header,
+      // Same policy as helmet's for the rest of the app, without upgrade-insecure-requests (see security.ts).
+      transformStaticCSP: (header) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
     });
   },
   { name: 'docs' },

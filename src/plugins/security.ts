@@ -2,10 +2,13 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import fp from 'fastify-plugin';
-import type { HttpConfig } from '../config.ts';
+import type { HttpConfig, RedisConfig } from '../config.ts';
+import { rateLimitStore } from './rate-limit-store.ts';
 
 export interface SecurityPluginOptions {
   readonly http: HttpConfig;
+  /** With a URL, rate-limit counters are shared through Redis by every instance. */
+  readonly redis?: RedisConfig;
 }
 
 /**
@@ -16,14 +19,19 @@ export interface SecurityPluginOptions {
  */
 export default fp<SecurityPluginOptions>(
   async (app, opts) => {
-    await app.register(helmet, { global: true });
+    await app.register(helmet, {
+      global: true,
+      // TLS ends at the proxy in front of the app; upgrading subresources would break plain-HTTP use
+      // (Swagger UI on http://localhost).
+      contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+    });
     await app.register(cors, {
       origin: opts.http.corsOrigins.length === 0 ? false : [...opts.http.corsOrigins],
       methods: ['GET', 'POST'],
       allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
       exposedHeaders: ['x-request-id', 'retry-after'],
     });
-    await app.register(rateLimit, { global: false });
+    await app.register(rateLimit, { global: false, ...rateLimitStore(app, opts.redis) });
   },
   { name: 'security' },
 );
