@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -79,50 +79,66 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
   const password = await readPassword(passwordFile, clusterDir);
 
-  const running = await runningServer(clusterDir);
-  if (running !== undefined) {
-    log(`attached to embedded PostgreSQL already running on port ${running.port} (pid ${running.pid})`);
-    return handle(running.port, password, false, undefined);
-  }
-
-  await assertPortFree(options.port);
-  log(`starting embedded PostgreSQL on 127.0.0.1:${options.port}`);
-  try {
-    await run(
-      binaries.pg_ctl,
-      [
-        'start',
-        '--pgdata',
-        clusterDir,
-        '--wait',
-        '--timeout',
-        '60',
-        '--log',
-        path.join(clusterDir, 'postgres.log'),
-        '-o',
-        `-p ${options.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`,
-      ],
-      runAs,
-    );
-  } catch (error) {
-    // Another process may have won a race to start the same cluster: attach to it.
-    const winner = await runningServer(clusterDir);
-    if (winner !== undefined) return handle(winner.port, password, false, undefined);
-    const serverLog = await tail(path.join(clusterDir, 'postgres.log'));
-    throw new Error(`The embedded PostgreSQL did not start: ${describe(error)}\n${serverLog}`, { cause: error });
-  }
-
+  const ownerFile = path.join(dataDir, 'postgres.owner');
   const stopArgs = ['stop', '--pgdata', clusterDir, '--mode', 'fast', '--wait', '--timeout', '30'];
-  return handle(options.port, password, true, {
-    stop: () => run(binaries.pg_ctl, stopArgs, runAs),
+  const stoppers = {
+    stop: async () => {
+      await run(binaries.pg_ctl, stopArgs, runAs);
+      await fs.rm(ownerFile, { force: true });
+    },
     stopSync: () => {
       execFileSync(binaries.pg_ctl, stopArgs, {
         ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid, cwd: os.tmpdir() }),
         stdio: 'ignore',
         timeout: 60_000,
       });
+      rmSync(ownerFile, { force: true });
     },
-  });
+  };
+
+  for (let attempt = 1; ; attempt++) {
+    const running = await runningServer(clusterDir);
+    if (running !== undefined) {
+      await assertAccepting(running.port, running.pid);
+      if (await ownerIsAlive(ownerFile)) {
+        log(`attached to embedded PostgreSQL already running on port ${running.port} (pid ${running.pid})`);
+        return handle(running.port, password, false, undefined);
+      }
+      // Its starter was killed (kill -9, a crash): adopt it, so it is stopped when this process is done.
+      log(`adopted embedded PostgreSQL left running on port ${running.port} (pid ${running.pid})`);
+      await fs.writeFile(ownerFile, String(process.pid));
+      return handle(running.port, password, true, stoppers);
+    }
+
+    await assertPortFree(options.port);
+    log(`starting embedded PostgreSQL on 127.0.0.1:${options.port}`);
+    try {
+      await run(
+        binaries.pg_ctl,
+        [
+          'start',
+          '--pgdata',
+          clusterDir,
+          '--wait',
+          '--timeout',
+          '60',
+          '--log',
+          path.join(clusterDir, 'postgres.log'),
+          '-o',
+          `-p ${options.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`,
+        ],
+        runAs,
+      );
+      await fs.writeFile(ownerFile, String(process.pid));
+      return handle(options.port, password, true, stoppers);
+    } catch (error) {
+      // Another process may have won a race to start the same cluster (the loop attaches to it),
+      // or a dying server's lock file was still there (the loop now finds it stale): try once more.
+      if (attempt < 2) continue;
+      const serverLog = await tail(path.join(clusterDir, 'postgres.log'));
+      throw new Error(`The embedded PostgreSQL did not start: ${describe(error)}\n${serverLog}`, { cause: error });
+    }
+  }
 }
 
 /**
@@ -250,7 +266,7 @@ async function runningServer(clusterDir: string): Promise<{ pid: number; port: n
   }
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
-  if (Number.isInteger(pid) && pid > 0 && Number.isInteger(port) && (await isPostgresProcess(pid))) {
+  if (Number.isInteger(pid) && pid > 0 && Number.isInteger(port) && (await isPostmasterOf(pid, clusterDir))) {
     return { pid, port };
   }
   // Left behind by a killed run (or the pid now belongs to another program): PostgreSQL would
@@ -259,19 +275,65 @@ async function runningServer(clusterDir: string): Promise<{ pid: number; port: n
   return undefined;
 }
 
-async function isPostgresProcess(pid: number): Promise<boolean> {
+/**
+ * Whether `pid` is a live postmaster of this cluster. On Linux a zombie (killed, not yet reaped)
+ * does not count, nor does a recycled pid now running something else — even a process named
+ * `postgres` — unless its command line names this cluster's directory.
+ */
+async function isPostmasterOf(pid: number, clusterDir: string): Promise<boolean> {
+  if (!isAlive(pid)) return false;
+  if (process.platform !== 'linux') return true;
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'Z' || state === 'X') return false;
+    const commandLine = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    return commandLine.includes(clusterDir);
+  } catch {
+    return false;
+  }
+}
+
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
+    return true;
   } catch (error) {
     // EPERM: alive but another user's (e.g. `postgres` while we are not root).
-    if ((error as { code?: string }).code !== 'EPERM') return false;
+    return (error as { code?: string }).code === 'EPERM';
   }
+}
+
+/** Whether the process that started the running server (recorded in `ownerFile`) still runs. */
+async function ownerIsAlive(ownerFile: string): Promise<boolean> {
   try {
-    const comm = (await fs.readFile(`/proc/${pid}/comm`, 'utf8')).trim();
-    return comm === 'postgres';
+    const pid = Number((await fs.readFile(ownerFile, 'utf8')).trim());
+    return Number.isInteger(pid) && pid > 0 && isAlive(pid);
   } catch {
-    return process.platform !== 'linux';
+    return false;
   }
+}
+
+/** A server that holds the lock but refuses connections (shutting down, wedged) is reported, not waited on for ever. */
+async function assertAccepting(port: number, pid: number): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const accepted = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ port, host: '127.0.0.1' });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => {
+        resolve(false);
+      });
+    });
+    if (accepted) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(
+    `The embedded PostgreSQL (pid ${pid}) holds its data directory but accepts no connections on port ${port}. ` +
+      'Wait for it to finish shutting down, or stop it, then try again.',
+  );
 }
 
 async function assertPortFree(port: number): Promise<void> {
