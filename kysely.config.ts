@@ -9,7 +9,16 @@ import { openDatabaseTarget } from './src/db/target.ts';
 // command and stopped after it unless the server already runs it.
 export default defineConfig({
   kysely: async () => {
-    const target = await openDatabaseTarget(loadConfig(), (message) => process.stderr.write(`${message}\n`));
+    const config = loadConfig();
+    if (config.database.poolMode === 'transaction') {
+      // kysely-ctl holds Kysely's session-level advisory lock across the migration transaction; behind
+      // PgBouncer in transaction mode the unlock may reach another server connection and the lock leak.
+      throw new Error(
+        'kysely-ctl needs a session: run it with DB_POOL_MODE=session and DATABASE_URL pointing at PostgreSQL itself ' +
+          '(not PgBouncer in transaction mode), or let the server migrate (MIGRATE_ON_START=true locks per transaction).',
+      );
+    }
+    const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
     // kysely-ctl exits the process at once when a migration fails, before `end` below can run.
     process.once('exit', () => target.embedded?.stopSync());
     const pool = new pg.Pool({ connectionString: target.url, max: 1 });

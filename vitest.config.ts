@@ -3,6 +3,16 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Left out of plain `npm test`, which needs nothing but Node and npm:
+    // - the process-level fault scenarios (a server killed, a database stopped; about a minute),
+    //   run by `npm run test:reliability`;
+    // - the scale-out scenarios, which need Redis and Debian's PostgreSQL binaries (pg_basebackup),
+    //   run by `npm run test:scale-out`.
+    // .ci/run runs both after the main suite.
+    exclude: [
+      ...(process.env.RELIABILITY ? [] : ['test/reliability/{database-outage,shutdown,crash}.test.ts']),
+      ...(process.env.SCALE_OUT ? [] : ['test/e2e/{two-instances,rate-limit-store}.test.ts', 'test/integration/read-replicas.test.ts']),
+    ],
     globalSetup: ['test/helpers/global-setup.ts'],
     // Each worker clones its own database from the migrated template (see test/helpers/database.ts).
     pool: 'forks',

@@ -13,10 +13,11 @@ import Fastify, {
 import type { Kysely } from 'kysely';
 import type { Config } from './config.ts';
 import type { DB } from './db/database.ts';
+import type { ReadDatabase } from './db/replicas.ts';
 import authPlugin from './plugins/auth.ts';
 import databasePlugin from './plugins/database.ts';
 import docsPlugin from './plugins/docs.ts';
-import errorHandler from './plugins/error-handler.ts';
+import errorHandler, { clientErrorHandler, frameworkErrors } from './plugins/error-handler.ts';
 import metricsPlugin, { AppMetrics, type PoolStats } from './plugins/metrics.ts';
 import securityPlugin from './plugins/security.ts';
 import authRoutes from './routes/auth.ts';
@@ -30,6 +31,11 @@ export interface AppDeps {
   readonly config: Config;
   /** The root database, or a transaction (tests): the app never creates or closes it. */
   readonly db: Kysely<DB>;
+  /**
+   * Reads that may be slightly stale (the user listing) go here: read replicas when configured
+   * (server.ts builds it from DATABASE_REPLICA_URLS); `db` otherwise. The app never closes it.
+   */
+  readonly readDb?: ReadDatabase;
   /** At least 32 bytes: `config.auth.jwtSecret`, or the one generated under DATA_DIR. */
   readonly jwtSecret: string;
   readonly hasher?: PasswordHasher;
@@ -92,6 +98,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       return typeof header === 'string' && SANE_REQUEST_ID.test(header) ? header : randomUUID();
     },
     schemaController: { compilersFactory: { buildValidator: validatorFactory } },
+    // A client that sends headers and then stalls cannot hold a socket for ever.
+    requestTimeout: 30_000,
+    frameworkErrors,
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook('onRequest', async (request, reply) => {
@@ -107,11 +117,12 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const metrics = deps.metrics ?? new AppMetrics();
 
   await app.register(errorHandler);
-  await app.register(securityPlugin, { http: config.http });
+  await app.register(securityPlugin, { http: config.http, redis: config.redis });
   await app.register(docsPlugin);
   await app.register(metricsPlugin, {
     metrics,
     poolStats: deps.poolStats,
+    replicaStatus: deps.readDb === undefined ? undefined : () => deps.readDb?.replicas() ?? [],
     hashQueueDepth: () => hasher.queueDepth,
     bearerToken: config.metrics.bearerToken,
   });
@@ -119,6 +130,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(authPlugin, {
     config: config.auth,
     jwtSecret: deps.jwtSecret,
+    readDb: deps.readDb,
     hasher,
     clock: deps.clock ?? (() => new Date()),
     events: deps.authEvents ?? metrics.authEvents,

@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import { createDatabase, createPool } from './db/database.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
+import { createReadDatabase } from './db/replicas.ts';
 import { openDatabaseTarget } from './db/target.ts';
 import { AppMetrics } from './plugins/metrics.ts';
 
@@ -62,9 +63,20 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
+  // Reads that may be slightly stale (the user listing) go to a replica when one is usable.
+  const readDb = createReadDatabase(db, {
+    replicaUrls: config.database.replicaUrls,
+    maxLagMs: config.database.replicaMaxLagMs,
+    checkIntervalMs: config.database.replicaCheckIntervalMs,
+    pool: config.database,
+    databaseOptions: metrics.databaseHooks(() => queryLog.logger, config.database),
+    events: metrics.replicaEvents,
+  });
+
   const app = await buildApp({
     config,
     db,
+    ...(config.database.replicaUrls.length > 0 ? { readDb } : {}),
     jwtSecret: await resolveJwtSecret(config),
     prettyLogs: process.stdout.isTTY,
     metrics,
@@ -72,11 +84,22 @@ async function main(): Promise<void> {
   });
   queryLog.logger = app.log;
 
-  closeWithGrace({ delay: config.shutdownGraceMs, logger: app.log }, async ({ signal, err }) => {
+  const graceOptions = {
+    delay: config.shutdownGraceMs,
+    logger: app.log,
+    // The grace period ran out and the process exits at once: the embedded server must not be
+    // left behind, so it is stopped synchronously (its in-flight queries are cut off).
+    onTimeout: () => {
+      app.log.error({ graceMs: config.shutdownGraceMs }, 'requests still running after the grace period; exiting');
+      target.embedded?.stopSync();
+    },
+  };
+  closeWithGrace(graceOptions, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error');
     else app.log.info({ signal }, 'shutting down');
     // close() stops accepting connections and waits for in-flight requests.
     await app.close();
+    await readDb.destroy();
     await db.destroy();
     await target.close();
   });

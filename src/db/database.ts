@@ -10,10 +10,10 @@ import {
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { DB } from '../../db-types/index.ts';
-import type { DatabaseConfig } from '../config.ts';
+import type { DatabaseConfig, PoolMode } from '../config.ts';
 import type { AppError } from '../errors/index.ts';
 import { isConnectionLost, translateDatabaseError } from './errors.ts';
-import { observeTransactionRetries } from './transactions.ts';
+import { applyStatementTimeoutPerTransaction, observeTransactionRetries } from './transactions.ts';
 
 export type { DB } from '../../db-types/index.ts';
 /** The root database or a transaction: repositories take either. */
@@ -94,15 +94,20 @@ export function createPool(config: PoolConfig): pg.Pool {
  * ```
  */
 export function createDatabase(config: PoolConfig, options: CreateDatabaseOptions = {}): Kysely<DB> {
+  const transactionMode = config.poolMode === 'transaction';
+  if (transactionMode && config.preparedStatements === true) {
+    throw new Error('Named prepared statements cannot be used in transaction pool mode (PgBouncer transaction mode)');
+  }
   const pool = options.pool ?? createPool(config);
   const db = new Kysely<DB>({
     dialect: new PostgresDialect({
-      pool: translatingPool(pool, config.preparedStatements ?? true, options.onCheckoutError),
+      pool: translatingPool(pool, !transactionMode && (config.preparedStatements ?? true), options.onCheckoutError),
     }),
     ...(options.onQuery === undefined ? {} : { log: options.onQuery }),
   });
   const { onTransactionRetry } = options;
   if (onTransactionRetry !== undefined) observeTransactionRetries(db, onTransactionRetry);
+  if (transactionMode && config.statementTimeoutMs > 0) applyStatementTimeoutPerTransaction(db, config.statementTimeoutMs);
   return db;
 }
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
+import { Kysely, PostgresAdapter, PostgresDialect, sql, type DialectAdapter, type LogEvent } from 'kysely';
 import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely/migration';
 import pg from 'pg';
 
@@ -30,9 +30,53 @@ export function createMigrator<T>(db: Kysely<T>, options: MigrationsOptions = {}
   });
 }
 
+/** The key of Kysely's own migration lock, so `npm run migrate` and starting servers exclude each other. */
+const MIGRATION_LOCK_ID = 3853314791062309107n;
+
+/**
+ * Kysely's PostgreSQL adapter takes its migration lock with `pg_advisory_lock`: a session-level
+ * lock, taken before and released after the migration transaction. Behind PgBouncer in transaction
+ * mode those three steps may run on three different server connections, and a lock whose unlock
+ * went elsewhere stays held by a pooled server connection. This adapter locks for the transaction
+ * only; {@link migrateToLatest} takes the lock as its transaction's first statement, so every step
+ * (creating the bookkeeping tables included) runs under it, and COMMIT or ROLLBACK releases it.
+ */
+class TransactionLockAdapter extends PostgresAdapter {
+  override async acquireMigrationLock(db: Kysely<unknown>): Promise<void> {
+    await lockForTransaction(db);
+  }
+
+  override async releaseMigrationLock(): Promise<void> {
+    // Released by the end of the transaction.
+  }
+}
+
+class TransactionLockDialect extends PostgresDialect {
+  override createAdapter(): DialectAdapter {
+    return new TransactionLockAdapter();
+  }
+}
+
+async function lockForTransaction(db: Kysely<unknown>): Promise<void> {
+  // Re-entrant within a transaction; waits up to an hour for another migrator, like Kysely's.
+  await sql`select set_config('lock_timeout', '3600000', true), pg_advisory_xact_lock(${sql.lit(MIGRATION_LOCK_ID)})`.execute(db);
+}
+
+/** Rolls the migration transaction back after Kysely reported (rather than threw) a failure. */
+class RolledBack extends Error {
+  readonly resultSet: MigrationResultSet;
+
+  constructor(resultSet: MigrationResultSet) {
+    super('migration failed');
+    this.resultSet = resultSet;
+  }
+}
+
 /**
  * Applies every pending migration on the database at `url` over a connection of its own. They run
- * in one transaction: when one fails, none of them stays applied.
+ * in one transaction: when one fails, none of them stays applied. Concurrent callers (several
+ * instances starting at once) serialise on a transaction-scoped advisory lock, so each migration
+ * is applied once, directly or through PgBouncer in transaction mode.
  *
  * @example
  * ```ts
@@ -44,7 +88,7 @@ export async function migrateToLatest(url: string, options: MigrationsOptions = 
   // Kysely reports a failed query with its SQL only to the log hook; keep it to name the statement.
   const failedStatements = new WeakMap<object, string>();
   const db = new Kysely<unknown>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }),
+    dialect: new TransactionLockDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }),
     log: (event: LogEvent) => {
       if (event.level === 'error' && typeof event.error === 'object' && event.error !== null) {
         failedStatements.set(event.error, event.query.sql);
@@ -52,7 +96,18 @@ export async function migrateToLatest(url: string, options: MigrationsOptions = 
     },
   });
   try {
-    const resultSet = await createMigrator(db, options).migrateToLatest();
+    const resultSet = await db
+      .transaction()
+      .execute(async (trx) => {
+        await lockForTransaction(trx);
+        const result = await createMigrator(trx, options).migrateToLatest();
+        if (result.error !== undefined) throw new RolledBack(result);
+        return result;
+      })
+      .catch((error: unknown) => {
+        if (error instanceof RolledBack) return error.resultSet;
+        throw error;
+      });
     return appliedNames(resultSet, (error) => (typeof error === 'object' && error !== null ? failedStatements.get(error) : undefined));
   } finally {
     await db.destroy();

@@ -117,7 +117,7 @@ async function runTransaction<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Prom
   if (options.accessMode !== undefined) builder = builder.setAccessMode(options.accessMode);
   const trx = await withOperation('transaction.begin', () => builder.execute());
   try {
-    await setLocalStatementTimeout(trx, options.statementTimeoutMs);
+    await setLocalStatementTimeout(trx, options.statementTimeoutMs ?? transactionTimeouts.get(db));
     const result = await work(trx);
     // A COMMIT that PostgreSQL answers with ROLLBACK (work swallowed a failed statement) makes
     // Kysely throw its own AbortedTransactionError; it leaves the data layer as an AppError too.

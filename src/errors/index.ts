@@ -180,7 +180,13 @@ export class RateLimitError extends AppError {
   }
 }
 
-export type UnavailableCode = 'DATABASE_UNAVAILABLE' | 'POOL_EXHAUSTED' | 'QUERY_TIMEOUT' | 'OVERLOADED';
+export type UnavailableCode =
+  | 'DATABASE_UNAVAILABLE'
+  | 'POOL_EXHAUSTED'
+  | 'QUERY_TIMEOUT'
+  | 'OVERLOADED'
+  /** The shared rate-limit store (Redis) does not answer: attempts are refused rather than let through uncounted. */
+  | 'RATE_LIMIT_UNAVAILABLE';
 
 export class ServiceUnavailableError extends AppError {
   readonly type = 'ServiceUnavailableError';

@@ -6,7 +6,8 @@ import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import type { UserRole } from '../repositories/users.ts';
 import { AuthService, type AuthEvents, type Principal } from '../services/auth.ts';
 import type { PasswordHasher } from '../services/passwords.ts';
-import type { AccessTokenClaims, AccessTokenSigner } from '../services/tokens.ts';
+import { keyRing, type AccessTokenClaims, type AccessTokenSigner, type KeyRing } from '../services/tokens.ts';
+import type { ReadDatabase } from '../db/replicas.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -25,6 +26,8 @@ export interface AuthPluginOptions {
   readonly config: AuthConfig;
   /** At least 32 bytes; resolved by the caller (configured, or generated under DATA_DIR). */
   readonly jwtSecret: string;
+  /** Where reads that may be slightly stale go (a replica when one is healthy); the primary otherwise. */
+  readonly readDb?: ReadDatabase | undefined;
   readonly hasher: PasswordHasher;
   readonly clock: () => Date;
   readonly events?: AuthEvents;
@@ -37,14 +40,24 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * Access tokens through @fastify/jwt with verification pinned: HS256 only, `exp`/`iat`/`sub`/
  * `iss`/`aud`/`typ` required, issuer and audience checked. Every verification failure —
  * whatever fast-jwt calls it — is a 401 of the error family, never a 500.
+ *
+ * Keys rotate as shared configuration: tokens are signed with JWT_SECRET and name it in their
+ * `kid` header; a token is verified with the key its `kid` names, JWT_SECRET or one of
+ * JWT_PREVIOUS_SECRETS (the overlap), and an unknown `kid` is a 401. A token without `kid`
+ * (signed before key ids existed) is verified with JWT_SECRET only.
  */
 export default fp<AuthPluginOptions>(
   async (app, opts) => {
-    if (Buffer.byteLength(opts.jwtSecret) < 32) throw new Error('The JWT secret must be at least 32 bytes');
+    const previousSecrets = opts.config.jwtPreviousSecrets;
+    if ([opts.jwtSecret, ...previousSecrets].some((secret) => Buffer.byteLength(secret) < 32)) {
+      throw new Error('Every JWT secret must be at least 32 bytes');
+    }
+    const ring = keyRing(opts.jwtSecret, previousSecrets);
     await app.register(fastifyJwt, {
-      secret: opts.jwtSecret,
+      secret: ring.signing.secret,
       sign: {
         algorithm: 'HS256',
+        kid: ring.signing.kid,
         iss: opts.config.jwtIssuer,
         aud: opts.config.jwtAudience,
         // @fastify/jwt reads a number as seconds (jsonwebtoken style) and converts it for fast-jwt.
@@ -69,12 +82,17 @@ export default fp<AuthPluginOptions>(
       clock: opts.clock,
       refreshTokenTtlSeconds: opts.config.refreshTokenTtlSeconds,
       ...(opts.events === undefined ? {} : { events: opts.events }),
+      ...(opts.readDb === undefined ? {} : { staleReads: opts.readDb }),
     });
 
     app.decorate('auth', auth);
     app.decorateRequest('principal', null);
     app.decorate('authenticate', async (request: FastifyRequest) => {
-      const claims = verifyAccessToken(bearerToken(request), (token) => app.jwt.verify(token));
+      const claims = verifyAccessToken(bearerToken(request), (token) => {
+        const key = verificationKey(ring, token);
+        // The signing key's verifier is built once; a previous key's only while tokens signed with it live.
+        return key === ring.signing.secret ? app.jwt.verify(token) : app.jwt.verify(token, { key });
+      });
       request.principal = (await auth.principalOf(claims.sub)).principal;
     });
     app.decorate('requireRole', (...roles: UserRole[]) => async (request: FastifyRequest) => {
@@ -92,11 +110,36 @@ function bearerToken(request: FastifyRequest): string {
   return match[1];
 }
 
+/**
+ * The key a token's `kid` header names. The header is read before the signature is checked only
+ * to pick the key; the signature then covers it. No `kid`: the signing key (tokens signed before
+ * key ids). A `kid` naming no accepted key: 401.
+ */
+function verificationKey(ring: KeyRing, token: string): string {
+  const kid = headerOf(token)?.kid;
+  if (kid === undefined) return ring.signing.secret;
+  const key = typeof kid === 'string' ? ring.verifying.get(kid) : undefined;
+  if (key === undefined) throw new AuthenticationError('Access token signed with an unknown key', 'INVALID_TOKEN');
+  return key;
+}
+
+/** The decoded JOSE header, or undefined when it is not a JSON object (verification then rejects the token). */
+function headerOf(token: string): { kid?: unknown } | undefined {
+  const encoded = token.split('.', 1)[0] ?? '';
+  try {
+    const header: unknown = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
+    return typeof header === 'object' && header !== null && !Array.isArray(header) ? header : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function verifyAccessToken(token: string, verify: (token: string) => unknown): { sub: string } {
   let payload: unknown;
   try {
     payload = verify(token);
   } catch (error) {
+    if (error instanceof AuthenticationError) throw error;
     const code = (error as { code?: unknown }).code;
     if (code === 'FAST_JWT_EXPIRED') throw new AuthenticationError('Access token has expired', 'TOKEN_EXPIRED', { cause: error });
     throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN', { cause: error });

@@ -1,3 +1,6 @@
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import {
@@ -102,4 +105,43 @@ function validationDetails(errors: readonly AjvError[], context: string | undefi
     if (item.params?.additionalProperty !== undefined) path += `/${item.params.additionalProperty}`;
     return { path, message: item.message ?? 'is invalid' };
   });
+}
+
+/**
+ * Fastify's `frameworkErrors`: failures found while routing, before any hook runs (an undecodable
+ * URL such as `/users/%`, an over-long path parameter). They get the one error shape too.
+ */
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const appError =
+    error.code === 'FST_ERR_BAD_URL'
+      ? new ValidationError('The URL is not valid', { cause: error })
+      : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? new ValidationError('A path parameter is too long', { cause: error })
+        : toAppError(error);
+  reply.header('x-request-id', request.id);
+  void sendError(appError, request, reply, error);
+}
+
+/**
+ * Node's `clientError`: requests HTTP itself cannot parse (bad request line, NUL in a header,
+ * oversized headers, conflicting length headers) or that timed out. There is no request object, so
+ * the response is written to the socket directly, still in the one error shape with a request id.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [statusCode, type, code, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? ([408, 'RequestTimeoutError', 'REQUEST_TIMEOUT', 'The request took too long to arrive'] as const)
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? ([431, 'ValidationError', 'VALIDATION_FAILED', 'Request headers are too large'] as const)
+        : ([400, 'ValidationError', 'VALIDATION_FAILED', 'Malformed HTTP request'] as const);
+  const requestId = randomUUID();
+  const body = JSON.stringify({ error: { type, message, statusCode, code, requestId } });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }

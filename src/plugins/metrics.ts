@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from '@prometheus-io/client';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import fastifyMetrics from 'fastify-metrics';
 import fp from 'fastify-plugin';
+import type { ReplicaEvents, ReplicaStatus } from '../db/replicas.ts';
 import { logQuery, queryLogHook, type QueryEvent, type QueryLogger, type QueryLogOptions } from '../db/instrumentation.ts';
 import { AuthenticationError, type AppError } from '../errors/index.ts';
 import type { AuthEvents } from '../services/auth.ts';
@@ -61,7 +62,22 @@ export class AppMetrics {
     registers: [this.registry],
   });
 
+  readonly replicaReads = new Counter({
+    name: 'db_replica_reads_total',
+    help: 'Reads that may be served by a replica (the user listing), by where they ran: replica or primary',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+  readonly replicaFallbacks = new Counter({
+    name: 'db_replica_fallbacks_total',
+    help: 'Replica-eligible reads sent to the primary: no replica reachable (unavailable), all too far behind (lagging), or the replica failed the query (error)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
+    for (const target of ['replica', 'primary']) this.replicaReads.inc({ target }, 0);
+    for (const reason of ['unavailable', 'lagging', 'error']) this.replicaFallbacks.inc({ reason }, 0);
     // Zero series exist from the start, so rates and alerts work before the first event.
     for (const outcome of ['success', 'failure', 'rate_limited']) this.logins.inc({ outcome }, 0);
     for (const outcome of ['rotated', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
@@ -110,6 +126,18 @@ export class AppMetrics {
     };
   }
 
+  /** The hooks the replica-aware read database reports to. */
+  get replicaEvents(): ReplicaEvents {
+    return {
+      onRead: (target) => {
+        this.replicaReads.inc({ target });
+      },
+      onFallback: (reason) => {
+        this.replicaFallbacks.inc({ reason });
+      },
+    };
+  }
+
   onRateLimited(limiter: string): void {
     this.rateLimited.inc({ limiter });
     if (limiter.startsWith('login')) this.logins.inc({ outcome: 'rate_limited' });
@@ -121,6 +149,8 @@ export interface MetricsPluginOptions {
   /** Omitted when the app runs on a borrowed transaction (tests) with no pool of its own. */
   readonly poolStats?: (() => PoolStats) | undefined;
   readonly hashQueueDepth: () => number;
+  /** The read replicas as last checked; omitted without DATABASE_REPLICA_URLS. */
+  readonly replicaStatus?: (() => readonly ReplicaStatus[]) | undefined;
   /** When set, scraping needs `Authorization: Bearer <token>`. */
   readonly bearerToken?: string | undefined;
 }
@@ -134,6 +164,7 @@ export default fp<MetricsPluginOptions>(
   async (app, opts) => {
     const { registry } = opts.metrics;
     registerPoolGauges(registry, opts.poolStats);
+    registerReplicaGauges(registry, opts.replicaStatus);
     new Gauge({
       name: 'auth_password_hash_queue_depth',
       help: 'Password hashes waiting for a free argon2 slot',
@@ -187,6 +218,32 @@ function sameSecret(presented: string | undefined, expected: string): boolean {
   const a = Buffer.from(presented);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function registerReplicaGauges(registry: Registry, replicaStatus: (() => readonly ReplicaStatus[]) | undefined): void {
+  if (replicaStatus === undefined) return;
+  new Gauge({
+    name: 'db_replica_lag_seconds',
+    help: 'How far each read replica was behind the primary at its last check (absent while it cannot be measured)',
+    labelNames: ['replica'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const replica of replicaStatus()) {
+        if (replica.lagMs !== undefined) this.set({ replica: replica.name }, replica.lagMs / 1000);
+      }
+    },
+  });
+  new Gauge({
+    name: 'db_replica_usable',
+    help: 'Whether each read replica was up and within DB_REPLICA_MAX_LAG_MS at its last check (1) or skipped (0)',
+    labelNames: ['replica'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const replica of replicaStatus()) this.set({ replica: replica.name }, replica.state === 'ok' ? 1 : 0);
+    },
+  });
 }
 
 function registerPoolGauges(registry: Registry, poolStats: (() => PoolStats) | undefined): void {

@@ -61,6 +61,18 @@ export class UserRepository {
       .executeTakeFirst();
   }
 
+  /**
+   * Locks the user's row until the transaction ends (`SELECT … FOR UPDATE`): units of work that
+   * change a user's sessions (refresh, logout, password change) take it first, so they run one
+   * after another per user and each sees what the previous one committed.
+   *
+   * @returns whether the user exists.
+   */
+  async lockForUpdate(id: string): Promise<boolean> {
+    const row = await this.#db.selectFrom('users').select('id').where('id', '=', id).forUpdate().executeTakeFirst();
+    return row !== undefined;
+  }
+
   /** @throws {NotFoundError} when no user has this id. */
   async updateLastLogin(id: string, at: Date): Promise<void> {
     const result = await this.#db

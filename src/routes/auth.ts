@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AuthConfig } from '../config.ts';
-import { AuthenticationError, RateLimitError } from '../errors/index.ts';
+import { AuthenticationError, RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
 import { canonicalEmail } from '../services/credentials.ts';
 import { Email, errors, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
 
@@ -29,7 +29,10 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       keyGenerator: (request) => `${name}:${key(request)}`,
     });
     return async (request: FastifyRequest) => {
-      const result = await check(request);
+      const result = await check(request).catch((error: unknown) => {
+        // The shared store (Redis) failed: refuse rather than let attempts through uncounted.
+        throw new ServiceUnavailableError('Service unavailable', 'RATE_LIMIT_UNAVAILABLE', { cause: error });
+      });
       // isAllowed is true only for allow-listed keys; a counted request is refused once it exceeds max.
       if (!result.isAllowed && result.isExceeded) {
         opts.onRateLimited?.(name);

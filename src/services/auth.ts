@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
+import type { ReadDatabase } from '../db/replicas.ts';
 import { withTransaction } from '../db/transactions.ts';
 import { AuthenticationError, AuthorizationError, NotFoundError, ValidationError } from '../errors/index.ts';
-import { RefreshTokenRepository } from '../repositories/refresh-tokens.ts';
+import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
 import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
 import type { PasswordHasher } from './passwords.ts';
@@ -40,6 +41,12 @@ export interface AuthServiceDeps {
   readonly refreshTokenTtlSeconds: number;
   /** Told of security-relevant outcomes (metrics count them). */
   readonly events?: AuthEvents;
+  /**
+   * Where reads that may be slightly stale run: a read replica when one is up and within its lag
+   * bound. Only the user listing uses it; everything that must see its own writes (login after
+   * register, refresh, the current user after a password change) reads `db`, the primary.
+   */
+  readonly staleReads?: Pick<ReadDatabase, 'read'>;
 }
 
 export interface AuthEvents {
@@ -123,11 +130,12 @@ export class AuthService {
     const now = this.#deps.clock();
     const next = newRefreshToken();
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
-      const tokens = new RefreshTokenRepository(trx);
-      const token = await tokens.findByHash(hashRefreshToken(presented));
+      const token = await lockedToken(trx, presented);
       if (token === undefined || token.revoked_at !== null) return { kind: 'rejected' } as const;
       if (token.expires_at.getTime() <= now.getTime()) return { kind: 'expired' } as const;
-      // Exactly one concurrent caller can flip rotated_at; every other one is a reuse.
+      const tokens = new RefreshTokenRepository(trx);
+      // The user's row lock makes this the only unit of work on the user's sessions right now, so
+      // a token already rotated is a reuse, never a race lost to a concurrent refresh.
       if (token.rotated_at !== null || !(await tokens.markRotated(token.id, now))) {
         // Committed with the transaction; the error is raised after it, outside.
         await tokens.revokeFamily(token.family_id, now);
@@ -164,12 +172,11 @@ export class AuthService {
   async logout(presented: string): Promise<void> {
     const now = this.#deps.clock();
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
-      const tokens = new RefreshTokenRepository(trx);
-      const token = await tokens.findByHash(hashRefreshToken(presented));
+      const token = await lockedToken(trx, presented);
       if (token === undefined || token.revoked_at !== null || token.expires_at.getTime() <= now.getTime()) {
         return 'invalid';
       }
-      await tokens.revokeFamily(token.family_id, now);
+      await new RefreshTokenRepository(trx).revokeFamily(token.family_id, now);
       // A rotated token still revokes its family (it may be the thief's), but is not a valid logout.
       return token.rotated_at === null ? 'done' : 'invalid';
     });
@@ -189,7 +196,10 @@ export class AuthService {
     const passwordHash = await this.#deps.hasher.hash(newPassword);
     const now = this.#deps.clock();
     await withTransaction(this.#deps.db, async (trx) => {
-      await new UserRepository(trx).updatePasswordHash(user.id, passwordHash, now);
+      const users = new UserRepository(trx);
+      // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
+      await users.lockForUpdate(user.id);
+      await users.updatePasswordHash(user.id, passwordHash, now);
       await new RefreshTokenRepository(trx).revokeAllForUser(user.id, now);
     });
   }
@@ -221,11 +231,11 @@ export class AuthService {
     cursor: string | undefined,
   ): Promise<{ items: PublicUser[]; nextCursor: string | null }> {
     if (principal.role !== 'admin') throw new AuthorizationError();
-    // One extra row tells whether another page exists, without a count query.
-    const rows = await new UserRepository(this.#deps.db).list(
-      limit + 1,
-      cursor === undefined ? undefined : decodeCursor(cursor),
-    );
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    // One extra row tells whether another page exists, without a count query. A listing may lag
+    // the primary by the replica bound: a user registered a moment ago may appear a moment later.
+    const list = (db: Kysely<DB>) => new UserRepository(db).list(limit + 1, after);
+    const rows = await (this.#deps.staleReads?.read(list) ?? list(this.#deps.db));
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
@@ -247,6 +257,19 @@ export class AuthService {
       expiresIn: this.#deps.signer.expiresIn,
     };
   }
+}
+
+/**
+ * The refresh token `presented` stands for, read after locking its user's row, so the state
+ * seen is the one left by whichever unit of work on that user's sessions committed last.
+ */
+async function lockedToken(trx: Kysely<DB>, presented: string): Promise<RefreshTokenRow | undefined> {
+  const tokens = new RefreshTokenRepository(trx);
+  const tokenHash = hashRefreshToken(presented);
+  const seen = await tokens.findByHash(tokenHash);
+  if (seen === undefined || !(await new UserRepository(trx).lockForUpdate(seen.user_id))) return undefined;
+  // Read again: a statement after the lock sees everything committed before it was granted.
+  return tokens.findByHash(tokenHash);
 }
 
 export interface NewAccount {

@@ -33,3 +33,43 @@ export function newRefreshToken(): string {
 export function hashRefreshToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
+
+/**
+ * The HS256 keys of this deployment: the one that signs, named in every token's `kid` header, and
+ * the ones still accepted for verification during a rotation's overlap.
+ */
+export interface KeyRing {
+  readonly signing: { readonly kid: string; readonly secret: string };
+  /** Every accepted key by its id, the signing key included. */
+  readonly verifying: ReadonlyMap<string, string>;
+}
+
+/**
+ * The id of a secret: derived from it, so every instance configured with the same secret names it
+ * the same way and a rotation needs no separate id to coordinate. It reveals nothing usable: a
+ * truncated SHA-256 of a secret of at least 32 bytes, whose HMAC signatures are public anyway.
+ *
+ * @example
+ * ```ts
+ * keyId('a secret of at least thirty-two bytes!'); // 16 base64url characters, the same on every instance
+ * ```
+ */
+export function keyId(secret: string): string {
+  return createHash('sha256').update('jwt-kid\0').update(secret).digest('base64url').slice(0, 16);
+}
+
+/**
+ * The key ring from JWT_SECRET and JWT_PREVIOUS_SECRETS.
+ *
+ * @example
+ * ```ts
+ * const ring = keyRing(config.auth.jwtSecret, config.auth.jwtPreviousSecrets);
+ * ring.verifying.get(kidOfToken); // the secret to verify with, or undefined: 401
+ * ```
+ */
+export function keyRing(current: string, previous: readonly string[] = []): KeyRing {
+  const signing = { kid: keyId(current), secret: current };
+  const verifying = new Map<string, string>([[signing.kid, current]]);
+  for (const secret of previous) verifying.set(keyId(secret), secret);
+  return { signing, verifying };
+}

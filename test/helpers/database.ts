@@ -4,18 +4,37 @@ import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { inject, test as base } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
-import { createDatabase, createPool } from '../../src/db/database.ts';
+import { createDatabase, createPool, type PoolConfig } from '../../src/db/database.ts';
 import { withDatabaseName } from '../../src/db/embedded.ts';
 import { migrateToLatest } from '../../src/db/migrator.ts';
 
-/** Pool settings for tests: small, quick to give up. */
+/**
+ * Set by `npm run test:pgbouncer`: a PgBouncer in transaction mode in front of the test server.
+ * Test databases are then reached through it (the harness's admin work — cloning, dropping — still
+ * goes to the server directly), with the pool settings transaction mode requires.
+ */
+const PGBOUNCER_URL = process.env.TEST_PGBOUNCER_URL === '' ? undefined : process.env.TEST_PGBOUNCER_URL;
+
+const POOL_MODE: Pick<PoolConfig, 'poolMode' | 'preparedStatements'> =
+  PGBOUNCER_URL === undefined ? {} : { poolMode: 'transaction', preparedStatements: false };
+
+/** Pool settings for tests: small, quick to give up; transaction pool mode behind PgBouncer. */
 export const TEST_POOL = {
   poolMax: 4,
   connectionTimeoutMs: 5_000,
   idleTimeoutMs: 10_000,
   statementTimeoutMs: 10_000,
   applicationName: 'vitest',
+  ...POOL_MODE,
 } as const;
+
+/**
+ * The URL clients use for database `name`: through PgBouncer under `npm run test:pgbouncer`,
+ * directly to the test server otherwise.
+ */
+export function clientUrl(name: string): string {
+  return withDatabaseName(PGBOUNCER_URL ?? inject('adminUrl'), name);
+}
 
 /**
  * How tests are isolated: `rollback` (the default: a transaction per test), or, for the isolation
@@ -49,7 +68,7 @@ export async function cloneTemplate(name: string): Promise<TestDatabase> {
   } finally {
     await admin.end();
   }
-  const url = withDatabaseName(adminUrl, name);
+  const url = clientUrl(name);
   const pool = createPool({ ...TEST_POOL, url });
   return { url, pool, db: createDatabase({ ...TEST_POOL, url }, { pool }) };
 }

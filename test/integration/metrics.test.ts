@@ -338,9 +338,10 @@ describe('database failures in the metrics', () => {
     await postJson(app, '/auth/register', { email: 'dead@example.com', password: PASSWORD, name: 'Dead' });
     const session: LoginJson = await login(app, 'dead@example.com');
 
-    // Another session locks the user row the refresh's insert must key-share, then waits for the
-    // token row the refresh has just marked rotated: a lock cycle PostgreSQL breaks by aborting the
-    // refresh (this session's deadlock_timeout is long, so the refresh's backend detects it first).
+    // Another session locks the user's token rows; the refresh takes the user's row lock, then
+    // waits for its token row; the other session then asks for the user's row: a lock cycle
+    // PostgreSQL breaks by aborting the refresh (this session's deadlock_timeout is long, so the
+    // refresh's backend detects it first). The retry waits for the rollback and succeeds.
     const other = new pg.Client({ connectionString: url });
     await other.connect();
     onTestFinished(async () => {
@@ -348,10 +349,10 @@ describe('database failures in the metrics', () => {
     });
     await other.query(`set deadlock_timeout = '60s'`);
     await other.query('begin');
-    await other.query('select 1 from users where id = $1 for update', [session.user.id]);
+    await other.query('select 1 from refresh_tokens where user_id = $1 for update', [session.user.id]);
     const refresh = postJson(app, '/auth/refresh', { refreshToken: session.refreshToken });
     await waitForLockWait(url);
-    await other.query('update refresh_tokens set revoked_at = revoked_at where user_id = $1', [session.user.id]);
+    await other.query('select 1 from users where id = $1 for update', [session.user.id]);
     await other.query('rollback');
 
     const response = await refresh;

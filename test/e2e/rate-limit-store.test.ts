@@ -1,0 +1,70 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { beforeAll } from 'vitest';
+import { testApp } from '../helpers/app.ts';
+import { describe, expect, test } from '../helpers/database.ts';
+import { assertRedisAnswers, TEST_REDIS_URL } from '../helpers/redis.ts';
+import { freePort } from '../helpers/processes.ts';
+import { expectError, postJson } from './support.ts';
+
+const REDIS_URL = TEST_REDIS_URL;
+
+beforeAll(assertRedisAnswers);
+
+/** A Redis client for the test's own look at the shared store, closed when the test ends. */
+function observer(onFinished: (fn: () => Promise<void>) => void): Redis {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  onFinished(async () => {
+    redis.disconnect();
+  });
+  return redis;
+}
+
+async function clientNames(redis: Redis): Promise<string[]> {
+  const list = await redis.client('LIST');
+  return String(list)
+    .split('\n')
+    .map((line) => /(?:^| )name=(\S*)/.exec(line)?.[1] ?? '')
+    .filter((name) => name !== '');
+}
+
+describe('the rate-limit store (REDIS_URL)', () => {
+  test("keeps counters in Redis under REDIS_KEY_PREFIX, and closes the app's Redis connection when the app closes", async ({
+    db,
+    onTestFinished,
+  }) => {
+    const prefix = `vitest-${randomBytes(6).toString('hex')}:`;
+    const redis = observer(onTestFinished);
+    onTestFinished(async () => {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+    });
+    const app = await testApp(db, onTestFinished, { env: { REDIS_URL, REDIS_KEY_PREFIX: prefix } });
+
+    expect((await postJson(app, '/auth/login', { email: 'nobody@example.com', password: 'a wrong guess' })).statusCode).toBe(401);
+    expect((await redis.keys(`${prefix}rate-limit:*`)).length).toBeGreaterThanOrEqual(2);
+    expect(await clientNames(redis)).toContain(`${prefix}rate-limit`);
+
+    await app.close();
+    expect(await clientNames(redis)).not.toContain(`${prefix}rate-limit`);
+  });
+
+  test('refuses rate-limited requests with 503 RATE_LIMIT_UNAVAILABLE within seconds when Redis does not answer, and nothing else', async ({
+    db,
+    onTestFinished,
+  }) => {
+    // A loopback port nothing listens on.
+    const port = await freePort(6432, 6440);
+    const app = await testApp(db, onTestFinished, { env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+    const started = performance.now();
+
+    const response = await postJson(app, '/auth/login', { email: 'nobody@example.com', password: 'a wrong guess' });
+
+    expectError(response, { statusCode: 503, type: 'ServiceUnavailableError', code: 'RATE_LIMIT_UNAVAILABLE' });
+    expect(response.headers['retry-after']).toBeDefined();
+    expect(response.body).not.toMatch(/redis|ECONNREFUSED/i);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect((await app.inject({ url: '/health/live' })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/auth/me' })).statusCode).toBe(401);
+  });
+});
