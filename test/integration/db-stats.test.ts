@@ -128,7 +128,8 @@ describe('node src/cli/db-stats.ts', () => {
     const { stdout } = await runCli(url);
 
     expect(stdout).toMatch(/^Database postgres:\/\//);
-    expect(stdout).toMatch(/PostgreSQL \d+\S*, up .+; migrations up to date/);
+    // server_version is e.g. `18.4` (embedded) or `15.20 (Debian 15.20-0+deb12u1)`.
+    expect(stdout).toMatch(/PostgreSQL \d+[^,]*, up .+; migrations up to date/);
     expect(stdout).toContain('DB_POOL_MAX 7 · connection timeout 5000 ms');
     expect(stdout).toContain(`Connections of ${SUBJECT} (pg_stat_activity, every instance)`);
     expect(stdout).toContain('3 connection(s): 1 active, 1 idle in transaction, 1 idle');

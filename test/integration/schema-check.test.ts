@@ -71,7 +71,8 @@ describe('the schema check', () => {
       'changed constraint users.users_name_length: expected CHECK (((char_length(name) >= 1) AND (char_length(name) <= 100))), ' +
         'found CHECK ((char_length(name) <= 50))',
       'extra   sequence notes_id_seq: integer start 1 increment 1',
-      "extra   view admins: SELECT id FROM users WHERE (role = 'admin'::text);",
+      // pg_get_viewdef qualifies column names up to PostgreSQL 15, not from 16 on.
+      expect.stringMatching(/^extra {3}view admins: SELECT (users\.)?id FROM users WHERE \(\(?(users\.)?role = 'admin'::text\)?\);$/),
     ]);
   });
 
