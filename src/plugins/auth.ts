@@ -4,7 +4,7 @@ import fp from 'fastify-plugin';
 import type { AuthConfig } from '../config.ts';
 import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import type { UserRole } from '../repositories/users.ts';
-import { AuthService, type AuthEvents, type Principal } from '../services/auth.ts';
+import { AuthService, type AuthEvents, type Principal, type PublicUser } from '../services/auth.ts';
 import type { PasswordHasher } from '../services/passwords.ts';
 import { keyRing, type AccessTokenClaims, type AccessTokenSigner, type KeyRing } from '../services/tokens.ts';
 import type { ReadDatabase } from '../db/replicas.ts';
@@ -19,6 +19,11 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     principal: Principal | null;
+    /**
+     * The user row authentication read to check the principal (as the database held it then):
+     * handlers that answer with the caller's own user reuse it instead of querying again.
+     */
+    authenticatedUser: PublicUser | null;
   }
 }
 
@@ -87,13 +92,16 @@ export default fp<AuthPluginOptions>(
 
     app.decorate('auth', auth);
     app.decorateRequest('principal', null);
+    app.decorateRequest('authenticatedUser', null);
     app.decorate('authenticate', async (request: FastifyRequest) => {
       const claims = verifyAccessToken(bearerToken(request), (token) => {
         const key = verificationKey(ring, token);
         // The signing key's verifier is built once; a previous key's only while tokens signed with it live.
         return key === ring.signing.secret ? app.jwt.verify(token) : app.jwt.verify(token, { key });
       });
-      request.principal = (await auth.principalOf(claims.sub)).principal;
+      const { principal, user } = await auth.principalOf(claims.sub);
+      request.principal = principal;
+      request.authenticatedUser = user;
     });
     app.decorate('requireRole', (...roles: UserRole[]) => async (request: FastifyRequest) => {
       if (request.principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');

@@ -50,7 +50,12 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: UserEnvelope, ...errors(400, 401, 403, 404, 503) },
       },
     },
-    async (request) => ({ user: await app.auth.getUser(principalOf(request.principal), request.params.id) }),
+    async (request) => {
+      const principal = principalOf(request.principal);
+      // A user reading themself gets the row authentication just read, not a second query.
+      if (request.params.id === principal.userId && request.authenticatedUser !== null) return { user: request.authenticatedUser };
+      return { user: await app.auth.getUser(principal, request.params.id) };
+    },
   );
 };
 

@@ -1,0 +1,112 @@
+import path from 'node:path';
+import argon2 from 'argon2';
+import pg from 'pg';
+import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../../src/db/embedded.ts';
+import { migrateToLatest } from '../../src/db/migrator.ts';
+import { OWASP_ARGON2ID } from '../../src/services/passwords.ts';
+import { log, type BenchSettings } from './environment.ts';
+
+/** The database every benchmark in one run uses: the same server, the same tables, the same rows. */
+export interface BenchDatabase {
+  readonly url: string;
+  readonly serverVersion: string;
+  readonly kind: 'embedded' | 'external';
+  /** The embedded cluster's directory (its processes' CPU is metered); undefined for an external server. */
+  readonly clusterDir: string | undefined;
+  close(): Promise<void>;
+}
+
+/** A database of our own on that server, so truncating and seeding never touches anyone's data. */
+const DATABASE_NAME = 'pgfb_bench';
+
+export async function openBenchDatabase(settings: BenchSettings): Promise<BenchDatabase> {
+  let serverUrl: string;
+  let stop: () => Promise<void> = async () => {};
+  let kind: BenchDatabase['kind'];
+  if (settings.externalUrl !== undefined) {
+    serverUrl = settings.externalUrl;
+    kind = 'external';
+  } else {
+    const embedded = await startEmbeddedPostgres({ dataDir: settings.dataDir, port: settings.embeddedPort, log });
+    serverUrl = embedded.url;
+    stop = () => embedded.stop();
+    kind = 'embedded';
+    if (!embedded.owned) log('warning: attached to an embedded PostgreSQL another process started; it will be left running');
+  }
+  try {
+    await ensureDatabaseExists(serverUrl, DATABASE_NAME);
+    const url = withDatabaseName(serverUrl, DATABASE_NAME);
+    await migrateToLatest(url);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    let serverVersion: string;
+    try {
+      const { rows } = await client.query<{ version: string }>('select version()');
+      serverVersion = rows[0]?.version.replace(/ on .*/, '') ?? 'unknown';
+    } finally {
+      await client.end();
+    }
+    const clusterDir = kind === 'embedded' ? path.join(settings.dataDir, 'postgres') : undefined;
+    return { url, serverVersion, kind, clusterDir, close: stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+export const SEED_PASSWORD = 'bench password 123';
+export const ADMIN_EMAIL = 'bench-admin@example.com';
+
+export interface Seed {
+  readonly adminId: string;
+  /** Ids of the seeded (non-admin) users, for random lookups. */
+  readonly userIds: readonly string[];
+  /** Emails whose password is {@link SEED_PASSWORD}. */
+  readonly emails: readonly string[];
+  /** The stored argon2id hash of {@link SEED_PASSWORD}, OWASP parameters (what the app verifies). */
+  readonly passwordHash: string;
+}
+
+/**
+ * Empties the tables and inserts `count` users plus one admin, all with the same argon2id hash
+ * (computed once: seeding 10k users through argon2 would take minutes and measure nothing).
+ */
+export async function seed(url: string, count: number): Promise<Seed> {
+  const passwordHash = await argon2.hash(SEED_PASSWORD, { type: argon2.argon2id, ...OWASP_ARGON2ID });
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('truncate refresh_tokens, users');
+    const admin = await client.query<{ id: string }>(
+      `insert into users (email, password_hash, name, role) values ($1, $2, 'Bench Admin', 'admin') returning id`,
+      [ADMIN_EMAIL, passwordHash],
+    );
+    // Spread created_at over the past so the keyset index has a realistic order.
+    const { rows } = await client.query<{ id: string; email: string }>(
+      `insert into users (email, password_hash, name, created_at)
+       select 'bench-user-' || n || '@example.com', $1, 'Bench User ' || n, now() - make_interval(secs => n)
+       from generate_series(1, $2::int) as n
+       returning id, email`,
+      [passwordHash, count],
+    );
+    await client.query('vacuum analyze users');
+    const adminId = admin.rows[0]?.id;
+    if (adminId === undefined) throw new Error('seeding the admin returned no row');
+    return { adminId, userIds: rows.map((row) => row.id), emails: rows.map((row) => row.email), passwordHash };
+  } finally {
+    await client.end();
+  }
+}
+
+/** Reclaims what the insert benchmarks left, so later runs see the same table shape. */
+export async function vacuum(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`delete from users where email like 'bench-ins-%' or email like 'bench-reg-%'`);
+    await client.query('vacuum analyze users');
+    await client.query('vacuum analyze refresh_tokens');
+  } finally {
+    await client.end();
+  }
+}

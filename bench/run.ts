@@ -1,0 +1,322 @@
+/**
+ * The benchmark entry: `node bench/run.ts <all|repo|http|login|report>` (npm run bench, bench:repo,
+ * bench:http, bench:login). Starts the embedded PostgreSQL under DATA_DIR (default .data/bench,
+ * port EMBEDDED_PG_PORT 54360) or uses BENCH_DATABASE_URL's server, seeds a database of its own,
+ * runs the parts, writes bench/results/, and stops every process it started.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { kneeOf, measure, runAblation, runAppScenarios, runFindByIdSweep, type HttpBenchOptions } from './http.ts';
+import { runLoginBench } from './login.ts';
+import { monotonicUs, newestProfile, summariseProfile, type ProfileSummary, type ProfileWindow } from './lib/cpu-profile.ts';
+import { ADMIN_EMAIL, openBenchDatabase, SEED_PASSWORD, seed as seedDatabase, vacuum, type BenchDatabase, type Seed } from './lib/database.ts';
+import { log, machineInfo, PROJECT_DIR, readSettings, ROOT_DIR, TMP_DIR, type BenchSettings, type MachineInfo } from './lib/environment.ts';
+import { createSnapshot } from './lib/snapshot.ts';
+import type { RequestSpec } from './lib/load.ts';
+import { stopAllServers } from './lib/processes.ts';
+import { checkTargets, writeReport } from './lib/report.ts';
+import { readResults, writeResults, type PartMeta } from './lib/results.ts';
+import { getUserById, loginRequests } from './lib/scenarios.ts';
+import { login, ServerSet, startApp, startTargetSet } from './lib/servers.ts';
+import { runPatchComparison } from './patches.ts';
+import { runRepoBench } from './repo.ts';
+
+const SEEDED_USERS = 10_000;
+const PARTS = ['all', 'repo', 'http', 'login', 'patches', 'report', 'profile-repo'] as const;
+type Part = (typeof PARTS)[number];
+
+function meta(machine: MachineInfo, database: BenchDatabase, settings: BenchSettings): PartMeta {
+  return {
+    machine,
+    database: { kind: database.kind, serverVersion: database.serverVersion },
+    settings,
+    finishedAt: new Date().toISOString(),
+    loadAverageAtEnd: os.loadavg().map((value) => Math.round(value * 100) / 100),
+  };
+}
+
+function profileDir(name: string): string {
+  const dir = path.join(TMP_DIR, 'profiles', `${name}-${Date.now()}`);
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+interface ProfileLoad {
+  readonly requests: readonly RequestSpec[];
+  readonly connections: number;
+  readonly seconds: number;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/**
+ * Runs a fresh app process with --cpu-prof under `load` (after a warm-up), stops it (the profile is
+ * written on exit) and summarises the samples of the measured window only.
+ */
+async function profileApp(name: string, settings: BenchSettings, databaseUrl: string, load: ProfileLoad): Promise<ProfileSummary | undefined> {
+  const dir = profileDir(name);
+  const app = await startApp(`${name}-profiled`, { port: settings.portBase + 5, databaseUrl, settings, cpuProfileDir: dir });
+  let window: ProfileWindow;
+  try {
+    const base = { server: app, connections: load.connections, requests: load.requests, scrape: false, ...(load.headers === undefined ? {} : { headers: load.headers }) };
+    await measure({ ...base, seconds: 2, warmupSeconds: 0 });
+    const fromUs = monotonicUs();
+    await measure({ ...base, seconds: load.seconds, warmupSeconds: 0 });
+    window = { fromUs, toUs: monotonicUs() };
+  } finally {
+    await app.stop();
+  }
+  const file = newestProfile(dir);
+  if (file === undefined) {
+    log(`profile ${name}: no .cpuprofile written in ${dir}`);
+    return undefined;
+  }
+  const summary = summariseProfile(file, window);
+  log(`profile ${name}: ${path.relative(PROJECT_DIR, file)} (${summary.windowed ? 'measured window' : 'WHOLE PROCESS: clocks disagree'})`);
+  return summary;
+}
+
+async function runRepoPart(settings: BenchSettings, database: BenchDatabase, seed: Seed): Promise<void> {
+  const machine = machineInfo();
+  log('repo: in-process repository benchmark');
+  const results = await runRepoBench({
+    url: database.url,
+    ids: seed.userIds,
+    seconds: settings.repoSeconds,
+    rounds: settings.rounds,
+    clusterDir: database.clusterDir,
+  });
+  await vacuum(database.url);
+  const all = readResults();
+  all.repo = { ...meta(machine, database, settings), results };
+  if (checkTargets({ repo: all.repo }).some((check) => check.met === false)) {
+    log('repo: a target is missed; profiling findById through our repository');
+    const dir = profileDir('repo');
+    const windowFile = path.join(dir, 'window.json');
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, path.join(ROOT_DIR, 'bench/run.ts'), 'profile-repo'], {
+        cwd: ROOT_DIR,
+        env: { ...process.env, BENCH_PROFILE_DATABASE_URL: database.url, BENCH_PROFILE_WINDOW_FILE: windowFile },
+        stdio: ['ignore', 'inherit', 'inherit'],
+      });
+      child.once('error', reject);
+      child.once('exit', (code) => {
+        if (code === 0) resolve();
+        else reject(new Error(`profile-repo exited with ${code}`));
+      });
+    });
+    const file = newestProfile(dir);
+    const window = JSON.parse(fs.readFileSync(windowFile, 'utf8')) as ProfileWindow;
+    if (file !== undefined) all.repo = { ...all.repo, profile: summariseProfile(file, window) };
+  }
+  writeResults(all);
+  writeReport(all);
+}
+
+/** The child behind the repository profile: our findById only, for a few seconds. */
+async function profileRepo(settings: BenchSettings): Promise<void> {
+  const url = process.env.BENCH_PROFILE_DATABASE_URL;
+  const windowFile = process.env.BENCH_PROFILE_WINDOW_FILE;
+  if (url === undefined || windowFile === undefined) throw new Error('BENCH_PROFILE_DATABASE_URL and BENCH_PROFILE_WINDOW_FILE are required');
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const { rows } = await client.query<{ id: string }>(`select id from users where email like 'bench-user-%'`);
+  await client.end();
+  let fromUs = 0;
+  await runRepoBench({
+    url,
+    ids: rows.map((r) => r.id),
+    seconds: settings.quick ? 1 : 6,
+    rounds: 1,
+    only: ['ours (prepared)'],
+    ops: ['findById'],
+    onRoundsStart: () => {
+      fromUs = monotonicUs();
+    },
+  });
+  fs.writeFileSync(windowFile, JSON.stringify({ fromUs, toUs: monotonicUs() }));
+}
+
+async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): Promise<void> {
+  const { settings, servers } = options;
+  const machine = machineInfo();
+  log(`http: GET /users/:id on ${servers.size} targets × c=${settings.connections.join(',')} × ${settings.rounds} rounds`);
+  const findById = await runFindByIdSweep(options);
+  const knee = kneeOf(findById.filter((p) => p.target === 'app' && p.scenario === 'GET /users/:id'));
+  log(`http: knee of the full app at c=${knee ?? '?'}`);
+  const scenarios = await runAppScenarios(options);
+  await vacuum(database.url);
+  const all = readResults();
+  all.http = { ...meta(machine, database, settings), findById, scenarios, knee, incidents: servers.incidents };
+  writeResults(all);
+  writeReport(all);
+  if (knee === undefined) return;
+
+  log(`http: ablation at c=${knee}`);
+  const quiet = await servers.add('app-quiet', () =>
+    startApp('app-quiet', { port: settings.portBase + 6, databaseUrl: database.url, settings, logLevel: 'warn' }),
+  );
+  // A fresh process: bring its JIT and pool to the state the long-running app is in.
+  await measure({ server: quiet, connections: knee, seconds: 3, requests: getUserById(options.seed), headers: { authorization: `Bearer ${options.accessToken}` }, scrape: false, warmupSeconds: 0 });
+  all.http = { ...all.http, ablation: await runAblation(options, knee), incidents: servers.incidents };
+  await (await servers.get('app-quiet'))?.stop();
+  writeResults(all);
+  writeReport(all);
+
+  log(`http: profiling the app under GET /users/:id at c=${knee}`);
+  const profile = await profileApp('http', settings, database.url, {
+    requests: getUserById(options.seed),
+    connections: knee,
+    seconds: settings.quick ? 2 : 8,
+    headers: { authorization: `Bearer ${options.accessToken}` },
+  });
+  if (profile !== undefined) {
+    all.http = { ...all.http, profile };
+    writeResults(all);
+    writeReport(all);
+  }
+}
+
+async function runLoginPart(settings: BenchSettings, database: BenchDatabase, seed: Seed, servers: ServerSet): Promise<void> {
+  const machine = machineInfo();
+  log('login: sweep with /health/live probe');
+  const result = await runLoginBench({ settings, servers, seed, clusterDir: database.clusterDir });
+  const all = readResults();
+  all.login = { ...meta(machine, database, settings), login: result };
+  if (checkTargets({ login: all.login }).some((check) => check.met === false)) {
+    log('login: a target is missed; profiling the app during login saturation');
+    const profile = await profileApp('login', settings, database.url, {
+      requests: loginRequests(seed),
+      connections: 32,
+      seconds: settings.quick ? 2 : 6,
+    });
+    if (profile !== undefined) all.login = { ...all.login, profile };
+  }
+  writeResults(all);
+  writeReport(all);
+}
+
+/** Every patch under bench/patches/, measured against HEAD (see patches.ts). */
+async function runPatchesPart(settings: BenchSettings, database: BenchDatabase, seed: Seed, servers: ServerSet): Promise<void> {
+  const machine = machineInfo();
+  const dir = path.join(PROJECT_DIR, 'bench/patches');
+  // Patches that were measured and then landed are deleted; the part runs whatever is left.
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((name) => name.endsWith('.patch')).sort() : [];
+  const connections = Number(process.env.BENCH_PATCH_CONNECTIONS ?? '32');
+  const comparisons = [];
+  for (const file of files) {
+    log(`patches: ${file} vs the code under test at c=${connections}`);
+    comparisons.push(
+      await runPatchComparison({ settings, servers, seed, databaseUrl: database.url, clusterDir: database.clusterDir, patchFile: path.join(dir, file), connections }),
+    );
+  }
+  const all = readResults();
+  all.patches = { ...meta(machine, database, settings), comparisons };
+  writeResults(all);
+  writeReport(all);
+}
+
+/**
+ * Runs this same command again from a snapshot of the code (see snapshot.ts), forwarding Ctrl-C,
+ * and removes the snapshot afterwards.
+ */
+async function runFromSnapshot(part: Part, settings: BenchSettings): Promise<number> {
+  const source = process.env.BENCH_SOURCE === 'head' ? 'head' : 'worktree';
+  const snapshot = createSnapshot(source);
+  log(`measuring ${snapshot.label} (commit ${snapshot.commit}) from ${snapshot.dir}`);
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(snapshot.dir, 'bench/run.ts'), part], {
+        cwd: snapshot.dir,
+        env: {
+          ...process.env,
+          BENCH_SNAPSHOT_OF: ROOT_DIR,
+          BENCH_COMMIT: snapshot.commit,
+          BENCH_SOURCE_LABEL: snapshot.label,
+          BENCH_SOURCE_DIRTY: snapshot.srcDirty ? '1' : '0',
+          DATA_DIR: settings.dataDir,
+        },
+        stdio: 'inherit',
+      });
+      const forward = (signal: NodeJS.Signals) => child.kill(signal);
+      process.on('SIGINT', forward);
+      process.on('SIGTERM', forward);
+      child.once('error', reject);
+      child.once('exit', (code, signal) => {
+        process.off('SIGINT', forward);
+        process.off('SIGTERM', forward);
+        resolve(code ?? (signal === null ? 1 : 130));
+      });
+    });
+  } finally {
+    fs.rmSync(snapshot.dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const part = (process.argv[2] ?? 'all') as Part;
+  if (!PARTS.includes(part)) throw new Error(`usage: node bench/run.ts <${PARTS.join('|')}>`);
+  const settings = readSettings();
+  if (part !== 'report' && part !== 'profile-repo' && process.env.BENCH_SNAPSHOT_OF === undefined) {
+    process.exitCode = await runFromSnapshot(part, settings);
+    return;
+  }
+  if (part === 'report') {
+    writeReport(readResults());
+    return;
+  }
+  if (part === 'profile-repo') {
+    await profileRepo(settings);
+    return;
+  }
+
+  const started = Date.now();
+  const database = await openBenchDatabase(settings);
+  const cleanup = async () => {
+    await stopAllServers();
+    await database.close();
+  };
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    // Ctrl-C reaches this process twice (from the terminal and forwarded by the snapshot's parent).
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: stopping every process started here`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    log(`database: ${database.serverVersion} (${database.kind}); seeding ${SEEDED_USERS} users`);
+    const seed = await seedDatabase(database.url, settings.quick ? 2000 : SEEDED_USERS);
+    if (part === 'all' || part === 'repo') await runRepoPart(settings, database, seed);
+    if (part === 'all' || part === 'http' || part === 'login' || part === 'patches') {
+      let servers: ServerSet;
+      if (part === 'login' || part === 'patches') {
+        servers = new ServerSet();
+        await servers.add('app', () => startApp('app', { port: settings.portBase, databaseUrl: database.url, settings }));
+      } else {
+        servers = await startTargetSet(settings, database.url);
+      }
+      const app = await servers.get('app');
+      if (app === undefined) throw new Error('the app did not start');
+      const session = await login(app.baseUrl, ADMIN_EMAIL, SEED_PASSWORD);
+      if (part === 'all' || part === 'http') {
+        await runHttpPart(
+          { settings, servers, seed, databaseUrl: database.url, accessToken: session.accessToken, clusterDir: database.clusterDir },
+          database,
+        );
+      }
+      if (part !== 'http' && part !== 'patches') await runLoginPart(settings, database, seed, servers);
+      if (part === 'patches') await runPatchesPart(settings, database, seed, servers);
+    }
+  } finally {
+    await cleanup();
+  }
+  log(`done in ${Math.round((Date.now() - started) / 1000)} s; results in bench/results/`);
+}
+
+await main();
