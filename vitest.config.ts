@@ -18,10 +18,15 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 20_000,
     hookTimeout: 60_000,
+    // `npm test -- --coverage` (as .ci/run runs it, with every suite enabled) fails below these.
     coverage: {
       provider: 'v8',
       include: ['src/**/*.ts'],
-      reporter: ['text-summary', 'html'],
+      // Process entry points run as child processes in the tests (migrate, db:check, the real server),
+      // where v8 coverage cannot follow them.
+      exclude: ['src/server.ts', 'src/cli/**'],
+      reporter: ['text-summary', 'html', 'json-summary'],
+      thresholds: { lines: 90, branches: 90 },
     },
   },
 });

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -24,15 +23,15 @@ export default fp(
   async (app) => {
     app.setErrorHandler(async (error: unknown, request, reply) => sendError(toAppError(error), request, reply, error));
     app.setNotFoundHandler(async (request, reply) =>
-      sendError(new NotFoundError(`Route ${request.method} ${request.url.split('?')[0] ?? ''} not found`), request, reply),
+      sendError(new NotFoundError(`Route ${request.method} ${request.url.replace(/\?.*$/s, '')} not found`), request, reply),
     );
   },
   { name: 'error-handler' },
 );
 
-function sendError(appError: AppError, request: FastifyRequest, reply: FastifyReply, original?: unknown) {
+function sendError(appError: AppError, request: FastifyRequest, reply: FastifyReply, original: unknown = appError) {
   if (appError.statusCode >= 500) {
-    request.log.error({ err: original ?? appError, code: appError.code }, 'request failed');
+    request.log.error({ err: original, code: appError.code }, 'request failed');
   } else {
     request.log.info({ code: appError.code, statusCode: appError.statusCode }, appError.message);
   }
@@ -122,6 +121,8 @@ export function frameworkErrors(error: FastifyError, request: FastifyRequest, re
   void sendError(appError, request, reply, error);
 }
 
+const REASONS = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' } as const;
+
 /**
  * Node's `clientError`: requests HTTP itself cannot parse (bad request line, NUL in a header,
  * oversized headers, conflicting length headers) or that timed out. There is no request object, so
@@ -139,7 +140,7 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Dup
   const body = JSON.stringify({ error: { type, message, statusCode, code, requestId } });
   if (socket.writable) {
     socket.write(
-      `HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `HTTP/1.1 ${statusCode} ${REASONS[statusCode]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
     );
   }

@@ -66,11 +66,10 @@ export class UserRepository {
    * change a user's sessions (refresh, logout, password change) take it first, so they run one
    * after another per user and each sees what the previous one committed.
    *
-   * @returns whether the user exists.
+   * @returns the user as locked, or undefined when there is none.
    */
-  async lockForUpdate(id: string): Promise<boolean> {
-    const row = await this.#db.selectFrom('users').select('id').where('id', '=', id).forUpdate().executeTakeFirst();
-    return row !== undefined;
+  async lockForUpdate(id: string): Promise<UserRow | undefined> {
+    return this.#db.selectFrom('users').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
   }
 
   /** @throws {NotFoundError} when no user has this id. */

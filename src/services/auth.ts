@@ -130,8 +130,9 @@ export class AuthService {
     const now = this.#deps.clock();
     const next = newRefreshToken();
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
-      const token = await lockedToken(trx, presented);
-      if (token === undefined || token.revoked_at !== null) return { kind: 'rejected' } as const;
+      const locked = await lockedToken(trx, presented);
+      if (locked === undefined || locked.token.revoked_at !== null) return { kind: 'rejected' } as const;
+      const { token, user } = locked;
       if (token.expires_at.getTime() <= now.getTime()) return { kind: 'expired' } as const;
       const tokens = new RefreshTokenRepository(trx);
       // The user's row lock makes this the only unit of work on the user's sessions right now, so
@@ -141,8 +142,6 @@ export class AuthService {
         await tokens.revokeFamily(token.family_id, now);
         return { kind: 'reused' } as const;
       }
-      const user = await new UserRepository(trx).findById(token.user_id);
-      if (user === undefined) return { kind: 'rejected' } as const;
       await tokens.insert({
         userId: token.user_id,
         familyId: token.family_id,
@@ -172,7 +171,7 @@ export class AuthService {
   async logout(presented: string): Promise<void> {
     const now = this.#deps.clock();
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
-      const token = await lockedToken(trx, presented);
+      const token = (await lockedToken(trx, presented))?.token;
       if (token === undefined || token.revoked_at !== null || token.expires_at.getTime() <= now.getTime()) {
         return 'invalid';
       }
@@ -263,13 +262,17 @@ export class AuthService {
  * The refresh token `presented` stands for, read after locking its user's row, so the state
  * seen is the one left by whichever unit of work on that user's sessions committed last.
  */
-async function lockedToken(trx: Kysely<DB>, presented: string): Promise<RefreshTokenRow | undefined> {
+async function lockedToken(
+  trx: Kysely<DB>,
+  presented: string,
+): Promise<{ token: RefreshTokenRow; user: UserRow } | undefined> {
   const tokens = new RefreshTokenRepository(trx);
   const tokenHash = hashRefreshToken(presented);
   const seen = await tokens.findByHash(tokenHash);
-  if (seen === undefined || !(await new UserRepository(trx).lockForUpdate(seen.user_id))) return undefined;
+  const user = seen === undefined ? undefined : await new UserRepository(trx).lockForUpdate(seen.user_id);
   // Read again: a statement after the lock sees everything committed before it was granted.
-  return tokens.findByHash(tokenHash);
+  const token = user === undefined ? undefined : await tokens.findByHash(tokenHash);
+  return token === undefined || user === undefined ? undefined : { token, user };
 }
 
 export interface NewAccount {
