@@ -6,6 +6,7 @@ import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
 import { UserRepository, type UserRole, type UserRow } from '../../src/repositories/users.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
+import type { ErrorBody } from '../../src/errors/index.ts';
 import { TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
 
 /** What a client receives: the contract's user object. */
@@ -29,15 +30,8 @@ export interface LoginJson extends TokenPairJson {
   readonly user: UserJson;
 }
 
-export interface ErrorJson {
-  readonly type: string;
-  readonly message: string;
-  readonly statusCode: number;
-  readonly code: string;
-  readonly requestId: string;
-  readonly field?: string;
-  readonly details?: ReadonlyArray<{ readonly path: string; readonly message: string }>;
-}
+/** The error body's `error` object, as the application defines it. */
+export type ErrorJson = ErrorBody['error'];
 
 /** The password every user made by {@link createUser} has. */
 export const PASSWORD = 'correct horse battery staple';

@@ -50,12 +50,13 @@ export async function freePort(from: number, to: number): Promise<number> {
   const start = Math.floor(Math.random() * span);
   for (let i = 0; i < span; i++) {
     const port = from + ((start + i) % span);
-    if (await isFree(port)) return port;
+    if (await isPortFree(port)) return port;
   }
   throw new Error(`No free port on 127.0.0.1 between ${from} and ${to}`);
 }
 
-function isFree(port: number): Promise<boolean> {
+/** Whether nothing listens on `port` at 127.0.0.1 right now. */
+export function isPortFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.once('error', () => {

@@ -13,6 +13,8 @@ import type { Config } from '../../src/config.ts';
 import { createDatabase, createPool, type Database } from '../../src/db/database.ts';
 import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName, type EmbeddedPostgres } from '../../src/db/embedded.ts';
 import { migrateToLatest } from '../../src/db/migrator.ts';
+import type { ErrorBody } from '../../src/errors/index.ts';
+import { isPortFree } from '../helpers/processes.ts';
 import { TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
 
 /** The project root: where `src/server.ts` is and where `.data/` lives. */
@@ -67,7 +69,7 @@ const taken = new Set<number>();
 export async function freePort(from: number, to: number): Promise<number> {
   for (let port = from; port <= to; port++) {
     if (taken.has(port)) continue;
-    if (await portIsFree(port)) {
+    if (await isPortFree(port)) {
       taken.add(port);
       return port;
     }
@@ -80,19 +82,6 @@ export function releasePort(port: number): void {
   taken.delete(port);
 }
 
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => {
-      resolve(false);
-    });
-    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
-      server.close(() => {
-        resolve(true);
-      });
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // A client's view of HTTP.
@@ -243,15 +232,8 @@ function dechunk(body: Buffer): Buffer {
 // ---------------------------------------------------------------------------------------------
 // What a client may rely on in an error.
 
-export interface ErrorBodyJson {
-  readonly type: string;
-  readonly message: string;
-  readonly statusCode: number;
-  readonly code: string;
-  readonly requestId: string;
-  readonly field?: string;
-  readonly details?: ReadonlyArray<{ readonly path: string; readonly message: string }>;
-}
+/** The error body's `error` object, as the application defines it. */
+export type ErrorBodyJson = ErrorBody['error'];
 
 const ERROR_KEYS = new Set(['type', 'message', 'statusCode', 'code', 'requestId', 'field', 'details']);
 
