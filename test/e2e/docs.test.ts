@@ -1,8 +1,7 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { sql } from 'kysely';
-import { createDatabase } from '../../src/db/database.ts';
 import { testApp } from '../helpers/app.ts';
-import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
+import { describe, expect, isolatedDatabase, test, unreachableDatabase } from '../helpers/database.ts';
 import { expectError } from './support.ts';
 
 /** What swagger-parser accepts: a parsed document. */
@@ -118,10 +117,7 @@ describe('health', () => {
   test('GET /health/ready answers 503 naming the database check when the database is down, while live stays 200', async ({
     onTestFinished,
   }) => {
-    const down = createDatabase({ ...TEST_POOL, url: 'postgres://nobody@127.0.0.1:1/none', connectionTimeoutMs: 2000 });
-    onTestFinished(async () => {
-      await down.destroy();
-    });
+    const down = unreachableDatabase(onTestFinished);
     const app = await testApp(down, onTestFinished);
 
     const response = await app.inject({ url: '/health/ready' });

@@ -2,7 +2,7 @@ import { sql, type ControlledTransaction } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import { createDatabase } from '../../src/db/database.ts';
 import { LogCapture, testApp } from '../helpers/app.ts';
-import { describe, expect, test, TEST_POOL, type TestDatabase } from '../helpers/database.ts';
+import { describe, expect, test, TEST_POOL, type TestDatabase, unreachableDatabase } from '../helpers/database.ts';
 import { createUser, expectError, PASSWORD, postJson, UUID } from './support.ts';
 
 /**
@@ -174,10 +174,7 @@ describe('database failures reach the client in the one shape, without internals
   test('answers 503 DATABASE_UNAVAILABLE with retry-after when the database is down, never "invalid credentials"', async ({
     onTestFinished,
   }) => {
-    const down = createDatabase({ ...TEST_POOL, url: 'postgres://nobody@127.0.0.1:1/none', connectionTimeoutMs: 2000 });
-    onTestFinished(async () => {
-      await down.destroy();
-    });
+    const down = unreachableDatabase(onTestFinished);
     const app = await testApp(down, onTestFinished);
 
     const response = await postJson(app, '/auth/login', { email: 'ada@example.com', password: PASSWORD });

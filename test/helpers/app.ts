@@ -2,13 +2,24 @@ import { Writable } from 'node:stream';
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import { buildApp, type App, type AppDeps } from '../../src/app.ts';
-import { loadConfig, type Config } from '../../src/config.ts';
+import { ConfigError, loadConfig, type Config } from '../../src/config.ts';
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-bytes-long!';
 
 /** The configuration tests run with: the defaults, quiet logs, a fixed JWT secret. */
 export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_JWT_SECRET, DATABASE_URL: 'postgres://unused/db', ...env });
+}
+
+/** The problems `loadConfig` reports for `env` (none when it is valid). */
+export function configProblems(env: Record<string, string>): readonly string[] {
+  try {
+    loadConfig(env, '/srv/app');
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
 }
 
 /** Collects log lines (JSON) written by the app, for assertions on what is (not) logged. */

@@ -59,28 +59,38 @@ export interface TestDatabase {
  * Nothing may be connected to the template while it is cloned; the harness never connects to it.
  */
 export async function cloneTemplate(name: string): Promise<TestDatabase> {
-  const adminUrl = inject('adminUrl');
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`drop database if exists ${admin.escapeIdentifier(name)} with (force)`);
-    await admin.query(`create database ${admin.escapeIdentifier(name)} template ${inject('templateDatabase')}`);
-  } finally {
-    await admin.end();
-  }
+  await dropDatabase(name);
+  await adminQuery(`create database ${pg.escapeIdentifier(name)} template ${inject('templateDatabase')}`);
   const url = clientUrl(name);
   const pool = createPool({ ...TEST_POOL, url });
   return { url, pool, db: createDatabase({ ...TEST_POOL, url }, { pool }) };
 }
 
 export async function dropDatabase(name: string): Promise<void> {
+  await adminQuery(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+}
+
+/** Runs one statement as the test server's superuser, on a connection of its own (DDL on databases). */
+export async function adminQuery(text: string): Promise<void> {
   const admin = new pg.Client({ connectionString: inject('adminUrl') });
   await admin.connect();
   try {
-    await admin.query(`drop database if exists ${admin.escapeIdentifier(name)} with (force)`);
+    await admin.query(text);
   } finally {
     await admin.end();
   }
+}
+
+/**
+ * A database on a port where nothing listens, for the "database is down" paths; destroyed when
+ * the test ends.
+ */
+export function unreachableDatabase(onFinished: (fn: () => Promise<void>) => void): Kysely<DB> {
+  const down = createDatabase({ ...TEST_POOL, url: 'postgres://nobody@127.0.0.1:1/none', connectionTimeoutMs: 2000 });
+  onFinished(async () => {
+    await down.destroy();
+  });
+  return down;
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   migrateToLatest,
   readMigrationStatus,
 } from '../../src/db/migrator.ts';
+import { adminQuery } from '../helpers/database.ts';
 import { readSchemaSnapshot } from '../../src/db/schema-check.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -47,15 +48,6 @@ async function emptyDatabase(onFinished: (fn: () => Promise<void>) => void): Pro
   return { name, url, db };
 }
 
-async function adminQuery(text: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: inject('adminUrl') });
-  await admin.connect();
-  try {
-    await admin.query(text);
-  } finally {
-    await admin.end();
-  }
-}
 
 /** `Up <name>` / `Down <name>` for each migration the step ran; a failed step fails the test. */
 async function ran(step: Promise<MigrationResultSet>): Promise<string[]> {

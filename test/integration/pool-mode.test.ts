@@ -12,7 +12,7 @@ import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrator.ts';
 import { withTransaction } from '../../src/db/transactions.ts';
 import { ServiceUnavailableError } from '../../src/errors/index.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
-import { clientUrl, describe, dropDatabase, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
+import { adminQuery, clientUrl, describe, dropDatabase, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 
 // Everything here holds directly against PostgreSQL and, under `npm run test:pgbouncer`, through a
 // real PgBouncer in transaction mode: there the URLs the harness hands out lead through PgBouncer,
@@ -37,15 +37,6 @@ async function setting(db: Kysely<DB>, name: string): Promise<string> {
   return rows[0]?.value ?? '';
 }
 
-async function adminQuery(text: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: inject('adminUrl') });
-  await admin.connect();
-  try {
-    await admin.query(text);
-  } finally {
-    await admin.end();
-  }
-}
 
 describe('DB_POOL_MODE=transaction', () => {
   test('sends no statement_timeout at connection startup, and sets it with SET LOCAL in every unit of work', async ({

@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.ts';
+import { loadConfig } from '../../src/config.ts';
+import { configProblems } from '../helpers/app.ts';
 
-const problemsOf = (env: Record<string, string>): readonly string[] => {
-  try {
-    loadConfig(env, '/srv/app');
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-};
 
 describe('loadConfig', () => {
   it('gives every variable its documented default', () => {
@@ -70,7 +62,7 @@ describe('loadConfig', () => {
   });
 
   it('names every bad variable at once instead of stopping at the first', () => {
-    const problems = problemsOf({
+    const problems = configProblems({
       PORT: 'eighty',
       DB_POOL_MAX: '0',
       LOG_LEVEL: 'loud',
@@ -88,14 +80,14 @@ describe('loadConfig', () => {
   });
 
   it('refuses a DATABASE_URL that is not a URL and a fractional number', () => {
-    expect(problemsOf({ DATABASE_URL: 'not a url', PORT: '1.5' })).toEqual([
+    expect(configProblems({ DATABASE_URL: 'not a url', PORT: '1.5' })).toEqual([
       'DATABASE_URL must be a postgres:// URL',
       'PORT must be an integer from 0 to 65535 (got "1.5")',
     ]);
   });
 
   it('requires a JWT secret in production', () => {
-    expect(problemsOf({ NODE_ENV: 'production' })).toEqual(['JWT_SECRET is required when NODE_ENV=production']);
+    expect(configProblems({ NODE_ENV: 'production' })).toEqual(['JWT_SECRET is required when NODE_ENV=production']);
     expect(
       loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) }).auth.jwtSecret,
     ).toBe('x'.repeat(32));

@@ -1,16 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.ts';
+import { loadConfig } from '../../src/config.ts';
+import { configProblems } from '../helpers/app.ts';
 import { keyId, keyRing } from '../../src/services/tokens.ts';
 
-const problemsOf = (env: Record<string, string>): readonly string[] => {
-  try {
-    loadConfig(env, '/srv/app');
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-};
 
 const SECRET = 'x'.repeat(32);
 const OLD = 'o'.repeat(32);
@@ -36,10 +28,10 @@ describe('scale-out settings', () => {
   });
 
   it('refuses DB_PREPARED_STATEMENTS=true with DB_POOL_MODE=transaction, saying why', () => {
-    expect(problemsOf({ DB_POOL_MODE: 'transaction', DB_PREPARED_STATEMENTS: 'true' })).toEqual([
+    expect(configProblems({ DB_POOL_MODE: 'transaction', DB_PREPARED_STATEMENTS: 'true' })).toEqual([
       expect.stringMatching(/^DB_PREPARED_STATEMENTS=true cannot be used with DB_POOL_MODE=transaction: PgBouncer/),
     ]);
-    expect(problemsOf({ DB_POOL_MODE: 'statement' })).toEqual([expect.stringMatching(/^DB_POOL_MODE must be one of session, transaction/)]);
+    expect(configProblems({ DB_POOL_MODE: 'statement' })).toEqual([expect.stringMatching(/^DB_POOL_MODE must be one of session, transaction/)]);
   });
 
   it('reads replica URLs, the lag bound and the check interval, naming each malformed URL', () => {
@@ -50,7 +42,7 @@ describe('scale-out settings', () => {
     });
     expect(config.database.replicaUrls).toEqual(['postgres://app@replica-1:5432/app', 'postgresql://app@replica-2/app']);
     expect(config.database).toMatchObject({ replicaMaxLagMs: 250, replicaCheckIntervalMs: 100 });
-    expect(problemsOf({ DATABASE_REPLICA_URLS: 'postgres://ok/app,mysql://replica/app,not a url' })).toEqual([
+    expect(configProblems({ DATABASE_REPLICA_URLS: 'postgres://ok/app,mysql://replica/app,not a url' })).toEqual([
       'DATABASE_REPLICA_URLS must be a postgres:// URL (got protocol "mysql:")',
       'DATABASE_REPLICA_URLS must be a postgres:// URL',
     ]);
@@ -62,7 +54,7 @@ describe('scale-out settings', () => {
       keyPrefix: 'api-eu:',
     });
     expect(loadConfig({ REDIS_URL: 'rediss://cache.example.com' }).redis.url).toBe('rediss://cache.example.com');
-    expect(problemsOf({ REDIS_URL: 'http://cache' })).toEqual(['REDIS_URL must be a redis:// URL (got protocol "http:")']);
+    expect(configProblems({ REDIS_URL: 'http://cache' })).toEqual(['REDIS_URL must be a redis:// URL (got protocol "http:")']);
   });
 
   it('reads JWT_PREVIOUS_SECRETS, each at least 32 bytes, and only next to a JWT_SECRET', () => {
@@ -70,10 +62,10 @@ describe('scale-out settings', () => {
       OLD,
       'p'.repeat(40),
     ]);
-    expect(problemsOf({ JWT_SECRET: SECRET, JWT_PREVIOUS_SECRETS: 'short' })).toEqual([
+    expect(configProblems({ JWT_SECRET: SECRET, JWT_PREVIOUS_SECRETS: 'short' })).toEqual([
       'every secret in JWT_PREVIOUS_SECRETS must be at least 32 bytes long',
     ]);
-    expect(problemsOf({ JWT_PREVIOUS_SECRETS: OLD })).toEqual(['JWT_PREVIOUS_SECRETS needs JWT_SECRET (the key that signs) to be set']);
+    expect(configProblems({ JWT_PREVIOUS_SECRETS: OLD })).toEqual(['JWT_PREVIOUS_SECRETS needs JWT_SECRET (the key that signs) to be set']);
   });
 });
 
