@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { DB, RefreshTokens } from '../../db-types/index.ts';
+import { fixedQuery } from '../db/compiled-query.ts';
 import { instrumentRepository } from '../db/instrumentation.ts';
 
 export type RefreshTokenRow = Selectable<RefreshTokens>;
@@ -11,6 +12,31 @@ export interface NewRefreshToken {
   readonly tokenHash: string;
   readonly expiresAt: Date;
 }
+
+// Compiled once each (see fixedQuery): every query here has a fixed shape.
+const insertToken = fixedQuery((db, userId: string, familyId: string, tokenHash: string, expiresAt: Date) =>
+  db
+    .insertInto('refresh_tokens')
+    .values({ user_id: userId, family_id: familyId, token_hash: tokenHash, expires_at: expiresAt })
+    .returningAll(),
+);
+const byHash = fixedQuery((db, tokenHash: string) =>
+  db.selectFrom('refresh_tokens').selectAll().where('token_hash', '=', tokenHash),
+);
+const markLiveRotated = fixedQuery((db, id: string, at: Date) =>
+  db
+    .updateTable('refresh_tokens')
+    .set({ rotated_at: at })
+    .where('id', '=', id)
+    .where('rotated_at', 'is', null)
+    .where('revoked_at', 'is', null),
+);
+const revokeLiveOfFamily = fixedQuery((db, familyId: string, at: Date) =>
+  db.updateTable('refresh_tokens').set({ revoked_at: at }).where('family_id', '=', familyId).where('revoked_at', 'is', null),
+);
+const revokeLiveOfUser = fixedQuery((db, userId: string, at: Date) =>
+  db.updateTable('refresh_tokens').set({ revoked_at: at }).where('user_id', '=', userId).where('revoked_at', 'is', null),
+);
 
 /**
  * Refresh tokens, stored only as hashes and grouped in families (one login's chain of rotations).
@@ -29,20 +55,13 @@ export class RefreshTokenRepository {
   }
 
   async insert(token: NewRefreshToken): Promise<RefreshTokenRow> {
-    return this.#db
-      .insertInto('refresh_tokens')
-      .values({
-        user_id: token.userId,
-        family_id: token.familyId,
-        token_hash: token.tokenHash,
-        expires_at: token.expiresAt,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    const row = await insertToken.takeFirst(this.#db, token.userId, token.familyId, token.tokenHash, token.expiresAt);
+    if (row === undefined) throw new Error('insert into refresh_tokens returned no row');
+    return row;
   }
 
   async findByHash(tokenHash: string): Promise<RefreshTokenRow | undefined> {
-    return this.#db.selectFrom('refresh_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
+    return byHash.takeFirst(this.#db, tokenHash);
   }
 
   /**
@@ -50,36 +69,17 @@ export class RefreshTokenRepository {
    * the condition and the update are one statement.
    */
   async markRotated(id: string, at: Date): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('refresh_tokens')
-      .set({ rotated_at: at })
-      .where('id', '=', id)
-      .where('rotated_at', 'is', null)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    return (await markLiveRotated.affectedRows(this.#db, id, at)) > 0n;
   }
 
   /** Revokes every live token of a family. @returns how many were revoked. */
   async revokeFamily(familyId: string, at: Date): Promise<number> {
-    const result = await this.#db
-      .updateTable('refresh_tokens')
-      .set({ revoked_at: at })
-      .where('family_id', '=', familyId)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows);
+    return Number(await revokeLiveOfFamily.affectedRows(this.#db, familyId, at));
   }
 
   /** Revokes every live token of a user (password change). @returns how many were revoked. */
   async revokeAllForUser(userId: string, at: Date): Promise<number> {
-    const result = await this.#db
-      .updateTable('refresh_tokens')
-      .set({ revoked_at: at })
-      .where('user_id', '=', userId)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows);
+    return Number(await revokeLiveOfUser.affectedRows(this.#db, userId, at));
   }
 }
 

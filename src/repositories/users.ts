@@ -1,5 +1,6 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
 import type { DB, Users } from '../../db-types/index.ts';
+import { fixedQuery } from '../db/compiled-query.ts';
 import { instrumentRepository } from '../db/instrumentation.ts';
 import { NotFoundError } from '../errors/index.ts';
 
@@ -19,6 +20,23 @@ export interface UserCursor {
   readonly createdAt: Date;
   readonly id: string;
 }
+
+// The fixed-shape queries are compiled once (see fixedQuery); the others are built per call.
+const byId = fixedQuery((db, id: string) => db.selectFrom('users').selectAll().where('id', '=', id));
+const byEmail = fixedQuery((db, email: string) =>
+  db
+    .selectFrom('users')
+    .selectAll()
+    .where((eb) => eb(eb.fn('lower', ['email']), '=', email)),
+);
+const lockById = fixedQuery((db, id: string) => db.selectFrom('users').selectAll().where('id', '=', id).forUpdate());
+const setLastLogin = fixedQuery((db, id: string, at: Date) =>
+  db.updateTable('users').set({ last_login_at: at }).where('id', '=', id),
+);
+const setPasswordHash = fixedQuery((db, id: string, passwordHash: string, at: Date) =>
+  db.updateTable('users').set({ password_hash: passwordHash, updated_at: at }).where('id', '=', id),
+);
+const deleteById = fixedQuery((db, id: string) => db.deleteFrom('users').where('id', '=', id));
 
 /**
  * The users table. Works on the root database or any transaction; database failures arrive as
@@ -49,16 +67,12 @@ export class UserRepository {
   }
 
   async findById(id: string): Promise<UserRow | undefined> {
-    return this.#db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    return byId.takeFirst(this.#db, id);
   }
 
   /** Looks up by the canonical email, through the unique index on lower(email). */
   async findByEmail(email: string): Promise<UserRow | undefined> {
-    return this.#db
-      .selectFrom('users')
-      .selectAll()
-      .where((eb) => eb(eb.fn('lower', ['email']), '=', email.toLowerCase()))
-      .executeTakeFirst();
+    return byEmail.takeFirst(this.#db, email.toLowerCase());
   }
 
   /**
@@ -69,27 +83,17 @@ export class UserRepository {
    * @returns the user as locked, or undefined when there is none.
    */
   async lockForUpdate(id: string): Promise<UserRow | undefined> {
-    return this.#db.selectFrom('users').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+    return lockById.takeFirst(this.#db, id);
   }
 
   /** @throws {NotFoundError} when no user has this id. */
   async updateLastLogin(id: string, at: Date): Promise<void> {
-    const result = await this.#db
-      .updateTable('users')
-      .set({ last_login_at: at })
-      .where('id', '=', id)
-      .executeTakeFirst();
-    if (result.numUpdatedRows === 0n) throw new NotFoundError('User not found');
+    if ((await setLastLogin.affectedRows(this.#db, id, at)) === 0n) throw new NotFoundError('User not found');
   }
 
   /** @throws {NotFoundError} when no user has this id. */
   async updatePasswordHash(id: string, passwordHash: string, at: Date): Promise<void> {
-    const result = await this.#db
-      .updateTable('users')
-      .set({ password_hash: passwordHash, updated_at: at })
-      .where('id', '=', id)
-      .executeTakeFirst();
-    if (result.numUpdatedRows === 0n) throw new NotFoundError('User not found');
+    if ((await setPasswordHash.affectedRows(this.#db, id, passwordHash, at)) === 0n) throw new NotFoundError('User not found');
   }
 
   /** One page, newest first (created_at, then id, descending), strictly after `cursor`. */
@@ -105,8 +109,7 @@ export class UserRepository {
 
   /** @returns whether a user was deleted. */
   async delete(id: string): Promise<boolean> {
-    const result = await this.#db.deleteFrom('users').where('id', '=', id).executeTakeFirst();
-    return result.numDeletedRows > 0n;
+    return (await deleteById.affectedRows(this.#db, id)) > 0n;
   }
 }
 

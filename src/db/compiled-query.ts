@@ -1,0 +1,83 @@
+import { createQueryId, type Compilable, type CompiledQuery, type Kysely, type QueryResult } from 'kysely';
+import type { DB } from './database.ts';
+
+/** Stands in for an argument while the query is compiled; replaced by the value on every execution. */
+class Placeholder {
+  readonly index: number;
+
+  constructor(index: number) {
+    this.index = index;
+  }
+}
+
+/**
+ * A fixed-shape query built and compiled once, then executed with new values.
+ *
+ * Kysely builds an operation tree and compiles it to SQL on every call; for the short queries of
+ * a repository that is a large part of the time Node spends per query. `fixedQuery` calls `build`
+ * once, with placeholders for its arguments, keeps the SQL and the parameter positions, and
+ * afterwards only substitutes the values: the same SQL text, so the same named prepared
+ * statement, on every call.
+ *
+ * `build` must use each argument only as a value (in `where`, `set`, `values`, …): not branch on
+ * it, not call methods on it, not use it as a column or table name. An argument that does not end
+ * up as a parameter of the compiled SQL is an error at the first execution. Queries whose shape
+ * depends on the arguments (an optional filter) are built per call the usual way.
+ *
+ * @example
+ * ```ts
+ * const findUser = fixedQuery((db, id: string) => db.selectFrom('users').selectAll().where('id', '=', id));
+ * const user = await findUser.takeFirst(db, id); // db may be a transaction
+ * ```
+ */
+export function fixedQuery<Args extends unknown[], Row>(
+  build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>,
+): FixedQuery<Args, Row> {
+  return new FixedQuery(build);
+}
+
+export class FixedQuery<Args extends unknown[], Row> {
+  readonly #build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>;
+  #compiled: CompiledQuery<Row> | undefined;
+  /** For each compiled parameter: the argument it takes, or -1 for a constant of the query. */
+  #sources: number[] = [];
+
+  constructor(build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>) {
+    this.#build = build;
+  }
+
+  /** Runs the query on `db` (the root database or a transaction). */
+  async execute(db: Kysely<DB>, ...args: Args): Promise<QueryResult<Row>> {
+    const compiled = this.#compiled ?? this.#compile(db, Math.max(this.#build.length - 1, args.length));
+    const parameters = this.#sources.map((source, i) => (source < 0 ? compiled.parameters[i] : args[source]));
+    return db.executeQuery<Row>({ sql: compiled.sql, query: compiled.query, queryId: createQueryId(), parameters });
+  }
+
+  /** The first row, or undefined when there is none. */
+  async takeFirst(db: Kysely<DB>, ...args: Args): Promise<Row | undefined> {
+    const { rows } = await this.execute(db, ...args);
+    return rows[0];
+  }
+
+  /** Rows inserted, updated or deleted. */
+  async affectedRows(db: Kysely<DB>, ...args: Args): Promise<bigint> {
+    const { numAffectedRows } = await this.execute(db, ...args);
+    return numAffectedRows ?? 0n;
+  }
+
+  #compile(db: Kysely<DB>, arity: number): CompiledQuery<Row> {
+    const placeholders = Array.from({ length: arity }, (_, i) => new Placeholder(i));
+    // The placeholders stand in for values of any type; Kysely only stores them as parameters.
+    const compiled = this.#build(db, ...(placeholders as unknown as Args)).compile();
+    const sources = compiled.parameters.map((parameter) => (parameter instanceof Placeholder ? parameter.index : -1));
+    const unused = placeholders.filter((placeholder) => !sources.includes(placeholder.index));
+    if (unused.length > 0) {
+      throw new TypeError(
+        `fixedQuery: argument ${unused.map((p) => p.index + 1).join(', ')} of "${compiled.sql}" is not a parameter of the query`,
+      );
+    }
+    this.#sources = sources;
+    this.#compiled = compiled;
+    return compiled;
+  }
+}
