@@ -84,6 +84,8 @@ export class AuthService {
    */
   async login(emailInput: string, password: string): Promise<{ user: PublicUser } & TokenPair> {
     const users = new UserRepository(this.#deps.db);
+    // Every login verifies a hash; when no slot is free, refuse before spending a query on it.
+    this.#deps.hasher.assertCapacity();
     let email: string;
     try {
       email = canonicalEmail(emailInput);

@@ -50,6 +50,17 @@ export class PasswordHasher {
     return this.#limiter.waiting;
   }
 
+  /**
+   * Refuses at once, before any other work, a request that could not get a hashing slot now:
+   * under overload a login is turned away without querying the database first. The hash or
+   * verification that follows is still limited on its own.
+   *
+   * @throws {ServiceUnavailableError} `OVERLOADED` when every slot is busy and the queue is full.
+   */
+  assertCapacity(): void {
+    if (this.#limiter.full) throw overloaded();
+  }
+
   async hash(password: string): Promise<string> {
     return this.#limiter.run(() => argon2.hash(password, { type: argon2.argon2id, ...this.#params }));
   }
@@ -99,6 +110,10 @@ function parseParams(hash: string): Argon2Params | undefined {
   return { memoryCost, timeCost, parallelism };
 }
 
+function overloaded(): ServiceUnavailableError {
+  return new ServiceUnavailableError('Too many password operations in progress', 'OVERLOADED');
+}
+
 /** Runs at most `limit` tasks at once; up to `queueLimit` more wait, the rest are refused. */
 class ConcurrencyLimiter {
   readonly #limit: number;
@@ -115,11 +130,14 @@ class ConcurrencyLimiter {
     return this.#queue.length;
   }
 
+  /** Whether a task started now would be refused. */
+  get full(): boolean {
+    return this.#running >= this.#limit && this.#queue.length >= this.#queueLimit;
+  }
+
   async run<T>(task: () => Promise<T>): Promise<T> {
     if (this.#running >= this.#limit) {
-      if (this.#queue.length >= this.#queueLimit) {
-        throw new ServiceUnavailableError('Too many password operations in progress', 'OVERLOADED');
-      }
+      if (this.#queue.length >= this.#queueLimit) throw overloaded();
       await new Promise<void>((resolve) => this.#queue.push(resolve));
     } else {
       this.#running++;

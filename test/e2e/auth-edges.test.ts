@@ -5,8 +5,10 @@ import { AuthenticationError, AuthorizationError } from '../../src/errors/index.
 import { UserRepository } from '../../src/repositories/users.ts';
 import { failure } from '../helpers/assertions.ts';
 import { testApp, TEST_JWT_SECRET } from '../helpers/app.ts';
-import { describe, expect, test } from '../helpers/database.ts';
-import { accessClaims, accessTokenFor, bearer, craftJwt, createUser, expectError, expectUnauthorized, login, PASSWORD } from './support.ts';
+import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
+import { createDatabase } from '../../src/db/database.ts';
+import { queryLogHook } from '../../src/db/instrumentation.ts';
+import { accessClaims, accessTokenFor, bearer, craftJwt, createUser, expectError, expectUnauthorized, login, PASSWORD, postJson } from './support.ts';
 
 describe('login upgrades old password hashes', () => {
   test('stores a hash with the current argon2 parameters after a login with a hash made with older ones', async ({ db, onTestFinished }) => {
@@ -108,5 +110,36 @@ describe('AuthService rules that hold without the HTTP layer', () => {
     expect(admin).toMatchObject({ email: 'root@example.com', name: 'Root', role: 'admin' });
     expect(plain.role).toBe('user');
     expect((await new UserRepository(db).findById(admin.id))?.role).toBe('admin');
+  });
+});
+
+describe('login under hashing overload', () => {
+  test('is refused with 503 OVERLOADED before the database is asked for the user', async ({ onTestFinished }) => {
+    // Committed data on a database of its own, reached through a Kysely that records every query.
+    const database = await isolatedDatabase(onTestFinished);
+    const operations: string[] = [];
+    const db = createDatabase(
+      { ...TEST_POOL, url: database.url },
+      { onQuery: queryLogHook((event) => operations.push(event.operation)) },
+    );
+    onTestFinished(async () => {
+      await db.destroy();
+    });
+    const user = await createUser(db);
+    const hasher = new PasswordHasher({ params: { memoryCost: 1024, timeCost: 1, parallelism: 1 }, concurrency: 1, queueLimit: 0 });
+    const app = await testApp(db, onTestFinished, { hasher });
+    const lookups = () => operations.filter((operation) => operation === 'users.findByEmail').length;
+
+    // One hash holds the only slot and nothing may queue: the hasher is full.
+    const holding = hasher.hash('holds the slot');
+    const refused = await postJson(app, '/auth/login', { email: user.email, password: PASSWORD });
+    await holding;
+    expectError(refused, { statusCode: 503, type: 'ServiceUnavailableError', code: 'OVERLOADED' });
+    expect(refused.headers['retry-after']).toBeDefined();
+    expect(lookups()).toBe(0);
+
+    // With the slot free again, the same login goes through (and does look the user up).
+    await login(app, user.email);
+    expect(lookups()).toBe(1);
   });
 });

@@ -47,6 +47,10 @@ describe('PasswordHasher concurrency', () => {
     const queued = hasher.hash('second');
     expect(hasher.queueDepth).toBe(1);
 
+    // Full: assertCapacity refuses up front, as the limiter itself would.
+    expect(() => {
+      hasher.assertCapacity();
+    }).toThrow(expect.objectContaining({ statusCode: 503, code: 'OVERLOADED' }));
     const refused = hasher.hash('third');
     await expect(refused).rejects.toBeInstanceOf(ServiceUnavailableError);
     await expect(refused).rejects.toMatchObject({ statusCode: 503, code: 'OVERLOADED', message: 'Too many password operations in progress' });
@@ -54,6 +58,9 @@ describe('PasswordHasher concurrency', () => {
     // The queued one still completes, and once the queue drains the hasher takes work again.
     await expect(Promise.all([running, queued])).resolves.toEqual([expect.stringMatching(/^\$argon2id\$/), expect.stringMatching(/^\$argon2id\$/)]);
     expect(hasher.queueDepth).toBe(0);
+    expect(() => {
+      hasher.assertCapacity();
+    }).not.toThrow();
     await expect(hasher.verify(await hasher.hash('again'), 'again')).resolves.toBe(true);
   });
 });
