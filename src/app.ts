@@ -3,8 +3,11 @@ import type { Writable } from 'node:stream';
 import AjvCompiler from '@fastify/ajv-compiler';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
   type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
   type FastifyServerOptions,
   type RawReplyDefaultExpression,
   type RawRequestDefaultExpression,
@@ -24,7 +27,8 @@ import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
 import userRoutes from './routes/users.ts';
-import type { AuthEvents } from './services/auth.ts';
+import type { AuthEvents, AuthenticatedUser } from './services/auth.ts';
+import type { PrincipalCache } from './services/principal-cache.ts';
 import { PasswordHasher } from './services/passwords.ts';
 
 export interface AppDeps {
@@ -41,6 +45,11 @@ export interface AppDeps {
   readonly hasher?: PasswordHasher;
   readonly clock?: () => Date;
   readonly authEvents?: AuthEvents;
+  /**
+   * Authenticated users as last read, dropped when their rows change (server.ts builds it with a
+   * `UserChangeFeed` unless PRINCIPAL_CACHE_SECONDS=0); without it every request reads the row.
+   */
+  readonly principals?: PrincipalCache<AuthenticatedUser>;
   /** Shared with the database's query hook (server.ts); a fresh registry by default. */
   readonly metrics?: AppMetrics;
   /** The pool's counters for the /metrics gauges; absent when `db` is a borrowed transaction. */
@@ -102,6 +111,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     requestTimeout: 30_000,
     frameworkErrors,
     clientErrorHandler,
+    logController: new OneLineRequestLog(),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook('onRequest', async (request, reply) => {
@@ -134,6 +144,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     hasher,
     clock: deps.clock ?? (() => new Date()),
     events: deps.authEvents ?? metrics.authEvents,
+    principals: deps.principals,
   });
 
   await app.register(healthRoutes);
@@ -143,6 +154,23 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
   await app.register(userRoutes);
   return app;
+}
+
+/**
+ * One log line per request, written when the response has gone out, with the request and the
+ * response in it. Fastify's default is two (received, completed): the logging work, a measurable
+ * share of a request's CPU (bench/results/analysis.md), halves.
+ */
+class OneLineRequestLog extends LogController {
+  override incomingRequest(): void {
+    // Logged with the outcome instead.
+  }
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const fields = { req: request, res: reply, responseTime: reply.elapsedTime };
+    if (error !== null && error !== undefined) reply.log.error({ ...fields, err: error }, 'request errored');
+    else reply.log.info(fields, 'request completed');
+  }
 }
 
 /** A hop count becomes a function: Fastify accepts numbers at run time but its types do not. */

@@ -1,3 +1,4 @@
+import { vi } from 'vitest';
 import { LogCapture, testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { bearer, postJson, type LoginJson, type TokenPairJson, type UserJson } from './support.ts';
@@ -15,6 +16,30 @@ function secretsOf(values: readonly string[]): string[] {
 }
 
 describe('logs', () => {
+  test('write one completion line per request, after the response, with its id, method, url, status and duration', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const logs = new LogCapture();
+    const app = await testApp(db, onTestFinished, { logStream: logs, env: { LOG_LEVEL: 'info' } });
+    await app.inject({ url: '/health/live', headers: { 'x-request-id': 'one-line-ok' } });
+    await app.inject({ url: '/no/such/route', headers: { 'x-request-id': 'one-line-404' } });
+
+    type Entry = { reqId?: string; msg?: string; req?: { method?: string; url?: string }; res?: { statusCode?: number }; responseTime?: number };
+    const entriesOf = (id: string) =>
+      logs.lines.map((line) => JSON.parse(line) as Entry).filter((entry) => entry.reqId === id && entry.msg === 'request completed');
+    await vi.waitFor(() => {
+      expect(entriesOf('one-line-404')).toHaveLength(1);
+    });
+    const [ok] = entriesOf('one-line-ok');
+    expect(entriesOf('one-line-ok')).toHaveLength(1);
+    // Nothing else is logged for a successful request.
+    expect(logs.lines.filter((line) => line.includes('one-line-ok'))).toHaveLength(1);
+    expect(ok).toMatchObject({ req: { method: 'GET', url: '/health/live' }, res: { statusCode: 200 } });
+    expect(ok?.responseTime).toBeGreaterThanOrEqual(0);
+    expect(entriesOf('one-line-404')[0]).toMatchObject({ req: { url: '/no/such/route' }, res: { statusCode: 404 } });
+  });
+
   test('a full register/login/refresh/me/password/logout flow at trace level never logs a password, a hash or a token', async ({
     db,
     onTestFinished,
@@ -64,7 +89,7 @@ describe('logs', () => {
     const tokenHashes = await db.selectFrom('refresh_tokens').select('token_hash').where('user_id', '=', userId).execute();
 
     // The capture works: requests were logged, with their ids.
-    expect(logs.lines.length).toBeGreaterThan(20);
+    expect(logs.lines.filter((line) => line.includes('"msg":"request completed"')).length).toBeGreaterThanOrEqual(12);
     expect(logs.text).toContain('flow-register');
     expect(logs.text).toContain('/auth/refresh');
 

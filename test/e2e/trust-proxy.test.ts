@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { vi } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { LogCapture, testApp } from '../helpers/app.ts';
@@ -14,10 +15,15 @@ async function ipSeen(
   const logs = new LogCapture();
   const app = await testApp(db, onTestFinished, { env: { TRUST_PROXY: trustProxy, LOG_LEVEL: 'info' }, logStream: logs });
   await app.inject({ method: 'GET', url: '/health/live', remoteAddress: '10.0.0.9', headers: { 'x-forwarded-for': forwardedFor } });
-  const incoming = logs.lines
-    .map((line) => JSON.parse(line) as { msg?: string; req?: { remoteAddress?: unknown } })
-    .find((entry) => entry.msg === 'incoming request');
-  return incoming?.req?.remoteAddress;
+  // The request's one log line is written once the response has gone out.
+  const completed = await vi.waitFor(() => {
+    const line = logs.lines
+      .map((text) => JSON.parse(text) as { msg?: string; req?: { remoteAddress?: unknown } })
+      .find((entry) => entry.msg === 'request completed');
+    if (line === undefined) throw new Error('no "request completed" line yet');
+    return line;
+  });
+  return completed.req?.remoteAddress;
 }
 
 describe('TRUST_PROXY', () => {
