@@ -81,6 +81,12 @@ export interface AuthConfig {
   /** Concurrent argon2 hashes; more wait in a bounded queue. */
   readonly hashConcurrency: number;
   readonly hashQueueLimit: number;
+  /**
+   * How long an authenticated user's row may serve later requests (0: read it on every request).
+   * Entries are dropped as soon as the row changes (LISTEN/NOTIFY), so this only bounds the
+   * worst case. Session pool mode only.
+   */
+  readonly principalCacheSeconds: number;
 }
 
 export interface HttpConfig {
@@ -158,6 +164,14 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     );
   }
 
+  const principalCacheSeconds = reader.integer('PRINCIPAL_CACHE_SECONDS', poolMode === 'session' ? 60 : 0, 0, 3600);
+  if (poolMode === 'transaction' && principalCacheSeconds > 0) {
+    reader.problem(
+      'PRINCIPAL_CACHE_SECONDS cannot be used with DB_POOL_MODE=transaction: the cache is kept fresh by LISTEN, ' +
+        'which needs a session of its own (unset it, or set it to 0)',
+    );
+  }
+
   const config: Config = {
     env: nodeEnv,
     host: reader.string('HOST') ?? '127.0.0.1',
@@ -194,6 +208,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       rateLimitWindowMs: reader.integer('RATE_LIMIT_WINDOW_MS', 60_000, 1000, 86_400_000),
       hashConcurrency: reader.integer('HASH_CONCURRENCY', 2, 1, 64),
       hashQueueLimit: reader.integer('HASH_QUEUE_LIMIT', 64, 0, 100_000),
+      principalCacheSeconds: poolMode === 'session' ? principalCacheSeconds : 0,
     },
     http: {
       bodyLimitBytes: reader.integer('BODY_LIMIT_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),

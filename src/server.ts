@@ -9,7 +9,10 @@ import { createDatabase, createPool } from './db/database.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
 import { createReadDatabase } from './db/replicas.ts';
 import { openDatabaseTarget } from './db/target.ts';
+import { UserChangeFeed } from './db/user-changes.ts';
 import { AppMetrics } from './plugins/metrics.ts';
+import type { AuthenticatedUser } from './services/auth.ts';
+import { PrincipalCache } from './services/principal-cache.ts';
 
 /**
  * The process entry (`npm start`): validate the environment, start or reach PostgreSQL, migrate
@@ -73,6 +76,9 @@ async function main(): Promise<void> {
     events: metrics.replicaEvents,
   });
 
+  // Authenticated users' rows are cached and dropped as soon as they change (LISTEN/NOTIFY).
+  const principals = await startPrincipalCache(config, target.url);
+
   const app = await buildApp({
     config,
     db,
@@ -80,6 +86,7 @@ async function main(): Promise<void> {
     jwtSecret: await resolveJwtSecret(config),
     prettyLogs: process.stdout.isTTY,
     metrics,
+    ...(principals === undefined ? {} : { principals: principals.cache }),
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: config.database.poolMax }),
   });
   queryLog.logger = app.log;
@@ -99,12 +106,39 @@ async function main(): Promise<void> {
     else app.log.info({ signal }, 'shutting down');
     // close() stops accepting connections and waits for in-flight requests.
     await app.close();
+    await principals?.feed.close();
     await readDb.destroy();
     await db.destroy();
     await target.close();
   });
 
   await app.listen({ host: config.host, port: config.port });
+}
+
+/** The principal cache and the change feed that keeps it fresh; none when PRINCIPAL_CACHE_SECONDS=0. */
+async function startPrincipalCache(
+  config: Config,
+  url: string,
+): Promise<{ cache: PrincipalCache<AuthenticatedUser>; feed: UserChangeFeed } | undefined> {
+  if (config.auth.principalCacheSeconds === 0) return undefined;
+  const feed: UserChangeFeed = new UserChangeFeed(
+    { url, applicationName: `${config.database.applicationName}:user-changes` },
+    {
+      onChange: (id) => {
+        cache.invalidate(id);
+      },
+      onReset: () => {
+        cache.clear();
+      },
+    },
+  );
+  const cache = new PrincipalCache<AuthenticatedUser>({
+    ttlMs: config.auth.principalCacheSeconds * 1000,
+    maxEntries: 10_000,
+    isLive: () => feed.live,
+  });
+  await feed.start();
+  return { cache, feed };
 }
 
 /**

@@ -4,7 +4,8 @@ import fp from 'fastify-plugin';
 import type { AuthConfig } from '../config.ts';
 import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import type { UserRole } from '../repositories/users.ts';
-import { AuthService, type AuthEvents, type Principal, type PublicUser } from '../services/auth.ts';
+import { AuthService, type AuthenticatedUser, type AuthEvents, type Principal, type PublicUser } from '../services/auth.ts';
+import type { PrincipalCache } from '../services/principal-cache.ts';
 import type { PasswordHasher } from '../services/passwords.ts';
 import { keyRing, type AccessTokenClaims, type AccessTokenSigner, type KeyRing } from '../services/tokens.ts';
 import type { ReadDatabase } from '../db/replicas.ts';
@@ -36,6 +37,7 @@ export interface AuthPluginOptions {
   readonly hasher: PasswordHasher;
   readonly clock: () => Date;
   readonly events?: AuthEvents;
+  readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
 }
 
 const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ'];
@@ -88,6 +90,7 @@ export default fp<AuthPluginOptions>(
       refreshTokenTtlSeconds: opts.config.refreshTokenTtlSeconds,
       ...(opts.events === undefined ? {} : { events: opts.events }),
       ...(opts.readDb === undefined ? {} : { staleReads: opts.readDb }),
+      ...(opts.principals === undefined ? {} : { principals: opts.principals }),
     });
 
     app.decorate('auth', auth);

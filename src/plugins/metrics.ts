@@ -55,6 +55,12 @@ export class AppMetrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly principalLookups = new Counter({
+    name: 'auth_principal_lookups_total',
+    help: 'Authenticated requests by where the caller\'s user row came from: the principal cache or the database',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
   readonly rateLimited = new Counter({
     name: 'auth_rate_limited_total',
     help: 'Requests refused by a rate limit, by limiter',
@@ -81,6 +87,7 @@ export class AppMetrics {
     // Zero series exist from the start, so rates and alerts work before the first event.
     for (const outcome of ['success', 'failure', 'rate_limited']) this.logins.inc({ outcome }, 0);
     for (const outcome of ['rotated', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
+    for (const source of ['cache', 'database']) this.principalLookups.inc({ source }, 0);
   }
 
   /**
@@ -122,6 +129,9 @@ export class AppMetrics {
       },
       onRefresh: (outcome) => {
         this.refreshes.inc({ outcome });
+      },
+      onPrincipalLookup: (source) => {
+        this.principalLookups.inc({ source });
       },
     };
   }

@@ -8,6 +8,7 @@ import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/re
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
 import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
 import type { PasswordHasher } from './passwords.ts';
+import type { PrincipalCache } from './principal-cache.ts';
 import { hashRefreshToken, newRefreshToken, type AccessTokenSigner } from './tokens.ts';
 
 /** A user as clients see it: never a password or its hash. */
@@ -47,11 +48,24 @@ export interface AuthServiceDeps {
    * register, refresh, the current user after a password change) reads `db`, the primary.
    */
   readonly staleReads?: Pick<ReadDatabase, 'read'>;
+  /**
+   * Principals as last read, kept fresh by the database's change notifications (see
+   * `PrincipalCache`); without it every authenticated request reads the user's row.
+   */
+  readonly principals?: PrincipalCache<AuthenticatedUser>;
+}
+
+/** What authentication learns about the caller: who they are, and their row as read then. */
+export interface AuthenticatedUser {
+  readonly principal: Principal;
+  readonly user: PublicUser;
 }
 
 export interface AuthEvents {
   onLogin?(outcome: 'success' | 'failure'): void;
   onRefresh?(outcome: 'rotated' | 'reused' | 'rejected'): void;
+  /** Where an authenticated request's user row came from. */
+  onPrincipalLookup?(source: 'cache' | 'database'): void;
 }
 
 const INVALID_CREDENTIALS = 'Invalid email or password';
@@ -116,6 +130,8 @@ export class AuthService {
         expiresAt: new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000),
       });
     });
+    // Our own write: drop the cached row now rather than when the change notification arrives.
+    this.#deps.principals?.invalidate(user.id);
     this.#deps.events?.onLogin?.('success');
     return {
       user: toPublicUser({ ...user, last_login_at: now }),
@@ -203,18 +219,27 @@ export class AuthService {
       await users.updatePasswordHash(user.id, passwordHash, now);
       await new RefreshTokenRepository(trx).revokeAllForUser(user.id, now);
     });
+    this.#deps.principals?.invalidate(user.id);
   }
 
   /**
    * The user behind a verified access token, with the role the database holds now (a demoted
-   * admin loses access at once, not when the token expires).
+   * admin loses access at once, not when the token expires). With a principal cache, "now" is
+   * as of the last change notification, which arrives right after the change commits.
    *
    * @throws {AuthenticationError} when the user no longer exists.
    */
-  async principalOf(userId: string): Promise<{ principal: Principal; user: PublicUser }> {
+  async principalOf(userId: string): Promise<AuthenticatedUser> {
+    const cache = this.#deps.principals;
+    const cached = cache?.get(userId);
+    this.#deps.events?.onPrincipalLookup?.(cached === undefined ? 'database' : 'cache');
+    if (cached !== undefined) return cached;
+    const generation = cache?.generation ?? 0;
     const user = await new UserRepository(this.#deps.db).findById(userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-    return { principal: { userId: user.id, role: user.role }, user: toPublicUser(user) };
+    const authenticated = { principal: { userId: user.id, role: user.role }, user: toPublicUser(user) };
+    cache?.store(userId, authenticated, generation);
+    return authenticated;
   }
 
   /** @throws {AuthorizationError} unless the principal is an admin or the user themself; {@link NotFoundError}. */

@@ -34,6 +34,15 @@ describe('scale-out settings', () => {
     expect(configProblems({ DB_POOL_MODE: 'statement' })).toEqual([expect.stringMatching(/^DB_POOL_MODE must be one of session, transaction/)]);
   });
 
+  it('caches principals for 60 s in session mode and not at all in transaction mode, refusing a cache there', () => {
+    expect(loadConfig({}).auth.principalCacheSeconds).toBe(60);
+    expect(loadConfig({ PRINCIPAL_CACHE_SECONDS: '0' }).auth.principalCacheSeconds).toBe(0);
+    expect(loadConfig({ DB_POOL_MODE: 'transaction' }).auth.principalCacheSeconds).toBe(0);
+    expect(configProblems({ DB_POOL_MODE: 'transaction', PRINCIPAL_CACHE_SECONDS: '30' })).toEqual([
+      expect.stringMatching(/^PRINCIPAL_CACHE_SECONDS cannot be used with DB_POOL_MODE=transaction: the cache is kept fresh by LISTEN/),
+    ]);
+  });
+
   it('reads replica URLs, the lag bound and the check interval, naming each malformed URL', () => {
     const config = loadConfig({
       DATABASE_REPLICA_URLS: 'postgres://app@replica-1:5432/app, postgresql://app@replica-2/app',

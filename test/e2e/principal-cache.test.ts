@@ -1,0 +1,141 @@
+import { sql } from 'kysely';
+import { vi } from 'vitest';
+import { UserChangeFeed } from '../../src/db/user-changes.ts';
+import { AppMetrics } from '../../src/plugins/metrics.ts';
+import { UserRepository } from '../../src/repositories/users.ts';
+import type { AuthenticatedUser } from '../../src/services/auth.ts';
+import { PrincipalCache } from '../../src/services/principal-cache.ts';
+import { testApp } from '../helpers/app.ts';
+import { describe, expect, isolatedDatabase, test, type TestDatabase } from '../helpers/database.ts';
+import { accessTokenFor, bearer, createUser, expectError, expectUnauthorized, login, type UserJson } from './support.ts';
+
+// The principal cache as server.ts wires it: a cache kept fresh by a LISTEN connection, on a
+// database of its own, because notifications are only sent for committed changes.
+
+const APPLICATION_NAME = 'vitest-user-changes';
+
+async function cachedApp(database: TestDatabase, onFinished: (fn: () => Promise<void>) => void) {
+  const resets: number[] = [];
+  const feed: UserChangeFeed = new UserChangeFeed(
+    { url: database.url, applicationName: APPLICATION_NAME, reconnect: { minDelayMs: 20, maxDelayMs: 100 } },
+    {
+      onChange: (id) => {
+        cache.invalidate(id);
+      },
+      onReset: () => {
+        resets.push(Date.now());
+        cache.clear();
+      },
+    },
+  );
+  const cache = new PrincipalCache<AuthenticatedUser>({ ttlMs: 60_000, maxEntries: 100, isLive: () => feed.live });
+  await feed.start();
+  onFinished(async () => {
+    await feed.close();
+  });
+  const metrics = new AppMetrics();
+  const app = await testApp(database.db, onFinished, { principals: cache, metrics });
+  const lookups = async (source: 'cache' | 'database') =>
+    (await metrics.principalLookups.get()).values.find((v) => v.labels.source === source)?.value ?? 0;
+  return { app, cache, feed, resets, lookups };
+}
+
+describe('the principal cache', () => {
+  test('serves repeated requests of one user from the cache, and a demoted admin is refused once the change commits', async ({
+    onTestFinished,
+  }) => {
+    const database = await isolatedDatabase(onTestFinished);
+    const { app, feed, lookups } = await cachedApp(database, onTestFinished);
+    expect(feed.live).toBe(true);
+    const admin = await createUser(database.db, { role: 'admin' });
+    const other = await createUser(database.db);
+    const token = bearer(accessTokenFor(admin));
+
+    for (let i = 0; i < 3; i++) expect((await app.inject({ url: `/users/${other.id}`, headers: token })).statusCode).toBe(200);
+    expect(await lookups('database')).toBe(1);
+    expect(await lookups('cache')).toBe(2);
+
+    await database.db.updateTable('users').set({ role: 'user' }).where('id', '=', admin.id).execute();
+    // The notification follows the commit by about a millisecond; the next requests are refused.
+    await vi.waitFor(async () => {
+      expectError(await app.inject({ url: `/users/${other.id}`, headers: token }), {
+        statusCode: 403,
+        type: 'AuthorizationError',
+        code: 'FORBIDDEN',
+      });
+    });
+    expect((await app.inject({ url: '/users', headers: token })).statusCode).toBe(403);
+  });
+
+  test('a deleted user is refused, and a truncated table empties the cache', async ({ onTestFinished }) => {
+    const database = await isolatedDatabase(onTestFinished);
+    const { app, cache } = await cachedApp(database, onTestFinished);
+    const gone = await createUser(database.db);
+    const kept = await createUser(database.db);
+    for (const user of [gone, kept]) {
+      expect((await app.inject({ url: '/auth/me', headers: bearer(accessTokenFor(user)) })).statusCode).toBe(200);
+    }
+    expect(cache.size).toBe(2);
+
+    await new UserRepository(database.db).delete(gone.id);
+    await vi.waitFor(async () => {
+      expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(accessTokenFor(gone)) }));
+    });
+    expect(cache.size).toBe(1);
+
+    await sql`truncate refresh_tokens, users`.execute(database.db);
+    await vi.waitFor(() => {
+      expect(cache.size).toBe(0);
+    });
+    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(accessTokenFor(kept)) }));
+  });
+
+  test("a login's own change (last login time) shows in /auth/me at once", async ({ onTestFinished }) => {
+    const database = await isolatedDatabase(onTestFinished);
+    const { app } = await cachedApp(database, onTestFinished);
+    const user = await createUser(database.db);
+    const first = await login(app, user.email);
+    const me = async (token: string) =>
+      (await app.inject({ url: '/auth/me', headers: bearer(token) })).json<{ user: UserJson }>().user;
+    expect((await me(first.accessToken)).lastLoginAt).toBe(first.user.lastLoginAt);
+
+    const second = await login(app, user.email);
+    expect(second.user.lastLoginAt).not.toBe(first.user.lastLoginAt);
+    // No waiting: this instance dropped the entry itself when the login committed.
+    expect((await me(first.accessToken)).lastLoginAt).toBe(second.user.lastLoginAt);
+  });
+
+  test('serves nothing while its connection is lost, forgets what it held, and resumes once it is back', async ({
+    onTestFinished,
+  }) => {
+    const database = await isolatedDatabase(onTestFinished);
+    const { app, feed, resets, lookups } = await cachedApp(database, onTestFinished);
+    const admin = await createUser(database.db, { role: 'admin' });
+    const token = bearer(accessTokenFor(admin));
+    expect((await app.inject({ url: '/users', headers: token })).statusCode).toBe(200);
+    const resetsBefore = resets.length;
+
+    await sql`select pg_terminate_backend(pid) from pg_stat_activity
+              where application_name = ${APPLICATION_NAME} and datname = current_database()`.execute(database.db);
+    await vi.waitFor(() => {
+      expect(resets.length).toBeGreaterThan(resetsBefore);
+    });
+    // A change made while no one listens must not be missed: the cache starts again from nothing.
+    await database.db.updateTable('users').set({ role: 'user' }).where('id', '=', admin.id).execute();
+    expect((await app.inject({ url: '/users', headers: token })).statusCode).toBe(403);
+
+    await vi.waitFor(() => {
+      expect(feed.live).toBe(true);
+    });
+    await database.db.updateTable('users').set({ role: 'admin' }).where('id', '=', admin.id).execute();
+    await vi.waitFor(async () => {
+      expect((await app.inject({ url: '/users', headers: token })).statusCode).toBe(200);
+    });
+    // Served from the cache again (once the promotion's own notification has been heard).
+    await vi.waitFor(async () => {
+      const fromCache = await lookups('cache');
+      expect((await app.inject({ url: '/users', headers: token })).statusCode).toBe(200);
+      expect(await lookups('cache')).toBe(fromCache + 1);
+    });
+  });
+});
