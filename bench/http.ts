@@ -286,7 +286,7 @@ interface AblationCase {
 
 /**
  * Where the full app's time goes, at the knee: the same GET /users/:id with the request log
- * off (LOG_LEVEL=warn), the app's plugin stack without the database (/health/live), and the
+ * off (LOG_LEVEL=warn) and with the principal cache off, the app's plugin stack without the database (/health/live), and the
  * bare routes, rounds interleaved. CPU per request (µs) is what the decomposition reads.
  */
 export async function runAblation(options: HttpBenchOptions, connections: number): Promise<HttpPoint[]> {
@@ -295,6 +295,7 @@ export async function runAblation(options: HttpBenchOptions, connections: number
   const cases: AblationCase[] = [
     { name: 'app GET /users/:id', target: 'app', server: 'app', requests: getUserById(seed), scrape: true },
     { name: 'app, LOG_LEVEL=warn, GET /users/:id', target: 'app-quiet', server: 'app-quiet', requests: getUserById(seed), scrape: true },
+    { name: 'app, PRINCIPAL_CACHE_SECONDS=0, GET /users/:id', target: 'app-nocache', server: 'app-nocache', requests: getUserById(seed), scrape: true },
     { name: 'app GET /health/live (no auth, no DB)', target: 'app', server: 'app', requests: [{ method: 'GET', path: '/health/live' }], scrape: true },
     { name: 'ours, bare route GET /users/:id', target: 'ours-route', server: 'ours-route', requests: getUserById(seed), scrape: false },
     { name: 'raw pg route GET /users/:id', target: 'raw', server: 'raw', requests: getUserById(seed), scrape: false },

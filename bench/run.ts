@@ -158,10 +158,16 @@ async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): 
   const quiet = await servers.add('app-quiet', () =>
     startApp('app-quiet', { port: settings.portBase + 6, databaseUrl: database.url, settings, logLevel: 'warn' }),
   );
-  // A fresh process: bring its JIT and pool to the state the long-running app is in.
-  await measure({ server: quiet, connections: knee, seconds: 3, requests: getUserById(options.seed), headers: { authorization: `Bearer ${options.accessToken}` }, scrape: false, warmupSeconds: 0 });
+  const uncached = await servers.add('app-nocache', () =>
+    startApp('app-nocache', { port: settings.portBase + 7, databaseUrl: database.url, settings, principalCacheSeconds: 0 }),
+  );
+  // Fresh processes: bring their JIT and pool to the state the long-running app is in.
+  for (const server of [quiet, uncached]) {
+    await measure({ server, connections: knee, seconds: 3, requests: getUserById(options.seed), headers: { authorization: `Bearer ${options.accessToken}` }, scrape: false, warmupSeconds: 0 });
+  }
   all.http = { ...all.http, ablation: await runAblation(options, knee), incidents: servers.incidents };
   await (await servers.get('app-quiet'))?.stop();
+  await (await servers.get('app-nocache'))?.stop();
   writeResults(all);
   writeReport(all);
 

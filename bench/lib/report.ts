@@ -189,6 +189,7 @@ function ablationSection(points: readonly HttpPoint[]): string {
   const cpu = (name: string) => num(by(name)?.serverCpuUsPerRequest);
   const app = cpu('app GET /users/:id');
   const quiet = cpu('app, LOG_LEVEL=warn, GET /users/:id');
+  const uncached = cpu('app, PRINCIPAL_CACHE_SECONDS=0, GET /users/:id');
   const health = cpu('app GET /health/live (no auth, no DB)');
   const ours = cpu('ours, bare route GET /users/:id');
   const raw = cpu('raw pg route GET /users/:id');
@@ -200,7 +201,8 @@ function ablationSection(points: readonly HttpPoint[]): string {
     ['of which the info-level request log (app − app with LOG_LEVEL=warn, on GET /users/:id)', app - quiet],
     ['one findById through our data layer + response serialisation (bare route − /const)', oneQuery],
     ['the same through raw pg (raw route − /const)', raw - constant],
-    ['auth (JWT verify + the principal\'s findById) and the handler: app − /health/live − one findById', app - health - oneQuery],
+    ['auth (JWT verify, the principal from the cache) and the handler: app − /health/live − one findById', app - health - oneQuery],
+    ['reading the principal\'s row on every request instead (app with PRINCIPAL_CACHE_SECONDS=0 − app)', uncached - app],
     ['= full app GET /users/:id', app],
   ];
   return [

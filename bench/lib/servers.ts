@@ -33,6 +33,8 @@ export interface AppEnvOptions {
   readonly preparedStatements?: boolean;
   /** `info` (every request logged) unless an ablation turns it down. */
   readonly logLevel?: string;
+  /** PRINCIPAL_CACHE_SECONDS; the server's default (60) unless an ablation turns it off. */
+  readonly principalCacheSeconds?: number;
 }
 
 /**
@@ -57,6 +59,7 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
     DB_POOL_MAX: '10',
     DB_IDLE_TIMEOUT_MS: '0',
     DB_PREPARED_STATEMENTS: String(options.preparedStatements ?? true),
+    ...(options.principalCacheSeconds === undefined ? {} : { PRINCIPAL_CACHE_SECONDS: String(options.principalCacheSeconds) }),
   };
 }
 
