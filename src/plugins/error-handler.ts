@@ -10,6 +10,7 @@ import {
   NotFoundError,
   PayloadTooLargeError,
   RateLimitError,
+  ServiceUnavailableError,
   UnsupportedMediaTypeError,
   ValidationError,
   type ErrorDetail,
@@ -30,13 +31,21 @@ export default fp(
 );
 
 function sendError(appError: AppError, request: FastifyRequest, reply: FastifyReply, original: unknown = appError) {
-  if (appError.statusCode >= 500) {
+  if (appError.statusCode >= 500 && isLoadShedding(appError)) {
+    // Expected under overload and possibly thousands per second: no stack to log, nothing failed.
+    request.log.warn({ code: appError.code, statusCode: appError.statusCode }, appError.message);
+  } else if (appError.statusCode >= 500) {
     request.log.error({ err: original, code: appError.code }, 'request failed');
   } else {
     request.log.info({ code: appError.code, statusCode: appError.statusCode }, appError.message);
   }
   if (appError.retryAfterSeconds !== undefined) reply.header('retry-after', String(appError.retryAfterSeconds));
   return reply.code(appError.statusCode).type('application/json; charset=utf-8').send(appError.toJSON(request.id));
+}
+
+/** A 503 the app chose to answer (a full hash queue), as opposed to one something failed to do. */
+function isLoadShedding(error: AppError): boolean {
+  return error instanceof ServiceUnavailableError && error.code === 'OVERLOADED';
 }
 
 /** Maps what Fastify and its plugins throw onto the error family; anything unknown is a 500. */

@@ -54,10 +54,17 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   };
 
   app.addHook('onRequest', noStore);
+  // Routes that hash a password shed load before doing anything else (no body parsing, no rate
+  // limit bookkeeping) when no hashing slot is free: under overload a refusal must cost little, or
+  // refusals take the CPU the hashes need.
+  const shedWhenHashingIsFull = async () => {
+    app.auth.assertHashCapacity();
+  };
 
   app.post(
     '/auth/register',
     {
+      onRequest: shedWhenHashingIsFull,
       preHandler: limiter('register-ip', config.registerRateLimit, byIp),
       schema: {
         tags: ['auth'],
@@ -78,6 +85,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.post(
     '/auth/login',
     {
+      onRequest: shedWhenHashingIsFull,
       // Per IP and per account: one address cannot try many accounts, nor many addresses one account.
       preHandler: [
         limiter('login-ip', config.loginRateLimit, byIp),

@@ -87,6 +87,15 @@ export class AuthService {
     this.#deps = deps;
   }
 
+  /**
+   * Refuses at once when no password hash could start now (see `PasswordHasher.assertCapacity`).
+   *
+   * @throws {ServiceUnavailableError} `OVERLOADED`
+   */
+  assertHashCapacity(): void {
+    this.#deps.hasher.assertCapacity();
+  }
+
   /** @throws {UniqueConstraintError} field `email` when the canonical email is taken. */
   async register(input: NewAccount): Promise<PublicUser> {
     return registerUser(this.#deps, input);

@@ -4,7 +4,7 @@ import { PasswordHasher } from '../../src/services/passwords.ts';
 import { AuthenticationError, AuthorizationError } from '../../src/errors/index.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { failure } from '../helpers/assertions.ts';
-import { testApp, TEST_JWT_SECRET } from '../helpers/app.ts';
+import { LogCapture, testApp, TEST_JWT_SECRET } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 import { createDatabase } from '../../src/db/database.ts';
 import { queryLogHook } from '../../src/db/instrumentation.ts';
@@ -126,17 +126,29 @@ describe('login under hashing overload', () => {
       await db.destroy();
     });
     const user = await createUser(db);
+    operations.length = 0;
     const hasher = new PasswordHasher({ params: { memoryCost: 1024, timeCost: 1, parallelism: 1 }, concurrency: 1, queueLimit: 0 });
-    const app = await testApp(db, onTestFinished, { hasher });
+    const logs = new LogCapture();
+    const app = await testApp(db, onTestFinished, { hasher, logStream: logs, env: { LOG_LEVEL: 'info' } });
     const lookups = () => operations.filter((operation) => operation === 'users.findByEmail').length;
 
     // One hash holds the only slot and nothing may queue: the hasher is full.
     const holding = hasher.hash('holds the slot');
     const refused = await postJson(app, '/auth/login', { email: user.email, password: PASSWORD });
+    // Shed before the body is even validated, and registration alike.
+    const invalid = await postJson(app, '/auth/login', { email: 42 });
+    const register = await postJson(app, '/auth/register', { email: 'new@example.com', password: PASSWORD, name: 'New' });
     await holding;
-    expectError(refused, { statusCode: 503, type: 'ServiceUnavailableError', code: 'OVERLOADED' });
-    expect(refused.headers['retry-after']).toBeDefined();
+    for (const response of [refused, invalid, register]) {
+      expectError(response, { statusCode: 503, type: 'ServiceUnavailableError', code: 'OVERLOADED' });
+      expect(response.headers['retry-after']).toBe('1');
+    }
     expect(lookups()).toBe(0);
+    expect(operations).toEqual([]);
+    // Refusing is expected under overload: a warning without a stack, not an error.
+    const sheddingLines = logs.lines.map((line) => JSON.parse(line) as { level: number; code?: string; err?: unknown }).filter((l) => l.code === 'OVERLOADED');
+    expect(sheddingLines).toHaveLength(3);
+    expect(sheddingLines.every((line) => line.level === 40 && line.err === undefined)).toBe(true);
 
     // With the slot free again, the same login goes through (and does look the user up).
     await login(app, user.email);
