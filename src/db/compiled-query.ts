@@ -59,6 +59,14 @@ export class FixedQuery<Args extends unknown[], Row> {
     return rows[0];
   }
 
+  /** The first row; for queries that always return one (`insert … returning`). */
+  async takeOne(db: Kysely<DB>, ...args: Args): Promise<Row> {
+    const { rows } = await this.execute(db, ...args);
+    const [row] = rows;
+    if (row === undefined) throw new Error(`fixedQuery: "${this.#compiled?.sql ?? ''}" returned no row`);
+    return row;
+  }
+
   /** Rows inserted, updated or deleted. */
   async affectedRows(db: Kysely<DB>, ...args: Args): Promise<bigint> {
     const { numAffectedRows } = await this.execute(db, ...args);

@@ -55,9 +55,7 @@ export class RefreshTokenRepository {
   }
 
   async insert(token: NewRefreshToken): Promise<RefreshTokenRow> {
-    const row = await insertToken.takeFirst(this.#db, token.userId, token.familyId, token.tokenHash, token.expiresAt);
-    if (row === undefined) throw new Error('insert into refresh_tokens returned no row');
-    return row;
+    return insertToken.takeOne(this.#db, token.userId, token.familyId, token.tokenHash, token.expiresAt);
   }
 
   async findByHash(tokenHash: string): Promise<RefreshTokenRow | undefined> {

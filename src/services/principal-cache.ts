@@ -58,8 +58,10 @@ export class PrincipalCache<T> {
     if (generation !== this.#generation || !this.#isLive()) return;
     // Maps iterate in insertion order: the first key is the oldest entry.
     if (this.#entries.size >= this.#maxEntries && !this.#entries.has(id)) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) this.#entries.delete(oldest);
+      for (const oldest of this.#entries.keys()) {
+        this.#entries.delete(oldest);
+        break;
+      }
     }
     this.#entries.set(id, { value, expiresAt: this.#now() + this.#ttlMs });
   }

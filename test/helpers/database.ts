@@ -81,12 +81,15 @@ export async function adminQuery(text: string): Promise<void> {
   }
 }
 
+/** A PostgreSQL URL on a port where nothing listens. */
+export const UNREACHABLE_DATABASE_URL = 'postgres://nobody@127.0.0.1:1/none';
+
 /**
  * A database on a port where nothing listens, for the "database is down" paths; destroyed when
  * the test ends.
  */
 export function unreachableDatabase(onFinished: (fn: () => Promise<void>) => void): Kysely<DB> {
-  const down = createDatabase({ ...TEST_POOL, url: 'postgres://nobody@127.0.0.1:1/none', connectionTimeoutMs: 2000 });
+  const down = createDatabase({ ...TEST_POOL, url: UNREACHABLE_DATABASE_URL, connectionTimeoutMs: 2000 });
   onFinished(async () => {
     await down.destroy();
   });

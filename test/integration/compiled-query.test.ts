@@ -47,6 +47,15 @@ describe('fixedQuery', () => {
     expect(texts).toEqual(['select "id" from "users" where "email" = $1']);
   });
 
+  test('takeOne returns the one row, and fails loudly when there is none', async ({ db }) => {
+    const ada = await new UserRepository(db).create(newUser('ada@example.com'));
+    const emailOf = fixedQuery((kdb, id: string) => kdb.selectFrom('users').select('email').where('id', '=', id));
+    expect(await emailOf.takeOne(db, ada.id)).toEqual({ email: 'ada@example.com' });
+    await expect(emailOf.takeOne(db, '00000000-0000-4000-8000-000000000000')).rejects.toThrow(
+      'fixedQuery: "select "email" from "users" where "id" = $1" returned no row',
+    );
+  });
+
   test('refuses, at its first run, a build that does not use an argument as a value', async ({ db }) => {
     const ignoresItsArgument = fixedQuery((kdb, _id: string) => kdb.selectFrom('users').select('id').where(sql<boolean>`true`));
     await expect(ignoresItsArgument.takeFirst(db, 'x')).rejects.toThrow(/argument 1 of "select "id" from "users" where true" is not a parameter/);
