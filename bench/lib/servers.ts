@@ -16,7 +16,7 @@ export const TARGET_LABELS: Readonly<Record<Target, string>> = {
 };
 
 export const TARGET_DESCRIPTIONS: Readonly<Record<Target, string>> = {
-  app: 'src/server.ts: JWT auth (+1 query for the principal), metrics, helmet, request log at info to /dev/null',
+  app: 'src/server.ts: JWT auth (the principal from the cache; +1 query when it misses), metrics, security headers, request log at info to /dev/null',
   'app-unprepared': 'the same with DB_PREPARED_STATEMENTS=false',
   'ours-route': 'tiny Fastify route over createDatabase() + UserRepository.findById (prepared), no auth/log/metrics',
   raw: 'tiny Fastify route, pg.Pool.query(text, [id]) unnamed (the limit)',
