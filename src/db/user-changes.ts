@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 
 /** The channel the `users_changed` trigger notifies (migration 20261127011500). */
 export const USER_CHANGES_CHANNEL = 'users_changed';
 /** The payload after a TRUNCATE: every user may have changed. */
 const EVERY_USER = '*';
+/** Payloads a feed sends itself to prove it hears notifications; every feed ignores the others'. */
+const PROBE_PREFIX = 'probe:';
 
 export interface UserChangeHandlers {
   /** A committed change to this user's row (update or delete). */
@@ -20,6 +23,8 @@ export interface UserChangeFeedOptions {
   readonly applicationName: string;
   /** Waits between reconnection attempts: doubles from `minDelayMs` up to `maxDelayMs`. */
   readonly reconnect?: { readonly minDelayMs: number; readonly maxDelayMs: number };
+  /** How long the feed waits to hear its own probe notification before it counts as failed (2 s). */
+  readonly probeTimeoutMs?: number;
 }
 
 /**
@@ -27,8 +32,9 @@ export interface UserChangeFeedOptions {
  * reconnects by itself; while it has no connection `live` is false, and whoever caches user rows
  * must not trust the cache, since changes made meanwhile go unheard.
  *
- * Needs a session of its own: through PgBouncer in transaction mode LISTEN does not work, and
- * the feed must not be used.
+ * It goes live only after hearing a probe notification it sent itself, so a connection that
+ * cannot receive notifications (PgBouncer in transaction mode: LISTEN succeeds on a server
+ * connection this client does not keep) is never trusted; it keeps retrying instead.
  *
  * @example
  * ```ts
@@ -79,10 +85,15 @@ export class UserChangeFeed {
     if (this.#closed) return;
     const client = new pg.Client({ connectionString: this.#options.url, application_name: this.#options.applicationName });
     this.#client = client;
+    const probe = `${PROBE_PREFIX}${randomUUID()}`;
+    const heard = Promise.withResolvers<undefined>();
     client.on('notification', (message) => {
-      if (message.channel !== USER_CHANGES_CHANNEL || message.payload === undefined) return;
-      if (message.payload === EVERY_USER) this.#handlers.onReset();
-      else this.#handlers.onChange(message.payload);
+      const { channel, payload } = message;
+      if (channel !== USER_CHANGES_CHANNEL || payload === undefined) return;
+      if (payload === probe) heard.resolve(undefined);
+      else if (payload.startsWith(PROBE_PREFIX)) return;
+      else if (payload === EVERY_USER) this.#handlers.onReset();
+      else this.#handlers.onChange(payload);
     });
     client.on('error', () => {
       this.#lost(client);
@@ -93,6 +104,11 @@ export class UserChangeFeed {
     try {
       await client.connect();
       await client.query(`listen ${USER_CHANGES_CHANNEL}`);
+      // Live only once a notification sent from another session has been heard: through a pooler
+      // in transaction mode LISTEN succeeds, on a server connection this client does not keep,
+      // and nothing ever arrives.
+      await this.#sendProbe(probe);
+      await withTimeout(heard.promise, this.#options.probeTimeoutMs ?? 2000);
     } catch {
       this.#lost(client);
       return;
@@ -101,6 +117,17 @@ export class UserChangeFeed {
     this.#retryDelayMs = this.#reconnect.minDelayMs;
     // Changes made while no one listened were missed: start from nothing.
     this.#setLive(true);
+  }
+
+  async #sendProbe(payload: string): Promise<void> {
+    const sender = new pg.Client({ connectionString: this.#options.url, application_name: this.#options.applicationName });
+    sender.on('error', () => undefined);
+    try {
+      await sender.connect();
+      await sender.query('select pg_notify($1, $2)', [USER_CHANGES_CHANNEL, payload]);
+    } finally {
+      await sender.end().catch(() => undefined);
+    }
   }
 
   #lost(client: pg.Client): void {
@@ -120,5 +147,19 @@ export class UserChangeFeed {
   #setLive(live: boolean): void {
     this.#handlers.onReset();
     this.#live = live;
+  }
+}
+
+async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(`no notification heard within ${ms} ms`));
+    }, ms);
+  });
+  try {
+    await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

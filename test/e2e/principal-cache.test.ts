@@ -6,18 +6,21 @@ import { UserRepository } from '../../src/repositories/users.ts';
 import type { AuthenticatedUser } from '../../src/services/auth.ts';
 import { PrincipalCache } from '../../src/services/principal-cache.ts';
 import { testApp } from '../helpers/app.ts';
-import { describe, expect, isolatedDatabase, test, type TestDatabase } from '../helpers/database.ts';
+import { describe, expect, isolatedDatabase, test, TEST_POOL, type TestDatabase } from '../helpers/database.ts';
 import { accessTokenFor, bearer, createUser, expectError, expectUnauthorized, login, type UserJson } from './support.ts';
 
 // The principal cache as server.ts wires it: a cache kept fresh by a LISTEN connection, on a
-// database of its own, because notifications are only sent for committed changes.
+// database of its own, because notifications are only sent for committed changes. Under
+// `npm run test:pgbouncer` the database URLs lead through PgBouncer in transaction mode, where
+// notifications never arrive: there the feed must never go live.
+const THROUGH_PGBOUNCER = TEST_POOL.poolMode === 'transaction';
 
 const APPLICATION_NAME = 'vitest-user-changes';
 
 async function cachedApp(database: TestDatabase, onFinished: (fn: () => Promise<void>) => void) {
   const resets: number[] = [];
   const feed: UserChangeFeed = new UserChangeFeed(
-    { url: database.url, applicationName: APPLICATION_NAME, reconnect: { minDelayMs: 20, maxDelayMs: 100 } },
+    { url: database.url, applicationName: APPLICATION_NAME, reconnect: { minDelayMs: 20, maxDelayMs: 100 }, probeTimeoutMs: 500 },
     {
       onChange: (id) => {
         cache.invalidate(id);
@@ -40,7 +43,7 @@ async function cachedApp(database: TestDatabase, onFinished: (fn: () => Promise<
   return { app, cache, feed, resets, lookups };
 }
 
-describe('the principal cache', () => {
+describe.runIf(!THROUGH_PGBOUNCER)('the principal cache', () => {
   test('serves repeated requests of one user from the cache, and a demoted admin is refused once the change commits', async ({
     onTestFinished,
   }) => {
@@ -137,5 +140,23 @@ describe('the principal cache', () => {
       expect((await app.inject({ url: '/users', headers: token })).statusCode).toBe(200);
       expect(await lookups('cache')).toBe(fromCache + 1);
     });
+  });
+});
+
+describe.runIf(THROUGH_PGBOUNCER)('the principal cache through PgBouncer in transaction mode', () => {
+  test('never goes live, since its own probe notification never arrives, so every request reads the row', async ({
+    onTestFinished,
+  }) => {
+    const database = await isolatedDatabase(onTestFinished);
+    const { app, feed, lookups } = await cachedApp(database, onTestFinished);
+    expect(feed.live).toBe(false);
+    const admin = await createUser(database.db, { role: 'admin' });
+    const token = bearer(accessTokenFor(admin));
+    for (let i = 0; i < 2; i++) expect((await app.inject({ url: '/users', headers: token })).statusCode).toBe(200);
+    await database.db.updateTable('users').set({ role: 'user' }).where('id', '=', admin.id).execute();
+    expect((await app.inject({ url: '/users', headers: token })).statusCode).toBe(403);
+    expect(await lookups('cache')).toBe(0);
+    expect(await lookups('database')).toBe(3);
+    expect(feed.live).toBe(false);
   });
 });
