@@ -156,6 +156,8 @@ async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void>
     timer = setTimeout(() => {
       reject(new Error(`no notification heard within ${ms} ms`));
     }, ms);
+    // A probe still waiting must not keep a process that is shutting down alive.
+    timer.unref();
   });
   try {
     await Promise.race([promise, timeout]);
