@@ -19,7 +19,7 @@ const DATA_LAYER_ONLY = {
 };
 
 export default defineConfig(
-  { ignores: ['node_modules/', 'coverage/', '.data/', 'db-types/', 'bench/results/'] },
+  { ignores: ['node_modules/', 'coverage/', '.data/', 'db-types/', 'bench/results/', 'bench/.tmp/'] },
   js.configs.recommended,
   tseslint.configs.strictTypeChecked,
   {
