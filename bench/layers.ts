@@ -1,0 +1,104 @@
+/**
+ * `node bench/layers.ts`: where Node's CPU per query goes, layer by layer, and what one access
+ * token verification costs. Unlike the throughput benchmarks this measures CPU µs per operation of
+ * this process only (process.cpuUsage), which is steadier on a shared machine.
+ *
+ * findById, 32 concurrent callers, a pool of 10 each, 3 rounds interleaved, medians:
+ * raw pg with a named statement; fixedQuery through Kysely (no hooks, no operation label);
+ * UserRepository without hooks (adds the label: AsyncLocalStorage per repository call);
+ * UserRepository with the metrics hook (as src/server.ts wires it). And fast-jwt's HS256
+ * verification with the app's options, without and with its verified-token cache.
+ *
+ * Uses the benchmark's database (`npm run bench` creates and seeds it; DATA_DIR, EMBEDDED_PG_PORT
+ * and BENCH_DATABASE_URL as for the other benchmarks). Results are printed, not written.
+ */
+import { createSigner, createVerifier } from 'fast-jwt';
+import pg from 'pg';
+import { fixedQuery } from '../src/db/compiled-query.ts';
+import { createDatabase, createPool } from '../src/db/database.ts';
+import { queryLogHook } from '../src/db/instrumentation.ts';
+import { AppMetrics } from '../src/plugins/metrics.ts';
+import { UserRepository } from '../src/repositories/users.ts';
+import { openBenchDatabase } from './lib/database.ts';
+import { log, readSettings } from './lib/environment.ts';
+import { median } from './lib/stats.ts';
+
+const CALLERS = 32;
+const ROUNDS = 3;
+
+async function cpuPerOperation(op: (id: string) => Promise<unknown>, ids: readonly string[], ms: number): Promise<number> {
+  const deadline = performance.now() + ms;
+  let done = 0;
+  const before = process.cpuUsage();
+  await Promise.all(
+    Array.from({ length: CALLERS }, async () => {
+      while (performance.now() < deadline) {
+        await op(ids[Math.floor(Math.random() * ids.length)] ?? '');
+        done++;
+      }
+    }),
+  );
+  const cpu = process.cpuUsage(before);
+  return (cpu.user + cpu.system) / done;
+}
+
+async function queryLayers(url: string): Promise<void> {
+  const config = { url, poolMax: 10, connectionTimeoutMs: 10_000, idleTimeoutMs: 0, statementTimeoutMs: 10_000, applicationName: 'bench-layers', preparedStatements: true };
+  const raw = new pg.Pool({ connectionString: url, max: 10, idleTimeoutMillis: 0 });
+  const metrics = new AppMetrics();
+  const plain = createDatabase(config, { pool: createPool(config) });
+  const hooked = createDatabase(config, { pool: createPool(config), onQuery: queryLogHook((event) => { metrics.observeQuery(event); }) });
+  const byId = fixedQuery((db, id: string) => db.selectFrom('users').selectAll().where('id', '=', id));
+  const variants: [string, (id: string) => Promise<unknown>][] = [
+    ['raw pg, named statement', (id) => raw.query({ name: 'layers_find', text: 'select * from users where id = $1', values: [id] })],
+    ['fixedQuery through Kysely', (id) => byId.takeFirst(plain, id)],
+    ['+ operation label (UserRepository)', (id) => new UserRepository(plain).findById(id)],
+    ['+ metrics hook (as server.ts)', (id) => new UserRepository(hooked).findById(id)],
+  ];
+  try {
+    const ids = (await raw.query<{ id: string }>('select id from users limit 2000')).rows.map((row) => row.id);
+    if (ids.length === 0) throw new Error('the bench database has no users: run npm run bench:repo once');
+    for (const [, op] of variants) await cpuPerOperation(op, ids, 1000);
+    const samples = new Map<string, number[]>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, op] of variants) samples.set(name, [...(samples.get(name) ?? []), await cpuPerOperation(op, ids, 2500)]);
+    }
+    console.log('\nfindById, Node CPU µs per query (median of 3 rounds):');
+    for (const [name] of variants) console.log(`  ${name.padEnd(38)} ${median(samples.get(name) ?? []).toFixed(1)}`);
+  } finally {
+    await Promise.all([raw.end(), plain.destroy(), hooked.destroy()]);
+  }
+}
+
+function jwtVerification(): void {
+  const key = 'k'.repeat(48);
+  const sign = createSigner({ key, algorithm: 'HS256', kid: 'bench', iss: 'iss', aud: 'aud', expiresIn: 900_000 });
+  const claims: Record<string, unknown> = { sub: '0193a6f2-1234-4abc-8def-0123456789ab', typ: 'access' };
+  const token = sign(claims);
+  // The options src/plugins/auth.ts gives @fastify/jwt.
+  const options = { key, algorithms: ['HS256' as const], allowedIss: 'iss', allowedAud: 'aud', requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud', 'typ'] };
+  const variants: [string, (token: string) => unknown][] = [
+    ['fast-jwt verify (as configured)', createVerifier(options)],
+    ['fast-jwt verify with cache: 10000', createVerifier({ ...options, cache: 10_000 })],
+  ];
+  const time = (verify: (token: string) => unknown, n: number) => {
+    const before = process.cpuUsage();
+    for (let i = 0; i < n; i++) verify(token);
+    const cpu = process.cpuUsage(before);
+    return (cpu.user + cpu.system) / n;
+  };
+  for (const [, verify] of variants) time(verify, 20_000);
+  console.log('\nAccess token verification, CPU µs per call (median of 5 × 50,000):');
+  for (const [name, verify] of variants) {
+    console.log(`  ${name.padEnd(38)} ${median(Array.from({ length: 5 }, () => time(verify, 50_000))).toFixed(2)}`);
+  }
+}
+
+const database = await openBenchDatabase(readSettings());
+try {
+  log(`layers: ${database.serverVersion} (${database.kind})`);
+  await queryLayers(database.url);
+  jwtVerification();
+} finally {
+  await database.close();
+}
