@@ -7,7 +7,8 @@
  * raw pg with a named statement; fixedQuery through Kysely (no hooks, no operation label);
  * UserRepository without hooks (adds the label: AsyncLocalStorage per repository call);
  * UserRepository with the metrics hook (as src/server.ts wires it). And fast-jwt's HS256
- * verification with the app's options, without and with its verified-token cache.
+ * verification with the app's options, without and with its verified-token cache. And how soon
+ * after a committed change to a user the change feed hears it (the principal cache's window).
  *
  * Uses the benchmark's database (`npm run bench` creates and seeds it; DATA_DIR, EMBEDDED_PG_PORT
  * and BENCH_DATABASE_URL as for the other benchmarks). Results are printed, not written.
@@ -17,6 +18,7 @@ import pg from 'pg';
 import { fixedQuery } from '../src/db/compiled-query.ts';
 import { createDatabase, createPool } from '../src/db/database.ts';
 import { queryLogHook } from '../src/db/instrumentation.ts';
+import { UserChangeFeed } from '../src/db/user-changes.ts';
 import { AppMetrics } from '../src/plugins/metrics.ts';
 import { UserRepository } from '../src/repositories/users.ts';
 import { openBenchDatabase } from './lib/database.ts';
@@ -94,11 +96,45 @@ function jwtVerification(): void {
   }
 }
 
+/**
+ * How long after an UPDATE of a user has committed (the client got its answer) the change feed
+ * hears it: the principal cache's window. 200 updates, one at a time.
+ */
+async function notificationDelay(url: string): Promise<void> {
+  const pending = new Map<string, () => void>();
+  const feed = new UserChangeFeed(
+    { url, applicationName: 'bench-layers-feed' },
+    { onChange: (id) => pending.get(id)?.(), onReset: () => undefined },
+  );
+  const client = new pg.Client({ connectionString: url });
+  await Promise.all([feed.start(), client.connect()]);
+  try {
+    if (!feed.live) throw new Error('the change feed did not go live');
+    const { rows } = await client.query<{ id: string }>('select id from users limit 1');
+    const id = rows[0]?.id;
+    if (id === undefined) throw new Error('the bench database has no users: run npm run bench:repo once');
+    const delays: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const heard = new Promise<number>((resolve) => pending.set(id, () => { resolve(performance.now()); }));
+      await client.query('update users set updated_at = now() where id = $1', [id]);
+      const committed = performance.now();
+      delays.push(Math.max(0, (await heard) - committed));
+    }
+    delays.sort((a, b) => a - b);
+    const at = (q: number) => (delays[Math.min(delays.length - 1, Math.floor(q * delays.length))] ?? Number.NaN).toFixed(2);
+    console.log('\nChange notification heard after the commit returned, ms (200 updates):');
+    console.log(`  median ${at(0.5)}   p95 ${at(0.95)}   max ${at(1)}`);
+  } finally {
+    await Promise.all([feed.close(), client.end()]);
+  }
+}
+
 const database = await openBenchDatabase(readSettings());
 try {
   log(`layers: ${database.serverVersion} (${database.kind})`);
   await queryLayers(database.url);
   jwtVerification();
+  await notificationDelay(database.url);
 } finally {
   await database.close();
 }

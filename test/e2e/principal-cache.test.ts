@@ -59,7 +59,7 @@ describe.runIf(!THROUGH_PGBOUNCER)('the principal cache', () => {
     expect(await lookups('cache')).toBe(2);
 
     await database.db.updateTable('users').set({ role: 'user' }).where('id', '=', admin.id).execute();
-    // The notification follows the commit by about a millisecond; the next requests are refused.
+    // The notification follows the commit (well under a millisecond here); the next requests are refused.
     await vi.waitFor(async () => {
       expectError(await app.inject({ url: `/users/${other.id}`, headers: token }), {
         statusCode: 403,
