@@ -17,7 +17,6 @@ import { createSigner, createVerifier } from 'fast-jwt';
 import pg from 'pg';
 import { fixedQuery } from '../src/db/compiled-query.ts';
 import { createDatabase, createPool } from '../src/db/database.ts';
-import { queryLogHook } from '../src/db/instrumentation.ts';
 import { UserChangeFeed } from '../src/db/user-changes.ts';
 import { AppMetrics } from '../src/plugins/metrics.ts';
 import { UserRepository } from '../src/repositories/users.ts';
@@ -49,7 +48,7 @@ async function queryLayers(url: string): Promise<void> {
   const raw = new pg.Pool({ connectionString: url, max: 10, idleTimeoutMillis: 0 });
   const metrics = new AppMetrics();
   const plain = createDatabase(config, { pool: createPool(config) });
-  const hooked = createDatabase(config, { pool: createPool(config), onQuery: queryLogHook((event) => { metrics.observeQuery(event); }) });
+  const hooked = createDatabase(config, { pool: createPool(config), onQuery: (event) => { metrics.observeQuery(event); } });
   const byId = fixedQuery((db, id: string) => db.selectFrom('users').selectAll().where('id', '=', id));
   const variants: [string, (id: string) => Promise<unknown>][] = [
     ['raw pg, named statement', (id) => raw.query({ name: 'layers_find', text: 'select * from users where id = $1', values: [id] })],

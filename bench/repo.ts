@@ -10,7 +10,6 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import knexFactory from 'knex';
 import pg from 'pg';
 import { createDatabase, createPool } from '../src/db/database.ts';
-import { queryLogHook } from '../src/db/instrumentation.ts';
 import { AppMetrics } from '../src/plugins/metrics.ts';
 import { UserRepository } from '../src/repositories/users.ts';
 import { users } from './lib/drizzle-schema.ts';
@@ -54,9 +53,9 @@ function oursVariant(url: string, preparedStatements: boolean): Variant {
   const metrics = new AppMetrics();
   const db = createDatabase(config, {
     pool: createPool(config),
-    onQuery: queryLogHook((event) => {
+    onQuery: (event) => {
       metrics.observeQuery(event);
-    }),
+    },
   });
   const repository = new UserRepository(db);
   return {

@@ -1,5 +1,5 @@
 import { createQueryId, type Compilable, type CompiledQuery, type Kysely, type QueryResult } from 'kysely';
-import type { DB } from './database.ts';
+import { directRunnerOf, type DB } from './database.ts';
 
 /** Stands in for an argument while the query is compiled; replaced by the value on every execution. */
 class Placeholder {
@@ -46,10 +46,16 @@ export class FixedQuery<Args extends unknown[], Row> {
     this.#build = build;
   }
 
-  /** Runs the query on `db` (the root database or a transaction). */
+  /**
+   * Runs the query on `db` (the root database or a transaction). On a root database it skips
+   * Kysely's executor, which has nothing left to do for SQL that is already compiled (see
+   * `directRunnerOf`); in a transaction it runs through Kysely on the transaction's connection.
+   */
   async execute(db: Kysely<DB>, ...args: Args): Promise<QueryResult<Row>> {
     const compiled = this.#compiled ?? this.#compile(db, Math.max(this.#build.length - 1, args.length));
     const parameters = this.#sources.map((source, i) => (source < 0 ? compiled.parameters[i] : args[source]));
+    const direct = directRunnerOf(db);
+    if (direct !== undefined) return direct<Row>(compiled.sql, parameters);
     return db.executeQuery<Row>({ sql: compiled.sql, query: compiled.query, queryId: createQueryId(), parameters });
   }
 

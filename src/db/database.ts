@@ -1,11 +1,11 @@
 import {
   Kysely,
   PostgresDialect,
-  type LogEvent,
   type PostgresCursor,
   type PostgresPool,
   type PostgresPoolClient,
   type PostgresQueryResult,
+  type QueryResult,
 } from 'kysely';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
@@ -13,6 +13,7 @@ import type { DB } from '../../db-types/index.ts';
 import type { DatabaseConfig, PoolMode } from '../config.ts';
 import type { AppError } from '../errors/index.ts';
 import { isConnectionLost, translateDatabaseError } from './errors.ts';
+import { currentOperation, type QueryEvent } from './instrumentation.ts';
 import { applyStatementTimeoutPerTransaction, observeTransactionRetries } from './transactions.ts';
 
 export type { DB } from '../../db-types/index.ts';
@@ -46,8 +47,12 @@ export type PoolConfig = Pick<
 export interface CreateDatabaseOptions {
   /** Reuse an existing pool (metrics read its counters); by default one is created from the config. */
   readonly pool?: pg.Pool;
-  /** Receives every query with its duration (Kysely's `log` hook): slow-query log and metrics. */
-  readonly onQuery?: (event: LogEvent) => void;
+  /**
+   * Told of every statement sent, with its duration and the repository operation it ran for:
+   * metrics and the slow-query log. Called by the pool wrapper, so queries Kysely executes and
+   * fixed queries run directly (see {@link directRunnerOf}) are reported alike.
+   */
+  readonly onQuery?: (event: QueryEvent) => void;
   /** Told when no connection could be had (pool exhausted, server down): no query ran, so `onQuery` is not. */
   readonly onCheckoutError?: (error: AppError) => void;
   /** Told of every retry of a unit of work opened on this database (see `withTransaction`). */
@@ -99,26 +104,74 @@ export function createDatabase(config: PoolConfig, options: CreateDatabaseOption
     throw new Error('Named prepared statements cannot be used in transaction pool mode (PgBouncer transaction mode)');
   }
   const pool = options.pool ?? createPool(config);
-  const db = new Kysely<DB>({
-    dialect: new PostgresDialect({
-      pool: translatingPool(pool, !transactionMode && (config.preparedStatements ?? true), options.onCheckoutError),
-    }),
-    ...(options.onQuery === undefined ? {} : { log: options.onQuery }),
-  });
+  const prepare = !transactionMode && (config.preparedStatements ?? true);
+  const translating = translatingPool(pool, prepare, options);
+  const db = new RootDatabase(translating);
+  directRunners.set(db, directRunner(translating));
   const { onTransactionRetry } = options;
   if (onTransactionRetry !== undefined) observeTransactionRetries(db, onTransactionRetry);
   if (transactionMode && config.statementTimeoutMs > 0) applyStatementTimeoutPerTransaction(db, config.statementTimeoutMs);
   return db;
 }
 
-const wrappedClients = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+/**
+ * The root `Kysely<DB>`. Kysely ends the pool on `destroy()` only if it has opened a connection
+ * itself, and fixed queries may be all that ever ran on this database (see `directRunnerOf`): the
+ * pool is ended here in any case.
+ */
+class RootDatabase extends Kysely<DB> {
+  readonly #pool: PostgresPool;
 
-/** Decorates the pool so checkout and query failures surface as AppErrors. */
+  constructor(pool: PostgresPool) {
+    super({ dialect: new PostgresDialect({ pool }) });
+    this.#pool = pool;
+  }
+
+  override async destroy(): Promise<void> {
+    await super.destroy();
+    await this.#pool.end();
+  }
+}
+
+/** Runs compiled SQL with its parameters on a connection of the pool and gives it back. */
+export type DirectRunner = <R>(sql: string, parameters: readonly unknown[]) => Promise<QueryResult<R>>;
+
+const directRunners = new WeakMap<Kysely<DB>, DirectRunner>();
+
+/**
+ * For a root database made by {@link createDatabase}: a runner for already-compiled SQL that
+ * takes the shortest way through the same pool wrapper Kysely uses (same statement names, error
+ * translation and `onQuery` reports), without Kysely's executor, connection provider and result
+ * plugins. Undefined for a transaction or a derived instance (`withPlugin`, `withSchema`), which
+ * must run through Kysely. `fixedQuery` uses it; nothing else needs to.
+ */
+export function directRunnerOf(db: Kysely<DB>): DirectRunner | undefined {
+  return directRunners.get(db);
+}
+
+function directRunner(pool: PostgresPool): DirectRunner {
+  return async <R>(sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> => {
+    const client = await pool.connect();
+    try {
+      const { command, rowCount, rows } = await client.query<R>(sql, parameters);
+      // The shape Kysely's PostgresConnection gives.
+      const changes = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
+      return { rows, numAffectedRows: changes ? BigInt(rowCount) : undefined };
+    } finally {
+      client.release();
+    }
+  };
+}
+
+/** Decorates the pool so checkout and query failures surface as AppErrors, and queries are reported. */
 function translatingPool(
   pool: pg.Pool,
   prepare: boolean,
-  onCheckoutError: ((error: AppError) => void) | undefined,
+  { onCheckoutError, onQuery }: Pick<CreateDatabaseOptions, 'onCheckoutError' | 'onQuery'>,
 ): PostgresPool {
+  // Per wrapper: two databases over one pg.Pool keep their own hooks.
+  const wrappedClients = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+  let ended: Promise<void> | undefined;
   return {
     options: pool.options,
     async connect() {
@@ -132,17 +185,19 @@ function translatingPool(
       }
       let wrapped = wrappedClients.get(client);
       if (wrapped === undefined) {
-        wrapped = new TranslatingClient(client, prepare);
+        wrapped = new TranslatingClient(client, prepare, onQuery);
         wrappedClients.set(client, wrapped);
       }
       return wrapped;
     },
-    end: () => pool.end(),
+    // Idempotent: Kysely's destroy() and RootDatabase's may both end it.
+    end: () => (ended ??= pool.end()),
   };
 }
 
 /**
- * Translates query failures; cursors are not used by this application.
+ * Translates query failures and reports every query to `onQuery`; cursors are not used by this
+ * application.
  *
  * It also owns the client's health while the client is checked out. pg-pool listens for a
  * client's `error` events only while the client is idle, and an `error` event nobody listens to
@@ -154,13 +209,15 @@ function translatingPool(
 class TranslatingClient implements PostgresPoolClient {
   readonly #client: pg.PoolClient;
   readonly #prepare: boolean;
+  readonly #onQuery: ((event: QueryEvent) => void) | undefined;
   /** Statements this connection has prepared; capped so ad-hoc SQL cannot grow it without bound. */
   readonly #prepared = new Set<string>();
   #lost = false;
 
-  constructor(client: pg.PoolClient, prepare: boolean) {
+  constructor(client: pg.PoolClient, prepare: boolean, onQuery: ((event: QueryEvent) => void) | undefined) {
     this.#client = client;
     this.#prepare = prepare;
+    this.#onQuery = onQuery;
     client.on('error', () => {
       this.#lost = true;
     });
@@ -186,19 +243,26 @@ class TranslatingClient implements PostgresPoolClient {
   }
 
   async #run<R>(text: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
+    const started = performance.now();
+    let result: pg.QueryResult<R & pg.QueryResultRow>;
     try {
       const name = this.#statementName(text, parameters.length);
       // pg only reads the values (it maps them while binding); typed mutable, they need no copy.
       const values = parameters as unknown[];
-      const result = await this.#client.query<R & pg.QueryResultRow>(
-        name === undefined ? { text, values } : { name, text, values },
-      );
-      // pg types `command` as any string; Kysely only distinguishes the ones in its union.
-      return { command: result.command as PostgresQueryResult<R>['command'], rowCount: result.rowCount ?? 0, rows: result.rows };
+      result = await this.#client.query<R & pg.QueryResultRow>(name === undefined ? { text, values } : { name, text, values });
     } catch (error) {
       if (isConnectionLost(error) || isStalePreparedStatement(error)) this.#lost = true;
-      throw translateDatabaseError(error);
+      const appError = translateDatabaseError(error);
+      this.#report(text, parameters.length, started, appError.code);
+      throw appError;
     }
+    this.#report(text, parameters.length, started, 'ok');
+    // pg types `command` as any string; Kysely only distinguishes the ones in its union.
+    return { command: result.command as PostgresQueryResult<R>['command'], rowCount: result.rowCount ?? 0, rows: result.rows };
+  }
+
+  #report(sql: string, parameterCount: number, started: number, outcome: string): void {
+    this.#onQuery?.({ operation: currentOperation(), durationMs: performance.now() - started, outcome, sql, parameterCount });
   }
 
   #statementName(text: string, parameterCount: number): string | undefined {

@@ -1,9 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { LogEvent } from 'kysely';
-import { AppError } from '../errors/index.ts';
 
 /** The repository operation a query runs for, e.g. `users.findByEmail`. */
-const currentOperation = new AsyncLocalStorage<string>();
+const operationContext = new AsyncLocalStorage<string>();
 
 /** One executed query, labelled for metrics and the slow-query log; never its parameters. */
 export interface QueryEvent {
@@ -36,7 +34,7 @@ export function instrumentRepository(target: { prototype: object }, prefix: stri
       configurable: true,
       writable: true,
       value: function (this: unknown, ...args: unknown[]): unknown {
-        return currentOperation.run(operation, (): unknown => Reflect.apply(method, this, args));
+        return operationContext.run(operation, (): unknown => Reflect.apply(method, this, args));
       },
     });
   }
@@ -46,31 +44,12 @@ export function instrumentRepository(target: { prototype: object }, prefix: stri
  * Runs `fn` with its queries labelled `operation` (for queries outside repositories: health checks).
  */
 export function withOperation<T>(operation: string, fn: () => T): T {
-  return currentOperation.run(operation, fn);
+  return operationContext.run(operation, fn);
 }
 
-/**
- * Adapts Kysely's `log` hook: every query becomes a {@link QueryEvent} for `onQuery`.
- *
- * @example
- * ```ts
- * const db = createDatabase(config, { onQuery: queryLogHook((event) => histogram.observe(…)) });
- * ```
- */
-export function queryLogHook(onQuery: (event: QueryEvent) => void): (event: LogEvent) => void {
-  return (event) => {
-    onQuery({
-      operation: currentOperation.getStore() ?? 'unlabelled',
-      durationMs: event.queryDurationMillis,
-      outcome: event.level === 'error' ? outcomeOf(event.error) : 'ok',
-      sql: event.query.sql,
-      parameterCount: event.query.parameters.length,
-    });
-  };
-}
-
-function outcomeOf(error: unknown): string {
-  return error instanceof AppError ? error.code : 'UNKNOWN';
+/** The operation the current query runs for (see {@link instrumentRepository}). */
+export function currentOperation(): string {
+  return operationContext.getStore() ?? 'unlabelled';
 }
 
 export interface QueryLogOptions {

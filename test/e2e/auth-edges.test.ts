@@ -7,7 +7,6 @@ import { failure } from '../helpers/assertions.ts';
 import { LogCapture, testApp, TEST_JWT_SECRET } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 import { createDatabase } from '../../src/db/database.ts';
-import { queryLogHook } from '../../src/db/instrumentation.ts';
 import { accessClaims, accessTokenFor, bearer, craftJwt, createUser, expectError, expectUnauthorized, login, PASSWORD, postJson } from './support.ts';
 
 describe('login upgrades old password hashes', () => {
@@ -120,7 +119,7 @@ describe('login under hashing overload', () => {
     const operations: string[] = [];
     const db = createDatabase(
       { ...TEST_POOL, url: database.url },
-      { onQuery: queryLogHook((event) => operations.push(event.operation)) },
+      { onQuery: (event) => operations.push(event.operation) },
     );
     onTestFinished(async () => {
       await db.destroy();

@@ -1,8 +1,11 @@
 import { sql } from 'kysely';
 import { fixedQuery } from '../../src/db/compiled-query.ts';
+import { createDatabase, createPool, directRunnerOf } from '../../src/db/database.ts';
+import type { QueryEvent } from '../../src/db/instrumentation.ts';
 import { withTransaction } from '../../src/db/transactions.ts';
+import { UniqueConstraintError } from '../../src/errors/index.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
-import { describe, expect, test } from '../helpers/database.ts';
+import { describe, expect, isolatedDatabase, TEST_POOL, test } from '../helpers/database.ts';
 
 const newUser = (email: string) => ({ email, name: 'Fixed', passwordHash: 'hash' });
 
@@ -62,5 +65,65 @@ describe('fixedQuery', () => {
     // Computing with an argument fails too: the placeholder is not the value.
     const computes = fixedQuery((kdb, email: string) => kdb.selectFrom('users').select('id').where('email', '=', email.toLowerCase()));
     await expect(computes.takeFirst(db, 'A@example.com')).rejects.toThrow(TypeError);
+  });
+});
+
+describe('fixedQuery on a root database', () => {
+  const NOBODY = '00000000-0000-4000-8000-000000000000';
+
+  test('runs directly on the pool: same rows and counts, errors translated, every query reported', async ({ onTestFinished }) => {
+    const { url } = await isolatedDatabase(onTestFinished);
+    const events: QueryEvent[] = [];
+    const db = createDatabase({ ...TEST_POOL, url }, { onQuery: (event) => events.push(event) });
+    onTestFinished(async () => {
+      await db.destroy();
+    });
+    expect(directRunnerOf(db)).toBeDefined();
+    const users = new UserRepository(db);
+    const ada = await users.create(newUser('ada@example.com'));
+
+    expect(await users.findById(ada.id)).toMatchObject({ id: ada.id, email: 'ada@example.com' });
+    expect(events.at(-1)).toMatchObject({
+      operation: 'users.findById',
+      outcome: 'ok',
+      sql: 'select * from "users" where "id" = $1',
+      parameterCount: 1,
+    });
+    const rename = fixedQuery((kdb, id: string, name: string) => kdb.updateTable('users').set({ name }).where('id', '=', id));
+    expect(await rename.affectedRows(db, ada.id, 'Renamed')).toBe(1n);
+    expect(await rename.affectedRows(db, NOBODY, 'Nobody')).toBe(0n);
+    expect((await users.findById(ada.id))?.name).toBe('Renamed');
+
+    const insert = fixedQuery((kdb, email: string) =>
+      kdb.insertInto('users').values({ email, name: 'Twin', password_hash: 'hash' }).returning('id'),
+    );
+    const failure = await insert.takeOne(db, 'ada@example.com').catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(UniqueConstraintError);
+    expect(events.at(-1)).toMatchObject({ operation: 'unlabelled', outcome: 'UNIQUE_VIOLATION' });
+
+    // In a transaction the same query runs through Kysely on the transaction's connection, and is reported alike.
+    events.length = 0;
+    await withTransaction(db, async (trx) => {
+      expect(directRunnerOf(trx)).toBeUndefined();
+      expect(await rename.affectedRows(trx, ada.id, 'In a transaction')).toBe(1n);
+      expect((await new UserRepository(trx).findById(ada.id))?.name).toBe('In a transaction');
+    });
+    expect(events.map((event) => `${event.operation} ${event.outcome}`)).toEqual([
+      'transaction.begin ok',
+      'unlabelled ok',
+      'users.findById ok',
+      'transaction.commit ok',
+    ]);
+  });
+
+  test('destroy() ends the pool also when only fixed queries ever ran, and may be called twice', async ({ onTestFinished }) => {
+    const { url } = await isolatedDatabase(onTestFinished);
+    const pool = createPool({ ...TEST_POOL, url });
+    const db = createDatabase({ ...TEST_POOL, url }, { pool });
+    expect(await new UserRepository(db).findById(NOBODY)).toBeUndefined();
+    expect(pool.totalCount).toBe(1);
+    await db.destroy();
+    expect(pool.ended).toBe(true);
+    await db.destroy();
   });
 });

@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { createDatabase, createPool } from '../../src/db/database.ts';
-import { queryLogHook } from '../../src/db/instrumentation.ts';
 import { AppMetrics } from '../../src/plugins/metrics.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, TEST_POOL, test } from '../helpers/database.ts';
@@ -62,9 +61,9 @@ async function exportedMetricNames(onTestFinished: (fn: () => Promise<void>) => 
   const { url } = await isolatedDatabase(onTestFinished);
   const metrics = new AppMetrics();
   const pool = createPool({ ...TEST_POOL, url });
-  const db = createDatabase({ ...TEST_POOL, url }, { pool, onQuery: queryLogHook((event) => {
+  const db = createDatabase({ ...TEST_POOL, url }, { pool, onQuery: (event) => {
       metrics.observeQuery(event);
-    }) });
+    } });
   onTestFinished(async () => {
     await db.destroy();
   });
