@@ -1,4 +1,4 @@
-import type { Insertable, Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { DB, Users } from '../../db-types/index.ts';
 import { fixedQuery } from '../db/compiled-query.ts';
 import { instrumentRepository } from '../db/instrumentation.ts';
@@ -22,6 +22,13 @@ export interface UserCursor {
 }
 
 // The fixed-shape queries are compiled once (see fixedQuery); the others are built per call.
+const insert = fixedQuery((db, email: string, passwordHash: string, name: string) =>
+  db.insertInto('users').values({ email, password_hash: passwordHash, name }).returningAll(),
+);
+// The role is left out above so the column default decides it.
+const insertWithRole = fixedQuery((db, email: string, passwordHash: string, name: string, role: UserRole) =>
+  db.insertInto('users').values({ email, password_hash: passwordHash, name, role }).returningAll(),
+);
 const byId = fixedQuery((db, id: string) => db.selectFrom('users').selectAll().where('id', '=', id));
 const byEmail = fixedQuery((db, email: string) =>
   db
@@ -57,13 +64,10 @@ export class UserRepository {
   }
 
   async create(user: NewUser): Promise<UserRow> {
-    const row: Insertable<Users> = {
-      email: user.email,
-      password_hash: user.passwordHash,
-      name: user.name,
-      ...(user.role === undefined ? {} : { role: user.role }),
-    };
-    return this.#db.insertInto('users').values(row).returningAll().executeTakeFirstOrThrow();
+    const { email, passwordHash, name, role } = user;
+    return role === undefined
+      ? insert.takeOne(this.#db, email, passwordHash, name)
+      : insertWithRole.takeOne(this.#db, email, passwordHash, name, role);
   }
 
   async findById(id: string): Promise<UserRow | undefined> {
