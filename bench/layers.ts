@@ -4,8 +4,10 @@
  * this process only (process.cpuUsage), which is steadier on a shared machine.
  *
  * findById, 32 concurrent callers, a pool of 10 each, 3 rounds interleaved, medians:
- * raw pg with a named statement; fixedQuery through Kysely (no hooks, no operation label);
- * UserRepository without hooks (adds the label: AsyncLocalStorage per repository call);
+ * raw pg with a named statement; the same compiled query through Kysely's executor (the way a
+ * fixed query runs in a transaction); fixedQuery on the root database (straight to the pool
+ * wrapper, no hooks, no operation label); UserRepository without hooks (adds the label:
+ * AsyncLocalStorage per repository call);
  * UserRepository with the metrics hook (as src/server.ts wires it). And fast-jwt's HS256
  * verification with the app's options, without and with its verified-token cache. And how soon
  * after a committed change to a user the change feed hears it (the principal cache's window).
@@ -14,6 +16,7 @@
  * and BENCH_DATABASE_URL as for the other benchmarks). Results are printed, not written.
  */
 import { createSigner, createVerifier } from 'fast-jwt';
+import { createQueryId } from 'kysely';
 import pg from 'pg';
 import { fixedQuery } from '../src/db/compiled-query.ts';
 import { createDatabase, createPool } from '../src/db/database.ts';
@@ -50,9 +53,11 @@ async function queryLayers(url: string): Promise<void> {
   const plain = createDatabase(config, { pool: createPool(config) });
   const hooked = createDatabase(config, { pool: createPool(config), onQuery: (event) => { metrics.observeQuery(event); } });
   const byId = fixedQuery((db, id: string) => db.selectFrom('users').selectAll().where('id', '=', id));
+  const template = plain.selectFrom('users').selectAll().where('id', '=', '').compile();
   const variants: [string, (id: string) => Promise<unknown>][] = [
     ['raw pg, named statement', (id) => raw.query({ name: 'layers_find', text: 'select * from users where id = $1', values: [id] })],
-    ['fixedQuery through Kysely', (id) => byId.takeFirst(plain, id)],
+    ['compiled query through Kysely\'s executor', (id) => plain.executeQuery({ ...template, parameters: [id], queryId: createQueryId() })],
+    ['fixedQuery (root database: direct)', (id) => byId.takeFirst(plain, id)],
     ['+ operation label (UserRepository)', (id) => new UserRepository(plain).findById(id)],
     ['+ metrics hook (as server.ts)', (id) => new UserRepository(hooked).findById(id)],
   ];

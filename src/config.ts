@@ -82,6 +82,11 @@ export interface AuthConfig {
   readonly hashConcurrency: number;
   readonly hashQueueLimit: number;
   /**
+   * Nice value of libuv's worker threads, where the hashes run (Linux; 0 leaves them alone): the
+   * event loop outranks them, so health checks are answered during a burst of logins.
+   */
+  readonly hashThreadNice: number;
+  /**
    * How long an authenticated user's row may serve later requests (0: read it on every request).
    * Entries are dropped as soon as the row changes (LISTEN/NOTIFY), so this only bounds the
    * worst case. Session pool mode only.
@@ -208,6 +213,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       rateLimitWindowMs: reader.integer('RATE_LIMIT_WINDOW_MS', 60_000, 1000, 86_400_000),
       hashConcurrency: reader.integer('HASH_CONCURRENCY', 2, 1, 64),
       hashQueueLimit: reader.integer('HASH_QUEUE_LIMIT', 64, 0, 100_000),
+      hashThreadNice: reader.integer('HASH_THREAD_NICE', 10, 0, 19),
       principalCacheSeconds: poolMode === 'session' ? principalCacheSeconds : 0,
     },
     http: {

@@ -13,6 +13,7 @@ import { UserChangeFeed } from './db/user-changes.ts';
 import { AppMetrics } from './plugins/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
+import { lowerWorkerThreadPriority } from './thread-priority.ts';
 
 /**
  * The process entry (`npm start`): validate the environment, start or reach PostgreSQL, migrate
@@ -90,6 +91,9 @@ async function main(): Promise<void> {
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: config.database.poolMax }),
   });
   queryLog.logger = app.log;
+  const nice = config.auth.hashThreadNice;
+  const threads = await lowerWorkerThreadPriority(nice);
+  if (threads > 0) app.log.info({ threads, nice }, 'worker threads (password hashing) run below the event loop');
 
   const graceOptions = {
     delay: config.shutdownGraceMs,

@@ -351,12 +351,30 @@ export function writeReport(results: Results): { markdown: string; chart: string
       '',
       '| c | 2xx logins/s | % of ceiling | argon2 now /s | % of argon2 now | p50 ms | p95 ms | p99 ms | non-2xx per run | DB query p95 ms | app event-loop delay p99 (worst 250 ms) | /health/live p50 / p99 / max ms |',
       '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-      ...l.points.map((p) => {
+      ...l.points.filter((p) => p.target === 'app').map((p) => {
         const s = p.summary;
         return `| ${p.connections} | ${fmt(s.okPerSecond, 1)} | ${pct(s.okPerSecond / l.ceiling.ceilingPerSecond)} | ${fmt(p.argon2PerSecondNow, 1)} | ${pct(s.okPerSecond / num(p.argon2PerSecondNow))} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.non2xxPerRun)} | ${fmt(s.queryP95Ms, 2)} | ${fmt(s.eventLoopLagP99Ms, 1)} ms | ${fmt(p.probe.p50, 1)} / ${fmt(p.probe.p99, 1)} / ${fmt(p.probe.max, 1)} |`;
       }),
       '',
     );
+    const sameNice = l.points.filter((p) => p.target === 'app-samenice');
+    if (sameNice.length > 0) {
+      const app = new Map(l.points.filter((p) => p.target === 'app').map((p) => [p.connections, p]));
+      sections.push(
+        '### Ablation: hashing threads at the event loop\'s priority',
+        '',
+        'The same sweep on a second app with `HASH_THREAD_NICE=0` (its argon2 threads at nice 0, like the event loop), ' +
+          'measured right after the app (nice 10, the default) at each level.',
+        '',
+        '| c | 2xx logins/s nice 10 / nice 0 | /health/live p99 ms nice 10 / nice 0 | app event-loop delay p99 ms nice 10 / nice 0 | non-2xx per run nice 10 / nice 0 |',
+        '|---:|---:|---:|---:|---:|',
+        ...sameNice.map((p) => {
+          const a = app.get(p.connections);
+          return `| ${p.connections} | ${fmt(a?.summary.okPerSecond, 1)} / ${fmt(p.summary.okPerSecond, 1)} | ${fmt(a?.probe.p99, 1)} / ${fmt(p.probe.p99, 1)} | ${fmt(a?.summary.eventLoopLagP99Ms, 1)} / ${fmt(p.summary.eventLoopLagP99Ms, 1)} | ${fmt(a?.summary.non2xxPerRun)} / ${fmt(p.summary.non2xxPerRun)} |`;
+        }),
+        '',
+      );
+    }
     if (login.profile !== undefined) sections.push(profileMarkdown('app process during login saturation', login.profile));
   }
 

@@ -35,6 +35,8 @@ export interface AppEnvOptions {
   readonly logLevel?: string;
   /** PRINCIPAL_CACHE_SECONDS; the server's default (60) unless an ablation turns it off. */
   readonly principalCacheSeconds?: number;
+  /** HASH_THREAD_NICE; the server's default (10) unless an ablation sets it. */
+  readonly hashThreadNice?: number;
 }
 
 /**
@@ -60,6 +62,7 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
     DB_IDLE_TIMEOUT_MS: '0',
     DB_PREPARED_STATEMENTS: String(options.preparedStatements ?? true),
     ...(options.principalCacheSeconds === undefined ? {} : { PRINCIPAL_CACHE_SECONDS: String(options.principalCacheSeconds) }),
+    ...(options.hashThreadNice === undefined ? {} : { HASH_THREAD_NICE: String(options.hashThreadNice) }),
   };
 }
 

@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
 import { startEmbeddedPostgres } from '../../src/db/embedded.ts';
@@ -91,6 +93,22 @@ async function waitUntilRefused(baseUrl: string): Promise<void> {
     10,
   );
 }
+
+describe.runIf(process.platform === 'linux')('the server process', () => {
+  test('runs its hashing threads below the event loop (HASH_THREAD_NICE, default 10)', { timeout: 60_000 }, async ({ onTestFinished }) => {
+    const { server } = await serverWithAdmin(onTestFinished, {});
+    const pid = server.child.pid ?? 0;
+    const threads = readdirSync(`/proc/${pid}/task`).map((threadId) => ({
+      name: readFileSync(`/proc/${pid}/task/${threadId}/comm`, 'utf8').trim(),
+      nice: os.getPriority(Number(threadId)),
+    }));
+    const workers = threads.filter((thread) => thread.name === 'libuv-worker');
+    expect(workers.length).toBeGreaterThan(0);
+    expect(workers.map((thread) => thread.nice)).toEqual(workers.map(() => 10));
+    expect(os.getPriority(pid)).toBe(0);
+    expect(server.output()).toContain('worker threads (password hashing) run below the event loop');
+  });
+});
 
 describe('graceful shutdown under load', () => {
   test(
