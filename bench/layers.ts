@@ -3,7 +3,7 @@
  * token verification costs. Unlike the throughput benchmarks this measures CPU µs per operation of
  * this process only (process.cpuUsage), which is steadier on a shared machine.
  *
- * findById, 32 concurrent callers, a pool of 10 each, 3 rounds interleaved, medians:
+ * findById, 32 concurrent callers, a pool of 10 each, 7 rounds interleaved (order rotated), medians:
  * raw pg with a named statement; the same compiled query through Kysely's executor (the way a
  * fixed query runs in a transaction); fixedQuery on the root database (straight to the pool
  * wrapper, no hooks, no operation label); UserRepository without hooks (adds the label:
@@ -28,7 +28,8 @@ import { log, readSettings } from './lib/environment.ts';
 import { median } from './lib/stats.ts';
 
 const CALLERS = 32;
-const ROUNDS = 3;
+/** Rounds of the query layers (BENCH_ROUNDS, default 7); each runs every variant, the order rotated by one. */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 
 async function cpuPerOperation(op: (id: string) => Promise<unknown>, ids: readonly string[], ms: number): Promise<number> {
   const deadline = performance.now() + ms;
@@ -67,10 +68,15 @@ async function queryLayers(url: string): Promise<void> {
     for (const [, op] of variants) await cpuPerOperation(op, ids, 1000);
     const samples = new Map<string, number[]>();
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, op] of variants) samples.set(name, [...(samples.get(name) ?? []), await cpuPerOperation(op, ids, 2500)]);
+      // Rotated so that no variant always runs first (or right after the same one) in a round.
+      const order = [...variants.slice(round % variants.length), ...variants.slice(0, round % variants.length)];
+      for (const [name, op] of order) samples.set(name, [...(samples.get(name) ?? []), await cpuPerOperation(op, ids, 2500)]);
     }
-    console.log('\nfindById, Node CPU µs per query (median of 3 rounds):');
-    for (const [name] of variants) console.log(`  ${name.padEnd(38)} ${median(samples.get(name) ?? []).toFixed(1)}`);
+    console.log(`\nfindById, Node CPU µs per query (median of ${ROUNDS} rounds, order rotated; min–max in brackets):`);
+    for (const [name] of variants) {
+      const values = samples.get(name) ?? [];
+      console.log(`  ${name.padEnd(42)} ${median(values).toFixed(1)} (${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)})`);
+    }
   } finally {
     await Promise.all([raw.end(), plain.destroy(), hooked.destroy()]);
   }
