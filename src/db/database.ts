@@ -105,9 +105,9 @@ export function createDatabase(config: PoolConfig, options: CreateDatabaseOption
   }
   const pool = options.pool ?? createPool(config);
   const prepare = !transactionMode && (config.preparedStatements ?? true);
-  const translating = translatingPool(pool, prepare, options);
+  const translating = new TranslatingPool(pool, prepare, options);
   const db = new RootDatabase(translating);
-  directRunners.set(db, directRunner(translating));
+  directRunners.set(db, (sql, parameters) => translating.run(sql, parameters));
   const { onTransactionRetry } = options;
   if (onTransactionRetry !== undefined) observeTransactionRetries(db, onTransactionRetry);
   if (transactionMode && config.statementTimeoutMs > 0) applyStatementTimeoutPerTransaction(db, config.statementTimeoutMs);
@@ -149,50 +149,89 @@ export function directRunnerOf(db: Kysely<DB>): DirectRunner | undefined {
   return directRunners.get(db);
 }
 
-function directRunner(pool: PostgresPool): DirectRunner {
-  return async <R>(sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> => {
-    const client = await pool.connect();
-    try {
-      const { command, rowCount, rows } = await client.query<R>(sql, parameters);
-      // The shape Kysely's PostgresConnection gives.
-      const changes = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
-      return { rows, numAffectedRows: changes ? BigInt(rowCount) : undefined };
-    } finally {
-      client.release();
-    }
-  };
-}
+type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Error };
+type Callback<T> = (outcome: Outcome<T>) => void;
 
-/** Decorates the pool so checkout and query failures surface as AppErrors, and queries are reported. */
-function translatingPool(
-  pool: pg.Pool,
-  prepare: boolean,
-  { onCheckoutError, onQuery }: Pick<CreateDatabaseOptions, 'onCheckoutError' | 'onQuery'>,
-): PostgresPool {
+/**
+ * Decorates the pool so checkout and query failures surface as AppErrors, and queries are
+ * reported. Kysely checks connections out with `connect()`; `run()` is the direct way for
+ * compiled SQL. Both go through the same {@link TranslatingClient} of each connection; `run()`
+ * stays on pg's callbacks with a single promise for the caller, as `pg.Pool#query` does.
+ */
+class TranslatingPool implements PostgresPool {
+  readonly #pool: pg.Pool;
+  readonly #prepare: boolean;
+  readonly #hooks: Pick<CreateDatabaseOptions, 'onCheckoutError' | 'onQuery'>;
   // Per wrapper: two databases over one pg.Pool keep their own hooks.
-  const wrappedClients = new WeakMap<pg.PoolClient, PostgresPoolClient>();
-  let ended: Promise<void> | undefined;
-  return {
-    options: pool.options,
-    async connect() {
-      let client: pg.PoolClient;
-      try {
-        client = await pool.connect();
-      } catch (error) {
+  readonly #clients = new WeakMap<pg.PoolClient, TranslatingClient>();
+  #ended: Promise<void> | undefined;
+
+  constructor(pool: pg.Pool, prepare: boolean, hooks: Pick<CreateDatabaseOptions, 'onCheckoutError' | 'onQuery'>) {
+    this.#pool = pool;
+    this.#prepare = prepare;
+    this.#hooks = hooks;
+  }
+
+  get options(): pg.PoolConfig {
+    return this.#pool.options;
+  }
+
+  connect(): Promise<PostgresPoolClient> {
+    return new Promise((resolve, reject) => {
+      this.#checkout((outcome) => {
+        if (outcome.ok) resolve(outcome.value);
+        else reject(outcome.error);
+      });
+    });
+  }
+
+  /** One statement on a pooled connection, given back when it is done (see `directRunnerOf`). */
+  run<R>(sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> {
+    // Read now: pg-pool calls back in the context of whoever gave the connection back.
+    const operation = currentOperation();
+    return new Promise((resolve, reject) => {
+      this.#checkout((checkout) => {
+        if (!checkout.ok) {
+          reject(checkout.error);
+          return;
+        }
+        const client = checkout.value;
+        client.send<R>(sql, parameters, operation, (outcome) => {
+          client.release();
+          if (!outcome.ok) {
+            reject(outcome.error);
+            return;
+          }
+          // The shape Kysely's PostgresConnection gives.
+          const { command, rowCount, rows } = outcome.value;
+          const changes = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
+          resolve({ rows, numAffectedRows: changes ? BigInt(rowCount) : undefined });
+        });
+      });
+    });
+  }
+
+  /** Idempotent: Kysely's destroy() and RootDatabase's may both end it. */
+  end(): Promise<void> {
+    return (this.#ended ??= this.#pool.end());
+  }
+
+  #checkout(callback: Callback<TranslatingClient>): void {
+    this.#pool.connect((error, client) => {
+      if (error !== undefined || client === undefined) {
         const appError = translateDatabaseError(error);
-        onCheckoutError?.(appError);
-        throw appError;
+        this.#hooks.onCheckoutError?.(appError);
+        callback({ ok: false, error: appError });
+        return;
       }
-      let wrapped = wrappedClients.get(client);
+      let wrapped = this.#clients.get(client);
       if (wrapped === undefined) {
-        wrapped = new TranslatingClient(client, prepare, onQuery);
-        wrappedClients.set(client, wrapped);
+        wrapped = new TranslatingClient(client, this.#prepare, this.#hooks.onQuery);
+        this.#clients.set(client, wrapped);
       }
-      return wrapped;
-    },
-    // Idempotent: Kysely's destroy() and RootDatabase's may both end it.
-    end: () => (ended ??= pool.end()),
-  };
+      callback({ ok: true, value: wrapped });
+    });
+  }
 }
 
 /**
@@ -235,34 +274,46 @@ class TranslatingClient implements PostgresPoolClient {
     parameters: ReadonlyArray<unknown> = [],
   ): Promise<PostgresQueryResult<R>> | PostgresCursor<R> {
     if (typeof sqlOrCursor !== 'string') throw new TypeError('Cursor queries are not supported');
-    return this.#run<R>(sqlOrCursor, parameters);
+    return new Promise((resolve, reject) => {
+      this.send<R>(sqlOrCursor, parameters, currentOperation(), (outcome) => {
+        if (outcome.ok) resolve(outcome.value);
+        else reject(outcome.error);
+      });
+    });
   }
 
   release(destroy?: boolean): void {
     this.#client.release(destroy === true || this.#lost);
   }
 
-  async #run<R>(text: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
+  /**
+   * Sends one statement for `operation` (the caller's label: pg calls back outside the caller's
+   * async context); `callback` gets the result, or the failure as an AppError.
+   */
+  send<R>(text: string, parameters: readonly unknown[], operation: string, callback: Callback<PostgresQueryResult<R>>): void {
     const started = performance.now();
-    let result: pg.QueryResult<R & pg.QueryResultRow>;
-    try {
-      const name = this.#statementName(text, parameters.length);
-      // pg only reads the values (it maps them while binding); typed mutable, they need no copy.
-      const values = parameters as unknown[];
-      result = await this.#client.query<R & pg.QueryResultRow>(name === undefined ? { text, values } : { name, text, values });
-    } catch (error) {
-      if (isConnectionLost(error) || isStalePreparedStatement(error)) this.#lost = true;
-      const appError = translateDatabaseError(error);
-      this.#report(text, parameters.length, started, appError.code);
-      throw appError;
-    }
-    this.#report(text, parameters.length, started, 'ok');
-    // pg types `command` as any string; Kysely only distinguishes the ones in its union.
-    return { command: result.command as PostgresQueryResult<R>['command'], rowCount: result.rowCount ?? 0, rows: result.rows };
-  }
-
-  #report(sql: string, parameterCount: number, started: number, outcome: string): void {
-    this.#onQuery?.({ operation: currentOperation(), durationMs: performance.now() - started, outcome, sql, parameterCount });
+    const name = this.#statementName(text, parameters.length);
+    // pg only reads the values (it maps them while binding); typed mutable, they need no copy.
+    const values = parameters as unknown[];
+    const config = name === undefined ? { text, values } : { name, text, values };
+    // pg's types say `Error`; on success it passes null.
+    this.#client.query<R & pg.QueryResultRow>(config, (error: Error | null | undefined, result) => {
+      let failure: AppError | undefined;
+      if (error !== null && error !== undefined) {
+        if (isConnectionLost(error) || isStalePreparedStatement(error)) this.#lost = true;
+        failure = translateDatabaseError(error);
+      }
+      try {
+        this.#onQuery?.({ operation, durationMs: performance.now() - started, outcome: failure?.code ?? 'ok', sql: text, parameterCount: parameters.length });
+      } catch (hookError) {
+        // Thrown into pg's socket handler it would take the process down; the query's caller gets it.
+        callback({ ok: false, error: failure ?? (hookError instanceof Error ? hookError : new Error(String(hookError))) });
+        return;
+      }
+      if (failure !== undefined) callback({ ok: false, error: failure });
+      // pg types `command` as any string; Kysely only distinguishes the ones in its union.
+      else callback({ ok: true, value: { command: result.command as PostgresQueryResult<R>['command'], rowCount: result.rowCount ?? 0, rows: result.rows } });
+    });
   }
 
   #statementName(text: string, parameterCount: number): string | undefined {

@@ -116,6 +116,25 @@ describe('fixedQuery on a root database', () => {
     ]);
   });
 
+  test('labels each query with its own operation when callers wait for the one connection', async ({ onTestFinished }) => {
+    const { url } = await isolatedDatabase(onTestFinished);
+    const events: QueryEvent[] = [];
+    const db = createDatabase({ ...TEST_POOL, url, poolMax: 1 }, { onQuery: (event) => events.push(event) });
+    onTestFinished(async () => {
+      await db.destroy();
+    });
+    const users = new UserRepository(db);
+    const ada = await users.create(newUser('ada@example.com'));
+    events.length = 0;
+
+    // Each waiter gets the connection in a callback from the release of the one before it.
+    await Promise.all([users.findById(ada.id), users.findByEmail('ada@example.com'), users.findById(NOBODY), users.findByEmail('x@example.com')]);
+    const operationBySql = new Map(events.map((event) => [event.sql, new Set<string>()]));
+    for (const event of events) operationBySql.get(event.sql)?.add(event.operation);
+    expect(events).toHaveLength(4);
+    expect([...operationBySql.values()].map((operations) => [...operations].sort())).toEqual([['users.findById'], ['users.findByEmail']]);
+  });
+
   test('destroy() ends the pool also when only fixed queries ever ran, and may be called twice', async ({ onTestFinished }) => {
     const { url } = await isolatedDatabase(onTestFinished);
     const pool = createPool({ ...TEST_POOL, url });
