@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { DB } from './database.ts';
+import { withOperation } from './instrumentation.ts';
 import { pendingMigrations } from './migrator.ts';
 
 export interface Readiness {
@@ -8,14 +9,19 @@ export interface Readiness {
 }
 
 /**
- * Whether the database answers and every migration in `migrations/` is applied.
+ * Whether the database answers and every migration in `migrations/` is applied. Its queries are
+ * labelled `health.ready` in the query metrics.
  *
  * @example
  * ```ts
  * await checkReadiness(db); // { database: 'ok', migrations: 'ok' }
  * ```
  */
-export async function checkReadiness(db: Kysely<DB>): Promise<Readiness> {
+export function checkReadiness(db: Kysely<DB>): Promise<Readiness> {
+  return withOperation('health.ready', () => readiness(db));
+}
+
+async function readiness(db: Kysely<DB>): Promise<Readiness> {
   try {
     await sql`select 1`.execute(db);
   } catch {

@@ -155,6 +155,7 @@ describe('GET /metrics after a scripted register, login, me and list', () => {
     expect((await app.inject({ url: '/auth/me', headers: bearer(ada.accessToken) })).statusCode).toBe(200);
     expect((await app.inject({ url: '/users?limit=10', headers: bearer(adminSession.accessToken) })).statusCode).toBe(200);
     expect((await postJson(app, '/auth/refresh', { refreshToken: ada.refreshToken })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/health/ready' })).statusCode).toBe(200);
 
     const metrics = await scrape(app);
     const poolNow = { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
@@ -189,6 +190,8 @@ describe('GET /metrics after a scripted register, login, me and list', () => {
     expect(count('refreshTokens.insert')).toBeGreaterThanOrEqual(3);
     expect(count('refreshTokens.findByHash')).toBeGreaterThanOrEqual(1);
     expect(count('refreshTokens.markRotated')).toBeGreaterThanOrEqual(1);
+    // The readiness check's ping and migration lookup.
+    expect(count('health.ready')).toBeGreaterThanOrEqual(2);
     for (const operation of metrics.labelValues('db_query_duration_seconds_count', 'operation')) {
       expect(operation).toMatch(OPERATION_LABEL);
     }
