@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { kneeOf, measure, runAblation, runAppScenarios, runFindByIdSweep, type HttpBenchOptions } from './http.ts';
-import { runLoginBench, SAME_NICE } from './login.ts';
+import { NICE_10, runLoginBench } from './login.ts';
 import { monotonicUs, newestProfile, summariseProfile, type ProfileSummary, type ProfileWindow } from './lib/cpu-profile.ts';
 import { ADMIN_EMAIL, openBenchDatabase, SEED_PASSWORD, seed as seedDatabase, vacuum, type BenchDatabase, type Seed } from './lib/database.ts';
 import { log, machineInfo, PROJECT_DIR, readSettings, ROOT_DIR, TMP_DIR, type BenchSettings, type MachineInfo } from './lib/environment.ts';
@@ -187,9 +187,9 @@ async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): 
 
 async function runLoginPart(settings: BenchSettings, database: BenchDatabase, seed: Seed, servers: ServerSet): Promise<void> {
   const machine = machineInfo();
-  log('login: sweep with /health/live probe (and the app with HASH_THREAD_NICE=0 beside it)');
-  await servers.add(SAME_NICE, () =>
-    startApp(SAME_NICE, { port: settings.portBase + 8, databaseUrl: database.url, settings, hashThreadNice: 0 }),
+  log('login: sweep with /health/live probe (and the app with HASH_THREAD_NICE=10 beside it)');
+  await servers.add(NICE_10, () =>
+    startApp(NICE_10, { port: settings.portBase + 8, databaseUrl: database.url, settings, hashThreadNice: 10 }),
   );
   const result = await runLoginBench({ settings, servers, seed, clusterDir: database.clusterDir });
   const all = readResults();

@@ -82,8 +82,9 @@ export interface AuthConfig {
   readonly hashConcurrency: number;
   readonly hashQueueLimit: number;
   /**
-   * Nice value of libuv's worker threads, where the hashes run (Linux; 0 leaves them alone): the
-   * event loop outranks them, so health checks are answered during a burst of logins.
+   * Nice value of libuv's worker threads, where the hashes run (Linux; 0, the default, leaves them
+   * alone). Above 0 the event loop outranks them: other requests wait less during a burst of
+   * logins, but under a storm of refused logins the hashes starve (README, Design notes).
    */
   readonly hashThreadNice: number;
   /**
@@ -213,7 +214,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       rateLimitWindowMs: reader.integer('RATE_LIMIT_WINDOW_MS', 60_000, 1000, 86_400_000),
       hashConcurrency: reader.integer('HASH_CONCURRENCY', 2, 1, 64),
       hashQueueLimit: reader.integer('HASH_QUEUE_LIMIT', 64, 0, 100_000),
-      hashThreadNice: reader.integer('HASH_THREAD_NICE', 10, 0, 19),
+      hashThreadNice: reader.integer('HASH_THREAD_NICE', 0, 0, 19),
       principalCacheSeconds: poolMode === 'session' ? principalCacheSeconds : 0,
     },
     http: {

@@ -12,8 +12,10 @@ const WORKER_THREAD_NAME = 'libuv-worker';
  * hashes and the thread that answers every other request, health checks included, so those wait
  * behind the hashes. With the workers at a higher nice value the event loop thread is run first
  * whenever it has work, and the hashes still get every cycle it leaves idle: the login capacity
- * when nothing else runs is the same. The worker pool is shared with file system calls and DNS
- * lookups, which are lowered too; this service does neither on a hot path.
+ * when nothing else runs is the same. Under a storm of logins refused for a full hash queue,
+ * though, answering the refusals takes those cycles and the hashes starve; hence off by default
+ * (HASH_THREAD_NICE=0). The worker pool is shared with file system calls and DNS lookups, which
+ * are lowered too; this service does neither on a hot path.
  *
  * Linux only (a thread's nice value is per thread there); elsewhere, and when the threads cannot
  * be found, nothing changes. Returns how many threads were changed.

@@ -35,7 +35,7 @@ export interface AppEnvOptions {
   readonly logLevel?: string;
   /** PRINCIPAL_CACHE_SECONDS; the server's default (60) unless an ablation turns it off. */
   readonly principalCacheSeconds?: number;
-  /** HASH_THREAD_NICE; the server's default (10) unless an ablation sets it. */
+  /** HASH_THREAD_NICE; the server's default (0) unless an ablation sets it. */
   readonly hashThreadNice?: number;
 }
 

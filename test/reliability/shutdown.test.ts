@@ -95,8 +95,8 @@ async function waitUntilRefused(baseUrl: string): Promise<void> {
 }
 
 describe.runIf(process.platform === 'linux')('the server process', () => {
-  test('runs its hashing threads below the event loop (HASH_THREAD_NICE, default 10)', { timeout: 60_000 }, async ({ onTestFinished }) => {
-    const { server } = await serverWithAdmin(onTestFinished, {});
+  test('runs its hashing threads below the event loop with HASH_THREAD_NICE=10', { timeout: 60_000 }, async ({ onTestFinished }) => {
+    const { server } = await serverWithAdmin(onTestFinished, { HASH_THREAD_NICE: '10' });
     const pid = server.child.pid ?? 0;
     const threads = readdirSync(`/proc/${pid}/task`).map((threadId) => ({
       name: readFileSync(`/proc/${pid}/task/${threadId}/comm`, 'utf8').trim(),
