@@ -7,7 +7,7 @@ export default defineConfig({
     // - the process-level fault scenarios (a server killed, a database stopped; about a minute),
     //   run by `npm run test:reliability`;
     // - the scale-out scenarios, which need Redis, PgBouncer and Debian's PostgreSQL binaries (pg_basebackup),
-    //   run by `npm run test:scale-out` (the change feed's PgBouncer case runs with SCALE_OUT=1 too).
+    //   run by `npm run test:scale-out` (with the change feed's PgBouncer case, skipped without SCALE_OUT).
     // .ci/run runs both after the main suite.
     exclude: [
       ...(process.env.RELIABILITY ? [] : ['test/reliability/{database-outage,shutdown,crash}.test.ts']),
