@@ -107,7 +107,6 @@ export function createDatabase(config: PoolConfig, options: CreateDatabaseOption
   const prepare = !transactionMode && (config.preparedStatements ?? true);
   const translating = new TranslatingPool(pool, prepare, options);
   const db = new RootDatabase(translating);
-  directRunners.set(db, (sql, parameters) => translating.run(sql, parameters));
   const { onTransactionRetry } = options;
   if (onTransactionRetry !== undefined) observeTransactionRetries(db, onTransactionRetry);
   if (transactionMode && config.statementTimeoutMs > 0) applyStatementTimeoutPerTransaction(db, config.statementTimeoutMs);
@@ -120,12 +119,15 @@ export function createDatabase(config: PoolConfig, options: CreateDatabaseOption
  * pool is ended here in any case.
  */
 class RootDatabase extends Kysely<DB> {
-  readonly #pool: PostgresPool;
+  readonly #pool: TranslatingPool;
 
-  constructor(pool: PostgresPool) {
+  constructor(pool: TranslatingPool) {
     super({ dialect: new PostgresDialect({ pool }) });
     this.#pool = pool;
   }
+
+  /** See {@link directRunnerOf}. */
+  readonly runDirect: DirectRunner = (sql, parameters) => this.#pool.run(sql, parameters);
 
   override async destroy(): Promise<void> {
     await super.destroy();
@@ -136,8 +138,6 @@ class RootDatabase extends Kysely<DB> {
 /** Runs compiled SQL with its parameters on a connection of the pool and gives it back. */
 export type DirectRunner = <R>(sql: string, parameters: readonly unknown[]) => Promise<QueryResult<R>>;
 
-const directRunners = new WeakMap<Kysely<DB>, DirectRunner>();
-
 /**
  * For a root database made by {@link createDatabase}: a runner for already-compiled SQL that
  * takes the shortest way through the same pool wrapper Kysely uses (same statement names, error
@@ -146,7 +146,7 @@ const directRunners = new WeakMap<Kysely<DB>, DirectRunner>();
  * must run through Kysely. `fixedQuery` uses it; nothing else needs to.
  */
 export function directRunnerOf(db: Kysely<DB>): DirectRunner | undefined {
-  return directRunners.get(db);
+  return db instanceof RootDatabase ? db.runDirect : undefined;
 }
 
 type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Error };
