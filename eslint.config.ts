@@ -1,6 +1,7 @@
 import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
+import prettier from 'eslint-config-prettier';
 
 /** Only the data layer may reach the database driver, the pool or Kysely's runtime. */
 const DATA_LAYER_ONLY = {
@@ -14,7 +15,11 @@ const DATA_LAYER_ONLY = {
     },
   ],
   patterns: [
-    { group: ['kysely/*'], allowTypeImports: true, message: "Only src/db/ and src/repositories/ may use Kysely's runtime." },
+    {
+      group: ['kysely/*'],
+      allowTypeImports: true,
+      message: "Only src/db/ and src/repositories/ may use Kysely's runtime.",
+    },
   ],
 };
 
@@ -22,6 +27,8 @@ export default defineConfig(
   { ignores: ['node_modules/', 'coverage/', '.data/', 'db-types/', 'bench/results/', 'bench/.tmp/'] },
   js.configs.recommended,
   tseslint.configs.strictTypeChecked,
+  // Layout is Prettier's job (npm run format); ESLint keeps to correctness.
+  prettier,
   {
     languageOptions: {
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },

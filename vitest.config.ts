@@ -11,7 +11,9 @@ export default defineConfig({
     // .ci/run runs both after the main suite.
     exclude: [
       ...(process.env.RELIABILITY ? [] : ['test/reliability/{database-outage,shutdown,crash}.test.ts']),
-      ...(process.env.SCALE_OUT ? [] : ['test/e2e/{two-instances,rate-limit-store}.test.ts', 'test/integration/read-replicas.test.ts']),
+      ...(process.env.SCALE_OUT
+        ? []
+        : ['test/e2e/{two-instances,rate-limit-store}.test.ts', 'test/integration/read-replicas.test.ts']),
     ],
     globalSetup: ['test/helpers/global-setup.ts'],
     // Each worker clones its own database from the migrated template (see test/helpers/database.ts).

@@ -78,17 +78,50 @@ export function summarise(samples: readonly RunSample[]): PointSummary {
     p99: of((s) => s.load.p99) ?? Number.NaN,
     non2xxPerRun: of((s) => s.load.non2xx) ?? 0,
     errorsPerRun: of((s) => s.load.errors) ?? 0,
-    ...optional('queryP95Ms', of((s) => s.server?.queryP95Ms)),
-    ...optional('queryP50Ms', of((s) => s.server?.queryP50Ms)),
-    ...optional('queriesPerRequest', of((s) => (s.server === undefined || s.load.total === 0 ? undefined : s.server.queries / s.load.total))),
-    ...optional('poolUtilisationMean', of((s) => s.server?.poolUtilisationMean)),
-    ...optional('poolUtilisationMax', of((s) => s.server?.poolUtilisationMax)),
-    ...optional('poolWaitingMean', of((s) => s.server?.poolWaitingMean)),
-    ...optional('poolWaitingMax', of((s) => s.server?.poolWaitingMax)),
-    ...optional('eventLoopLagP99Ms', of((s) => s.server?.eventLoopLagP99Ms)),
-    ...optional('serverCpuUsPerRequest', of((s) => s.cpu?.serverUs)),
-    ...optional('postgresCpuUsPerRequest', of((s) => s.cpu?.postgresUs)),
-    ...optional('harnessCpuUsPerRequest', of((s) => s.cpu?.harnessUs)),
+    ...optional(
+      'queryP95Ms',
+      of((s) => s.server?.queryP95Ms),
+    ),
+    ...optional(
+      'queryP50Ms',
+      of((s) => s.server?.queryP50Ms),
+    ),
+    ...optional(
+      'queriesPerRequest',
+      of((s) => (s.server === undefined || s.load.total === 0 ? undefined : s.server.queries / s.load.total)),
+    ),
+    ...optional(
+      'poolUtilisationMean',
+      of((s) => s.server?.poolUtilisationMean),
+    ),
+    ...optional(
+      'poolUtilisationMax',
+      of((s) => s.server?.poolUtilisationMax),
+    ),
+    ...optional(
+      'poolWaitingMean',
+      of((s) => s.server?.poolWaitingMean),
+    ),
+    ...optional(
+      'poolWaitingMax',
+      of((s) => s.server?.poolWaitingMax),
+    ),
+    ...optional(
+      'eventLoopLagP99Ms',
+      of((s) => s.server?.eventLoopLagP99Ms),
+    ),
+    ...optional(
+      'serverCpuUsPerRequest',
+      of((s) => s.cpu?.serverUs),
+    ),
+    ...optional(
+      'postgresCpuUsPerRequest',
+      of((s) => s.cpu?.postgresUs),
+    ),
+    ...optional(
+      'harnessCpuUsPerRequest',
+      of((s) => s.cpu?.harnessUs),
+    ),
   };
 }
 
@@ -140,7 +173,11 @@ export async function measure(options: MeasureOptions): Promise<RunSample> {
  * {@link measure} on a named server of the set; when the server died (before or during the run),
  * it is restarted and the measurement repeated once.
  */
-export async function measureOn(servers: ServerSet, name: string, options: Omit<MeasureOptions, 'server'>): Promise<RunSample | undefined> {
+export async function measureOn(
+  servers: ServerSet,
+  name: string,
+  options: Omit<MeasureOptions, 'server'>,
+): Promise<RunSample | undefined> {
   for (let attempt = 0; attempt < 2; attempt++) {
     const server = await servers.get(name);
     if (server === undefined) return undefined;
@@ -157,8 +194,14 @@ export async function measureOn(servers: ServerSet, name: string, options: Omit<
 
 function describe(target: string, sample: RunSample): string {
   const { load, server } = sample;
-  const db = server === undefined ? '' : ` db p95 ${server.queryP95Ms.toFixed(1)}ms pool ${(server.poolUtilisationMean * 100).toFixed(0)}% wait ${server.poolWaitingMean.toFixed(1)}`;
-  const cpu = sample.cpu === undefined ? '' : ` cpu/req server ${Math.round(sample.cpu.serverUs)}µs pg ${Math.round(sample.cpu.postgresUs)}µs`;
+  const db =
+    server === undefined
+      ? ''
+      : ` db p95 ${server.queryP95Ms.toFixed(1)}ms pool ${(server.poolUtilisationMean * 100).toFixed(0)}% wait ${server.poolWaitingMean.toFixed(1)}`;
+  const cpu =
+    sample.cpu === undefined
+      ? ''
+      : ` cpu/req server ${Math.round(sample.cpu.serverUs)}µs pg ${Math.round(sample.cpu.postgresUs)}µs`;
   return `${target.padEnd(15)} c=${String(load.connections).padEnd(3)} ${Math.round(load.okPerSecond)} ok/s p50 ${load.p50.toFixed(1)} p95 ${load.p95.toFixed(1)} p99 ${load.p99.toFixed(1)} ms non2xx ${load.non2xx}${db}${cpu}`;
 }
 
@@ -180,7 +223,9 @@ export async function runFindByIdSweep(options: HttpBenchOptions): Promise<HttpP
   const targets = TARGETS.filter((target) => servers.has(target));
   for (let round = 0; round < settings.rounds; round++) {
     for (const connections of settings.connections) {
-      const order = targets.map((_, i) => targets[(i + round + connections) % targets.length]).filter((t) => t !== undefined);
+      const order = targets
+        .map((_, i) => targets[(i + round + connections) % targets.length])
+        .filter((t) => t !== undefined);
       for (const target of order) {
         const sample = await measureOn(servers, target, {
           connections,
@@ -235,12 +280,17 @@ export async function runAppScenarios(options: HttpBenchOptions): Promise<HttpPo
     { name: 'POST /auth/register', requests: async () => registerRequests(), warmup: 1 },
     {
       name: 'POST /auth/refresh',
-      requests: async () => refreshRequests(new RefreshTokenQueue(await issueRefreshTokens(options.databaseUrl, seed, maxConnections * 4))),
+      requests: async () =>
+        refreshRequests(new RefreshTokenQueue(await issueRefreshTokens(options.databaseUrl, seed, maxConnections * 4))),
       warmup: 1,
     },
     {
       name: 'mixed',
-      requests: async () => mixedRequests(seed, new RefreshTokenQueue(await issueRefreshTokens(options.databaseUrl, seed, maxConnections * 4))),
+      requests: async () =>
+        mixedRequests(
+          seed,
+          new RefreshTokenQueue(await issueRefreshTokens(options.databaseUrl, seed, maxConnections * 4)),
+        ),
       warmup: 1,
     },
   ];
@@ -257,7 +307,13 @@ export async function runAppScenarios(options: HttpBenchOptions): Promise<HttpPo
       });
       if (sample === undefined) throw new Error('the app server is not running');
       log(`http ${scenario.name}: ${describe('app', sample)}`);
-      points.push({ scenario: scenario.name, target: 'app', connections, samples: [sample], summary: summarise([sample]) });
+      points.push({
+        scenario: scenario.name,
+        target: 'app',
+        connections,
+        samples: [sample],
+        summary: summarise([sample]),
+      });
     }
   }
   return points;
@@ -270,8 +326,9 @@ export async function runAppScenarios(options: HttpBenchOptions): Promise<HttpPo
 export function kneeOf(points: readonly HttpPoint[]): number | undefined {
   if (points.length === 0) return undefined;
   const best = Math.max(...points.map((point) => point.summary.okPerSecond));
-  return [...points].sort((a, b) => a.connections - b.connections).find((point) => point.summary.okPerSecond >= 0.9 * best)
-    ?.connections;
+  return [...points]
+    .sort((a, b) => a.connections - b.connections)
+    .find((point) => point.summary.okPerSecond >= 0.9 * best)?.connections;
 }
 
 /** What one ablation run sends where. */
@@ -294,12 +351,42 @@ export async function runAblation(options: HttpBenchOptions, connections: number
   const headers = { authorization: `Bearer ${options.accessToken}` };
   const cases: AblationCase[] = [
     { name: 'app GET /users/:id', target: 'app', server: 'app', requests: getUserById(seed), scrape: true },
-    { name: 'app, LOG_LEVEL=warn, GET /users/:id', target: 'app-quiet', server: 'app-quiet', requests: getUserById(seed), scrape: true },
-    { name: 'app, PRINCIPAL_CACHE_SECONDS=0, GET /users/:id', target: 'app-nocache', server: 'app-nocache', requests: getUserById(seed), scrape: true },
-    { name: 'app GET /health/live (no auth, no DB)', target: 'app', server: 'app', requests: [{ method: 'GET', path: '/health/live' }], scrape: true },
-    { name: 'ours, bare route GET /users/:id', target: 'ours-route', server: 'ours-route', requests: getUserById(seed), scrape: false },
+    {
+      name: 'app, LOG_LEVEL=warn, GET /users/:id',
+      target: 'app-quiet',
+      server: 'app-quiet',
+      requests: getUserById(seed),
+      scrape: true,
+    },
+    {
+      name: 'app, PRINCIPAL_CACHE_SECONDS=0, GET /users/:id',
+      target: 'app-nocache',
+      server: 'app-nocache',
+      requests: getUserById(seed),
+      scrape: true,
+    },
+    {
+      name: 'app GET /health/live (no auth, no DB)',
+      target: 'app',
+      server: 'app',
+      requests: [{ method: 'GET', path: '/health/live' }],
+      scrape: true,
+    },
+    {
+      name: 'ours, bare route GET /users/:id',
+      target: 'ours-route',
+      server: 'ours-route',
+      requests: getUserById(seed),
+      scrape: false,
+    },
     { name: 'raw pg route GET /users/:id', target: 'raw', server: 'raw', requests: getUserById(seed), scrape: false },
-    { name: 'bare Fastify GET /const (no DB)', target: 'raw', server: 'raw', requests: [{ method: 'GET', path: '/const' }], scrape: false },
+    {
+      name: 'bare Fastify GET /const (no DB)',
+      target: 'raw',
+      server: 'raw',
+      requests: [{ method: 'GET', path: '/const' }],
+      scrape: false,
+    },
   ];
   const samples = new Map<string, RunSample[]>();
   const seconds = Math.max(1, settings.httpSeconds - 1);

@@ -31,7 +31,11 @@ const CALLERS = 32;
 /** Rounds of the query layers (BENCH_ROUNDS, default 7); each runs every variant, the order rotated by one. */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 
-async function cpuPerOperation(op: (id: string) => Promise<unknown>, ids: readonly string[], ms: number): Promise<number> {
+async function cpuPerOperation(
+  op: (id: string) => Promise<unknown>,
+  ids: readonly string[],
+  ms: number,
+): Promise<number> {
   const deadline = performance.now() + ms;
   let done = 0;
   const before = process.cpuUsage();
@@ -48,16 +52,35 @@ async function cpuPerOperation(op: (id: string) => Promise<unknown>, ids: readon
 }
 
 async function queryLayers(url: string): Promise<void> {
-  const config = { url, poolMax: 10, connectionTimeoutMs: 10_000, idleTimeoutMs: 0, statementTimeoutMs: 10_000, applicationName: 'bench-layers', preparedStatements: true };
+  const config = {
+    url,
+    poolMax: 10,
+    connectionTimeoutMs: 10_000,
+    idleTimeoutMs: 0,
+    statementTimeoutMs: 10_000,
+    applicationName: 'bench-layers',
+    preparedStatements: true,
+  };
   const raw = new pg.Pool({ connectionString: url, max: 10, idleTimeoutMillis: 0 });
   const metrics = new AppMetrics();
   const plain = createDatabase(config, { pool: createPool(config) });
-  const hooked = createDatabase(config, { pool: createPool(config), onQuery: (event) => { metrics.observeQuery(event); } });
+  const hooked = createDatabase(config, {
+    pool: createPool(config),
+    onQuery: (event) => {
+      metrics.observeQuery(event);
+    },
+  });
   const byId = fixedQuery((db, id: string) => db.selectFrom('users').selectAll().where('id', '=', id));
   const template = plain.selectFrom('users').selectAll().where('id', '=', '').compile();
   const variants: [string, (id: string) => Promise<unknown>][] = [
-    ['raw pg, named statement', (id) => raw.query({ name: 'layers_find', text: 'select * from users where id = $1', values: [id] })],
-    ['compiled query through Kysely\'s executor', (id) => plain.executeQuery({ ...template, parameters: [id], queryId: createQueryId() })],
+    [
+      'raw pg, named statement',
+      (id) => raw.query({ name: 'layers_find', text: 'select * from users where id = $1', values: [id] }),
+    ],
+    [
+      "compiled query through Kysely's executor",
+      (id) => plain.executeQuery({ ...template, parameters: [id], queryId: createQueryId() }),
+    ],
     ['fixedQuery (root database: direct)', (id) => byId.takeFirst(plain, id)],
     ['+ operation label (UserRepository)', (id) => new UserRepository(plain).findById(id)],
     ['+ metrics hook (as server.ts)', (id) => new UserRepository(hooked).findById(id)],
@@ -70,12 +93,15 @@ async function queryLayers(url: string): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       // Rotated so that no variant always runs first (or right after the same one) in a round.
       const order = [...variants.slice(round % variants.length), ...variants.slice(0, round % variants.length)];
-      for (const [name, op] of order) samples.set(name, [...(samples.get(name) ?? []), await cpuPerOperation(op, ids, 2500)]);
+      for (const [name, op] of order)
+        samples.set(name, [...(samples.get(name) ?? []), await cpuPerOperation(op, ids, 2500)]);
     }
     console.log(`\nfindById, Node CPU µs per query (median of ${ROUNDS} rounds, order rotated; min–max in brackets):`);
     for (const [name] of variants) {
       const values = samples.get(name) ?? [];
-      console.log(`  ${name.padEnd(42)} ${median(values).toFixed(1)} (${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)})`);
+      console.log(
+        `  ${name.padEnd(42)} ${median(values).toFixed(1)} (${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)})`,
+      );
     }
   } finally {
     await Promise.all([raw.end(), plain.destroy(), hooked.destroy()]);
@@ -88,7 +114,13 @@ function jwtVerification(): void {
   const claims: Record<string, unknown> = { sub: '0193a6f2-1234-4abc-8def-0123456789ab', typ: 'access' };
   const token = sign(claims);
   // The options src/plugins/auth.ts gives @fastify/jwt.
-  const options = { key, algorithms: ['HS256' as const], allowedIss: 'iss', allowedAud: 'aud', requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud', 'typ'] };
+  const options = {
+    key,
+    algorithms: ['HS256' as const],
+    allowedIss: 'iss',
+    allowedAud: 'aud',
+    requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud', 'typ'],
+  };
   const variants: [string, (token: string) => unknown][] = [
     ['fast-jwt verify (as configured)', createVerifier(options)],
     ['fast-jwt verify with cache: 10000', createVerifier({ ...options, cache: 10_000 })],
@@ -125,13 +157,18 @@ async function notificationDelay(url: string): Promise<void> {
     if (id === undefined) throw new Error('the bench database has no users: run npm run bench:repo once');
     const delays: number[] = [];
     for (let i = 0; i < 200; i++) {
-      const heard = new Promise<number>((resolve) => pending.set(id, () => { resolve(performance.now()); }));
+      const heard = new Promise<number>((resolve) =>
+        pending.set(id, () => {
+          resolve(performance.now());
+        }),
+      );
       await client.query('update users set updated_at = now() where id = $1', [id]);
       const committed = performance.now();
       delays.push(Math.max(0, (await heard) - committed));
     }
     delays.sort((a, b) => a - b);
-    const at = (q: number) => (delays[Math.min(delays.length - 1, Math.floor(q * delays.length))] ?? Number.NaN).toFixed(2);
+    const at = (q: number) =>
+      (delays[Math.min(delays.length - 1, Math.floor(q * delays.length))] ?? Number.NaN).toFixed(2);
     console.log('\nChange notification heard after the commit returned, ms (200 updates):');
     console.log(`  median ${at(0.5)}   p95 ${at(0.95)}   max ${at(1)}`);
   } finally {

@@ -102,7 +102,9 @@ export async function runLoginBench(options: {
 }): Promise<LoginBenchResult> {
   const { settings, servers, seed } = options;
   const ceiling = await measureArgon2Ceiling(seed.passwordHash, settings.quick ? 5 : 30);
-  log(`login: argon2id verify ${ceiling.singleVerifyMs} ms on its own, ceiling ${ceiling.ceilingPerSecond}/s on ${ceiling.cores} cores`);
+  log(
+    `login: argon2id verify ${ceiling.singleVerifyMs} ms on its own, ceiling ${ceiling.ceilingPerSecond}/s on ${ceiling.cores} cores`,
+  );
   const seconds = Math.max(settings.httpSeconds, settings.quick ? 1 : 6);
   const points: LoginPoint[] = [];
   for (const connections of settings.connections) {
@@ -113,7 +115,13 @@ export async function runLoginBench(options: {
       const probePromise = (async () => {
         // Starts after the warm-up second, so both measure the same saturated interval.
         await sleep(1000);
-        return runLoad({ url: app.baseUrl, connections: 1, seconds, overallRate: 50, requests: [{ method: 'GET', path: '/health/live' }] });
+        return runLoad({
+          url: app.baseUrl,
+          connections: 1,
+          seconds,
+          overallRate: 50,
+          requests: [{ method: 'GET', path: '/health/live' }],
+        });
       })();
       const sample = await measureOn(servers, target, {
         connections,
@@ -130,7 +138,15 @@ export async function runLoginBench(options: {
           `${((sample.load.okPerSecond / argon2PerSecondNow) * 100).toFixed(0)}% of ${argon2PerSecondNow.toFixed(1)}/s measured just before), ` +
           `p95 ${sample.load.p95.toFixed(0)} ms, non2xx ${sample.load.non2xx}; /health/live p99 ${probe.p99.toFixed(1)} ms`,
       );
-      points.push({ scenario: 'POST /auth/login', target, connections, samples: [sample], summary: summarise([sample]), probe, argon2PerSecondNow });
+      points.push({
+        scenario: 'POST /auth/login',
+        target,
+        connections,
+        samples: [sample],
+        summary: summarise([sample]),
+        probe,
+        argon2PerSecondNow,
+      });
     }
   }
   const appPoints = points.filter((point) => point.target === APP);

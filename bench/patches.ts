@@ -79,7 +79,14 @@ export async function runPatchComparison(options: {
   const samples = new Map<string, RunSample[]>();
   for (const variant of variants) {
     // Fresh processes: warm their JIT and pools first.
-    await measureOn(servers, variant.name, { connections: options.connections, seconds: 3, requests: [{ method: 'GET', path: cases[0]?.path ?? '/' }], headers, scrape: false, warmupSeconds: 0 });
+    await measureOn(servers, variant.name, {
+      connections: options.connections,
+      seconds: 3,
+      requests: [{ method: 'GET', path: cases[0]?.path ?? '/' }],
+      headers,
+      scrape: false,
+      warmupSeconds: 0,
+    });
   }
   for (let round = 0; round < settings.rounds; round++) {
     for (const item of cases) {

@@ -90,7 +90,8 @@ function knexVariant(url: string): Variant {
     name: 'knex',
     description: "knex('users').where('id', id).first(); insert(...).returning('*')",
     findById: (id) => knex('users').where('id', id).first(),
-    insert: (row) => knex('users').insert({ email: row.email, password_hash: row.passwordHash, name: row.name }).returning('*'),
+    insert: (row) =>
+      knex('users').insert({ email: row.email, password_hash: row.passwordHash, name: row.name }).returning('*'),
     close: () => knex.destroy(),
   };
 }
@@ -98,7 +99,11 @@ function knexVariant(url: string): Variant {
 function drizzleVariant(url: string, prepared: boolean): Variant {
   const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE, idleTimeoutMillis: 0 });
   const db = drizzle({ client: pool });
-  const findPrepared = db.select().from(users).where(eq(users.id, sql.placeholder('id'))).prepare('drizzle_find_user');
+  const findPrepared = db
+    .select()
+    .from(users)
+    .where(eq(users.id, sql.placeholder('id')))
+    .prepare('drizzle_find_user');
   const insertPrepared = db
     .insert(users)
     .values({ email: sql.placeholder('email'), password_hash: sql.placeholder('hash'), name: sql.placeholder('name') })
@@ -203,7 +208,9 @@ export interface RepoBenchOptions {
 }
 
 export async function runRepoBench(options: RepoBenchOptions): Promise<RepoResult[]> {
-  const variants = createVariants(options.url).filter((v) => options.only === undefined || options.only.includes(v.name));
+  const variants = createVariants(options.url).filter(
+    (v) => options.only === undefined || options.only.includes(v.name),
+  );
   const ops = options.ops ?? (['findById', 'insert'] as const);
   const samples = new Map<string, Measurement[]>();
   try {

@@ -11,9 +11,32 @@ import path from 'node:path';
 import pg from 'pg';
 import { kneeOf, measure, runAblation, runAppScenarios, runFindByIdSweep, type HttpBenchOptions } from './http.ts';
 import { NICE_10, runLoginBench } from './login.ts';
-import { monotonicUs, newestProfile, summariseProfile, type ProfileSummary, type ProfileWindow } from './lib/cpu-profile.ts';
-import { ADMIN_EMAIL, openBenchDatabase, SEED_PASSWORD, seed as seedDatabase, vacuum, type BenchDatabase, type Seed } from './lib/database.ts';
-import { log, machineInfo, PROJECT_DIR, readSettings, ROOT_DIR, TMP_DIR, type BenchSettings, type MachineInfo } from './lib/environment.ts';
+import {
+  monotonicUs,
+  newestProfile,
+  summariseProfile,
+  type ProfileSummary,
+  type ProfileWindow,
+} from './lib/cpu-profile.ts';
+import {
+  ADMIN_EMAIL,
+  openBenchDatabase,
+  SEED_PASSWORD,
+  seed as seedDatabase,
+  vacuum,
+  type BenchDatabase,
+  type Seed,
+} from './lib/database.ts';
+import {
+  log,
+  machineInfo,
+  PROJECT_DIR,
+  readSettings,
+  ROOT_DIR,
+  TMP_DIR,
+  type BenchSettings,
+  type MachineInfo,
+} from './lib/environment.ts';
 import { createSnapshot } from './lib/snapshot.ts';
 import type { RequestSpec } from './lib/load.ts';
 import { stopAllServers } from './lib/processes.ts';
@@ -55,12 +78,28 @@ interface ProfileLoad {
  * Runs a fresh app process with --cpu-prof under `load` (after a warm-up), stops it (the profile is
  * written on exit) and summarises the samples of the measured window only.
  */
-async function profileApp(name: string, settings: BenchSettings, databaseUrl: string, load: ProfileLoad): Promise<ProfileSummary | undefined> {
+async function profileApp(
+  name: string,
+  settings: BenchSettings,
+  databaseUrl: string,
+  load: ProfileLoad,
+): Promise<ProfileSummary | undefined> {
   const dir = profileDir(name);
-  const app = await startApp(`${name}-profiled`, { port: settings.portBase + 5, databaseUrl, settings, cpuProfileDir: dir });
+  const app = await startApp(`${name}-profiled`, {
+    port: settings.portBase + 5,
+    databaseUrl,
+    settings,
+    cpuProfileDir: dir,
+  });
   let window: ProfileWindow;
   try {
-    const base = { server: app, connections: load.connections, requests: load.requests, scrape: false, ...(load.headers === undefined ? {} : { headers: load.headers }) };
+    const base = {
+      server: app,
+      connections: load.connections,
+      requests: load.requests,
+      scrape: false,
+      ...(load.headers === undefined ? {} : { headers: load.headers }),
+    };
     await measure({ ...base, seconds: 2, warmupSeconds: 0 });
     const fromUs = monotonicUs();
     await measure({ ...base, seconds: load.seconds, warmupSeconds: 0 });
@@ -74,7 +113,9 @@ async function profileApp(name: string, settings: BenchSettings, databaseUrl: st
     return undefined;
   }
   const summary = summariseProfile(file, window);
-  log(`profile ${name}: ${path.relative(PROJECT_DIR, file)} (${summary.windowed ? 'measured window' : 'WHOLE PROCESS: clocks disagree'})`);
+  log(
+    `profile ${name}: ${path.relative(PROJECT_DIR, file)} (${summary.windowed ? 'measured window' : 'WHOLE PROCESS: clocks disagree'})`,
+  );
   return summary;
 }
 
@@ -96,11 +137,15 @@ async function runRepoPart(settings: BenchSettings, database: BenchDatabase, see
     const dir = profileDir('repo');
     const windowFile = path.join(dir, 'window.json');
     await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, path.join(ROOT_DIR, 'bench/run.ts'), 'profile-repo'], {
-        cwd: ROOT_DIR,
-        env: { ...process.env, BENCH_PROFILE_DATABASE_URL: database.url, BENCH_PROFILE_WINDOW_FILE: windowFile },
-        stdio: ['ignore', 'inherit', 'inherit'],
-      });
+      const child = spawn(
+        process.execPath,
+        ['--cpu-prof', `--cpu-prof-dir=${dir}`, path.join(ROOT_DIR, 'bench/run.ts'), 'profile-repo'],
+        {
+          cwd: ROOT_DIR,
+          env: { ...process.env, BENCH_PROFILE_DATABASE_URL: database.url, BENCH_PROFILE_WINDOW_FILE: windowFile },
+          stdio: ['ignore', 'inherit', 'inherit'],
+        },
+      );
       child.once('error', reject);
       child.once('exit', (code) => {
         if (code === 0) resolve();
@@ -119,7 +164,8 @@ async function runRepoPart(settings: BenchSettings, database: BenchDatabase, see
 async function profileRepo(settings: BenchSettings): Promise<void> {
   const url = process.env.BENCH_PROFILE_DATABASE_URL;
   const windowFile = process.env.BENCH_PROFILE_WINDOW_FILE;
-  if (url === undefined || windowFile === undefined) throw new Error('BENCH_PROFILE_DATABASE_URL and BENCH_PROFILE_WINDOW_FILE are required');
+  if (url === undefined || windowFile === undefined)
+    throw new Error('BENCH_PROFILE_DATABASE_URL and BENCH_PROFILE_WINDOW_FILE are required');
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const { rows } = await client.query<{ id: string }>(`select id from users where email like 'bench-user-%'`);
@@ -142,7 +188,9 @@ async function profileRepo(settings: BenchSettings): Promise<void> {
 async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): Promise<void> {
   const { settings, servers } = options;
   const machine = machineInfo();
-  log(`http: GET /users/:id on ${servers.size} targets × c=${settings.connections.join(',')} × ${settings.rounds} rounds`);
+  log(
+    `http: GET /users/:id on ${servers.size} targets × c=${settings.connections.join(',')} × ${settings.rounds} rounds`,
+  );
   const findById = await runFindByIdSweep(options);
   const knee = kneeOf(findById.filter((p) => p.target === 'app' && p.scenario === 'GET /users/:id'));
   log(`http: knee of the full app at c=${knee ?? '?'}`);
@@ -159,11 +207,24 @@ async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): 
     startApp('app-quiet', { port: settings.portBase + 6, databaseUrl: database.url, settings, logLevel: 'warn' }),
   );
   const uncached = await servers.add('app-nocache', () =>
-    startApp('app-nocache', { port: settings.portBase + 7, databaseUrl: database.url, settings, principalCacheSeconds: 0 }),
+    startApp('app-nocache', {
+      port: settings.portBase + 7,
+      databaseUrl: database.url,
+      settings,
+      principalCacheSeconds: 0,
+    }),
   );
   // Fresh processes: bring their JIT and pool to the state the long-running app is in.
   for (const server of [quiet, uncached]) {
-    await measure({ server, connections: knee, seconds: 3, requests: getUserById(options.seed), headers: { authorization: `Bearer ${options.accessToken}` }, scrape: false, warmupSeconds: 0 });
+    await measure({
+      server,
+      connections: knee,
+      seconds: 3,
+      requests: getUserById(options.seed),
+      headers: { authorization: `Bearer ${options.accessToken}` },
+      scrape: false,
+      warmupSeconds: 0,
+    });
   }
   all.http = { ...all.http, ablation: await runAblation(options, knee), incidents: servers.incidents };
   await (await servers.get('app-quiet'))?.stop();
@@ -185,7 +246,12 @@ async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): 
   }
 }
 
-async function runLoginPart(settings: BenchSettings, database: BenchDatabase, seed: Seed, servers: ServerSet): Promise<void> {
+async function runLoginPart(
+  settings: BenchSettings,
+  database: BenchDatabase,
+  seed: Seed,
+  servers: ServerSet,
+): Promise<void> {
   const machine = machineInfo();
   log('login: sweep with /health/live probe (and the app with HASH_THREAD_NICE=10 beside it)');
   await servers.add(NICE_10, () =>
@@ -208,17 +274,35 @@ async function runLoginPart(settings: BenchSettings, database: BenchDatabase, se
 }
 
 /** Every patch under bench/patches/, measured against HEAD (see patches.ts). */
-async function runPatchesPart(settings: BenchSettings, database: BenchDatabase, seed: Seed, servers: ServerSet): Promise<void> {
+async function runPatchesPart(
+  settings: BenchSettings,
+  database: BenchDatabase,
+  seed: Seed,
+  servers: ServerSet,
+): Promise<void> {
   const machine = machineInfo();
   const dir = path.join(PROJECT_DIR, 'bench/patches');
   // Patches that were measured and then landed are deleted; the part runs whatever is left.
-  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((name) => name.endsWith('.patch')).sort() : [];
+  const files = fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((name) => name.endsWith('.patch'))
+        .sort()
+    : [];
   const connections = Number(process.env.BENCH_PATCH_CONNECTIONS ?? '32');
   const comparisons = [];
   for (const file of files) {
     log(`patches: ${file} vs the code under test at c=${connections}`);
     comparisons.push(
-      await runPatchComparison({ settings, servers, seed, databaseUrl: database.url, clusterDir: database.clusterDir, patchFile: path.join(dir, file), connections }),
+      await runPatchComparison({
+        settings,
+        servers,
+        seed,
+        databaseUrl: database.url,
+        clusterDir: database.clusterDir,
+        patchFile: path.join(dir, file),
+        connections,
+      }),
     );
   }
   const all = readResults();
@@ -306,7 +390,9 @@ async function main(): Promise<void> {
       let servers: ServerSet;
       if (part === 'login' || part === 'patches') {
         servers = new ServerSet();
-        await servers.add('app', () => startApp('app', { port: settings.portBase, databaseUrl: database.url, settings }));
+        await servers.add('app', () =>
+          startApp('app', { port: settings.portBase, databaseUrl: database.url, settings }),
+        );
       } else {
         servers = await startTargetSet(settings, database.url);
       }
@@ -315,7 +401,14 @@ async function main(): Promise<void> {
       const session = await login(app.baseUrl, ADMIN_EMAIL, SEED_PASSWORD);
       if (part === 'all' || part === 'http') {
         await runHttpPart(
-          { settings, servers, seed, databaseUrl: database.url, accessToken: session.accessToken, clusterDir: database.clusterDir },
+          {
+            settings,
+            servers,
+            seed,
+            databaseUrl: database.url,
+            accessToken: session.accessToken,
+            clusterDir: database.clusterDir,
+          },
           database,
         );
       }

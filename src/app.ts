@@ -148,7 +148,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
 
   await app.register(healthRoutes);
-  await app.register(authRoutes, { config: config.auth, onRateLimited: (limiter) => {
+  await app.register(authRoutes, {
+    config: config.auth,
+    onRateLimited: (limiter) => {
       metrics.onRateLimited(limiter);
     },
   });
@@ -174,7 +176,9 @@ class OneLineRequestLog extends LogController {
 }
 
 /** A hop count becomes a function: Fastify accepts numbers at run time but its types do not. */
-function trustProxyOption(value: boolean | number | string): boolean | string | ((address: string, hop: number) => boolean) {
+function trustProxyOption(
+  value: boolean | number | string,
+): boolean | string | ((address: string, hop: number) => boolean) {
   return typeof value === 'number' ? (_address, hop) => hop < value : value;
 }
 

@@ -88,7 +88,12 @@ async function main(): Promise<void> {
     prettyLogs: process.stdout.isTTY,
     metrics,
     ...(principals === undefined ? {} : { principals: principals.cache }),
-    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: config.database.poolMax }),
+    poolStats: () => ({
+      total: pool.totalCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+      max: config.database.poolMax,
+    }),
   });
   queryLog.logger = app.log;
   const nice = config.auth.hashThreadNice;

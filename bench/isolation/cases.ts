@@ -18,7 +18,12 @@ export function defineCases(label: string, count: number): void {
         const first = created[0];
         if (first === undefined) throw new Error('no user');
         const tokens = new RefreshTokenRepository(db);
-        await tokens.insert({ userId: first.id, familyId: first.id, tokenHash: `hash-${i}`, expiresAt: new Date(Date.now() + 60_000) });
+        await tokens.insert({
+          userId: first.id,
+          familyId: first.id,
+          tokenHash: `hash-${i}`,
+          expiresAt: new Date(Date.now() + 60_000),
+        });
         expect(await users.findByEmail(`u${i}-1@example.com`)).toMatchObject({ name: 'User 1' });
         expect(await users.list(10)).toHaveLength(3);
         expect(await tokens.revokeAllForUser(first.id, new Date())).toBe(1);

@@ -51,7 +51,9 @@ function runOnce(set: keyof typeof SETS, mode: Mode): Run {
     .map(Number);
   fs.rmSync(statsFile, { force: true });
   const summary = /Tests\s+.*$/m.exec(result.stdout)?.[0] ?? 'no summary';
-  process.stderr.write(`${set} / ${mode}: ${(wallMs / 1000).toFixed(1)} s, ${overheads.length} tests measured, ${summary}\n`);
+  process.stderr.write(
+    `${set} / ${mode}: ${(wallMs / 1000).toFixed(1)} s, ${overheads.length} tests measured, ${summary}\n`,
+  );
   return { set, mode, wallMs, overheads, passed: result.status === 0 };
 }
 
@@ -63,7 +65,8 @@ function quantile(values: number[], q: number): number {
 
 const runs: Run[] = [];
 for (const set of Object.keys(SETS) as (keyof typeof SETS)[]) {
-  for (const mode of ['rollback', 'truncate', 'rollback', 'truncate', 'recreate'] as const) runs.push(runOnce(set, mode));
+  for (const mode of ['rollback', 'truncate', 'rollback', 'truncate', 'recreate'] as const)
+    runs.push(runOnce(set, mode));
 }
 
 const lines: string[] = [];
@@ -74,7 +77,9 @@ lines.push(
   `Measured ${new Date().toISOString()} on ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'}), ` +
     `Node ${process.version}, commit ${commit}, embedded PostgreSQL. Command: \`npm run bench:isolation\`.`,
 );
-lines.push('Per-test overhead is the harness\'s own work around each test (open + roll back, or TRUNCATE, or drop + migrate), measured inside the fixture.');
+lines.push(
+  "Per-test overhead is the harness's own work around each test (open + roll back, or TRUNCATE, or drop + migrate), measured inside the fixture.",
+);
 lines.push('');
 for (const set of Object.keys(SETS) as (keyof typeof SETS)[]) {
   lines.push(`## ${set}`);

@@ -51,7 +51,9 @@ function panel(left: number, spec: Panel, xs: readonly number[]): string {
     left + (xMax === xMin ? PANEL_WIDTH / 2 : ((Math.log2(connections) - xMin) / (xMax - xMin)) * PANEL_WIDTH);
   const yOf = (value: number) => TOP + PANEL_HEIGHT - (value / yMax) * PANEL_HEIGHT;
   const parts: string[] = [];
-  parts.push(`<text x="${left + PANEL_WIDTH / 2}" y="${TOP - 14}" text-anchor="middle" font-size="14" font-weight="bold">${escape(spec.title)}</text>`);
+  parts.push(
+    `<text x="${left + PANEL_WIDTH / 2}" y="${TOP - 14}" text-anchor="middle" font-size="14" font-weight="bold">${escape(spec.title)}</text>`,
+  );
   for (let i = 0; i <= 5; i++) {
     const value = (yMax / 5) * i;
     const y = yOf(value);
@@ -62,15 +64,21 @@ function panel(left: number, spec: Panel, xs: readonly number[]): string {
     parts.push(`<line x1="${xOf(x)}" y1="${TOP}" x2="${xOf(x)}" y2="${TOP + PANEL_HEIGHT}" stroke="#eee"/>`);
     parts.push(`<text x="${xOf(x)}" y="${TOP + PANEL_HEIGHT + 18}" text-anchor="middle" font-size="11">${x}</text>`);
   }
-  parts.push(`<text x="${left + PANEL_WIDTH / 2}" y="${TOP + PANEL_HEIGHT + 38}" text-anchor="middle" font-size="12">connections (log scale)</text>`);
+  parts.push(
+    `<text x="${left + PANEL_WIDTH / 2}" y="${TOP + PANEL_HEIGHT + 38}" text-anchor="middle" font-size="12">connections (log scale)</text>`,
+  );
   parts.push(
     `<text transform="translate(${left - 50} ${TOP + PANEL_HEIGHT / 2}) rotate(-90)" text-anchor="middle" font-size="12">${escape(spec.unit)}</text>`,
   );
-  parts.push(`<rect x="${left}" y="${TOP}" width="${PANEL_WIDTH}" height="${PANEL_HEIGHT}" fill="none" stroke="#999"/>`);
+  parts.push(
+    `<rect x="${left}" y="${TOP}" width="${PANEL_WIDTH}" height="${PANEL_HEIGHT}" fill="none" stroke="#999"/>`,
+  );
   for (const series of spec.series) {
     const points = series.points.filter(([, value]) => Number.isFinite(value));
     if (points.length === 0) continue;
-    const path = points.map(([x, value], i) => `${i === 0 ? 'M' : 'L'}${xOf(x).toFixed(1)},${yOf(value).toFixed(1)}`).join(' ');
+    const path = points
+      .map(([x, value], i) => `${i === 0 ? 'M' : 'L'}${xOf(x).toFixed(1)},${yOf(value).toFixed(1)}`)
+      .join(' ');
     parts.push(
       `<path d="${path}" fill="none" stroke="${series.colour}" stroke-width="2.5"${series.dashed === true ? ' stroke-dasharray="6 4"' : ''}/>`,
     );
@@ -103,8 +111,16 @@ export function lineChart(options: {
     `<rect width="100%" height="100%" fill="#fff"/>`,
     `<text x="${WIDTH / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">${escape(options.title)}</text>`,
     `<text x="${WIDTH / 2}" y="40" text-anchor="middle" font-size="11" fill="#555">${escape(options.subtitle)}</text>`,
-    panel(LEFTS[0] ?? 75, { title: 'Throughput (2xx req/s, median of rounds)', unit: 'req/s', series: options.throughput }, options.connections),
-    panel(LEFTS[1] ?? 565, { title: 'p95 latency (ms, median of rounds)', unit: 'ms', series: options.p95 }, options.connections),
+    panel(
+      LEFTS[0] ?? 75,
+      { title: 'Throughput (2xx req/s, median of rounds)', unit: 'req/s', series: options.throughput },
+      options.connections,
+    ),
+    panel(
+      LEFTS[1] ?? 565,
+      { title: 'p95 latency (ms, median of rounds)', unit: 'ms', series: options.p95 },
+      options.connections,
+    ),
     legend,
     '</svg>',
     '',

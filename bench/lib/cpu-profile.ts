@@ -182,7 +182,9 @@ export function profileMarkdown(title: string, summary: ProfileSummary): string 
     '',
     '| top self-time functions | where | ms | % busy |',
     '|---|---|---:|---:|',
-    ...summary.topFunctions.map((entry) => `| \`${entry.name}\` | ${entry.location} | ${entry.ms} | ${entry.percent} |`),
+    ...summary.topFunctions.map(
+      (entry) => `| \`${entry.name}\` | ${entry.location} | ${entry.ms} | ${entry.percent} |`,
+    ),
     '',
   ];
   return lines.join('\n');

@@ -31,7 +31,8 @@ export async function openBenchDatabase(settings: BenchSettings): Promise<BenchD
     serverUrl = embedded.url;
     stop = () => embedded.stop();
     kind = 'embedded';
-    if (!embedded.owned) log('warning: attached to an embedded PostgreSQL another process started; it will be left running');
+    if (!embedded.owned)
+      log('warning: attached to an embedded PostgreSQL another process started; it will be left running');
   }
   try {
     await ensureDatabaseExists(serverUrl, DATABASE_NAME);

@@ -48,7 +48,10 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): BenchSetting
     httpSeconds: number('BENCH_HTTP_SECONDS', quick ? 1 : 5),
     repoSeconds: number('BENCH_REPO_SECONDS', quick ? 0.5 : 3),
     rounds: number('BENCH_ROUNDS', quick ? 1 : 3),
-    connections: (env.BENCH_CONNECTIONS ?? '1,8,32,128').split(',').map(Number).filter((n) => n > 0),
+    connections: (env.BENCH_CONNECTIONS ?? '1,8,32,128')
+      .split(',')
+      .map(Number)
+      .filter((n) => n > 0),
     quick,
   };
 }
@@ -87,7 +90,10 @@ export function machineInfo(): MachineInfo {
     platform: `${os.type()} ${os.release()} ${os.arch()}`,
     commit: process.env.BENCH_COMMIT ?? (git('rev-parse', '--short=12', 'HEAD') || 'unknown'),
     source: process.env.BENCH_SOURCE_LABEL ?? 'work tree (live)',
-    srcDirty: process.env.BENCH_SOURCE_DIRTY === undefined ? git('status', '--porcelain', '--', 'src') !== '' : process.env.BENCH_SOURCE_DIRTY === '1',
+    srcDirty:
+      process.env.BENCH_SOURCE_DIRTY === undefined
+        ? git('status', '--porcelain', '--', 'src') !== ''
+        : process.env.BENCH_SOURCE_DIRTY === '1',
     loadAverageAtStart: os.loadavg().map((value) => Math.round(value * 100) / 100),
     startedAt: new Date().toISOString(),
   };

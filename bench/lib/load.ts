@@ -1,5 +1,13 @@
 import autocannon from 'autocannon';
-import { gauge, histogramBuckets, histogramCount, histogramQuantile, parsePrometheus, subtractBuckets, type Sample } from './prometheus.ts';
+import {
+  gauge,
+  histogramBuckets,
+  histogramCount,
+  histogramQuantile,
+  parsePrometheus,
+  subtractBuckets,
+  type Sample,
+} from './prometheus.ts';
 import { mean, Samples } from './stats.ts';
 
 export type RequestSpec = autocannon.Request;
@@ -53,7 +61,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         ...(options.overallRate === undefined ? {} : { overallRate: options.overallRate }),
       },
       (error: unknown, finished: autocannon.Result) => {
-        if (error !== null && error !== undefined) reject(error instanceof Error ? error : new Error('autocannon failed', { cause: error }));
+        if (error !== null && error !== undefined)
+          reject(error instanceof Error ? error : new Error('autocannon failed', { cause: error }));
         else resolve(finished);
       },
     );
@@ -64,7 +73,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (statusCode >= 200 && statusCode < 300) ok++;
     });
   });
-  const [p50 = Number.NaN, p95 = Number.NaN, p99 = Number.NaN, max = Number.NaN] = latencies.quantiles([0.5, 0.95, 0.99, 1]);
+  const [p50 = Number.NaN, p95 = Number.NaN, p99 = Number.NaN, max = Number.NaN] = latencies.quantiles([
+    0.5, 0.95, 0.99, 1,
+  ]);
   const seconds = result.duration > 0 ? result.duration : options.seconds;
   return {
     connections: options.connections,

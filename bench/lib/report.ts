@@ -80,7 +80,8 @@ export function checkTargets(results: Results): TargetCheck[] {
   }
   const repo = results.repo;
   if (repo !== undefined) {
-    const find = (variant: string) => num(repo.results.find((r) => r.variant === variant && r.op === 'findById')?.median);
+    const find = (variant: string) =>
+      num(repo.results.find((r) => r.variant === variant && r.op === 'findById')?.median);
     const ours = find('ours (prepared)');
     const vsRaw = ours / find('raw pg');
     const vsPrepared = ours / find('raw pg (prepared)');
@@ -121,7 +122,9 @@ export function targetsTable(checks: readonly TargetCheck[]): string {
   return [
     '| target | goal | measured | met |',
     '|---|---|---|---|',
-    ...checks.map((c) => `| ${c.target} | ${c.goal} | ${c.measured} | ${c.met === undefined ? '–' : c.met ? 'yes' : '**no**'} |`),
+    ...checks.map(
+      (c) => `| ${c.target} | ${c.goal} | ${c.measured} | ${c.met === undefined ? '–' : c.met ? 'yes' : '**no**'} |`,
+    ),
   ].join('\n');
 }
 
@@ -145,13 +148,17 @@ const COLOURS: Readonly<Record<Target, string>> = {
 function findByIdTable(points: readonly HttpPoint[], connections: readonly number[], knee: number | undefined): string {
   const targets = TARGETS.filter((t) => points.some((p) => p.target === t && p.scenario === 'GET /users/:id'));
   const header = [
-    '| c | ' + targets.map((t) => `${TARGET_LABELS[t]} req/s (p50 / p95 / p99 ms)`).join(' | ') + ' | app ÷ raw | app ÷ drizzle | app: DB query p95 | app: pool busy (max) | app: waiting (max) | no-DB route req/s |',
+    '| c | ' +
+      targets.map((t) => `${TARGET_LABELS[t]} req/s (p50 / p95 / p99 ms)`).join(' | ') +
+      ' | app ÷ raw | app ÷ drizzle | app: DB query p95 | app: pool busy (max) | app: waiting (max) | no-DB route req/s |',
     '|---:|' + targets.map(() => '---|').join('') + '---:|---:|---:|---:|---:|---:|',
   ];
   const rows = connections.map((c) => {
     const cells = targets.map((t) => {
       const s = point(points, t, c)?.summary;
-      return s === undefined ? '–' : `**${fmt(s.okPerSecond)}** (${fmt(s.p50, 1)} / ${fmt(s.p95, 1)} / ${fmt(s.p99, 1)})`;
+      return s === undefined
+        ? '–'
+        : `**${fmt(s.okPerSecond)}** (${fmt(s.p50, 1)} / ${fmt(s.p95, 1)} / ${fmt(s.p99, 1)})`;
     });
     const app = point(points, 'app', c)?.summary;
     const raw = point(points, 'raw', c)?.summary;
@@ -173,7 +180,9 @@ function cpuTable(points: readonly HttpPoint[], connections: readonly number[]):
     ...connections.map((c) => {
       const cells = targets.map((t) => {
         const s = point(points, t, c)?.summary;
-        return s === undefined ? '–' : `${fmt(s.serverCpuUsPerRequest)} / ${fmt(s.postgresCpuUsPerRequest)} / ${fmt(s.harnessCpuUsPerRequest)}`;
+        return s === undefined
+          ? '–'
+          : `${fmt(s.serverCpuUsPerRequest)} / ${fmt(s.postgresCpuUsPerRequest)} / ${fmt(s.harnessCpuUsPerRequest)}`;
       });
       return `| ${c} | ${cells.join(' | ')} |`;
     }),
@@ -197,12 +206,18 @@ function ablationSection(points: readonly HttpPoint[]): string {
   const oneQuery = ours - constant;
   const parts: [string, number][] = [
     ['bare Fastify request/response (GET /const)', constant],
-    ['the app\'s plugin stack on top of it (helmet, request id, route metrics, request log, TypeBox schemas): /health/live − /const', health - constant],
+    [
+      "the app's plugin stack on top of it (helmet, request id, route metrics, request log, TypeBox schemas): /health/live − /const",
+      health - constant,
+    ],
     ['of which the info-level request log (app − app with LOG_LEVEL=warn, on GET /users/:id)', app - quiet],
     ['one findById through our data layer + response serialisation (bare route − /const)', oneQuery],
     ['the same through raw pg (raw route − /const)', raw - constant],
-    ['auth (JWT verify, the principal from the cache) and the handler: app − /health/live − one findById', app - health - oneQuery],
-    ['reading the principal\'s row on every request instead (app with PRINCIPAL_CACHE_SECONDS=0 − app)', uncached - app],
+    [
+      'auth (JWT verify, the principal from the cache) and the handler: app − /health/live − one findById',
+      app - health - oneQuery,
+    ],
+    ["reading the principal's row on every request instead (app with PRINCIPAL_CACHE_SECONDS=0 − app)", uncached - app],
     ['= full app GET /users/:id', app],
   ];
   return [
@@ -236,7 +251,9 @@ export function readmeTable(results: Results): string {
   if (http !== undefined) {
     const connections = http.settings.connections;
     lines.push(
-      '| GET /users/:id, req/s (p95 ms) | ' + connections.map((c) => `c=${c}${c === http.knee ? ' (knee)' : ''}`).join(' | ') + ' |',
+      '| GET /users/:id, req/s (p95 ms) | ' +
+        connections.map((c) => `c=${c}${c === http.knee ? ' (knee)' : ''}`).join(' | ') +
+        ' |',
       '|---|' + connections.map(() => '---:|').join(''),
     );
     for (const target of TARGETS) {
@@ -257,7 +274,7 @@ export function writeReport(results: Results): { markdown: string; chart: string
   const sections: string[] = ['# Benchmark results', ''];
   sections.push(
     'Every comparison below is a **ratio measured side by side in one run** on one machine: 2 cores shared by the load ' +
-      'generator (autocannon, in the harness process), the servers under test, PostgreSQL, and other developers\' test suites. ' +
+      "generator (autocannon, in the harness process), the servers under test, PostgreSQL, and other developers' test suites. " +
       'Absolute numbers move with that background load (see the load averages); the ratios are what the targets judge. ' +
       'Reproduce with `npm run bench` (see bench/README.md).',
     '',
@@ -280,13 +297,16 @@ export function writeReport(results: Results): { markdown: string; chart: string
       `autocannon, ${http.settings.httpSeconds} s per measured run after a 1 s warm-up at the same concurrency, ` +
         `${http.settings.rounds} rounds with the contenders interleaved (order rotated each round); medians of the rounds. ` +
         'Random ids from the seeded users; every contender answers the same JSON through a response schema. ' +
-        'DB query p95 (bucket-interpolated), pool busy share and waiting callers come from the app\'s own /metrics, scraped every 250 ms during the run. ' +
+        "DB query p95 (bucket-interpolated), pool busy share and waiting callers come from the app's own /metrics, scraped every 250 ms during the run. " +
         `Knee = the lowest concurrency within 10% of the full app's best throughput.`,
       '',
       ...TARGETS.map((t) => `- **${TARGET_LABELS[t]}**: ${TARGET_DESCRIPTIONS[t]}`),
       '',
       ...(http.incidents !== undefined && http.incidents.length > 0
-        ? ['Incidents (a server died and was restarted; the affected run was repeated): ' + http.incidents.join('; '), '']
+        ? [
+            'Incidents (a server died and was restarted; the affected run was repeated): ' + http.incidents.join('; '),
+            '',
+          ]
         : []),
       findByIdTable(http.findById, connections, http.knee),
       '',
@@ -305,7 +325,7 @@ export function writeReport(results: Results): { markdown: string; chart: string
             ablationSection(http.ablation),
             '',
           ]),
-      '## The app\'s other scenarios',
+      "## The app's other scenarios",
       '',
       `One ${http.settings.httpSeconds} s run per level after a 1 s warm-up. Mixed = ` +
         MIX.map((m) => `${Math.round(m.share * 1000) / 10}% ${m.what}`).join(', ') +
@@ -332,7 +352,11 @@ export function writeReport(results: Results): { markdown: string; chart: string
       p95: series((p) => p.summary.p95),
     });
     if (http.profile !== undefined) {
-      sections.push('## CPU profile of the app under GET /users/:id at the knee', '', profileMarkdown('app process, `node --cpu-prof`', http.profile));
+      sections.push(
+        '## CPU profile of the app under GET /users/:id at the knee',
+        '',
+        profileMarkdown('app process, `node --cpu-prof`', http.profile),
+      );
     }
   }
 
@@ -346,15 +370,17 @@ export function writeReport(results: Results): { markdown: string; chart: string
         `(median of ${l.ceiling.samples}, p90 ${fmt(l.ceiling.singleVerifyP90Ms, 1)} ms), so ${l.ceiling.cores} cores can do at most ` +
         `**${fmt(l.ceiling.ceilingPerSecond, 1)} logins/s**. /health/live is probed at 50 req/s on its own connection during each run.`,
       '',
-      'Because other developers\' suites share the cores, the harness also measures, right before each login run, how many ' +
+      "Because other developers' suites share the cores, the harness also measures, right before each login run, how many " +
         'verifications per second 2 parallel argon2 calls (HASH_CONCURRENCY) achieve on their own at that moment ("argon2 now").',
       '',
       '| c | 2xx logins/s | % of ceiling | argon2 now /s | % of argon2 now | p50 ms | p95 ms | p99 ms | non-2xx per run | DB query p95 ms | app event-loop delay p99 (worst 250 ms) | /health/live p50 / p99 / max ms |',
       '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-      ...l.points.filter((p) => p.target === 'app').map((p) => {
-        const s = p.summary;
-        return `| ${p.connections} | ${fmt(s.okPerSecond, 1)} | ${pct(s.okPerSecond / l.ceiling.ceilingPerSecond)} | ${fmt(p.argon2PerSecondNow, 1)} | ${pct(s.okPerSecond / num(p.argon2PerSecondNow))} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.non2xxPerRun)} | ${fmt(s.queryP95Ms, 2)} | ${fmt(s.eventLoopLagP99Ms, 1)} ms | ${fmt(p.probe.p50, 1)} / ${fmt(p.probe.p99, 1)} / ${fmt(p.probe.max, 1)} |`;
-      }),
+      ...l.points
+        .filter((p) => p.target === 'app')
+        .map((p) => {
+          const s = p.summary;
+          return `| ${p.connections} | ${fmt(s.okPerSecond, 1)} | ${pct(s.okPerSecond / l.ceiling.ceilingPerSecond)} | ${fmt(p.argon2PerSecondNow, 1)} | ${pct(s.okPerSecond / num(p.argon2PerSecondNow))} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.non2xxPerRun)} | ${fmt(s.queryP95Ms, 2)} | ${fmt(s.eventLoopLagP99Ms, 1)} ms | ${fmt(p.probe.p50, 1)} / ${fmt(p.probe.p99, 1)} / ${fmt(p.probe.max, 1)} |`;
+        }),
       '',
     );
     const nice10 = l.points.filter((p) => p.target === 'app-nice10');
@@ -375,7 +401,8 @@ export function writeReport(results: Results): { markdown: string; chart: string
         '',
       );
     }
-    if (login.profile !== undefined) sections.push(profileMarkdown('app process during login saturation', login.profile));
+    if (login.profile !== undefined)
+      sections.push(profileMarkdown('app process during login saturation', login.profile));
   }
 
   const repo = results.repo;
@@ -390,7 +417,7 @@ export function writeReport(results: Results): { markdown: string; chart: string
       `32 concurrent callers, a pool of 10 per contender, ${repo.settings.repoSeconds} s per measurement, ${repo.settings.rounds} rounds ` +
         '(contenders interleaved, order rotated every round); ops/s, median of the rounds (the rounds in brackets).',
       '',
-      'CPU µs per operation: this Node process (the library\'s and the driver\'s work) / the PostgreSQL processes.',
+      "CPU µs per operation: this Node process (the library's and the driver's work) / the PostgreSQL processes.",
       '',
       '| contender | findById ops/s | ÷ raw pg | findById CPU µs/op node / pg | insert ops/s | ÷ raw pg | insert CPU µs/op node / pg | how |',
       '|---|---:|---:|---:|---:|---:|---:|---|',
@@ -403,12 +430,18 @@ export function writeReport(results: Results): { markdown: string; chart: string
       }),
       '',
     );
-    if (repo.profile !== undefined) sections.push(profileMarkdown('in-process findById through our repository (prepared)', repo.profile));
+    if (repo.profile !== undefined)
+      sections.push(profileMarkdown('in-process findById through our repository (prepared)', repo.profile));
   }
 
   const patches = results.patches;
   if (patches !== undefined) {
-    sections.push('## Proposed changes to src/, measured against the code under test', '', metaLine('patch run', patches), '');
+    sections.push(
+      '## Proposed changes to src/, measured against the code under test',
+      '',
+      metaLine('patch run', patches),
+      '',
+    );
     for (const comparison of patches.comparisons) {
       sections.push(
         `### \`${comparison.patch}\` (on commit \`${comparison.baseCommit}\`)`,

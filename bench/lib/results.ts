@@ -60,5 +60,8 @@ export function readResults(): Results {
 
 export function writeResults(results: Results): void {
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
-  fs.writeFileSync(RESULTS_FILE, `${JSON.stringify(results, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), 2)}\n`);
+  fs.writeFileSync(
+    RESULTS_FILE,
+    `${JSON.stringify(results, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), 2)}\n`,
+  );
 }

@@ -54,7 +54,11 @@ export function registerRequests(): RequestSpec[] {
           method: 'POST',
           path: '/auth/register',
           headers: { ...request.headers, ...JSON_HEADERS },
-          body: JSON.stringify({ email: `bench-reg-${tag}-${n}@example.com`, password: 'correct horse battery', name: `Reg ${n}` }),
+          body: JSON.stringify({
+            email: `bench-reg-${tag}-${n}@example.com`,
+            password: 'correct horse battery',
+            name: `Reg ${n}`,
+          }),
         };
       },
     },

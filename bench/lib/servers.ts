@@ -61,7 +61,9 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
     DB_POOL_MAX: '10',
     DB_IDLE_TIMEOUT_MS: '0',
     DB_PREPARED_STATEMENTS: String(options.preparedStatements ?? true),
-    ...(options.principalCacheSeconds === undefined ? {} : { PRINCIPAL_CACHE_SECONDS: String(options.principalCacheSeconds) }),
+    ...(options.principalCacheSeconds === undefined
+      ? {}
+      : { PRINCIPAL_CACHE_SECONDS: String(options.principalCacheSeconds) }),
     ...(options.hashThreadNice === undefined ? {} : { HASH_THREAD_NICE: String(options.hashThreadNice) }),
   };
 }
@@ -86,7 +88,13 @@ export function startBaseline(
     name,
     script: path.join(ROOT_DIR, 'bench/servers/baseline.ts'),
     port,
-    env: { BASELINE: flavour, PORT: String(port), DATABASE_URL: databaseUrl, DB_POOL_MAX: '10', NODE_ENV: 'production' },
+    env: {
+      BASELINE: flavour,
+      PORT: String(port),
+      DATABASE_URL: databaseUrl,
+      DB_POOL_MAX: '10',
+      NODE_ENV: 'production',
+    },
   });
 }
 
@@ -149,7 +157,9 @@ export async function startTargetSet(settings: BenchSettings, databaseUrl: strin
   const base = settings.portBase;
   const set = new ServerSet();
   await set.add('app', () => startApp('app', { port: base, databaseUrl, settings }));
-  await set.add('app-unprepared', () => startApp('app-unprepared', { port: base + 1, databaseUrl, settings, preparedStatements: false }));
+  await set.add('app-unprepared', () =>
+    startApp('app-unprepared', { port: base + 1, databaseUrl, settings, preparedStatements: false }),
+  );
   await set.add('ours-route', () => startBaseline('ours-route', 'ours', base + 2, databaseUrl));
   await set.add('raw', () => startBaseline('raw', 'raw', base + 3, databaseUrl));
   await set.add('drizzle', () => startBaseline('drizzle', 'drizzle', base + 4, databaseUrl));

@@ -66,7 +66,8 @@ const say = (message: string) => process.stderr.write(`[bench:scale-out] ${messa
 const stoppers: (() => Promise<void>)[] = [];
 
 async function cleanUp(): Promise<void> {
-  for (const stop of stoppers.splice(0).reverse()) await stop().catch((error: unknown) => say(`cleanup: ${String(error)}`));
+  for (const stop of stoppers.splice(0).reverse())
+    await stop().catch((error: unknown) => say(`cleanup: ${String(error)}`));
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -98,7 +99,11 @@ async function main(): Promise<void> {
     const order = round % 2 === 1 ? SETUPS : [...SETUPS].reverse();
     for (const setup of order) {
       const viaBouncer = setup === 'two instances via PgBouncer';
-      const instances = await startInstances(setup === 'one instance' ? 1 : 2, viaBouncer ? bouncer.url(DATABASE) : url, viaBouncer);
+      const instances = await startInstances(
+        setup === 'one instance' ? 1 : 2,
+        viaBouncer ? bouncer.url(DATABASE) : url,
+        viaBouncer,
+      );
       try {
         const token = await accessToken(instances[0]?.url ?? '');
         await load(instances, token, Math.min(3, SECONDS)); // warm-up: JIT, pools, plans
@@ -125,7 +130,14 @@ async function main(): Promise<void> {
     pgbouncer: execFileSync(existsPgBouncer(), ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? '',
     loadAverageBefore: loadBefore.map((value) => Number(value.toFixed(2))),
     loadAverageAfter: os.loadavg().map((value) => Number(value.toFixed(2))),
-    settings: { seconds: SECONDS, connections: CONNECTIONS, rounds: ROUNDS, poolMaxPerInstance: POOL_MAX, pgbouncerPool: PGBOUNCER_POOL, path: PATH },
+    settings: {
+      seconds: SECONDS,
+      connections: CONNECTIONS,
+      rounds: ROUNDS,
+      poolMaxPerInstance: POOL_MAX,
+      pgbouncerPool: PGBOUNCER_POOL,
+      path: PATH,
+    },
   };
   await fs.writeFile(path.join(HERE, 'results.json'), `${JSON.stringify({ environment, measurements }, null, 2)}\n`);
   await fs.writeFile(path.join(HERE, 'results.md'), report(environment, measurements));
@@ -134,7 +146,14 @@ async function main(): Promise<void> {
 
 /** Drops and recreates the benchmark's database, migrated and seeded with an admin and SEEDED_USERS users. */
 async function freshDatabase(adminUrl: string): Promise<string> {
-  const admin = createDatabase({ url: adminUrl, poolMax: 1, connectionTimeoutMs: 5000, idleTimeoutMs: 1000, statementTimeoutMs: 0, applicationName: 'bench' });
+  const admin = createDatabase({
+    url: adminUrl,
+    poolMax: 1,
+    connectionTimeoutMs: 5000,
+    idleTimeoutMs: 1000,
+    statementTimeoutMs: 0,
+    applicationName: 'bench',
+  });
   try {
     const { sql } = await import('kysely');
     await sql.raw(`drop database if exists ${DATABASE} with (force)`).execute(admin);
@@ -144,12 +163,20 @@ async function freshDatabase(adminUrl: string): Promise<string> {
   }
   const url = withDatabaseName(adminUrl, DATABASE);
   await migrateToLatest(url);
-  const db = createDatabase({ url, poolMax: 4, connectionTimeoutMs: 5000, idleTimeoutMs: 1000, statementTimeoutMs: 0, applicationName: 'bench' });
+  const db = createDatabase({
+    url,
+    poolMax: 4,
+    connectionTimeoutMs: 5000,
+    idleTimeoutMs: 1000,
+    statementTimeoutMs: 0,
+    applicationName: 'bench',
+  });
   try {
     const passwordHash = await new PasswordHasher({ concurrency: 1, queueLimit: 1 }).hash(PASSWORD);
     const users = new UserRepository(db);
     await users.create({ email: 'admin@bench.example', name: 'Admin', passwordHash, role: 'admin' });
-    for (let i = 0; i < SEEDED_USERS; i++) await users.create({ email: `user${i}@bench.example`, name: `User ${i}`, passwordHash });
+    for (let i = 0; i < SEEDED_USERS; i++)
+      await users.create({ email: `user${i}@bench.example`, name: `User ${i}`, passwordHash });
   } finally {
     await db.destroy();
   }
@@ -210,7 +237,8 @@ async function load(instances: readonly Instance[], token: string, seconds: numb
               headers: { authorization: `Bearer ${token}` },
             },
             (error, result) => {
-              if (error !== null && error !== undefined) reject(error instanceof Error ? error : new Error(String(error)));
+              if (error !== null && error !== undefined)
+                reject(error instanceof Error ? error : new Error(String(error)));
               else resolve(result);
             },
           );
@@ -228,7 +256,12 @@ async function load(instances: readonly Instance[], token: string, seconds: numb
   return { ok, non2xx, errors: results.reduce((sum, result) => sum + result.errors + result.timeouts, 0), latencies };
 }
 
-async function measure(setup: Setup, round: number, instances: readonly Instance[], token: string): Promise<Measurement> {
+async function measure(
+  setup: Setup,
+  round: number,
+  instances: readonly Instance[],
+  token: string,
+): Promise<Measurement> {
   const cpuBefore = cpuTimes();
   const started = performance.now();
   const result = await load(instances, token, SECONDS);
@@ -258,7 +291,14 @@ function cpuTimes(): { busy: number; total: number } {
 }
 
 async function serverVersion(url: string): Promise<string> {
-  const db = createDatabase({ url, poolMax: 1, connectionTimeoutMs: 5000, idleTimeoutMs: 1000, statementTimeoutMs: 0, applicationName: 'bench' });
+  const db = createDatabase({
+    url,
+    poolMax: 1,
+    connectionTimeoutMs: 5000,
+    idleTimeoutMs: 1000,
+    statementTimeoutMs: 0,
+    applicationName: 'bench',
+  });
   try {
     const { sql } = await import('kysely');
     const { rows } = await sql<{ version: string }>`select current_setting('server_version') as version`.execute(db);
@@ -288,17 +328,23 @@ function git(args: string[]): string {
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[middle] ?? Number.NaN)
+    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
 
-function report(environment: Record<string, unknown> & { settings: Record<string, unknown> }, measurements: readonly Measurement[]): string {
+function report(
+  environment: Record<string, unknown> & { settings: Record<string, unknown> },
+  measurements: readonly Measurement[],
+): string {
   const rows = SETUPS.map((setup) => {
     const runs = measurements.filter((m) => m.setup === setup);
     const fmt = (pick: (m: Measurement) => number, digits: number) => median(runs.map(pick)).toFixed(digits);
     return `| ${setup} | ${fmt((m) => m.requestsPerSecond, 0)} | ${fmt((m) => m.p50, 1)} | ${fmt((m) => m.p95, 1)} | ${fmt((m) => m.p99, 1)} | ${(median(runs.map((m) => m.cpuBusy)) * 100).toFixed(0)}% | ${runs.reduce((sum, m) => sum + m.non2xx + m.errors, 0)} |`;
   });
   const perRound = measurements.map(
-    (m) => `| ${m.round} | ${m.setup} | ${m.requestsPerSecond.toFixed(0)} | ${m.p95.toFixed(1)} | ${(m.cpuBusy * 100).toFixed(0)}% |`,
+    (m) =>
+      `| ${m.round} | ${m.setup} | ${m.requestsPerSecond.toFixed(0)} | ${m.p95.toFixed(1)} | ${(m.cpuBusy * 100).toFixed(0)}% |`,
   );
   return [
     `# Scale-out benchmark: GET ${PATH}`,

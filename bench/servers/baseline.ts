@@ -114,7 +114,10 @@ app.get<{ Params: { id: string } }>(
 );
 
 const shutdown = () => {
-  void app.close().then(close).then(() => process.exit(0));
+  void app
+    .close()
+    .then(close)
+    .then(() => process.exit(0));
 };
 process.once('SIGTERM', shutdown);
 process.once('SIGINT', shutdown);

@@ -56,6 +56,9 @@ export async function runCodegen(url: string, mode: 'write' | 'verify'): Promise
 function diffOf(stderr: string): string {
   const lines = stderr.split('\n');
   const stackStart = lines.findIndex((line) => /^\/.*:\d+$/.test(line) || /^\w*Error: /.test(line));
-  const diff = lines.slice(0, stackStart === -1 ? undefined : stackStart).join('\n').trim();
+  const diff = lines
+    .slice(0, stackStart === -1 ? undefined : stackStart)
+    .join('\n')
+    .trim();
   return diff === '' ? '' : `(- generated from migrations/, + db-types/index.ts)\n${diff.replace(/^✗ /, '')}`;
 }

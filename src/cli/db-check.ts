@@ -48,7 +48,10 @@ function reportTypes({ typesDiff }: Findings): boolean {
 function reportSchema({ target, status, differences }: Findings): boolean {
   const unknown = status.applied.filter((migration) => !migration.known).map((migration) => migration.name);
   if (unknown.length > 0) {
-    return fail(`${target} has applied ${count(unknown, 'migration')} that migrations/ does not have (another branch?):`, unknown);
+    return fail(
+      `${target} has applied ${count(unknown, 'migration')} that migrations/ does not have (another branch?):`,
+      unknown,
+    );
   }
   if (status.pending.length > 0) {
     return fail(

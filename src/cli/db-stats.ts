@@ -29,7 +29,11 @@ async function main(): Promise<number> {
   let values: { limit?: string; json?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
-      options: { limit: { type: 'string', default: '10' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        limit: { type: 'string', default: '10' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
     }));
   } catch (error) {
     process.stderr.write(`${errorMessage(error)}\n${USAGE}\n`);
@@ -54,9 +58,14 @@ async function main(): Promise<number> {
     applicationName: `${config.database.applicationName} db:stats`,
   });
   try {
-    const stats = await collectDatabaseStats(db, { applicationName: config.database.applicationName, statementLimit: limit });
+    const stats = await collectDatabaseStats(db, {
+      applicationName: config.database.applicationName,
+      statementLimit: limit,
+    });
     if (values.json === true) {
-      process.stdout.write(`${JSON.stringify({ url: displayUrl(target.url), pool: poolSettings(config), ...stats }, null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ url: displayUrl(target.url), pool: poolSettings(config), ...stats }, null, 2)}\n`,
+      );
     } else {
       const startedHere = target.embedded?.owned === true;
       process.stdout.write(`${report(stats, config, displayUrl(target.url), startedHere).join('\n')}\n`);
@@ -72,7 +81,8 @@ async function main(): Promise<number> {
 }
 
 function poolSettings(config: Config) {
-  const { poolMax, connectionTimeoutMs, idleTimeoutMs, statementTimeoutMs, applicationName, slowQueryMs } = config.database;
+  const { poolMax, connectionTimeoutMs, idleTimeoutMs, statementTimeoutMs, applicationName, slowQueryMs } =
+    config.database;
   return { poolMax, connectionTimeoutMs, idleTimeoutMs, statementTimeoutMs, applicationName, slowQueryMs };
 }
 
@@ -99,7 +109,11 @@ function report(stats: DatabaseStats, config: Config, url: string, startedHere: 
   ];
 
   if (application.connections.length === 0) {
-    lines.push(startedHere ? '  none: the embedded server was started for this command, so the application is not running' : '  none');
+    lines.push(
+      startedHere
+        ? '  none: the embedded server was started for this command, so the application is not running'
+        : '  none',
+    );
   } else {
     const states = Object.entries(application.byState).map(([state, count]) => `${count} ${state}`);
     lines.push(`  ${application.connections.length} connection(s): ${states.join(', ')}`);
@@ -121,7 +135,9 @@ function report(stats: DatabaseStats, config: Config, url: string, startedHere: 
       (c) => c.state.startsWith('idle in transaction') && (c.transactionMs ?? 0) > IDLE_IN_TRANSACTION_NOTE_MS,
     );
     if (stuck.length > 0) {
-      lines.push(`  ! ${stuck.length} connection(s) idle in a transaction for over ${IDLE_IN_TRANSACTION_NOTE_MS / 1000} s: they hold locks and a pool slot`);
+      lines.push(
+        `  ! ${stuck.length} connection(s) idle in a transaction for over ${IDLE_IN_TRANSACTION_NOTE_MS / 1000} s: they hold locks and a pool slot`,
+      );
     }
     const locked = application.connections.filter((c) => c.waitEvent?.startsWith('Lock:') === true);
     if (locked.length > 0) lines.push(`  ! ${locked.length} connection(s) waiting for a lock`);
@@ -148,7 +164,9 @@ function report(stats: DatabaseStats, config: Config, url: string, startedHere: 
   } else {
     lines.push('Slowest statements: not available');
     lines.push(`  ${statements.reason}`);
-    lines.push('  The slow-query log (SLOW_QUERY_MS) and db_query_duration_seconds on /metrics time every query of the app.');
+    lines.push(
+      '  The slow-query log (SLOW_QUERY_MS) and db_query_duration_seconds on /metrics time every query of the app.',
+    );
   }
 
   lines.push('', 'Tables (row counts are PostgreSQL estimates)');

@@ -24,6 +24,8 @@ for (const file of await readdir(MIGRATIONS_DIR)) {
   const created = path.join(MIGRATIONS_DIR, file);
   if (before.has(file) || !file.endsWith('.ts') || !(await readFile(created, 'utf8')).includes('Kysely<any>')) continue;
   await writeFile(created, TEMPLATE);
-  process.stdout.write(`Filled migrations/${file} with the project's template. Next: write up and down, then \`npm run migrate\`.\n`);
+  process.stdout.write(
+    `Filled migrations/${file} with the project's template. Next: write up and down, then \`npm run migrate\`.\n`,
+  );
 }
 process.exitCode = code;

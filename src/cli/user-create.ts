@@ -57,7 +57,8 @@ async function main(): Promise<number> {
     process.stdout.write(`created ${user.role} ${user.email} (id ${user.id})\n`);
     return 0;
   } catch (error) {
-    const message = error instanceof AppError ? `${error.message}${error.field ? ` (${error.field})` : ''}` : String(error);
+    const message =
+      error instanceof AppError ? `${error.message}${error.field ? ` (${error.field})` : ''}` : String(error);
     process.stderr.write(`user:create failed: ${message}\n`);
     return 1;
   } finally {

@@ -109,7 +109,8 @@ export function createDatabase(config: PoolConfig, options: CreateDatabaseOption
   const db = new RootDatabase(translating);
   const { onTransactionRetry } = options;
   if (onTransactionRetry !== undefined) observeTransactionRetries(db, onTransactionRetry);
-  if (transactionMode && config.statementTimeoutMs > 0) applyStatementTimeoutPerTransaction(db, config.statementTimeoutMs);
+  if (transactionMode && config.statementTimeoutMs > 0)
+    applyStatementTimeoutPerTransaction(db, config.statementTimeoutMs);
   return db;
 }
 
@@ -290,7 +291,12 @@ class TranslatingClient implements PostgresPoolClient {
    * Sends one statement for `operation` (the caller's label: pg calls back outside the caller's
    * async context); `callback` gets the result, or the failure as an AppError.
    */
-  send<R>(text: string, parameters: readonly unknown[], operation: string, callback: Callback<PostgresQueryResult<R>>): void {
+  send<R>(
+    text: string,
+    parameters: readonly unknown[],
+    operation: string,
+    callback: Callback<PostgresQueryResult<R>>,
+  ): void {
     const started = performance.now();
     const name = this.#statementName(text, parameters.length);
     // pg only reads the values (it maps them while binding); typed mutable, they need no copy.
@@ -304,15 +310,32 @@ class TranslatingClient implements PostgresPoolClient {
         failure = translateDatabaseError(error);
       }
       try {
-        this.#onQuery?.({ operation, durationMs: performance.now() - started, outcome: failure?.code ?? 'ok', sql: text, parameterCount: parameters.length });
+        this.#onQuery?.({
+          operation,
+          durationMs: performance.now() - started,
+          outcome: failure?.code ?? 'ok',
+          sql: text,
+          parameterCount: parameters.length,
+        });
       } catch (hookError) {
         // Thrown into pg's socket handler it would take the process down; the query's caller gets it.
-        callback({ ok: false, error: failure ?? (hookError instanceof Error ? hookError : new Error(String(hookError))) });
+        callback({
+          ok: false,
+          error: failure ?? (hookError instanceof Error ? hookError : new Error(String(hookError))),
+        });
         return;
       }
       if (failure !== undefined) callback({ ok: false, error: failure });
       // pg types `command` as any string; Kysely only distinguishes the ones in its union.
-      else callback({ ok: true, value: { command: result.command as PostgresQueryResult<R>['command'], rowCount: result.rowCount ?? 0, rows: result.rows } });
+      else
+        callback({
+          ok: true,
+          value: {
+            command: result.command as PostgresQueryResult<R>['command'],
+            rowCount: result.rowCount ?? 0,
+            rows: result.rows,
+          },
+        });
     });
   }
 

@@ -78,7 +78,9 @@ export function translateDatabaseError(error: unknown): AppError {
     case '23503': {
       const field = fieldOf(fields);
       return new ForeignKeyError(
-        field === undefined ? 'Referenced record does not exist or is still referenced' : `Invalid reference in ${field}`,
+        field === undefined
+          ? 'Referenced record does not exist or is still referenced'
+          : `Invalid reference in ${field}`,
         { ...options, field },
       );
     }

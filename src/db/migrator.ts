@@ -59,7 +59,9 @@ class TransactionLockDialect extends PostgresDialect {
 
 async function lockForTransaction(db: Kysely<unknown>): Promise<void> {
   // Re-entrant within a transaction; waits up to an hour for another migrator, like Kysely's.
-  await sql`select set_config('lock_timeout', '3600000', true), pg_advisory_xact_lock(${sql.lit(MIGRATION_LOCK_ID)})`.execute(db);
+  await sql`select set_config('lock_timeout', '3600000', true), pg_advisory_xact_lock(${sql.lit(MIGRATION_LOCK_ID)})`.execute(
+    db,
+  );
 }
 
 /** Rolls the migration transaction back after Kysely reported (rather than threw) a failure. */
@@ -108,7 +110,9 @@ export async function migrateToLatest(url: string, options: MigrationsOptions = 
         if (error instanceof RolledBack) return error.resultSet;
         throw error;
       });
-    return appliedNames(resultSet, (error) => (typeof error === 'object' && error !== null ? failedStatements.get(error) : undefined));
+    return appliedNames(resultSet, (error) =>
+      typeof error === 'object' && error !== null ? failedStatements.get(error) : undefined,
+    );
   } finally {
     await db.destroy();
   }
@@ -160,9 +164,13 @@ export async function readMigrationStatus(url: string, options: MigrationsOption
 
 /** Rows of Kysely's bookkeeping table, oldest first; none when it does not exist yet. */
 async function executedMigrations(db: Kysely<unknown>): Promise<{ name: string; executedAt: Date }[]> {
-  const { rows: [exists] } = await sql<{ exists: boolean }>`select to_regclass('kysely_migration') is not null as exists`.execute(db);
+  const {
+    rows: [exists],
+  } = await sql<{ exists: boolean }>`select to_regclass('kysely_migration') is not null as exists`.execute(db);
   if (exists?.exists !== true) return [];
-  const { rows } = await sql<{ name: string; timestamp: string }>`select name, timestamp from kysely_migration`.execute(db);
+  const { rows } = await sql<{ name: string; timestamp: string }>`select name, timestamp from kysely_migration`.execute(
+    db,
+  );
   return rows
     .map((row) => ({ name: row.name, executedAt: new Date(row.timestamp) }))
     .sort((a, b) => a.executedAt.getTime() - b.executedAt.getTime() || (a.name < b.name ? -1 : 1));

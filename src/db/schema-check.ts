@@ -260,7 +260,11 @@ function diffColumn(object: string, want?: ColumnSnapshot, have?: ColumnSnapshot
   const changes: SchemaDifference[] = [];
   const changed = (aspect: string, expected: string, found: string) => {
     if (expected !== found) {
-      changes.push({ change: 'changed', object: `${object} ${aspect}`, detail: `expected ${expected}, found ${found}` });
+      changes.push({
+        change: 'changed',
+        object: `${object} ${aspect}`,
+        detail: `expected ${expected}, found ${found}`,
+      });
     }
   };
   changed('type', want.type, have.type);
@@ -288,7 +292,9 @@ function describeTable(table: TableSnapshot): string {
 }
 
 function describeColumn(column: ColumnSnapshot): string {
-  return [column.type, nullability(column), ...(column.default === null ? [] : [`default ${column.default}`])].join(', ');
+  return [column.type, nullability(column), ...(column.default === null ? [] : [`default ${column.default}`])].join(
+    ', ',
+  );
 }
 
 function nullability(column: ColumnSnapshot): string {

@@ -147,7 +147,11 @@ async function serverStats(db: Kysely<DB>): Promise<ServerStats> {
   };
 }
 
-async function applicationConnections(db: Kysely<DB>, applicationName: string, width: number): Promise<ApplicationConnections> {
+async function applicationConnections(
+  db: Kysely<DB>,
+  applicationName: string,
+  width: number,
+): Promise<ApplicationConnections> {
   const { rows } = await sql<{
     pid: number;
     state: string | null;
@@ -195,16 +199,27 @@ async function slowestStatements(db: Kysely<DB>, limit: number, width: number): 
     return {
       available: false,
       reason:
-        "pg_stat_statements is not loaded: add it to shared_preload_libraries (postgresql.conf), restart PostgreSQL, then run `create extension pg_stat_statements` in this database.",
+        'pg_stat_statements is not loaded: add it to shared_preload_libraries (postgresql.conf), restart PostgreSQL, then run `create extension pg_stat_statements` in this database.',
     };
   }
   if (!installed) {
-    return { available: false, reason: 'pg_stat_statements is loaded but not installed here: run `create extension pg_stat_statements` in this database.' };
+    return {
+      available: false,
+      reason:
+        'pg_stat_statements is loaded but not installed here: run `create extension pg_stat_statements` in this database.',
+    };
   }
   try {
     // Monitoring and migration tooling (this command included) read the catalogs; the application
     // never does, so statements naming them are left out.
-    const { rows } = await sql<{ query: string; calls: number; mean_ms: number; max_ms: number; total_ms: number; rows: number }>`
+    const { rows } = await sql<{
+      query: string;
+      calls: number;
+      mean_ms: number;
+      max_ms: number;
+      total_ms: number;
+      rows: number;
+    }>`
       select query, calls::float8 as calls, mean_exec_time as mean_ms, max_exec_time as max_ms,
              total_exec_time as total_ms, rows::float8 as rows
         from pg_stat_statements

@@ -1,4 +1,11 @@
-import { ControlledTransaction, sql, type AccessMode, type IsolationLevel, type Kysely, type Transaction } from 'kysely';
+import {
+  ControlledTransaction,
+  sql,
+  type AccessMode,
+  type IsolationLevel,
+  type Kysely,
+  type Transaction,
+} from 'kysely';
 import type { DB } from './database.ts';
 import { isRetryableTransactionError, translateDatabaseError } from './errors.ts';
 import { withOperation } from './instrumentation.ts';
@@ -158,7 +165,9 @@ async function setLocalStatementTimeout(trx: UnitOfWork, timeoutMs: number | und
   if (timeoutMs === undefined) return;
   // set_config(…, true) is SET LOCAL in function form, so the value can be a bound parameter.
   const value = `${Math.max(0, Math.floor(timeoutMs))}ms`;
-  await withOperation('transaction.timeout', () => sql`select set_config('statement_timeout', ${value}, true)`.execute(trx));
+  await withOperation('transaction.timeout', () =>
+    sql`select set_config('statement_timeout', ${value}, true)`.execute(trx),
+  );
 }
 
 function backoffDelay(attempt: number, options: TransactionOptions): number {

@@ -83,7 +83,10 @@ export class UserChangeFeed {
 
   async #connect(): Promise<void> {
     if (this.#closed) return;
-    const client = new pg.Client({ connectionString: this.#options.url, application_name: this.#options.applicationName });
+    const client = new pg.Client({
+      connectionString: this.#options.url,
+      application_name: this.#options.applicationName,
+    });
     this.#client = client;
     const probe = `${PROBE_PREFIX}${randomUUID()}`;
     const heard = Promise.withResolvers<undefined>();
@@ -120,7 +123,10 @@ export class UserChangeFeed {
   }
 
   async #sendProbe(payload: string): Promise<void> {
-    const sender = new pg.Client({ connectionString: this.#options.url, application_name: this.#options.applicationName });
+    const sender = new pg.Client({
+      connectionString: this.#options.url,
+      application_name: this.#options.applicationName,
+    });
     sender.on('error', () => undefined);
     try {
       await sender.connect();

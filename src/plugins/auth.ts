@@ -4,7 +4,13 @@ import fp from 'fastify-plugin';
 import type { AuthConfig } from '../config.ts';
 import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import type { UserRole } from '../repositories/users.ts';
-import { AuthService, type AuthenticatedUser, type AuthEvents, type Principal, type PublicUser } from '../services/auth.ts';
+import {
+  AuthService,
+  type AuthenticatedUser,
+  type AuthEvents,
+  type Principal,
+  type PublicUser,
+} from '../services/auth.ts';
 import type { PrincipalCache } from '../services/principal-cache.ts';
 import type { PasswordHasher } from '../services/passwords.ts';
 import { keyRing, type AccessTokenClaims, type AccessTokenSigner, type KeyRing } from '../services/tokens.ts';
@@ -152,7 +158,8 @@ function verifyAccessToken(token: string, verify: (token: string) => unknown): {
   } catch (error) {
     if (error instanceof AuthenticationError) throw error;
     const code = (error as { code?: unknown }).code;
-    if (code === 'FAST_JWT_EXPIRED') throw new AuthenticationError('Access token has expired', 'TOKEN_EXPIRED', { cause: error });
+    if (code === 'FAST_JWT_EXPIRED')
+      throw new AuthenticationError('Access token has expired', 'TOKEN_EXPIRED', { cause: error });
     throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN', { cause: error });
   }
   const claims = payload as { typ?: unknown; sub?: unknown };

@@ -24,7 +24,11 @@ export default fp(
   async (app) => {
     app.setErrorHandler(async (error: unknown, request, reply) => sendError(toAppError(error), request, reply, error));
     app.setNotFoundHandler(async (request, reply) =>
-      sendError(new NotFoundError(`Route ${request.method} ${request.url.replace(/\?.*$/s, '')} not found`), request, reply),
+      sendError(
+        new NotFoundError(`Route ${request.method} ${request.url.replace(/\?.*$/s, '')} not found`),
+        request,
+        reply,
+      ),
     );
   },
   { name: 'error-handler' },

@@ -57,7 +57,7 @@ export class AppMetrics {
   });
   readonly principalLookups = new Counter({
     name: 'auth_principal_lookups_total',
-    help: 'Authenticated requests by where the caller\'s user row came from: the principal cache or the database',
+    help: "Authenticated requests by where the caller's user row came from: the principal cache or the database",
     labelNames: ['source'] as const,
     registers: [this.registry],
   });
@@ -202,7 +202,10 @@ export default fp<MetricsPluginOptions>(
           },
         },
         onRequest: async (request: FastifyRequest, _reply: FastifyReply) => {
-          if (opts.bearerToken !== undefined && !sameSecret(request.headers.authorization, `Bearer ${opts.bearerToken}`)) {
+          if (
+            opts.bearerToken !== undefined &&
+            !sameSecret(request.headers.authorization, `Bearer ${opts.bearerToken}`)
+          ) {
             throw new AuthenticationError('Metrics need a bearer token', 'INVALID_TOKEN');
           }
         },
@@ -271,5 +274,7 @@ function registerPoolGauges(registry: Registry, poolStats: (() => PoolStats) | u
   gauge('db_pool_connections_idle', 'Idle pooled connections', (s) => s.idle);
   gauge('db_pool_clients_waiting', 'Callers waiting for a pooled connection', (s) => s.waiting);
   gauge('db_pool_connections_max', 'Configured pool size', (s) => s.max);
-  gauge('db_pool_utilisation_ratio', 'Busy connections / pool size', (s) => (s.max === 0 ? 0 : (s.total - s.idle) / s.max));
+  gauge('db_pool_utilisation_ratio', 'Busy connections / pool size', (s) =>
+    s.max === 0 ? 0 : (s.total - s.idle) / s.max,
+  );
 }

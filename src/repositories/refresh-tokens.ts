@@ -32,10 +32,18 @@ const markLiveRotated = fixedQuery((db, id: string, at: Date) =>
     .where('revoked_at', 'is', null),
 );
 const revokeLiveOfFamily = fixedQuery((db, familyId: string, at: Date) =>
-  db.updateTable('refresh_tokens').set({ revoked_at: at }).where('family_id', '=', familyId).where('revoked_at', 'is', null),
+  db
+    .updateTable('refresh_tokens')
+    .set({ revoked_at: at })
+    .where('family_id', '=', familyId)
+    .where('revoked_at', 'is', null),
 );
 const revokeLiveOfUser = fixedQuery((db, userId: string, at: Date) =>
-  db.updateTable('refresh_tokens').set({ revoked_at: at }).where('user_id', '=', userId).where('revoked_at', 'is', null),
+  db
+    .updateTable('refresh_tokens')
+    .set({ revoked_at: at })
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null),
 );
 
 /**

@@ -97,16 +97,15 @@ export class UserRepository {
 
   /** @throws {NotFoundError} when no user has this id. */
   async updatePasswordHash(id: string, passwordHash: string, at: Date): Promise<void> {
-    if ((await setPasswordHash.affectedRows(this.#db, id, passwordHash, at)) === 0n) throw new NotFoundError('User not found');
+    if ((await setPasswordHash.affectedRows(this.#db, id, passwordHash, at)) === 0n)
+      throw new NotFoundError('User not found');
   }
 
   /** One page, newest first (created_at, then id, descending), strictly after `cursor`. */
   async list(limit: number, cursor?: UserCursor): Promise<UserRow[]> {
     let query = this.#db.selectFrom('users').selectAll();
     if (cursor !== undefined) {
-      query = query.where((eb) =>
-        eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(cursor.createdAt, cursor.id)),
-      );
+      query = query.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(cursor.createdAt, cursor.id)));
     }
     return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
   }

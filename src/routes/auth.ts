@@ -99,10 +99,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
           { additionalProperties: false },
         ),
         response: {
-          200: Type.Object(
-            { user: Type.Ref('User'), ...TokenPairSchema.properties },
-            { additionalProperties: false },
-          ),
+          200: Type.Object({ user: Type.Ref('User'), ...TokenPairSchema.properties }, { additionalProperties: false }),
           ...errors(400, 401, 413, 415, 429, 503),
         },
       },

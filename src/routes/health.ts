@@ -38,10 +38,14 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const details = (['database', 'migrations'] as const)
           .filter((name) => checks[name] !== 'ok')
           .map((name) => ({ path: `checks/${name}`, message: checks[name] }));
-        throw new ServiceUnavailableError(`Not ready: ${details.map((d) => d.path).join(', ')}`, 'DATABASE_UNAVAILABLE', {
-          details,
-          publicDetails: true,
-        });
+        throw new ServiceUnavailableError(
+          `Not ready: ${details.map((d) => d.path).join(', ')}`,
+          'DATABASE_UNAVAILABLE',
+          {
+            details,
+            publicDetails: true,
+          },
+        );
       }
       return { status: 'ok' as const, checks };
     },

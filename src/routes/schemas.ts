@@ -51,6 +51,14 @@ export const TokenPairSchema = Type.Object(
 
 // Input limits are generous here; the services apply the contract's exact rules after trimming and
 // normalising (which a JSON schema cannot express) and answer with the same ValidationError shape.
-export const Email = Type.String({ minLength: 1, maxLength: 320, description: 'Compared case-insensitively after trim + NFKC' });
-export const Password = Type.String({ minLength: 8, maxLength: 256, description: '8 to 256 Unicode code points, taken as typed' });
+export const Email = Type.String({
+  minLength: 1,
+  maxLength: 320,
+  description: 'Compared case-insensitively after trim + NFKC',
+});
+export const Password = Type.String({
+  minLength: 8,
+  maxLength: 256,
+  description: '8 to 256 Unicode code points, taken as typed',
+});
 export const RefreshToken = Type.String({ minLength: 1, maxLength: 512 });

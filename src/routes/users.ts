@@ -22,7 +22,9 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
         querystring: Type.Object(
           {
             limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
-            cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'nextCursor of the previous page' })),
+            cursor: Type.Optional(
+              Type.String({ minLength: 1, maxLength: 200, description: 'nextCursor of the previous page' }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -53,7 +55,8 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const principal = principalOf(request.principal);
       // A user reading themself gets the row authentication just read, not a second query.
-      if (request.params.id === principal.userId && request.authenticatedUser !== null) return { user: request.authenticatedUser };
+      if (request.params.id === principal.userId && request.authenticatedUser !== null)
+        return { user: request.authenticatedUser };
       return { user: await app.auth.getUser(principal, request.params.id) };
     },
   );

@@ -335,7 +335,12 @@ export async function registerUser(
   // Hashed before the transaction: no connection is held for the ~25 ms argon2 takes.
   const passwordHash = await deps.hasher.hash(input.password);
   const user = await withTransaction(deps.db, (trx) =>
-    new UserRepository(trx).create({ email, name, passwordHash, ...(input.role === undefined ? {} : { role: input.role }) }),
+    new UserRepository(trx).create({
+      email,
+      name,
+      passwordHash,
+      ...(input.role === undefined ? {} : { role: input.role }),
+    }),
   );
   return toPublicUser(user);
 }

@@ -7,13 +7,35 @@ import { failure } from '../helpers/assertions.ts';
 import { LogCapture, testApp, TEST_JWT_SECRET } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 import { createDatabase } from '../../src/db/database.ts';
-import { accessClaims, accessTokenFor, bearer, craftJwt, createUser, expectError, expectUnauthorized, login, PASSWORD, postJson } from './support.ts';
+import {
+  accessClaims,
+  accessTokenFor,
+  bearer,
+  craftJwt,
+  createUser,
+  expectError,
+  expectUnauthorized,
+  login,
+  PASSWORD,
+  postJson,
+} from './support.ts';
 
 describe('login upgrades old password hashes', () => {
-  test('stores a hash with the current argon2 parameters after a login with a hash made with older ones', async ({ db, onTestFinished }) => {
-    const older = new PasswordHasher({ params: { memoryCost: 1024, timeCost: 1, parallelism: 1 }, concurrency: 1, queueLimit: 1 });
+  test('stores a hash with the current argon2 parameters after a login with a hash made with older ones', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const older = new PasswordHasher({
+      params: { memoryCost: 1024, timeCost: 1, parallelism: 1 },
+      concurrency: 1,
+      queueLimit: 1,
+    });
     const users = new UserRepository(db);
-    const user = await users.create({ email: 'old-hash@example.com', name: 'Old Hash', passwordHash: await older.hash(PASSWORD) });
+    const user = await users.create({
+      email: 'old-hash@example.com',
+      name: 'Old Hash',
+      passwordHash: await older.hash(PASSWORD),
+    });
     const app = await testApp(db, onTestFinished);
 
     await login(app, 'old-hash@example.com');
@@ -38,16 +60,19 @@ describe('access tokens with a malformed header', () => {
     ['a JSON array', '[]'],
     ['a JSON string', '"HS256"'],
     ['not JSON', '{alg'],
-  ] as const)('refuses a token whose header is %s with 401 INVALID_TOKEN', async ([, header], { db, onTestFinished }) => {
-    const user = await createUser(db);
-    const app = await testApp(db, onTestFinished);
-    const genuine = accessTokenFor(user).split('.');
-    const token = [Buffer.from(header).toString('base64url'), genuine[1], genuine[2]].join('.');
+  ] as const)(
+    'refuses a token whose header is %s with 401 INVALID_TOKEN',
+    async ([, header], { db, onTestFinished }) => {
+      const user = await createUser(db);
+      const app = await testApp(db, onTestFinished);
+      const genuine = accessTokenFor(user).split('.');
+      const token = [Buffer.from(header).toString('base64url'), genuine[1], genuine[2]].join('.');
 
-    const response = await app.inject({ url: '/auth/me', headers: bearer(token) });
+      const response = await app.inject({ url: '/auth/me', headers: bearer(token) });
 
-    expect(expectUnauthorized(response).message).toBe('Invalid access token');
-  });
+      expect(expectUnauthorized(response).message).toBe('Invalid access token');
+    },
+  );
 });
 
 describe('the JWT keys', () => {
@@ -78,9 +103,10 @@ describe('GET /users cursor', () => {
 
     const response = await app.inject({ url: `/users?cursor=${cursor}`, headers: bearer(accessTokenFor(admin)) });
 
-    expect(expectError(response, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED', field: 'cursor' }).message).toBe(
-      'Invalid cursor',
-    );
+    expect(
+      expectError(response, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED', field: 'cursor' })
+        .message,
+    ).toBe('Invalid cursor');
   });
 });
 
@@ -93,18 +119,30 @@ describe('AuthService rules that hold without the HTTP layer', () => {
     expect(error).toMatchObject({ statusCode: 403, code: 'FORBIDDEN' });
   });
 
-  test('changePassword of a user deleted since the token was issued is a 401 INVALID_TOKEN', async ({ db, onTestFinished }) => {
+  test('changePassword of a user deleted since the token was issued is a 401 INVALID_TOKEN', async ({
+    db,
+    onTestFinished,
+  }) => {
     const user = await createUser(db);
     const app = await testApp(db, onTestFinished);
     await new UserRepository(db).delete(user.id);
-    const error = await failure(app.auth.changePassword({ userId: user.id, role: 'user' }, PASSWORD, 'another long passphrase'));
+    const error = await failure(
+      app.auth.changePassword({ userId: user.id, role: 'user' }, PASSWORD, 'another long passphrase'),
+    );
     expect(error).toBeInstanceOf(AuthenticationError);
     expect(error).toMatchObject({ statusCode: 401, code: 'INVALID_TOKEN', message: 'Invalid token' });
   });
 
   test('registerUser stores the role it is given (user:create --admin), and "user" otherwise', async ({ db }) => {
-    const hasher = new PasswordHasher({ params: { memoryCost: 1024, timeCost: 1, parallelism: 1 }, concurrency: 1, queueLimit: 4 });
-    const admin = await registerUser({ db, hasher }, { email: 'Root@Example.com', name: ' Root ', password: PASSWORD, role: 'admin' });
+    const hasher = new PasswordHasher({
+      params: { memoryCost: 1024, timeCost: 1, parallelism: 1 },
+      concurrency: 1,
+      queueLimit: 4,
+    });
+    const admin = await registerUser(
+      { db, hasher },
+      { email: 'Root@Example.com', name: ' Root ', password: PASSWORD, role: 'admin' },
+    );
     const plain = await registerUser({ db, hasher }, { email: 'plain@example.com', name: 'Plain', password: PASSWORD });
     expect(admin).toMatchObject({ email: 'root@example.com', name: 'Root', role: 'admin' });
     expect(plain.role).toBe('user');
@@ -126,7 +164,11 @@ describe('login under hashing overload', () => {
     });
     const user = await createUser(db);
     operations.length = 0;
-    const hasher = new PasswordHasher({ params: { memoryCost: 1024, timeCost: 1, parallelism: 1 }, concurrency: 1, queueLimit: 0 });
+    const hasher = new PasswordHasher({
+      params: { memoryCost: 1024, timeCost: 1, parallelism: 1 },
+      concurrency: 1,
+      queueLimit: 0,
+    });
     const logs = new LogCapture();
     const app = await testApp(db, onTestFinished, { hasher, logStream: logs, env: { LOG_LEVEL: 'info' } });
     const lookups = () => operations.filter((operation) => operation === 'users.findByEmail').length;
@@ -136,7 +178,11 @@ describe('login under hashing overload', () => {
     const refused = await postJson(app, '/auth/login', { email: user.email, password: PASSWORD });
     // Shed before the body is even validated, and registration alike.
     const invalid = await postJson(app, '/auth/login', { email: 42 });
-    const register = await postJson(app, '/auth/register', { email: 'new@example.com', password: PASSWORD, name: 'New' });
+    const register = await postJson(app, '/auth/register', {
+      email: 'new@example.com',
+      password: PASSWORD,
+      name: 'New',
+    });
     await holding;
     for (const response of [refused, invalid, register]) {
       expectError(response, { statusCode: 503, type: 'ServiceUnavailableError', code: 'OVERLOADED' });
@@ -145,7 +191,9 @@ describe('login under hashing overload', () => {
     expect(lookups()).toBe(0);
     expect(operations).toEqual([]);
     // Refusing is expected under overload: a warning without a stack, not an error.
-    const sheddingLines = logs.lines.map((line) => JSON.parse(line) as { level: number; code?: string; err?: unknown }).filter((l) => l.code === 'OVERLOADED');
+    const sheddingLines = logs.lines
+      .map((line) => JSON.parse(line) as { level: number; code?: string; err?: unknown })
+      .filter((l) => l.code === 'OVERLOADED');
     expect(sheddingLines).toHaveLength(3);
     expect(sheddingLines.every((line) => line.level === 40 && line.err === undefined)).toBe(true);
 

@@ -22,7 +22,11 @@ import {
 describe('POST /auth/register', () => {
   test('creates a user and answers 201 with the user object and nothing secret', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
-    const response = await postJson(app, '/auth/register', { email: 'ada@example.com', password: PASSWORD, name: 'Ada' });
+    const response = await postJson(app, '/auth/register', {
+      email: 'ada@example.com',
+      password: PASSWORD,
+      name: 'Ada',
+    });
 
     expect(response.statusCode, response.body).toBe(201);
     expect(response.headers['content-type']).toMatch(/^application\/json/);
@@ -38,7 +42,10 @@ describe('POST /auth/register', () => {
     expect(row?.created_at.toISOString()).toBe(user.createdAt);
   });
 
-  test('stores the email trimmed, NFKC-normalised and lower-cased, and the name trimmed', async ({ db, onTestFinished }) => {
+  test('stores the email trimmed, NFKC-normalised and lower-cased, and the name trimmed', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     // Fullwidth "Ａｄａ" is NFKC-equivalent to "Ada".
     const response = await postJson(app, '/auth/register', {
@@ -58,12 +65,22 @@ describe('POST /auth/register', () => {
     const app = await testApp(db, onTestFinished);
     // 8 code points only with its spaces: trimming would make it too short.
     const padded = '  pass1  ';
-    expect((await postJson(app, '/auth/register', { email: 'pad@example.com', password: padded, name: 'Pad' })).statusCode).toBe(201);
+    expect(
+      (await postJson(app, '/auth/register', { email: 'pad@example.com', password: padded, name: 'Pad' })).statusCode,
+    ).toBe(201);
     // 8 emoji are 16 UTF-16 units but 8 code points: long enough. 7 are not.
     const emoji = '\u{1F512}';
-    const ok = await postJson(app, '/auth/register', { email: 'emoji@example.com', password: emoji.repeat(8), name: 'E' });
+    const ok = await postJson(app, '/auth/register', {
+      email: 'emoji@example.com',
+      password: emoji.repeat(8),
+      name: 'E',
+    });
     expect(ok.statusCode, ok.body).toBe(201);
-    const short = await postJson(app, '/auth/register', { email: 'short@example.com', password: emoji.repeat(7), name: 'E' });
+    const short = await postJson(app, '/auth/register', {
+      email: 'short@example.com',
+      password: emoji.repeat(7),
+      name: 'E',
+    });
     expectError(short, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
 
     expectError(await postJson(app, '/auth/login', { email: 'pad@example.com', password: padded.trim() }), {
@@ -81,9 +98,17 @@ describe('POST /auth/register', () => {
 
   test('accepts a password of 256 code points and refuses 257', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
-    const long = await postJson(app, '/auth/register', { email: 'long@example.com', password: '\u00e9'.repeat(256), name: 'L' });
+    const long = await postJson(app, '/auth/register', {
+      email: 'long@example.com',
+      password: '\u00e9'.repeat(256),
+      name: 'L',
+    });
     expect(long.statusCode, long.body).toBe(201);
-    const tooLong = await postJson(app, '/auth/register', { email: 'toolong@example.com', password: 'x'.repeat(257), name: 'L' });
+    const tooLong = await postJson(app, '/auth/register', {
+      email: 'toolong@example.com',
+      password: 'x'.repeat(257),
+      name: 'L',
+    });
     expectError(tooLong, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
     expect(await new UserRepository(db).findByEmail('toolong@example.com')).toBeUndefined();
   });
@@ -97,7 +122,12 @@ describe('POST /auth/register', () => {
 
     for (const email of ['grace@example.com', 'GRACE@Example.com', '  grace@example.com ', '\uFF27race@example.com']) {
       const response = await postJson(app, '/auth/register', { email, password: PASSWORD, name: 'Grace' });
-      expectError(response, { statusCode: 409, type: 'UniqueConstraintError', code: 'UNIQUE_VIOLATION', field: 'email' });
+      expectError(response, {
+        statusCode: 409,
+        type: 'UniqueConstraintError',
+        code: 'UNIQUE_VIOLATION',
+        field: 'email',
+      });
     }
     const page = await new UserRepository(db).list(10);
     expect(page.map((row) => row.email)).toEqual(['grace@example.com']);
@@ -129,7 +159,10 @@ describe('POST /auth/register', () => {
     expect(await new UserRepository(db).list(10)).toEqual([]);
   });
 
-  test('accepts an email of exactly 254 characters and a name of 100 characters after trimming', async ({ db, onTestFinished }) => {
+  test('accepts an email of exactly 254 characters and a name of 100 characters after trimming', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const email = `${'a'.repeat(242)}@example.com`;
     expect(email).toHaveLength(254);
@@ -138,7 +171,10 @@ describe('POST /auth/register', () => {
     expect(response.json<{ user: UserJson }>().user.name).toBe('n'.repeat(100));
   });
 
-  test('never stores unknown body properties: a role in the body does not make an admin', async ({ db, onTestFinished }) => {
+  test('never stores unknown body properties: a role in the body does not make an admin', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const response = await postJson(app, '/auth/register', {
       email: 'mallory@example.com',
@@ -250,7 +286,11 @@ describe('POST /auth/login', () => {
 
     const [wrongPassword, ...others] = responses;
     if (wrongPassword === undefined) throw new Error('no response');
-    const error = expectError(wrongPassword, { statusCode: 401, type: 'AuthenticationError', code: 'INVALID_CREDENTIALS' });
+    const error = expectError(wrongPassword, {
+      statusCode: 401,
+      type: 'AuthenticationError',
+      code: 'INVALID_CREDENTIALS',
+    });
     expect(error.requestId).toBe('same-request-id');
     expect(error.field).toBeUndefined();
     for (const other of others) {
@@ -264,15 +304,24 @@ describe('POST /auth/login', () => {
   test('does not update last_login_at or issue a refresh token on a failed login', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
     const created = await createUser(db);
-    expectUnauthorized(await postJson(app, '/auth/login', { email: created.email, password: 'wrong password' }), 'INVALID_CREDENTIALS');
+    expectUnauthorized(
+      await postJson(app, '/auth/login', { email: created.email, password: 'wrong password' }),
+      'INVALID_CREDENTIALS',
+    );
     expect((await new UserRepository(db).findById(created.id))?.last_login_at).toBeNull();
     expect(await db.selectFrom('refresh_tokens').selectAll().execute()).toEqual([]);
   });
 
   test('answers 400 with details when email or password is missing', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
-    const error = expectError(await postJson(app, '/auth/login', {}), { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
-    expect((error.details ?? []).map((detail) => detail.path)).toEqual(expect.arrayContaining(['/body/email', '/body/password']));
+    const error = expectError(await postJson(app, '/auth/login', {}), {
+      statusCode: 400,
+      type: 'ValidationError',
+      code: 'VALIDATION_FAILED',
+    });
+    expect((error.details ?? []).map((detail) => detail.path)).toEqual(
+      expect.arrayContaining(['/body/email', '/body/password']),
+    );
   });
 });
 
@@ -290,7 +339,10 @@ describe('POST /auth/logout', () => {
     expectUnauthorized(await postJson(app, '/auth/logout', { refreshToken }));
   });
 
-  test("revokes the token's whole family and leaves the user's other sessions alone", async ({ db, onTestFinished }) => {
+  test("revokes the token's whole family and leaves the user's other sessions alone", async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const created = await createUser(db);
     const first = await login(app, created.email);
@@ -315,7 +367,11 @@ describe('POST /auth/logout', () => {
   test('answers 401 for a refresh token it never issued, and 400 without one', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
     expectUnauthorized(await postJson(app, '/auth/logout', { refreshToken: 'never-issued-token-aaaaaaaaaaaaaaaaaaa' }));
-    expectError(await postJson(app, '/auth/logout', {}), { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
+    expectError(await postJson(app, '/auth/logout', {}), {
+      statusCode: 400,
+      type: 'ValidationError',
+      code: 'VALIDATION_FAILED',
+    });
   });
 });
 
@@ -347,7 +403,10 @@ describe('GET /auth/me', () => {
 });
 
 describe('POST /auth/password', () => {
-  test('answers 204, revokes every refresh token of the user, and only the new password logs in', async ({ db, onTestFinished }) => {
+  test('answers 204, revokes every refresh token of the user, and only the new password logs in', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const created = await createUser(db);
     const session = await login(app, created.email);
@@ -355,7 +414,12 @@ describe('POST /auth/password', () => {
     const bystander = await createUser(db);
     await db
       .insertInto('refresh_tokens')
-      .values({ user_id: bystander.id, family_id: randomUUID(), token_hash: 'b'.repeat(64), expires_at: new Date(Date.now() + 86_400_000) })
+      .values({
+        user_id: bystander.id,
+        family_id: randomUUID(),
+        token_hash: 'b'.repeat(64),
+        expires_at: new Date(Date.now() + 86_400_000),
+      })
       .execute();
 
     const response = await postJson(
@@ -373,7 +437,10 @@ describe('POST /auth/password', () => {
     expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken }));
     expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: otherSession.refreshToken }));
 
-    expectUnauthorized(await postJson(app, '/auth/login', { email: created.email, password: PASSWORD }), 'INVALID_CREDENTIALS');
+    expectUnauthorized(
+      await postJson(app, '/auth/login', { email: created.email, password: PASSWORD }),
+      'INVALID_CREDENTIALS',
+    );
     expect((await login(app, created.email, 'a brand new passphrase')).user.id).toBe(created.id);
   });
 
@@ -400,16 +467,24 @@ describe('POST /auth/password', () => {
     const created = await createUser(db);
     const token = accessTokenFor(created);
 
-    const response = await postJson(app, '/auth/password', { currentPassword: PASSWORD, newPassword: 'short' }, bearer(token));
+    const response = await postJson(
+      app,
+      '/auth/password',
+      { currentPassword: PASSWORD, newPassword: 'short' },
+      bearer(token),
+    );
 
     const error = expectError(response, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
-    const named = error.field === 'newPassword' || (error.details ?? []).some((detail) => detail.path === '/body/newPassword');
+    const named =
+      error.field === 'newPassword' || (error.details ?? []).some((detail) => detail.path === '/body/newPassword');
     expect(named, JSON.stringify(error)).toBe(true);
     expect((await new UserRepository(db).findById(created.id))?.password_hash).toBe(created.password_hash);
   });
 
   test('answers 401 without an access token', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
-    expectUnauthorized(await postJson(app, '/auth/password', { currentPassword: PASSWORD, newPassword: 'a brand new passphrase' }));
+    expectUnauthorized(
+      await postJson(app, '/auth/password', { currentPassword: PASSWORD, newPassword: 'a brand new passphrase' }),
+    );
   });
 });

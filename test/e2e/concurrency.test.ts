@@ -5,21 +5,38 @@ import { createUser, expectError, login, PASSWORD, postJson, type UserJson } fro
 // These run on committed data in a database of their own, so racing requests really use separate
 // connections and separate transactions.
 describe('concurrent requests', () => {
-  test('lets exactly one of ten racing registrations of one email win; the nine others get 409 on email', async ({ onTestFinished }) => {
+  test('lets exactly one of ten racing registrations of one email win; the nine others get 409 on email', async ({
+    onTestFinished,
+  }) => {
     const { db } = await isolatedDatabase(onTestFinished);
     const app = await testApp(db, onTestFinished, { env: { RATE_LIMIT_REGISTER: '100' } });
-    const spellings = ['race@example.com', 'RACE@example.com', ' race@example.com', 'Race@Example.Com ', '\uFF52ace@example.com'];
+    const spellings = [
+      'race@example.com',
+      'RACE@example.com',
+      ' race@example.com',
+      'Race@Example.Com ',
+      '\uFF52ace@example.com',
+    ];
 
     const responses = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
-        postJson(app, '/auth/register', { email: spellings[i % spellings.length], password: PASSWORD, name: `Racer ${i}` }),
+        postJson(app, '/auth/register', {
+          email: spellings[i % spellings.length],
+          password: PASSWORD,
+          name: `Racer ${i}`,
+        }),
       ),
     );
 
     const statuses = responses.map((response) => response.statusCode).sort();
     expect(statuses).toEqual([201, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
     for (const response of responses.filter((r) => r.statusCode === 409)) {
-      expectError(response, { statusCode: 409, type: 'UniqueConstraintError', code: 'UNIQUE_VIOLATION', field: 'email' });
+      expectError(response, {
+        statusCode: 409,
+        type: 'UniqueConstraintError',
+        code: 'UNIQUE_VIOLATION',
+        field: 'email',
+      });
     }
     const winner = responses.find((response) => response.statusCode === 201)?.json<{ user: UserJson }>().user;
     const rows = await db.selectFrom('users').select(['id', 'email']).execute();
@@ -32,7 +49,9 @@ describe('concurrent requests', () => {
     const user = await createUser(db);
     const { refreshToken } = await login(app, user.email);
 
-    const responses = await Promise.all(Array.from({ length: 5 }, () => postJson(app, '/auth/refresh', { refreshToken })));
+    const responses = await Promise.all(
+      Array.from({ length: 5 }, () => postJson(app, '/auth/refresh', { refreshToken })),
+    );
 
     const statuses = responses.map((response) => response.statusCode).sort();
     expect(statuses).toEqual([200, 401, 401, 401, 401]);

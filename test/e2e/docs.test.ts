@@ -16,7 +16,9 @@ interface Operation {
 interface OpenApiDocument {
   readonly openapi: string;
   readonly paths: Record<string, Record<string, Operation | undefined> | undefined>;
-  readonly components?: { readonly schemas?: Record<string, { readonly properties?: Record<string, unknown> } | undefined> };
+  readonly components?: {
+    readonly schemas?: Record<string, { readonly properties?: Record<string, unknown> } | undefined>;
+  };
 }
 
 /** Every route of the contract, with the statuses its table row promises. */
@@ -69,10 +71,14 @@ describe('GET /docs/json', () => {
   }) => {
     const app = await testApp(db, onTestFinished);
     const document = (await app.inject({ url: '/docs/json' })).json<OpenApiDocument>();
-    const dereferenced = (await SwaggerParser.dereference(structuredClone(document) as unknown as ApiDocument)) as unknown as OpenApiDocument;
-    const meUser = (dereferenced.paths['/auth/me']?.get?.responses?.['200'] as {
-      content?: Record<string, { schema?: { properties?: { user?: { properties?: Record<string, unknown> } } } }>;
-    }).content?.['application/json']?.schema?.properties?.user?.properties;
+    const dereferenced = (await SwaggerParser.dereference(
+      structuredClone(document) as unknown as ApiDocument,
+    )) as unknown as OpenApiDocument;
+    const meUser = (
+      dereferenced.paths['/auth/me']?.get?.responses?.['200'] as {
+        content?: Record<string, { schema?: { properties?: { user?: { properties?: Record<string, unknown> } } } }>;
+      }
+    ).content?.['application/json']?.schema?.properties?.user?.properties;
     expect(Object.keys(meUser ?? {}).sort()).toEqual(['createdAt', 'email', 'id', 'lastLoginAt', 'name', 'role']);
     expect(JSON.stringify(document)).not.toMatch(/password_?hash/i);
     for (const [method, path] of [
@@ -91,7 +97,9 @@ describe('GET /docs', () => {
     const app = await testApp(db, onTestFinished);
     let response = await app.inject({ url: '/docs' });
     if (response.statusCode >= 300 && response.statusCode < 400) {
-      response = await app.inject({ url: new URL(String(response.headers.location), 'http://localhost/docs').pathname });
+      response = await app.inject({
+        url: new URL(String(response.headers.location), 'http://localhost/docs').pathname,
+      });
     }
     expect(response.statusCode).toBe(200);
     expect(response.headers['content-type']).toMatch(/^text\/html/);
@@ -107,7 +115,10 @@ describe('health', () => {
     expect(response.json()).toEqual({ status: 'ok' });
   });
 
-  test('GET /health/ready answers 200 with its checks when the database answers and is migrated', async ({ db, onTestFinished }) => {
+  test('GET /health/ready answers 200 with its checks when the database answers and is migrated', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const response = await app.inject({ url: '/health/ready' });
     expect(response.statusCode, response.body).toBe(200);
@@ -122,21 +133,33 @@ describe('health', () => {
 
     const response = await app.inject({ url: '/health/ready' });
 
-    const error = expectError(response, { statusCode: 503, type: 'ServiceUnavailableError', code: 'DATABASE_UNAVAILABLE' });
+    const error = expectError(response, {
+      statusCode: 503,
+      type: 'ServiceUnavailableError',
+      code: 'DATABASE_UNAVAILABLE',
+    });
     expect(JSON.stringify(error)).toMatch(/database/);
     expect(Number(response.headers['retry-after'])).toBeGreaterThan(0);
     expect((await app.inject({ url: '/health/live' })).statusCode).toBe(200);
   });
 
-  test('GET /health/ready answers 503 naming the migrations check when a migration is pending', async ({ onTestFinished }) => {
+  test('GET /health/ready answers 503 naming the migrations check when a migration is pending', async ({
+    onTestFinished,
+  }) => {
     const { db } = await isolatedDatabase(onTestFinished);
     const app = await testApp(db, onTestFinished);
-    const latest = await sql<{ name: string }>`select name from kysely_migration order by name desc limit 1`.execute(db);
+    const latest = await sql<{ name: string }>`select name from kysely_migration order by name desc limit 1`.execute(
+      db,
+    );
     await sql`delete from kysely_migration where name = ${latest.rows[0]?.name ?? ''}`.execute(db);
 
     const response = await app.inject({ url: '/health/ready' });
 
-    const error = expectError(response, { statusCode: 503, type: 'ServiceUnavailableError', code: ['DATABASE_UNAVAILABLE', 'MIGRATIONS_PENDING'] });
+    const error = expectError(response, {
+      statusCode: 503,
+      type: 'ServiceUnavailableError',
+      code: ['DATABASE_UNAVAILABLE', 'MIGRATIONS_PENDING'],
+    });
     expect(JSON.stringify(error)).toMatch(/migrations/);
   });
 });
@@ -155,6 +178,8 @@ describe('GET /metrics', () => {
   test('requires the bearer secret when one is configured', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished, { env: { METRICS_TOKEN: 'scrape-secret' } });
     expect((await app.inject({ url: '/metrics' })).statusCode).toBe(401);
-    expect((await app.inject({ url: '/metrics', headers: { authorization: 'Bearer scrape-secret' } })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/metrics', headers: { authorization: 'Bearer scrape-secret' } })).statusCode).toBe(
+      200,
+    );
   });
 });

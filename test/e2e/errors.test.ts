@@ -27,7 +27,18 @@ async function expectTransactionUsable(trx: ControlledTransaction<DB>): Promise<
 
 /** Words a 5xx body must never contain: SQL, constraint and table names, driver messages. */
 function expectNothingInternal(body: string): void {
-  for (const word of ['select', 'insert', 'relation', 'constraint', 'refresh_tokens', 'users_', 'ECONNREFUSED', '127.0.0.1', 'stack', ' at ']) {
+  for (const word of [
+    'select',
+    'insert',
+    'relation',
+    'constraint',
+    'refresh_tokens',
+    'users_',
+    'ECONNREFUSED',
+    '127.0.0.1',
+    'stack',
+    ' at ',
+  ]) {
     expect(body.toLowerCase()).not.toContain(word.toLowerCase());
   }
 }
@@ -72,7 +83,12 @@ describe('the one error shape', () => {
 
   test('answers an empty JSON body with 400 ValidationError', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
-    const response = await app.inject({ method: 'POST', url: '/auth/login', headers: { 'content-type': 'application/json' }, payload: '' });
+    const response = await app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { 'content-type': 'application/json' },
+      payload: '',
+    });
     expectError(response, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
   });
 
@@ -89,7 +105,10 @@ describe('the one error shape', () => {
     }
   });
 
-  test('answers a text/plain body with a 4xx in the one shape, never reading it as credentials', async ({ db, onTestFinished }) => {
+  test('answers a text/plain body with a 4xx in the one shape, never reading it as credentials', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const user = await createUser(db);
     const response = await app.inject({
@@ -108,7 +127,12 @@ describe('the one error shape', () => {
   test('answers a JSON body that is not an object with 400 ValidationError', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
     for (const payload of ['[]', '"text"', 'null', '42']) {
-      const response = await app.inject({ method: 'POST', url: '/auth/login', headers: { 'content-type': 'application/json' }, payload });
+      const response = await app.inject({
+        method: 'POST',
+        url: '/auth/login',
+        headers: { 'content-type': 'application/json' },
+        payload,
+      });
       expectError(response, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
     }
   });
@@ -121,7 +145,9 @@ describe('x-request-id', () => {
     expect(ok.headers['x-request-id']).toBe('client-id_1.2:3');
 
     const failed = await app.inject({ url: '/nope', headers: { 'x-request-id': 'client-id_1.2:3' } });
-    expect(expectError(failed, { statusCode: 404, type: 'NotFoundError', code: 'NOT_FOUND' }).requestId).toBe('client-id_1.2:3');
+    expect(expectError(failed, { statusCode: 404, type: 'NotFoundError', code: 'NOT_FOUND' }).requestId).toBe(
+      'client-id_1.2:3',
+    );
   });
 
   test.for([
@@ -179,13 +205,20 @@ describe('database failures reach the client in the one shape, without internals
 
     const response = await postJson(app, '/auth/login', { email: 'ada@example.com', password: PASSWORD });
 
-    const error = expectError(response, { statusCode: 503, type: 'ServiceUnavailableError', code: 'DATABASE_UNAVAILABLE' });
+    const error = expectError(response, {
+      statusCode: 503,
+      type: 'ServiceUnavailableError',
+      code: 'DATABASE_UNAVAILABLE',
+    });
     expect(error.message).toBe('Service unavailable');
     expect(Number(response.headers['retry-after'])).toBeGreaterThan(0);
     expectNothingInternal(response.body);
   });
 
-  test('answers 503 POOL_EXHAUSTED with retry-after when no connection frees up in time', async ({ database, onTestFinished }) => {
+  test('answers 503 POOL_EXHAUSTED with retry-after when no connection frees up in time', async ({
+    database,
+    onTestFinished,
+  }) => {
     const small = createDatabase({ ...TEST_POOL, url: database.url, poolMax: 1, connectionTimeoutMs: 200 });
     const held = await small.startTransaction().execute();
     onTestFinished(async () => {
@@ -201,11 +234,18 @@ describe('database failures reach the client in the one shape, without internals
     expectNothingInternal(response.body);
   });
 
-  test('answers 503 QUERY_TIMEOUT with retry-after when a statement runs past its timeout', async ({ database, onTestFinished }) => {
+  test('answers 503 QUERY_TIMEOUT with retry-after when a statement runs past its timeout', async ({
+    database,
+    onTestFinished,
+  }) => {
     const trx = await faultableTransaction(database, onTestFinished);
     const app = await testApp(trx, onTestFinished);
-    await sql`create function slow_insert() returns trigger language plpgsql as $$ begin perform pg_sleep(2); return new; end $$`.execute(trx);
-    await sql`create trigger slow_insert before insert on users for each row execute function slow_insert()`.execute(trx);
+    await sql`create function slow_insert() returns trigger language plpgsql as $$ begin perform pg_sleep(2); return new; end $$`.execute(
+      trx,
+    );
+    await sql`create trigger slow_insert before insert on users for each row execute function slow_insert()`.execute(
+      trx,
+    );
     await sql`set local statement_timeout = '200ms'`.execute(trx);
 
     const response = await postJson(app, '/auth/register', register);
@@ -217,13 +257,18 @@ describe('database failures reach the client in the one shape, without internals
     await expectTransactionUsable(trx);
   });
 
-  test('answers 409 ConflictError SERIALIZATION_FAILURE for a serialization failure', async ({ database, onTestFinished }) => {
+  test('answers 409 ConflictError SERIALIZATION_FAILURE for a serialization failure', async ({
+    database,
+    onTestFinished,
+  }) => {
     const trx = await faultableTransaction(database, onTestFinished);
     const app = await testApp(trx, onTestFinished);
     await sql`create function conflicting_insert() returns trigger language plpgsql as $$ begin raise exception 'could not serialize access' using errcode = '40001'; end $$`.execute(
       trx,
     );
-    await sql`create trigger conflicting_insert before insert on users for each row execute function conflicting_insert()`.execute(trx);
+    await sql`create trigger conflicting_insert before insert on users for each row execute function conflicting_insert()`.execute(
+      trx,
+    );
 
     const response = await postJson(app, '/auth/register', register);
 
@@ -243,7 +288,9 @@ describe('database failures reach the client in the one shape, without internals
     await sql`create function orphan_token() returns trigger language plpgsql as $$ begin new.user_id := gen_random_uuid(); return new; end $$`.execute(
       trx,
     );
-    await sql`create trigger orphan_token before insert on refresh_tokens for each row execute function orphan_token()`.execute(trx);
+    await sql`create trigger orphan_token before insert on refresh_tokens for each row execute function orphan_token()`.execute(
+      trx,
+    );
 
     const response = await postJson(app, '/auth/login', { email: user.email, password: PASSWORD });
 

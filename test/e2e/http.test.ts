@@ -51,7 +51,10 @@ describe('over a real port', () => {
     expect(refreshed.headers.get('cache-control')).toContain('no-store');
   });
 
-  test('answers errors in the one shape with the request id, and sets security headers', async ({ db, onTestFinished }) => {
+  test('answers errors in the one shape with the request id, and sets security headers', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const base = await listening(app);
 
@@ -65,7 +68,10 @@ describe('over a real port', () => {
 
     const unauthorized = await fetch(`${base}/auth/me`, { headers: { authorization: 'Bearer nope' } });
     expect(unauthorized.status).toBe(401);
-    expect(((await unauthorized.json()) as { error: ErrorJson }).error).toMatchObject({ type: 'AuthenticationError', code: 'INVALID_TOKEN' });
+    expect(((await unauthorized.json()) as { error: ErrorJson }).error).toMatchObject({
+      type: 'AuthenticationError',
+      code: 'INVALID_TOKEN',
+    });
   });
 
   test('answers a 2 MiB body with 413 PayloadTooLargeError', async ({ db, onTestFinished }) => {
@@ -93,7 +99,9 @@ describe('over a real port', () => {
         headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
       });
 
-    expect((await preflight('https://app.example')).headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect((await preflight('https://app.example')).headers.get('access-control-allow-origin')).toBe(
+      'https://app.example',
+    );
     expect((await preflight('https://evil.example')).headers.get('access-control-allow-origin')).toBeNull();
   });
 });

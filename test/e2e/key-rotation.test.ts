@@ -1,7 +1,16 @@
 import { keyId } from '../../src/services/tokens.ts';
 import { TEST_JWT_SECRET, testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
-import { accessClaims, bearer, craftJwt, createUser, decodeJwt, expectUnauthorized, login, type UserJson } from './support.ts';
+import {
+  accessClaims,
+  bearer,
+  craftJwt,
+  createUser,
+  decodeJwt,
+  expectUnauthorized,
+  login,
+  type UserJson,
+} from './support.ts';
 
 const OLD_SECRET = 'the-secret-before-the-rotation-32-bytes!';
 const NEW_SECRET = 'the-secret-after-the-rotation-at-least-32';
@@ -10,7 +19,10 @@ const NEW_SECRET = 'the-secret-after-the-rotation-at-least-32';
 const rotated = { JWT_SECRET: NEW_SECRET, JWT_PREVIOUS_SECRETS: OLD_SECRET };
 
 describe('JWT key rotation (JWT_SECRET, JWT_PREVIOUS_SECRETS, kid)', () => {
-  test('names the signing key in the kid header of every access token, the same on every instance', async ({ db, onTestFinished }) => {
+  test('names the signing key in the kid header of every access token, the same on every instance', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const user = await createUser(db);
 
@@ -55,7 +67,9 @@ describe('JWT key rotation (JWT_SECRET, JWT_PREVIOUS_SECRETS, kid)', () => {
     const user = await createUser(db);
 
     for (const kid of ['not-a-key-of-ours', '', keyId('some other secret that nobody configured')]) {
-      expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(craftJwt(accessClaims(user), { header: { kid } })) }));
+      expectUnauthorized(
+        await app.inject({ url: '/auth/me', headers: bearer(craftJwt(accessClaims(user), { header: { kid } })) }),
+      );
     }
   });
 
@@ -64,7 +78,9 @@ describe('JWT key rotation (JWT_SECRET, JWT_PREVIOUS_SECRETS, kid)', () => {
     const user = await createUser(db);
 
     for (const kid of [42, null, ['a'], { id: 'x' }]) {
-      expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(craftJwt(accessClaims(user), { header: { kid } })) }));
+      expectUnauthorized(
+        await app.inject({ url: '/auth/me', headers: bearer(craftJwt(accessClaims(user), { header: { kid } })) }),
+      );
     }
   });
 
@@ -94,12 +110,23 @@ describe('JWT key rotation (JWT_SECRET, JWT_PREVIOUS_SECRETS, kid)', () => {
     const sign = (claims: Record<string, unknown>, options: Parameters<typeof craftJwt>[1] = {}) =>
       craftJwt(claims, { secret: OLD_SECRET, ...options, header: { kid, ...options.header } });
 
-    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(sign(accessClaims(user), { alg: 'HS512' })) }));
-    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(sign({ ...accessClaims(user), iss: 'someone-else' })) }));
-    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(sign({ ...accessClaims(user), aud: 'another-api' })) }));
-    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(sign({ ...accessClaims(user), typ: 'refresh' })) }));
     expectUnauthorized(
-      await app.inject({ url: '/auth/me', headers: bearer(sign({ ...accessClaims(user), iat: now - 1000, exp: now - 10 })) }),
+      await app.inject({ url: '/auth/me', headers: bearer(sign(accessClaims(user), { alg: 'HS512' })) }),
+    );
+    expectUnauthorized(
+      await app.inject({ url: '/auth/me', headers: bearer(sign({ ...accessClaims(user), iss: 'someone-else' })) }),
+    );
+    expectUnauthorized(
+      await app.inject({ url: '/auth/me', headers: bearer(sign({ ...accessClaims(user), aud: 'another-api' })) }),
+    );
+    expectUnauthorized(
+      await app.inject({ url: '/auth/me', headers: bearer(sign({ ...accessClaims(user), typ: 'refresh' })) }),
+    );
+    expectUnauthorized(
+      await app.inject({
+        url: '/auth/me',
+        headers: bearer(sign({ ...accessClaims(user), iat: now - 1000, exp: now - 10 })),
+      }),
       'TOKEN_EXPIRED',
     );
   });
@@ -111,7 +138,12 @@ describe('JWT key rotation (JWT_SECRET, JWT_PREVIOUS_SECRETS, kid)', () => {
     const app = await testApp(db, onTestFinished, { jwtSecret: NEW_SECRET, env: rotated });
     const user = await createUser(db);
 
-    expect((await app.inject({ url: '/auth/me', headers: bearer(craftJwt(accessClaims(user), { secret: NEW_SECRET })) })).statusCode).toBe(200);
-    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(craftJwt(accessClaims(user), { secret: OLD_SECRET })) }));
+    expect(
+      (await app.inject({ url: '/auth/me', headers: bearer(craftJwt(accessClaims(user), { secret: NEW_SECRET })) }))
+        .statusCode,
+    ).toBe(200);
+    expectUnauthorized(
+      await app.inject({ url: '/auth/me', headers: bearer(craftJwt(accessClaims(user), { secret: OLD_SECRET })) }),
+    );
   });
 });

@@ -25,9 +25,17 @@ describe('logs', () => {
     await app.inject({ url: '/health/live', headers: { 'x-request-id': 'one-line-ok' } });
     await app.inject({ url: '/no/such/route', headers: { 'x-request-id': 'one-line-404' } });
 
-    type Entry = { reqId?: string; msg?: string; req?: { method?: string; url?: string }; res?: { statusCode?: number }; responseTime?: number };
+    type Entry = {
+      reqId?: string;
+      msg?: string;
+      req?: { method?: string; url?: string };
+      res?: { statusCode?: number };
+      responseTime?: number;
+    };
     const entriesOf = (id: string) =>
-      logs.lines.map((line) => JSON.parse(line) as Entry).filter((entry) => entry.reqId === id && entry.msg === 'request completed');
+      logs.lines
+        .map((line) => JSON.parse(line) as Entry)
+        .filter((entry) => entry.reqId === id && entry.msg === 'request completed');
     await vi.waitFor(() => {
       expect(entriesOf('one-line-404')).toHaveLength(1);
     });
@@ -50,7 +58,12 @@ describe('logs', () => {
     const newPassword = 'An0ther-Secret-Passphrase?';
     const email = 'logged@example.com';
 
-    const registered = await postJson(app, '/auth/register', { email, password, name: 'Logged' }, { 'x-request-id': 'flow-register' });
+    const registered = await postJson(
+      app,
+      '/auth/register',
+      { email, password, name: 'Logged' },
+      { 'x-request-id': 'flow-register' },
+    );
     expect(registered.statusCode, registered.body).toBe(201);
     const userId = registered.json<{ user: UserJson }>().user.id;
 
@@ -81,12 +94,21 @@ describe('logs', () => {
     const second = relogged.json<LoginJson>();
     expect((await app.inject({ url: '/auth/me', headers: bearer(second.accessToken) })).statusCode).toBe(200);
     expect((await app.inject({ url: '/auth/me', headers: bearer(`${second.accessToken}x`) })).statusCode).toBe(401);
-    const changed = await postJson(app, '/auth/password', { currentPassword: password, newPassword }, bearer(second.accessToken));
+    const changed = await postJson(
+      app,
+      '/auth/password',
+      { currentPassword: password, newPassword },
+      bearer(second.accessToken),
+    );
     expect(changed.statusCode).toBe(204);
     expect((await postJson(app, '/auth/logout', { refreshToken: second.refreshToken })).statusCode).toBe(401);
 
     const hashes = await db.selectFrom('users').select('password_hash').where('id', '=', userId).execute();
-    const tokenHashes = await db.selectFrom('refresh_tokens').select('token_hash').where('user_id', '=', userId).execute();
+    const tokenHashes = await db
+      .selectFrom('refresh_tokens')
+      .select('token_hash')
+      .where('user_id', '=', userId)
+      .execute();
 
     // The capture works: requests were logged, with their ids.
     expect(logs.lines.filter((line) => line.includes('"msg":"request completed"')).length).toBeGreaterThanOrEqual(12);

@@ -7,7 +7,15 @@ import type { AuthenticatedUser } from '../../src/services/auth.ts';
 import { PrincipalCache } from '../../src/services/principal-cache.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL, type TestDatabase } from '../helpers/database.ts';
-import { accessTokenFor, bearer, createUser, expectError, expectUnauthorized, login, type UserJson } from './support.ts';
+import {
+  accessTokenFor,
+  bearer,
+  createUser,
+  expectError,
+  expectUnauthorized,
+  login,
+  type UserJson,
+} from './support.ts';
 
 // The principal cache as server.ts wires it: a cache kept fresh by a LISTEN connection, on a
 // database of its own, because notifications are only sent for committed changes. Under
@@ -20,7 +28,12 @@ const APPLICATION_NAME = 'vitest-user-changes';
 async function cachedApp(database: TestDatabase, onFinished: (fn: () => Promise<void>) => void) {
   const resets: number[] = [];
   const feed: UserChangeFeed = new UserChangeFeed(
-    { url: database.url, applicationName: APPLICATION_NAME, reconnect: { minDelayMs: 20, maxDelayMs: 100 }, probeTimeoutMs: 500 },
+    {
+      url: database.url,
+      applicationName: APPLICATION_NAME,
+      reconnect: { minDelayMs: 20, maxDelayMs: 100 },
+      probeTimeoutMs: 500,
+    },
     {
       onChange: (id) => {
         cache.invalidate(id);
@@ -54,7 +67,8 @@ describe.runIf(!THROUGH_PGBOUNCER)('the principal cache', () => {
     const other = await createUser(database.db);
     const token = bearer(accessTokenFor(admin));
 
-    for (let i = 0; i < 3; i++) expect((await app.inject({ url: `/users/${other.id}`, headers: token })).statusCode).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await app.inject({ url: `/users/${other.id}`, headers: token })).statusCode).toBe(200);
     expect(await lookups('database')).toBe(1);
     expect(await lookups('cache')).toBe(2);
 

@@ -41,7 +41,9 @@ describe('the rate-limit store (REDIS_URL)', () => {
     });
     const app = await testApp(db, onTestFinished, { env: { REDIS_URL, REDIS_KEY_PREFIX: prefix } });
 
-    expect((await postJson(app, '/auth/login', { email: 'nobody@example.com', password: 'a wrong guess' })).statusCode).toBe(401);
+    expect(
+      (await postJson(app, '/auth/login', { email: 'nobody@example.com', password: 'a wrong guess' })).statusCode,
+    ).toBe(401);
     expect((await redis.keys(`${prefix}rate-limit:*`)).length).toBeGreaterThanOrEqual(2);
     expect(await clientNames(redis)).toContain(`${prefix}rate-limit`);
 

@@ -23,7 +23,10 @@ async function post(app: App, url: string, body: unknown, from = '10.0.0.1', hea
 }
 
 describe('rate limits', () => {
-  test('answers the login attempt over the per-IP limit with 429 RateLimitError and retry-after', async ({ db, onTestFinished }) => {
+  test('answers the login attempt over the per-IP limit with 429 RateLimitError and retry-after', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished, { env: { RATE_LIMIT_LOGIN: '3' } });
 
     for (let i = 0; i < 3; i++) {
@@ -32,7 +35,10 @@ describe('rate limits', () => {
     }
     expectRateLimited(await post(app, '/auth/login', { email: 'nobody9@example.com', password: 'wrong password' }));
     // Another address is not affected.
-    expect((await post(app, '/auth/login', { email: 'nobody9@example.com', password: 'wrong password' }, '10.0.0.2')).statusCode).toBe(401);
+    expect(
+      (await post(app, '/auth/login', { email: 'nobody9@example.com', password: 'wrong password' }, '10.0.0.2'))
+        .statusCode,
+    ).toBe(401);
   });
 
   test('limits login attempts per account too, whatever address they come from and however the email is spelt', async ({
@@ -50,40 +56,61 @@ describe('rate limits', () => {
     expectRateLimited(await post(app, '/auth/login', { email: user.email, password: PASSWORD }, '10.0.1.200'));
   });
 
-  test('does not let a spoofed X-Forwarded-For reset the limit when no proxy is trusted', async ({ db, onTestFinished }) => {
+  test('does not let a spoofed X-Forwarded-For reset the limit when no proxy is trusted', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished, { env: { RATE_LIMIT_LOGIN: '2' } });
 
     for (let i = 0; i < 2; i++) {
-      const response = await post(app, '/auth/login', { email: `spoof${i}@example.com`, password: 'guess' }, '10.0.2.1', {
-        'x-forwarded-for': `203.0.113.${i}`,
-      });
+      const response = await post(
+        app,
+        '/auth/login',
+        { email: `spoof${i}@example.com`, password: 'guess' },
+        '10.0.2.1',
+        {
+          'x-forwarded-for': `203.0.113.${i}`,
+        },
+      );
       expect(response.statusCode).toBe(401);
     }
     expectRateLimited(
-      await post(app, '/auth/login', { email: 'spoof9@example.com', password: 'guess' }, '10.0.2.1', { 'x-forwarded-for': '203.0.113.99' }),
+      await post(app, '/auth/login', { email: 'spoof9@example.com', password: 'guess' }, '10.0.2.1', {
+        'x-forwarded-for': '203.0.113.99',
+      }),
     );
   });
 
   test('limits registrations per IP', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished, { env: { RATE_LIMIT_REGISTER: '2' } });
     for (let i = 0; i < 2; i++) {
-      const response = await post(app, '/auth/register', { email: `new${i}@example.com`, password: PASSWORD, name: 'New' });
+      const response = await post(app, '/auth/register', {
+        email: `new${i}@example.com`,
+        password: PASSWORD,
+        name: 'New',
+      });
       expect(response.statusCode, response.body).toBe(201);
     }
-    expectRateLimited(await post(app, '/auth/register', { email: 'new9@example.com', password: PASSWORD, name: 'New' }));
+    expectRateLimited(
+      await post(app, '/auth/register', { email: 'new9@example.com', password: PASSWORD, name: 'New' }),
+    );
     expect(await db.selectFrom('users').select('email').where('email', '=', 'new9@example.com').execute()).toEqual([]);
   });
 
   test('limits refreshes per IP', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished, { env: { RATE_LIMIT_REFRESH: '2' } });
     for (let i = 0; i < 2; i++) {
-      expect((await post(app, '/auth/refresh', { refreshToken: `unknown-token-${i}-aaaaaaaaaaaaaaaaaaaaaaaa` })).statusCode).toBe(401);
+      expect(
+        (await post(app, '/auth/refresh', { refreshToken: `unknown-token-${i}-aaaaaaaaaaaaaaaaaaaaaaaa` })).statusCode,
+      ).toBe(401);
     }
     expectRateLimited(await post(app, '/auth/refresh', { refreshToken: 'unknown-token-9-aaaaaaaaaaaaaaaaaaaaaaaa' }));
   });
 
   test('never throttles health checks or the current-user endpoint', async ({ db, onTestFinished }) => {
-    const app = await testApp(db, onTestFinished, { env: { RATE_LIMIT_LOGIN: '1', RATE_LIMIT_REGISTER: '1', RATE_LIMIT_REFRESH: '1' } });
+    const app = await testApp(db, onTestFinished, {
+      env: { RATE_LIMIT_LOGIN: '1', RATE_LIMIT_REGISTER: '1', RATE_LIMIT_REFRESH: '1' },
+    });
     for (let i = 0; i < 5; i++) {
       expect((await app.inject({ url: '/health/live', remoteAddress: '10.0.3.1' })).statusCode).toBe(200);
       expect((await app.inject({ url: '/auth/me', remoteAddress: '10.0.3.1' })).statusCode).toBe(401);

@@ -104,7 +104,12 @@ export async function postJson(
   payload: unknown,
   headers: Record<string, string> = {},
 ): Promise<LightMyRequestResponse> {
-  return app.inject({ method: 'POST', url, payload: JSON.stringify(payload), headers: { 'content-type': 'application/json', ...headers } });
+  return app.inject({
+    method: 'POST',
+    url,
+    payload: JSON.stringify(payload),
+    headers: { 'content-type': 'application/json', ...headers },
+  });
 }
 
 /** Logs in through the API and expects success. */
@@ -145,12 +150,16 @@ export function expectError(
   if ('field' in error) expect(error.field, 'field is present but names nothing').toMatch(/^\w/);
   if ('details' in error) {
     expect(Array.isArray(error.details)).toBe(true);
-    for (const detail of error.details ?? []) expect(detail).toEqual({ path: expect.any(String), message: expect.any(String) });
+    for (const detail of error.details ?? [])
+      expect(detail).toEqual({ path: expect.any(String), message: expect.any(String) });
   }
   return error;
 }
 
-export function expectUnauthorized(response: LightMyRequestResponse, code: string | readonly string[] = 'INVALID_TOKEN'): ErrorJson {
+export function expectUnauthorized(
+  response: LightMyRequestResponse,
+  code: string | readonly string[] = 'INVALID_TOKEN',
+): ErrorJson {
   return expectError(response, { statusCode: 401, type: 'AuthenticationError', code });
 }
 
@@ -183,14 +192,27 @@ export function craftJwt(payload: Record<string, unknown>, options: CraftOptions
   const defaultHmac = alg === 'HS512' ? 'sha512' : alg === 'HS384' ? 'sha384' : 'sha256';
   const hmac = options.hmac === undefined ? defaultHmac : options.hmac;
   const signingInput = `${base64url(JSON.stringify({ alg, typ: 'JWT', ...options.header }))}.${base64url(JSON.stringify(payload))}`;
-  const signature = hmac === null ? '' : createHmac(hmac, options.secret ?? TEST_JWT_SECRET).update(signingInput).digest('base64url');
+  const signature =
+    hmac === null
+      ? ''
+      : createHmac(hmac, options.secret ?? TEST_JWT_SECRET)
+          .update(signingInput)
+          .digest('base64url');
   return `${signingInput}.${signature}`;
 }
 
 /** The claims a genuine access token for `user` carries, valid for the next 15 minutes. */
 export function accessClaims(user: { id: string; role: UserRole }): Record<string, unknown> {
   const now = Math.floor(Date.now() / 1000);
-  return { sub: user.id, role: user.role, typ: 'access', iss: AUTH.jwtIssuer, aud: AUTH.jwtAudience, iat: now, exp: now + 900 };
+  return {
+    sub: user.id,
+    role: user.role,
+    typ: 'access',
+    iss: AUTH.jwtIssuer,
+    aud: AUTH.jwtAudience,
+    iat: now,
+    exp: now + 900,
+  };
 }
 
 /** A valid access token for `user`, signed like the app signs them, without a login. */

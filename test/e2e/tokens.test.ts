@@ -17,7 +17,10 @@ import {
 } from './support.ts';
 
 describe('POST /auth/refresh', () => {
-  test('answers 200 with a new token pair, not cacheable, and the new access token works', async ({ db, onTestFinished }) => {
+  test('answers 200 with a new token pair, not cacheable, and the new access token works', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const created = await createUser(db);
     const session = await login(app, created.email);
@@ -36,7 +39,10 @@ describe('POST /auth/refresh', () => {
     expect(me.json<{ user: UserJson }>().user.id).toBe(created.id);
   });
 
-  test('rotates: the presented refresh token stops working and the new one keeps the absolute expiry', async ({ db, onTestFinished }) => {
+  test('rotates: the presented refresh token stops working and the new one keeps the absolute expiry', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const created = await createUser(db);
     const session = await login(app, created.email);
@@ -91,10 +97,16 @@ describe('POST /auth/refresh', () => {
 
     now = new Date(now.getTime() + (AUTH.refreshTokenTtlSeconds + 1) * 1000);
 
-    expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken }), ['TOKEN_EXPIRED', 'INVALID_TOKEN']);
+    expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken }), [
+      'TOKEN_EXPIRED',
+      'INVALID_TOKEN',
+    ]);
   });
 
-  test('rejects a refresh token it never issued with 401, and a missing one with 400', async ({ db, onTestFinished }) => {
+  test('rejects a refresh token it never issued with 401, and a missing one with 400', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: 'A'.repeat(43) }));
     const missing = await postJson(app, '/auth/refresh', {});
@@ -110,7 +122,10 @@ describe('POST /auth/refresh', () => {
 });
 
 describe('access tokens', () => {
-  test('a token signed like the app signs them is accepted (the control for every attack below)', async ({ db, onTestFinished }) => {
+  test('a token signed like the app signs them is accepted (the control for every attack below)', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const created = await createUser(db);
     const response = await app.inject({ url: '/auth/me', headers: bearer(accessTokenFor(created)) });
@@ -135,7 +150,12 @@ describe('access tokens', () => {
     ['HS512 signed with the same secret', (c) => c, { alg: 'HS512' }, 'INVALID_TOKEN'],
     ['HS384 signed with the same secret', (c) => c, { alg: 'HS384' }, 'INVALID_TOKEN'],
     ['an RS256 header over an HMAC signature', (c) => c, { alg: 'RS256', hmac: 'sha256' }, 'INVALID_TOKEN'],
-    ['a signature made with another secret', (c) => c, { secret: 'another-secret-that-is-also-32-bytes-long!!' }, 'INVALID_TOKEN'],
+    [
+      'a signature made with another secret',
+      (c) => c,
+      { secret: 'another-secret-that-is-also-32-bytes-long!!' },
+      'INVALID_TOKEN',
+    ],
     ['an expired exp', withClaims({ iat: now() - 3600, exp: now() - 60 }), {}, 'TOKEN_EXPIRED'],
     ['no exp', withoutClaim('exp'), {}, 'INVALID_TOKEN'],
     ['no iat', withoutClaim('iat'), {}, 'INVALID_TOKEN'],
@@ -150,23 +170,31 @@ describe('access tokens', () => {
     ['a subject that is not a user id', withClaims({ sub: 'not-a-uuid' }), {}, 'INVALID_TOKEN'],
   ];
 
-  test.for(attacks)('rejects a token with %s as 401 in the one error shape', async ([, claims, options, code], { db, onTestFinished }) => {
-    const app = await testApp(db, onTestFinished);
-    const created = await createUser(db);
-    const token = craftJwt(claims(accessClaims(created)), options);
+  test.for(attacks)(
+    'rejects a token with %s as 401 in the one error shape',
+    async ([, claims, options, code], { db, onTestFinished }) => {
+      const app = await testApp(db, onTestFinished);
+      const created = await createUser(db);
+      const token = craftJwt(claims(accessClaims(created)), options);
 
-    const response = await app.inject({ url: '/auth/me', headers: bearer(token) });
+      const response = await app.inject({ url: '/auth/me', headers: bearer(token) });
 
-    expectUnauthorized(response, code);
-  });
+      expectUnauthorized(response, code);
+    },
+  );
 
-  test('rejects a token whose payload was tampered with (role raised to admin) after signing', async ({ db, onTestFinished }) => {
+  test('rejects a token whose payload was tampered with (role raised to admin) after signing', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const created = await createUser(db);
     const [header, , signature] = accessTokenFor(created).split('.');
     const forged = Buffer.from(JSON.stringify({ ...accessClaims(created), role: 'admin' })).toString('base64url');
 
-    expectUnauthorized(await app.inject({ url: '/users', headers: bearer(`${header ?? ''}.${forged}.${signature ?? ''}`) }));
+    expectUnauthorized(
+      await app.inject({ url: '/users', headers: bearer(`${header ?? ''}.${forged}.${signature ?? ''}`) }),
+    );
   });
 
   test('rejects a token whose signature was tampered with', async ({ db, onTestFinished }) => {

@@ -13,8 +13,16 @@ async function ipSeen(
   forwardedFor: string,
 ): Promise<unknown> {
   const logs = new LogCapture();
-  const app = await testApp(db, onTestFinished, { env: { TRUST_PROXY: trustProxy, LOG_LEVEL: 'info' }, logStream: logs });
-  await app.inject({ method: 'GET', url: '/health/live', remoteAddress: '10.0.0.9', headers: { 'x-forwarded-for': forwardedFor } });
+  const app = await testApp(db, onTestFinished, {
+    env: { TRUST_PROXY: trustProxy, LOG_LEVEL: 'info' },
+    logStream: logs,
+  });
+  await app.inject({
+    method: 'GET',
+    url: '/health/live',
+    remoteAddress: '10.0.0.9',
+    headers: { 'x-forwarded-for': forwardedFor },
+  });
   // The request's one log line is written once the response has gone out.
   const completed = await vi.waitFor(() => {
     const line = logs.lines
@@ -27,7 +35,10 @@ async function ipSeen(
 }
 
 describe('TRUST_PROXY', () => {
-  test('ignores X-Forwarded-For by default, so a client cannot choose its own address', async ({ db, onTestFinished }) => {
+  test('ignores X-Forwarded-For by default, so a client cannot choose its own address', async ({
+    db,
+    onTestFinished,
+  }) => {
     expect(await ipSeen(db, onTestFinished, 'false', '203.0.113.7')).toBe('10.0.0.9');
   });
 

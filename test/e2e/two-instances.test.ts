@@ -96,7 +96,12 @@ describe('two instances behind one load balancer', () => {
     // The whole family is revoked, whichever instance is asked next.
     expect((await post(a, '/auth/refresh', { refreshToken: newest })).status).toBe(401);
     expect((await post(b, '/auth/refresh', { refreshToken: newest })).status).toBe(401);
-    const live = await db.selectFrom('refresh_tokens').select('id').where('user_id', '=', user.id).where('revoked_at', 'is', null).execute();
+    const live = await db
+      .selectFrom('refresh_tokens')
+      .select('id')
+      .where('user_id', '=', user.id)
+      .where('revoked_at', 'is', null)
+      .execute();
     expect(live).toEqual([]);
   });
 
@@ -104,7 +109,8 @@ describe('two instances behind one load balancer', () => {
     onTestFinished,
   }) => {
     const { a, b, redisKeys } = await twoInstances(onTestFinished, { redis: true, env: { RATE_LIMIT_LOGIN: '4' } });
-    const attempt = (instance: Instance) => post(instance, '/auth/login', { email: 'nobody@example.com', password: 'a wrong guess' });
+    const attempt = (instance: Instance) =>
+      post(instance, '/auth/login', { email: 'nobody@example.com', password: 'a wrong guess' });
 
     const statuses = [];
     for (const instance of [a, b, a, b]) statuses.push((await attempt(instance)).status);

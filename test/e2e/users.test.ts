@@ -4,7 +4,16 @@ import type { App } from '../../src/app.ts';
 import type { UserRow } from '../../src/repositories/users.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
-import { accessTokenFor, bearer, createUser, expectError, expectUnauthorized, expectUserShape, login, type UserJson } from './support.ts';
+import {
+  accessTokenFor,
+  bearer,
+  createUser,
+  expectError,
+  expectUnauthorized,
+  expectUserShape,
+  login,
+  type UserJson,
+} from './support.ts';
 
 interface PageJson {
   readonly items: UserJson[];
@@ -12,7 +21,11 @@ interface PageJson {
 }
 
 /** `count` users created one second apart, the last one newest; returned newest first. */
-async function usersCreatedInOrder(db: Kysely<DB>, count: number, start = Date.parse('2030-01-01T00:00:00.000Z')): Promise<UserRow[]> {
+async function usersCreatedInOrder(
+  db: Kysely<DB>,
+  count: number,
+  start = Date.parse('2030-01-01T00:00:00.000Z'),
+): Promise<UserRow[]> {
   const users: UserRow[] = [];
   for (let i = 0; i < count; i++) {
     const user = await createUser(db, { email: `user${String(i).padStart(3, '0')}@example.com` });
@@ -26,7 +39,11 @@ async function usersCreatedInOrder(db: Kysely<DB>, count: number, start = Date.p
 async function adminToken(db: Kysely<DB>): Promise<{ admin: UserRow; token: string }> {
   const admin = await createUser(db, { email: 'admin@example.com', role: 'admin' });
   // The admin is the oldest account, so pages of the others come first.
-  await db.updateTable('users').set({ created_at: new Date('2000-01-01T00:00:00.000Z') }).where('id', '=', admin.id).execute();
+  await db
+    .updateTable('users')
+    .set({ created_at: new Date('2000-01-01T00:00:00.000Z') })
+    .where('id', '=', admin.id)
+    .execute();
   return { admin, token: accessTokenFor(admin) };
 }
 
@@ -37,7 +54,10 @@ async function page(app: App, token: string, query = ''): Promise<PageJson> {
 }
 
 describe('GET /users', () => {
-  test('lists users for an admin, newest first, 20 by default, with a cursor to the next page', async ({ db, onTestFinished }) => {
+  test('lists users for an admin, newest first, 20 by default, with a cursor to the next page', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const { admin } = await adminToken(db);
     const users = await usersCreatedInOrder(db, 25);
@@ -56,7 +76,10 @@ describe('GET /users', () => {
     expect(second.nextCursor).toBeNull();
   });
 
-  test('honours limit from 1 to 100 and pages without gaps or repeats when creation times are equal', async ({ db, onTestFinished }) => {
+  test('honours limit from 1 to 100 and pages without gaps or repeats when creation times are equal', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const { token } = await adminToken(db);
     // Inside one transaction now() does not move: every one of these has the same created_at.
@@ -80,13 +103,16 @@ describe('GET /users', () => {
     expect((await page(app, token, '?limit=100')).items).toHaveLength(7);
   });
 
-  test.for(['0', '101', '-1', 'abc', '2.5'])('answers 400 for limit=%s, naming the parameter', async (limit, { db, onTestFinished }) => {
-    const app = await testApp(db, onTestFinished);
-    const { token } = await adminToken(db);
-    const response = await app.inject({ url: `/users?limit=${limit}`, headers: bearer(token) });
-    const error = expectError(response, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
-    expect((error.details ?? []).map((detail) => detail.path)).toContain('/querystring/limit');
-  });
+  test.for(['0', '101', '-1', 'abc', '2.5'])(
+    'answers 400 for limit=%s, naming the parameter',
+    async (limit, { db, onTestFinished }) => {
+      const app = await testApp(db, onTestFinished);
+      const { token } = await adminToken(db);
+      const response = await app.inject({ url: `/users?limit=${limit}`, headers: bearer(token) });
+      const error = expectError(response, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
+      expect((error.details ?? []).map((detail) => detail.path)).toContain('/querystring/limit');
+    },
+  );
 
   test.for([
     ['not base64 JSON', 'garbage'],
@@ -135,7 +161,12 @@ describe('GET /users/:id', () => {
     expect(response.statusCode, response.body).toBe(200);
     const body = response.json<{ user: UserJson }>();
     expect(Object.keys(body)).toEqual(['user']);
-    expect(expectUserShape(body.user)).toMatchObject({ id: other.id, email: 'other@example.com', name: 'Other', role: 'user' });
+    expect(expectUserShape(body.user)).toMatchObject({
+      id: other.id,
+      email: 'other@example.com',
+      name: 'Other',
+      role: 'user',
+    });
   });
 
   test('answers 200 to a user asking for themself', async ({ db, onTestFinished }) => {

@@ -178,7 +178,9 @@ function recordOverhead(ms: number): void {
 
 async function resetDatabase(database: TestDatabase, mode: 'truncate' | 'recreate'): Promise<void> {
   if (mode === 'truncate') {
-    await sql`truncate ${sql.join(TABLES.map((table) => sql.table(table)))} restart identity cascade`.execute(database.db);
+    await sql`truncate ${sql.join(TABLES.map((table) => sql.table(table)))} restart identity cascade`.execute(
+      database.db,
+    );
     return;
   }
   await sql`drop schema public cascade`.execute(database.db);

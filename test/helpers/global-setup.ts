@@ -46,7 +46,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
 async function migrationsHash(): Promise<string> {
   const hash = createHash('sha256');
   for (const file of (await fs.readdir(MIGRATIONS_DIR)).sort()) {
-    hash.update(file).update('\0').update(await fs.readFile(path.join(MIGRATIONS_DIR, file))).update('\0');
+    hash
+      .update(file)
+      .update('\0')
+      .update(await fs.readFile(path.join(MIGRATIONS_DIR, file)))
+      .update('\0');
   }
   return hash.digest('hex').slice(0, 16);
 }

@@ -46,7 +46,12 @@ export async function startInstance(options: InstanceOptions): Promise<Instance>
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const keep = (chunk: Buffer) => {
-      lines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
+      lines.push(
+        ...chunk
+          .toString('utf8')
+          .split('\n')
+          .filter((line) => line !== ''),
+      );
       lines.splice(0, Math.max(0, lines.length - 100));
     };
     child.stdout.on('data', keep);

@@ -88,7 +88,8 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
   );
   await fs.writeFile(path.join(dir, 'userlist.txt'), `"${user}" ""\n`, { mode: 0o600 });
   if (runAs !== undefined) {
-    for (const file of ['', 'pgbouncer.ini', 'userlist.txt']) await fs.chown(path.join(dir, file), runAs.uid, runAs.gid);
+    for (const file of ['', 'pgbouncer.ini', 'userlist.txt'])
+      await fs.chown(path.join(dir, file), runAs.uid, runAs.gid);
   }
 
   const child: ChildProcess = spawn(binary(), [path.join(dir, 'pgbouncer.ini')], {
@@ -104,8 +105,10 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
     spawnError = error;
   });
 
-  const url = (database: string) => `postgres://${encodeURIComponent(user)}@127.0.0.1:${options.port}/${encodeURIComponent(database)}`;
-  const readLog = async () => (await fs.readFile(logFile, 'utf8').catch(() => '')).trimEnd().split('\n').slice(-20).join('\n');
+  const url = (database: string) =>
+    `postgres://${encodeURIComponent(user)}@127.0.0.1:${options.port}/${encodeURIComponent(database)}`;
+  const readLog = async () =>
+    (await fs.readFile(logFile, 'utf8').catch(() => '')).trimEnd().split('\n').slice(-20).join('\n');
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -129,7 +132,9 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
   } catch (error) {
     const log = await readLog();
     await stop();
-    throw new Error(`PgBouncer did not start (is it installed? apt-get install -y pgbouncer):\n${log}`, { cause: error });
+    throw new Error(`PgBouncer did not start (is it installed? apt-get install -y pgbouncer):\n${log}`, {
+      cause: error,
+    });
   }
 
   return {

@@ -20,13 +20,25 @@ export function serverUser(): RunAs | undefined {
   try {
     return { uid: id('-u'), gid: id('-g') };
   } catch {
-    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+    execFileSync('useradd', [
+      '--system',
+      '--user-group',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      'postgres',
+    ]);
     return { uid: id('-u'), gid: id('-g') };
   }
 }
 
 /** Runs a program to completion (as `runAs`), failing with its stderr; never longer than `timeoutMs`. */
-export async function run(file: string, args: readonly string[], runAs: RunAs | undefined, timeoutMs = 60_000): Promise<string> {
+export async function run(
+  file: string,
+  args: readonly string[],
+  runAs: RunAs | undefined,
+  timeoutMs = 60_000,
+): Promise<string> {
   try {
     const { stdout } = await execFileAsync(file, args, {
       ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }),
@@ -37,7 +49,9 @@ export async function run(file: string, args: readonly string[], runAs: RunAs | 
     return stdout;
   } catch (error) {
     const { stderr, message } = error as { stderr?: string; message?: string };
-    throw new Error(`${file} ${args.join(' ')} failed: ${stderr?.trim() || message || String(error)}`, { cause: error });
+    throw new Error(`${file} ${args.join(' ')} failed: ${stderr?.trim() || message || String(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -71,7 +85,12 @@ export function isPortFree(port: number): Promise<boolean> {
 }
 
 /** Polls `probe` until it resolves true; fails after `timeoutMs` with `what` and the last error. */
-export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<void> {
+export async function waitFor(
+  what: string,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -86,11 +105,17 @@ export async function waitFor(what: string, probe: () => Promise<boolean>, timeo
 }
 
 /** Ends a child process: `signal`, then SIGKILL if it has not exited within `graceMs`. */
-export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5_000): Promise<void> {
+export async function stopProcess(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 5_000,
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => {
-    resolve();
-  }));
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      resolve();
+    }),
+  );
   child.kill(signal);
   const killed = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
   if (!killed) {

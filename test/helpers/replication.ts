@@ -41,7 +41,9 @@ export interface StreamingReplication {
 export async function startStreamingReplication(options: { database: string }): Promise<StreamingReplication> {
   for (const tool of ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres']) {
     if (!existsSync(path.join(BIN_DIR, tool))) {
-      throw new Error(`${path.join(BIN_DIR, tool)} is missing: install postgresql-15 (apt-get install -y postgresql-15) or set TEST_PG_BIN_DIR`);
+      throw new Error(
+        `${path.join(BIN_DIR, tool)} is missing: install postgresql-15 (apt-get install -y postgresql-15) or set TEST_PG_BIN_DIR`,
+      );
     }
   }
   const runAs = serverUser();
@@ -62,7 +64,11 @@ export async function startStreamingReplication(options: { database: string }): 
 
   try {
     const primaryPort = await freePort(54400, 54420);
-    await run(bin('initdb'), ['-D', primaryDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'], runAs);
+    await run(
+      bin('initdb'),
+      ['-D', primaryDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'],
+      runAs,
+    );
     await fs.appendFile(
       path.join(primaryDir, 'postgresql.conf'),
       [
@@ -89,7 +95,22 @@ export async function startStreamingReplication(options: { database: string }): 
     const replicaPort = await freePort(54400, 54420);
     await run(
       bin('pg_basebackup'),
-      ['-h', '127.0.0.1', '-p', String(primaryPort), '-U', 'postgres', '-D', replicaDir, '-R', '-X', 'stream', '-c', 'fast', '--no-sync'],
+      [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(primaryPort),
+        '-U',
+        'postgres',
+        '-D',
+        replicaDir,
+        '-R',
+        '-X',
+        'stream',
+        '-c',
+        'fast',
+        '--no-sync',
+      ],
       runAs,
     );
     await startServer(bin('pg_ctl'), replicaDir, replicaPort, runAs);
@@ -97,12 +118,17 @@ export async function startStreamingReplication(options: { database: string }): 
     const replicaUrl = (database: string) => `postgres://postgres@127.0.0.1:${replicaPort}/${database}`;
     await waitFor(
       'the standby to accept read-only connections',
-      async () => (await query<{ standby: boolean }>(replicaUrl('postgres'), 'select pg_is_in_recovery() as standby'))[0]?.standby === true,
+      async () =>
+        (await query<{ standby: boolean }>(replicaUrl('postgres'), 'select pg_is_in_recovery() as standby'))[0]
+          ?.standby === true,
       30_000,
     );
 
     const waitForReplay = async (timeoutMs = 15_000) => {
-      const [primary] = await query<{ lsn: string }>(primaryUrl('postgres'), 'select pg_current_wal_lsn()::text as lsn');
+      const [primary] = await query<{ lsn: string }>(
+        primaryUrl('postgres'),
+        'select pg_current_wal_lsn()::text as lsn',
+      );
       await waitFor(
         'the standby to replay the primary’s WAL',
         async () => {
@@ -135,17 +161,32 @@ export async function startStreamingReplication(options: { database: string }): 
     };
   } catch (error) {
     const logs = await Promise.all(
-      [primaryDir, replicaDir].map(async (dataDir) => (await fs.readFile(path.join(dataDir, 'server.log'), 'utf8').catch(() => '')).slice(-2000)),
+      [primaryDir, replicaDir].map(async (dataDir) =>
+        (await fs.readFile(path.join(dataDir, 'server.log'), 'utf8').catch(() => '')).slice(-2000),
+      ),
     );
     await destroy();
-    throw new Error(`Could not set up streaming replication: ${error instanceof Error ? error.message : String(error)}\n${logs.join('\n')}`, {
-      cause: error,
-    });
+    throw new Error(
+      `Could not set up streaming replication: ${error instanceof Error ? error.message : String(error)}\n${logs.join('\n')}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
-async function startServer(pgCtl: string, dataDir: string, port: number, runAs: ReturnType<typeof serverUser>): Promise<void> {
-  await run(pgCtl, ['start', '-D', dataDir, '-l', path.join(dataDir, 'server.log'), '-w', '-t', '60', '-o', `-p ${port}`], runAs, 90_000);
+async function startServer(
+  pgCtl: string,
+  dataDir: string,
+  port: number,
+  runAs: ReturnType<typeof serverUser>,
+): Promise<void> {
+  await run(
+    pgCtl,
+    ['start', '-D', dataDir, '-l', path.join(dataDir, 'server.log'), '-w', '-t', '60', '-o', `-p ${port}`],
+    runAs,
+    90_000,
+  );
 }
 
 async function query<R extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<R[]> {

@@ -10,7 +10,7 @@ import { describe, expect, isolatedDatabase, TEST_POOL, test } from '../helpers/
 const newUser = (email: string) => ({ email, name: 'Fixed', passwordHash: 'hash' });
 
 describe('fixedQuery', () => {
-  test('compiles once and runs with each call\'s values, constants of the query kept', async ({ db }) => {
+  test("compiles once and runs with each call's values, constants of the query kept", async ({ db }) => {
     const users = new UserRepository(db);
     const ada = await users.create(newUser('ada@example.com'));
     const bob = await users.create({ ...newUser('bob@example.com'), role: 'admin' });
@@ -29,11 +29,15 @@ describe('fixedQuery', () => {
 
   test('reports rows affected, and runs inside a transaction on its connection', async ({ db }) => {
     const ada = await new UserRepository(db).create(newUser('ada@example.com'));
-    const rename = fixedQuery((kdb, id: string, name: string) => kdb.updateTable('users').set({ name }).where('id', '=', id));
+    const rename = fixedQuery((kdb, id: string, name: string) =>
+      kdb.updateTable('users').set({ name }).where('id', '=', id),
+    );
     await withTransaction(db, async (trx) => {
       expect(await rename.affectedRows(trx, ada.id, 'Inside')).toBe(1n);
       // Seen by the transaction that made it.
-      expect((await trx.selectFrom('users').select('name').where('id', '=', ada.id).executeTakeFirst())?.name).toBe('Inside');
+      expect((await trx.selectFrom('users').select('name').where('id', '=', ada.id).executeTakeFirst())?.name).toBe(
+        'Inside',
+      );
     });
     expect(await rename.affectedRows(db, '00000000-0000-4000-8000-000000000000', 'Nobody')).toBe(0n);
   });
@@ -60,10 +64,19 @@ describe('fixedQuery', () => {
   });
 
   test('refuses, at its first run, a build that does not use an argument as a value', async ({ db }) => {
-    const ignoresItsArgument = fixedQuery((kdb, _id: string) => kdb.selectFrom('users').select('id').where(sql<boolean>`true`));
-    await expect(ignoresItsArgument.takeFirst(db, 'x')).rejects.toThrow(/argument 1 of "select "id" from "users" where true" is not a parameter/);
+    const ignoresItsArgument = fixedQuery((kdb, _id: string) =>
+      kdb
+        .selectFrom('users')
+        .select('id')
+        .where(sql<boolean>`true`),
+    );
+    await expect(ignoresItsArgument.takeFirst(db, 'x')).rejects.toThrow(
+      /argument 1 of "select "id" from "users" where true" is not a parameter/,
+    );
     // Computing with an argument fails too: the placeholder is not the value.
-    const computes = fixedQuery((kdb, email: string) => kdb.selectFrom('users').select('id').where('email', '=', email.toLowerCase()));
+    const computes = fixedQuery((kdb, email: string) =>
+      kdb.selectFrom('users').select('id').where('email', '=', email.toLowerCase()),
+    );
     await expect(computes.takeFirst(db, 'A@example.com')).rejects.toThrow(TypeError);
   });
 });
@@ -71,7 +84,9 @@ describe('fixedQuery', () => {
 describe('fixedQuery on a root database', () => {
   const NOBODY = '00000000-0000-4000-8000-000000000000';
 
-  test('runs directly on the pool: same rows and counts, errors translated, every query reported', async ({ onTestFinished }) => {
+  test('runs directly on the pool: same rows and counts, errors translated, every query reported', async ({
+    onTestFinished,
+  }) => {
     const { url } = await isolatedDatabase(onTestFinished);
     const events: QueryEvent[] = [];
     const db = createDatabase({ ...TEST_POOL, url }, { onQuery: (event) => events.push(event) });
@@ -89,7 +104,9 @@ describe('fixedQuery on a root database', () => {
       sql: 'select * from "users" where "id" = $1',
       parameterCount: 1,
     });
-    const rename = fixedQuery((kdb, id: string, name: string) => kdb.updateTable('users').set({ name }).where('id', '=', id));
+    const rename = fixedQuery((kdb, id: string, name: string) =>
+      kdb.updateTable('users').set({ name }).where('id', '=', id),
+    );
     expect(await rename.affectedRows(db, ada.id, 'Renamed')).toBe(1n);
     expect(await rename.affectedRows(db, NOBODY, 'Nobody')).toBe(0n);
     expect((await users.findById(ada.id))?.name).toBe('Renamed');
@@ -116,7 +133,9 @@ describe('fixedQuery on a root database', () => {
     ]);
   });
 
-  test('labels each query with its own operation when callers wait for the one connection', async ({ onTestFinished }) => {
+  test('labels each query with its own operation when callers wait for the one connection', async ({
+    onTestFinished,
+  }) => {
     const { url } = await isolatedDatabase(onTestFinished);
     const events: QueryEvent[] = [];
     const db = createDatabase({ ...TEST_POOL, url, poolMax: 1 }, { onQuery: (event) => events.push(event) });
@@ -128,14 +147,24 @@ describe('fixedQuery on a root database', () => {
     events.length = 0;
 
     // Each waiter gets the connection in a callback from the release of the one before it.
-    await Promise.all([users.findById(ada.id), users.findByEmail('ada@example.com'), users.findById(NOBODY), users.findByEmail('x@example.com')]);
+    await Promise.all([
+      users.findById(ada.id),
+      users.findByEmail('ada@example.com'),
+      users.findById(NOBODY),
+      users.findByEmail('x@example.com'),
+    ]);
     const operationBySql = new Map(events.map((event) => [event.sql, new Set<string>()]));
     for (const event of events) operationBySql.get(event.sql)?.add(event.operation);
     expect(events).toHaveLength(4);
-    expect([...operationBySql.values()].map((operations) => [...operations].sort())).toEqual([['users.findById'], ['users.findByEmail']]);
+    expect([...operationBySql.values()].map((operations) => [...operations].sort())).toEqual([
+      ['users.findById'],
+      ['users.findByEmail'],
+    ]);
   });
 
-  test('destroy() ends the pool also when only fixed queries ever ran, and may be called twice', async ({ onTestFinished }) => {
+  test('destroy() ends the pool also when only fixed queries ever ran, and may be called twice', async ({
+    onTestFinished,
+  }) => {
     const { url } = await isolatedDatabase(onTestFinished);
     const pool = createPool({ ...TEST_POOL, url });
     const db = createDatabase({ ...TEST_POOL, url }, { pool });

@@ -20,7 +20,12 @@ describe('translateDatabaseError: violations that name no field', () => {
       }),
     );
     expect(error).toBeInstanceOf(UniqueConstraintError);
-    expect(error).toMatchObject({ statusCode: 409, code: 'UNIQUE_VIOLATION', field: undefined, message: 'Duplicate value for a unique field' });
+    expect(error).toMatchObject({
+      statusCode: 409,
+      code: 'UNIQUE_VIOLATION',
+      field: undefined,
+      message: 'Duplicate value for a unique field',
+    });
     expect(causeOf(error)).toMatchObject({ code: '23505', constraint: 'slots_at_uq' });
   });
 
@@ -28,7 +33,9 @@ describe('translateDatabaseError: violations that name no field', () => {
     const error = await failure(
       withTransaction(db, async (trx) => {
         await sql`create temp table rooms (building int, number int, primary key (building, number))`.execute(trx);
-        await sql`create temp table bookings (building int, number int, foreign key (building, number) references rooms)`.execute(trx);
+        await sql`create temp table bookings (building int, number int, foreign key (building, number) references rooms)`.execute(
+          trx,
+        );
         await sql`insert into bookings values (1, 101)`.execute(trx);
       }),
     );
@@ -42,7 +49,9 @@ describe('translateDatabaseError: violations that name no field', () => {
     expect(causeOf(error)).toMatchObject({ code: '23503' });
   });
 
-  test('a null in a NOT NULL domain (no column in the error) is a ValidationError for "a required value"', async ({ db }) => {
+  test('a null in a NOT NULL domain (no column in the error) is a ValidationError for "a required value"', async ({
+    db,
+  }) => {
     const error = await failure(
       withTransaction(db, async (trx) => {
         await sql`create domain pg_temp.required_int as int not null`.execute(trx);
@@ -50,7 +59,12 @@ describe('translateDatabaseError: violations that name no field', () => {
       }),
     );
     expect(error).toBeInstanceOf(ValidationError);
-    expect(error).toMatchObject({ statusCode: 400, code: 'VALIDATION_FAILED', field: undefined, message: 'A required value must not be null' });
+    expect(error).toMatchObject({
+      statusCode: 400,
+      code: 'VALIDATION_FAILED',
+      field: undefined,
+      message: 'A required value must not be null',
+    });
     expect(causeOf(error)).toMatchObject({ code: '23502' });
   });
 
@@ -62,7 +76,12 @@ describe('translateDatabaseError: violations that name no field', () => {
       }),
     );
     expect(error).toBeInstanceOf(ValidationError);
-    expect(error).toMatchObject({ statusCode: 400, code: 'VALIDATION_FAILED', field: undefined, message: 'Invalid value for a checked field' });
+    expect(error).toMatchObject({
+      statusCode: 400,
+      code: 'VALIDATION_FAILED',
+      field: undefined,
+      message: 'Invalid value for a checked field',
+    });
     expect(causeOf(error)).toMatchObject({ code: '23514', constraint: 'prices_positive' });
   });
 });
@@ -90,7 +109,12 @@ describe('isConnectionLost', () => {
     await killer.connect();
     try {
       const { rows } = await victim.query<{ pid: number }>('select pg_backend_pid() as pid');
-      const error = await failure(Promise.all([victim.query('select pg_sleep(10)'), killer.query('select pg_terminate_backend($1)', [rows[0]?.pid])]));
+      const error = await failure(
+        Promise.all([
+          victim.query('select pg_sleep(10)'),
+          killer.query('select pg_terminate_backend($1)', [rows[0]?.pid]),
+        ]),
+      );
       expect(error).toMatchObject({ code: '57P01', severity: 'FATAL' });
       expect(isConnectionLost(error)).toBe(true);
     } finally {

@@ -119,7 +119,9 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
 }
 
 describe('translateDatabaseError: integrity violations', () => {
-  test('maps a duplicate email (23505 on users_email_unique) to UniqueConstraintError on field email', async ({ db }) => {
+  test('maps a duplicate email (23505 on users_email_unique) to UniqueConstraintError on field email', async ({
+    db,
+  }) => {
     await new UserRepository(db).create(user('ada@example.com'));
     const error = await failure(withTransaction(db, (trx) => new UserRepository(trx).create(user('ada@example.com'))));
     expect(error).toBeInstanceOf(UniqueConstraintError);
@@ -164,7 +166,9 @@ describe('translateDatabaseError: integrity violations', () => {
       withTransaction(db, async (trx) => {
         // A temporary table may only refer to another temporary table.
         await sql`create temp table authors (id int primary key)`.execute(trx);
-        await sql`create temp table notes (author_id int constraint notes_author_fk references authors (id))`.execute(trx);
+        await sql`create temp table notes (author_id int constraint notes_author_fk references authors (id))`.execute(
+          trx,
+        );
         await sql`insert into notes (author_id) values (42)`.execute(trx);
       }),
     );
@@ -358,13 +362,16 @@ describe('translateDatabaseError: timeouts and an unavailable database', () => {
     ['08P01', 'protocol violation'],
     ['57P02', 'crash shutdown'],
     ['57P03', 'the database system is starting up'],
-  ] as const)('maps SQLSTATE %s (%s) at connect to DATABASE_UNAVAILABLE', async ([sqlState, message], { onTestFinished }) => {
-    const url = await refusingServer((socket) => socket.end(fatalErrorMessage(sqlState, message)), onTestFinished);
-    const error = await failure(sql`select 1`.execute(databaseAt(url, onTestFinished)));
-    expect(error).toBeInstanceOf(ServiceUnavailableError);
-    expect(error).toMatchObject({ statusCode: 503, code: 'DATABASE_UNAVAILABLE' });
-    expectDriverCause(error, sqlState);
-  });
+  ] as const)(
+    'maps SQLSTATE %s (%s) at connect to DATABASE_UNAVAILABLE',
+    async ([sqlState, message], { onTestFinished }) => {
+      const url = await refusingServer((socket) => socket.end(fatalErrorMessage(sqlState, message)), onTestFinished);
+      const error = await failure(sql`select 1`.execute(databaseAt(url, onTestFinished)));
+      expect(error).toBeInstanceOf(ServiceUnavailableError);
+      expect(error).toMatchObject({ statusCode: 503, code: 'DATABASE_UNAVAILABLE' });
+      expectDriverCause(error, sqlState);
+    },
+  );
 
   test('maps a refused connection (ECONNREFUSED) to DATABASE_UNAVAILABLE', async ({ onTestFinished }) => {
     const db = databaseAt(`postgres://app:secret@127.0.0.1:${await closedPort()}/app`, onTestFinished);
@@ -463,7 +470,13 @@ describe('AppError.toJSON', () => {
 
   test('leaves out field and details that a 4xx error does not have', () => {
     expect(new NotFoundError('User not found').toJSON('req-2')).toEqual({
-      error: { type: 'NotFoundError', message: 'User not found', statusCode: 404, code: 'NOT_FOUND', requestId: 'req-2' },
+      error: {
+        type: 'NotFoundError',
+        message: 'User not found',
+        statusCode: 404,
+        code: 'NOT_FOUND',
+        requestId: 'req-2',
+      },
     });
   });
 
@@ -497,7 +510,13 @@ describe('AppError.toJSON', () => {
     });
     const body = error.toJSON('req-5');
     expect(body).toEqual({
-      error: { type: 'InternalError', message: 'Internal server error', statusCode: 500, code: 'INTERNAL', requestId: 'req-5' },
+      error: {
+        type: 'InternalError',
+        message: 'Internal server error',
+        statusCode: 500,
+        code: 'INTERNAL',
+        requestId: 'req-5',
+      },
     });
     expect(JSON.stringify(body)).not.toContain('secret_table');
   });

@@ -36,7 +36,9 @@ describe('openDatabaseTarget', () => {
 
   it('uses DATABASE_URL as it is, starts nothing, and has nothing to close', async () => {
     const url = 'postgres://app@db.internal:5432/orders';
-    const target = await openDatabaseTarget(loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_JWT_SECRET, DATABASE_URL: url }));
+    const target = await openDatabaseTarget(
+      loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_JWT_SECRET, DATABASE_URL: url }),
+    );
     expect(target.url).toBe(url);
     expect(target.embedded).toBeUndefined();
     await expect(target.close()).resolves.toBeUndefined();
@@ -44,7 +46,12 @@ describe('openDatabaseTarget', () => {
 
   it('without DATABASE_URL starts the embedded server under DATA_DIR with an `app` database, and a second opener attaches to it', async () => {
     const port = await freePort();
-    const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_JWT_SECRET, DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(port) });
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      JWT_SECRET: TEST_JWT_SECRET,
+      DATA_DIR: dataDir,
+      EMBEDDED_PG_PORT: String(port),
+    });
     const messages: string[] = [];
     const first = await openDatabaseTarget(config, (message) => messages.push(message));
     try {

@@ -3,7 +3,9 @@ import { collectDatabaseStats } from '../../src/db/stats.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 
 describe('collectDatabaseStats queryWidth', () => {
-  test('flattens a statement to one line and cuts it at queryWidth with an ellipsis; a short one is kept whole', async ({ database }) => {
+  test('flattens a statement to one line and cuts it at queryWidth with an ellipsis; a short one is kept whole', async ({
+    database,
+  }) => {
     const applicationName = 'stats-width';
     const client = new pg.Client({ connectionString: database.url, application_name: applicationName });
     await client.connect();

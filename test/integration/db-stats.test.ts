@@ -12,10 +12,15 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const SUBJECT = 'stats-subject';
 
 /** Three connections of the application `stats-subject`: one idle, one idle in a transaction, one running a query. */
-async function subjectConnections(url: string, onTestFinished: (fn: () => Promise<void>) => void, secret: string): Promise<void> {
+async function subjectConnections(
+  url: string,
+  onTestFinished: (fn: () => Promise<void>) => void,
+  secret: string,
+): Promise<void> {
   const clients = Array.from({ length: 3 }, () => new pg.Client({ connectionString: url, application_name: SUBJECT }));
   const [idle, inTransaction, active] = clients;
-  if (idle === undefined || inTransaction === undefined || active === undefined) throw new Error('three clients expected');
+  if (idle === undefined || inTransaction === undefined || active === undefined)
+    throw new Error('three clients expected');
   await Promise.all(clients.map((client) => client.connect()));
   const { rows: pids } = await active.query<{ pid: number }>('select pg_backend_pid() as pid');
   const sleeping = active.query('select pg_sleep(30)').catch(() => undefined);
@@ -60,14 +65,19 @@ describe('collectDatabaseStats', () => {
     const waiting = stats.application.connections.find((c) => c.state === 'idle in transaction');
     expect(waiting).toMatchObject({ query: 'select $1::text as secret', waitEvent: null });
     expect(waiting?.transactionMs).toBeGreaterThanOrEqual(0);
-    expect(stats.application.connections.find((c) => c.state === 'idle')).toMatchObject({ transactionMs: null, waitEvent: null });
+    expect(stats.application.connections.find((c) => c.state === 'idle')).toMatchObject({
+      transactionMs: null,
+      waitEvent: null,
+    });
     expect(JSON.stringify(stats)).not.toContain(secret);
 
     const ownApplication = await collectDatabaseStats(db, { applicationName: 'vitest' });
     expect(ownApplication.application.connections).toEqual([]);
   });
 
-  test('describes the server and the tables: size, estimated rows after ANALYZE, migrations applied', async ({ onTestFinished }) => {
+  test('describes the server and the tables: size, estimated rows after ANALYZE, migrations applied', async ({
+    onTestFinished,
+  }) => {
     const { url, db, pool } = await isolatedDatabase(onTestFinished);
     for (let i = 0; i < 3; i++) await createUser(db);
     await pool.query('analyze users');
@@ -94,7 +104,9 @@ describe('collectDatabaseStats', () => {
     onTestFinished,
   }) => {
     const { db, pool } = await isolatedDatabase(onTestFinished);
-    const { rows } = await pool.query<{ preloaded: string }>(`select current_setting('shared_preload_libraries') as preloaded`);
+    const { rows } = await pool.query<{ preloaded: string }>(
+      `select current_setting('shared_preload_libraries') as preloaded`,
+    );
     const loaded = (rows[0]?.preloaded ?? '').includes('pg_stat_statements');
 
     const { statements } = await collectDatabaseStats(db, { applicationName: SUBJECT, statementLimit: 3 });
@@ -114,7 +126,13 @@ describe('node src/cli/db-stats.ts', () => {
   function runCli(url: string, args: string[] = []) {
     return execFileAsync(process.execPath, ['src/cli/db-stats.ts', ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH, NODE_ENV: 'test', DATABASE_URL: url, DB_APPLICATION_NAME: SUBJECT, DB_POOL_MAX: '7' },
+      env: {
+        PATH: process.env.PATH,
+        NODE_ENV: 'test',
+        DATABASE_URL: url,
+        DB_APPLICATION_NAME: SUBJECT,
+        DB_POOL_MAX: '7',
+      },
       timeout: 30_000,
     });
   }

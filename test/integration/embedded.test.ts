@@ -62,7 +62,10 @@ describe('the embedded PostgreSQL', () => {
     try {
       expect(embedded.owned).toBe(true);
       expect(embedded.url).toMatch(new RegExp(`^postgres://postgres:[^@]+@127\\.0\\.0\\.1:${freshPort}/postgres$`));
-      const [row] = (await query(embedded.url, 'select current_setting($$server_version_num$$)::int >= 150000 as ok')) as {
+      const [row] = (await query(
+        embedded.url,
+        'select current_setting($$server_version_num$$)::int >= 150000 as ok',
+      )) as {
         ok: boolean;
       }[];
       expect(row?.ok).toBe(true);
@@ -133,7 +136,9 @@ describe('the embedded PostgreSQL', () => {
     const saved = await fs.readFile(passwordFile);
     await fs.rm(passwordFile);
     try {
-      await expect(startEmbeddedPostgres({ dataDir, port })).rejects.toThrow(/no password file.*Remove .* to initialise a new one/);
+      await expect(startEmbeddedPostgres({ dataDir, port })).rejects.toThrow(
+        /no password file.*Remove .* to initialise a new one/,
+      );
     } finally {
       await fs.writeFile(passwordFile, saved, { mode: 0o600 });
     }

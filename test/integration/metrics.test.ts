@@ -58,7 +58,12 @@ async function instrumentedApp(
     env,
     metrics,
     logStream: logs,
-    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: poolConfig.poolMax }),
+    poolStats: () => ({
+      total: pool.totalCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+      max: poolConfig.poolMax,
+    }),
     ...(options.hasher === undefined ? {} : { hasher: options.hasher }),
   });
   logger.current = app.log;
@@ -134,7 +139,9 @@ describe('GET /metrics after a scripted register, login, me and list', () => {
     const { app, pool, db } = await instrumentedApp(onTestFinished, { env: { RATE_LIMIT_LOGIN: '3' } });
     const admin = await createUser(db, { email: 'admin@example.com', role: 'admin' });
 
-    expect((await postJson(app, '/auth/register', { email: 'ada@example.com', password: PASSWORD, name: 'Ada' })).statusCode).toBe(201);
+    expect(
+      (await postJson(app, '/auth/register', { email: 'ada@example.com', password: PASSWORD, name: 'Ada' })).statusCode,
+    ).toBe(201);
     expectError(await postJson(app, '/auth/register', { email: 'ada@example.com', password: PASSWORD, name: 'Ada' }), {
       statusCode: 409,
       type: 'UniqueConstraintError',
@@ -153,7 +160,9 @@ describe('GET /metrics after a scripted register, login, me and list', () => {
       code: 'RATE_LIMITED',
     });
     expect((await app.inject({ url: '/auth/me', headers: bearer(ada.accessToken) })).statusCode).toBe(200);
-    expect((await app.inject({ url: '/users?limit=10', headers: bearer(adminSession.accessToken) })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/users?limit=10', headers: bearer(adminSession.accessToken) })).statusCode).toBe(
+      200,
+    );
     expect((await postJson(app, '/auth/refresh', { refreshToken: ada.refreshToken })).statusCode).toBe(200);
     expect((await app.inject({ url: '/health/ready' })).statusCode).toBe(200);
 
@@ -373,7 +382,9 @@ describe('the slow-query log', () => {
     const { app, db, logs } = await instrumentedApp(onTestFinished, { env: { SLOW_QUERY_MS: '200' } });
     const secret = `secret-${randomUUID()}`;
 
-    await withOperation('reports.slowSummary', () => sql`select pg_sleep(${1.1}), ${secret}::text as marker`.execute(db));
+    await withOperation('reports.slowSummary', () =>
+      sql`select pg_sleep(${1.1}), ${secret}::text as marker`.execute(db),
+    );
     await withOperation('reports.fastSummary', () => sql`select ${secret}::text as marker`.execute(db));
 
     const entries = logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>);
@@ -396,7 +407,9 @@ describe('the slow-query log', () => {
       metrics.value('db_query_duration_seconds_bucket', { operation: 'reports.slowSummary', outcome: 'ok', le });
     expect(bucket('1')).toBe(0);
     expect(bucket('+Inf')).toBe(1);
-    expect(metrics.value('db_query_duration_seconds_sum', { operation: 'reports.slowSummary' })).toBeGreaterThanOrEqual(1.1);
+    expect(metrics.value('db_query_duration_seconds_sum', { operation: 'reports.slowSummary' })).toBeGreaterThanOrEqual(
+      1.1,
+    );
     expect(metrics.text).not.toContain(secret);
     expect(metrics.text).not.toContain('pg_sleep');
   });
@@ -422,7 +435,9 @@ describe('the slow-query log', () => {
     await other.query('rollback');
     expect((await loggingIn).statusCode).toBe(200);
 
-    const slow = logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((e) => e.msg === 'slow query');
+    const slow = logs.lines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((e) => e.msg === 'slow query');
     expect(slow.map((entry) => entry.operation)).toContain('users.updateLastLogin');
     const entry = slow.find((e) => e.operation === 'users.updateLastLogin');
     expect(entry?.sql).toMatch(/^update "users" set "last_login_at" = \$1 where "id" = \$2$/);
@@ -437,13 +452,21 @@ describe('the slow-query log', () => {
     onTestFinished,
   }) => {
     const { app, logs } = await instrumentedApp(onTestFinished, { env: { LOG_LEVEL: 'debug', LOG_QUERIES: 'true' } });
-    const register = await postJson(app, '/auth/register', { email: 'verbose@example.com', password: PASSWORD, name: 'V' });
+    const register = await postJson(app, '/auth/register', {
+      email: 'verbose@example.com',
+      password: PASSWORD,
+      name: 'V',
+    });
     expect(register.statusCode).toBe(201);
     await login(app, 'verbose@example.com');
 
-    const queries = logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((e) => e.msg === 'query');
+    const queries = logs.lines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((e) => e.msg === 'query');
     const operations = queries.map((entry) => entry.operation);
-    expect(operations).toEqual(expect.arrayContaining(['users.create', 'users.findByEmail', 'users.updateLastLogin', 'refreshTokens.insert']));
+    expect(operations).toEqual(
+      expect.arrayContaining(['users.create', 'users.findByEmail', 'users.updateLastLogin', 'refreshTokens.insert']),
+    );
     for (const entry of queries) {
       expect(entry.level).toBe(20);
       expect(entry.durationMs).toEqual(expect.any(Number));
@@ -472,14 +495,18 @@ describe('label cardinality', () => {
 
     const methods = ['GET', 'POST', 'DELETE', 'PUT'] as const;
     for (let i = 0; i < 1000; i++) {
-      const url = [`/no-such-page-${i}`, `/auth/nothing-${i}`, `/users/${randomUUID()}/extra-${i}`, `/x${i}/y?z=${i}`][i % 4] ?? '/';
+      const url =
+        [`/no-such-page-${i}`, `/auth/nothing-${i}`, `/users/${randomUUID()}/extra-${i}`, `/x${i}/y?z=${i}`][i % 4] ??
+        '/';
       const response = await app.inject({ method: methods[i % methods.length] ?? 'GET', url });
       expect(response.statusCode).toBe(404);
     }
 
     const after = await scrape(app);
     expect([...after.applicationSeries()].filter((series) => !before.applicationSeries().has(series))).toEqual([]);
-    expect(after.value('http_request_duration_seconds_count')).toBe(before.value('http_request_duration_seconds_count'));
+    expect(after.value('http_request_duration_seconds_count')).toBe(
+      before.value('http_request_duration_seconds_count'),
+    );
     for (const marker of ['no-such-page', 'nothing-', 'extra-', '/x1']) expect(after.text).not.toContain(marker);
   });
 });
@@ -539,8 +566,16 @@ describe('/metrics access', () => {
       env: { METRICS_TOKEN: TOKEN, RATE_LIMIT_LOGIN: '1', RATE_LIMIT_REGISTER: '1', RATE_LIMIT_REFRESH: '1' },
     });
     const credentials = { email: 'nobody@example.com', password: PASSWORD };
-    expectError(await postJson(app, '/auth/login', credentials), { statusCode: 401, type: 'AuthenticationError', code: 'INVALID_CREDENTIALS' });
-    expectError(await postJson(app, '/auth/login', credentials), { statusCode: 429, type: 'RateLimitError', code: 'RATE_LIMITED' });
+    expectError(await postJson(app, '/auth/login', credentials), {
+      statusCode: 401,
+      type: 'AuthenticationError',
+      code: 'INVALID_CREDENTIALS',
+    });
+    expectError(await postJson(app, '/auth/login', credentials), {
+      statusCode: 429,
+      type: 'RateLimitError',
+      code: 'RATE_LIMITED',
+    });
 
     for (let i = 0; i < 50; i++) {
       const response = await app.inject({ url: '/metrics', headers: bearer(TOKEN) });

@@ -48,7 +48,6 @@ async function emptyDatabase(onFinished: (fn: () => Promise<void>) => void): Pro
   return { name, url, db };
 }
 
-
 /** `Up <name>` / `Down <name>` for each migration the step ran; a failed step fails the test. */
 async function ran(step: Promise<MigrationResultSet>): Promise<string[]> {
   const { error, results = [] } = await step;
@@ -76,7 +75,10 @@ async function npmRunMigrate(url: string): Promise<CliOutcome> {
       ['run', '--silent', 'migrate'],
       { cwd: ROOT, env: { ...env, DATABASE_URL: url }, timeout: 15_000 },
       (error, stdout, stderr) => {
-        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, output: stdout + stderr });
+        resolve({
+          code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1,
+          output: stdout + stderr,
+        });
       },
     );
   });
@@ -94,7 +96,9 @@ describe('each migration, applied one step at a time on an empty database', () =
   for (const [index, name] of MIGRATIONS.entries()) {
     const previous = MIGRATIONS[index - 1];
 
-    test(`${name}: down leaves no trace of it, and up again rebuilds the identical schema`, async ({ onTestFinished }) => {
+    test(`${name}: down leaves no trace of it, and up again rebuilds the identical schema`, async ({
+      onTestFinished,
+    }) => {
       const { url, db } = await emptyDatabase(onTestFinished);
       const migrator = createMigrator(db);
       if (previous !== undefined) await ran(migrator.migrateTo(previous));
@@ -141,7 +145,9 @@ describe('two `npm run migrate` processes started at the same moment', () => {
     expect(await appliedRows(db)).toEqual(MIGRATIONS);
   });
 
-  test('both succeed on a brand-new database, racing to create the bookkeeping tables too', async ({ onTestFinished }) => {
+  test('both succeed on a brand-new database, racing to create the bookkeeping tables too', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await emptyDatabase(onTestFinished);
 
     const outcomes = await Promise.all([npmRunMigrate(url), npmRunMigrate(url)]);

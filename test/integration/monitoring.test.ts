@@ -16,7 +16,19 @@ const ALERT_TESTS_FILE = path.join(MONITORING, 'alerts.test.yml');
 const DASHBOARD_FILE = path.join(MONITORING, 'grafana-dashboard.json');
 
 const PROMQL_KEYWORDS = new Set([
-  'and', 'or', 'unless', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'offset', 'bool', 'inf', 'nan',
+  'and',
+  'or',
+  'unless',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'offset',
+  'bool',
+  'inf',
+  'nan',
 ]);
 
 /**
@@ -61,15 +73,26 @@ async function exportedMetricNames(onTestFinished: (fn: () => Promise<void>) => 
   const { url } = await isolatedDatabase(onTestFinished);
   const metrics = new AppMetrics();
   const pool = createPool({ ...TEST_POOL, url });
-  const db = createDatabase({ ...TEST_POOL, url }, { pool, onQuery: (event) => {
-      metrics.observeQuery(event);
-    } });
+  const db = createDatabase(
+    { ...TEST_POOL, url },
+    {
+      pool,
+      onQuery: (event) => {
+        metrics.observeQuery(event);
+      },
+    },
+  );
   onTestFinished(async () => {
     await db.destroy();
   });
   const app = await testApp(db, onTestFinished, {
     metrics,
-    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: TEST_POOL.poolMax }),
+    poolStats: () => ({
+      total: pool.totalCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+      max: TEST_POOL.poolMax,
+    }),
   });
   await postJson(app, '/auth/register', { email: 'ops@example.com', password: PASSWORD, name: 'Ops' });
   const session = await login(app, 'ops@example.com');
@@ -80,7 +103,8 @@ async function exportedMetricNames(onTestFinished: (fn: () => Promise<void>) => 
   const names = new Set<string>();
   for (const family of parseExposition(response.body).values()) {
     names.add(family.name);
-    if (family.type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(family.name + suffix);
+    if (family.type === 'histogram')
+      for (const suffix of ['_bucket', '_sum', '_count']) names.add(family.name + suffix);
     if (family.type === 'summary') for (const suffix of ['_sum', '_count']) names.add(family.name + suffix);
   }
   return names;
@@ -96,7 +120,9 @@ interface AlertRule {
 }
 
 async function alertRules(): Promise<AlertRule[]> {
-  const document = parseYaml(await fs.readFile(ALERTS_FILE, 'utf8')) as { groups?: Array<{ name?: unknown; rules?: AlertRule[] }> };
+  const document = parseYaml(await fs.readFile(ALERTS_FILE, 'utf8')) as {
+    groups?: Array<{ name?: unknown; rules?: AlertRule[] }>;
+  };
   expect(Array.isArray(document.groups)).toBe(true);
   const groups = document.groups ?? [];
   for (const group of groups) {
@@ -121,7 +147,9 @@ interface Dashboard {
   readonly uid?: unknown;
   readonly schemaVersion?: unknown;
   readonly panels?: readonly Panel[];
-  readonly templating?: { readonly list?: ReadonlyArray<{ readonly name?: unknown; readonly type?: unknown; readonly query?: unknown }> };
+  readonly templating?: {
+    readonly list?: ReadonlyArray<{ readonly name?: unknown; readonly type?: unknown; readonly query?: unknown }>;
+  };
 }
 
 async function dashboard(): Promise<Dashboard> {
@@ -143,10 +171,14 @@ describe('reading metric names out of PromQL (the check below is only as good as
       ),
     ).toEqual(['db_query_duration_seconds_bucket']);
     expect(
-      metricNamesIn('sum(rate(a_total{s="5xx"}[5m] offset 1h)) / on (job) group_left (instance) sum(b) > bool 0.01 and c unless d'),
+      metricNamesIn(
+        'sum(rate(a_total{s="5xx"}[5m] offset 1h)) / on (job) group_left (instance) sum(b) > bool 0.01 and c unless d',
+      ),
     ).toEqual(['a_total', 'b', 'c', 'd']);
     expect(metricNamesIn('max by (instance) (avg_over_time(x[5m:1m])) > 1e3')).toEqual(['x']);
-    expect(metricNamesInVariable('label_values(db_pool_connections_max{job=~"$job"}, instance)')).toEqual(['db_pool_connections_max']);
+    expect(metricNamesInVariable('label_values(db_pool_connections_max{job=~"$job"}, instance)')).toEqual([
+      'db_pool_connections_max',
+    ]);
     expect(metricNamesInVariable('label_values(job)')).toEqual([]);
   });
 });
@@ -171,7 +203,9 @@ describe('monitoring/alerts.yml', () => {
     expect(squash(byName.get('DatabasePoolUtilisationHigh')?.expr)).toMatch(/db_pool_utilisation_ratio.* > 0\.8$/);
     expect(squash(byName.get('DatabasePoolClientsWaiting')?.expr)).toMatch(/db_pool_clients_waiting\) > 0$/);
     expect(byName.get('DatabasePoolClientsWaiting')?.for).toBe('1m');
-    expect(squash(byName.get('HttpServerErrorRateHigh')?.expr)).toContain('http_request_duration_seconds_count{status_code="5xx"}');
+    expect(squash(byName.get('HttpServerErrorRateHigh')?.expr)).toContain(
+      'http_request_duration_seconds_count{status_code="5xx"}',
+    );
   });
 
   test('names only metrics a real scrape of the application exports', async ({ onTestFinished }) => {
@@ -197,7 +231,11 @@ describe('monitoring/alerts.yml', () => {
 describe('monitoring/grafana-dashboard.json', () => {
   test('is a Grafana dashboard with rows for the pool, queries, HTTP and auth, each panel laid out without overlap', async () => {
     const board = await dashboard();
-    expect(board).toMatchObject({ title: expect.any(String), uid: expect.any(String), schemaVersion: expect.any(Number) });
+    expect(board).toMatchObject({
+      title: expect.any(String),
+      uid: expect.any(String),
+      schemaVersion: expect.any(Number),
+    });
     const panels = board.panels ?? [];
     const rows = panels.filter((panel) => panel.type === 'row').map((panel) => panel.title);
     expect(rows).toEqual(expect.arrayContaining(['Database pool', 'Queries', 'HTTP', 'Auth']));
@@ -233,14 +271,20 @@ describe('monitoring/grafana-dashboard.json', () => {
     const board = await dashboard();
     const expressions = dashboardExpressions(board);
     const variableQueries = (board.templating?.list ?? []).map((variable) =>
-      typeof variable.query === 'object' && variable.query !== null ? String((variable.query as { query?: unknown }).query) : String(variable.query),
+      typeof variable.query === 'object' && variable.query !== null
+        ? String((variable.query as { query?: unknown }).query)
+        : String(variable.query),
     );
 
     const referenced = [
       ...expressions.flatMap(({ panel, expr }) => metricNamesIn(expr).map((name) => ({ where: panel, name }))),
-      ...variableQueries.flatMap((query) => metricNamesInVariable(query).map((name) => ({ where: `variable ${query}`, name }))),
+      ...variableQueries.flatMap((query) =>
+        metricNamesInVariable(query).map((name) => ({ where: `variable ${query}`, name })),
+      ),
     ];
-    expect(referenced.filter(({ name }) => !exported.has(name)).map(({ where, name }) => `${where}: ${name}`)).toEqual([]);
+    expect(referenced.filter(({ name }) => !exported.has(name)).map(({ where, name }) => `${where}: ${name}`)).toEqual(
+      [],
+    );
 
     const charted = new Set(referenced.map(({ name }) => name.replace(/_(?:bucket|sum|count)$/, '')));
     for (const name of [
@@ -262,25 +306,26 @@ describe('monitoring/grafana-dashboard.json', () => {
     }
   });
 
-  test.runIf(promtoolAvailable())('has panel expressions that PromQL parses (checked by promtool as recording rules)', async ({
-    onTestFinished,
-  }) => {
-    const expressions = dashboardExpressions(await dashboard());
-    const rules = expressions.map(({ expr }, index) => ({
-      record: `dashboard:expression_${index}`,
-      expr: expr.replaceAll('$__rate_interval', '5m').replace(/\$\{?\w+\}?/g, '.*'),
-    }));
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'dashboard-promql-'));
-    onTestFinished(async () => {
-      await fs.rm(dir, { recursive: true, force: true });
-    });
-    const file = path.join(dir, 'dashboard-rules.json');
-    // JSON is YAML, so promtool reads it as a rule file.
-    await fs.writeFile(file, JSON.stringify({ groups: [{ name: 'dashboard', rules }] }));
-    const check = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
-    expect(check.status, check.stdout + check.stderr).toBe(0);
-    expect(check.stdout).toContain(`SUCCESS: ${rules.length} rules found`);
-  });
+  test.runIf(promtoolAvailable())(
+    'has panel expressions that PromQL parses (checked by promtool as recording rules)',
+    async ({ onTestFinished }) => {
+      const expressions = dashboardExpressions(await dashboard());
+      const rules = expressions.map(({ expr }, index) => ({
+        record: `dashboard:expression_${index}`,
+        expr: expr.replaceAll('$__rate_interval', '5m').replace(/\$\{?\w+\}?/g, '.*'),
+      }));
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'dashboard-promql-'));
+      onTestFinished(async () => {
+        await fs.rm(dir, { recursive: true, force: true });
+      });
+      const file = path.join(dir, 'dashboard-rules.json');
+      // JSON is YAML, so promtool reads it as a rule file.
+      await fs.writeFile(file, JSON.stringify({ groups: [{ name: 'dashboard', rules }] }));
+      const check = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
+      expect(check.status, check.stdout + check.stderr).toBe(0);
+      expect(check.stdout).toContain(`SUCCESS: ${rules.length} rules found`);
+    },
+  );
 });
 
 function promtoolAvailable(): boolean {

@@ -12,7 +12,16 @@ import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrator.ts';
 import { withTransaction } from '../../src/db/transactions.ts';
 import { ServiceUnavailableError } from '../../src/errors/index.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
-import { adminQuery, clientUrl, describe, dropDatabase, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
+import {
+  adminQuery,
+  clientUrl,
+  describe,
+  dropDatabase,
+  expect,
+  isolatedDatabase,
+  test,
+  TEST_POOL,
+} from '../helpers/database.ts';
 
 // Everything here holds directly against PostgreSQL and, under `npm run test:pgbouncer`, through a
 // real PgBouncer in transaction mode: there the URLs the harness hands out lead through PgBouncer,
@@ -37,7 +46,6 @@ async function setting(db: Kysely<DB>, name: string): Promise<string> {
   return rows[0]?.value ?? '';
 }
 
-
 describe('DB_POOL_MODE=transaction', () => {
   test('sends no statement_timeout at connection startup, and sets it with SET LOCAL in every unit of work', async ({
     onTestFinished,
@@ -50,7 +58,9 @@ describe('DB_POOL_MODE=transaction', () => {
     // SET LOCAL ended with the transaction: the server connection goes back to PgBouncer clean.
     expect(await setting(db, 'statement_timeout')).not.toBe('1234ms');
     // A unit of work that asks for its own timeout gets it.
-    expect(await withTransaction(db, (trx) => setting(trx, 'statement_timeout'), { statementTimeoutMs: 5000 })).toBe('5s');
+    expect(await withTransaction(db, (trx) => setting(trx, 'statement_timeout'), { statementTimeoutMs: 5000 })).toBe(
+      '5s',
+    );
   });
 
   test('cancels a statement that overruns the per-transaction timeout: 503 QUERY_TIMEOUT, in well under its sleep', async ({
@@ -79,7 +89,9 @@ describe('DB_POOL_MODE=transaction', () => {
       await users.findByEmail('ada@example.com');
       await users.findByEmail('ada@example.com');
       await users.list(10);
-      const { rows } = await sql<{ count: number }>`select count(*)::int as count from pg_prepared_statements`.execute(trx);
+      const { rows } = await sql<{ count: number }>`select count(*)::int as count from pg_prepared_statements`.execute(
+        trx,
+      );
       await sql`delete from users`.execute(trx);
       return rows[0]?.count;
     });
@@ -87,7 +99,9 @@ describe('DB_POOL_MODE=transaction', () => {
     expect(prepared).toBe(0);
   });
 
-  test('in session mode, the same work does prepare named statements (the control for the test above)', async ({ onTestFinished }) => {
+  test('in session mode, the same work does prepare named statements (the control for the test above)', async ({
+    onTestFinished,
+  }) => {
     const { url } = await isolatedDatabase(onTestFinished);
     // Always straight to the server: named statements must never reach a transaction-mode PgBouncer.
     const direct = withDatabaseName(inject('adminUrl'), new URL(url).pathname.slice(1));
@@ -98,7 +112,9 @@ describe('DB_POOL_MODE=transaction', () => {
 
     const prepared = await withTransaction(db, async (trx) => {
       await new UserRepository(trx).findByEmail('ada@example.com');
-      const { rows } = await sql<{ count: number }>`select count(*)::int as count from pg_prepared_statements`.execute(trx);
+      const { rows } = await sql<{ count: number }>`select count(*)::int as count from pg_prepared_statements`.execute(
+        trx,
+      );
       return rows[0]?.count;
     });
 
@@ -113,11 +129,15 @@ describe('DB_POOL_MODE=transaction', () => {
 });
 
 describe('migrations from several instances starting at once', () => {
-  test('apply each migration exactly once and leave no advisory lock held by any server connection', async ({ onTestFinished }) => {
+  test('apply each migration exactly once and leave no advisory lock held by any server connection', async ({
+    onTestFinished,
+  }) => {
     const name = `test_w${process.env.VITEST_POOL_ID ?? '0'}_deploy_${randomBytes(4).toString('hex')}`;
     await adminQuery(`create database ${name}`);
     onTestFinished(() => dropDatabase(name));
-    const migrations = (await readdir(MIGRATIONS_DIR)).filter((file) => file.endsWith('.ts')).map((file) => file.replace(/\.ts$/, ''));
+    const migrations = (await readdir(MIGRATIONS_DIR))
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => file.replace(/\.ts$/, ''));
 
     const applied = await Promise.all([1, 2, 3].map(() => migrateToLatest(clientUrl(name))));
 
@@ -125,7 +145,9 @@ describe('migrations from several instances starting at once', () => {
     const observer = new pg.Client({ connectionString: withDatabaseName(inject('adminUrl'), name) });
     await observer.connect();
     try {
-      const { rows: recorded } = await observer.query<{ name: string }>('select name from kysely_migration order by name');
+      const { rows: recorded } = await observer.query<{ name: string }>(
+        'select name from kysely_migration order by name',
+      );
       expect(recorded.map((row) => row.name)).toEqual([...migrations].sort());
       const { rows: locks } = await observer.query<{ count: number }>(
         `select count(*)::int as count from pg_locks l join pg_database d on d.oid = l.database
@@ -140,7 +162,9 @@ describe('migrations from several instances starting at once', () => {
 });
 
 describe('npm run migrate (kysely-ctl, which holds a session-level lock)', () => {
-  test('refuses to run with DB_POOL_MODE=transaction, saying how to run it instead, and touches nothing', async ({ onTestFinished }) => {
+  test('refuses to run with DB_POOL_MODE=transaction, saying how to run it instead, and touches nothing', async ({
+    onTestFinished,
+  }) => {
     const name = `test_w${process.env.VITEST_POOL_ID ?? '0'}_ctl_${randomBytes(4).toString('hex')}`;
     await adminQuery(`create database ${name}`);
     onTestFinished(() => dropDatabase(name));
@@ -167,7 +191,9 @@ describe('npm run migrate (kysely-ctl, which holds a session-level lock)', () =>
     const observer = new pg.Client({ connectionString: withDatabaseName(inject('adminUrl'), name) });
     await observer.connect();
     try {
-      const { rows } = await observer.query<{ exists: boolean }>("select to_regclass('kysely_migration') is not null as exists");
+      const { rows } = await observer.query<{ exists: boolean }>(
+        "select to_regclass('kysely_migration') is not null as exists",
+      );
       expect(rows[0]?.exists).toBe(false);
     } finally {
       await observer.end();

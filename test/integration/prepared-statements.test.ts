@@ -13,7 +13,8 @@ describe('named prepared statements', () => {
     onTestFinished(async () => {
       await db.destroy();
     });
-    for (let i = 0; i < 5; i++) await db.selectFrom('users').select('id').where('email', '=', `u${i}@example.com`).execute();
+    for (let i = 0; i < 5; i++)
+      await db.selectFrom('users').select('id').where('email', '=', `u${i}@example.com`).execute();
     // One connection, one statement text: prepared once. The count query itself has no parameters.
     expect((await preparedCount.execute(db)).rows[0]?.count).toBe(1);
   });
@@ -29,15 +30,15 @@ describe('named prepared statements', () => {
     });
     for (let i = 0; i < 300; i++) {
       // 300 different statement texts (the alias differs), each with a parameter.
-      const rows = await db
-        .selectNoFrom((eb) => eb.val(i).as(`v${i}`))
-        .execute();
+      const rows = await db.selectNoFrom((eb) => eb.val(i).as(`v${i}`)).execute();
       expect(rows).toEqual([{ [`v${i}`]: String(i) }]); // an untyped parameter comes back as text
     }
     expect((await preparedCount.execute(db)).rows[0]?.count).toBe(256);
   });
 
-  test('sends unnamed statements when switched off (PgBouncer before 1.21 in transaction mode)', async ({ onTestFinished }) => {
+  test('sends unnamed statements when switched off (PgBouncer before 1.21 in transaction mode)', async ({
+    onTestFinished,
+  }) => {
     const { url } = await isolatedDatabase(onTestFinished);
     const pool = createPool({ ...TEST_POOL, url, poolMax: 1 });
     const db = createDatabase({ ...TEST_POOL, url, poolMax: 1, preparedStatements: false }, { pool });

@@ -23,10 +23,17 @@ describe('parseExposition', () => {
     const requests = families.get('requests_total');
     expect(requests?.type).toBe('counter');
     expect(requests?.help).toBe('Requests served, with a \\ and a \n in the help');
-    expect(requests?.samples).toEqual([{ name: 'requests_total', labels: { path: '/a"b\\c\nd', code: '200' }, value: 3 }]);
+    expect(requests?.samples).toEqual([
+      { name: 'requests_total', labels: { path: '/a"b\\c\nd', code: '200' }, value: 3 },
+    ]);
     expect(families.get('lag')?.samples[0]?.value).toBeNaN();
     expect(families.get('lag_free')?.type).toBe('untyped');
-    expect(families.get('latency')?.samples.map((s) => s.name)).toEqual(['latency_bucket', 'latency_bucket', 'latency_sum', 'latency_count']);
+    expect(families.get('latency')?.samples.map((s) => s.name)).toEqual([
+      'latency_bucket',
+      'latency_bucket',
+      'latency_sum',
+      'latency_count',
+    ]);
   });
 
   test.for([
@@ -45,7 +52,10 @@ describe('parseExposition', () => {
     ['an invalid metric name', '1a 1\n'],
     ['a histogram without +Inf', '# TYPE h histogram\nh_bucket{le="1"} 1\nh_sum 1\nh_count 1\n'],
     ['a histogram whose +Inf differs from _count', '# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 3\n'],
-    ['buckets that are not cumulative', '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="2"} 1\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 2\n'],
+    [
+      'buckets that are not cumulative',
+      '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="2"} 1\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 2\n',
+    ],
     ['a histogram without _sum', '# TYPE h histogram\nh_bucket{le="+Inf"} 1\nh_count 1\n'],
     ['a bucket without le', '# TYPE h histogram\nh_bucket 1\n'],
   ] as const)('refuses %s', ([, text]) => {

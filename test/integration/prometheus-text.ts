@@ -60,7 +60,8 @@ export function parseExposition(text: string): Map<string, MetricFamily> {
   const familyFor = (name: string, lineNo: number, raw: string): MutableFamily => {
     const existing = families.get(name);
     if (existing !== undefined) {
-      if (existing !== current && existing.closed) throw new ExpositionError(lineNo, `family ${name} appears in two separate groups`, raw);
+      if (existing !== current && existing.closed)
+        throw new ExpositionError(lineNo, `family ${name} appears in two separate groups`, raw);
       return existing;
     }
     const family: MutableFamily = { name, type: undefined, help: undefined, samples: [], closed: false };
@@ -168,22 +169,26 @@ function checkHistogram(family: MutableFamily): void {
     const key = canonicalLabels(rest);
     const group = groups.get(key) ?? { buckets: [] };
     groups.set(key, group);
-    if (sample.name.endsWith('_bucket')) group.buckets.push({ le: parseFloatValue(le ?? '', 0, ''), value: sample.value });
+    if (sample.name.endsWith('_bucket'))
+      group.buckets.push({ le: parseFloatValue(le ?? '', 0, ''), value: sample.value });
     else if (sample.name.endsWith('_sum')) group.sum = sample.value;
     else group.count = sample.value;
   }
   for (const [key, group] of groups) {
     const where = `${family.name}${key}`;
-    if (group.sum === undefined || group.count === undefined) throw new Error(`histogram ${where} lacks _sum or _count`);
+    if (group.sum === undefined || group.count === undefined)
+      throw new Error(`histogram ${where} lacks _sum or _count`);
     const sorted = [...group.buckets].sort((a, b) => a.le - b.le);
     const last = sorted.at(-1);
     if (last?.le !== Infinity) throw new Error(`histogram ${where} has no le="+Inf" bucket`);
-    if (last.value !== group.count) throw new Error(`histogram ${where}: +Inf bucket ${last.value} differs from _count ${group.count}`);
+    if (last.value !== group.count)
+      throw new Error(`histogram ${where}: +Inf bucket ${last.value} differs from _count ${group.count}`);
     for (let i = 1; i < sorted.length; i++) {
       const [previous, next] = [sorted[i - 1], sorted[i]];
       if (previous === undefined || next === undefined) continue;
       if (previous.le === next.le) throw new Error(`histogram ${where} repeats bucket le=${next.le}`);
-      if (next.value < previous.value) throw new Error(`histogram ${where}: bucket le=${next.le} is below le=${previous.le}`);
+      if (next.value < previous.value)
+        throw new Error(`histogram ${where}: bucket le=${next.le} is below le=${previous.le}`);
     }
   }
 }
@@ -215,7 +220,8 @@ function parseSample(raw: string, lineNo: number): Sample {
       const labelMatch = /^[a-zA-Z_][a-zA-Z0-9_]*/.exec(raw.slice(pos));
       if (labelMatch === null) return fail(`expected a label name at column ${pos + 1}`);
       const labelName = labelMatch[0];
-      if (!LABEL_NAME.test(labelName) || labelName.startsWith('__')) fail(`reserved or invalid label name ${labelName}`);
+      if (!LABEL_NAME.test(labelName) || labelName.startsWith('__'))
+        fail(`reserved or invalid label name ${labelName}`);
       if (labelName in labels) fail(`label ${labelName} given twice`);
       pos += labelName.length;
       if (raw[pos] !== '=' || raw[pos + 1] !== '"') return fail(`expected ="… after label ${labelName}`);

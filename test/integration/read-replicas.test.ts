@@ -55,7 +55,13 @@ async function replicatedApp(
     events: metrics.replicaEvents,
     ...options,
   });
-  const app = await buildApp({ config: testConfig({ RATE_LIMIT_LOGIN: '1000', RATE_LIMIT_REGISTER: '1000' }), db: primary, readDb, jwtSecret: TEST_JWT_SECRET, metrics });
+  const app = await buildApp({
+    config: testConfig({ RATE_LIMIT_LOGIN: '1000', RATE_LIMIT_REGISTER: '1000' }),
+    db: primary,
+    readDb,
+    jwtSecret: TEST_JWT_SECRET,
+    metrics,
+  });
   onFinished(async () => {
     await app.close();
     await readDb.destroy();
@@ -66,7 +72,8 @@ async function replicatedApp(
 
 /** Statements on `users` each server ran since the last reset (its pg_stat_statements). */
 async function usersStatements(on: 'primary' | 'replica'): Promise<{ query: string; calls: number }[]> {
-  const run = on === 'primary' ? replication.queryPrimary.bind(replication) : replication.queryReplica.bind(replication);
+  const run =
+    on === 'primary' ? replication.queryPrimary.bind(replication) : replication.queryReplica.bind(replication);
   return run<{ query: string; calls: number }>(
     DATABASE,
     `select query, calls::int as calls from pg_stat_statements
@@ -84,7 +91,9 @@ async function resetStatements(): Promise<void> {
 async function metricsOf(app: App): Promise<(name: string, labels?: string) => number | undefined> {
   const text = (await app.inject({ url: '/metrics' })).body;
   return (name, labels = '') => {
-    const line = text.split('\n').find((candidate) => candidate.startsWith(labels === '' ? `${name} ` : `${name}{`) && candidate.includes(labels));
+    const line = text
+      .split('\n')
+      .find((candidate) => candidate.startsWith(labels === '' ? `${name} ` : `${name}{`) && candidate.includes(labels));
     return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
   };
 }
@@ -98,7 +107,9 @@ async function listedEmails(app: App, accessToken: string): Promise<string[]> {
 const LISTING = /^select \* from "users" order by "created_at" desc, "id" desc limit \$1$/;
 
 describe('read replicas (DATABASE_REPLICA_URLS)', () => {
-  test('serve the user listing, and only it: login, /auth/me, /users/:id and writes run on the primary', async ({ onTestFinished }) => {
+  test('serve the user listing, and only it: login, /auth/me, /users/:id and writes run on the primary', async ({
+    onTestFinished,
+  }) => {
     const { app } = await replicatedApp(onTestFinished, { maxLagMs: 5_000, checkIntervalMs: 200 });
     const admin = await createUser(primary, { role: 'admin' });
     await replication.waitForReplay();
@@ -107,8 +118,14 @@ describe('read replicas (DATABASE_REPLICA_URLS)', () => {
     const session = await login(app, admin.email);
     expect((await app.inject({ url: '/auth/me', headers: bearer(session.accessToken) })).statusCode).toBe(200);
     expect(await listedEmails(app, session.accessToken)).toContain(admin.email);
-    expect((await app.inject({ url: `/users/${admin.id}`, headers: bearer(session.accessToken) })).statusCode).toBe(200);
-    const registered = await postJson(app, '/auth/register', { email: `new-${admin.id}@example.com`, password: PASSWORD, name: 'New' });
+    expect((await app.inject({ url: `/users/${admin.id}`, headers: bearer(session.accessToken) })).statusCode).toBe(
+      200,
+    );
+    const registered = await postJson(app, '/auth/register', {
+      email: `new-${admin.id}@example.com`,
+      password: PASSWORD,
+      name: 'New',
+    });
     expect(registered.statusCode).toBe(201);
 
     const onReplica = await usersStatements('replica');
@@ -130,7 +147,11 @@ describe('read replicas (DATABASE_REPLICA_URLS)', () => {
   }) => {
     const start = Date.now();
     let elapsed = 0;
-    const { app } = await replicatedApp(onTestFinished, { maxLagMs: 2_000, checkIntervalMs: 1_000, now: () => start + elapsed });
+    const { app } = await replicatedApp(onTestFinished, {
+      maxLagMs: 2_000,
+      checkIntervalMs: 1_000,
+      now: () => start + elapsed,
+    });
     const admin = await createUser(primary, { role: 'admin' });
     await replication.waitForReplay();
     const adminSession = await login(app, admin.email);
@@ -143,14 +164,21 @@ describe('read replicas (DATABASE_REPLICA_URLS)', () => {
     });
 
     const email = `lagging-${admin.id}@example.com`;
-    expect((await postJson(app, '/auth/register', { email, password: PASSWORD, name: 'Newcomer' })).statusCode).toBe(201);
+    expect((await postJson(app, '/auth/register', { email, password: PASSWORD, name: 'Newcomer' })).statusCode).toBe(
+      201,
+    );
     // Login right after register, the new user's /auth/me, a refresh and a password change all see the write.
     const session = await login(app, email);
     const me = await app.inject({ url: '/auth/me', headers: bearer(session.accessToken) });
     expect(me.json<{ user: UserJson }>().user.email).toBe(email);
     const refreshed = await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken });
     expect(refreshed.statusCode).toBe(200);
-    const changed = await postJson(app, '/auth/password', { currentPassword: PASSWORD, newPassword: 'a brand new passphrase' }, bearer(refreshed.json<TokenPairJson>().accessToken));
+    const changed = await postJson(
+      app,
+      '/auth/password',
+      { currentPassword: PASSWORD, newPassword: 'a brand new passphrase' },
+      bearer(refreshed.json<TokenPairJson>().accessToken),
+    );
     expect(changed.statusCode).toBe(204);
     expect((await postJson(app, '/auth/login', { email, password: 'a brand new passphrase' })).statusCode).toBe(200);
 
@@ -176,7 +204,9 @@ describe('read replicas (DATABASE_REPLICA_URLS)', () => {
   });
 
   // Last: it stops the standby for good.
-  test('keep every endpoint answering when the replica is stopped, counting the fallbacks', async ({ onTestFinished }) => {
+  test('keep every endpoint answering when the replica is stopped, counting the fallbacks', async ({
+    onTestFinished,
+  }) => {
     const { app } = await replicatedApp(onTestFinished, { maxLagMs: 5_000, checkIntervalMs: 100 });
     const admin = await createUser(primary, { role: 'admin' });
     await replication.waitForReplay();
@@ -197,7 +227,16 @@ describe('read replicas (DATABASE_REPLICA_URLS)', () => {
     const refreshed = await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken });
     expect(refreshed.statusCode).toBe(200);
     const pair = refreshed.json<TokenPairJson>();
-    expect((await postJson(app, '/auth/password', { currentPassword: PASSWORD, newPassword: 'another new passphrase' }, bearer(pair.accessToken))).statusCode).toBe(204);
+    expect(
+      (
+        await postJson(
+          app,
+          '/auth/password',
+          { currentPassword: PASSWORD, newPassword: 'another new passphrase' },
+          bearer(pair.accessToken),
+        )
+      ).statusCode,
+    ).toBe(204);
     const again = await login(app, email, 'another new passphrase');
     expect((await postJson(app, '/auth/logout', { refreshToken: again.refreshToken })).statusCode).toBe(204);
     expect((await app.inject({ url: '/health/live' })).statusCode).toBe(200);
@@ -206,7 +245,9 @@ describe('read replicas (DATABASE_REPLICA_URLS)', () => {
     expect(performance.now() - started).toBeLessThan(10_000);
 
     const metric = await metricsOf(app);
-    const fallbacks = (metric('db_replica_fallbacks_total', 'reason="error"') ?? 0) + (metric('db_replica_fallbacks_total', 'reason="unavailable"') ?? 0);
+    const fallbacks =
+      (metric('db_replica_fallbacks_total', 'reason="error"') ?? 0) +
+      (metric('db_replica_fallbacks_total', 'reason="unavailable"') ?? 0);
     expect(fallbacks).toBe(4);
     expect(metric('db_replica_reads_total', 'target="primary"')).toBe(4);
     expect(metric('db_replica_usable', 'replica="127.0.0.1:')).toBe(0);

@@ -72,7 +72,9 @@ describe('the schema check', () => {
         'found CHECK ((char_length(name) <= 50))',
       'extra   sequence notes_id_seq: integer start 1 increment 1',
       // pg_get_viewdef qualifies column names up to PostgreSQL 15, not from 16 on.
-      expect.stringMatching(/^extra {3}view admins: SELECT (users\.)?id FROM users WHERE \(\(?(users\.)?role = 'admin'::text\)?\);$/),
+      expect.stringMatching(
+        /^extra {3}view admins: SELECT (users\.)?id FROM users WHERE \(\(?(users\.)?role = 'admin'::text\)?\);$/,
+      ),
     ]);
   });
 

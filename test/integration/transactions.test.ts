@@ -123,7 +123,9 @@ describe('withTransaction on the root database', () => {
   test('starts the transaction at the requested isolation level, read committed by default', async ({ database }) => {
     expect(await withTransaction(database.db, (trx) => setting(trx, 'transaction_isolation'))).toBe('read committed');
     for (const isolationLevel of ['repeatable read', 'serializable'] as const) {
-      const level = await withTransaction(database.db, (trx) => setting(trx, 'transaction_isolation'), { isolationLevel });
+      const level = await withTransaction(database.db, (trx) => setting(trx, 'transaction_isolation'), {
+        isolationLevel,
+      });
       expect(level).toBe(isolationLevel);
     }
   });
@@ -189,7 +191,9 @@ describe('nested units of work', () => {
     expect(await committedEmails(db)).toEqual([]);
   });
 
-  test('unwinds three levels: a failure rolls back its own level and those inside it, nothing more', async ({ committed }) => {
+  test('unwinds three levels: a failure rolls back its own level and those inside it, nothing more', async ({
+    committed,
+  }) => {
     const { db } = committed;
     const create = (trx: Kysely<DB>, email: string) => new UserRepository(trx).create(user(email));
     await withTransaction(db, async (first) => {
@@ -260,7 +264,11 @@ describe('retries', () => {
         await trx.updateTable('users').set({ name: renamed }).where('id', '=', id).execute();
         return renamed;
       },
-      { isolationLevel: 'serializable', retryBaseDelayMs: 1, onRetry: (attempt, error) => retries.push({ attempt, error }) },
+      {
+        isolationLevel: 'serializable',
+        retryBaseDelayMs: 1,
+        onRetry: (attempt, error) => retries.push({ attempt, error }),
+      },
     );
 
     expect(attempts).toBe(2);
@@ -316,7 +324,9 @@ describe('retries', () => {
     expectPoolIdle(database);
   });
 
-  test('gives up after maxAttempts on a permanent serialization failure with a 409 SerializationError', async ({ committed }) => {
+  test('gives up after maxAttempts on a permanent serialization failure with a 409 SerializationError', async ({
+    committed,
+  }) => {
     const { db } = committed;
     const { id } = await new UserRepository(db).create(user('ada@example.com'));
     const retried: number[] = [];
@@ -331,7 +341,12 @@ describe('retries', () => {
           await concurrentRename(db, id, `Concurrent ${attempts}`);
           await trx.updateTable('users').set({ name: 'Never' }).where('id', '=', id).execute();
         },
-        { isolationLevel: 'serializable', maxAttempts: 3, retryBaseDelayMs: 1, onRetry: (attempt) => retried.push(attempt) },
+        {
+          isolationLevel: 'serializable',
+          maxAttempts: 3,
+          retryBaseDelayMs: 1,
+          onRetry: (attempt) => retried.push(attempt),
+        },
       ),
     );
 
@@ -374,7 +389,9 @@ describe('retries', () => {
     expect((await new UserRepository(db).findById(id))?.name).toBe('Inner');
   });
 
-  test('never retries a nested unit: its serialization failure reaches the caller after one run', async ({ committed }) => {
+  test('never retries a nested unit: its serialization failure reaches the caller after one run', async ({
+    committed,
+  }) => {
     const { db } = committed;
     const { id } = await new UserRepository(db).create(user('ada@example.com'));
     const outer = await db.startTransaction().setIsolationLevel('serializable').execute();
@@ -422,7 +439,9 @@ describe('retries', () => {
 });
 
 describe('statement timeouts and connection hygiene', () => {
-  test('ends a slow statement as QUERY_TIMEOUT, without retrying, and leaves the pool healthy', async ({ database }) => {
+  test('ends a slow statement as QUERY_TIMEOUT, without retrying, and leaves the pool healthy', async ({
+    database,
+  }) => {
     let runs = 0;
     const started = performance.now();
     const error = await failure(
@@ -454,7 +473,9 @@ describe('statement timeouts and connection hygiene', () => {
   test('applies statementTimeoutMs to a nested unit and undoes it with the failed savepoint', async ({ db }) => {
     const inside = await withTransaction(db, (trx) => setting(trx, 'statement_timeout'), { statementTimeoutMs: 1_500 });
     expect(inside).toBe('1500ms');
-    const error = await failure(withTransaction(db, (trx) => sql`select pg_sleep(5)`.execute(trx), { statementTimeoutMs: 50 }));
+    const error = await failure(
+      withTransaction(db, (trx) => sql`select pg_sleep(5)`.execute(trx), { statementTimeoutMs: 50 }),
+    );
     expect(error).toMatchObject({ code: 'QUERY_TIMEOUT' });
     // A released savepoint keeps its SET LOCAL until the transaction ends; a rolled-back one does not.
     expect(await setting(db, 'statement_timeout')).toBe('1500ms');

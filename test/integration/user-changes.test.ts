@@ -12,11 +12,16 @@ import { describe, expect, isolatedDatabase, test, UNREACHABLE_DATABASE_URL } fr
 
 function recorder() {
   const events: string[] = [];
-  return { events, handlers: { onChange: (id: string) => events.push(`change ${id}`), onReset: () => events.push('reset') } };
+  return {
+    events,
+    handlers: { onChange: (id: string) => events.push(`change ${id}`), onReset: () => events.push('reset') },
+  };
 }
 
 describe('UserChangeFeed', () => {
-  test('hears committed updates and deletes, not rolled-back ones, and a truncate as a reset', async ({ onTestFinished }) => {
+  test('hears committed updates and deletes, not rolled-back ones, and a truncate as a reset', async ({
+    onTestFinished,
+  }) => {
     const database = await isolatedDatabase(onTestFinished);
     const { events, handlers } = recorder();
     const feed = new UserChangeFeed({ url: database.url, applicationName: 'vitest-feed' }, handlers);
@@ -42,42 +47,48 @@ describe('UserChangeFeed', () => {
   });
 
   // Needs Debian's pgbouncer: with the scale-out suites (SCALE_OUT=1, as .ci/run sets), not in plain `npm test`.
-  test.runIf(process.env.SCALE_OUT)('never goes live through PgBouncer in transaction mode, where its LISTEN hears nothing, and ignores other feeds\' probes', async ({
-    onTestFinished,
-  }) => {
-    const database = await isolatedDatabase(onTestFinished);
-    const bouncer = await startPgBouncer({
-      serverUrl: withDatabaseName(database.url, 'postgres'),
-      port: await freePort(6441, 6460),
-      poolMode: 'transaction',
-    });
-    onTestFinished(() => bouncer.stop());
-    const name = new URL(database.url).pathname.slice(1);
+  test.runIf(process.env.SCALE_OUT)(
+    "never goes live through PgBouncer in transaction mode, where its LISTEN hears nothing, and ignores other feeds' probes",
+    async ({ onTestFinished }) => {
+      const database = await isolatedDatabase(onTestFinished);
+      const bouncer = await startPgBouncer({
+        serverUrl: withDatabaseName(database.url, 'postgres'),
+        port: await freePort(6441, 6460),
+        poolMode: 'transaction',
+      });
+      onTestFinished(() => bouncer.stop());
+      const name = new URL(database.url).pathname.slice(1);
 
-    const { events, handlers } = recorder();
-    const deaf = new UserChangeFeed(
-      { url: bouncer.url(name), applicationName: 'vitest-feed', reconnect: { minDelayMs: 20, maxDelayMs: 50 }, probeTimeoutMs: 300 },
-      handlers,
-    );
-    onTestFinished(() => deaf.close());
-    await deaf.start();
-    expect(deaf.live).toBe(false);
-    // A change made meanwhile is not heard either; the feed keeps retrying and stays not live.
-    await new UserRepository(database.db).create({ email: 'x@example.com', name: 'X', passwordHash: 'h' });
-    await sql`update users set name = 'Y'`.execute(database.db);
-    await new Promise((resolve) => setTimeout(resolve, 700));
-    expect(deaf.live).toBe(false);
-    expect(events.every((event) => event === 'reset')).toBe(true);
+      const { events, handlers } = recorder();
+      const deaf = new UserChangeFeed(
+        {
+          url: bouncer.url(name),
+          applicationName: 'vitest-feed',
+          reconnect: { minDelayMs: 20, maxDelayMs: 50 },
+          probeTimeoutMs: 300,
+        },
+        handlers,
+      );
+      onTestFinished(() => deaf.close());
+      await deaf.start();
+      expect(deaf.live).toBe(false);
+      // A change made meanwhile is not heard either; the feed keeps retrying and stays not live.
+      await new UserRepository(database.db).create({ email: 'x@example.com', name: 'X', passwordHash: 'h' });
+      await sql`update users set name = 'Y'`.execute(database.db);
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      expect(deaf.live).toBe(false);
+      expect(events.every((event) => event === 'reset')).toBe(true);
 
-    // A direct feed goes live; the deaf feed's probes, which it hears, are not changes to anyone.
-    const direct = recorder();
-    const listening = new UserChangeFeed({ url: database.url, applicationName: 'vitest-feed' }, direct.handlers);
-    onTestFinished(() => listening.close());
-    await listening.start();
-    expect(listening.live).toBe(true);
-    await new Promise((resolve) => setTimeout(resolve, 700));
-    expect(direct.events.every((event) => event === 'reset')).toBe(true);
-  });
+      // A direct feed goes live; the deaf feed's probes, which it hears, are not changes to anyone.
+      const direct = recorder();
+      const listening = new UserChangeFeed({ url: database.url, applicationName: 'vitest-feed' }, direct.handlers);
+      onTestFinished(() => listening.close());
+      await listening.start();
+      expect(listening.live).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      expect(direct.events.every((event) => event === 'reset')).toBe(true);
+    },
+  );
 
   test('is not live while it cannot connect, keeps trying, and stops trying when closed', async () => {
     const { events, handlers } = recorder();

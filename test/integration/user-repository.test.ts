@@ -8,12 +8,19 @@ const user = (email: string, name = 'Ada Lovelace') => ({ email, name, passwordH
 describe('UserRepository', () => {
   test('creates a user with defaults filled by the database', async ({ db }) => {
     const created = await new UserRepository(db).create(user('ada@example.com'));
-    expect(created).toMatchObject({ email: 'ada@example.com', name: 'Ada Lovelace', role: 'user', last_login_at: null });
+    expect(created).toMatchObject({
+      email: 'ada@example.com',
+      name: 'Ada Lovelace',
+      role: 'user',
+      last_login_at: null,
+    });
     expect(created.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(created.created_at).toBeInstanceOf(Date);
   });
 
-  test('rejects a second user with the same email, whatever its case, as a UniqueConstraintError on email', async ({ db }) => {
+  test('rejects a second user with the same email, whatever its case, as a UniqueConstraintError on email', async ({
+    db,
+  }) => {
     const users = new UserRepository(db);
     await users.create(user('ada@example.com'));
     const error = await withTransaction(db, (trx) => new UserRepository(trx).create(user('ADA@example.com'))).catch(
@@ -38,7 +45,9 @@ describe('UserRepository', () => {
     const at = new Date('2026-01-02T03:04:05.678Z');
     await users.updateLastLogin(created.id, at);
     expect((await users.findById(created.id))?.last_login_at).toEqual(at);
-    await expect(users.updateLastLogin('00000000-0000-4000-8000-000000000000', at)).rejects.toBeInstanceOf(NotFoundError);
+    await expect(users.updateLastLogin('00000000-0000-4000-8000-000000000000', at)).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
   });
 
   test('updates the password hash and the updated_at stamp', async ({ db }) => {

@@ -63,7 +63,9 @@ async function processNamedPostgres(onFinished: OnFinished): Promise<number> {
   });
   if (child.pid === undefined) throw new Error('could not start the impostor process');
   const pid = child.pid;
-  await waitFor('the impostor to run', async () => ((await fs.readFile(`/proc/${pid}/comm`, 'utf8')).trim() === 'postgres' ? true : undefined));
+  await waitFor('the impostor to run', async () =>
+    (await fs.readFile(`/proc/${pid}/comm`, 'utf8')).trim() === 'postgres' ? true : undefined,
+  );
   return pid;
 }
 
@@ -106,7 +108,8 @@ async function startStorm(baseUrl: string, sessions: number): Promise<Storm & { 
       const email = `storm-${run}-${worker}-${i}@example.com`;
       let status: number;
       try {
-        status = (await httpRequest(baseUrl, '/auth/register', { body: registration(email), timeoutMs: 10_000 })).status;
+        status = (await httpRequest(baseUrl, '/auth/register', { body: registration(email), timeoutMs: 10_000 }))
+          .status;
       } catch (error) {
         if (error instanceof NoResponseError) return;
         throw error;
@@ -119,7 +122,10 @@ async function startStorm(baseUrl: string, sessions: number): Promise<Storm & { 
     for (let i = 0; !stopped && i < 2_000; i++) {
       let response;
       try {
-        response = await httpRequest(baseUrl, '/auth/refresh', { body: { refreshToken: family.current }, timeoutMs: 10_000 });
+        response = await httpRequest(baseUrl, '/auth/refresh', {
+          body: { refreshToken: family.current },
+          timeoutMs: 10_000,
+        });
       } catch (error) {
         if (error instanceof NoResponseError) return;
         throw error;
@@ -157,7 +163,9 @@ async function expectNothingLost(url: string, storm: Storm): Promise<Map<string,
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    const users = await client.query<{ email: string }>('select email from users where email = any($1)', [storm.registered]);
+    const users = await client.query<{ email: string }>('select email from users where email = any($1)', [
+      storm.registered,
+    ]);
     expect(users.rows.map((row) => row.email).sort()).toEqual([...storm.registered].sort());
 
     const hashes = storm.families.flatMap((family) => family.acknowledged.map(hashRefreshToken));
@@ -167,7 +175,10 @@ async function expectNothingLost(url: string, storm: Storm): Promise<Map<string,
       [hashes],
     );
     const stored = new Set(tokens.rows.map((row) => row.token_hash));
-    expect(hashes.filter((hash) => !stored.has(hash)), 'acknowledged refresh tokens missing').toEqual([]);
+    expect(
+      hashes.filter((hash) => !stored.has(hash)),
+      'acknowledged refresh tokens missing',
+    ).toEqual([]);
 
     const byFamily = new Map<string, TokenRow[]>();
     for (const row of tokens.rows) byFamily.set(row.family_id, [...(byFamily.get(row.family_id) ?? []), row]);
@@ -214,7 +225,11 @@ describe('crash safety', () => {
       const options = await serverOptions(onTestFinished, 'crash');
       const server = await startServer(onTestFinished, options);
       const storm = await startStorm(server.baseUrl, 8);
-      await waitFor('the storm to be acknowledged', () => (storm.rotations() >= 40 && storm.registered.length >= 6 ? true : undefined), 30_000);
+      await waitFor(
+        'the storm to be acknowledged',
+        () => (storm.rotations() >= 40 && storm.registered.length >= 6 ? true : undefined),
+        30_000,
+      );
 
       server.child.kill('SIGKILL');
       expect(await server.exited).toEqual({ code: null, signal: 'SIGKILL' });
@@ -237,7 +252,11 @@ describe('crash safety', () => {
       const options = await serverOptions(onTestFinished, 'power-cut');
       const server = await startServer(onTestFinished, options);
       const storm = await startStorm(server.baseUrl, 8);
-      await waitFor('the storm to be acknowledged', () => (storm.rotations() >= 40 && storm.registered.length >= 6 ? true : undefined), 30_000);
+      await waitFor(
+        'the storm to be acknowledged',
+        () => (storm.rotations() >= 40 && storm.registered.length >= 6 ? true : undefined),
+        30_000,
+      );
 
       // Everything at once, as a power cut would: the server and every PostgreSQL process.
       const postgres = postgresProcessesOf(options.dataDir);
@@ -247,7 +266,11 @@ describe('crash safety', () => {
       await server.exited;
       await storm.stop();
       // Gone for good: not even a zombie waiting to be reaped (that case has a test of its own below).
-      await waitFor('the killed processes to be reaped', () => (postgres.some(processExists) ? undefined : true), 10_000);
+      await waitFor(
+        'the killed processes to be reaped',
+        () => (postgres.some(processExists) ? undefined : true),
+        10_000,
+      );
 
       // The lock file of the killed PostgreSQL is still there; the restart must cope with it and recover from the WAL.
       const restarted = await startServer(onTestFinished, options);
@@ -265,7 +288,11 @@ describe('crash safety', () => {
       first.child.kill('SIGKILL');
       for (const pid of postgres) process.kill(pid, 'SIGKILL');
       await first.exited;
-      await waitFor('the killed processes to be reaped', () => (postgres.some(processExists) ? undefined : true), 10_000);
+      await waitFor(
+        'the killed processes to be reaped',
+        () => (postgres.some(processExists) ? undefined : true),
+        10_000,
+      );
 
       // After a reboot or in a busy container the dead postmaster's pid soon belongs to someone
       // else, often another PostgreSQL (or, for a few seconds, its own unreaped zombie).
@@ -276,7 +303,13 @@ describe('crash safety', () => {
       await fs.writeFile(lockFile, lines.join('\n'));
 
       const second = await startServer(onTestFinished, options);
-      expect((await httpRequest(second.baseUrl, '/auth/register', { body: registration(`reused-${uniqueId()}@example.com`) })).status).toBe(201);
+      expect(
+        (
+          await httpRequest(second.baseUrl, '/auth/register', {
+            body: registration(`reused-${uniqueId()}@example.com`),
+          })
+        ).status,
+      ).toBe(201);
     },
   );
 
@@ -292,7 +325,13 @@ describe('crash safety', () => {
       expect(postgresProcessesOf(options.dataDir).length).toBeGreaterThan(0);
 
       const second = await startServer(onTestFinished, options);
-      expect((await httpRequest(second.baseUrl, '/auth/register', { body: registration(`orphan-${uniqueId()}@example.com`) })).status).toBe(201);
+      expect(
+        (
+          await httpRequest(second.baseUrl, '/auth/register', {
+            body: registration(`orphan-${uniqueId()}@example.com`),
+          })
+        ).status,
+      ).toBe(201);
       second.child.kill('SIGTERM');
       const { code } = await second.exited;
       expect(code, second.output()).toBe(0);

@@ -71,16 +71,27 @@ describe('the database stops while requests flow', () => {
       });
 
       // Let some registrations succeed, then stop the database under the flowing requests.
-      await waitFor('ten acknowledged registrations', () => (outcomes.filter((o) => o.response.status === 201).length >= 10 ? true : undefined), 20_000);
+      await waitFor(
+        'ten acknowledged registrations',
+        () => (outcomes.filter((o) => o.response.status === 201).length >= 10 ? true : undefined),
+        20_000,
+      );
       // Requests already in flight while it stops may go either way; from here on all must fail cleanly.
       await database.stop();
       faulted = true;
       const stoppedAt = outcomes.length;
-      await waitFor('eight requests answered while the database is down', () => (outcomes.length >= stoppedAt + 8 ? true : undefined), 20_000);
+      await waitFor(
+        'eight requests answered while the database is down',
+        () => (outcomes.length >= stoppedAt + 8 ? true : undefined),
+        20_000,
+      );
 
       const ready = await httpRequest(baseUrl, '/health/ready', { timeoutMs: CONNECTION_TIMEOUT_MS + 3_000 });
       expectUnavailable(ready, 'DATABASE_UNAVAILABLE');
-      expect(ready.json<{ error: { details: unknown } }>().error.details).toContainEqual({ path: 'checks/database', message: 'unavailable' });
+      expect(ready.json<{ error: { details: unknown } }>().error.details).toContainEqual({
+        path: 'checks/database',
+        message: 'unavailable',
+      });
 
       stopSending = true;
       await clients;
@@ -105,7 +116,9 @@ describe('the database stops while requests flow', () => {
         return response.status === 200 ? response : undefined;
       });
       const after = await Promise.all(
-        [0, 1, 2].map((i) => httpRequest(baseUrl, '/auth/register', { body: registration(`after-${run}-${i}@example.com`) })),
+        [0, 1, 2].map((i) =>
+          httpRequest(baseUrl, '/auth/register', { body: registration(`after-${run}-${i}@example.com`) }),
+        ),
       );
       expect(after.map((response) => response.status)).toEqual([201, 201, 201]);
 
@@ -115,7 +128,9 @@ describe('the database stops while requests flow', () => {
       const check = new pg.Client({ connectionString: database.url });
       await check.connect();
       try {
-        const { rows } = await check.query<{ count: string }>('select count(*) from users where email = any($1)', [acknowledged]);
+        const { rows } = await check.query<{ count: string }>('select count(*) from users where email = any($1)', [
+          acknowledged,
+        ]);
         expect(Number(rows[0]?.count)).toBe(acknowledged.length);
       } finally {
         await check.end();

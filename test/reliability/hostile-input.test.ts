@@ -70,7 +70,12 @@ async function fuzzTarget(onFinished: OnFinished): Promise<Target> {
     user: { id: user.id, email: user.email, token: accessTokenFor(user) },
     refreshTokens,
     async snapshot() {
-      const { rows } = await client.query<{ users: string; users_digest: string; tokens: string; live_tokens: string }>(`
+      const { rows } = await client.query<{
+        users: string;
+        users_digest: string;
+        tokens: string;
+        live_tokens: string;
+      }>(`
         select (select count(*) from users) as users,
                (select coalesce(md5(string_agg(concat_ws('|', id, email, name, role, password_hash, updated_at, last_login_at), ',' order by id)), '')
                   from users) as users_digest,
@@ -78,7 +83,12 @@ async function fuzzTarget(onFinished: OnFinished): Promise<Target> {
                (select count(*) from refresh_tokens where rotated_at is null and revoked_at is null) as live_tokens`);
       const row = rows[0];
       if (row === undefined) throw new Error('no snapshot');
-      return { users: Number(row.users), usersDigest: row.users_digest, tokens: Number(row.tokens), liveTokens: Number(row.live_tokens) };
+      return {
+        users: Number(row.users),
+        usersDigest: row.users_digest,
+        tokens: Number(row.tokens),
+        liveTokens: Number(row.live_tokens),
+      };
     },
   };
 }
@@ -101,21 +111,30 @@ function hostileRequest(fields: HostileRequest): HostileRequest {
 
 /** Percent-encodes the UTF-8 of `value` (lone surrogates included, as U+FFFD), like a browser would. */
 function percentEncode(value: string): string {
-  return [...Buffer.from(value, 'utf8')].map((byte) => (/[A-Za-z0-9\-._~]/.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+  return [...Buffer.from(value, 'utf8')]
+    .map((byte) =>
+      /[A-Za-z0-9\-._~]/.test(String.fromCharCode(byte))
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`,
+    )
+    .join('');
 }
 
 function encode(request: HostileRequest): Buffer {
   const head = [`${request.method} ${request.path} HTTP/1.1`, 'host: 127.0.0.1', 'connection: close'];
   if (request.body !== undefined) head.push(`content-length: ${request.body.length}`);
   const parts: Buffer[] = [Buffer.from(head.join('\r\n') + '\r\n', 'latin1')];
-  for (const [name, value] of request.headers) parts.push(Buffer.from(`${name}: `, 'latin1'), value, Buffer.from('\r\n', 'latin1'));
+  for (const [name, value] of request.headers)
+    parts.push(Buffer.from(`${name}: `, 'latin1'), value, Buffer.from('\r\n', 'latin1'));
   parts.push(Buffer.from('\r\n', 'latin1'));
   if (request.body !== undefined) parts.push(request.body);
   return Buffer.concat(parts);
 }
 
 function describeRequest(request: HostileRequest): string {
-  const headers = request.headers.map(([name, value]) => `${name}: ${value.toString('latin1').slice(0, 80)}`).join(' | ');
+  const headers = request.headers
+    .map(([name, value]) => `${name}: ${value.toString('latin1').slice(0, 80)}`)
+    .join(' | ');
   const body = request.body === undefined ? '' : request.body.subarray(0, 200).toString('latin1');
   return `${request.method} ${request.path.slice(0, 200)} [${headers}] ${body}${(request.body?.length ?? 0) > 200 ? `… (${request.body?.length} bytes)` : ''}`;
 }
@@ -139,7 +158,10 @@ async function expectHandled(target: Target, request: HostileRequest): Promise<R
   } else if (response.status >= 400) {
     expectErrorShape(response);
     const after = await target.snapshot();
-    expect({ users: after.users, usersDigest: after.usersDigest, tokens: after.tokens }, `state changed by rejected ${context}`).toEqual({
+    expect(
+      { users: after.users, usersDigest: after.usersDigest, tokens: after.tokens },
+      `state changed by rejected ${context}`,
+    ).toEqual({
       users: before.users,
       usersDigest: before.usersDigest,
       tokens: before.tokens,
@@ -233,7 +255,28 @@ const adversarialString: fc.Arbitrary<string> = fc.oneof(
   {
     weight: 2,
     arbitrary: fc.string({
-      unit: fc.constantFrom('\u0000', '\uD800', '\uDC00', '\uFFFE', '\u202E', 'ﷺ', 'İ', 'ß', '\uFEFF', ' ', '\t', '"', '\\', "'", '%', '@', '.', 'a', 'Z', '😀'),
+      unit: fc.constantFrom(
+        '\u0000',
+        '\uD800',
+        '\uDC00',
+        '\uFFFE',
+        '\u202E',
+        'ﷺ',
+        'İ',
+        'ß',
+        '\uFEFF',
+        ' ',
+        '\t',
+        '"',
+        '\\',
+        "'",
+        '%',
+        '@',
+        '.',
+        'a',
+        'Z',
+        '😀',
+      ),
       maxLength: 60,
     }),
   },
@@ -272,7 +315,19 @@ function fieldJson(valid: fc.Arbitrary<unknown>): fc.Arbitrary<string> {
 
 /** Keys a server must never honour, or must at least not trip over. */
 const hostileKey = fc.oneof(
-  fc.constantFrom('__proto__', 'constructor', 'prototype', 'role', 'id', 'password_hash', 'passwordHash', 'isAdmin', 'email', 'created_at', ''),
+  fc.constantFrom(
+    '__proto__',
+    'constructor',
+    'prototype',
+    'role',
+    'id',
+    'password_hash',
+    'passwordHash',
+    'isAdmin',
+    'email',
+    'created_at',
+    '',
+  ),
   fc.string({ maxLength: 12 }),
 );
 
@@ -282,10 +337,20 @@ const hostileKey = fc.oneof(
  */
 function objectJson(fields: Record<string, fc.Arbitrary<unknown>>): fc.Arbitrary<string> {
   const entries = Object.entries(fields).map(([name, valid]) =>
-    fc.option(fieldJson(valid).map((value) => `${JSON.stringify(name)}:${value}`), { nil: undefined, freq: 6 }),
+    fc.option(
+      fieldJson(valid).map((value) => `${JSON.stringify(name)}:${value}`),
+      { nil: undefined, freq: 6 },
+    ),
   );
   const extras = fc.array(
-    fc.tuple(hostileKey, fc.oneof(wrongTypeJson, adversarialString.map((value) => JSON.stringify(value)), fc.constant('{"isAdmin":true,"role":"admin"}'))),
+    fc.tuple(
+      hostileKey,
+      fc.oneof(
+        wrongTypeJson,
+        adversarialString.map((value) => JSON.stringify(value)),
+        fc.constant('{"isAdmin":true,"role":"admin"}'),
+      ),
+    ),
     { maxLength: 3 },
   );
   return fc.tuple(fc.tuple(...entries), extras, fc.boolean()).map(([present, extra, extrasFirst]) => {
@@ -317,7 +382,24 @@ function bodyFor(fields: Record<string, fc.Arbitrary<unknown>>): fc.Arbitrary<Bu
     {
       weight: 2,
       arbitrary: fc
-        .constantFrom('null', '1', '"x"', 'true', '[]', '{}', '', ' ', '{', '{"email":', '\u0000', '{"a":1}garbage', '{"a":1,}', "{'a':1}", '{"a":NaN}', '\uFEFF{}')
+        .constantFrom(
+          'null',
+          '1',
+          '"x"',
+          'true',
+          '[]',
+          '{}',
+          '',
+          ' ',
+          '{',
+          '{"email":',
+          '\u0000',
+          '{"a":1}garbage',
+          '{"a":1,}',
+          "{'a':1}",
+          '{"a":NaN}',
+          '\uFEFF{}',
+        )
         .map((text) => Buffer.from(text, 'utf8')),
     },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes)) },
@@ -340,7 +422,9 @@ function withoutControls(value: string): string {
 /** Header values as bytes Node's HTTP parser lets through: visible ASCII, tab, space and obs-text (0x80–0xFF, often not UTF-8). */
 const headerBytes: fc.Arbitrary<Buffer> = fc.oneof(
   adversarialString.map((value) => Buffer.from(withoutControls(value).slice(0, 4000), 'utf8')),
-  fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes.filter((byte) => byte === 0x09 || (byte >= 0x20 && byte !== 0x7f)))),
+  fc
+    .uint8Array({ maxLength: 200 })
+    .map((bytes) => Buffer.from(bytes.filter((byte) => byte === 0x09 || (byte >= 0x20 && byte !== 0x7f)))),
 );
 
 const contentType: fc.Arbitrary<readonly (readonly [string, Buffer])[]> = fc.oneof(
@@ -372,7 +456,20 @@ const contentType: fc.Arbitrary<readonly (readonly [string, Buffer])[]> = fc.one
 /** Headers any client may add: request ids, proxies, origins, encodings, junk. */
 const extraHeaders: fc.Arbitrary<ReadonlyArray<readonly [string, Buffer]>> = fc.array(
   fc.tuple(
-    fc.constantFrom('x-request-id', 'accept', 'accept-encoding', 'origin', 'x-forwarded-for', 'cookie', 'user-agent', 'x-custom', 'content-encoding', 'accept-language', 'if-none-match', 'range'),
+    fc.constantFrom(
+      'x-request-id',
+      'accept',
+      'accept-encoding',
+      'origin',
+      'x-forwarded-for',
+      'cookie',
+      'user-agent',
+      'x-custom',
+      'content-encoding',
+      'accept-language',
+      'if-none-match',
+      'range',
+    ),
     headerBytes,
   ),
   { maxLength: 3 },
@@ -389,9 +486,19 @@ function authorization(target: Target): fc.Arbitrary<ReadonlyArray<readonly [str
       role: fc.oneof(fc.constantFrom('admin', 'user', 'root'), wrongTypeJson),
       typ: fc.oneof(fc.constantFrom('access', 'refresh'), adversarialString),
       iss: fc.oneof(fc.constant(accessClaims({ id: target.user.id, role: 'user' }).iss), adversarialString),
-      aud: fc.oneof(fc.constant(accessClaims({ id: target.user.id, role: 'user' }).aud), adversarialString, fc.array(fc.string(), { maxLength: 2 })),
+      aud: fc.oneof(
+        fc.constant(accessClaims({ id: target.user.id, role: 'user' }).aud),
+        adversarialString,
+        fc.array(fc.string(), { maxLength: 2 }),
+      ),
       iat: fc.oneof(fc.constant(now), fc.integer(), fc.string({ maxLength: 5 })),
-      exp: fc.oneof(fc.constant(now + 900), fc.constant(now - 10), fc.double(), fc.string({ maxLength: 5 }), fc.constant(null)),
+      exp: fc.oneof(
+        fc.constant(now + 900),
+        fc.constant(now - 10),
+        fc.double(),
+        fc.string({ maxLength: 5 }),
+        fc.constant(null),
+      ),
     },
     { requiredKeys: [] },
   );
@@ -401,7 +508,10 @@ function authorization(target: Target): fc.Arbitrary<ReadonlyArray<readonly [str
     { weight: 3, arbitrary: claims.map((payload) => craftJwt(payload)) },
     { weight: 1, arbitrary: claims.map((payload) => craftJwt(payload, { alg: 'none', hmac: null })) },
     { weight: 1, arbitrary: claims.map((payload) => craftJwt(payload, { alg: 'HS512' })) },
-    { weight: 1, arbitrary: claims.map((payload) => craftJwt(payload, { secret: 'not-the-secret-but-at-least-32-bytes!!' })) },
+    {
+      weight: 1,
+      arbitrary: claims.map((payload) => craftJwt(payload, { secret: 'not-the-secret-but-at-least-32-bytes!!' })),
+    },
     { weight: 1, arbitrary: fc.constantFrom(...target.refreshTokens.slice(0, 3)) },
     { weight: 2, arbitrary: adversarialString },
   );
@@ -409,7 +519,9 @@ function authorization(target: Target): fc.Arbitrary<ReadonlyArray<readonly [str
     {
       weight: 6,
       // Capped: a header block over 16 KiB is refused by Node's parser (see "malformed HTTP").
-      arbitrary: token.map((value) => [['authorization', Buffer.from(withoutControls(`Bearer ${value.slice(0, 4000)}`), 'utf8')]] as const),
+      arbitrary: token.map(
+        (value) => [['authorization', Buffer.from(withoutControls(`Bearer ${value.slice(0, 4000)}`), 'utf8')]] as const,
+      ),
     },
     { weight: 1, arbitrary: headerBytes.map((value) => [['authorization', value]] as const) },
     { weight: 1, arbitrary: fc.constant([] as const) },
@@ -427,12 +539,22 @@ function queryString(params: Record<string, fc.Arbitrary<string>>): fc.Arbitrary
     ),
   );
   const brokenEncoding = fc.constantFrom('%', '%zz', '%00', '%ff%fe', '%E2%82', '%%', '%u0041');
-  const key = fc.oneof(fc.constantFrom(...Object.keys(params)), hostileKey.map((name) => percentEncode(name)), fc.constantFrom('limit[]', 'cursor[a]', '__proto__[x]', 'a%zz', '%00'));
+  const key = fc.oneof(
+    fc.constantFrom(...Object.keys(params)),
+    hostileKey.map((name) => percentEncode(name)),
+    fc.constantFrom('limit[]', 'cursor[a]', '__proto__[x]', 'a%zz', '%00'),
+  );
   const pair = fc.tuple(key, fc.oneof({ weight: 4, arbitrary: encoded }, { weight: 1, arbitrary: brokenEncoding }));
-  return fc.array(pair, { maxLength: 4 }).map((pairs) => (pairs.length === 0 ? '' : `?${pairs.map(([name, value]) => `${name}=${value}`).join('&')}`));
+  return fc
+    .array(pair, { maxLength: 4 })
+    .map((pairs) => (pairs.length === 0 ? '' : `?${pairs.map(([name, value]) => `${name}=${value}`).join('&')}`));
 }
 
-function post(path: string, target: Target | undefined, fields: Record<string, fc.Arbitrary<unknown>>): fc.Arbitrary<HostileRequest> {
+function post(
+  path: string,
+  target: Target | undefined,
+  fields: Record<string, fc.Arbitrary<unknown>>,
+): fc.Arbitrary<HostileRequest> {
   return fc
     .record({
       body: bodyFor(fields),
@@ -448,12 +570,21 @@ function post(path: string, target: Target | undefined, fields: Record<string, f
 
 function get(path: fc.Arbitrary<string>, target: Target | undefined): fc.Arbitrary<HostileRequest> {
   return fc
-    .record({ path, auth: target === undefined ? fc.constant([] as const) : authorization(target), extra: extraHeaders })
-    .map(({ path: target_, auth, extra }) => hostileRequest({ method: 'GET', path: target_, headers: [...auth, ...extra], body: undefined }));
+    .record({
+      path,
+      auth: target === undefined ? fc.constant([] as const) : authorization(target),
+      extra: extraHeaders,
+    })
+    .map(({ path: target_, auth, extra }) =>
+      hostileRequest({ method: 'GET', path: target_, headers: [...auth, ...extra], body: undefined }),
+    );
 }
 
 // Valid-looking values, per the schemas (routes/auth.ts, routes/users.ts).
-const email = fc.oneof(fc.emailAddress(), fc.emailAddress().map((value) => ` ${value.toUpperCase()} `));
+const email = fc.oneof(
+  fc.emailAddress(),
+  fc.emailAddress().map((value) => ` ${value.toUpperCase()} `),
+);
 const password = fc.string({ minLength: 8, maxLength: 64 });
 const name = fc.string({ minLength: 1, maxLength: 40 });
 
@@ -476,7 +607,11 @@ describe('hostile input, property-based: never a 5xx, always the one error shape
 
   test('POST /auth/refresh and POST /auth/logout', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
     const target = await fuzzTarget(onTestFinished);
-    const refreshToken = fc.oneof(fc.constantFrom(...target.refreshTokens), fc.base64String({ maxLength: 60 }), fc.string({ maxLength: 600 }));
+    const refreshToken = fc.oneof(
+      fc.constantFrom(...target.refreshTokens),
+      fc.base64String({ maxLength: 60 }),
+      fc.string({ maxLength: 600 }),
+    );
     await fuzz(
       target,
       fc.oneof(post('/auth/refresh', undefined, { refreshToken }), post('/auth/logout', undefined, { refreshToken })),
@@ -489,7 +624,10 @@ describe('hostile input, property-based: never a 5xx, always the one error shape
       target,
       fc.oneof(
         get(fc.constant('/auth/me'), target),
-        post('/auth/password', target, { currentPassword: fc.oneof(password, fc.constant(PASSWORD)), newPassword: password }),
+        post('/auth/password', target, {
+          currentPassword: fc.oneof(password, fc.constant(PASSWORD)),
+          newPassword: password,
+        }),
       ),
     );
   });
@@ -499,21 +637,34 @@ describe('hostile input, property-based: never a 5xx, always the one error shape
     const cursor = fc.oneof(
       fc.jsonValue({ maxDepth: 2 }).map((value) => Buffer.from(JSON.stringify(value)).toString('base64url')),
       fc
-        .tuple(fc.date({ noInvalidDate: true }).map((date) => date.toISOString()), uuid)
+        .tuple(
+          fc.date({ noInvalidDate: true }).map((date) => date.toISOString()),
+          uuid,
+        )
         .map((pair) => Buffer.from(JSON.stringify(pair)).toString('base64url')),
       fc.constantFrom(
         Buffer.from(JSON.stringify(['-271821-04-20T00:00:00.000Z', randomUUID()])).toString('base64url'),
         Buffer.from(JSON.stringify(['+275760-09-13T00:00:00.000Z', randomUUID()])).toString('base64url'),
-        Buffer.from(JSON.stringify(['2024-01-01T00:00:00Z', 'ZZZZZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZZZZZZZZZ'])).toString('base64url'),
+        Buffer.from(JSON.stringify(['2024-01-01T00:00:00Z', 'ZZZZZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZZZZZZZZZ'])).toString(
+          'base64url',
+        ),
       ),
       fc.string({ maxLength: 250 }),
     );
-    const limit = fc.oneof(fc.integer({ min: -5, max: 105 }).map(String), fc.constantFrom('1e2', '1.5', '0x10', '', ' 5', '5 ', '99999999999999999999', 'NaN'));
+    const limit = fc.oneof(
+      fc.integer({ min: -5, max: 105 }).map(String),
+      fc.constantFrom('1e2', '1.5', '0x10', '', ' 5', '5 ', '99999999999999999999', 'NaN'),
+    );
     const list = queryString({ limit, cursor }).map((query) => `/users${query}`);
     const id = fc
       .oneof(
         uuid,
-        fc.constantFrom(target.user.id, target.admin.id, target.user.id.toUpperCase(), '00000000-0000-0000-0000-000000000000'),
+        fc.constantFrom(
+          target.user.id,
+          target.admin.id,
+          target.user.id.toUpperCase(),
+          '00000000-0000-0000-0000-000000000000',
+        ),
         // Broken percent-encoding and parameters over 100 characters have tests of their own under "malformed HTTP".
         adversarialString.map((value) => percentEncode(value)).filter((value) => value.length <= 100),
         fc.constantFrom('%00', '..', '%2e%2e', '%2F', 'x'.repeat(100), '%EF%BF%BD', '%F0%9F%98%80'),
@@ -522,27 +673,49 @@ describe('hostile input, property-based: never a 5xx, always the one error shape
     await fuzz(target, fc.oneof(get(list, target), get(id, target)));
   });
 
-  test('health, metrics, docs, unknown routes and methods', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
-    const target = await fuzzTarget(onTestFinished);
-    const path = fc
-      .tuple(
-        fc.oneof(
-          fc.constantFrom('/health/live', '/health/ready', '/metrics', '/docs/json', '/docs', '/docs/static/index.html', '/docs/static/../../package.json', '/auth', '/', '//auth/me', '/auth/me/', '/AUTH/ME'),
-          adversarialString.map((value) => `/${percentEncode(value.slice(0, 200))}`),
-        ),
-        queryString({ limit: fc.string({ maxLength: 5 }) }),
-      )
-      .map(([route, query]) => `${route}${query}`);
-    const anyMethod = fc
-      .record({
-        method: fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'PROPFIND'),
-        path,
-        extra: extraHeaders,
-        body: fc.option(fc.uint8Array({ maxLength: 100 }).map((bytes) => Buffer.from(bytes)), { nil: undefined }),
-      })
-      .map(({ method, path: target_, extra, body }) => hostileRequest({ method, path: target_, headers: extra, body }));
-    await fuzz(target, fc.oneof(get(path, undefined), anyMethod));
-  });
+  test(
+    'health, metrics, docs, unknown routes and methods',
+    { timeout: PROPERTY_TIMEOUT },
+    async ({ onTestFinished }) => {
+      const target = await fuzzTarget(onTestFinished);
+      const path = fc
+        .tuple(
+          fc.oneof(
+            fc.constantFrom(
+              '/health/live',
+              '/health/ready',
+              '/metrics',
+              '/docs/json',
+              '/docs',
+              '/docs/static/index.html',
+              '/docs/static/../../package.json',
+              '/auth',
+              '/',
+              '//auth/me',
+              '/auth/me/',
+              '/AUTH/ME',
+            ),
+            adversarialString.map((value) => `/${percentEncode(value.slice(0, 200))}`),
+          ),
+          queryString({ limit: fc.string({ maxLength: 5 }) }),
+        )
+        .map(([route, query]) => `${route}${query}`);
+      const anyMethod = fc
+        .record({
+          method: fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'PROPFIND'),
+          path,
+          extra: extraHeaders,
+          body: fc.option(
+            fc.uint8Array({ maxLength: 100 }).map((bytes) => Buffer.from(bytes)),
+            { nil: undefined },
+          ),
+        })
+        .map(({ method, path: target_, extra, body }) =>
+          hostileRequest({ method, path: target_, headers: extra, body }),
+        );
+      await fuzz(target, fc.oneof(get(path, undefined), anyMethod));
+    },
+  );
 });
 
 describe('malformed HTTP', () => {
@@ -550,7 +723,10 @@ describe('malformed HTTP', () => {
   // still gets an answer, a 4xx in the one error shape with the x-request-id it names.
 
   /** Sends each case on a connection of its own and lists every answer that breaks the contract. */
-  async function contractBreaches(onFinished: OnFinished, cases: ReadonlyArray<readonly [string, string]>): Promise<string[]> {
+  async function contractBreaches(
+    onFinished: OnFinished,
+    cases: ReadonlyArray<readonly [string, string]>,
+  ): Promise<string[]> {
     const { url } = await isolatedDatabase(onFinished);
     const { baseUrl } = await appOnPool(onFinished, url, HTTP_PORTS);
     const port = Number(new URL(baseUrl).port);
@@ -564,29 +740,47 @@ describe('malformed HTTP', () => {
         expect(response.status).toBeLessThan(500);
         expectErrorShape(response);
       } catch {
-        breaches.push(`${name}: ${response === undefined ? 'no response' : `${response.status} ${JSON.stringify(response.headers['x-request-id'] ?? null)} ${response.body}`}`);
+        breaches.push(
+          `${name}: ${response === undefined ? 'no response' : `${response.status} ${JSON.stringify(response.headers['x-request-id'] ?? null)} ${response.body}`}`,
+        );
       }
     }
     return breaches;
   }
 
-  test('answers requests that Node\'s HTTP parser refuses with a 4xx in the one error shape', async ({ onTestFinished }) => {
+  test("answers requests that Node's HTTP parser refuses with a 4xx in the one error shape", async ({
+    onTestFinished,
+  }) => {
     const breaches = await contractBreaches(onTestFinished, [
-      ['a NUL byte in a header value', 'GET /health/live HTTP/1.1\r\nhost: x\r\nx-request-id: a\u0000b\r\nconnection: close\r\n\r\n'],
-      ['a header block over 16 KiB', `GET /auth/me HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${'a'.repeat(20_000)}\r\nconnection: close\r\n\r\n`],
-      ['a request target over 16 KiB', `GET /auth/me?a=${'y'.repeat(20_000)} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`],
+      [
+        'a NUL byte in a header value',
+        'GET /health/live HTTP/1.1\r\nhost: x\r\nx-request-id: a\u0000b\r\nconnection: close\r\n\r\n',
+      ],
+      [
+        'a header block over 16 KiB',
+        `GET /auth/me HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${'a'.repeat(20_000)}\r\nconnection: close\r\n\r\n`,
+      ],
+      [
+        'a request target over 16 KiB',
+        `GET /auth/me?a=${'y'.repeat(20_000)} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`,
+      ],
       [
         'content-length and transfer-encoding together',
         'POST /auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
       ],
-      ['a broken chunk size', 'POST /auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'],
+      [
+        'a broken chunk size',
+        'POST /auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
+      ],
       ['a request line that is not HTTP', 'HELLO THERE\r\n\r\n'],
       ['a space in the request target', 'GET /health/ live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'],
     ]);
     expect(breaches).toEqual([]);
   });
 
-  test('answers paths the router cannot decode or match with a 4xx in the one error shape', async ({ onTestFinished }) => {
+  test('answers paths the router cannot decode or match with a 4xx in the one error shape', async ({
+    onTestFinished,
+  }) => {
     const get = (target: string) => `GET ${target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`;
     const breaches = await contractBreaches(onTestFinished, [
       ['broken percent-encoding in the path', get('/users/%')],

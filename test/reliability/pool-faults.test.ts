@@ -2,7 +2,16 @@ import pg from 'pg';
 import { describe, expect, test } from 'vitest';
 import { isolatedDatabase } from '../helpers/database.ts';
 import { accessTokenFor, createUser, PASSWORD } from '../e2e/support.ts';
-import { appOnPool, expectUnavailable, httpRequest, registration, uniqueId, waitFor, type HttpResponse, type OnFinished } from './support.ts';
+import {
+  appOnPool,
+  expectUnavailable,
+  httpRequest,
+  registration,
+  uniqueId,
+  waitFor,
+  type HttpResponse,
+  type OnFinished,
+} from './support.ts';
 
 // Faults under the pool, on a committed database of the test's own on the suite's PostgreSQL.
 // Each app's connections carry a unique application_name, so only they are locked out or killed.
@@ -42,7 +51,10 @@ async function terminateBackendsOf(admin: pg.Client, applicationName: string): P
 }
 
 /** A request that fails may fail once, with a clean 503; sent again, it must succeed. */
-async function withOneRetry(send: () => Promise<HttpResponse>, success: number): Promise<{ first: HttpResponse; final: HttpResponse }> {
+async function withOneRetry(
+  send: () => Promise<HttpResponse>,
+  success: number,
+): Promise<{ first: HttpResponse; final: HttpResponse }> {
   const first = await send();
   if (first.status === success) return { first, final: first };
   expectUnavailable(first, 'DATABASE_UNAVAILABLE');
@@ -50,7 +62,9 @@ async function withOneRetry(send: () => Promise<HttpResponse>, success: number):
 }
 
 describe('connections killed under the pool', () => {
-  test('serves the next requests on fresh connections after every idle connection was terminated; none fails twice', async ({ onTestFinished }) => {
+  test('serves the next requests on fresh connections after every idle connection was terminated; none fails twice', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
     const { baseUrl, pool, applicationName } = await appOnPool(onTestFinished, url, HTTP_PORTS, { DB_POOL_MAX: '4' });
     const admin = await adminClient(onTestFinished, url);
@@ -82,7 +96,9 @@ describe('connections killed under the pool', () => {
     expect(afterwards.map((response) => response.status)).toEqual(Array<number>(8).fill(200));
   });
 
-  test('answers 503 DATABASE_UNAVAILABLE to requests whose connection is killed mid-query, and serves their retries', async ({ onTestFinished }) => {
+  test('answers 503 DATABASE_UNAVAILABLE to requests whose connection is killed mid-query, and serves their retries', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
     const { baseUrl, pool, applicationName } = await appOnPool(onTestFinished, url, HTTP_PORTS, {
       DB_POOL_MAX: '4',
@@ -99,7 +115,9 @@ describe('connections killed under the pool', () => {
     await admin.query('begin');
     await admin.query('lock table users in access exclusive mode');
     const inFlight = [me(), me(), register(emails[0] ?? '')(), register(emails[1] ?? '')()];
-    await waitFor('four requests waiting on the lock', async () => ((await waitingOnLocks(admin, applicationName)) === 4 ? true : undefined));
+    await waitFor('four requests waiting on the lock', async () =>
+      (await waitingOnLocks(admin, applicationName)) === 4 ? true : undefined,
+    );
     expect(await terminateBackendsOf(admin, applicationName)).toBe(4);
     await admin.query('commit');
 
@@ -111,13 +129,17 @@ describe('connections killed under the pool', () => {
     expect(retried.map((response) => response.status)).toEqual([200, 200, 201, 201]);
     const stored = await db.selectFrom('users').select('email').where('email', 'in', emails).execute();
     expect(stored.map((row) => row.email).sort()).toEqual([...emails].sort());
-    await waitFor('the pool to be idle again', () => (pool.idleCount === pool.totalCount && pool.waitingCount === 0 ? true : undefined));
+    await waitFor('the pool to be idle again', () =>
+      pool.idleCount === pool.totalCount && pool.waitingCount === 0 ? true : undefined,
+    );
     expect(pool.totalCount).toBeLessThanOrEqual(4);
   });
 });
 
 describe('pool exhaustion', () => {
-  test('answers 503 POOL_EXHAUSTED with retry-after once the configured wait is over, then drains back to idle', async ({ onTestFinished }) => {
+  test('answers 503 POOL_EXHAUSTED with retry-after once the configured wait is over, then drains back to idle', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
     const waitMs = 1_000;
     const { baseUrl, pool, applicationName } = await appOnPool(onTestFinished, url, HTTP_PORTS, {
@@ -132,7 +154,9 @@ describe('pool exhaustion', () => {
     await admin.query('begin');
     await admin.query('lock table users in access exclusive mode');
     const slow = [me(), me()];
-    await waitFor('both connections to wait on the lock', async () => ((await waitingOnLocks(admin, applicationName)) === 2 ? true : undefined));
+    await waitFor('both connections to wait on the lock', async () =>
+      (await waitingOnLocks(admin, applicationName)) === 2 ? true : undefined,
+    );
 
     // More work than connections: each extra request waits the configured time, then gets a clean 503.
     const extra = await Promise.all([me(), me(), me()]);
@@ -148,7 +172,9 @@ describe('pool exhaustion', () => {
     const released = await Promise.all(slow);
     expect(released.map((response) => response.status)).toEqual([200, 200]);
 
-    await waitFor('the pool to drain', () => (pool.waitingCount === 0 && pool.idleCount === pool.totalCount ? true : undefined));
+    await waitFor('the pool to drain', () =>
+      pool.waitingCount === 0 && pool.idleCount === pool.totalCount ? true : undefined,
+    );
     const metricsAfter = await httpRequest(baseUrl, '/metrics');
     expect(metricsAfter.text).toMatch(/^db_pool_clients_waiting 0$/m);
     const fresh = await me();
@@ -156,7 +182,9 @@ describe('pool exhaustion', () => {
     expect(fresh.ms).toBeLessThan(waitMs);
   });
 
-  test('under twenty concurrent slow requests on two connections, answers each with 200 or POOL_EXHAUSTED, never a 500', async ({ onTestFinished }) => {
+  test('under twenty concurrent slow requests on two connections, answers each with 200 or POOL_EXHAUSTED, never a 500', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
     const { baseUrl, pool, applicationName } = await appOnPool(onTestFinished, url, HTTP_PORTS, {
       DB_POOL_MAX: '2',
@@ -169,7 +197,9 @@ describe('pool exhaustion', () => {
     await admin.query('begin');
     await admin.query('lock table users in access exclusive mode');
     const burst = Array.from({ length: 20 }, me);
-    await waitFor('both connections to wait on the lock', async () => ((await waitingOnLocks(admin, applicationName)) === 2 ? true : undefined));
+    await waitFor('both connections to wait on the lock', async () =>
+      (await waitingOnLocks(admin, applicationName)) === 2 ? true : undefined,
+    );
     // Hold the lock beyond the pool wait, so the queue overflows, then let go.
     await new Promise((resolve) => setTimeout(resolve, 800));
     await admin.query('commit');
@@ -181,16 +211,22 @@ describe('pool exhaustion', () => {
     for (const response of answers) {
       if (response.status !== 200) expectUnavailable(response, 'POOL_EXHAUSTED');
     }
-    await waitFor('the pool to drain', () => (pool.waitingCount === 0 && pool.idleCount === pool.totalCount ? true : undefined));
+    await waitFor('the pool to drain', () =>
+      pool.waitingCount === 0 && pool.idleCount === pool.totalCount ? true : undefined,
+    );
     expect((await me()).status).toBe(200);
   });
 });
 
 describe('statement timeout', () => {
-  test('answers 503 QUERY_TIMEOUT when a row lock held elsewhere stalls a refresh, leaves the lock holder unharmed and the token unspent', async ({ onTestFinished }) => {
+  test('answers 503 QUERY_TIMEOUT when a row lock held elsewhere stalls a refresh, leaves the lock holder unharmed and the token unspent', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
     const timeoutMs = 500;
-    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, { DB_STATEMENT_TIMEOUT_MS: String(timeoutMs) });
+    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, {
+      DB_STATEMENT_TIMEOUT_MS: String(timeoutMs),
+    });
     const admin = await adminClient(onTestFinished, url);
     const user = await createUser(db);
     const login = await httpRequest(baseUrl, '/auth/login', { body: { email: user.email, password: PASSWORD } });
@@ -218,7 +254,11 @@ describe('statement timeout', () => {
     expect(stored.name).toBe('Committed by the admin');
 
     // The timed-out requests changed nothing: one session, its token still live and usable once.
-    const sessions = await db.selectFrom('refresh_tokens').select(['family_id', 'rotated_at', 'revoked_at']).where('user_id', '=', user.id).execute();
+    const sessions = await db
+      .selectFrom('refresh_tokens')
+      .select(['family_id', 'rotated_at', 'revoked_at'])
+      .where('user_id', '=', user.id)
+      .execute();
     expect(sessions).toEqual([{ family_id: expect.any(String), rotated_at: null, revoked_at: null }]);
     const refreshed = await httpRequest(baseUrl, '/auth/refresh', { body: { refreshToken } });
     expect(refreshed.status, refreshed.text).toBe(200);

@@ -24,9 +24,14 @@ async function race<T>(count: number, send: (i: number) => Promise<T>): Promise<
 }
 
 describe('racing requests', () => {
-  test('ten racing registrations of one email, spelled ten ways: exactly one 201, nine 409 UNIQUE_VIOLATION on email, one row', async ({ onTestFinished }) => {
+  test('ten racing registrations of one email, spelled ten ways: exactly one 201, nine 409 UNIQUE_VIOLATION on email, one row', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
-    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, { RATE_LIMIT_REGISTER: '1000', DB_POOL_MAX: String(RACERS) });
+    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, {
+      RATE_LIMIT_REGISTER: '1000',
+      DB_POOL_MAX: String(RACERS),
+    });
     const local = `race-${uniqueId()}`;
     const spellings = [
       `${local}@example.com`,
@@ -41,25 +46,38 @@ describe('racing requests', () => {
       `${local}@EXAMPLE.com`,
     ];
 
-    const responses = await race(RACERS, (i) => httpRequest(baseUrl, '/auth/register', { body: registration(spellings[i] ?? '') }));
+    const responses = await race(RACERS, (i) =>
+      httpRequest(baseUrl, '/auth/register', { body: registration(spellings[i] ?? '') }),
+    );
 
     expect(responses.map((response) => response.status).sort()).toEqual([201, ...Array<number>(RACERS - 1).fill(409)]);
     for (const response of responses.filter((r) => r.status === 409)) {
-      expect(expectErrorShape(response, { status: 409, type: 'UniqueConstraintError', code: 'UNIQUE_VIOLATION' }).field).toBe('email');
+      expect(
+        expectErrorShape(response, { status: 409, type: 'UniqueConstraintError', code: 'UNIQUE_VIOLATION' }).field,
+      ).toBe('email');
     }
     const rows = await db.selectFrom('users').select('email').where('email', 'like', `${local}%`).execute();
     expect(rows).toEqual([{ email: `${local}@example.com` }]);
   });
 
-  test('ten racing refreshes of one token: exactly one 200; the reuse revokes the family, so no live token is left', async ({ onTestFinished }) => {
+  test('ten racing refreshes of one token: exactly one 200; the reuse revokes the family, so no live token is left', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
-    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, { RATE_LIMIT_REFRESH: '1000', DB_POOL_MAX: String(RACERS) });
+    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, {
+      RATE_LIMIT_REFRESH: '1000',
+      DB_POOL_MAX: String(RACERS),
+    });
     const user = await createUser(db);
     const login = await httpRequest(baseUrl, '/auth/login', { body: { email: user.email, password: PASSWORD } });
     expect(login.status).toBe(200);
     const { refreshToken } = login.json<{ refreshToken: string }>();
     const family = (
-      await db.selectFrom('refresh_tokens').select('family_id').where('token_hash', '=', hashRefreshToken(refreshToken)).executeTakeFirstOrThrow()
+      await db
+        .selectFrom('refresh_tokens')
+        .select('family_id')
+        .where('token_hash', '=', hashRefreshToken(refreshToken))
+        .executeTakeFirstOrThrow()
     ).family_id;
 
     const responses = await race(RACERS, () => httpRequest(baseUrl, '/auth/refresh', { body: { refreshToken } }));
@@ -69,28 +87,44 @@ describe('racing requests', () => {
       expectErrorShape(response, { status: 401, type: 'AuthenticationError', code: 'INVALID_TOKEN' });
     }
     // One rotation happened (one successor stored), and every token of the family is revoked.
-    const tokens = await db.selectFrom('refresh_tokens').select(['token_hash', 'rotated_at', 'revoked_at']).where('family_id', '=', family).execute();
+    const tokens = await db
+      .selectFrom('refresh_tokens')
+      .select(['token_hash', 'rotated_at', 'revoked_at'])
+      .where('family_id', '=', family)
+      .execute();
     expect(tokens).toHaveLength(2);
     expect(tokens.filter((token) => token.rotated_at !== null)).toHaveLength(1);
     expect(tokens.filter((token) => token.revoked_at === null)).toEqual([]);
     // So the winner's new token is dead too: the family was stolen, as far as the server can tell.
-    const winner = responses.find((response) => response.status === 200)?.json<{ refreshToken: string }>().refreshToken ?? '';
+    const winner =
+      responses.find((response) => response.status === 200)?.json<{ refreshToken: string }>().refreshToken ?? '';
     const afterwards = await httpRequest(baseUrl, '/auth/refresh', { body: { refreshToken: winner } });
     expectErrorShape(afterwards, { status: 401, code: 'INVALID_TOKEN' });
   });
 
-  test('racing refreshes and logouts of one token: at most one rotation, and once a logout answers 204 no token of the family works', async ({ onTestFinished }) => {
+  test('racing refreshes and logouts of one token: at most one rotation, and once a logout answers 204 no token of the family works', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
-    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, { RATE_LIMIT_REFRESH: '1000', DB_POOL_MAX: String(RACERS) });
+    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, {
+      RATE_LIMIT_REFRESH: '1000',
+      DB_POOL_MAX: String(RACERS),
+    });
     const user = await createUser(db);
     for (let round = 0; round < 5; round++) {
       const login = await httpRequest(baseUrl, '/auth/login', { body: { email: user.email, password: PASSWORD } });
       const { refreshToken } = login.json<{ refreshToken: string }>();
       const family = (
-        await db.selectFrom('refresh_tokens').select('family_id').where('token_hash', '=', hashRefreshToken(refreshToken)).executeTakeFirstOrThrow()
+        await db
+          .selectFrom('refresh_tokens')
+          .select('family_id')
+          .where('token_hash', '=', hashRefreshToken(refreshToken))
+          .executeTakeFirstOrThrow()
       ).family_id;
 
-      const responses = await race(RACERS, (i) => httpRequest(baseUrl, i % 2 === 0 ? '/auth/refresh' : '/auth/logout', { body: { refreshToken } }));
+      const responses = await race(RACERS, (i) =>
+        httpRequest(baseUrl, i % 2 === 0 ? '/auth/refresh' : '/auth/logout', { body: { refreshToken } }),
+      );
 
       for (const response of responses) {
         expect([200, 204, 401], response.text).toContain(response.status);
@@ -116,28 +150,42 @@ describe('racing requests', () => {
       }
     }
   });
-  test('one refresh racing one logout of the same token: when the logout answers 204, the rotated token does not work either', async ({ onTestFinished }) => {
+  test('one refresh racing one logout of the same token: when the logout answers 204, the rotated token does not work either', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
-    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, { RATE_LIMIT_REFRESH: '1000', RATE_LIMIT_LOGIN: '1000' });
+    const { baseUrl } = await appOnPool(onTestFinished, url, HTTP_PORTS, {
+      RATE_LIMIT_REFRESH: '1000',
+      RATE_LIMIT_LOGIN: '1000',
+    });
     const user = await createUser(db);
     const outcomes: string[] = [];
     for (let round = 0; round < 20; round++) {
       const login = await httpRequest(baseUrl, '/auth/login', { body: { email: user.email, password: PASSWORD } });
       const { refreshToken } = login.json<{ refreshToken: string }>();
 
-      const [refreshed, loggedOut] = await race(2, (i) => httpRequest(baseUrl, i === 0 ? '/auth/refresh' : '/auth/logout', { body: { refreshToken } }));
+      const [refreshed, loggedOut] = await race(2, (i) =>
+        httpRequest(baseUrl, i === 0 ? '/auth/refresh' : '/auth/logout', { body: { refreshToken } }),
+      );
       if (refreshed === undefined || loggedOut === undefined) throw new Error('lost a racer');
       outcomes.push(`${refreshed.status}/${loggedOut.status}`);
       if (refreshed.status === 200 && loggedOut.status === 204) {
         const next = refreshed.json<{ refreshToken: string }>().refreshToken;
         const reuse = await httpRequest(baseUrl, '/auth/refresh', { body: { refreshToken: next } });
-        expect(reuse.status, `round ${round}: the session was logged out, yet its rotated token still refreshes (outcomes so far ${outcomes.join(' ')})`).toBe(401);
+        expect(
+          reuse.status,
+          `round ${round}: the session was logged out, yet its rotated token still refreshes (outcomes so far ${outcomes.join(' ')})`,
+        ).toBe(401);
       }
     }
   });
-  test('a refresh racing a password change: once the change answers 204, no refresh token of the user works', async ({ onTestFinished }) => {
+  test('a refresh racing a password change: once the change answers 204, no refresh token of the user works', async ({
+    onTestFinished,
+  }) => {
     const { url, db } = await isolatedDatabase(onTestFinished);
-    const { baseUrl, applicationName } = await appOnPool(onTestFinished, url, HTTP_PORTS, { RATE_LIMIT_REFRESH: '1000' });
+    const { baseUrl, applicationName } = await appOnPool(onTestFinished, url, HTTP_PORTS, {
+      RATE_LIMIT_REFRESH: '1000',
+    });
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
     onTestFinished(async () => {
@@ -148,13 +196,18 @@ describe('racing requests', () => {
     const { refreshToken, accessToken } = login.json<{ refreshToken: string; accessToken: string }>();
     const waiting = async (count: number) => {
       await admin.query('select pg_stat_clear_snapshot()');
-      const { rows } = await admin.query<{ n: string }>("select count(*) as n from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'", [applicationName]);
+      const { rows } = await admin.query<{ n: string }>(
+        "select count(*) as n from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'",
+        [applicationName],
+      );
       return Number(rows[0]?.n) === count ? true : undefined;
     };
 
     // Line both requests up on the token's row: the refresh first, then the password change's revocation.
     await admin.query('begin');
-    await admin.query('select id from refresh_tokens where token_hash = $1 for update', [hashRefreshToken(refreshToken)]);
+    await admin.query('select id from refresh_tokens where token_hash = $1 for update', [
+      hashRefreshToken(refreshToken),
+    ]);
     const refreshed = httpRequest(baseUrl, '/auth/refresh', { body: { refreshToken } });
     await waitFor('the refresh to wait on the row', () => waiting(1));
     const changed = httpRequest(baseUrl, '/auth/password', {
@@ -171,7 +224,12 @@ describe('racing requests', () => {
       const afterwards = await httpRequest(baseUrl, '/auth/refresh', { body: { refreshToken: next } });
       expect(afterwards.status, 'a refresh token minted during the password change still works after it').toBe(401);
     }
-    const live = await db.selectFrom('refresh_tokens').select('id').where('user_id', '=', user.id).where('revoked_at', 'is', null).execute();
+    const live = await db
+      .selectFrom('refresh_tokens')
+      .select('id')
+      .where('user_id', '=', user.id)
+      .where('revoked_at', 'is', null)
+      .execute();
     expect(live).toEqual([]);
   });
 });

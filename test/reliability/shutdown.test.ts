@@ -46,8 +46,16 @@ async function serverWithAdmin(onFinished: OnFinished, env: Record<string, strin
     releasePort(port);
     releasePort(pgPort);
   });
-  const server = await startServer(onFinished, { dataDir, port, pgPort, env: { RATE_LIMIT_REGISTER: '100000', ...env } });
-  const admin = new pg.Client({ connectionString: embeddedUrlOf(dataDir, pgPort), application_name: 'reliability-admin' });
+  const server = await startServer(onFinished, {
+    dataDir,
+    port,
+    pgPort,
+    env: { RATE_LIMIT_REGISTER: '100000', ...env },
+  });
+  const admin = new pg.Client({
+    connectionString: embeddedUrlOf(dataDir, pgPort),
+    application_name: 'reliability-admin',
+  });
   // The server's shutdown stops PostgreSQL under this session: that is expected, not a failure.
   admin.on('error', () => {});
   await admin.connect();
@@ -95,19 +103,23 @@ async function waitUntilRefused(baseUrl: string): Promise<void> {
 }
 
 describe.runIf(process.platform === 'linux')('the server process', () => {
-  test('runs its hashing threads below the event loop with HASH_THREAD_NICE=10', { timeout: 60_000 }, async ({ onTestFinished }) => {
-    const { server } = await serverWithAdmin(onTestFinished, { HASH_THREAD_NICE: '10' });
-    const pid = server.child.pid ?? 0;
-    const threads = readdirSync(`/proc/${pid}/task`).map((threadId) => ({
-      name: readFileSync(`/proc/${pid}/task/${threadId}/comm`, 'utf8').trim(),
-      nice: os.getPriority(Number(threadId)),
-    }));
-    const workers = threads.filter((thread) => thread.name === 'libuv-worker');
-    expect(workers.length).toBeGreaterThan(0);
-    expect(workers.map((thread) => thread.nice)).toEqual(workers.map(() => 10));
-    expect(os.getPriority(pid)).toBe(0);
-    expect(server.output()).toContain('worker threads (password hashing) run below the event loop');
-  });
+  test(
+    'runs its hashing threads below the event loop with HASH_THREAD_NICE=10',
+    { timeout: 60_000 },
+    async ({ onTestFinished }) => {
+      const { server } = await serverWithAdmin(onTestFinished, { HASH_THREAD_NICE: '10' });
+      const pid = server.child.pid ?? 0;
+      const threads = readdirSync(`/proc/${pid}/task`).map((threadId) => ({
+        name: readFileSync(`/proc/${pid}/task/${threadId}/comm`, 'utf8').trim(),
+        nice: os.getPriority(Number(threadId)),
+      }));
+      const workers = threads.filter((thread) => thread.name === 'libuv-worker');
+      expect(workers.length).toBeGreaterThan(0);
+      expect(workers.map((thread) => thread.nice)).toEqual(workers.map(() => 10));
+      expect(os.getPriority(pid)).toBe(0);
+      expect(server.output()).toContain('worker threads (password hashing) run below the event loop');
+    },
+  );
 });
 
 describe('graceful shutdown under load', () => {
@@ -116,14 +128,20 @@ describe('graceful shutdown under load', () => {
     { timeout: 60_000 },
     async ({ onTestFinished }) => {
       const graceMs = 10_000;
-      const { server, dataDir, pgPort, admin } = await serverWithAdmin(onTestFinished, { SHUTDOWN_GRACE_MS: String(graceMs) });
+      const { server, dataDir, pgPort, admin } = await serverWithAdmin(onTestFinished, {
+        SHUTDOWN_GRACE_MS: String(graceMs),
+      });
       expect(postgresProcessesOf(dataDir).length).toBeGreaterThan(0);
       const run = uniqueId();
       const emails = Array.from({ length: 5 }, (_, i) => `shutdown-${run}-${i}@example.com`);
 
       const commit = await lockUsers(admin);
-      const inFlight = emails.map((email) => httpRequest(server.baseUrl, '/auth/register', { body: registration(email), timeoutMs: 20_000 }));
-      await waitFor('five registrations in flight', async () => ((await waitingOnLocks(admin)) === 5 ? true : undefined));
+      const inFlight = emails.map((email) =>
+        httpRequest(server.baseUrl, '/auth/register', { body: registration(email), timeoutMs: 20_000 }),
+      );
+      await waitFor('five registrations in flight', async () =>
+        (await waitingOnLocks(admin)) === 5 ? true : undefined,
+      );
 
       const signalled = performance.now();
       server.child.kill('SIGTERM');
@@ -148,7 +166,9 @@ describe('graceful shutdown under load', () => {
       const check = new pg.Client({ connectionString: embeddedUrlOf(dataDir, pgPort) });
       await check.connect();
       try {
-        const { rows } = await check.query<{ count: string }>('select count(*) from users where email = any($1)', [emails]);
+        const { rows } = await check.query<{ count: string }>('select count(*) from users where email = any($1)', [
+          emails,
+        ]);
         expect(Number(rows[0]?.count)).toBe(5);
       } finally {
         await check.end();
@@ -164,11 +184,16 @@ describe('graceful shutdown under load', () => {
       const { server, dataDir, admin } = await serverWithAdmin(onTestFinished, { SHUTDOWN_GRACE_MS: String(graceMs) });
 
       await lockUsers(admin);
-      const stuck = httpRequest(server.baseUrl, '/auth/register', { body: registration(`stuck-${uniqueId()}@example.com`), timeoutMs: 20_000 }).then(
+      const stuck = httpRequest(server.baseUrl, '/auth/register', {
+        body: registration(`stuck-${uniqueId()}@example.com`),
+        timeoutMs: 20_000,
+      }).then(
         (response) => response.status,
         (error: unknown) => (error as NoResponseError).code,
       );
-      await waitFor('the registration to be in flight', async () => ((await waitingOnLocks(admin)) === 1 ? true : undefined));
+      await waitFor('the registration to be in flight', async () =>
+        (await waitingOnLocks(admin)) === 1 ? true : undefined,
+      );
 
       const signalled = performance.now();
       server.child.kill('SIGTERM');

@@ -11,7 +11,12 @@ import { expect } from 'vitest';
 import { buildApp, type App } from '../../src/app.ts';
 import type { Config } from '../../src/config.ts';
 import { createDatabase, createPool, type Database } from '../../src/db/database.ts';
-import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName, type EmbeddedPostgres } from '../../src/db/embedded.ts';
+import {
+  ensureDatabaseExists,
+  startEmbeddedPostgres,
+  withDatabaseName,
+  type EmbeddedPostgres,
+} from '../../src/db/embedded.ts';
 import { migrateToLatest } from '../../src/db/migrator.ts';
 import type { ErrorBody } from '../../src/errors/index.ts';
 import { isPortFree } from '../helpers/processes.ts';
@@ -37,7 +42,12 @@ export function sleep(ms: number): Promise<void> {
  * Polls `check` every `intervalMs` until it returns something other than `undefined`, and returns
  * that; fails naming `what` after `timeoutMs`.
  */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 10_000,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -82,7 +92,6 @@ export function releasePort(port: number): void {
   taken.delete(port);
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // A client's view of HTTP.
 
@@ -125,7 +134,9 @@ export function httpRequest(baseUrl: string, urlPath: string, options: HttpReque
   const payload =
     body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
   const headers: Record<string, string> = {
-    ...(body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body) ? { 'content-type': 'application/json' } : {}),
+    ...(body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body)
+      ? { 'content-type': 'application/json' }
+      : {}),
     ...options.headers,
   };
   const started = performance.now();
@@ -153,10 +164,16 @@ export function httpRequest(baseUrl: string, urlPath: string, options: HttpReque
       },
     );
     request.setTimeout(options.timeoutMs ?? 15_000, () => {
-      request.destroy(new NoResponseError('ETIMEDOUT', `no response to ${urlPath} within ${options.timeoutMs ?? 15_000} ms`));
+      request.destroy(
+        new NoResponseError('ETIMEDOUT', `no response to ${urlPath} within ${options.timeoutMs ?? 15_000} ms`),
+      );
     });
     request.on('error', (error: NodeJS.ErrnoException) => {
-      reject(error instanceof NoResponseError ? error : new NoResponseError(error.code ?? 'EUNKNOWN', error.message, { cause: error }));
+      reject(
+        error instanceof NoResponseError
+          ? error
+          : new NoResponseError(error.code ?? 'EUNKNOWN', error.message, { cause: error }),
+      );
     });
     request.end(payload);
   });
@@ -179,7 +196,11 @@ export function rawRequest(port: number, bytes: Buffer, timeoutMs = 5_000): Prom
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`no complete response within ${timeoutMs} ms to ${JSON.stringify(bytes.subarray(0, 120).toString('latin1'))}`));
+      reject(
+        new Error(
+          `no complete response within ${timeoutMs} ms to ${JSON.stringify(bytes.subarray(0, 120).toString('latin1'))}`,
+        ),
+      );
     }, timeoutMs);
     socket.on('data', (chunk) => chunks.push(chunk));
     socket.on('error', () => {
@@ -247,7 +268,12 @@ export const LEAK =
  * is the `x-request-id` header, and, for a 5xx, the fixed message and nothing from the driver.
  */
 export function expectErrorShape(
-  response: { status: number; headers: Readonly<Record<string, string | string[] | undefined>>; text?: string; body?: string },
+  response: {
+    status: number;
+    headers: Readonly<Record<string, string | string[] | undefined>>;
+    text?: string;
+    body?: string;
+  },
   expected: { status?: number; code?: string | readonly string[]; type?: string } = {},
 ): ErrorBodyJson {
   const text = response.text ?? response.body ?? '';
@@ -264,7 +290,8 @@ export function expectErrorShape(
   expect(parsed, context).toBeTypeOf('object');
   expect(Object.keys(parsed as object), context).toEqual(['error']);
   const error = (parsed as { error: ErrorBodyJson }).error;
-  for (const key of Object.keys(error)) expect(ERROR_KEYS.has(key), `unexpected error key ${key} in ${context}`).toBe(true);
+  for (const key of Object.keys(error))
+    expect(ERROR_KEYS.has(key), `unexpected error key ${key} in ${context}`).toBe(true);
   expect(error, context).toMatchObject({
     type: expect.any(String),
     message: expect.any(String),
@@ -286,7 +313,10 @@ export function expectErrorShape(
 }
 
 /** A 503 of the database family: the code, a `retry-after` in whole seconds, nothing leaked. */
-export function expectUnavailable(response: HttpResponse, code: 'DATABASE_UNAVAILABLE' | 'POOL_EXHAUSTED' | 'QUERY_TIMEOUT'): void {
+export function expectUnavailable(
+  response: HttpResponse,
+  code: 'DATABASE_UNAVAILABLE' | 'POOL_EXHAUSTED' | 'QUERY_TIMEOUT',
+): void {
   expectErrorShape(response, { status: 503, type: 'ServiceUnavailableError', code });
   expect(response.headers['retry-after'], `retry-after on ${response.text}`).toMatch(/^\d+$/);
 }
@@ -322,7 +352,11 @@ export interface ScratchPostgres {
  * A PostgreSQL server of the test's own, on a fresh data directory and a port of `ports`, with the
  * application database `app` migrated. It is stopped and its files removed when the test ends.
  */
-export async function scratchPostgres(onFinished: OnFinished, name: string, ports: readonly [number, number]): Promise<ScratchPostgres> {
+export async function scratchPostgres(
+  onFinished: OnFinished,
+  name: string,
+  ports: readonly [number, number],
+): Promise<ScratchPostgres> {
   const dataDir = await scratchDirectory(onFinished, name);
   const port = await freePort(...ports);
   onFinished(async () => {
@@ -529,7 +563,12 @@ export async function appOnPool(
     config,
     db,
     jwtSecret: TEST_JWT_SECRET,
-    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: config.database.poolMax }),
+    poolStats: () => ({
+      total: pool.totalCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+      max: config.database.poolMax,
+    }),
   });
   const port = await freePort(...ports);
   onFinished(async () => {

@@ -19,28 +19,58 @@ function clientError(code: string): Error & { code: string } {
 function response(text: string): { statusLine: string; headers: Map<string, string>; body: unknown } {
   const [head = '', body = ''] = text.split('\r\n\r\n');
   const [statusLine = '', ...headerLines] = head.split('\r\n');
-  const headers = new Map(headerLines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+  const headers = new Map(
+    headerLines.map((line) => [
+      line.slice(0, line.indexOf(':')).toLowerCase(),
+      line.slice(line.indexOf(':') + 1).trim(),
+    ]),
+  );
   return { statusLine, headers, body: JSON.parse(body) };
 }
 
 describe('clientErrorHandler', () => {
   it.each([
-    ['ERR_HTTP_REQUEST_TIMEOUT', 'HTTP/1.1 408 Request Timeout', 'RequestTimeoutError', 'REQUEST_TIMEOUT', 'The request took too long to arrive'],
-    ['HPE_HEADER_OVERFLOW', 'HTTP/1.1 431 Request Header Fields Too Large', 'ValidationError', 'VALIDATION_FAILED', 'Request headers are too large'],
-    ['HPE_INVALID_METHOD', 'HTTP/1.1 400 Bad Request', 'ValidationError', 'VALIDATION_FAILED', 'Malformed HTTP request'],
-  ])('answers %s with "%s" in the one error shape, then closes the connection', (code, statusLine, type, appCode, message) => {
-    const socket = new CapturedSocket();
-    clientErrorHandler(clientError(code), socket);
+    [
+      'ERR_HTTP_REQUEST_TIMEOUT',
+      'HTTP/1.1 408 Request Timeout',
+      'RequestTimeoutError',
+      'REQUEST_TIMEOUT',
+      'The request took too long to arrive',
+    ],
+    [
+      'HPE_HEADER_OVERFLOW',
+      'HTTP/1.1 431 Request Header Fields Too Large',
+      'ValidationError',
+      'VALIDATION_FAILED',
+      'Request headers are too large',
+    ],
+    [
+      'HPE_INVALID_METHOD',
+      'HTTP/1.1 400 Bad Request',
+      'ValidationError',
+      'VALIDATION_FAILED',
+      'Malformed HTTP request',
+    ],
+  ])(
+    'answers %s with "%s" in the one error shape, then closes the connection',
+    (code, statusLine, type, appCode, message) => {
+      const socket = new CapturedSocket();
+      clientErrorHandler(clientError(code), socket);
 
-    const answer = response(socket.written);
-    expect(answer.statusLine).toBe(statusLine);
-    expect(answer.headers.get('connection')).toBe('close');
-    expect(answer.headers.get('content-type')).toBe('application/json; charset=utf-8');
-    expect(Number(answer.headers.get('content-length'))).toBe(Buffer.byteLength(socket.written.split('\r\n\r\n')[1] ?? ''));
-    const requestId = answer.headers.get('x-request-id');
-    expect(answer.body).toEqual({ error: { type, message, statusCode: Number(statusLine.split(' ')[1]), code: appCode, requestId } });
-    expect(socket.destroyed).toBe(true);
-  });
+      const answer = response(socket.written);
+      expect(answer.statusLine).toBe(statusLine);
+      expect(answer.headers.get('connection')).toBe('close');
+      expect(answer.headers.get('content-type')).toBe('application/json; charset=utf-8');
+      expect(Number(answer.headers.get('content-length'))).toBe(
+        Buffer.byteLength(socket.written.split('\r\n\r\n')[1] ?? ''),
+      );
+      const requestId = answer.headers.get('x-request-id');
+      expect(answer.body).toEqual({
+        error: { type, message, statusCode: Number(statusLine.split(' ')[1]), code: appCode, requestId },
+      });
+      expect(socket.destroyed).toBe(true);
+    },
+  );
 
   it('writes nothing to a connection the client reset', () => {
     const socket = new CapturedSocket();
@@ -69,7 +99,10 @@ describe('toAppError: schema failures', () => {
     const error = toAppError(
       Object.assign(new Error('invalid'), {
         validationContext: 'body',
-        validation: [{ params: { additionalProperty: 'isAdmin' }, message: 'must NOT have additional properties' }, { instancePath: '/name' }],
+        validation: [
+          { params: { additionalProperty: 'isAdmin' }, message: 'must NOT have additional properties' },
+          { instancePath: '/name' },
+        ],
       }),
     );
     expect(error).toMatchObject({ statusCode: 400, code: 'VALIDATION_FAILED', message: 'Request is invalid' });

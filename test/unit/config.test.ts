@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { configProblems } from '../helpers/app.ts';
 
-
 describe('loadConfig', () => {
   it('gives every variable its documented default', () => {
     const config = loadConfig({}, '/srv/app');
@@ -88,9 +87,7 @@ describe('loadConfig', () => {
 
   it('requires a JWT secret in production', () => {
     expect(configProblems({ NODE_ENV: 'production' })).toEqual(['JWT_SECRET is required when NODE_ENV=production']);
-    expect(
-      loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) }).auth.jwtSecret,
-    ).toBe('x'.repeat(32));
+    expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) }).auth.jwtSecret).toBe('x'.repeat(32));
   });
 
   it('treats blank variables as unset', () => {

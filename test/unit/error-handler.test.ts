@@ -31,7 +31,11 @@ describe('toAppError', () => {
     [429, 'RateLimitError', 'RATE_LIMITED'],
     [502, 'InternalError', 'INTERNAL'],
   ])('maps any other error with status %i to %s', (statusCode, type, code) => {
-    expect(toAppError(fastifyError({ statusCode }))).toMatchObject({ statusCode: statusCode === 502 ? 500 : statusCode, type, code });
+    expect(toAppError(fastifyError({ statusCode }))).toMatchObject({
+      statusCode: statusCode === 502 ? 500 : statusCode,
+      type,
+      code,
+    });
   });
 
   it('turns a JSON syntax error into a 400 that says so', () => {
@@ -56,7 +60,10 @@ describe('toAppError', () => {
     ]);
 
     const one = toAppError(
-      fastifyError({ validationContext: 'querystring', validation: [{ instancePath: '/limit', message: 'must be <= 100' }] }),
+      fastifyError({
+        validationContext: 'querystring',
+        validation: [{ instancePath: '/limit', message: 'must be <= 100' }],
+      }),
     );
     expect(one).toMatchObject({ field: 'limit', message: '/querystring/limit must be <= 100' });
 

@@ -31,7 +31,10 @@ describe('the data-layer import rule (eslint.config.ts)', () => {
   });
 
   it('fails a service that imports the pg driver', async () => {
-    const messages = await restrictedImports("import pg from 'pg';\n\nexport const pool = new pg.Pool();\n", 'src/services/fake.ts');
+    const messages = await restrictedImports(
+      "import pg from 'pg';\n\nexport const pool = new pg.Pool();\n",
+      'src/services/fake.ts',
+    );
     expect(messages).toEqual([expect.stringContaining('Only src/db/ and src/repositories/ may use the pg driver')]);
   });
 

@@ -53,10 +53,17 @@ describe('PasswordHasher concurrency', () => {
     }).toThrow(expect.objectContaining({ statusCode: 503, code: 'OVERLOADED' }));
     const refused = hasher.hash('third');
     await expect(refused).rejects.toBeInstanceOf(ServiceUnavailableError);
-    await expect(refused).rejects.toMatchObject({ statusCode: 503, code: 'OVERLOADED', message: 'Too many password operations in progress' });
+    await expect(refused).rejects.toMatchObject({
+      statusCode: 503,
+      code: 'OVERLOADED',
+      message: 'Too many password operations in progress',
+    });
 
     // The queued one still completes, and once the queue drains the hasher takes work again.
-    await expect(Promise.all([running, queued])).resolves.toEqual([expect.stringMatching(/^\$argon2id\$/), expect.stringMatching(/^\$argon2id\$/)]);
+    await expect(Promise.all([running, queued])).resolves.toEqual([
+      expect.stringMatching(/^\$argon2id\$/),
+      expect.stringMatching(/^\$argon2id\$/),
+    ]);
     expect(hasher.queueDepth).toBe(0);
     expect(() => {
       hasher.assertCapacity();

@@ -3,7 +3,6 @@ import { loadConfig } from '../../src/config.ts';
 import { configProblems } from '../helpers/app.ts';
 import { keyId, keyRing } from '../../src/services/tokens.ts';
 
-
 const SECRET = 'x'.repeat(32);
 const OLD = 'o'.repeat(32);
 
@@ -24,14 +23,18 @@ describe('scale-out settings', () => {
   it('turns named prepared statements off by default in transaction pool mode', () => {
     const config = loadConfig({ DB_POOL_MODE: 'transaction' });
     expect(config.database).toMatchObject({ poolMode: 'transaction', preparedStatements: false });
-    expect(loadConfig({ DB_POOL_MODE: 'transaction', DB_PREPARED_STATEMENTS: 'false' }).database.preparedStatements).toBe(false);
+    expect(
+      loadConfig({ DB_POOL_MODE: 'transaction', DB_PREPARED_STATEMENTS: 'false' }).database.preparedStatements,
+    ).toBe(false);
   });
 
   it('refuses DB_PREPARED_STATEMENTS=true with DB_POOL_MODE=transaction, saying why', () => {
     expect(configProblems({ DB_POOL_MODE: 'transaction', DB_PREPARED_STATEMENTS: 'true' })).toEqual([
       expect.stringMatching(/^DB_PREPARED_STATEMENTS=true cannot be used with DB_POOL_MODE=transaction: PgBouncer/),
     ]);
-    expect(configProblems({ DB_POOL_MODE: 'statement' })).toEqual([expect.stringMatching(/^DB_POOL_MODE must be one of session, transaction/)]);
+    expect(configProblems({ DB_POOL_MODE: 'statement' })).toEqual([
+      expect.stringMatching(/^DB_POOL_MODE must be one of session, transaction/),
+    ]);
   });
 
   it('caches principals for 60 s in session mode and not at all in transaction mode, refusing a cache there', () => {
@@ -39,7 +42,9 @@ describe('scale-out settings', () => {
     expect(loadConfig({ PRINCIPAL_CACHE_SECONDS: '0' }).auth.principalCacheSeconds).toBe(0);
     expect(loadConfig({ DB_POOL_MODE: 'transaction' }).auth.principalCacheSeconds).toBe(0);
     expect(configProblems({ DB_POOL_MODE: 'transaction', PRINCIPAL_CACHE_SECONDS: '30' })).toEqual([
-      expect.stringMatching(/^PRINCIPAL_CACHE_SECONDS cannot be used with DB_POOL_MODE=transaction: the cache is kept fresh by LISTEN/),
+      expect.stringMatching(
+        /^PRINCIPAL_CACHE_SECONDS cannot be used with DB_POOL_MODE=transaction: the cache is kept fresh by LISTEN/,
+      ),
     ]);
   });
 
@@ -49,7 +54,10 @@ describe('scale-out settings', () => {
       DB_REPLICA_MAX_LAG_MS: '250',
       DB_REPLICA_CHECK_INTERVAL_MS: '100',
     });
-    expect(config.database.replicaUrls).toEqual(['postgres://app@replica-1:5432/app', 'postgresql://app@replica-2/app']);
+    expect(config.database.replicaUrls).toEqual([
+      'postgres://app@replica-1:5432/app',
+      'postgresql://app@replica-2/app',
+    ]);
     expect(config.database).toMatchObject({ replicaMaxLagMs: 250, replicaCheckIntervalMs: 100 });
     expect(configProblems({ DATABASE_REPLICA_URLS: 'postgres://ok/app,mysql://replica/app,not a url' })).toEqual([
       'DATABASE_REPLICA_URLS must be a postgres:// URL (got protocol "mysql:")',
@@ -63,18 +71,21 @@ describe('scale-out settings', () => {
       keyPrefix: 'api-eu:',
     });
     expect(loadConfig({ REDIS_URL: 'rediss://cache.example.com' }).redis.url).toBe('rediss://cache.example.com');
-    expect(configProblems({ REDIS_URL: 'http://cache' })).toEqual(['REDIS_URL must be a redis:// URL (got protocol "http:")']);
+    expect(configProblems({ REDIS_URL: 'http://cache' })).toEqual([
+      'REDIS_URL must be a redis:// URL (got protocol "http:")',
+    ]);
   });
 
   it('reads JWT_PREVIOUS_SECRETS, each at least 32 bytes, and only next to a JWT_SECRET', () => {
-    expect(loadConfig({ JWT_SECRET: SECRET, JWT_PREVIOUS_SECRETS: `${OLD}, ${'p'.repeat(40)}` }).auth.jwtPreviousSecrets).toEqual([
-      OLD,
-      'p'.repeat(40),
-    ]);
+    expect(
+      loadConfig({ JWT_SECRET: SECRET, JWT_PREVIOUS_SECRETS: `${OLD}, ${'p'.repeat(40)}` }).auth.jwtPreviousSecrets,
+    ).toEqual([OLD, 'p'.repeat(40)]);
     expect(configProblems({ JWT_SECRET: SECRET, JWT_PREVIOUS_SECRETS: 'short' })).toEqual([
       'every secret in JWT_PREVIOUS_SECRETS must be at least 32 bytes long',
     ]);
-    expect(configProblems({ JWT_PREVIOUS_SECRETS: OLD })).toEqual(['JWT_PREVIOUS_SECRETS needs JWT_SECRET (the key that signs) to be set']);
+    expect(configProblems({ JWT_PREVIOUS_SECRETS: OLD })).toEqual([
+      'JWT_PREVIOUS_SECRETS needs JWT_SECRET (the key that signs) to be set',
+    ]);
   });
 });
 
