@@ -9,7 +9,7 @@ import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
 import { createReadDatabase } from './db/replicas.ts';
 import { openDatabaseTarget } from './db/target.ts';
 import { UserChangeFeed } from './db/user-changes.ts';
-import { AppMetrics } from './plugins/metrics.ts';
+import { AppMetrics } from './services/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
