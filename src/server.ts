@@ -36,7 +36,11 @@ async function main(): Promise<void> {
   const target = await openDatabaseTarget(config, say);
   try {
     if (config.migrateOnStart) {
-      const applied = await migrateToLatest(target.url);
+      const applied = await migrateToLatest(target.url, {
+        ...config.migrations,
+        poolMode: config.database.poolMode,
+        onRetry: say,
+      });
       if (applied.length > 0) say(`applied migrations: ${applied.join(', ')}`);
     }
   } catch (error) {

@@ -51,7 +51,9 @@ async function main(): Promise<number> {
   const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
   const db = createDatabase({ ...config.database, url: target.url, poolMax: 1 });
   try {
-    if (config.migrateOnStart) await migrateToLatest(target.url);
+    if (config.migrateOnStart) {
+      await migrateToLatest(target.url, { ...config.migrations, poolMode: config.database.poolMode });
+    }
     const hasher = new PasswordHasher({ concurrency: 1, queueLimit: 0 });
     const user = await registerUser({ db, hasher }, { email, name, password, role });
     process.stdout.write(`created ${user.role} ${user.email} (id ${user.id})\n`);
