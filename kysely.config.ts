@@ -1,22 +1,23 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import { defineConfig, getKnexTimestampPrefix } from 'kysely-ctl';
 import pg from 'pg';
-import { loadConfig } from './src/config.ts';
-import { createMigrator } from './src/db/migrator.ts';
+import { commandContext, exitOnConnectionFailure } from './src/cli/report.ts';
+import { loadConfig, loadEnvFile } from './src/config.ts';
+import { createMigrator, migrationOptionsOf } from './src/db/migrator.ts';
 import { openDatabaseTarget } from './src/db/target.ts';
-
-const config = loadConfig();
 
 // kysely-ctl (npm run migrate, migrate:rollback, migrate:status, migrate:make) works on the same
 // database as `npm start`: DATABASE_URL, or the embedded PostgreSQL under .data/, started for the
 // command and stopped after it unless the server already runs it.
 export default defineConfig({
   kysely: async () => {
+    loadEnvFile();
+    const config = loadConfig();
     if (config.database.poolMode === 'transaction') {
-      // Kept an operator's command: it talks to PostgreSQL itself, where nothing of a session can leak.
+      // An operator's command talks to PostgreSQL itself; the server's MIGRATE_ON_START is the PgBouncer path.
       throw new Error(
-        'kysely-ctl needs a session of PostgreSQL itself: run it with DB_POOL_MODE=session and DATABASE_URL pointing at PostgreSQL itself ' +
-          '(not PgBouncer in transaction mode), or let the server migrate (MIGRATE_ON_START=true, which works through PgBouncer).',
+        'kysely-ctl needs a session: run it with DB_POOL_MODE=session and DATABASE_URL pointing at PostgreSQL itself ' +
+          '(not PgBouncer in transaction mode), or let the server migrate (MIGRATE_ON_START=true locks per transaction).',
       );
     }
     const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
@@ -28,7 +29,9 @@ export default defineConfig({
       dialect: new PostgresDialect({
         pool: {
           options: pool.options,
-          connect: () => pool.connect(),
+          // kysely-ctl would print a bare `connect ECONNREFUSED` and a stack: say which server and what to check.
+          connect: () =>
+            pool.connect().catch((error: unknown) => exitOnConnectionFailure('migrate', error, commandContext())),
           end: async () => {
             await pool.end();
             await target.close();
@@ -39,12 +42,21 @@ export default defineConfig({
   },
   migrations: {
     // The project's migrator (src/db/migration-runner.ts): per-migration transaction mode, lock
-    // timeouts, refusal of the unedited template, and errors that name the statement.
-    migrator: (db) =>
-      createMigrator(db, {
-        ...config.migrations,
-        onRetry: (message) => process.stderr.write(`${message}\n`),
-      }),
+    // timeouts with retries, refusal of the unedited template, failures that name the statement.
+    migrator: (db) => {
+      const config = loadConfig();
+      const say = (message: string) => process.stderr.write(`${message}\n`);
+      return createMigrator(db, {
+        ...migrationOptionsOf(config, say),
+        // kysely-ctl would print the error's stack, and again with its cause: one message instead.
+        onFailure: (error) => {
+          say(
+            config.logLevel === 'debug' || config.logLevel === 'trace' ? (error.stack ?? error.message) : error.message,
+          );
+          process.exit(1);
+        },
+      });
+    },
     getMigrationPrefix: getKnexTimestampPrefix,
   },
 });

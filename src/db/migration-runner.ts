@@ -41,6 +41,8 @@ export interface RunnerOptions {
   readonly poolMode: 'session' | 'transaction';
   /** Told about each retry (the CLI and the server print it). */
   readonly onRetry?: (message: string) => void;
+  /** Told about a failed run before it is returned (kysely-ctl prints its own, longer report otherwise). */
+  readonly onFailure?: (error: Error) => void;
 }
 
 interface Step {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { FileMigrationProvider, type MigrationResultSet } from 'kysely/migration';
 import pg from 'pg';
-import { MIGRATION_DEFAULTS } from '../config.ts';
+import { MIGRATION_DEFAULTS, type Config } from '../config.ts';
 import {
   MigrationError,
   SchemaMigrator,
@@ -45,8 +45,25 @@ export function createMigrator<T>(db: Kysely<T>, options: MigrationsOptions = {}
       retryDelayMs: options.retryDelayMs ?? MIGRATION_DEFAULTS.retryDelayMs,
       poolMode: options.poolMode ?? 'session',
       ...(options.onRetry === undefined ? {} : { onRetry: options.onRetry }),
+      ...(options.onFailure === undefined ? {} : { onFailure: options.onFailure }),
     },
   );
+}
+
+/**
+ * The migrator's settings from the environment: lock timeout and retries, the pool mode, and
+ * where to tell about retries.
+ *
+ * @example
+ * ```ts
+ * await migrateToLatest(target.url, migrationOptionsOf(config, say));
+ * ```
+ */
+export function migrationOptionsOf(
+  config: Pick<Config, 'migrations' | 'database'>,
+  say?: (message: string) => void,
+): MigrationsOptions {
+  return { ...config.migrations, poolMode: config.database.poolMode, ...(say === undefined ? {} : { onRetry: say }) };
 }
 
 /**
