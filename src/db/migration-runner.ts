@@ -75,7 +75,8 @@ export class MigrationError extends Error {
     const what = details.direction === 'Down' ? `Undoing migration ${migration ?? ''}` : `Migration ${migration ?? ''}`;
     const lines = [migration === undefined ? `Migrating failed: ${reason}` : `${what} failed: ${reason}`];
     if (statement !== undefined) lines.push(`  failed statement: ${statement}`);
-    if (details.transactional === false) lines.push(...nonTransactionalAdvice(invalidIndexes));
+    if (details.transactional === false)
+      lines.push(...nonTransactionalAdvice(invalidIndexes, details.direction ?? 'Up'));
     super(lines.join('\n'), { cause });
     this.name = 'MigrationError';
     this.migration = migration;
@@ -84,16 +85,18 @@ export class MigrationError extends Error {
   }
 }
 
-function nonTransactionalAdvice(invalidIndexes: readonly string[]): string[] {
+function nonTransactionalAdvice(invalidIndexes: readonly string[], direction: 'Up' | 'Down'): string[] {
   const lines = [
-    '  It runs outside a transaction (transaction = false): what it did before the failure stays, and it is still pending.',
+    `  It runs outside a transaction (transaction = false): what it did before the failure stays, and it is still ${direction === 'Up' ? 'pending' : 'applied'}.`,
   ];
   for (const index of invalidIndexes) {
     lines.push(
       `  It left the invalid index ${index} behind (IF NOT EXISTS would skip it, unusable): DROP INDEX CONCURRENTLY ${index};`,
     );
   }
-  lines.push('  Fix the cause, undo what it left, then run `npm run migrate` again.');
+  lines.push(
+    `  Fix the cause, undo what it left, then run \`npm run ${direction === 'Up' ? 'migrate' : 'migrate:rollback'}\` again.`,
+  );
   return lines;
 }
 
@@ -173,14 +176,22 @@ export class SchemaMigrator extends Migrator {
       const steps = plan({ migrations, executed });
       const resultSet = steps instanceof Error ? { error: steps } : await this.#runSteps(steps);
       await holder.commit().execute();
-      return resultSet;
+      return this.#reported(resultSet);
     } catch (error) {
       await holder
         .rollback()
         .execute()
         .catch(() => undefined);
-      return { error };
+      return this.#reported({ error });
     }
+  }
+
+  #reported(resultSet: MigrationResultSet): MigrationResultSet {
+    const { error } = resultSet;
+    if (error !== undefined && this.#options.onFailure !== undefined) {
+      this.#options.onFailure(error instanceof Error ? error : new MigrationError(undefined, error));
+    }
+    return resultSet;
   }
 
   async #runSteps(steps: readonly Step[]): Promise<MigrationResultSet> {
@@ -262,7 +273,7 @@ export class SchemaMigrator extends Migrator {
       } catch (error) {
         const statement = recorder.failedStatement(this.#db);
         const leftBehind = (await invalidIndexes(connection)).filter((index) => !invalidBefore.has(index));
-        return new MigrationError(step.name, lockAdvice(error, this.#options), statement, {
+        return new MigrationError(step.name, lockAdvice(error, this.#options, false), statement, {
           direction: step.direction,
           transactional: false,
           invalidIndexes: leftBehind,
@@ -357,10 +368,11 @@ function isLockTimeout(error: unknown): boolean {
 }
 
 /** A lock timeout says which setting let it go and how to retry; any other error passes unchanged. */
-function lockAdvice(error: unknown, options: RunnerOptions): unknown {
+function lockAdvice(error: unknown, options: RunnerOptions, retried = true): unknown {
   if (!isLockTimeout(error) || !(error instanceof Error)) return error;
+  const retries = retried ? `${options.lockRetries} retries` : 'not retried outside a transaction';
   const wrapped = new Error(
-    `${error.message} (lock_timeout ${options.lockTimeoutMs} ms, ${options.lockRetries} retries): ` +
+    `${error.message} (lock_timeout ${options.lockTimeoutMs} ms, ${retries}): ` +
       'a long transaction holds a lock this migration needs. Find it in pg_stat_activity, let it finish, ' +
       'then run the migration again (or raise MIGRATION_LOCK_TIMEOUT_MS / MIGRATION_LOCK_RETRIES).',
     { cause: error },

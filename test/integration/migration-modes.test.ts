@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -262,4 +263,59 @@ describe('a migration that needs a lock another session holds', () => {
     const { rows } = await client.query(`select 1 from information_schema.columns where column_name = 'nickname'`);
     expect(rows).toHaveLength(1);
   });
+});
+
+/** `npm run <script>` as a developer types it, against `url`, with `env` on top. */
+async function npmRun(
+  script: string,
+  url: string,
+  env: Record<string, string>,
+): Promise<{ code: number; output: string }> {
+  // kysely-ctl's logger goes quiet under NODE_ENV=test; the developer's terminal is not a test.
+  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'NODE_ENV' && key !== 'TEST'));
+  return new Promise((resolve) => {
+    execFile(
+      'npm',
+      ['run', '--silent', script],
+      { cwd: ROOT, env: { ...base, DATABASE_URL: url, ...env }, timeout: 50_000 },
+      (error, stdout, stderr) => {
+        resolve({
+          code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1,
+          output: stdout + stderr,
+        });
+      },
+    );
+  });
+}
+
+describe('npm run migrate:rollback whose down fails', () => {
+  test(
+    'prints one message naming the migration and the statement, no stack, and undoes nothing',
+    { timeout: 60_000 },
+    async ({ onTestFinished }) => {
+      const { url, client } = await scratch(onTestFinished);
+      const applied = await migrateToLatest(url);
+      const last = applied.at(-1);
+      expect(last).toBe('20261201140000_users_prefix_search_indexes');
+      // A session building an index holds SHARE on users: DROP INDEX CONCURRENTLY cannot get its lock.
+      const holder = new pg.Client({ connectionString: url });
+      await holder.connect();
+      onTestFinished(() => holder.end());
+      await holder.query('begin');
+      await holder.query('lock table users in share mode');
+
+      const { code, output } = await npmRun('migrate:rollback', url, { MIGRATION_LOCK_TIMEOUT_MS: '200' });
+
+      expect(code).toBe(1);
+      expect(output).toContain(
+        'Undoing migration 20261201140000_users_prefix_search_indexes failed: canceling statement due to lock timeout',
+      );
+      expect(output).toContain('failed statement: DROP INDEX CONCURRENTLY IF EXISTS users_name_prefix_idx');
+      expect(output.match(/Undoing migration/g)).toHaveLength(1);
+      expect(output).not.toMatch(/^\s+at /m);
+      expect(output.trim().split('\n').length).toBeLessThan(12);
+      const { rows } = await client.query<{ name: string }>('select name from kysely_migration order by name');
+      expect(rows.map((row) => row.name)).toEqual(applied);
+    },
+  );
 });
