@@ -1,7 +1,8 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import { defineConfig, getKnexTimestampPrefix } from 'kysely-ctl';
 import pg from 'pg';
-import { loadConfig } from './src/config.ts';
+import { commandContext, exitOnConnectionFailure } from './src/cli/report.ts';
+import { loadConfig, loadEnvFile } from './src/config.ts';
 import { openDatabaseTarget } from './src/db/target.ts';
 
 // kysely-ctl (npm run migrate, migrate:rollback, migrate:status, migrate:make) works on the same
@@ -9,6 +10,7 @@ import { openDatabaseTarget } from './src/db/target.ts';
 // command and stopped after it unless the server already runs it.
 export default defineConfig({
   kysely: async () => {
+    loadEnvFile();
     const config = loadConfig();
     if (config.database.poolMode === 'transaction') {
       // kysely-ctl holds Kysely's session-level advisory lock across the migration transaction; behind
@@ -26,7 +28,9 @@ export default defineConfig({
       dialect: new PostgresDialect({
         pool: {
           options: pool.options,
-          connect: () => pool.connect(),
+          // kysely-ctl would print a bare `connect ECONNREFUSED` and a stack: say which server and what to check.
+          connect: () =>
+            pool.connect().catch((error: unknown) => exitOnConnectionFailure('migrate', error, commandContext())),
           end: async () => {
             await pool.end();
             await target.close();

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -11,6 +12,8 @@ export interface Config {
   readonly host: string;
   readonly port: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** `pretty` (pino-pretty) or `json` lines; `undefined`: pretty when stdout is a terminal. */
+  readonly logFormat: 'pretty' | 'json' | undefined;
   /** Where the embedded PostgreSQL, its password and the generated JWT secret live. */
   readonly dataDir: string;
   readonly database: DatabaseConfig;
@@ -130,6 +133,26 @@ type Env = Readonly<Record<string, string | undefined>>;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const NODE_ENVS = ['development', 'production', 'test'] as const;
 const POOL_MODES = ['session', 'transaction'] as const;
+const LOG_FORMATS = ['pretty', 'json'] as const;
+
+/**
+ * Loads `<cwd>/.env` into the environment when the process runs as an npm script (`npm start`,
+ * `npm run migrate`, …) and the file exists; variables already set win over the file. Processes
+ * started otherwise (a test's child server, a process manager) get exactly the environment they
+ * were given. Returns the file that was read, if any.
+ *
+ * @example
+ * ```ts
+ * loadEnvFile(); // '/srv/app/.env' when `npm start` found one
+ * const config = loadConfig();
+ * ```
+ */
+export function loadEnvFile(cwd: string = process.cwd()): string | undefined {
+  const file = path.join(cwd, '.env');
+  if (process.env.npm_lifecycle_event === undefined || !existsSync(file)) return undefined;
+  process.loadEnvFile(file);
+  return file;
+}
 
 /**
  * Reads and validates the environment.
@@ -183,6 +206,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     host: reader.string('HOST') ?? '127.0.0.1',
     port: reader.integer('PORT', 3000, 0, 65535),
     logLevel: reader.oneOf('LOG_LEVEL', LOG_LEVELS, nodeEnv === 'test' ? 'silent' : 'info'),
+    logFormat: reader.string('LOG_FORMAT') === undefined ? undefined : reader.oneOf('LOG_FORMAT', LOG_FORMATS, 'json'),
     dataDir: path.resolve(cwd, reader.string('DATA_DIR') ?? '.data'),
     database: {
       url: databaseUrl,

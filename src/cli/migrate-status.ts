@@ -1,5 +1,6 @@
 import { readMigrationStatus } from '../db/migrator.ts';
-import { displayUrl, errorMessage, withTarget } from './target.ts';
+import { displayUrl, withTarget } from './target.ts';
+import { commandContext, reportFailure } from './report.ts';
 
 // npm run migrate:status — kysely-ctl's migrate:list without the times, so read them here:
 // applied migrations with when they ran, then the pending ones in the order they will run.
@@ -18,7 +19,7 @@ try {
     process.stdout.write(`${lines.join('\n')}\n`);
   });
 } catch (error) {
-  process.stderr.write(`migrate:status failed: ${errorMessage(error)}\n`);
+  reportFailure('migrate:status', error, commandContext());
   process.exitCode = 1;
 }
 
