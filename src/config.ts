@@ -19,6 +19,7 @@ export interface Config {
   readonly database: DatabaseConfig;
   /** Apply pending migrations when the server starts. */
   readonly migrateOnStart: boolean;
+  readonly migrations: MigrationConfig;
   readonly auth: AuthConfig;
   readonly http: HttpConfig;
   readonly metrics: MetricsConfig;
@@ -27,6 +28,18 @@ export interface Config {
   /** How long in-flight requests get to finish after SIGINT/SIGTERM. */
   readonly shutdownGraceMs: number;
 }
+
+export interface MigrationConfig {
+  /** `lock_timeout` of migration statements: how long one may queue the table's queries behind it. */
+  readonly lockTimeoutMs: number;
+  /** How many times a migration that timed out waiting for a lock is rolled back and retried. */
+  readonly lockRetries: number;
+  /** Pause before the first retry, doubled for each next one. */
+  readonly retryDelayMs: number;
+}
+
+/** Defaults of {@link MigrationConfig}, also used by migrators built without a config (tests, scratch databases). */
+export const MIGRATION_DEFAULTS: MigrationConfig = { lockTimeoutMs: 3000, lockRetries: 5, retryDelayMs: 1000 };
 
 export interface DatabaseConfig {
   /** `undefined` means: start the embedded PostgreSQL under `dataDir`. */
@@ -225,6 +238,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       logQueries: reader.boolean('LOG_QUERIES', nodeEnv === 'development'),
     },
     migrateOnStart: reader.boolean('MIGRATE_ON_START', databaseUrl === undefined),
+    migrations: {
+      lockTimeoutMs: reader.integer('MIGRATION_LOCK_TIMEOUT_MS', MIGRATION_DEFAULTS.lockTimeoutMs, 1, 600_000),
+      lockRetries: reader.integer('MIGRATION_LOCK_RETRIES', MIGRATION_DEFAULTS.lockRetries, 0, 100),
+      retryDelayMs: MIGRATION_DEFAULTS.retryDelayMs,
+    },
     auth: {
       jwtSecret,
       jwtPreviousSecrets,

@@ -4,12 +4,13 @@ import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { buildApp, type App } from './app.ts';
 import type { Config } from './config.ts';
+import { watchAvailability } from './db/availability.ts';
 import { createDatabase, createPool } from './db/database.ts';
-import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
+import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './db/migrator.ts';
 import { createReadDatabase } from './db/replicas.ts';
 import { openDatabaseTarget } from './db/target.ts';
 import { UserChangeFeed } from './db/user-changes.ts';
-import { AppMetrics } from './plugins/metrics.ts';
+import { AppMetrics } from './services/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
@@ -82,7 +83,7 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   await step('database');
 
   if (config.migrateOnStart) {
-    const applied = await migrateToLatest(target.url);
+    const applied = await migrateToLatest(target.url, migrationOptionsOf(config, say));
     if (applied.length > 0) say(`applied migrations: ${applied.join(', ')}`);
   }
   await step('migrations');
@@ -92,9 +93,16 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   const queryLog: { logger?: FastifyBaseLogger } = {};
   const databaseConfig = { ...config.database, url: target.url };
   const pool = createPool(databaseConfig);
+  const hooks = metrics.databaseHooks(() => queryLog.logger, config.database);
   const db = createDatabase(databaseConfig, {
     pool,
-    ...metrics.databaseHooks(() => queryLog.logger, config.database),
+    ...hooks,
+    ...watchAvailability(
+      hooks,
+      () => queryLog.logger,
+      target.url,
+      target.embedded ? 'the embedded PostgreSQL' : 'DATABASE_URL',
+    ),
   });
   stack.defer(() => db.destroy());
   await step('pool');

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, loadEnvFile } from '../config.ts';
 import { dropDatabase, ensureDatabaseExists } from '../db/embedded.ts';
-import { migrateToLatest } from '../db/migrator.ts';
+import { migrateToLatest, migrationOptionsOf } from '../db/migrator.ts';
 import { commandContext, reportFailure } from './report.ts';
 import { adminUrlOf, displayUrl, withTarget } from './target.ts';
 
@@ -42,7 +42,7 @@ async function main(): Promise<number> {
     const name = decodeURIComponent(new URL(target.url).pathname.slice(1));
     await dropDatabase(adminUrlOf(target), name);
     await ensureDatabaseExists(adminUrlOf(target), name);
-    const applied = await migrateToLatest(target.url);
+    const applied = await migrateToLatest(target.url, migrationOptionsOf(config));
     process.stdout.write(`reset ${displayUrl(target.url)}: dropped, created, ${applied.length} migration(s) applied\n`);
     return 0;
   });

@@ -6,7 +6,7 @@ import { commandContext, reportFailure } from './report.ts';
 // applied migrations with when they ran, then the pending ones in the order they will run.
 try {
   await withTarget(async (target) => {
-    const { applied, pending } = await readMigrationStatus(target.url);
+    const { applied, pending, invalidIndexes } = await readMigrationStatus(target.url);
     const lines = [
       `Migrations of ${displayUrl(target.url)}:`,
       ...applied.map(
@@ -15,6 +15,11 @@ try {
       ),
       ...pending.map((name) => `  pending  ${' '.repeat(23)}  ${name}`),
       `${applied.length} applied, ${pending.length} pending.${pending.length > 0 ? ' Run `npm run migrate` to apply.' : ''}`,
+      // A failed CREATE INDEX CONCURRENTLY leaves one; its migration stays pending, and IF NOT EXISTS would skip it.
+      ...invalidIndexes.map(
+        (index) =>
+          `  invalid index ${index}: left by a failed migration; DROP INDEX CONCURRENTLY ${index}, then migrate again`,
+      ),
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   });

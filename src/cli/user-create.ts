@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { loadConfig, loadEnvFile } from '../config.ts';
 import { createDatabase } from '../db/database.ts';
-import { migrateToLatest } from '../db/migrator.ts';
+import { migrateToLatest, migrationOptionsOf } from '../db/migrator.ts';
 import { openDatabaseTarget } from '../db/target.ts';
 import { AppError } from '../errors/index.ts';
 import { registerUser } from '../services/auth.ts';
@@ -56,7 +56,7 @@ async function main(): Promise<number> {
     stack.defer(() => target.close());
     const db = createDatabase({ ...config.database, url: target.url, poolMax: 1 });
     stack.defer(() => db.destroy());
-    if (config.migrateOnStart) await migrateToLatest(target.url);
+    if (config.migrateOnStart) await migrateToLatest(target.url, migrationOptionsOf(config));
     const hasher = new PasswordHasher({ concurrency: 1, queueLimit: 0 });
     const user = await registerUser({ db, hasher }, { email, name, password, role });
     process.stdout.write(`created ${user.role} ${user.email} (id ${user.id})\n`);

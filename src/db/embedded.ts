@@ -350,8 +350,9 @@ export async function ensureDatabaseExists(adminUrl: string, name: string): Prom
         return;
       } catch (error) {
         const code = (error as { code?: string }).code;
-        // 42P04: created concurrently by another process, which is what we wanted.
-        if (code === '42P04') return;
+        // Created concurrently by another process, which is what we wanted: 42P04, or 23505 when
+        // both inserted into pg_database at once.
+        if (code === '42P04' || code === '23505') return;
         // 55006: template1 is busy with another process's CREATE DATABASE (two starters at once).
         if (code !== '55006' || attempt >= 20) throw error;
         await new Promise((resolve) => setTimeout(resolve, 100 * attempt));

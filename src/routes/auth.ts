@@ -2,12 +2,15 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AuthConfig } from '../config.ts';
-import { AuthenticationError, RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
+import { RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
+import { requireAuthenticatedUser, requirePrincipal } from '../plugins/auth.ts';
 import { canonicalEmail } from '../services/credentials.ts';
+import type { Services } from '../services/index.ts';
 import { Email, errors, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
 
 export interface AuthRoutesOptions {
   readonly config: AuthConfig;
+  readonly services: Pick<Services, 'auth'>;
   readonly onRateLimited?: (route: string) => void;
 }
 
@@ -25,6 +28,7 @@ const RefreshTokenBody = Type.Object(
 /** The contract's /auth endpoints: register, login, refresh, logout, me, password. */
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
   const { config } = opts;
+  const { auth } = opts.services;
   // Checked by hand (createRateLimit) rather than with app.rateLimit(), which marks a request as
   // checked after its first limiter and silently skips the per-account one on login.
   const limiter = (name: string, max: number, key: (request: FastifyRequest) => string) => {
@@ -63,7 +67,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   // limit bookkeeping) when no hashing slot is free: under overload a refusal must cost little, or
   // refusals take the CPU the hashes need.
   const shedWhenHashingIsFull = async () => {
-    app.auth.assertHashCapacity();
+    auth.assertHashCapacity();
   };
 
   app.post(
@@ -86,7 +90,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request, reply) => {
-      const user = await app.auth.register(request.body);
+      const user = await auth.register(request.body);
       return reply.code(201).send({ user });
     },
   );
@@ -117,7 +121,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         },
       },
     },
-    async (request) => app.auth.login(request.body.email, request.body.password),
+    async (request) => auth.login(request.body.email, request.body.password),
   );
 
   app.post(
@@ -133,7 +137,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         response: { 200: TokenPairSchema, ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
-    async (request) => app.auth.refresh(request.body.refreshToken),
+    async (request) => auth.refresh(request.body.refreshToken),
   );
 
   app.post(
@@ -148,7 +152,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request, reply) => {
-      await app.auth.logout(request.body.refreshToken);
+      await auth.logout(request.body.refreshToken);
       return reply.code(204).send(null);
     },
   );
@@ -167,9 +171,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     },
     async (request) => {
       // authenticate has just read this user: answering from it saves a second identical query.
-      const user = request.authenticatedUser;
-      if (user === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
-      return { user };
+      return { user: requireAuthenticatedUser(request) };
     },
   );
 
@@ -193,9 +195,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request, reply) => {
-      const principal = request.principal;
-      if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
-      await app.auth.changePassword(principal, request.body.currentPassword, request.body.newPassword);
+      await auth.changePassword(requirePrincipal(request), request.body.currentPassword, request.body.newPassword);
       return reply.code(204).send(null);
     },
   );
