@@ -5,6 +5,8 @@ import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import type { FastifyBaseLogger } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { DB } from './db/database.ts';
 import { createDatabase, createPool } from './db/database.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
 import { createReadDatabase } from './db/replicas.ts';
@@ -14,6 +16,8 @@ import { AppMetrics } from './plugins/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
+import { MaintenanceJob } from './workers/maintenance.ts';
+import { MaintenanceMetrics } from './workers/maintenance-metrics.ts';
 
 /**
  * The process entry (`npm start`): validate the environment, start or reach PostgreSQL, migrate
@@ -100,6 +104,9 @@ async function main(): Promise<void> {
   const threads = await lowerWorkerThreadPriority(nice);
   if (threads > 0) app.log.info({ threads, nice }, 'worker threads (password hashing) run below the event loop');
 
+  // Deletes expired and revoked refresh tokens in the background (one instance at a time).
+  const maintenance = startMaintenance(config, db, metrics, app.log);
+
   const graceOptions = {
     delay: config.shutdownGraceMs,
     logger: app.log,
@@ -113,6 +120,7 @@ async function main(): Promise<void> {
   closeWithGrace(graceOptions, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error');
     else app.log.info({ signal }, 'shutting down');
+    await maintenance?.stop();
     // close() stops accepting connections and waits for in-flight requests.
     await app.close();
     await principals?.feed.close();
@@ -122,6 +130,28 @@ async function main(): Promise<void> {
   });
 
   await app.listen({ host: config.host, port: config.port });
+}
+
+/** The maintenance job on its schedule, reporting in the app's /metrics; none when MAINTENANCE_INTERVAL_SECONDS=0. */
+function startMaintenance(
+  config: Config,
+  db: Kysely<DB>,
+  metrics: AppMetrics,
+  log: FastifyBaseLogger,
+): MaintenanceJob | undefined {
+  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds } = config.maintenance;
+  if (intervalSeconds === 0) return undefined;
+  const job = new MaintenanceJob({
+    db,
+    policy: { refreshTokenGraceSeconds },
+    batchSize,
+    pauseMs,
+    intervalMs: intervalSeconds * 1000,
+    metrics: new MaintenanceMetrics(metrics.registry),
+    log,
+  });
+  job.start();
+  return job;
 }
 
 /** The principal cache and the change feed that keeps it fresh; none when PRINCIPAL_CACHE_SECONDS=0. */
