@@ -47,11 +47,15 @@ export default fp<MetricsPluginOptions>(
           tags: ['metrics'],
           summary: 'Prometheus metrics (text exposition format)',
           description: 'Protected by a bearer token when METRICS_TOKEN is set.',
+          operationId: 'getMetrics',
+          // Either no credentials (no METRICS_TOKEN configured) or the METRICS_TOKEN bearer secret.
+          security: [{}, { metricsToken: [] }],
           response: {
             200: {
               description: 'Prometheus text exposition',
               content: { 'text/plain': { schema: { type: 'string' } } },
             },
+            401: { $ref: 'Error#' },
           },
         },
         onRequest: async (request: FastifyRequest, _reply: FastifyReply) => {

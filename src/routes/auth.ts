@@ -20,6 +20,11 @@ async function noStore(_request: FastifyRequest, reply: FastifyReply) {
   reply.header('pragma', 'no-cache');
 }
 
+const RefreshTokenBody = Type.Object(
+  { refreshToken: RefreshToken },
+  { additionalProperties: false, examples: [{ refreshToken: 'the refreshToken of the last login or refresh' }] },
+);
+
 /** The contract's /auth endpoints: register, login, refresh, logout, me, password. */
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
   const { config } = opts;
@@ -71,11 +76,15 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       onRequest: shedWhenHashingIsFull,
       preHandler: limiter('register-ip', config.registerRateLimit, byIp),
       schema: {
+        operationId: 'register',
         tags: ['auth'],
         summary: 'Create an account',
         body: Type.Object(
           { email: Email, password: Password, name: Type.String({ minLength: 1, maxLength: 1000 }) },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ email: 'ada@example.com', password: 'correct horse battery staple', name: 'Ada Lovelace' }],
+          },
         ),
         response: { 201: UserEnvelope, ...errors(400, 409, 413, 415, 429, 503) },
       },
@@ -96,11 +105,15 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         limiter('login-account', config.loginRateLimit, byAccount),
       ],
       schema: {
+        operationId: 'login',
         tags: ['auth'],
         summary: 'Exchange email and password for tokens',
         body: Type.Object(
           { email: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ email: 'ada@example.com', password: 'correct horse battery staple' }],
+          },
         ),
         response: {
           200: Type.Object({ user: Type.Ref('User'), ...TokenPairSchema.properties }, { additionalProperties: false }),
@@ -116,10 +129,11 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     {
       preHandler: limiter('refresh-ip', config.refreshRateLimit, byIp),
       schema: {
+        operationId: 'refresh',
         tags: ['auth'],
         summary: 'Rotate a refresh token',
         description: 'The presented token stops working. Presenting an already rotated token revokes its whole family.',
-        body: Type.Object({ refreshToken: RefreshToken }, { additionalProperties: false }),
+        body: RefreshTokenBody,
         response: { 200: TokenPairSchema, ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
@@ -130,9 +144,10 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     '/auth/logout',
     {
       schema: {
+        operationId: 'logout',
         tags: ['auth'],
         summary: "Revoke a refresh token's family",
-        body: Type.Object({ refreshToken: RefreshToken }, { additionalProperties: false }),
+        body: RefreshTokenBody,
         response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 503) },
       },
     },
@@ -147,6 +162,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     {
       preHandler: app.authenticate,
       schema: {
+        operationId: 'getMe',
         tags: ['auth'],
         summary: 'The authenticated user',
         security: [{ bearerAuth: [] }],
@@ -164,12 +180,16 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     {
       preHandler: app.authenticate,
       schema: {
+        operationId: 'changePassword',
         tags: ['auth'],
         summary: 'Change the password; every refresh token of the user is revoked',
         security: [{ bearerAuth: [] }],
         body: Type.Object(
           { currentPassword: Type.String({ minLength: 1, maxLength: 1024 }), newPassword: Password },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ currentPassword: 'correct horse battery staple', newPassword: 'a new and longer passphrase' }],
+          },
         ),
         response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 503) },
       },

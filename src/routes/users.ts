@@ -16,6 +16,7 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
     {
       preHandler: [app.authenticate, app.requireRole('admin')],
       schema: {
+        operationId: 'listUsers',
         tags: ['users'],
         summary: 'List users, newest first',
         security: [{ bearerAuth: [] }],
@@ -45,6 +46,7 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
     {
       preHandler: app.authenticate,
       schema: {
+        operationId: 'getUser',
         tags: ['users'],
         summary: 'One user (admins, or the user themself)',
         security: [{ bearerAuth: [] }],
