@@ -27,7 +27,11 @@ function npm(onFinished: OnFinished, args: readonly string[], env: Record<string
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   child.stdin.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      resolve(code);
+    }),
+  );
   onFinished(async () => {
     for (const pid of descendantsOf(child.pid ?? 0)) kill(pid);
     await stopProcess(child, 'SIGKILL');
