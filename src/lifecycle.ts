@@ -11,6 +11,7 @@ import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './db/mig
 import { createReadDatabase } from './db/replicas.ts';
 import { openDatabaseTarget } from './db/target.ts';
 import { UserChangeFeed } from './db/user-changes.ts';
+import { UserRepository } from './repositories/users.ts';
 import { AppMetrics } from './services/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
@@ -119,6 +120,9 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     );
   }
   await step('pending-migrations');
+  if (config.env === 'development' && (await new UserRepository(db).list(1)).length === 0) {
+    say('the database has no users yet: `npm run db:seed` adds an admin and 36 users (and prints how to log in)');
+  }
 
   // Reads that may be slightly stale (the user listing) go to a replica when one is usable.
   const readDb = createReadDatabase(db, {
