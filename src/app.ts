@@ -23,11 +23,14 @@ import docsPlugin from './plugins/docs.ts';
 import errorHandler, { clientErrorHandler, frameworkErrors } from './plugins/error-handler.ts';
 import metricsPlugin, { AppMetrics, type PoolStats } from './plugins/metrics.ts';
 import securityPlugin from './plugins/security.ts';
+import accountEmailRoutes from './routes/account-emails.ts';
 import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
 import userRoutes from './routes/users.ts';
+import { AccountEmailService } from './services/account-emails.ts';
 import type { AuthEvents, AuthenticatedUser } from './services/auth.ts';
+import { queueVerificationEmail } from './services/email.ts';
 import type { PrincipalCache } from './services/principal-cache.ts';
 import { PasswordHasher } from './services/passwords.ts';
 
@@ -54,6 +57,11 @@ export interface AppDeps {
   readonly metrics?: AppMetrics;
   /** The pool's counters for the /metrics gauges; absent when `db` is a borrowed transaction. */
   readonly poolStats?: () => PoolStats;
+  /**
+   * Called after a request's transaction that queued an email committed: server.ts wakes this
+   * instance's outbox dispatcher with it, so the email goes out without waiting for the next poll.
+   */
+  readonly onEmailQueued?: () => void;
   /** Where logs go (tests capture them); stdout by default. */
   readonly logStream?: Writable;
   /** Pretty-print logs (server.ts asks for it when stdout is a terminal). */
@@ -125,6 +133,20 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     new PasswordHasher({ concurrency: config.auth.hashConcurrency, queueLimit: config.auth.hashQueueLimit });
 
   const metrics = deps.metrics ?? new AppMetrics();
+  const clock = deps.clock ?? (() => new Date());
+  const emailSettings = {
+    appUrl: config.email.appUrl,
+    verificationTtlSeconds: config.email.verificationTtlSeconds,
+    passwordResetTtlSeconds: config.email.passwordResetTtlSeconds,
+  };
+  const accountEmails = new AccountEmailService({
+    db: deps.db,
+    hasher,
+    clock,
+    settings: emailSettings,
+    principals: deps.principals,
+    onQueued: deps.onEmailQueued,
+  });
 
   await app.register(errorHandler);
   await app.register(securityPlugin, { http: config.http, redis: config.redis });
@@ -142,14 +164,26 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     jwtSecret: deps.jwtSecret,
     readDb: deps.readDb,
     hasher,
-    clock: deps.clock ?? (() => new Date()),
+    clock,
     events: deps.authEvents ?? metrics.authEvents,
     principals: deps.principals,
+    verificationEmails: {
+      queue: (trx, user, now) => queueVerificationEmail(trx, user, emailSettings, now),
+      queued: () => deps.onEmailQueued?.(),
+    },
   });
 
   await app.register(healthRoutes);
   await app.register(authRoutes, {
     config: config.auth,
+    onRateLimited: (limiter) => {
+      metrics.onRateLimited(limiter);
+    },
+  });
+  await app.register(accountEmailRoutes, {
+    service: accountEmails,
+    rateLimit: config.auth.emailRateLimit,
+    rateLimitWindowMs: config.auth.rateLimitWindowMs,
     onRateLimited: (limiter) => {
       metrics.onRateLimited(limiter);
     },

@@ -5,7 +5,8 @@ import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import type { FastifyBaseLogger } from 'fastify';
-import { createDatabase, createPool } from './db/database.ts';
+import type { Kysely } from 'kysely';
+import { createDatabase, createPool, type DB } from './db/database.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
 import { createReadDatabase } from './db/replicas.ts';
 import { openDatabaseTarget } from './db/target.ts';
@@ -13,7 +14,10 @@ import { UserChangeFeed } from './db/user-changes.ts';
 import { AppMetrics } from './plugins/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
+import { EmailComposer } from './services/email.ts';
+import { emailTransportFor, type EmailTransport } from './services/email-transports.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
+import { OutboxDispatcher } from './workers/outbox-dispatcher.ts';
 
 /**
  * The process entry (`npm start`): validate the environment, start or reach PostgreSQL, migrate
@@ -33,6 +37,13 @@ async function main(): Promise<void> {
   }
 
   const say = (message: string) => process.stderr.write(`${message}\n`);
+  if (config.email.transport === undefined) {
+    say(
+      'Refusing to start: NODE_ENV=production needs SMTP_URL to send email ' +
+        '(or EMAIL_TRANSPORT=log to write emails, links included, to the log on purpose).',
+    );
+    process.exit(1);
+  }
   const target = await openDatabaseTarget(config, say);
   try {
     if (config.migrateOnStart) {
@@ -80,9 +91,14 @@ async function main(): Promise<void> {
   // Authenticated users' rows are cached and dropped as soon as they change (LISTEN/NOTIFY).
   const principals = await startPrincipalCache(config, target.url);
 
+  // Built once the app (and its logger) exists; a registration before then has nothing to wake.
+  const emailQueue: { dispatcher?: OutboxDispatcher } = {};
   const app = await buildApp({
     config,
     db,
+    onEmailQueued: () => {
+      emailQueue.dispatcher?.wake();
+    },
     ...(config.database.replicaUrls.length > 0 ? { readDb } : {}),
     jwtSecret: await resolveJwtSecret(config),
     prettyLogs: process.stdout.isTTY,
@@ -100,6 +116,9 @@ async function main(): Promise<void> {
   const threads = await lowerWorkerThreadPriority(nice);
   if (threads > 0) app.log.info({ threads, nice }, 'worker threads (password hashing) run below the event loop');
 
+  const email = startEmailDispatcher(config, db, app.log, metrics);
+  emailQueue.dispatcher = email.dispatcher;
+
   const graceOptions = {
     delay: config.shutdownGraceMs,
     logger: app.log,
@@ -115,6 +134,9 @@ async function main(): Promise<void> {
     else app.log.info({ signal }, 'shutting down');
     // close() stops accepting connections and waits for in-flight requests.
     await app.close();
+    // Sends in flight finish (each within EMAIL_SEND_TIMEOUT_MS); nothing new is claimed.
+    await email.dispatcher.stop();
+    email.transport.close();
     await principals?.feed.close();
     await readDb.destroy();
     await db.destroy();
@@ -122,6 +144,33 @@ async function main(): Promise<void> {
   });
 
   await app.listen({ host: config.host, port: config.port });
+}
+
+/** The outbox dispatcher of this instance, sending through the configured transport. */
+function startEmailDispatcher(
+  config: Config,
+  db: Kysely<DB>,
+  log: FastifyBaseLogger,
+  metrics: AppMetrics,
+): { dispatcher: OutboxDispatcher; transport: EmailTransport } {
+  const { dispatcher: settings } = config.email;
+  const transport = emailTransportFor(config.email, log, settings.sendTimeoutMs);
+  // Checked at the top of main(); here for the types.
+  if (transport === undefined) throw new Error('no email transport configured');
+  const clock = () => new Date();
+  const composer = new EmailComposer({ db, settings: config.email, clock });
+  const dispatcher = new OutboxDispatcher({
+    db,
+    transport,
+    compose: (message) => composer.compose(message),
+    config: settings,
+    log,
+    events: metrics.dispatcherEvents,
+    clock,
+  });
+  dispatcher.start();
+  log.info({ transport: transport.name }, 'email outbox dispatcher started');
+  return { dispatcher, transport };
 }
 
 /** The principal cache and the change feed that keeps it fresh; none when PRINCIPAL_CACHE_SECONDS=0. */

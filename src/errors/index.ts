@@ -111,10 +111,23 @@ export class AuthenticationError extends AppError {
   }
 }
 
+/** A single-use email token (verification, password reset) that is unknown, used, superseded or expired. */
+export class InvalidTokenError extends AppError {
+  readonly type = 'InvalidTokenError';
+  constructor(message = 'The link is invalid or has expired', options: AppErrorOptions = {}) {
+    super(message, 'INVALID_OR_EXPIRED_TOKEN', 400, options);
+  }
+}
+
+export type AuthorizationCode = 'FORBIDDEN' | 'EMAIL_NOT_VERIFIED';
+
 export class AuthorizationError extends AppError {
   readonly type = 'AuthorizationError';
-  constructor(message = 'You are not allowed to do this', options: AppErrorOptions = {}) {
-    super(message, 'FORBIDDEN', 403, options);
+  constructor(
+    message = 'You are not allowed to do this',
+    options: AppErrorOptions & { readonly code?: AuthorizationCode } = {},
+  ) {
+    super(message, options.code ?? 'FORBIDDEN', 403, options);
   }
 }
 

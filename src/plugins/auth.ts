@@ -10,6 +10,7 @@ import {
   type AuthEvents,
   type Principal,
   type PublicUser,
+  type VerificationEmails,
 } from '../services/auth.ts';
 import type { PrincipalCache } from '../services/principal-cache.ts';
 import type { PasswordHasher } from '../services/passwords.ts';
@@ -44,6 +45,7 @@ export interface AuthPluginOptions {
   readonly clock: () => Date;
   readonly events?: AuthEvents;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
+  readonly verificationEmails?: VerificationEmails | undefined;
 }
 
 const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ'];
@@ -97,6 +99,8 @@ export default fp<AuthPluginOptions>(
       ...(opts.events === undefined ? {} : { events: opts.events }),
       ...(opts.readDb === undefined ? {} : { staleReads: opts.readDb }),
       ...(opts.principals === undefined ? {} : { principals: opts.principals }),
+      ...(opts.verificationEmails === undefined ? {} : { verificationEmails: opts.verificationEmails }),
+      requireVerifiedEmail: opts.config.requireVerifiedEmail,
     });
 
     app.decorate('auth', auth);

@@ -9,6 +9,7 @@ export const UserSchema = Type.Object(
     email: Type.String(),
     name: Type.String(),
     role: Type.Union([Type.Literal('user'), Type.Literal('admin')]),
+    emailVerifiedAt: Type.Union([Timestamp, Type.Null()]),
     createdAt: Timestamp,
     lastLoginAt: Type.Union([Timestamp, Type.Null()]),
   },
@@ -62,3 +63,9 @@ export const Password = Type.String({
   description: '8 to 256 Unicode code points, taken as typed',
 });
 export const RefreshToken = Type.String({ minLength: 1, maxLength: 512 });
+
+/** A single-use email token; anything malformed is answered 400 INVALID_OR_EXPIRED_TOKEN by the service. */
+export const EmailToken = Type.String({
+  maxLength: 4096,
+  description: 'The token from the link in the email (its `token` query parameter)',
+});

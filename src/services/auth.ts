@@ -17,6 +17,8 @@ export interface PublicUser {
   readonly email: string;
   readonly name: string;
   readonly role: UserRole;
+  /** When the owner proved the address (a verification link or a password reset); null until then. */
+  readonly emailVerifiedAt: Date | null;
   readonly createdAt: Date;
   readonly lastLoginAt: Date | null;
 }
@@ -53,6 +55,18 @@ export interface AuthServiceDeps {
    * `PrincipalCache`); without it every authenticated request reads the user's row.
    */
   readonly principals?: PrincipalCache<AuthenticatedUser>;
+  /** Login of an account whose address is not verified is a 403 EMAIL_NOT_VERIFIED (after a correct password). */
+  readonly requireVerifiedEmail?: boolean;
+  /** Queues the verification email of a new account, inside its registration's transaction. */
+  readonly verificationEmails?: VerificationEmails;
+}
+
+/** How registration queues its verification email (see `queueVerificationEmail`). */
+export interface VerificationEmails {
+  /** Runs inside the registration's transaction. */
+  queue(trx: Kysely<DB>, user: UserRow, now: Date): Promise<void>;
+  /** Called once that transaction committed. */
+  queued?(): void;
 }
 
 /** What authentication learns about the caller: who they are, and their row as read then. */
@@ -98,7 +112,13 @@ export class AuthService {
 
   /** @throws {UniqueConstraintError} field `email` when the canonical email is taken. */
   async register(input: NewAccount): Promise<PublicUser> {
-    return registerUser(this.#deps, input);
+    const emails = this.#deps.verificationEmails;
+    if (emails === undefined) return registerUser(this.#deps, input);
+    const user = await registerUser(this.#deps, input, {
+      inTransaction: (trx, created) => emails.queue(trx, created, this.#deps.clock()),
+    });
+    emails.queued?.();
+    return user;
   }
 
   /**
@@ -122,6 +142,10 @@ export class AuthService {
         ? await this.#deps.hasher.verifyDummy(password)
         : await this.#deps.hasher.verify(user.password_hash, password);
     if (user === undefined || !valid) return this.#failLogin();
+    // Only now: an unverified account is not told apart from a wrong password before that.
+    if (this.#deps.requireVerifiedEmail === true && user.email_verified_at === null) {
+      throw new AuthorizationError('Verify your email address before logging in', { code: 'EMAIL_NOT_VERIFIED' });
+    }
 
     const now = this.#deps.clock();
     const upgradedHash = this.#deps.hasher.needsRehash(user.password_hash)
@@ -328,20 +352,26 @@ export interface NewAccount {
 export async function registerUser(
   deps: { readonly db: Kysely<DB>; readonly hasher: PasswordHasher },
   input: NewAccount,
+  options: {
+    /** More work in the registration's transaction (queueing the verification email). */
+    readonly inTransaction?: (trx: Kysely<DB>, user: UserRow) => Promise<void>;
+  } = {},
 ): Promise<PublicUser> {
   const email = canonicalEmail(input.email);
   const name = normaliseName(input.name);
   assertValidPassword(input.password);
   // Hashed before the transaction: no connection is held for the ~25 ms argon2 takes.
   const passwordHash = await deps.hasher.hash(input.password);
-  const user = await withTransaction(deps.db, (trx) =>
-    new UserRepository(trx).create({
+  const user = await withTransaction(deps.db, async (trx) => {
+    const created = await new UserRepository(trx).create({
       email,
       name,
       passwordHash,
       ...(input.role === undefined ? {} : { role: input.role }),
-    }),
-  );
+    });
+    await options.inTransaction?.(trx, created);
+    return created;
+  });
   return toPublicUser(user);
 }
 
@@ -351,6 +381,7 @@ export function toPublicUser(user: UserRow): PublicUser {
     email: user.email,
     name: user.name,
     role: user.role,
+    emailVerifiedAt: user.email_verified_at,
     createdAt: user.created_at,
     lastLoginAt: user.last_login_at,
   };
