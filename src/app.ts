@@ -21,16 +21,17 @@ import authPlugin from './plugins/auth.ts';
 import databasePlugin from './plugins/database.ts';
 import docsPlugin from './plugins/docs.ts';
 import errorHandler, { clientErrorHandler, frameworkErrors } from './plugins/error-handler.ts';
-import metricsPlugin, { AppMetrics, type PoolStats } from './plugins/metrics.ts';
+import jwtPlugin from './plugins/jwt.ts';
+import metricsPlugin from './plugins/metrics.ts';
+import { AppMetrics, type PoolStats } from './services/metrics.ts';
 import securityPlugin from './plugins/security.ts';
 import accountEmailRoutes from './routes/account-emails.ts';
 import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
 import userRoutes from './routes/users.ts';
-import { AccountEmailService } from './services/account-emails.ts';
 import type { AuthEvents, AuthenticatedUser } from './services/auth.ts';
-import { queueVerificationEmail } from './services/email.ts';
+import { createServices } from './services/index.ts';
 import type { PrincipalCache } from './services/principal-cache.ts';
 import { PasswordHasher } from './services/passwords.ts';
 
@@ -133,20 +134,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     new PasswordHasher({ concurrency: config.auth.hashConcurrency, queueLimit: config.auth.hashQueueLimit });
 
   const metrics = deps.metrics ?? new AppMetrics();
-  const clock = deps.clock ?? (() => new Date());
-  const emailSettings = {
-    appUrl: config.email.appUrl,
-    verificationTtlSeconds: config.email.verificationTtlSeconds,
-    passwordResetTtlSeconds: config.email.passwordResetTtlSeconds,
-  };
-  const accountEmails = new AccountEmailService({
-    db: deps.db,
-    hasher,
-    clock,
-    settings: emailSettings,
-    principals: deps.principals,
-    onQueued: deps.onEmailQueued,
-  });
 
   await app.register(errorHandler);
   await app.register(securityPlugin, { http: config.http, redis: config.redis });
@@ -159,36 +146,43 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     bearerToken: config.metrics.bearerToken,
   });
   await app.register(databasePlugin, { db: deps.db });
-  await app.register(authPlugin, {
-    config: config.auth,
-    jwtSecret: deps.jwtSecret,
+  await app.register(jwtPlugin, { config: config.auth, jwtSecret: deps.jwtSecret });
+  const services = createServices({
+    db: deps.db,
     readDb: deps.readDb,
     hasher,
-    clock,
-    events: deps.authEvents ?? metrics.authEvents,
+    signer: app.accessTokens,
+    clock: deps.clock ?? (() => new Date()),
+    refreshTokenTtlSeconds: config.auth.refreshTokenTtlSeconds,
+    authEvents: deps.authEvents ?? metrics.authEvents,
     principals: deps.principals,
-    verificationEmails: {
-      queue: (trx, user, now) => queueVerificationEmail(trx, user, emailSettings, now),
-      queued: () => deps.onEmailQueued?.(),
+    email: {
+      appUrl: config.email.appUrl,
+      verificationTtlSeconds: config.email.verificationTtlSeconds,
+      passwordResetTtlSeconds: config.email.passwordResetTtlSeconds,
     },
+    requireVerifiedEmail: config.auth.requireVerifiedEmail,
+    onEmailQueued: deps.onEmailQueued,
   });
+  await app.register(authPlugin, { authenticator: services.auth });
 
   await app.register(healthRoutes);
   await app.register(authRoutes, {
     config: config.auth,
+    services,
     onRateLimited: (limiter) => {
       metrics.onRateLimited(limiter);
     },
   });
   await app.register(accountEmailRoutes, {
-    service: accountEmails,
+    services,
     rateLimit: config.auth.emailRateLimit,
     rateLimitWindowMs: config.auth.rateLimitWindowMs,
     onRateLimited: (limiter) => {
       metrics.onRateLimited(limiter);
     },
   });
-  await app.register(userRoutes);
+  await app.register(userRoutes, { services });
   return app;
 }
 

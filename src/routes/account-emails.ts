@@ -2,12 +2,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AuthenticationError, RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
-import type { AccountEmailService } from '../services/account-emails.ts';
+import type { Services } from '../services/index.ts';
 import { canonicalEmail } from '../services/credentials.ts';
 import { Email, EmailToken, errors, Password, UserEnvelope } from './schemas.ts';
 
 export interface AccountEmailRoutesOptions {
-  readonly service: AccountEmailService;
+  readonly services: Pick<Services, 'accountEmails' | 'auth'>;
   /** Requests per route per client address, and per account where there is one, per window. */
   readonly rateLimit: number;
   readonly rateLimitWindowMs: number;
@@ -28,7 +28,7 @@ async function noStore(_request: FastifyRequest, reply: FastifyReply) {
  * /auth/password/forgot and /auth/password/reset. Emails are queued, never sent in the request.
  */
 const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> = async (app, opts) => {
-  const { service } = opts;
+  const { accountEmails: service, auth } = opts.services;
   // The pattern of routes/auth.ts (createRateLimit checked by hand, so a second limiter on a
   // route is not skipped), until the shared throttle replaces both.
   const limiter = (name: string, key: (request: FastifyRequest) => string) => {
@@ -123,7 +123,7 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
     '/auth/password/reset',
     {
       onRequest: async () => {
-        app.auth.assertHashCapacity();
+        auth.assertHashCapacity();
       },
       preHandler: limiter('password-reset-ip', byIp),
       schema: {

@@ -6,11 +6,12 @@ import { AccountTokenRepository } from '../repositories/account-tokens.ts';
 import { RefreshTokenRepository } from '../repositories/refresh-tokens.ts';
 import { UserRepository } from '../repositories/users.ts';
 import { assertLiveAccountToken, consumeAccountToken } from './account-tokens.ts';
-import { toPublicUser, type AuthenticatedUser, type PublicUser } from './auth.ts';
+import type { AuthenticatedUser } from './auth.ts';
 import { assertValidPassword, canonicalEmail } from './credentials.ts';
 import { queuePasswordResetRequest, queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
+import { toPublicUser, type PublicUser } from './users.ts';
 
 export interface AccountEmailServiceDeps {
   readonly db: Kysely<DB>;
