@@ -14,7 +14,10 @@ import { UserChangeFeed } from './db/user-changes.ts';
 import { UserRepository } from './repositories/users.ts';
 import { AppMetrics } from './services/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
+import { EmailComposer } from './services/email.ts';
+import { emailTransportFor } from './services/email-transports.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
+import { OutboxDispatcher } from './workers/outbox-dispatcher.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
 import { MaintenanceJob } from './workers/maintenance.ts';
 import { MaintenanceMetrics } from './workers/maintenance-metrics.ts';
@@ -29,6 +32,7 @@ export const STARTUP_STEPS = [
   'change-feed',
   'jwt-secret',
   'app',
+  'email-dispatcher',
   'thread-priority',
   'workers',
   'listen',
@@ -81,6 +85,12 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     options.signal?.throwIfAborted();
     await options.afterStep?.(name);
   };
+  if (config.email.transport === undefined) {
+    throw new StartupRefusedError(
+      'Refusing to start: NODE_ENV=production needs SMTP_URL to send email ' +
+        '(or EMAIL_TRANSPORT=log to write emails, links included, to the log on purpose).',
+    );
+  }
   await using stack = new AsyncDisposableStack();
 
   const target = await openDatabaseTarget(config, say);
@@ -143,9 +153,15 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   const jwtSecret = await resolveJwtSecret(config);
   await step('jwt-secret');
 
+  // The dispatcher needs the app's logger, so it starts after the app; until then nothing can
+  // queue an email (the app is not listening yet).
+  const outbox: { dispatcher?: OutboxDispatcher } = {};
   const app = await buildApp({
     config,
     db,
+    onEmailQueued: () => {
+      outbox.dispatcher?.wake();
+    },
     ...(config.database.replicaUrls.length > 0 ? { readDb } : {}),
     jwtSecret,
     prettyLogs: options.prettyLogs ?? false,
@@ -162,6 +178,9 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   stack.defer(() => app.close());
   queryLog.logger = app.log;
   await step('app');
+
+  outbox.dispatcher = startEmailDispatcher(config, db, app.log, metrics, stack);
+  await step('email-dispatcher');
 
   const nice = config.auth.hashThreadNice;
   const threads = await lowerWorkerThreadPriority(nice);
@@ -208,6 +227,41 @@ function startMaintenance(
   });
   job.start();
   return job;
+}
+
+/**
+ * This instance's outbox dispatcher, sending through the configured transport. On close, sends
+ * in flight finish (each within EMAIL_SEND_TIMEOUT_MS) and nothing new is claimed.
+ */
+function startEmailDispatcher(
+  config: Config,
+  db: Kysely<DB>,
+  log: FastifyBaseLogger,
+  metrics: AppMetrics,
+  stack: AsyncDisposableStack,
+): OutboxDispatcher {
+  const settings = config.email.dispatcher;
+  const transport = emailTransportFor(config.email, log, settings.sendTimeoutMs);
+  // openServer refused this configuration before opening anything.
+  if (transport === undefined) throw new StartupRefusedError('no email transport configured');
+  stack.defer(() => {
+    transport.close();
+  });
+  const clock = () => new Date();
+  const composer = new EmailComposer({ db, settings: config.email, clock });
+  const dispatcher = new OutboxDispatcher({
+    db,
+    transport,
+    compose: (message) => composer.compose(message),
+    config: settings,
+    log,
+    events: metrics.dispatcherEvents,
+    clock,
+  });
+  stack.defer(() => dispatcher.stop());
+  dispatcher.start();
+  log.info({ transport: transport.name }, 'email outbox dispatcher started');
+  return dispatcher;
 }
 
 /** The principal cache and the change feed that keeps it fresh; none when PRINCIPAL_CACHE_SECONDS=0. */

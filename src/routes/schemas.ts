@@ -59,3 +59,9 @@ export const Password = Type.String({
   description: '8 to 256 Unicode code points, taken as typed',
 });
 export const RefreshToken = Type.String({ minLength: 1, maxLength: 512 });
+
+/** A single-use email token; anything malformed is answered 400 INVALID_OR_EXPIRED_TOKEN by the service. */
+export const EmailToken = Type.String({
+  maxLength: 4096,
+  description: 'The token from the link in the email (its `token` query parameter)',
+});

@@ -15,6 +15,7 @@ export interface UserJson {
   readonly email: string;
   readonly name: string;
   readonly role: 'user' | 'admin';
+  readonly emailVerifiedAt: string | null;
   readonly createdAt: string;
   readonly lastLoginAt: string | null;
 }
@@ -36,7 +37,7 @@ export type ErrorJson = ErrorBody['error'];
 /** The password every user made by {@link createUser} has. */
 export const PASSWORD = 'correct horse battery staple';
 
-export const USER_KEYS = ['createdAt', 'email', 'id', 'lastLoginAt', 'name', 'role'];
+export const USER_KEYS = ['createdAt', 'email', 'emailVerifiedAt', 'id', 'lastLoginAt', 'name', 'role'];
 const ERROR_KEYS = new Set(['type', 'message', 'statusCode', 'code', 'requestId', 'field', 'details']);
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -164,7 +165,7 @@ export function expectUnauthorized(
   return expectError(response, { statusCode: 401, type: 'AuthenticationError', code });
 }
 
-/** Asserts a contract user object: exactly its six fields, ISO timestamps, no password in any form. */
+/** Asserts a contract user object: exactly its fields, ISO timestamps, no password in any form. */
 export function expectUserShape(user: unknown): UserJson {
   expect(user).toBeTypeOf('object');
   expect(Object.keys(user as object).sort()).toEqual(USER_KEYS);
@@ -172,6 +173,7 @@ export function expectUserShape(user: unknown): UserJson {
   expect(typed.id).toMatch(UUID);
   expect(typed.createdAt).toMatch(ISO_UTC);
   if (typed.lastLoginAt !== null) expect(typed.lastLoginAt).toMatch(ISO_UTC);
+  if (typed.emailVerifiedAt !== null) expect(typed.emailVerifiedAt).toMatch(ISO_UTC);
   expect(['user', 'admin']).toContain(typed.role);
   return typed;
 }
