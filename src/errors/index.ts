@@ -159,6 +159,22 @@ export class SerializationError extends ConflictError {
   }
 }
 
+/** A request (its body) that did not arrive in time. */
+export class RequestTimeoutError extends AppError {
+  readonly type = 'RequestTimeoutError';
+  constructor(message = 'The request took too long to arrive', options: AppErrorOptions = {}) {
+    super(message, 'REQUEST_TIMEOUT', 408, options);
+  }
+}
+
+/** An `Expect` header the server cannot meet (only `100-continue` is understood). */
+export class ExpectationFailedError extends AppError {
+  readonly type = 'ExpectationFailedError';
+  constructor(message = 'Unsupported Expect header; only 100-continue is supported', options: AppErrorOptions = {}) {
+    super(message, 'EXPECTATION_FAILED', 417, options);
+  }
+}
+
 export class PayloadTooLargeError extends AppError {
   readonly type = 'PayloadTooLargeError';
   constructor(message = 'Request body is too large', options: AppErrorOptions = {}) {

@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AuthenticationError } from '../errors/index.ts';
 import type { Principal } from '../services/auth.ts';
-import { errors, UserEnvelope } from './schemas.ts';
+import { noStore } from '../plugins/http-edges.ts';
+import { canonicalId, errors, Id, UserEnvelope } from './schemas.ts';
 
 function principalOf(principal: Principal | null): Principal {
   if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
@@ -11,6 +12,7 @@ function principalOf(principal: Principal | null): Principal {
 
 /** GET /users (admins, keyset-paginated) and GET /users/:id (admins or the user themself). */
 const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.addHook('onRequest', noStore);
   app.get(
     '/users',
     {
@@ -21,7 +23,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
         security: [{ bearerAuth: [] }],
         querystring: Type.Object(
           {
-            limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
             cursor: Type.Optional(
               Type.String({ minLength: 1, maxLength: 200, description: 'nextCursor of the previous page' }),
             ),
@@ -37,7 +39,8 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => app.auth.listUsers(principalOf(request.principal), request.query.limit, request.query.cursor),
+    async (request) =>
+      app.auth.listUsers(principalOf(request.principal), request.query.limit ?? 20, request.query.cursor),
   );
 
   app.get(
@@ -48,16 +51,16 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['users'],
         summary: 'One user (admins, or the user themself)',
         security: [{ bearerAuth: [] }],
-        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        params: Type.Object({ id: Id }),
         response: { 200: UserEnvelope, ...errors(400, 401, 403, 404, 503) },
       },
     },
     async (request) => {
       const principal = principalOf(request.principal);
+      const id = canonicalId(request.params.id);
       // A user reading themself gets the row authentication just read, not a second query.
-      if (request.params.id === principal.userId && request.authenticatedUser !== null)
-        return { user: request.authenticatedUser };
-      return { user: await app.auth.getUser(principal, request.params.id) };
+      if (id === principal.userId && request.authenticatedUser !== null) return { user: request.authenticatedUser };
+      return { user: await app.auth.getUser(principal, id) };
     },
   );
 };
