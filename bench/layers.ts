@@ -21,7 +21,7 @@ import pg from 'pg';
 import { fixedQuery } from '../src/db/compiled-query.ts';
 import { createDatabase, createPool } from '../src/db/database.ts';
 import { UserChangeFeed } from '../src/db/user-changes.ts';
-import { AppMetrics } from '../src/plugins/metrics.ts';
+import { AppMetrics } from '../src/services/metrics.ts';
 import { UserRepository } from '../src/repositories/users.ts';
 import { openBenchDatabase } from './lib/database.ts';
 import { log, readSettings } from './lib/environment.ts';

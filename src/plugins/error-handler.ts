@@ -47,9 +47,15 @@ function sendError(appError: AppError, request: FastifyRequest, reply: FastifyRe
   return reply.code(appError.statusCode).type('application/json; charset=utf-8').send(appError.toJSON(request.id));
 }
 
-/** A 503 the app chose to answer (a full hash queue), as opposed to one something failed to do. */
+/**
+ * A 503 the app chose to answer (a full hash queue), or one of an outage the server logs once
+ * when it starts and once when it ends (the database gone: src/db/availability.ts), as opposed
+ * to one something failed to do.
+ */
 function isLoadShedding(error: AppError): boolean {
-  return error instanceof ServiceUnavailableError && error.code === 'OVERLOADED';
+  return (
+    error instanceof ServiceUnavailableError && (error.code === 'OVERLOADED' || error.code === 'DATABASE_UNAVAILABLE')
+  );
 }
 
 /** Maps what Fastify and its plugins throw onto the error family; anything unknown is a 500. */

@@ -2,14 +2,16 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AuthConfig } from '../config.ts';
-import { AuthenticationError } from '../errors/index.ts';
+import { requireAuthenticatedUser, requirePrincipal } from '../plugins/auth.ts';
 import { noStore } from '../plugins/http-edges.ts';
+import type { Services } from '../services/index.ts';
 import type { HashCallers } from '../services/passwords.ts';
 import { addressOf, attemptOf, credentialLimits, emailAccount } from './limits.ts';
 import { Email, errors, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
 
 export interface AuthRoutesOptions {
   readonly config: AuthConfig;
+  readonly services: Pick<Services, 'auth'>;
   readonly onRateLimited?: (route: string) => void;
 }
 
@@ -18,9 +20,15 @@ function hashCallers(request: FastifyRequest, email: string): HashCallers {
   return [`account:${emailAccount(email)}`, `address:${addressOf(request)}`];
 }
 
+const RefreshTokenBody = Type.Object(
+  { refreshToken: RefreshToken },
+  { additionalProperties: false, examples: [{ refreshToken: 'the refreshToken of the last login or refresh' }] },
+);
+
 /** The contract's /auth endpoints: register, login, refresh, logout, me, password. */
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
   const { config } = opts;
+  const { auth } = opts.services;
   const { flood } = credentialLimits(app, { windowMs: config.rateLimitWindowMs, onLimited: opts.onRateLimited });
   const byEmail = (request: FastifyRequest) =>
     `account:${emailAccount((request.body as { email?: unknown } | undefined)?.email)}`;
@@ -30,7 +38,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   // limit bookkeeping) when no hashing slot is free: under overload a refusal must cost little, or
   // refusals take the CPU the hashes need.
   const shedWhenHashingIsFull = async () => {
-    app.auth.assertHashCapacity();
+    auth.assertHashCapacity();
   };
 
   app.post(
@@ -42,17 +50,21 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         flood('register-account', config.registerRateLimit, byEmail),
       ],
       schema: {
+        operationId: 'register',
         tags: ['auth'],
         summary: 'Create an account',
         body: Type.Object(
           { email: Email, password: Password, name: Type.String({ minLength: 1, maxLength: 1000 }) },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ email: 'ada@example.com', password: 'correct horse battery staple', name: 'Ada Lovelace' }],
+          },
         ),
         response: { 201: UserEnvelope, ...errors(400, 409, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
-      const user = await app.auth.register(request.body, hashCallers(request, request.body.email));
+      const user = await auth.register(request.body, hashCallers(request, request.body.email));
       return reply.code(201).send({ user });
     },
   );
@@ -64,11 +76,15 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       // A flood cap per address here; failures are throttled per account and address in the handler.
       preHandler: flood('login-ip', config.loginRateLimit),
       schema: {
+        operationId: 'login',
         tags: ['auth'],
         summary: 'Exchange email and password for tokens',
         body: Type.Object(
           { email: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ email: 'ada@example.com', password: 'correct horse battery staple' }],
+          },
         ),
         response: {
           200: Type.Object({ user: Type.Ref('User'), ...TokenPairSchema.properties }, { additionalProperties: false }),
@@ -78,7 +94,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     },
     async (request) =>
       app.throttle.guard(attemptOf(request, 'login', emailAccount(request.body.email)), () =>
-        app.auth.login(request.body.email, request.body.password, hashCallers(request, request.body.email)),
+        auth.login(request.body.email, request.body.password, hashCallers(request, request.body.email)),
       ),
   );
 
@@ -87,14 +103,15 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     {
       preHandler: flood('refresh-ip', config.refreshRateLimit),
       schema: {
+        operationId: 'refresh',
         tags: ['auth'],
         summary: 'Rotate a refresh token',
         description: 'The presented token stops working. Presenting an already rotated token revokes its whole family.',
-        body: Type.Object({ refreshToken: RefreshToken }, { additionalProperties: false }),
+        body: RefreshTokenBody,
         response: { 200: TokenPairSchema, ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
-    async (request) => app.auth.refresh(request.body.refreshToken),
+    async (request) => auth.refresh(request.body.refreshToken),
   );
 
   app.post(
@@ -102,14 +119,15 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     {
       preHandler: flood('logout-ip', config.logoutRateLimit),
       schema: {
+        operationId: 'logout',
         tags: ['auth'],
         summary: "Revoke a refresh token's family",
-        body: Type.Object({ refreshToken: RefreshToken }, { additionalProperties: false }),
+        body: RefreshTokenBody,
         response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
-      await app.auth.logout(request.body.refreshToken);
+      await auth.logout(request.body.refreshToken);
       return reply.code(204).send(null);
     },
   );
@@ -119,6 +137,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     {
       preHandler: app.authenticate,
       schema: {
+        operationId: 'getMe',
         tags: ['auth'],
         summary: 'The authenticated user',
         security: [{ bearerAuth: [] }],
@@ -127,9 +146,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     },
     async (request) => {
       // authenticate has just read this user: answering from it saves a second identical query.
-      const user = request.authenticatedUser;
-      if (user === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
-      return { user };
+      return { user: requireAuthenticatedUser(request) };
     },
   );
 
@@ -139,22 +156,25 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       onRequest: shedWhenHashingIsFull,
       preHandler: [flood('password-change-ip', config.credentialRateLimit), app.authenticate],
       schema: {
+        operationId: 'changePassword',
         tags: ['auth'],
         summary: 'Change the password; every refresh token of the user is revoked',
         security: [{ bearerAuth: [] }],
         body: Type.Object(
           { currentPassword: Type.String({ minLength: 1, maxLength: 1024 }), newPassword: Password },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ currentPassword: 'correct horse battery staple', newPassword: 'a new and longer passphrase' }],
+          },
         ),
         response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
-      const principal = request.principal;
-      if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
+      const principal = requirePrincipal(request);
       // A stolen access token must not become a way to guess the current password.
       await app.throttle.guard(attemptOf(request, 'password-change', principal.userId), () =>
-        app.auth.changePassword(principal, request.body.currentPassword, request.body.newPassword, [
+        auth.changePassword(principal, request.body.currentPassword, request.body.newPassword, [
           `account:${principal.userId}`,
           `address:${addressOf(request)}`,
         ]),

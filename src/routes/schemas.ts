@@ -1,19 +1,7 @@
 import { Type } from 'typebox';
 
-/** Serialised as an ISO 8601 string in UTC; handlers return Date objects. */
-const Timestamp = Type.Unsafe<Date>({ type: 'string', format: 'date-time' });
-
-export const UserSchema = Type.Object(
-  {
-    id: Type.String({ format: 'uuid' }),
-    email: Type.String(),
-    name: Type.String(),
-    role: Type.Union([Type.Literal('user'), Type.Literal('admin')]),
-    createdAt: Timestamp,
-    lastLoginAt: Type.Union([Timestamp, Type.Null()]),
-  },
-  { $id: 'User', additionalProperties: false },
-);
+/** The user schema lives with the type it defines (`PublicUser`); routes reference it as `User`. */
+export { UserSchema } from '../services/users.ts';
 
 export const UserEnvelope = Type.Object({ user: Type.Ref('User') }, { additionalProperties: false });
 

@@ -1,23 +1,24 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { AuthenticationError } from '../errors/index.ts';
-import type { Principal } from '../services/auth.ts';
+import { requirePrincipal } from '../plugins/auth.ts';
+import type { Services } from '../services/index.ts';
 import { noStore } from '../plugins/http-edges.ts';
 import { canonicalId, errors, Id, UserEnvelope } from './schemas.ts';
 
-function principalOf(principal: Principal | null): Principal {
-  if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
-  return principal;
+export interface UserRoutesOptions {
+  readonly services: Pick<Services, 'users'>;
 }
 
 /** GET /users (admins, keyset-paginated) and GET /users/:id (admins or the user themself). */
-const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
+const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opts) => {
+  const { users } = opts.services;
   app.addHook('onRequest', noStore);
   app.get(
     '/users',
     {
       preHandler: [app.authenticate, app.requireRole('admin')],
       schema: {
+        operationId: 'listUsers',
         tags: ['users'],
         summary: 'List users, newest first',
         security: [{ bearerAuth: [] }],
@@ -39,8 +40,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) =>
-      app.auth.listUsers(principalOf(request.principal), request.query.limit ?? 20, request.query.cursor),
+    async (request) => users.list(requirePrincipal(request), request.query.limit ?? 20, request.query.cursor),
   );
 
   app.get(
@@ -48,6 +48,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       preHandler: app.authenticate,
       schema: {
+        operationId: 'getUser',
         tags: ['users'],
         summary: 'One user (admins, or the user themself)',
         security: [{ bearerAuth: [] }],
@@ -56,11 +57,11 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const principal = principalOf(request.principal);
+      const principal = requirePrincipal(request);
       const id = canonicalId(request.params.id);
       // A user reading themself gets the row authentication just read, not a second query.
       if (id === principal.userId && request.authenticatedUser !== null) return { user: request.authenticatedUser };
-      return { user: await app.auth.getUser(principal, id) };
+      return { user: await users.get(principal, id) };
     },
   );
 };

@@ -1,0 +1,269 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
+import type { DB } from '../../db-types/index.ts';
+import { RefreshTokenRepository } from '../../src/repositories/refresh-tokens.ts';
+import { UserRepository } from '../../src/repositories/users.ts';
+import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
+
+/**
+ * Every repository query, run for real against tables big enough (with statistics) that the
+ * planner's choice means something, and its plan read back with EXPLAIN (FORMAT JSON). The SQL is
+ * what the repositories send (captured through Kysely's query log), not a copy of it, so this
+ * follows the code: a new repository method fails the coverage check until it is listed here with
+ * the index it should use, and a query that would read a whole table fails its plan check.
+ */
+
+const USERS = 10_000;
+const TOKENS_PER_USER = 4;
+
+interface Repositories {
+  readonly users: UserRepository;
+  readonly tokens: RefreshTokenRepository;
+  /** Rows of the seeded data the calls look up. */
+  readonly sample: Sample;
+}
+
+interface Sample {
+  readonly userId: string;
+  readonly email: string;
+  readonly tokenId: string;
+  readonly tokenHash: string;
+  readonly familyId: string;
+  /** A keyset cursor in the middle of the users, newest first. */
+  readonly middle: { readonly createdAt: Date; readonly id: string };
+  /** A keyset cursor just before the oldest users: the last page. */
+  readonly end: { readonly createdAt: Date; readonly id: string };
+}
+
+interface HotQuery {
+  /** `Repository.method`, and what the call is when a method has several shapes. */
+  readonly name: string;
+  readonly call: (repositories: Repositories) => Promise<unknown>;
+  /** The index the query must read through; undefined for an INSERT, which reads none. */
+  readonly index: string | undefined;
+}
+
+const NOW = new Date();
+
+const HOT_QUERIES: readonly HotQuery[] = [
+  { name: 'UserRepository.findById', call: (r) => r.users.findById(r.sample.userId), index: 'users_pkey' },
+  {
+    name: 'UserRepository.findByEmail',
+    call: (r) => r.users.findByEmail(r.sample.email),
+    index: 'users_email_unique',
+  },
+  {
+    name: 'UserRepository.lockForUpdate',
+    call: (r) => r.users.lockForUpdate(r.sample.userId),
+    index: 'users_pkey',
+  },
+  {
+    name: 'UserRepository.updateLastLogin',
+    call: (r) => r.users.updateLastLogin(r.sample.userId, NOW),
+    index: 'users_pkey',
+  },
+  {
+    name: 'UserRepository.updatePasswordHash',
+    call: (r) => r.users.updatePasswordHash(r.sample.userId, 'new hash', NOW),
+    index: 'users_pkey',
+  },
+  { name: 'UserRepository.list (first page)', call: (r) => r.users.list(50), index: 'users_created_at_id_idx' },
+  {
+    name: 'UserRepository.list (middle page)',
+    call: (r) => r.users.list(50, r.sample.middle),
+    index: 'users_created_at_id_idx',
+  },
+  {
+    name: 'UserRepository.list (last page)',
+    call: (r) => r.users.list(50, r.sample.end),
+    index: 'users_created_at_id_idx',
+  },
+  { name: 'UserRepository.delete', call: (r) => r.users.delete(r.sample.userId), index: 'users_pkey' },
+  {
+    name: 'UserRepository.create',
+    call: (r) => r.users.create({ email: 'new@example.com', name: 'New', passwordHash: 'hash' }),
+    index: undefined,
+  },
+  {
+    name: 'RefreshTokenRepository.findByHash',
+    call: (r) => r.tokens.findByHash(r.sample.tokenHash),
+    index: 'refresh_tokens_token_hash_unique',
+  },
+  {
+    name: 'RefreshTokenRepository.markRotated',
+    call: (r) => r.tokens.markRotated(r.sample.tokenId, NOW),
+    index: 'refresh_tokens_pkey',
+  },
+  {
+    name: 'RefreshTokenRepository.revokeFamily',
+    call: (r) => r.tokens.revokeFamily(r.sample.familyId, NOW),
+    index: 'refresh_tokens_family_id_idx',
+  },
+  {
+    name: 'RefreshTokenRepository.revokeAllForUser',
+    call: (r) => r.tokens.revokeAllForUser(r.sample.userId, NOW),
+    index: 'refresh_tokens_user_id_idx',
+  },
+  {
+    name: 'RefreshTokenRepository.insert',
+    call: (r) =>
+      r.tokens.insert({
+        userId: r.sample.userId,
+        familyId: r.sample.familyId,
+        tokenHash: 'fresh-token-hash',
+        expiresAt: NOW,
+      }),
+    index: undefined,
+  },
+];
+
+/** The repository classes this file checks; every class in src/repositories/ must be one of them. */
+const REPOSITORIES: Readonly<Record<string, { readonly prototype: object }>> = {
+  UserRepository,
+  RefreshTokenRepository,
+};
+
+interface PlanNode {
+  readonly 'Node Type': string;
+  readonly 'Relation Name'?: string;
+  readonly 'Index Name'?: string;
+  readonly Plans?: readonly PlanNode[];
+}
+
+function nodesOf(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodesOf)];
+}
+
+const INDEX_SCANS = new Set(['Index Scan', 'Index Only Scan', 'Bitmap Index Scan']);
+
+/** Fills users and refresh tokens with generate_series (one statement each) and gathers statistics. */
+async function seed(db: Kysely<DB>): Promise<void> {
+  await sql`
+    insert into users (email, password_hash, name, created_at)
+    select 'user' || g || '@example.com', 'hash', 'User ' || g, now() - g * interval '1 second'
+    from generate_series(1, ${USERS}) as g`.execute(db);
+  // Families of two tokens each; half the tokens rotated, as a live deployment's would be.
+  await sql`
+    insert into refresh_tokens (user_id, family_id, token_hash, expires_at, rotated_at)
+    select u.id, md5(u.id::text || (g / 2))::uuid, md5(u.id::text || g), now() + interval '30 days',
+           case when g % 2 = 0 then now() end
+    from users as u cross join generate_series(0, ${TOKENS_PER_USER - 1}) as g`.execute(db);
+  await sql`analyze users, refresh_tokens`.execute(db);
+}
+
+async function sampleOf(db: Kysely<DB>): Promise<Sample> {
+  const user = await db
+    .selectFrom('users')
+    .select(['id', 'email'])
+    .where('email', '=', `user${USERS / 2}@example.com`)
+    .executeTakeFirstOrThrow();
+  const token = await db
+    .selectFrom('refresh_tokens')
+    .select(['id', 'token_hash', 'family_id'])
+    .where('user_id', '=', user.id)
+    .executeTakeFirstOrThrow();
+  const cursorAt = async (offset: number) => {
+    const row = await db
+      .selectFrom('users')
+      .select(['created_at', 'id'])
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .offset(offset)
+      .limit(1)
+      .executeTakeFirstOrThrow();
+    return { createdAt: row.created_at, id: row.id };
+  };
+  return {
+    userId: user.id,
+    email: user.email,
+    tokenId: token.id,
+    tokenHash: token.token_hash,
+    familyId: token.family_id,
+    middle: await cursorAt(USERS / 2),
+    end: await cursorAt(USERS - 30),
+  };
+}
+
+describe('query plans at scale', () => {
+  test('every public repository method is listed here with the index it must use', async () => {
+    const listed = new Set(HOT_QUERIES.map((query) => query.name.split(' ')[0]));
+    const methods = Object.entries(REPOSITORIES).flatMap(([name, repository]) =>
+      Object.getOwnPropertyNames(repository.prototype)
+        .filter((method) => method !== 'constructor')
+        .map((method) => `${name}.${method}`),
+    );
+    expect(methods.filter((method) => !listed.has(method))).toEqual([]);
+
+    // A repository module added later is covered too, or this fails until it is.
+    const dir = path.resolve(import.meta.dirname, '../../src/repositories');
+    for (const file of (await readdir(dir)).filter((name) => name.endsWith('.ts'))) {
+      const exports = (await import(path.join(dir, file))) as Record<string, unknown>;
+      const classes = Object.keys(exports).filter(
+        (name) => name.endsWith('Repository') && typeof exports[name] === 'function',
+      );
+      for (const name of classes) expect(REPOSITORIES, `${file} exports ${name}`).toHaveProperty(name);
+    }
+  });
+
+  test('each hot repository query reads through its index, with no sequential scan', async ({ onTestFinished }) => {
+    const database = await isolatedDatabase(onTestFinished);
+    await seed(database.db);
+    const sample = await sampleOf(database.db);
+
+    // The repositories run on a Kysely that logs every compiled query (SQL and parameters); the
+    // pool is the fixture's, closed with it.
+    let captured: CompiledQuery[] = [];
+    const capturing = new Kysely<DB>({
+      dialect: new PostgresDialect({ pool: database.pool }),
+      log: (event) => {
+        if (event.level === 'query') captured.push(event.query);
+      },
+    });
+
+    const failures: string[] = [];
+    for (const query of HOT_QUERIES) {
+      // In a transaction that is rolled back, so a delete or an update leaves the next query its rows.
+      const trx = await capturing.startTransaction().execute();
+      captured = [];
+      try {
+        await query.call({ users: new UserRepository(trx), tokens: new RefreshTokenRepository(trx), sample });
+        expect(captured, `${query.name} sent one statement`).toHaveLength(1);
+        const [statement] = captured;
+        if (statement === undefined) continue;
+        const explained = await trx.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+          CompiledQuery.raw(`explain (format json) ${statement.sql}`, [...statement.parameters]),
+        );
+        const plan = explained.rows[0]?.['QUERY PLAN'][0].Plan;
+        expect(plan, `${query.name} has a plan`).toBeDefined();
+        if (plan === undefined) continue;
+        const nodes = nodesOf(plan);
+        const shape = nodes
+          .map((node) => [node['Node Type'], node['Index Name'] ?? node['Relation Name']].filter(Boolean).join(' on '))
+          .join(' > ');
+        if (nodes.some((node) => node['Node Type'] === 'Seq Scan')) {
+          failures.push(`${query.name}: sequential scan (${shape})\n    ${statement.sql}`);
+        }
+        if (
+          query.index !== undefined &&
+          !nodes.some((node) => INDEX_SCANS.has(node['Node Type']) && node['Index Name'] === query.index)
+        ) {
+          failures.push(`${query.name}: does not use ${query.index} (${shape})\n    ${statement.sql}`);
+        }
+        if (query.index === undefined && nodes.some((node) => node['Node Type'].includes('Scan'))) {
+          failures.push(`${query.name}: an insert that scans (${shape})`);
+        }
+      } finally {
+        await trx.rollback().execute();
+      }
+    }
+    expect(failures).toEqual([]);
+
+    // The check can fail: on the same data, a lookup by an unindexed column is a sequential scan.
+    const unindexed = await database.db.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+      CompiledQuery.raw(`explain (format json) select * from users where name = $1`, ['User 7']),
+    );
+    const control = unindexed.rows[0]?.['QUERY PLAN'][0].Plan;
+    expect(control === undefined ? [] : nodesOf(control).map((node) => node['Node Type'])).toContain('Seq Scan');
+  });
+});
