@@ -18,6 +18,8 @@ import type { Config } from './config.ts';
 import type { DB } from './db/database.ts';
 import type { ReadDatabase } from './db/replicas.ts';
 import authPlugin from './plugins/auth.ts';
+import bodyParsing from './plugins/body-parsing.ts';
+import httpEdges from './plugins/http-edges.ts';
 import databasePlugin from './plugins/database.ts';
 import docsPlugin from './plugins/docs.ts';
 import errorHandler, { clientErrorHandler, frameworkErrors } from './plugins/error-handler.ts';
@@ -25,6 +27,7 @@ import jwtPlugin from './plugins/jwt.ts';
 import metricsPlugin from './plugins/metrics.ts';
 import { AppMetrics, type PoolStats } from './services/metrics.ts';
 import securityPlugin from './plugins/security.ts';
+import throttlePlugin from './plugins/throttle.ts';
 import accountEmailRoutes from './routes/account-emails.ts';
 import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
@@ -34,6 +37,7 @@ import type { AuthEvents, AuthenticatedUser } from './services/auth.ts';
 import { createServices } from './services/index.ts';
 import type { PrincipalCache } from './services/principal-cache.ts';
 import { PasswordHasher } from './services/passwords.ts';
+import type { AccountThrottledEvent } from './services/throttle.ts';
 
 export interface AppDeps {
   readonly config: Config;
@@ -67,6 +71,11 @@ export interface AppDeps {
   readonly logStream?: Writable;
   /** Pretty-print logs (server.ts asks for it when stdout is a terminal). */
   readonly prettyLogs?: boolean;
+  /**
+   * Told when an account's logins are slowed (distributed guessing): the place to write the
+   * owner's `login.throttled` audit event. Every slowdown is also logged at warn.
+   */
+  readonly onAccountThrottled?: (event: AccountThrottledEvent) => void | Promise<void>;
 }
 
 export type App = FastifyInstance<
@@ -89,6 +98,9 @@ export const REDACTED_PATHS = [
   '*.accessToken',
   '*.token',
 ];
+
+/** Every /auth body is under 2 KB; the contract allows them at most 16 KiB. */
+export const AUTH_BODY_LIMIT_BYTES = 16 * 1024;
 
 /** A request id from the client is kept only when it is short and plain. */
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -118,6 +130,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     schemaController: { compilersFactory: { buildValidator: validatorFactory } },
     // A client that sends headers and then stalls cannot hold a socket for ever.
     requestTimeout: 30_000,
+    // Node's own answer to a request without Host is a bare 400; http-edges answers it in the error shape.
+    http: { requireHostHeader: false },
     frameworkErrors,
     clientErrorHandler,
     logController: new OneLineRequestLog(),
@@ -131,13 +145,40 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   const hasher =
     deps.hasher ??
-    new PasswordHasher({ concurrency: config.auth.hashConcurrency, queueLimit: config.auth.hashQueueLimit });
+    new PasswordHasher({
+      concurrency: config.auth.hashConcurrency,
+      queueLimit: config.auth.hashQueueLimit,
+      callerShare: config.auth.hashCallerShare,
+    });
 
   const metrics = deps.metrics ?? new AppMetrics();
 
   await app.register(errorHandler);
+  await app.register(httpEdges);
+  await app.register(bodyParsing, {
+    smallBodyPrefixes: ['/auth'],
+    smallBodyLimitBytes: AUTH_BODY_LIMIT_BYTES,
+    bodyTimeoutMs: config.http.bodyTimeoutMs,
+  });
   await app.register(securityPlugin, { http: config.http, redis: config.redis });
-  await app.register(docsPlugin);
+  await app.register(throttlePlugin, {
+    policy: config.auth.throttle,
+    redis: config.redis,
+    events: {
+      onRefused: (scope, reason) => {
+        metrics.onRateLimited(`${scope}-${reason}`);
+      },
+      onAccountThrottled: async (event) => {
+        // No email here: the logs must not collect the addresses of people under attack.
+        app.log.warn(
+          { scope: event.scope, address: event.address, failures: event.failures, delaySeconds: event.delaySeconds },
+          'account throttled after repeated failed attempts from several addresses',
+        );
+        await deps.onAccountThrottled?.(event);
+      },
+    },
+  });
+  if (config.docs.enabled) await app.register(docsPlugin);
   await app.register(metricsPlugin, {
     metrics,
     poolStats: deps.poolStats,

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { ThrottlePolicy } from './services/throttle.ts';
 
 /**
  * The whole environment of the process, read and validated once.
@@ -23,6 +24,7 @@ export interface Config {
   readonly auth: AuthConfig;
   readonly http: HttpConfig;
   readonly metrics: MetricsConfig;
+  readonly docs: DocsConfig;
   /** The shared store of state several instances must agree on (rate-limit counters). */
   readonly redis: RedisConfig;
   readonly maintenance: MaintenanceConfig;
@@ -90,15 +92,27 @@ export interface AuthConfig {
   readonly jwtAudience: string;
   readonly accessTokenTtlSeconds: number;
   readonly refreshTokenTtlSeconds: number;
-  /** Login attempts allowed per IP and per account within the window. */
+  /**
+   * Flood caps: requests per client address (IPv6 /64) within the window, whatever their outcome.
+   * Sized for many users behind one NAT; failed attempts are throttled by `throttle` much sooner.
+   */
   readonly loginRateLimit: number;
-  /** Registrations and refreshes allowed per IP within the window. */
   readonly registerRateLimit: number;
   readonly refreshRateLimit: number;
+  readonly logoutRateLimit: number;
+  /** Every other route that checks a password or a token (password change, deletion, email tokens). */
+  readonly credentialRateLimit: number;
   readonly rateLimitWindowMs: number;
+  /** Failed-attempt throttling (api.md "Login throttling"), in milliseconds. */
+  readonly throttle: ThrottlePolicy;
   /** Concurrent argon2 hashes; more wait in a bounded queue. */
   readonly hashConcurrency: number;
   readonly hashQueueLimit: number;
+  /**
+   * Slots plus queue places one caller (an account, a client address) may hold at once, so one
+   * caller cannot starve everyone else's logins. Default: a quarter of concurrency + queue.
+   */
+  readonly hashCallerShare: number;
   /**
    * Nice value of libuv's worker threads, where the hashes run (Linux; 0, the default, leaves them
    * alone). Above 0 the event loop outranks them: other requests wait less during a burst of
@@ -156,6 +170,8 @@ export interface DispatcherConfig {
 
 export interface HttpConfig {
   readonly bodyLimitBytes: number;
+  /** A request body must have fully arrived this long after the request began (else 408). */
+  readonly bodyTimeoutMs: number;
   readonly corsOrigins: readonly string[];
   /** Passed to Fastify's `trustProxy`: false, true, a hop count or a list of addresses. */
   readonly trustProxy: boolean | number | string;
@@ -164,6 +180,13 @@ export interface HttpConfig {
 export interface MetricsConfig {
   /** When set, `GET /metrics` requires `Authorization: Bearer <token>`. */
   readonly bearerToken: string | undefined;
+  /** METRICS_PUBLIC=true: no token on purpose (production refuses to start without one otherwise). */
+  readonly public: boolean;
+}
+
+export interface DocsConfig {
+  /** Serve /docs and /docs/json (default: everywhere except production). */
+  readonly enabled: boolean;
 }
 
 /** The maintenance job that deletes rows no longer needed (src/workers/maintenance.ts). */
@@ -288,6 +311,18 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const retryMaxMs = reader.integer('EMAIL_RETRY_MAX_MS', 600_000, 10, 86_400_000);
   if (retryMaxMs < retryBaseMs) reader.problem('EMAIL_RETRY_MAX_MS must not be below EMAIL_RETRY_BASE_MS');
 
+  const hashConcurrency = reader.integer('HASH_CONCURRENCY', 2, 1, 64);
+  const hashQueueLimit = reader.integer('HASH_QUEUE_LIMIT', 64, 0, 100_000);
+
+  const metricsToken = reader.string('METRICS_TOKEN');
+  const metricsPublic = reader.boolean('METRICS_PUBLIC', false);
+  if (nodeEnv === 'production' && metricsToken === undefined && !metricsPublic) {
+    reader.problem(
+      'METRICS_TOKEN is required when NODE_ENV=production (GET /metrics would be public); ' +
+        'set METRICS_PUBLIC=true to serve it without a token on purpose',
+    );
+  }
+
   const config: Config = {
     env: nodeEnv,
     host: reader.string('HOST') ?? '127.0.0.1',
@@ -324,12 +359,29 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       jwtAudience: reader.string('JWT_AUDIENCE') ?? 'pg-fastify-backend-api',
       accessTokenTtlSeconds: reader.integer('ACCESS_TOKEN_TTL_SECONDS', 900, 10, 86_400),
       refreshTokenTtlSeconds: reader.integer('REFRESH_TOKEN_TTL_SECONDS', 30 * 86_400, 60, 365 * 86_400),
-      loginRateLimit: reader.integer('RATE_LIMIT_LOGIN', 10, 1, 1_000_000),
+      loginRateLimit: reader.integer('RATE_LIMIT_LOGIN', 300, 1, 1_000_000),
       registerRateLimit: reader.integer('RATE_LIMIT_REGISTER', 20, 1, 1_000_000),
-      refreshRateLimit: reader.integer('RATE_LIMIT_REFRESH', 60, 1, 1_000_000),
+      refreshRateLimit: reader.integer('RATE_LIMIT_REFRESH', 600, 1, 1_000_000),
+      logoutRateLimit: reader.integer('RATE_LIMIT_LOGOUT', 600, 1, 1_000_000),
+      credentialRateLimit: reader.integer('RATE_LIMIT_CREDENTIALS', 60, 1, 1_000_000),
       rateLimitWindowMs: reader.integer('RATE_LIMIT_WINDOW_MS', 60_000, 1000, 86_400_000),
-      hashConcurrency: reader.integer('HASH_CONCURRENCY', 2, 1, 64),
-      hashQueueLimit: reader.integer('HASH_QUEUE_LIMIT', 64, 0, 100_000),
+      throttle: {
+        pairMaxFailures: reader.integer('LOGIN_MAX_FAILURES', 5, 1, 1_000_000),
+        pairLockoutMs: reader.integer('LOGIN_LOCKOUT_SECONDS', 60, 1, 86_400) * 1000,
+        maxLockoutMs: reader.integer('LOGIN_MAX_LOCKOUT_SECONDS', 3600, 1, 86_400) * 1000,
+        accountMaxFailures: reader.integer('LOGIN_ACCOUNT_MAX_FAILURES', 20, 1, 1_000_000),
+        failureWindowMs: reader.integer('LOGIN_FAILURE_WINDOW_SECONDS', 900, 1, 86_400) * 1000,
+        accountDelayMs: 1000,
+        accountMaxDelayMs: reader.integer('LOGIN_ACCOUNT_MAX_DELAY_SECONDS', 60, 1, 3600) * 1000,
+      },
+      hashConcurrency,
+      hashQueueLimit,
+      hashCallerShare: reader.integer(
+        'HASH_CALLER_SHARE',
+        Math.max(1, Math.floor((hashConcurrency + hashQueueLimit) / 4)),
+        1,
+        200_000,
+      ),
       hashThreadNice: reader.integer('HASH_THREAD_NICE', 0, 0, 19),
       principalCacheSeconds: poolMode === 'session' ? principalCacheSeconds : 0,
       requireVerifiedEmail: reader.boolean('AUTH_REQUIRE_VERIFIED_EMAIL', false),
@@ -337,11 +389,16 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     },
     http: {
       bodyLimitBytes: reader.integer('BODY_LIMIT_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),
+      bodyTimeoutMs: reader.integer('BODY_TIMEOUT_MS', 10_000, 100, 600_000),
       corsOrigins: reader.list('CORS_ORIGINS'),
       trustProxy: reader.trustProxy('TRUST_PROXY'),
     },
     metrics: {
-      bearerToken: reader.string('METRICS_TOKEN'),
+      bearerToken: metricsToken,
+      public: metricsPublic,
+    },
+    docs: {
+      enabled: reader.boolean('DOCS_ENABLED', nodeEnv !== 'production'),
     },
     redis: {
       url: reader.redisUrl('REDIS_URL'),

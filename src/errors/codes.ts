@@ -34,6 +34,11 @@ export const ERROR_CODES = {
     type: 'RequestTimeoutError',
     meaning: 'The request (headers or body) did not arrive in time',
   },
+  EXPECTATION_FAILED: {
+    status: 417,
+    type: 'ExpectationFailedError',
+    meaning: 'An `Expect` header the server cannot meet (only `100-continue` is understood)',
+  },
   UNIQUE_VIOLATION: {
     status: 409,
     type: 'UniqueConstraintError',

@@ -182,6 +182,13 @@ export class SerializationError extends ConflictError {
   }
 }
 
+/** An `Expect` header the server cannot meet (only `100-continue` is understood). */
+export class ExpectationFailedError extends AppError {
+  constructor(message = 'Unsupported Expect header; only 100-continue is supported', options: AppErrorOptions = {}) {
+    super(message, 'EXPECTATION_FAILED', options);
+  }
+}
+
 export class PayloadTooLargeError extends AppError {
   constructor(message = 'Request body is too large', options: AppErrorOptions = {}) {
     super(message, 'PAYLOAD_TOO_LARGE', options);

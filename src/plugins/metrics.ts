@@ -59,10 +59,9 @@ export default fp<MetricsPluginOptions>(
           },
         },
         onRequest: async (request: FastifyRequest, _reply: FastifyReply) => {
-          if (
-            opts.bearerToken !== undefined &&
-            !sameSecret(request.headers.authorization, `Bearer ${opts.bearerToken}`)
-          ) {
+          // The scheme is case-insensitive (RFC 9110), as on every other route.
+          const presented = /^bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')?.[1];
+          if (opts.bearerToken !== undefined && !sameSecret(presented, opts.bearerToken)) {
             throw new AuthenticationError('Metrics need a bearer token', 'INVALID_TOKEN');
           }
         },

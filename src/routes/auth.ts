@@ -1,11 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AuthConfig } from '../config.ts';
-import { RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
 import { requireAuthenticatedUser, requirePrincipal } from '../plugins/auth.ts';
-import { canonicalEmail } from '../services/credentials.ts';
+import { noStore } from '../plugins/http-edges.ts';
 import type { Services } from '../services/index.ts';
+import type { HashCallers } from '../services/passwords.ts';
+import { addressOf, attemptOf, credentialLimits, emailAccount } from './limits.ts';
 import { Email, errors, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
 
 export interface AuthRoutesOptions {
@@ -14,10 +15,9 @@ export interface AuthRoutesOptions {
   readonly onRateLimited?: (route: string) => void;
 }
 
-/** Token responses must not be stored by browsers or proxies. */
-async function noStore(_request: FastifyRequest, reply: FastifyReply) {
-  reply.header('cache-control', 'no-store');
-  reply.header('pragma', 'no-cache');
+/** A password hash's callers: the account it names and the client address (each gets a bounded share). */
+function hashCallers(request: FastifyRequest, email: string): HashCallers {
+  return [`account:${emailAccount(email)}`, `address:${addressOf(request)}`];
 }
 
 const RefreshTokenBody = Type.Object(
@@ -29,38 +29,9 @@ const RefreshTokenBody = Type.Object(
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
   const { config } = opts;
   const { auth } = opts.services;
-  // Checked by hand (createRateLimit) rather than with app.rateLimit(), which marks a request as
-  // checked after its first limiter and silently skips the per-account one on login.
-  const limiter = (name: string, max: number, key: (request: FastifyRequest) => string) => {
-    const check = app.createRateLimit({
-      max,
-      timeWindow: config.rateLimitWindowMs,
-      keyGenerator: (request) => `${name}:${key(request)}`,
-    });
-    return async (request: FastifyRequest) => {
-      const result = await check(request).catch((error: unknown) => {
-        // The shared store (Redis) failed: refuse rather than let attempts through uncounted.
-        throw new ServiceUnavailableError('Service unavailable', 'RATE_LIMIT_UNAVAILABLE', { cause: error });
-      });
-      // isAllowed is true only for allow-listed keys; a counted request is refused once it exceeds max.
-      if (!result.isAllowed && result.isExceeded) {
-        opts.onRateLimited?.(name);
-        throw new RateLimitError('Too many attempts; try again later', {
-          retryAfterSeconds: Math.max(1, result.ttlInSeconds),
-        });
-      }
-    };
-  };
-  const byIp = (request: FastifyRequest) => request.ip;
-  const byAccount = (request: FastifyRequest) => {
-    const email = (request.body as { email?: unknown } | undefined)?.email;
-    if (typeof email !== 'string') return 'none';
-    try {
-      return canonicalEmail(email);
-    } catch {
-      return email.trim().toLowerCase();
-    }
-  };
+  const { flood } = credentialLimits(app, { windowMs: config.rateLimitWindowMs, onLimited: opts.onRateLimited });
+  const byEmail = (request: FastifyRequest) =>
+    `account:${emailAccount((request.body as { email?: unknown } | undefined)?.email)}`;
 
   app.addHook('onRequest', noStore);
   // Routes that hash a password shed load before doing anything else (no body parsing, no rate
@@ -74,7 +45,10 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     '/auth/register',
     {
       onRequest: shedWhenHashingIsFull,
-      preHandler: limiter('register-ip', config.registerRateLimit, byIp),
+      preHandler: [
+        flood('register-ip', config.registerRateLimit),
+        flood('register-account', config.registerRateLimit, byEmail),
+      ],
       schema: {
         operationId: 'register',
         tags: ['auth'],
@@ -90,7 +64,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request, reply) => {
-      const user = await auth.register(request.body);
+      const user = await auth.register(request.body, hashCallers(request, request.body.email));
       return reply.code(201).send({ user });
     },
   );
@@ -99,11 +73,8 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     '/auth/login',
     {
       onRequest: shedWhenHashingIsFull,
-      // Per IP and per account: one address cannot try many accounts, nor many addresses one account.
-      preHandler: [
-        limiter('login-ip', config.loginRateLimit, byIp),
-        limiter('login-account', config.loginRateLimit, byAccount),
-      ],
+      // A flood cap per address here; failures are throttled per account and address in the handler.
+      preHandler: flood('login-ip', config.loginRateLimit),
       schema: {
         operationId: 'login',
         tags: ['auth'],
@@ -121,13 +92,16 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         },
       },
     },
-    async (request) => auth.login(request.body.email, request.body.password),
+    async (request) =>
+      app.throttle.guard(attemptOf(request, 'login', emailAccount(request.body.email)), () =>
+        auth.login(request.body.email, request.body.password, hashCallers(request, request.body.email)),
+      ),
   );
 
   app.post(
     '/auth/refresh',
     {
-      preHandler: limiter('refresh-ip', config.refreshRateLimit, byIp),
+      preHandler: flood('refresh-ip', config.refreshRateLimit),
       schema: {
         operationId: 'refresh',
         tags: ['auth'],
@@ -143,12 +117,13 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.post(
     '/auth/logout',
     {
+      preHandler: flood('logout-ip', config.logoutRateLimit),
       schema: {
         operationId: 'logout',
         tags: ['auth'],
         summary: "Revoke a refresh token's family",
         body: RefreshTokenBody,
-        response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 503) },
+        response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -178,7 +153,8 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.post(
     '/auth/password',
     {
-      preHandler: app.authenticate,
+      onRequest: shedWhenHashingIsFull,
+      preHandler: [flood('password-change-ip', config.credentialRateLimit), app.authenticate],
       schema: {
         operationId: 'changePassword',
         tags: ['auth'],
@@ -191,11 +167,18 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
             examples: [{ currentPassword: 'correct horse battery staple', newPassword: 'a new and longer passphrase' }],
           },
         ),
-        response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 503) },
+        response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
-      await auth.changePassword(requirePrincipal(request), request.body.currentPassword, request.body.newPassword);
+      const principal = requirePrincipal(request);
+      // A stolen access token must not become a way to guess the current password.
+      await app.throttle.guard(attemptOf(request, 'password-change', principal.userId), () =>
+        auth.changePassword(principal, request.body.currentPassword, request.body.newPassword, [
+          `account:${principal.userId}`,
+          `address:${addressOf(request)}`,
+        ]),
+      );
       return reply.code(204).send(null);
     },
   );

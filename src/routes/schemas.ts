@@ -58,6 +58,21 @@ export const Password = Type.String({
   maxLength: 256,
   description: '8 to 256 Unicode code points, taken as typed',
 });
+/**
+ * An id as the API writes it: a UUID in its plain hyphenated form, either case (ids compare
+ * case-insensitively). `urn:uuid:…`, braces and hyphenless forms are a 400 naming the field, not
+ * something for PostgreSQL to refuse.
+ */
+export const Id = Type.String({
+  pattern: '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$',
+  description: 'A UUID (compared case-insensitively)',
+});
+
+/** The canonical (lower-case) form of an id that passed {@link Id}. */
+export function canonicalId(id: string): string {
+  return id.toLowerCase();
+}
+
 export const RefreshToken = Type.String({ minLength: 1, maxLength: 512 });
 
 /** A single-use email token; anything malformed is answered 400 INVALID_OR_EXPIRED_TOKEN by the service. */

@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { requirePrincipal } from '../plugins/auth.ts';
 import type { Services } from '../services/index.ts';
-import { errors, UserEnvelope } from './schemas.ts';
+import { noStore } from '../plugins/http-edges.ts';
+import { canonicalId, errors, Id, UserEnvelope } from './schemas.ts';
 
 export interface UserRoutesOptions {
   readonly services: Pick<Services, 'users'>;
@@ -11,6 +12,7 @@ export interface UserRoutesOptions {
 /** GET /users (admins, keyset-paginated) and GET /users/:id (admins or the user themself). */
 const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opts) => {
   const { users } = opts.services;
+  app.addHook('onRequest', noStore);
   app.get(
     '/users',
     {
@@ -22,7 +24,7 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
         security: [{ bearerAuth: [] }],
         querystring: Type.Object(
           {
-            limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
             cursor: Type.Optional(
               Type.String({ minLength: 1, maxLength: 200, description: 'nextCursor of the previous page' }),
             ),
@@ -38,7 +40,7 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
         },
       },
     },
-    async (request) => users.list(requirePrincipal(request), request.query.limit, request.query.cursor),
+    async (request) => users.list(requirePrincipal(request), request.query.limit ?? 20, request.query.cursor),
   );
 
   app.get(
@@ -50,16 +52,16 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
         tags: ['users'],
         summary: 'One user (admins, or the user themself)',
         security: [{ bearerAuth: [] }],
-        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        params: Type.Object({ id: Id }),
         response: { 200: UserEnvelope, ...errors(400, 401, 403, 404, 503) },
       },
     },
     async (request) => {
       const principal = requirePrincipal(request);
+      const id = canonicalId(request.params.id);
       // A user reading themself gets the row authentication just read, not a second query.
-      if (request.params.id === principal.userId && request.authenticatedUser !== null)
-        return { user: request.authenticatedUser };
-      return { user: await users.get(principal, request.params.id) };
+      if (id === principal.userId && request.authenticatedUser !== null) return { user: request.authenticatedUser };
+      return { user: await users.get(principal, id) };
     },
   );
 };

@@ -6,7 +6,7 @@ import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
 import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
-import type { PasswordHasher } from './passwords.ts';
+import type { HashCallers, PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import { hashRefreshToken, newRefreshToken, type AccessTokenSigner } from './tokens.ts';
 import { toPublicUser, type PublicUser } from './users.ts';
@@ -93,10 +93,11 @@ export class AuthService {
   }
 
   /** @throws {UniqueConstraintError} field `email` when the canonical email is taken. */
-  async register(input: NewAccount): Promise<PublicUser> {
+  async register(input: NewAccount, callers: HashCallers = []): Promise<PublicUser> {
     const emails = this.#deps.verificationEmails;
-    if (emails === undefined) return registerUser(this.#deps, input);
+    if (emails === undefined) return registerUser(this.#deps, input, { callers });
     const user = await registerUser(this.#deps, input, {
+      callers,
       inTransaction: (trx, created) => emails.queue(trx, created, this.#deps.clock()),
     });
     emails.queued?.();
@@ -105,9 +106,14 @@ export class AuthService {
 
   /**
    * Verifies the password exactly once (against a dummy hash for an unknown email, so both
-   * failures cost the same and answer the same), then opens a refresh-token family.
+   * failures cost the same and answer the same), then opens a refresh-token family. `callers`
+   * (account, client address) bound this login's share of the hasher.
    */
-  async login(emailInput: string, password: string): Promise<{ user: PublicUser } & TokenPair> {
+  async login(
+    emailInput: string,
+    password: string,
+    callers: HashCallers = [],
+  ): Promise<{ user: PublicUser } & TokenPair> {
     const users = new UserRepository(this.#deps.db);
     // Every login verifies a hash; when no slot is free, refuse before spending a query on it.
     this.#deps.hasher.assertCapacity();
@@ -115,14 +121,14 @@ export class AuthService {
     try {
       email = canonicalEmail(emailInput);
     } catch {
-      await this.#deps.hasher.verifyDummy(password);
+      await this.#deps.hasher.verifyDummy(password, callers);
       return this.#failLogin();
     }
     const user = await users.findByEmail(email);
     const valid =
       user === undefined
-        ? await this.#deps.hasher.verifyDummy(password)
-        : await this.#deps.hasher.verify(user.password_hash, password);
+        ? await this.#deps.hasher.verifyDummy(password, callers)
+        : await this.#deps.hasher.verify(user.password_hash, password, callers);
     if (user === undefined || !valid) return this.#failLogin();
     // Only now: an unverified account is not told apart from a wrong password before that.
     if (this.#deps.requireVerifiedEmail === true && user.email_verified_at === null) {
@@ -131,7 +137,7 @@ export class AuthService {
 
     const now = this.#deps.clock();
     const upgradedHash = this.#deps.hasher.needsRehash(user.password_hash)
-      ? await this.#deps.hasher.hash(password)
+      ? await this.#deps.hasher.hash(password, callers)
       : undefined;
     const refreshToken = newRefreshToken();
     await withTransaction(this.#deps.db, async (trx) => {
@@ -163,10 +169,10 @@ export class AuthService {
     const now = this.#deps.clock();
     const next = newRefreshToken();
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
-      const locked = await lockedToken(trx, presented);
+      const locked = await lockedToken(trx, presented, now);
       if (locked === undefined || locked.token.revoked_at !== null) return { kind: 'rejected' } as const;
+      if (locked.user === undefined) return { kind: 'expired' } as const;
       const { token, user } = locked;
-      if (token.expires_at.getTime() <= now.getTime()) return { kind: 'expired' } as const;
       const tokens = new RefreshTokenRepository(trx);
       // The user's row lock makes this the only unit of work on the user's sessions right now, so
       // a token already rotated is a reuse, never a race lost to a concurrent refresh.
@@ -204,7 +210,7 @@ export class AuthService {
   async logout(presented: string): Promise<void> {
     const now = this.#deps.clock();
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
-      const token = (await lockedToken(trx, presented))?.token;
+      const token = (await lockedToken(trx, presented, now))?.token;
       if (token === undefined || token.revoked_at !== null || token.expires_at.getTime() <= now.getTime()) {
         return 'invalid';
       }
@@ -216,16 +222,21 @@ export class AuthService {
   }
 
   /** Changes the password after checking the current one, and revokes every refresh token of the user. */
-  async changePassword(principal: Principal, currentPassword: string, newPassword: string): Promise<void> {
+  async changePassword(
+    principal: Principal,
+    currentPassword: string,
+    newPassword: string,
+    callers: HashCallers = [],
+  ): Promise<void> {
     assertValidPassword(newPassword, 'newPassword');
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-    if (!(await this.#deps.hasher.verify(user.password_hash, currentPassword))) {
+    if (!(await this.#deps.hasher.verify(user.password_hash, currentPassword, callers))) {
       throw new AuthenticationError('Current password is incorrect', 'INVALID_CREDENTIALS', {
         field: 'currentPassword',
       });
     }
-    const passwordHash = await this.#deps.hasher.hash(newPassword);
+    const passwordHash = await this.#deps.hasher.hash(newPassword, callers);
     const now = this.#deps.clock();
     await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
@@ -279,11 +290,16 @@ export class AuthService {
 async function lockedToken(
   trx: Kysely<DB>,
   presented: string,
-): Promise<{ token: RefreshTokenRow; user: UserRow } | undefined> {
+  now: Date,
+): Promise<{ token: RefreshTokenRow; user: UserRow } | { token: RefreshTokenRow; user: undefined } | undefined> {
   const tokens = new RefreshTokenRepository(trx);
   const tokenHash = hashRefreshToken(presented);
   const seen = await tokens.findByHash(tokenHash);
-  const user = seen === undefined ? undefined : await new UserRepository(trx).lockForUpdate(seen.user_id);
+  if (seen === undefined) return undefined;
+  // Revoked and expired are final: such a token is refused without locking its user's row, so
+  // presenting it again and again cannot queue every other request on that user behind a lock.
+  if (seen.revoked_at !== null || seen.expires_at.getTime() <= now.getTime()) return { token: seen, user: undefined };
+  const user = await new UserRepository(trx).lockForUpdate(seen.user_id);
   // Read again: a statement after the lock sees everything committed before it was granted.
   const token = user === undefined ? undefined : await tokens.findByHash(tokenHash);
   return token === undefined || user === undefined ? undefined : { token, user };
@@ -307,6 +323,8 @@ export async function registerUser(
   deps: { readonly db: Kysely<DB>; readonly hasher: PasswordHasher },
   input: NewAccount,
   options: {
+    /** Whose share of the hashing queue the hash counts against (see `PasswordHasher`). */
+    readonly callers?: HashCallers;
     /** More work in the registration's transaction (queueing the verification email). */
     readonly inTransaction?: (trx: Kysely<DB>, user: UserRow) => Promise<void>;
   } = {},
@@ -315,7 +333,7 @@ export async function registerUser(
   const name = normaliseName(input.name);
   assertValidPassword(input.password);
   // Hashed before the transaction: no connection is held for the ~25 ms argon2 takes.
-  const passwordHash = await deps.hasher.hash(input.password);
+  const passwordHash = await deps.hasher.hash(input.password, options.callers ?? []);
   const user = await withTransaction(deps.db, async (trx) => {
     const created = await new UserRepository(trx).create({
       email,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import argon2 from 'argon2';
-import { ServiceUnavailableError } from '../errors/index.ts';
+import { RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
 
 /** argon2id parameters; the defaults are OWASP's minimum (m=19 MiB, t=2, p=1). */
 export interface Argon2Params {
@@ -23,7 +23,18 @@ export interface PasswordHasherOptions {
   readonly concurrency: number;
   /** Hash requests allowed to wait; beyond that callers get 503 instead of an unbounded pile-up. */
   readonly queueLimit: number;
+  /**
+   * Slots plus queue places one caller (see {@link HashCallers}) may hold at once; beyond that it
+   * gets 429, so one caller cannot fill the queue and starve everyone else. Default: no limit.
+   */
+  readonly callerShare?: number;
 }
+
+/**
+ * Who a hash is for: keys such as `account:<email>` and `address:<ip>`. Each key may hold at most
+ * the hasher's `callerShare` of slots and queue at once.
+ */
+export type HashCallers = readonly string[];
 
 /**
  * argon2id hashing with bounded concurrency.
@@ -42,7 +53,7 @@ export class PasswordHasher {
 
   constructor(options: PasswordHasherOptions) {
     this.#params = options.params ?? OWASP_ARGON2ID;
-    this.#limiter = new ConcurrencyLimiter(options.concurrency, options.queueLimit);
+    this.#limiter = new ConcurrencyLimiter(options.concurrency, options.queueLimit, options.callerShare);
   }
 
   /** Hashes waiting for a free slot (a metrics gauge). */
@@ -61,15 +72,18 @@ export class PasswordHasher {
     if (this.#limiter.full) throw overloaded();
   }
 
-  async hash(password: string): Promise<string> {
-    return this.#limiter.run(() => argon2.hash(password, { type: argon2.argon2id, ...this.#params }));
+  /** @throws {RateLimitError} when one of `callers` already holds its share of the hasher. */
+  async hash(password: string, callers: HashCallers = []): Promise<string> {
+    return this.#limiter.run(() => argon2.hash(password, { type: argon2.argon2id, ...this.#params }), callers);
   }
 
   /**
    * Whether `password` matches `hash`. Malformed hashes and hashes with extreme parameters are
    * refused (false) without running argon2 on them.
+   *
+   * @throws {RateLimitError} when one of `callers` already holds its share of the hasher.
    */
-  async verify(hash: string, password: string): Promise<boolean> {
+  async verify(hash: string, password: string, callers: HashCallers = []): Promise<boolean> {
     const params = parseParams(hash);
     if (
       params === undefined ||
@@ -79,16 +93,16 @@ export class PasswordHasher {
     ) {
       return false;
     }
-    return this.#limiter.run(() => argon2.verify(hash, password).catch(() => false));
+    return this.#limiter.run(() => argon2.verify(hash, password).catch(() => false), callers);
   }
 
   /**
    * Spends the same work as a real verification and returns false: used for unknown emails so
    * they cannot be told apart from wrong passwords by timing.
    */
-  async verifyDummy(password: string): Promise<false> {
+  async verifyDummy(password: string, callers: HashCallers = []): Promise<false> {
     this.#dummyHash ??= this.hash(randomBytes(16).toString('base64url'));
-    await this.verify(await this.#dummyHash, password);
+    await this.verify(await this.#dummyHash, password, callers);
     return false;
   }
 
@@ -114,16 +128,22 @@ function overloaded(): ServiceUnavailableError {
   return new ServiceUnavailableError('Too many password operations in progress', 'OVERLOADED');
 }
 
-/** Runs at most `limit` tasks at once; up to `queueLimit` more wait, the rest are refused. */
+/**
+ * Runs at most `limit` tasks at once; up to `queueLimit` more wait, the rest are refused. Each
+ * caller key holds at most `callerShare` running or waiting tasks.
+ */
 class ConcurrencyLimiter {
   readonly #limit: number;
   readonly #queueLimit: number;
+  readonly #callerShare: number;
   readonly #queue: Array<() => void> = [];
+  readonly #held = new Map<string, number>();
   #running = 0;
 
-  constructor(limit: number, queueLimit: number) {
+  constructor(limit: number, queueLimit: number, callerShare = Number.POSITIVE_INFINITY) {
     this.#limit = limit;
     this.#queueLimit = queueLimit;
+    this.#callerShare = callerShare;
   }
 
   get waiting(): number {
@@ -135,13 +155,28 @@ class ConcurrencyLimiter {
     return this.#running >= this.#limit && this.#queue.length >= this.#queueLimit;
   }
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.#running >= this.#limit) {
-      if (this.#queue.length >= this.#queueLimit) throw overloaded();
-      await new Promise<void>((resolve) => this.#queue.push(resolve));
-    } else {
-      this.#running++;
+  async run<T>(task: () => Promise<T>, callers: HashCallers = []): Promise<T> {
+    if (callers.some((caller) => (this.#held.get(caller) ?? 0) >= this.#callerShare)) {
+      throw new RateLimitError('Too many password checks in progress for this caller; try again later', {
+        retryAfterSeconds: 1,
+      });
     }
+    if (this.#running >= this.#limit && this.#queue.length >= this.#queueLimit) throw overloaded();
+    for (const caller of callers) this.#held.set(caller, (this.#held.get(caller) ?? 0) + 1);
+    try {
+      if (this.#running >= this.#limit) await new Promise<void>((resolve) => this.#queue.push(resolve));
+      else this.#running++;
+      return await this.#runHeld(task);
+    } finally {
+      for (const caller of callers) {
+        const held = (this.#held.get(caller) ?? 1) - 1;
+        if (held <= 0) this.#held.delete(caller);
+        else this.#held.set(caller, held);
+      }
+    }
+  }
+
+  async #runHeld<T>(task: () => Promise<T>): Promise<T> {
     try {
       return await task();
     } finally {

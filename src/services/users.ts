@@ -103,19 +103,23 @@ function encodeCursor(user: UserRow): string {
   return Buffer.from(JSON.stringify([user.created_at.toISOString(), user.id])).toString('base64url');
 }
 
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$/;
+
 function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   try {
     const decoded: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     if (Array.isArray(decoded) && decoded.length === 2) {
       const [createdAt, id] = decoded as [unknown, unknown];
-      const date = typeof createdAt === 'string' ? new Date(createdAt) : undefined;
+      // Only the form encodeCursor writes: years 0000 to 9999, which PostgreSQL can compare
+      // (a date such as -271821-04-20 is valid in JavaScript and not in timestamptz).
+      const date = typeof createdAt === 'string' && ISO_INSTANT.test(createdAt) ? new Date(createdAt) : undefined;
       if (
         date !== undefined &&
         !Number.isNaN(date.getTime()) &&
         typeof id === 'string' &&
         /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
       ) {
-        return { createdAt: date, id };
+        return { createdAt: date, id: id.toLowerCase() };
       }
     }
   } catch {

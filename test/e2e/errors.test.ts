@@ -64,10 +64,15 @@ describe('the one error shape', () => {
     expect(await db.selectFrom('users').select('id').execute()).toEqual([]);
   });
 
-  test('reads a body just under 1 MiB (and then validates it)', async ({ db, onTestFinished }) => {
+  test('reads an /auth body just under its 16 KiB limit (and then validates it), and refuses one over it with 413', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
-    const response = await postJson(app, '/auth/register', { ...register, name: 'x'.repeat(1024 * 1024 - 200) });
-    expectError(response, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED' });
+    const under = await postJson(app, '/auth/register', { ...register, name: 'x'.repeat(16 * 1024 - 200) });
+    expectError(under, { statusCode: 400, type: 'ValidationError', code: 'VALIDATION_FAILED', field: 'name' });
+    const over = await postJson(app, '/auth/register', { ...register, name: 'x'.repeat(16 * 1024) });
+    expectError(over, { statusCode: 413, type: 'PayloadTooLargeError', code: 'PAYLOAD_TOO_LARGE' });
   });
 
   test('answers malformed JSON with 400 ValidationError', async ({ db, onTestFinished }) => {

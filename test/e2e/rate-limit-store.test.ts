@@ -44,11 +44,47 @@ describe('the rate-limit store (REDIS_URL)', () => {
     expect(
       (await postJson(app, '/auth/login', { email: 'nobody@example.com', password: 'a wrong guess' })).statusCode,
     ).toBe(401);
-    expect((await redis.keys(`${prefix}rate-limit:*`)).length).toBeGreaterThanOrEqual(2);
-    expect(await clientNames(redis)).toContain(`${prefix}rate-limit`);
+    // The per-address flood cap, and the failure counters of the pair and of the account.
+    expect((await redis.keys(`${prefix}rate-limit:*`)).length).toBeGreaterThanOrEqual(1);
+    expect((await redis.keys(`${prefix}throttle:fail:*`)).length).toBe(2);
+    // Emails never reach Redis: accounts are keyed by a hash.
+    expect((await redis.keys(`${prefix}*`)).join(' ')).not.toContain('nobody');
+    expect(await clientNames(redis)).toEqual(expect.arrayContaining([`${prefix}rate-limit`, `${prefix}throttle`]));
 
     await app.close();
     expect(await clientNames(redis)).not.toContain(`${prefix}rate-limit`);
+    expect(await clientNames(redis)).not.toContain(`${prefix}throttle`);
+  });
+
+  test('counts failed logins across instances: failures on one lock the pair out on the other', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const prefix = `vitest-${randomBytes(6).toString('hex')}:`;
+    const redis = observer(onTestFinished);
+    onTestFinished(async () => {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+    });
+    const env = { REDIS_URL, REDIS_KEY_PREFIX: prefix, LOGIN_MAX_FAILURES: '4' };
+    const [first, second] = await Promise.all([
+      testApp(db, onTestFinished, { env }),
+      testApp(db, onTestFinished, { env }),
+    ]);
+    const guess = { email: 'shared@example.com', password: 'a wrong guess' };
+    for (const app of [first, second, first, second]) {
+      expect((await postJson(app, '/auth/login', guess)).statusCode).toBe(401);
+    }
+    expectError(await postJson(first, '/auth/login', guess), {
+      statusCode: 429,
+      type: 'RateLimitError',
+      code: 'RATE_LIMITED',
+    });
+    expectError(await postJson(second, '/auth/login', guess), {
+      statusCode: 429,
+      type: 'RateLimitError',
+      code: 'RATE_LIMITED',
+    });
   });
 
   test('refuses rate-limited requests with 503 RATE_LIMIT_UNAVAILABLE within seconds when Redis does not answer, and nothing else', async ({

@@ -86,8 +86,31 @@ describe('loadConfig', () => {
   });
 
   it('requires a JWT secret in production', () => {
-    expect(configProblems({ NODE_ENV: 'production' })).toEqual(['JWT_SECRET is required when NODE_ENV=production']);
-    expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) }).auth.jwtSecret).toBe('x'.repeat(32));
+    expect(configProblems({ NODE_ENV: 'production', METRICS_TOKEN: 'scrape-secret' })).toEqual([
+      'JWT_SECRET is required when NODE_ENV=production',
+    ]);
+    expect(
+      loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), METRICS_TOKEN: 'scrape-secret' }).auth.jwtSecret,
+    ).toBe('x'.repeat(32));
+  });
+
+  it('refuses to start in production with a public /metrics unless METRICS_PUBLIC=true says so (issue 22 item 10)', () => {
+    const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) };
+    expect(configProblems(production)).toEqual([
+      'METRICS_TOKEN is required when NODE_ENV=production (GET /metrics would be public); set METRICS_PUBLIC=true to serve it without a token on purpose',
+    ]);
+    expect(configProblems({ ...production, METRICS_TOKEN: 'scrape-secret' })).toEqual([]);
+    expect(loadConfig({ ...production, METRICS_PUBLIC: 'true' }).metrics).toEqual({
+      bearerToken: undefined,
+      public: true,
+    });
+  });
+
+  it('turns the API docs off in production unless DOCS_ENABLED=true', () => {
+    const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), METRICS_TOKEN: 'm' };
+    expect(loadConfig(production).docs.enabled).toBe(false);
+    expect(loadConfig({ ...production, DOCS_ENABLED: 'true' }).docs.enabled).toBe(true);
+    expect(loadConfig({}).docs.enabled).toBe(true);
   });
 
   it('treats blank variables as unset', () => {

@@ -14,6 +14,7 @@ const EXAMPLES: Record<ErrorCode, AppError> = {
   EMAIL_NOT_VERIFIED: new errors.AuthorizationError('verify first', 'EMAIL_NOT_VERIFIED'),
   NOT_FOUND: new errors.NotFoundError(),
   REQUEST_TIMEOUT: new errors.RequestTimeoutError(),
+  EXPECTATION_FAILED: new errors.ExpectationFailedError(),
   UNIQUE_VIOLATION: new errors.UniqueConstraintError('taken'),
   FOREIGN_KEY_VIOLATION: new errors.ForeignKeyError('dangling'),
   SERIALIZATION_FAILURE: new errors.SerializationError(),
