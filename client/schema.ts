@@ -280,7 +280,33 @@ export interface components {
   schemas: {
     Error: {
       error: {
-        code: string;
+        /** @description Switch on this: every code, its status and meaning are listed in src/errors/codes.ts */
+        code:
+          | 'VALIDATION_FAILED'
+          | 'INVALID_OR_EXPIRED_TOKEN'
+          | 'INVALID_CREDENTIALS'
+          | 'INVALID_TOKEN'
+          | 'TOKEN_EXPIRED'
+          | 'FORBIDDEN'
+          | 'EMAIL_NOT_VERIFIED'
+          | 'NOT_FOUND'
+          | 'REQUEST_TIMEOUT'
+          | 'EXPECTATION_FAILED'
+          | 'UNIQUE_VIOLATION'
+          | 'FOREIGN_KEY_VIOLATION'
+          | 'SERIALIZATION_FAILURE'
+          | 'CONFLICT'
+          | 'LAST_ADMIN'
+          | 'PAYLOAD_TOO_LARGE'
+          | 'UNSUPPORTED_MEDIA_TYPE'
+          | 'RATE_LIMITED'
+          | 'REQUEST_HEADERS_TOO_LARGE'
+          | 'INTERNAL'
+          | 'DATABASE_UNAVAILABLE'
+          | 'POOL_EXHAUSTED'
+          | 'QUERY_TIMEOUT'
+          | 'OVERLOADED'
+          | 'RATE_LIMIT_UNAVAILABLE';
         details?: {
           message: string;
           path: string;
@@ -289,7 +315,22 @@ export interface components {
         message: string;
         requestId: string;
         statusCode: number;
-        type: string;
+        type:
+          | 'ValidationError'
+          | 'InvalidTokenError'
+          | 'AuthenticationError'
+          | 'AuthorizationError'
+          | 'NotFoundError'
+          | 'RequestTimeoutError'
+          | 'ExpectationFailedError'
+          | 'UniqueConstraintError'
+          | 'ConflictError'
+          | 'PayloadTooLargeError'
+          | 'UnsupportedMediaTypeError'
+          | 'RateLimitError'
+          | 'RequestHeadersTooLargeError'
+          | 'InternalError'
+          | 'ServiceUnavailableError';
       };
     };
     User: {
@@ -598,6 +639,15 @@ export interface operations {
         };
       };
       /** @description Default Response */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
       503: {
         headers: {
           [name: string]: unknown;
@@ -707,6 +757,15 @@ export interface operations {
       };
       /** @description Default Response */
       415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -1213,6 +1272,7 @@ export interface operations {
       query?: never;
       header?: never;
       path: {
+        /** @description A UUID (compared case-insensitively) */
         id: string;
       };
       cookie?: never;
