@@ -25,6 +25,7 @@ export interface Config {
   readonly metrics: MetricsConfig;
   /** The shared store of state several instances must agree on (rate-limit counters). */
   readonly redis: RedisConfig;
+  readonly maintenance: MaintenanceConfig;
   readonly email: EmailConfig;
   /** How long in-flight requests get to finish after SIGINT/SIGTERM. */
   readonly shutdownGraceMs: number;
@@ -163,6 +164,18 @@ export interface HttpConfig {
 export interface MetricsConfig {
   /** When set, `GET /metrics` requires `Authorization: Bearer <token>`. */
   readonly bearerToken: string | undefined;
+}
+
+/** The maintenance job that deletes rows no longer needed (src/workers/maintenance.ts). */
+export interface MaintenanceConfig {
+  /** Seconds between runs in each server process; 0: the server runs none (use `npm run db:prune`). */
+  readonly intervalSeconds: number;
+  /** Rows deleted per statement: each batch is one short transaction. */
+  readonly batchSize: number;
+  /** Pause between batches, so pruning a backlog leaves the database to the requests. */
+  readonly pauseMs: number;
+  /** Expired and revoked refresh tokens are kept this long before they are deleted. */
+  readonly refreshTokenGraceSeconds: number;
 }
 
 export interface RedisConfig {
@@ -333,6 +346,12 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     redis: {
       url: reader.redisUrl('REDIS_URL'),
       keyPrefix: reader.string('REDIS_KEY_PREFIX') ?? 'pg-fastify-backend:',
+    },
+    maintenance: {
+      intervalSeconds: reader.integer('MAINTENANCE_INTERVAL_SECONDS', 3600, 0, 7 * 86_400),
+      batchSize: reader.integer('MAINTENANCE_BATCH_SIZE', 1000, 1, 100_000),
+      pauseMs: reader.integer('MAINTENANCE_PAUSE_MS', 50, 0, 60_000),
+      refreshTokenGraceSeconds: reader.integer('REFRESH_TOKEN_GRACE_SECONDS', 7 * 86_400, 0, 365 * 86_400),
     },
     email: {
       // Production never falls back to the log by accident: only when EMAIL_TRANSPORT=log says so.

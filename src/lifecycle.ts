@@ -2,15 +2,16 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
+import type { Kysely } from 'kysely';
 import { buildApp, type App } from './app.ts';
 import type { Config } from './config.ts';
 import { watchAvailability } from './db/availability.ts';
-import type { Kysely } from 'kysely';
 import { createDatabase, createPool, type DB } from './db/database.ts';
 import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './db/migrator.ts';
 import { createReadDatabase } from './db/replicas.ts';
 import { openDatabaseTarget } from './db/target.ts';
 import { UserChangeFeed } from './db/user-changes.ts';
+import { UserRepository } from './repositories/users.ts';
 import { AppMetrics } from './services/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
 import { EmailComposer } from './services/email.ts';
@@ -18,6 +19,8 @@ import { emailTransportFor } from './services/email-transports.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
 import { OutboxDispatcher } from './workers/outbox-dispatcher.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
+import { MaintenanceJob } from './workers/maintenance.ts';
+import { MaintenanceMetrics } from './workers/maintenance-metrics.ts';
 
 /** The steps of start-up, in order. Each one's resources are closed if a later one fails. */
 export const STARTUP_STEPS = [
@@ -31,6 +34,7 @@ export const STARTUP_STEPS = [
   'app',
   'email-dispatcher',
   'thread-priority',
+  'workers',
   'listen',
 ] as const;
 
@@ -126,6 +130,9 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     );
   }
   await step('pending-migrations');
+  if (config.env === 'development' && (await new UserRepository(db).list(1)).length === 0) {
+    say('the database has no users yet: `npm run db:seed` adds an admin and 36 users (and prints how to log in)');
+  }
 
   // Reads that may be slightly stale (the user listing) go to a replica when one is usable.
   const readDb = createReadDatabase(db, {
@@ -180,6 +187,11 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   if (threads > 0) app.log.info({ threads, nice }, 'worker threads (password hashing) run below the event loop');
   await step('thread-priority');
 
+  // Background work of this instance; stopped before the app and the pool close.
+  const maintenance = startMaintenance(config, db, metrics, app.log);
+  if (maintenance !== undefined) stack.defer(() => maintenance.stop());
+  await step('workers');
+
   await app.listen({ host: config.host, port: config.port });
   await step('listen');
 
@@ -193,6 +205,28 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
       target.embedded?.stopSync();
     },
   };
+}
+
+/** The maintenance job on its schedule, reporting in the app's /metrics; none when MAINTENANCE_INTERVAL_SECONDS=0. */
+function startMaintenance(
+  config: Config,
+  db: Kysely<DB>,
+  metrics: AppMetrics,
+  log: FastifyBaseLogger,
+): MaintenanceJob | undefined {
+  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds } = config.maintenance;
+  if (intervalSeconds === 0) return undefined;
+  const job = new MaintenanceJob({
+    db,
+    policy: { refreshTokenGraceSeconds },
+    batchSize,
+    pauseMs,
+    intervalMs: intervalSeconds * 1000,
+    metrics: new MaintenanceMetrics(metrics.registry),
+    log,
+  });
+  job.start();
+  return job;
 }
 
 /**

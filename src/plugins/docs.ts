@@ -11,6 +11,14 @@ import { documentedSchema } from '../openapi/operations.ts';
 export const API_VERSION = '2.0.0';
 
 /**
+ * The `<style>` inside the Swagger logo SVG that swagger-ui-bundle.js renders in the top bar
+ * (`.logo_small_svg__cls-2{fill:#fff}.logo_small_svg__cls-3{fill:#85ea2d}`): without its hash the
+ * browser blocks it and logs a CSP violation. test/e2e/docs-browser.test.ts fails if a new
+ * Swagger UI version injects anything else.
+ */
+const SWAGGER_LOGO_STYLE_HASH = 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w=';
+
+/**
  * The OpenAPI 3 document (`/docs/json`) generated from every route's TypeBox schemas, and
  * Swagger UI at `/docs`. Registered before the routes so it sees them all. `npm run api:client`
  * writes the same document to docs/openapi.json and the typed client from it.
@@ -64,8 +72,12 @@ export default fp(
     await app.register(swaggerUi, {
       routePrefix: '/docs',
       staticCSP: true,
-      // Same policy as helmet's for the rest of the app, without upgrade-insecure-requests (see security.ts).
-      transformStaticCSP: (header) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
+      // Same policy as helmet's for the rest of the app, without upgrade-insecure-requests (see
+      // security.ts), and with the one inline style Swagger UI's bundle injects allowed by its hash.
+      transformStaticCSP: (header) =>
+        header
+          .replace(/\s*upgrade-insecure-requests;?/, '')
+          .replace(/style-src ([^;]*)/, `style-src $1 '${SWAGGER_LOGO_STYLE_HASH}'`),
     });
   },
   { name: 'docs' },

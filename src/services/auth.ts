@@ -126,7 +126,7 @@ export class AuthService {
     if (user === undefined || !valid) return this.#failLogin();
     // Only now: an unverified account is not told apart from a wrong password before that.
     if (this.#deps.requireVerifiedEmail === true && user.email_verified_at === null) {
-      throw new AuthorizationError('Verify your email address before logging in', { code: 'EMAIL_NOT_VERIFIED' });
+      throw new AuthorizationError('Verify your email address before logging in', 'EMAIL_NOT_VERIFIED');
     }
 
     const now = this.#deps.clock();

@@ -40,7 +40,7 @@ describe('login upgrades old password hashes', () => {
       name: 'Old Hash',
       passwordHash: await older.hash(PASSWORD),
     });
-    const app = await testApp(db, onTestFinished);
+    const app = await testApp(db, onTestFinished, { realHashing: true });
 
     await login(app, 'old-hash@example.com');
 

@@ -7,7 +7,7 @@ import type { App } from '../../src/app.ts';
 import { UserRepository, type UserRole, type UserRow } from '../../src/repositories/users.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
 import type { ErrorBody } from '../../src/errors/index.ts';
-import { TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
+import { TEST_ARGON2, TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
 
 /** What a client receives: the contract's user object. */
 export interface UserJson {
@@ -46,15 +46,15 @@ export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 export const AUTH = testConfig().auth;
 
 /**
- * A hasher with argon2 for real that counts what it is asked to do, so a test can tell how many
- * verifications a request ran.
+ * A hasher with argon2 for real (at the tests' cheap parameters) that counts what it is asked to
+ * do, so a test can tell how many verifications a request ran.
  */
 export class CountingHasher extends PasswordHasher {
   verifications = 0;
   hashes = 0;
 
   constructor() {
-    super({ concurrency: 4, queueLimit: 64 });
+    super({ params: TEST_ARGON2, concurrency: 4, queueLimit: 64 });
   }
 
   override async verify(hash: string, password: string): Promise<boolean> {
@@ -73,7 +73,8 @@ export class CountingHasher extends PasswordHasher {
   }
 }
 
-const sharedHasher = new PasswordHasher({ concurrency: 4, queueLimit: 64 });
+// The tests' parameters: a login verifies at the stored hash's cost, whatever the app's hasher is.
+const sharedHasher = new PasswordHasher({ params: TEST_ARGON2, concurrency: 4, queueLimit: 64 });
 let passwordHash: Promise<string> | undefined;
 
 /** One argon2id hash of {@link PASSWORD} per test file, so creating users costs no hashing. */
