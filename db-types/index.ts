@@ -9,7 +9,46 @@ export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
 
+export type Json = JsonValue;
+
+export type JsonArray = JsonValue[];
+
+export type JsonObject = {
+  [x: string]: JsonValue | undefined;
+};
+
+export type JsonPrimitive = boolean | number | string | null;
+
+export type JsonValue = JsonArray | JsonObject | JsonPrimitive;
+
 export type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export interface AccountTokens {
+  created_at: Generated<Timestamp>;
+  expires_at: Timestamp;
+  id: Generated<string>;
+  purpose: "email_verification" | "password_reset";
+  superseded_at: Timestamp | null;
+  token_hash: string;
+  used_at: Timestamp | null;
+  user_id: string;
+}
+
+export interface EmailOutbox {
+  attempts: Generated<number>;
+  claimed_at: Timestamp | null;
+  claimed_by: string | null;
+  created_at: Generated<Timestamp>;
+  data: Json | null;
+  id: Generated<string>;
+  last_error: string | null;
+  next_attempt_at: Generated<Timestamp>;
+  recipient: string;
+  sent_at: Timestamp | null;
+  state: Generated<"pending" | "sending" | "sent" | "skipped" | "failed">;
+  template: string;
+  user_id: string | null;
+}
 
 export interface RefreshTokens {
   created_at: Generated<Timestamp>;
@@ -25,6 +64,7 @@ export interface RefreshTokens {
 export interface Users {
   created_at: Generated<Timestamp>;
   email: string;
+  email_verified_at: Timestamp | null;
   id: Generated<string>;
   last_login_at: Timestamp | null;
   name: string;
@@ -34,6 +74,8 @@ export interface Users {
 }
 
 export interface DB {
+  account_tokens: AccountTokens;
+  email_outbox: EmailOutbox;
   refresh_tokens: RefreshTokens;
   users: Users;
 }

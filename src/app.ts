@@ -25,6 +25,7 @@ import jwtPlugin from './plugins/jwt.ts';
 import metricsPlugin from './plugins/metrics.ts';
 import { AppMetrics, type PoolStats } from './services/metrics.ts';
 import securityPlugin from './plugins/security.ts';
+import accountEmailRoutes from './routes/account-emails.ts';
 import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
@@ -57,6 +58,11 @@ export interface AppDeps {
   readonly metrics?: AppMetrics;
   /** The pool's counters for the /metrics gauges; absent when `db` is a borrowed transaction. */
   readonly poolStats?: () => PoolStats;
+  /**
+   * Called after a request's transaction that queued an email committed: server.ts wakes this
+   * instance's outbox dispatcher with it, so the email goes out without waiting for the next poll.
+   */
+  readonly onEmailQueued?: () => void;
   /** Where logs go (tests capture them); stdout by default. */
   readonly logStream?: Writable;
   /** Pretty-print logs (server.ts asks for it when stdout is a terminal). */
@@ -150,6 +156,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     refreshTokenTtlSeconds: config.auth.refreshTokenTtlSeconds,
     authEvents: deps.authEvents ?? metrics.authEvents,
     principals: deps.principals,
+    email: {
+      appUrl: config.email.appUrl,
+      verificationTtlSeconds: config.email.verificationTtlSeconds,
+      passwordResetTtlSeconds: config.email.passwordResetTtlSeconds,
+    },
+    requireVerifiedEmail: config.auth.requireVerifiedEmail,
+    onEmailQueued: deps.onEmailQueued,
   });
   await app.register(authPlugin, { authenticator: services.auth });
 
@@ -157,6 +170,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(authRoutes, {
     config: config.auth,
     services,
+    onRateLimited: (limiter) => {
+      metrics.onRateLimited(limiter);
+    },
+  });
+  await app.register(accountEmailRoutes, {
+    services,
+    rateLimit: config.auth.emailRateLimit,
+    rateLimitWindowMs: config.auth.rateLimitWindowMs,
     onRateLimited: (limiter) => {
       metrics.onRateLimited(limiter);
     },

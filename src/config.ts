@@ -25,6 +25,8 @@ export interface Config {
   readonly metrics: MetricsConfig;
   /** The shared store of state several instances must agree on (rate-limit counters). */
   readonly redis: RedisConfig;
+  readonly maintenance: MaintenanceConfig;
+  readonly email: EmailConfig;
   /** How long in-flight requests get to finish after SIGINT/SIGTERM. */
   readonly shutdownGraceMs: number;
 }
@@ -109,6 +111,47 @@ export interface AuthConfig {
    * worst case. Session pool mode only.
    */
   readonly principalCacheSeconds: number;
+  /** Refuse logins (403 EMAIL_NOT_VERIFIED, after a correct password) until the address is verified. */
+  readonly requireVerifiedEmail: boolean;
+  /** Requests to each email route (verify, re-send, forgot, reset) per client address and per account, per window. */
+  readonly emailRateLimit: number;
+}
+
+export interface EmailConfig {
+  /**
+   * `smtp` (SMTP_URL set), `log` (each email written to the log at info: development, or
+   * EMAIL_TRANSPORT=log on purpose), or undefined: production without SMTP_URL, where the server
+   * refuses to start.
+   */
+  readonly transport: 'smtp' | 'log' | undefined;
+  /** smtp:// (STARTTLS when offered) or smtps:// (TLS from the start), with credentials if any. */
+  readonly smtpUrl: string | undefined;
+  /** Refuse to send unless the server upgrades the connection with STARTTLS. */
+  readonly smtpRequireTls: boolean;
+  /** Check the SMTP server's certificate (turn off only for a test server with a self-signed one). */
+  readonly smtpTlsRejectUnauthorized: boolean;
+  readonly from: string;
+  /** The client application's base URL: links are APP_URL/verify-email?token=… and APP_URL/reset-password?token=…. */
+  readonly appUrl: string;
+  readonly verificationTtlSeconds: number;
+  readonly passwordResetTtlSeconds: number;
+  readonly dispatcher: DispatcherConfig;
+}
+
+export interface DispatcherConfig {
+  /** How often the outbox is polled when nothing woke the dispatcher. */
+  readonly pollIntervalMs: number;
+  /** Messages claimed (and sent concurrently) at once. */
+  readonly batchSize: number;
+  /** A send that has not finished by then counts as failed and is retried. */
+  readonly sendTimeoutMs: number;
+  /** A claim older than this is taken back by any dispatcher (its owner died); longer than a send. */
+  readonly claimLeaseMs: number;
+  /** Attempts before a message is marked failed. */
+  readonly maxAttempts: number;
+  /** The first retry waits about this long, each further one twice as long (with jitter), up to the max. */
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
 }
 
 export interface HttpConfig {
@@ -121,6 +164,18 @@ export interface HttpConfig {
 export interface MetricsConfig {
   /** When set, `GET /metrics` requires `Authorization: Bearer <token>`. */
   readonly bearerToken: string | undefined;
+}
+
+/** The maintenance job that deletes rows no longer needed (src/workers/maintenance.ts). */
+export interface MaintenanceConfig {
+  /** Seconds between runs in each server process; 0: the server runs none (use `npm run db:prune`). */
+  readonly intervalSeconds: number;
+  /** Rows deleted per statement: each batch is one short transaction. */
+  readonly batchSize: number;
+  /** Pause between batches, so pruning a backlog leaves the database to the requests. */
+  readonly pauseMs: number;
+  /** Expired and revoked refresh tokens are kept this long before they are deleted. */
+  readonly refreshTokenGraceSeconds: number;
 }
 
 export interface RedisConfig {
@@ -214,6 +269,25 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     );
   }
 
+  const smtpUrl = reader.smtpUrl('SMTP_URL');
+  const emailTransport = reader.oneOf(
+    'EMAIL_TRANSPORT',
+    ['smtp', 'log'] as const,
+    smtpUrl === undefined ? 'log' : 'smtp',
+  );
+  if (emailTransport === 'smtp' && smtpUrl === undefined) reader.problem('EMAIL_TRANSPORT=smtp needs SMTP_URL');
+  const explicitLog = reader.string('EMAIL_TRANSPORT') === 'log';
+  const sendTimeoutMs = reader.integer('EMAIL_SEND_TIMEOUT_MS', 15_000, 100, 600_000);
+  const claimLeaseMs = reader.integer('EMAIL_CLAIM_LEASE_MS', 60_000, 200, 3_600_000);
+  if (claimLeaseMs < 2 * sendTimeoutMs) {
+    reader.problem(
+      'EMAIL_CLAIM_LEASE_MS must be at least twice EMAIL_SEND_TIMEOUT_MS: a claim must outlive the send it covers',
+    );
+  }
+  const retryBaseMs = reader.integer('EMAIL_RETRY_BASE_MS', 5_000, 10, 3_600_000);
+  const retryMaxMs = reader.integer('EMAIL_RETRY_MAX_MS', 600_000, 10, 86_400_000);
+  if (retryMaxMs < retryBaseMs) reader.problem('EMAIL_RETRY_MAX_MS must not be below EMAIL_RETRY_BASE_MS');
+
   const config: Config = {
     env: nodeEnv,
     host: reader.string('HOST') ?? '127.0.0.1',
@@ -258,6 +332,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       hashQueueLimit: reader.integer('HASH_QUEUE_LIMIT', 64, 0, 100_000),
       hashThreadNice: reader.integer('HASH_THREAD_NICE', 0, 0, 19),
       principalCacheSeconds: poolMode === 'session' ? principalCacheSeconds : 0,
+      requireVerifiedEmail: reader.boolean('AUTH_REQUIRE_VERIFIED_EMAIL', false),
+      emailRateLimit: reader.integer('RATE_LIMIT_EMAIL', 10, 1, 1_000_000),
     },
     http: {
       bodyLimitBytes: reader.integer('BODY_LIMIT_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),
@@ -270,6 +346,35 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     redis: {
       url: reader.redisUrl('REDIS_URL'),
       keyPrefix: reader.string('REDIS_KEY_PREFIX') ?? 'pg-fastify-backend:',
+    },
+    maintenance: {
+      intervalSeconds: reader.integer('MAINTENANCE_INTERVAL_SECONDS', 3600, 0, 7 * 86_400),
+      batchSize: reader.integer('MAINTENANCE_BATCH_SIZE', 1000, 1, 100_000),
+      pauseMs: reader.integer('MAINTENANCE_PAUSE_MS', 50, 0, 60_000),
+      refreshTokenGraceSeconds: reader.integer('REFRESH_TOKEN_GRACE_SECONDS', 7 * 86_400, 0, 365 * 86_400),
+    },
+    email: {
+      // Production never falls back to the log by accident: only when EMAIL_TRANSPORT=log says so.
+      transport:
+        smtpUrl === undefined && emailTransport === 'log' && nodeEnv === 'production' && !explicitLog
+          ? undefined
+          : emailTransport,
+      smtpUrl,
+      smtpRequireTls: reader.boolean('SMTP_REQUIRE_TLS', false),
+      smtpTlsRejectUnauthorized: reader.boolean('SMTP_TLS_REJECT_UNAUTHORIZED', true),
+      from: reader.string('EMAIL_FROM') ?? 'pg-fastify-backend <no-reply@localhost>',
+      appUrl: (reader.httpUrl('APP_URL') ?? 'http://localhost:3000').replace(/\/+$/, ''),
+      verificationTtlSeconds: reader.integer('EMAIL_VERIFICATION_TTL_SECONDS', 86_400, 60, 30 * 86_400),
+      passwordResetTtlSeconds: reader.integer('PASSWORD_RESET_TTL_SECONDS', 3600, 60, 86_400),
+      dispatcher: {
+        pollIntervalMs: reader.integer('EMAIL_POLL_INTERVAL_MS', 1000, 10, 600_000),
+        batchSize: reader.integer('EMAIL_BATCH_SIZE', 10, 1, 100),
+        sendTimeoutMs,
+        claimLeaseMs,
+        maxAttempts: reader.integer('EMAIL_MAX_ATTEMPTS', 8, 1, 100),
+        retryBaseMs,
+        retryMaxMs,
+      },
     },
     shutdownGraceMs: reader.integer('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
   };
@@ -344,6 +449,16 @@ class EnvReader {
   redisUrl(name: string): string | undefined {
     const raw = this.string(name);
     return raw === undefined ? undefined : this.#checkedUrl(name, raw, ['redis:', 'rediss:']);
+  }
+
+  smtpUrl(name: string): string | undefined {
+    const raw = this.string(name);
+    return raw === undefined ? undefined : this.#checkedUrl(name, raw, ['smtp:', 'smtps:']);
+  }
+
+  httpUrl(name: string): string | undefined {
+    const raw = this.string(name);
+    return raw === undefined ? undefined : this.#checkedUrl(name, raw, ['https:', 'http:']);
   }
 
   #checkedUrl(name: string, raw: string, protocols: readonly string[]): string | undefined {

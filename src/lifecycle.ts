@@ -2,18 +2,25 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
+import type { Kysely } from 'kysely';
 import { buildApp, type App } from './app.ts';
 import type { Config } from './config.ts';
 import { watchAvailability } from './db/availability.ts';
-import { createDatabase, createPool } from './db/database.ts';
+import { createDatabase, createPool, type DB } from './db/database.ts';
 import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './db/migrator.ts';
 import { createReadDatabase } from './db/replicas.ts';
 import { openDatabaseTarget } from './db/target.ts';
 import { UserChangeFeed } from './db/user-changes.ts';
+import { UserRepository } from './repositories/users.ts';
 import { AppMetrics } from './services/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
+import { EmailComposer } from './services/email.ts';
+import { emailTransportFor } from './services/email-transports.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
+import { OutboxDispatcher } from './workers/outbox-dispatcher.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
+import { MaintenanceJob } from './workers/maintenance.ts';
+import { MaintenanceMetrics } from './workers/maintenance-metrics.ts';
 
 /** The steps of start-up, in order. Each one's resources are closed if a later one fails. */
 export const STARTUP_STEPS = [
@@ -25,7 +32,9 @@ export const STARTUP_STEPS = [
   'change-feed',
   'jwt-secret',
   'app',
+  'email-dispatcher',
   'thread-priority',
+  'workers',
   'listen',
 ] as const;
 
@@ -76,6 +85,12 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     options.signal?.throwIfAborted();
     await options.afterStep?.(name);
   };
+  if (config.email.transport === undefined) {
+    throw new StartupRefusedError(
+      'Refusing to start: NODE_ENV=production needs SMTP_URL to send email ' +
+        '(or EMAIL_TRANSPORT=log to write emails, links included, to the log on purpose).',
+    );
+  }
   await using stack = new AsyncDisposableStack();
 
   const target = await openDatabaseTarget(config, say);
@@ -115,6 +130,9 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     );
   }
   await step('pending-migrations');
+  if (config.env === 'development' && (await new UserRepository(db).list(1)).length === 0) {
+    say('the database has no users yet: `npm run db:seed` adds an admin and 36 users (and prints how to log in)');
+  }
 
   // Reads that may be slightly stale (the user listing) go to a replica when one is usable.
   const readDb = createReadDatabase(db, {
@@ -135,9 +153,15 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   const jwtSecret = await resolveJwtSecret(config);
   await step('jwt-secret');
 
+  // The dispatcher needs the app's logger, so it starts after the app; until then nothing can
+  // queue an email (the app is not listening yet).
+  const outbox: { dispatcher?: OutboxDispatcher } = {};
   const app = await buildApp({
     config,
     db,
+    onEmailQueued: () => {
+      outbox.dispatcher?.wake();
+    },
     ...(config.database.replicaUrls.length > 0 ? { readDb } : {}),
     jwtSecret,
     prettyLogs: options.prettyLogs ?? false,
@@ -155,10 +179,18 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   queryLog.logger = app.log;
   await step('app');
 
+  outbox.dispatcher = startEmailDispatcher(config, db, app.log, metrics, stack);
+  await step('email-dispatcher');
+
   const nice = config.auth.hashThreadNice;
   const threads = await lowerWorkerThreadPriority(nice);
   if (threads > 0) app.log.info({ threads, nice }, 'worker threads (password hashing) run below the event loop');
   await step('thread-priority');
+
+  // Background work of this instance; stopped before the app and the pool close.
+  const maintenance = startMaintenance(config, db, metrics, app.log);
+  if (maintenance !== undefined) stack.defer(() => maintenance.stop());
+  await step('workers');
 
   await app.listen({ host: config.host, port: config.port });
   await step('listen');
@@ -173,6 +205,63 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
       target.embedded?.stopSync();
     },
   };
+}
+
+/** The maintenance job on its schedule, reporting in the app's /metrics; none when MAINTENANCE_INTERVAL_SECONDS=0. */
+function startMaintenance(
+  config: Config,
+  db: Kysely<DB>,
+  metrics: AppMetrics,
+  log: FastifyBaseLogger,
+): MaintenanceJob | undefined {
+  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds } = config.maintenance;
+  if (intervalSeconds === 0) return undefined;
+  const job = new MaintenanceJob({
+    db,
+    policy: { refreshTokenGraceSeconds },
+    batchSize,
+    pauseMs,
+    intervalMs: intervalSeconds * 1000,
+    metrics: new MaintenanceMetrics(metrics.registry),
+    log,
+  });
+  job.start();
+  return job;
+}
+
+/**
+ * This instance's outbox dispatcher, sending through the configured transport. On close, sends
+ * in flight finish (each within EMAIL_SEND_TIMEOUT_MS) and nothing new is claimed.
+ */
+function startEmailDispatcher(
+  config: Config,
+  db: Kysely<DB>,
+  log: FastifyBaseLogger,
+  metrics: AppMetrics,
+  stack: AsyncDisposableStack,
+): OutboxDispatcher {
+  const settings = config.email.dispatcher;
+  const transport = emailTransportFor(config.email, log, settings.sendTimeoutMs);
+  // openServer refused this configuration before opening anything.
+  if (transport === undefined) throw new StartupRefusedError('no email transport configured');
+  stack.defer(() => {
+    transport.close();
+  });
+  const clock = () => new Date();
+  const composer = new EmailComposer({ db, settings: config.email, clock });
+  const dispatcher = new OutboxDispatcher({
+    db,
+    transport,
+    compose: (message) => composer.compose(message),
+    config: settings,
+    log,
+    events: metrics.dispatcherEvents,
+    clock,
+  });
+  stack.defer(() => dispatcher.stop());
+  dispatcher.start();
+  log.info({ transport: transport.name }, 'email outbox dispatcher started');
+  return dispatcher;
 }
 
 /** The principal cache and the change feed that keeps it fresh; none when PRINCIPAL_CACHE_SECONDS=0. */

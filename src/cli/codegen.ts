@@ -17,7 +17,14 @@ const CODEGEN_ARGS = [
   '--exclude-pattern',
   'kysely_migration*',
   '--overrides',
-  JSON.stringify({ columns: { 'users.role': 'Generated<"user" | "admin">' } }),
+  JSON.stringify({
+    columns: {
+      'users.role': 'Generated<"user" | "admin">',
+      // Check constraints, which kysely-codegen cannot read, hold these columns to their values.
+      'account_tokens.purpose': '"email_verification" | "password_reset"',
+      'email_outbox.state': 'Generated<"pending" | "sending" | "sent" | "skipped" | "failed">',
+    },
+  }),
   '--log-level',
   'error',
 ];

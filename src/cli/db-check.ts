@@ -1,6 +1,6 @@
 import { readMigrationStatus, type MigrationStatus } from '../db/migrator.ts';
-import { compareSchemas, formatDifference, type SchemaDifference } from '../db/schema-check.ts';
-import { withScratchDatabase } from '../db/scratch.ts';
+import { compareSchemas, formatDifference, type SchemaDifference } from '../db/admin/schema-check.ts';
+import { withScratchDatabase } from '../db/admin/scratch.ts';
 import { runCodegen } from './codegen.ts';
 import { adminUrlOf, displayUrl, withTarget } from './target.ts';
 import { commandContext, reportFailure } from './report.ts';

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, loadEnvFile, type Config } from '../config.ts';
 import { createDatabase } from '../db/database.ts';
-import { collectDatabaseStats, type DatabaseStats } from '../db/stats.ts';
+import { collectDatabaseStats, type DatabaseStats } from '../db/admin/stats.ts';
 import { openDatabaseTarget } from '../db/target.ts';
 import { commandContext, reportFailure } from './report.ts';
 import { displayUrl, errorMessage } from './target.ts';

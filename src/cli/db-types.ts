@@ -1,4 +1,4 @@
-import { withScratchDatabase } from '../db/scratch.ts';
+import { withScratchDatabase } from '../db/admin/scratch.ts';
 import { runCodegen } from './codegen.ts';
 import { adminUrlOf, withTarget } from './target.ts';
 import { commandContext, reportFailure } from './report.ts';

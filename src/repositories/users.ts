@@ -43,6 +43,13 @@ const setLastLogin = fixedQuery((db, id: string, at: Date) =>
 const setPasswordHash = fixedQuery((db, id: string, passwordHash: string, at: Date) =>
   db.updateTable('users').set({ password_hash: passwordHash, updated_at: at }).where('id', '=', id),
 );
+const setEmailVerified = fixedQuery((db, id: string, at: Date) =>
+  db
+    .updateTable('users')
+    .set({ email_verified_at: at, updated_at: at })
+    .where('id', '=', id)
+    .where('email_verified_at', 'is', null),
+);
 const deleteById = fixedQuery((db, id: string) => db.deleteFrom('users').where('id', '=', id));
 
 /**
@@ -99,6 +106,11 @@ export class UserRepository {
   async updatePasswordHash(id: string, passwordHash: string, at: Date): Promise<void> {
     if ((await setPasswordHash.affectedRows(this.#db, id, passwordHash, at)) === 0n)
       throw new NotFoundError('User not found');
+  }
+
+  /** Sets `email_verified_at` unless it is already set (the first proof counts). @returns whether it changed. */
+  async markEmailVerified(id: string, at: Date): Promise<boolean> {
+    return (await setEmailVerified.affectedRows(this.#db, id, at)) > 0n;
   }
 
   /** One page, newest first (created_at, then id, descending), strictly after `cursor`. */

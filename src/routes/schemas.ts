@@ -1,4 +1,8 @@
 import { Type } from 'typebox';
+import { ERROR_CODE_LIST, ERROR_CODES } from '../errors/index.ts';
+
+/** Every error `type`, once each. */
+const ERROR_TYPES = [...new Set(ERROR_CODE_LIST.map((code) => ERROR_CODES[code].type))];
 
 /** The user schema lives with the type it defines (`PublicUser`); routes reference it as `User`. */
 export { UserSchema } from '../services/users.ts';
@@ -8,10 +12,15 @@ export const UserEnvelope = Type.Object({ user: Type.Ref('User') }, { additional
 export const ErrorSchema = Type.Object(
   {
     error: Type.Object({
-      type: Type.String(),
+      type: Type.Union(ERROR_TYPES.map((type) => Type.Literal(type))),
       message: Type.String(),
       statusCode: Type.Integer(),
-      code: Type.String(),
+      code: Type.Union(
+        ERROR_CODE_LIST.map((code) => Type.Literal(code)),
+        {
+          description: 'Switch on this: every code, its status and meaning are listed in src/errors/codes.ts',
+        },
+      ),
       requestId: Type.String(),
       field: Type.Optional(Type.String()),
       details: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),
@@ -50,3 +59,9 @@ export const Password = Type.String({
   description: '8 to 256 Unicode code points, taken as typed',
 });
 export const RefreshToken = Type.String({ minLength: 1, maxLength: 512 });
+
+/** A single-use email token; anything malformed is answered 400 INVALID_OR_EXPIRED_TOKEN by the service. */
+export const EmailToken = Type.String({
+  maxLength: 4096,
+  description: 'The token from the link in the email (its `token` query parameter)',
+});

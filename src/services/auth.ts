@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthenticationError } from '../errors/index.ts';
+import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
 import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
@@ -37,6 +37,18 @@ export interface AuthServiceDeps {
    * `PrincipalCache`); without it every authenticated request reads the user's row.
    */
   readonly principals?: PrincipalCache<AuthenticatedUser>;
+  /** Login of an account whose address is not verified is a 403 EMAIL_NOT_VERIFIED (after a correct password). */
+  readonly requireVerifiedEmail?: boolean;
+  /** Queues the verification email of a new account, inside its registration's transaction. */
+  readonly verificationEmails?: VerificationEmails;
+}
+
+/** How registration queues its verification email (see `queueVerificationEmail`). */
+export interface VerificationEmails {
+  /** Runs inside the registration's transaction. */
+  queue(trx: Kysely<DB>, user: UserRow, now: Date): Promise<void>;
+  /** Called once that transaction committed. */
+  queued?(): void;
 }
 
 /** What authentication learns about the caller: who they are, and their row as read then. */
@@ -82,7 +94,13 @@ export class AuthService {
 
   /** @throws {UniqueConstraintError} field `email` when the canonical email is taken. */
   async register(input: NewAccount): Promise<PublicUser> {
-    return registerUser(this.#deps, input);
+    const emails = this.#deps.verificationEmails;
+    if (emails === undefined) return registerUser(this.#deps, input);
+    const user = await registerUser(this.#deps, input, {
+      inTransaction: (trx, created) => emails.queue(trx, created, this.#deps.clock()),
+    });
+    emails.queued?.();
+    return user;
   }
 
   /**
@@ -106,6 +124,10 @@ export class AuthService {
         ? await this.#deps.hasher.verifyDummy(password)
         : await this.#deps.hasher.verify(user.password_hash, password);
     if (user === undefined || !valid) return this.#failLogin();
+    // Only now: an unverified account is not told apart from a wrong password before that.
+    if (this.#deps.requireVerifiedEmail === true && user.email_verified_at === null) {
+      throw new AuthorizationError('Verify your email address before logging in', 'EMAIL_NOT_VERIFIED');
+    }
 
     const now = this.#deps.clock();
     const upgradedHash = this.#deps.hasher.needsRehash(user.password_hash)
@@ -284,19 +306,25 @@ export interface NewAccount {
 export async function registerUser(
   deps: { readonly db: Kysely<DB>; readonly hasher: PasswordHasher },
   input: NewAccount,
+  options: {
+    /** More work in the registration's transaction (queueing the verification email). */
+    readonly inTransaction?: (trx: Kysely<DB>, user: UserRow) => Promise<void>;
+  } = {},
 ): Promise<PublicUser> {
   const email = canonicalEmail(input.email);
   const name = normaliseName(input.name);
   assertValidPassword(input.password);
   // Hashed before the transaction: no connection is held for the ~25 ms argon2 takes.
   const passwordHash = await deps.hasher.hash(input.password);
-  const user = await withTransaction(deps.db, (trx) =>
-    new UserRepository(trx).create({
+  const user = await withTransaction(deps.db, async (trx) => {
+    const created = await new UserRepository(trx).create({
       email,
       name,
       passwordHash,
       ...(input.role === undefined ? {} : { role: input.role }),
-    }),
-  );
+    });
+    await options.inTransaction?.(trx, created);
+    return created;
+  });
   return toPublicUser(user);
 }

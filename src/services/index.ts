@@ -1,7 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import type { ReadDatabase } from '../db/replicas.ts';
+import { AccountEmailService } from './account-emails.ts';
 import { AuthService, type AuthenticatedUser, type AuthEvents } from './auth.ts';
+import { queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { AccessTokenSigner } from './tokens.ts';
@@ -11,6 +13,7 @@ import { UserService } from './users.ts';
 export interface Services {
   readonly auth: AuthService;
   readonly users: UserService;
+  readonly accountEmails: AccountEmailService;
 }
 
 export interface ServiceDeps {
@@ -23,6 +26,12 @@ export interface ServiceDeps {
   readonly refreshTokenTtlSeconds: number;
   readonly authEvents?: AuthEvents | undefined;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
+  /** Where email links point and how long their tokens live. */
+  readonly email: AccountEmailSettings;
+  /** AUTH_REQUIRE_VERIFIED_EMAIL: refuse logins of unverified accounts (403 EMAIL_NOT_VERIFIED). */
+  readonly requireVerifiedEmail?: boolean | undefined;
+  /** Called once a transaction that queued an email committed (wakes the dispatcher). */
+  readonly onEmailQueued?: (() => void) | undefined;
 }
 
 /**
@@ -31,11 +40,12 @@ export interface ServiceDeps {
  *
  * @example
  * ```ts
- * const services = createServices({ db, hasher, signer: app.accessTokens, clock: () => new Date(), refreshTokenTtlSeconds });
+ * const services = createServices({ db, hasher, signer: app.accessTokens, clock: () => new Date(), refreshTokenTtlSeconds, email });
  * await services.auth.login('ada@example.com', 'correct horse');
  * ```
  */
 export function createServices(deps: ServiceDeps): Services {
+  const settings = deps.email;
   return {
     auth: new AuthService({
       db: deps.db,
@@ -45,7 +55,20 @@ export function createServices(deps: ServiceDeps): Services {
       refreshTokenTtlSeconds: deps.refreshTokenTtlSeconds,
       ...(deps.authEvents === undefined ? {} : { events: deps.authEvents }),
       ...(deps.principals === undefined ? {} : { principals: deps.principals }),
+      requireVerifiedEmail: deps.requireVerifiedEmail ?? false,
+      verificationEmails: {
+        queue: (trx, user, now) => queueVerificationEmail(trx, user, settings, now),
+        queued: () => deps.onEmailQueued?.(),
+      },
     }),
     users: new UserService({ db: deps.db, staleReads: deps.readDb }),
+    accountEmails: new AccountEmailService({
+      db: deps.db,
+      hasher: deps.hasher,
+      clock: deps.clock,
+      settings,
+      principals: deps.principals,
+      onQueued: deps.onEmailQueued,
+    }),
   };
 }

@@ -1,8 +1,11 @@
-import { Counter, Histogram, Registry } from '@prometheus-io/client';
+import { Counter, Gauge, Histogram, Registry } from '@prometheus-io/client';
 import type { ReplicaEvents } from '../db/replicas.ts';
 import { logQuery, type QueryEvent, type QueryLogger, type QueryLogOptions } from '../db/instrumentation.ts';
 import type { AppError } from '../errors/index.ts';
+import type { OutboxStats } from '../repositories/email-outbox.ts';
+import type { DispatcherEvents } from '../workers/outbox-dispatcher.ts';
 import type { AuthEvents } from './auth.ts';
+import { EMAIL_TEMPLATES } from './email-templates.ts';
 
 /** Pool counters read at scrape time (pg.Pool's totalCount, idleCount, waitingCount and max). */
 export interface PoolStats {
@@ -77,7 +80,56 @@ export class AppMetrics {
     registers: [this.registry],
   });
 
+  readonly emailsSent = new Counter({
+    name: 'email_sent_total',
+    help: 'Emails accepted by the transport, by template',
+    labelNames: ['template'] as const,
+    registers: [this.registry],
+  });
+  readonly emailsFailed = new Counter({
+    name: 'email_failed_total',
+    help: 'Emails given up after their last attempt, by template',
+    labelNames: ['template'] as const,
+    registers: [this.registry],
+  });
+  readonly emailRetries = new Counter({
+    name: 'email_send_retries_total',
+    help: 'Failed send attempts that will be retried, by template',
+    labelNames: ['template'] as const,
+    registers: [this.registry],
+  });
+  readonly emailsSkipped = new Counter({
+    name: 'email_skipped_total',
+    help: 'Queued emails not sent because they no longer apply (address already verified, no active account for a reset), by template',
+    labelNames: ['template'] as const,
+    registers: [this.registry],
+  });
+  /** The outbox as this instance's dispatcher last measured it (every pass). */
+  #outbox: OutboxStats | undefined;
+  readonly outboxDepth = new Gauge({
+    name: 'email_outbox_depth',
+    help: 'Emails waiting in the outbox (pending or being sent), as of the last dispatcher pass',
+    registers: [this.registry],
+    collect: () => {
+      if (this.#outbox !== undefined) this.outboxDepth.set(this.#outbox.depth);
+    },
+  });
+  readonly outboxOldestAge = new Gauge({
+    name: 'email_outbox_oldest_pending_age_seconds',
+    help: 'Age of the oldest email waiting in the outbox (0 when none waits)',
+    registers: [this.registry],
+    collect: () => {
+      const oldest = this.#outbox?.oldestCreatedAt;
+      if (this.#outbox !== undefined)
+        this.outboxOldestAge.set(oldest == null ? 0 : Math.max(0, (Date.now() - oldest.getTime()) / 1000));
+    },
+  });
+
   constructor() {
+    for (const template of EMAIL_TEMPLATES) {
+      for (const counter of [this.emailsSent, this.emailsFailed, this.emailRetries, this.emailsSkipped])
+        counter.inc({ template }, 0);
+    }
     for (const target of ['replica', 'primary']) this.replicaReads.inc({ target }, 0);
     for (const reason of ['unavailable', 'lagging', 'error']) this.replicaFallbacks.inc({ reason }, 0);
     // Zero series exist from the start, so rates and alerts work before the first event.
@@ -140,6 +192,27 @@ export class AppMetrics {
       },
       onFallback: (reason) => {
         this.replicaFallbacks.inc({ reason });
+      },
+    };
+  }
+
+  /** The hooks the outbox dispatcher reports to. */
+  get dispatcherEvents(): DispatcherEvents {
+    return {
+      onSent: (template) => {
+        this.emailsSent.inc({ template });
+      },
+      onFailed: (template) => {
+        this.emailsFailed.inc({ template });
+      },
+      onRetry: (template) => {
+        this.emailRetries.inc({ template });
+      },
+      onSkipped: (template) => {
+        this.emailsSkipped.inc({ template });
+      },
+      onStats: (stats) => {
+        this.#outbox = stats;
       },
     };
   }

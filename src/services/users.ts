@@ -19,6 +19,8 @@ export const UserSchema = Type.Object(
     email: Type.String(),
     name: Type.String(),
     role: Type.Union([Type.Literal('user'), Type.Literal('admin')]),
+    /** When the owner proved the address (a verification link or a password reset); null until then. */
+    emailVerifiedAt: Type.Union([Timestamp, Type.Null()]),
     createdAt: Timestamp,
     lastLoginAt: Type.Union([Timestamp, Type.Null()]),
   },
@@ -91,6 +93,7 @@ export function toPublicUser(user: UserRow): PublicUser {
     email: user.email,
     name: user.name,
     role: user.role,
+    emailVerifiedAt: user.email_verified_at,
     createdAt: user.created_at,
     lastLoginAt: user.last_login_at,
   };

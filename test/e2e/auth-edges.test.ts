@@ -8,7 +8,7 @@ import { PasswordHasher } from '../../src/services/passwords.ts';
 import { AuthenticationError, AuthorizationError } from '../../src/errors/index.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { failure } from '../helpers/assertions.ts';
-import { LogCapture, testApp, TEST_JWT_SECRET } from '../helpers/app.ts';
+import { LogCapture, testApp, testConfig, TEST_JWT_SECRET } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 import { createDatabase } from '../../src/db/database.ts';
 import {
@@ -40,7 +40,7 @@ describe('login upgrades old password hashes', () => {
       name: 'Old Hash',
       passwordHash: await older.hash(PASSWORD),
     });
-    const app = await testApp(db, onTestFinished);
+    const app = await testApp(db, onTestFinished, { realHashing: true });
 
     await login(app, 'old-hash@example.com');
 
@@ -122,6 +122,7 @@ function servicesOf(app: App, db: Kysely<DB>) {
     signer: app.accessTokens,
     clock: () => new Date(),
     refreshTokenTtlSeconds: 60,
+    email: testConfig().email,
   });
 }
 

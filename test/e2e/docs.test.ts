@@ -29,6 +29,9 @@ const CONTRACT: ReadonlyArray<readonly [method: string, path: string, statuses: 
   ['post', '/auth/logout', ['204', '401']],
   ['get', '/auth/me', ['200', '401']],
   ['post', '/auth/password', ['204', '400', '401']],
+  ['post', '/auth/email/verify', ['200', '400', '429']],
+  ['post', '/auth/password/forgot', ['202', '400', '429']],
+  ['post', '/auth/password/reset', ['204', '400', '429']],
   ['get', '/users', ['200', '400', '401', '403']],
   ['get', '/users/{id}', ['200', '400', '401', '403', '404']],
   ['get', '/health/live', ['200']],
@@ -79,11 +82,20 @@ describe('GET /docs/json', () => {
         content?: Record<string, { schema?: { properties?: { user?: { properties?: Record<string, unknown> } } } }>;
       }
     ).content?.['application/json']?.schema?.properties?.user?.properties;
-    expect(Object.keys(meUser ?? {}).sort()).toEqual(['createdAt', 'email', 'id', 'lastLoginAt', 'name', 'role']);
+    expect(Object.keys(meUser ?? {}).sort()).toEqual([
+      'createdAt',
+      'email',
+      'emailVerifiedAt',
+      'id',
+      'lastLoginAt',
+      'name',
+      'role',
+    ]);
     expect(JSON.stringify(document)).not.toMatch(/password_?hash/i);
     for (const [method, path] of [
       ['get', '/auth/me'],
       ['post', '/auth/password'],
+      ['post', '/auth/email/verification'],
       ['get', '/users'],
       ['get', '/users/{id}'],
     ] as const) {

@@ -7,7 +7,7 @@ import type { App } from '../../src/app.ts';
 import { UserRepository, type UserRole, type UserRow } from '../../src/repositories/users.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
 import type { ErrorBody } from '../../src/errors/index.ts';
-import { TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
+import { TEST_ARGON2, TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
 
 /** What a client receives: the contract's user object. */
 export interface UserJson {
@@ -15,6 +15,7 @@ export interface UserJson {
   readonly email: string;
   readonly name: string;
   readonly role: 'user' | 'admin';
+  readonly emailVerifiedAt: string | null;
   readonly createdAt: string;
   readonly lastLoginAt: string | null;
 }
@@ -36,7 +37,7 @@ export type ErrorJson = ErrorBody['error'];
 /** The password every user made by {@link createUser} has. */
 export const PASSWORD = 'correct horse battery staple';
 
-export const USER_KEYS = ['createdAt', 'email', 'id', 'lastLoginAt', 'name', 'role'];
+export const USER_KEYS = ['createdAt', 'email', 'emailVerifiedAt', 'id', 'lastLoginAt', 'name', 'role'];
 const ERROR_KEYS = new Set(['type', 'message', 'statusCode', 'code', 'requestId', 'field', 'details']);
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -45,15 +46,15 @@ export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 export const AUTH = testConfig().auth;
 
 /**
- * A hasher with argon2 for real that counts what it is asked to do, so a test can tell how many
- * verifications a request ran.
+ * A hasher with argon2 for real (at the tests' cheap parameters) that counts what it is asked to
+ * do, so a test can tell how many verifications a request ran.
  */
 export class CountingHasher extends PasswordHasher {
   verifications = 0;
   hashes = 0;
 
   constructor() {
-    super({ concurrency: 4, queueLimit: 64 });
+    super({ params: TEST_ARGON2, concurrency: 4, queueLimit: 64 });
   }
 
   override async verify(hash: string, password: string): Promise<boolean> {
@@ -72,7 +73,8 @@ export class CountingHasher extends PasswordHasher {
   }
 }
 
-const sharedHasher = new PasswordHasher({ concurrency: 4, queueLimit: 64 });
+// The tests' parameters: a login verifies at the stored hash's cost, whatever the app's hasher is.
+const sharedHasher = new PasswordHasher({ params: TEST_ARGON2, concurrency: 4, queueLimit: 64 });
 let passwordHash: Promise<string> | undefined;
 
 /** One argon2id hash of {@link PASSWORD} per test file, so creating users costs no hashing. */
@@ -163,7 +165,7 @@ export function expectUnauthorized(
   return expectError(response, { statusCode: 401, type: 'AuthenticationError', code });
 }
 
-/** Asserts a contract user object: exactly its six fields, ISO timestamps, no password in any form. */
+/** Asserts a contract user object: exactly its fields, ISO timestamps, no password in any form. */
 export function expectUserShape(user: unknown): UserJson {
   expect(user).toBeTypeOf('object');
   expect(Object.keys(user as object).sort()).toEqual(USER_KEYS);
@@ -171,6 +173,7 @@ export function expectUserShape(user: unknown): UserJson {
   expect(typed.id).toMatch(UUID);
   expect(typed.createdAt).toMatch(ISO_UTC);
   if (typed.lastLoginAt !== null) expect(typed.lastLoginAt).toMatch(ISO_UTC);
+  if (typed.emailVerifiedAt !== null) expect(typed.emailVerifiedAt).toMatch(ISO_UTC);
   expect(['user', 'admin']).toContain(typed.role);
   return typed;
 }

@@ -3,8 +3,27 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import { buildApp, type App, type AppDeps } from '../../src/app.ts';
 import { ConfigError, loadConfig, type Config } from '../../src/config.ts';
+import { PasswordHasher, type Argon2Params } from '../../src/services/passwords.ts';
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-bytes-long!';
+
+/**
+ * argon2id at its cheapest (still real argon2id, about a millisecond a hash) for the tests that are
+ * about what the application does with passwords, not what a hash costs: at OWASP's parameters
+ * every register, login and password change costs tens of milliseconds of CPU, which made up most
+ * of the suite's time. The tests of hashing itself (test/unit/passwords.test.ts, the upgrade of
+ * old hashes on login, the OWASP floor) run with the production parameters: see `realHashing`.
+ */
+export const TEST_ARGON2: Argon2Params = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
+
+/** A hasher with {@link TEST_ARGON2} and the concurrency limits `config` sets. */
+export function testHasher(config: Config = testConfig()): PasswordHasher {
+  return new PasswordHasher({
+    params: TEST_ARGON2,
+    concurrency: config.auth.hashConcurrency,
+    queueLimit: config.auth.hashQueueLimit,
+  });
+}
 
 /** The configuration tests run with: the defaults, quiet logs, a fixed JWT secret. */
 export function testConfig(env: Record<string, string> = {}): Config {
@@ -41,7 +60,8 @@ export class LogCapture extends Writable {
 
 /**
  * The real application on the given database (usually the per-test transaction), closed when
- * the test ends.
+ * the test ends. It hashes with {@link TEST_ARGON2} unless a `hasher` is given or `realHashing`
+ * is set, which leaves the hasher to the application (production parameters).
  *
  * @example
  * ```ts
@@ -54,10 +74,18 @@ export class LogCapture extends Writable {
 export async function testApp(
   db: Kysely<DB>,
   onFinished: (fn: () => Promise<void>) => void,
-  overrides: Partial<Omit<AppDeps, 'db'>> & { env?: Record<string, string> } = {},
+  overrides: Partial<Omit<AppDeps, 'db'>> & { env?: Record<string, string>; realHashing?: boolean } = {},
 ): Promise<App> {
-  const { env, ...deps } = overrides;
-  const app = await buildApp({ config: testConfig(env), jwtSecret: TEST_JWT_SECRET, ...deps, db });
+  const { env, realHashing = false, ...deps } = overrides;
+  const config = testConfig(env);
+  const hasher = deps.hasher ?? (realHashing ? undefined : testHasher(config));
+  const app = await buildApp({
+    config,
+    jwtSecret: TEST_JWT_SECRET,
+    ...deps,
+    ...(hasher === undefined ? {} : { hasher }),
+    db,
+  });
   onFinished(async () => {
     await app.close();
   });

@@ -18,7 +18,7 @@ import {
   readMigrationStatus,
 } from '../../src/db/migrator.ts';
 import { adminQuery } from '../helpers/database.ts';
-import { readSchemaSnapshot } from '../../src/db/schema-check.ts';
+import { readSchemaSnapshot } from '../../src/db/admin/schema-check.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startEmbeddedPostgres } from '../../src/db/embedded.ts';
+import { embeddedClusterDirectory, startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { freePort, isPortFree, stopProcess, waitFor } from '../helpers/processes.ts';
 import { httpRequest, postgresProcessesOf, ROOT, scratchDirectory, type OnFinished } from './support.ts';
 
@@ -17,9 +19,15 @@ interface Started {
 }
 
 /** `npm <args>` in the project, with only the environment given (plus PATH and HOME). */
-function npm(onFinished: OnFinished, args: readonly string[], env: Record<string, string>, input?: string): Started {
+function npm(
+  onFinished: OnFinished,
+  args: readonly string[],
+  env: Record<string, string>,
+  input?: string,
+  cwd: string = ROOT,
+): Started {
   const child = spawn('npm', ['--silent', ...args], {
-    cwd: ROOT,
+    cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -27,7 +35,11 @@ function npm(onFinished: OnFinished, args: readonly string[], env: Record<string
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   child.stdin.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      resolve(code);
+    }),
+  );
   onFinished(async () => {
     for (const pid of descendantsOf(child.pid ?? 0)) kill(pid);
     await stopProcess(child, 'SIGKILL');
@@ -247,5 +259,66 @@ describe('an unreachable DATABASE_URL', { timeout: 60_000 }, () => {
     expect(await started.exited).toBe(1);
     expect(started.output()).toMatch(/Cannot connect to PostgreSQL at 127\.0\.0\.1:1/);
     expect(started.output()).toMatch(/ECONNREFUSED[\s\S]*\n\s+at /);
+  });
+});
+
+describe('a checkout the postgres user cannot reach (root, a 0700 parent)', { timeout: 180_000 }, () => {
+  it.runIf(process.getuid?.() === 0)(
+    'keeps the cluster outside the checkout, says where, and stops it with the server',
+    async () => {
+      const privateDir = await scratchDirectory(onTestFinished, 'private');
+      await fs.chmod(privateDir, 0o700);
+      const checkout = path.join(privateDir, 'clone');
+      await fs.mkdir(checkout);
+      for (const entry of ['package.json', 'tsconfig.json', 'kysely.config.ts', 'src', 'migrations', 'db-types']) {
+        await fs.cp(path.join(ROOT, entry), path.join(checkout, entry), { recursive: true });
+      }
+      await fs.symlink(path.join(ROOT, 'node_modules'), path.join(checkout, 'node_modules'));
+      const dataDir = path.join(checkout, '.data');
+      const clusterDir = await embeddedClusterDirectory(dataDir);
+      expect(clusterDir).toMatch(/^\/var\/lib\/pg-fastify-backend\/[0-9a-f]{16}\/postgres$/);
+      onTestFinished(async () => {
+        await fs.rm(path.dirname(clusterDir), { recursive: true, force: true });
+      });
+
+      const server = await serverEnv(onTestFinished, 'private', dataDir);
+      const started = npm(onTestFinished, ['start'], server.env, undefined, checkout);
+      await ready(server.baseUrl, started);
+      expect(started.output()).toContain(`the embedded cluster lives in ${clusterDir}`);
+      const below = descendantsOf(started.child.pid ?? 0);
+      started.child.kill('SIGTERM');
+      await waitFor('every process to be gone', async () => below.every((pid) => !alive(pid)), 30_000);
+      expect(await isPortFree(server.port)).toBe(true);
+      await waitFor(
+        'its PostgreSQL to stop',
+        async () => postgresProcessesOf(path.dirname(clusterDir)).length === 0,
+        30_000,
+      );
+    },
+  );
+});
+
+describe('npm run db:url and db:reset', { timeout: 60_000 }, () => {
+  it('db:url prints DATABASE_URL when it is set', async () => {
+    const url = 'postgres://app:secret@db.example.com:5432/app';
+    const started = npm(onTestFinished, ['run', 'db:url'], { DATABASE_URL: url });
+    expect(await started.exited).toBe(0);
+    expect(started.output()).toBe(`${url}\n`);
+  });
+
+  it('db:reset refuses with NODE_ENV=production, and with DATABASE_URL unless --force', async () => {
+    const production = npm(onTestFinished, ['run', 'db:reset'], { NODE_ENV: 'production', JWT_SECRET: SECRET });
+    expect(await production.exited).toBe(2);
+    expect(production.output()).toMatch(/db:reset refused: NODE_ENV=production/);
+    const external = npm(onTestFinished, ['run', 'db:reset'], { DATABASE_URL: 'postgres://app:pw@127.0.0.1:1/app' });
+    expect(await external.exited).toBe(2);
+    expect(external.output()).toMatch(
+      /db:reset refused: DATABASE_URL is set \(postgres:\/\/app@127\.0\.0\.1:1\/app\).*--force/,
+    );
+    const forced = npm(onTestFinished, ['run', 'db:reset', '--', '--force'], {
+      DATABASE_URL: 'postgres://app:pw@127.0.0.1:1/app',
+    });
+    expect(await forced.exited).toBe(1);
+    expect(forced.output()).toMatch(/db:reset failed: Cannot connect to PostgreSQL at 127\.0\.0\.1:1/);
   });
 });

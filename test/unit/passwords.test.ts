@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ServiceUnavailableError } from '../../src/errors/index.ts';
-import { PasswordHasher } from '../../src/services/passwords.ts';
+import { OWASP_ARGON2ID, PasswordHasher } from '../../src/services/passwords.ts';
 
 /** Cheap parameters: these tests are about the checks around argon2, not its cost. */
 const CHEAP = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
@@ -78,5 +78,23 @@ describe('PasswordHasher.needsRehash', () => {
     const older = new PasswordHasher({ params: { ...CHEAP, memoryCost: 512 }, concurrency: 1, queueLimit: 1 });
     expect(current.needsRehash(await current.hash('pw'))).toBe(false);
     expect(current.needsRehash(await older.hash('pw'))).toBe(true);
+  });
+});
+
+describe('production argon2id parameters', () => {
+  // The tests hash at cheap parameters (test/helpers/app.ts) to stay fast; this keeps the ones
+  // production runs with from ever drifting below OWASP's minimum unnoticed.
+  it("are never below OWASP's minimum for argon2id (m=19 MiB, t=2, p=1)", async () => {
+    expect(OWASP_ARGON2ID.memoryCost).toBeGreaterThanOrEqual(19 * 1024);
+    expect(OWASP_ARGON2ID.timeCost).toBeGreaterThanOrEqual(2);
+    expect(OWASP_ARGON2ID.parallelism).toBeGreaterThanOrEqual(1);
+
+    // What a hasher built without parameters (as the application builds it) actually writes.
+    const hash = await new PasswordHasher({ concurrency: 1, queueLimit: 1 }).hash('pw');
+    const params = /^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$/.exec(hash.replace(/p=(\d+),t=(\d+)/, 't=$2,p=$1'));
+    expect(params, hash).not.toBeNull();
+    const [, memory, time] = (params ?? []).map(Number);
+    expect(memory).toBeGreaterThanOrEqual(19 * 1024);
+    expect(time).toBeGreaterThanOrEqual(2);
   });
 });

@@ -1,0 +1,69 @@
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config.ts';
+import { createDatabase } from '../db/database.ts';
+import { openDatabaseTarget } from '../db/target.ts';
+import { MaintenanceJob } from '../workers/maintenance.ts';
+import { displayUrl, errorMessage } from './target.ts';
+
+const USAGE = `Usage: npm run db:prune -- [--json]
+Runs the maintenance job once: deletes expired and revoked refresh tokens older than
+REFRESH_TOKEN_GRACE_SECONDS (and whatever else src/repositories/prune.ts lists), in batches of
+MAINTENANCE_BATCH_SIZE with MAINTENANCE_PAUSE_MS between them. For cron users, or deployments that
+set MAINTENANCE_INTERVAL_SECONDS=0. Exits 0 when done, 0 with "skipped" when another instance was
+pruning (it holds the lock), 1 on failure.
+  --json   print the report as JSON`;
+
+/**
+ * npm run db:prune — one maintenance run from a terminal or cron.
+ *
+ * @example
+ * ```sh
+ * DATABASE_URL=postgres://app@db/app npm run db:prune
+ * ```
+ */
+async function main(): Promise<number> {
+  let values: { json?: boolean; help?: boolean };
+  try {
+    ({ values } = parseArgs({ options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
+  } catch (error) {
+    process.stderr.write(`${errorMessage(error)}\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+
+  const config = loadConfig();
+  const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
+  const db = createDatabase({
+    ...config.database,
+    url: target.url,
+    poolMax: 1,
+    applicationName: `${config.database.applicationName} db:prune`,
+  });
+  try {
+    const { batchSize, pauseMs, refreshTokenGraceSeconds } = config.maintenance;
+    const job = new MaintenanceJob({ db, policy: { refreshTokenGraceSeconds }, batchSize, pauseMs });
+    const report = await job.runOnce();
+    if (values.json === true) {
+      process.stdout.write(`${JSON.stringify({ url: displayUrl(target.url), ...report })}\n`);
+    } else if (report.outcome === 'skipped') {
+      process.stdout.write(`Skipped: another instance is running maintenance on ${displayUrl(target.url)}\n`);
+    } else {
+      const lines = Object.entries(report.pruned).map(([rule, rows]) => `  ${rule}: ${rows} row(s) deleted`);
+      process.stdout.write(
+        `Pruned ${displayUrl(target.url)} in ${Math.round(report.durationMs)} ms (${report.batches} batch(es))\n${lines.join('\n')}\n`,
+      );
+    }
+    return 0;
+  } catch (error) {
+    process.stderr.write(`db:prune failed: ${errorMessage(error)}\n`);
+    return 1;
+  } finally {
+    await db.destroy();
+    await target.close();
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,129 @@
+import type { Kysely } from 'kysely';
+import type { DB } from '../db/database.ts';
+import { withTransaction } from '../db/transactions.ts';
+import { EmailOutboxRepository, type ClaimedMessage } from '../repositories/email-outbox.ts';
+import { UserRepository } from '../repositories/users.ts';
+import { issueAccountToken } from './account-tokens.ts';
+import { isEmailTemplate, renderEmail, type OutgoingEmail } from './email-templates.ts';
+
+/** What the account emails need to know: where links point, and how long tokens live. */
+export interface AccountEmailSettings {
+  /** The client application's base URL, without a trailing slash. */
+  readonly appUrl: string;
+  readonly verificationTtlSeconds: number;
+  readonly passwordResetTtlSeconds: number;
+}
+
+/**
+ * Queues a verification email for `user` in the caller's unit of work: a new token (older ones of
+ * the user are superseded) and an outbox row holding it. Nothing is sent unless that unit of work
+ * commits; once it does, the dispatcher will send it.
+ *
+ * @example
+ * ```ts
+ * await withTransaction(db, async (trx) => {
+ *   const user = await new UserRepository(trx).create(newUser);
+ *   await queueVerificationEmail(trx, user, settings, now);
+ * });
+ * ```
+ */
+export async function queueVerificationEmail(
+  trx: Kysely<DB>,
+  user: { readonly id: string; readonly email: string; readonly name: string },
+  settings: AccountEmailSettings,
+  now: Date,
+): Promise<void> {
+  const token = await issueAccountToken(
+    trx,
+    { userId: user.id, purpose: 'email_verification', ttlSeconds: settings.verificationTtlSeconds },
+    now,
+  );
+  await new EmailOutboxRepository(trx).enqueue({
+    userId: user.id,
+    recipient: user.email,
+    template: 'email_verification',
+    data: { token, name: user.name },
+  });
+}
+
+/**
+ * Queues a password-reset request for an address, whoever it belongs to: one outbox row, the same
+ * work whether or not an account has this address, so neither the answer nor its timing tells.
+ * The dispatcher decides later (see {@link EmailComposer}) whether an active account owns it.
+ */
+export async function queuePasswordResetRequest(db: Kysely<DB>, email: string): Promise<void> {
+  await new EmailOutboxRepository(db).enqueue({ userId: null, recipient: email, template: 'password_reset', data: {} });
+}
+
+/**
+ * Turns a claimed outbox message into the email to send, or undefined when it must not be sent
+ * any more (skipped): the address is already verified, or no active account owns the address a
+ * reset was asked for.
+ *
+ * A reset's token is issued here, when the email is about to go out, not in the request: that is
+ * what makes the request cost the same for every address. A retried reset issues a new token,
+ * which supersedes the one of the failed attempt.
+ */
+export class EmailComposer {
+  readonly #db: Kysely<DB>;
+  readonly #settings: AccountEmailSettings;
+  readonly #clock: () => Date;
+
+  constructor(deps: { readonly db: Kysely<DB>; readonly settings: AccountEmailSettings; readonly clock: () => Date }) {
+    this.#db = deps.db;
+    this.#settings = deps.settings;
+    this.#clock = deps.clock;
+  }
+
+  /** @throws when the message is of no known template or lacks its data (the dispatcher retries, then gives up). */
+  async compose(message: ClaimedMessage): Promise<OutgoingEmail | undefined> {
+    if (!isEmailTemplate(message.template)) throw new Error(`unknown email template "${message.template}"`);
+    return message.template === 'email_verification' ? this.#verification(message) : this.#passwordReset(message);
+  }
+
+  async #verification(message: ClaimedMessage): Promise<OutgoingEmail | undefined> {
+    const { token, name } = message.data;
+    if (token === undefined || name === undefined || message.userId === null) {
+      throw new Error('verification email without its token');
+    }
+    const user = await new UserRepository(this.#db).findById(message.userId);
+    if (user === undefined || user.email_verified_at !== null) return undefined;
+    return renderEmail('email_verification', {
+      to: message.recipient,
+      name,
+      appUrl: this.#settings.appUrl,
+      token,
+      ttlSeconds: this.#settings.verificationTtlSeconds,
+    });
+  }
+
+  async #passwordReset(message: ClaimedMessage): Promise<OutgoingEmail | undefined> {
+    const ttlSeconds = this.#settings.passwordResetTtlSeconds;
+    const issued = await withTransaction(this.#db, async (trx) => {
+      const user = await new UserRepository(trx).findByEmail(message.recipient);
+      if (user === undefined || !isActive(user)) return undefined;
+      const token = await issueAccountToken(
+        trx,
+        { userId: user.id, purpose: 'password_reset', ttlSeconds },
+        this.#clock(),
+      );
+      return { token, name: user.name };
+    });
+    if (issued === undefined) return undefined;
+    return renderEmail('password_reset', {
+      to: message.recipient,
+      name: issued.name,
+      appUrl: this.#settings.appUrl,
+      token: issued.token,
+      ttlSeconds,
+    });
+  }
+}
+
+/**
+ * Whether the account may sign in. `users.status` (active / disabled) comes with the sessions
+ * work; until that column exists every account is active.
+ */
+export function isActive(user: object): boolean {
+  return !('status' in user) || user.status === 'active';
+}

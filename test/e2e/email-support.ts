@@ -1,0 +1,94 @@
+import type { Kysely } from 'kysely';
+import type { DB } from '../../db-types/index.ts';
+import type { App } from '../../src/app.ts';
+import { EmailOutboxRepository, type OutboxRow } from '../../src/repositories/email-outbox.ts';
+import { EmailComposer } from '../../src/services/email.ts';
+import { smtpTransport } from '../../src/services/email-transports.ts';
+import { OutboxDispatcher, type DispatcherEvents } from '../../src/workers/outbox-dispatcher.ts';
+import { LogCapture, testApp, testConfig } from '../helpers/app.ts';
+import { isolatedDatabase, type TestDatabase } from '../helpers/database.ts';
+import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.ts';
+
+export const APP_URL = 'https://app.example.test';
+
+/** Dispatcher settings quick enough for tests: retries after tens of milliseconds. */
+export function emailEnv(smtp: TestSmtpServer, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    SMTP_URL: smtp.url,
+    APP_URL,
+    EMAIL_FROM: 'Test App <no-reply@app.example.test>',
+    EMAIL_POLL_INTERVAL_MS: '50',
+    EMAIL_SEND_TIMEOUT_MS: '1000',
+    EMAIL_CLAIM_LEASE_MS: '5000',
+    EMAIL_RETRY_BASE_MS: '50',
+    EMAIL_RETRY_MAX_MS: '200',
+    ...extra,
+  };
+}
+
+export interface MailingApp {
+  readonly app: App;
+  readonly smtp: TestSmtpServer;
+  readonly database: TestDatabase;
+  readonly log: LogCapture;
+  /** A dispatcher of its own (a second instance's), on its own connections to the same database. */
+  readonly dispatcher: (options?: {
+    events?: DispatcherEvents;
+    instanceId?: string;
+    db?: Kysely<DB>;
+  }) => OutboxDispatcher;
+  readonly outbox: () => Promise<OutboxRow[]>;
+}
+
+/**
+ * The app on a committed database of its own, a real SMTP server, and a running dispatcher that
+ * sends through it: the whole email pipeline as an instance runs it. Everything stops when the
+ * test ends.
+ */
+export async function startMailingApp(
+  onFinished: (fn: () => Promise<void>) => void,
+  options: { env?: Record<string, string>; events?: DispatcherEvents; dispatch?: boolean } = {},
+): Promise<MailingApp> {
+  const smtp = await startSmtpServer();
+  onFinished(() => smtp.close());
+  const database = await isolatedDatabase(onFinished);
+  const env = { LOG_LEVEL: 'warn', ...emailEnv(smtp, options.env) };
+  const log = new LogCapture();
+  const dispatchers: OutboxDispatcher[] = [];
+  const wake = () => {
+    for (const dispatcher of dispatchers) dispatcher.wake();
+  };
+  const app = await testApp(database.db, onFinished, { env, logStream: log, onEmailQueued: wake });
+  const config = testConfig(env);
+  const dispatcher = (opts: { events?: DispatcherEvents; instanceId?: string; db?: Kysely<DB> } = {}) => {
+    const db = opts.db ?? database.db;
+    const transport = smtpTransport(config.email, config.email.dispatcher.sendTimeoutMs);
+    const composer = new EmailComposer({ db, settings: config.email, clock: () => new Date() });
+    const created = new OutboxDispatcher({
+      db,
+      transport,
+      compose: (message) => composer.compose(message),
+      config: config.email.dispatcher,
+      log: app.log,
+      events: opts.events,
+      ...(opts.instanceId === undefined ? {} : { instanceId: opts.instanceId }),
+    });
+    dispatchers.push(created);
+    // Registered before the app's close (onFinished runs last-in first-out): stops first.
+    onFinished(async () => {
+      await created.stop();
+      transport.close();
+    });
+    return created;
+  };
+  if (options.dispatch !== false)
+    dispatcher({ ...(options.events === undefined ? {} : { events: options.events }) }).start();
+  return {
+    app,
+    smtp,
+    database,
+    log,
+    dispatcher,
+    outbox: () => new EmailOutboxRepository(database.db).list(),
+  };
+}

@@ -1,0 +1,215 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { Registry } from '@prometheus-io/client';
+import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
+import type { DB } from '../../db-types/index.ts';
+import { PRUNE_RULES } from '../../src/repositories/prune.ts';
+import { MaintenanceMetrics } from '../../src/workers/maintenance-metrics.ts';
+import { MAINTENANCE_LOCK, MaintenanceJob } from '../../src/workers/maintenance.ts';
+import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
+
+const execFileAsync = promisify(execFile);
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const DAY = 86_400_000;
+const NOW = new Date('2026-12-01T12:00:00Z');
+const GRACE_SECONDS = 7 * 86_400;
+
+/** One user with refresh tokens in every state the job must tell apart, dated relative to `now`. */
+async function seedTokens(db: Kysely<DB>, extraOldExpired = 0, now = NOW): Promise<void> {
+  const daysAgo = (days: number) => new Date(now.getTime() - days * DAY);
+  const { id: userId } = await db
+    .insertInto('users')
+    .values({ email: 'prune@example.com', name: 'Prune', password_hash: 'hash' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const token = (label: string, fields: { expires: Date; revoked?: Date; rotated?: Date }) => ({
+    user_id: userId,
+    family_id: userId,
+    token_hash: label,
+    expires_at: fields.expires,
+    revoked_at: fields.revoked ?? null,
+    rotated_at: fields.rotated ?? null,
+  });
+  await db
+    .insertInto('refresh_tokens')
+    .values([
+      token('expired-long-ago', { expires: daysAgo(8) }),
+      token('expired-within-grace', { expires: daysAgo(1) }),
+      token('revoked-long-ago', { expires: daysAgo(-20), revoked: daysAgo(8) }),
+      token('revoked-within-grace', { expires: daysAgo(-20), revoked: daysAgo(1) }),
+      token('rotated-not-expired', { expires: daysAgo(-20), rotated: daysAgo(9) }),
+      token('live', { expires: daysAgo(-30) }),
+      ...Array.from({ length: extraOldExpired }, (_, i) => token(`expired-${i}`, { expires: daysAgo(10 + i) })),
+    ])
+    .execute();
+}
+
+async function remainingTokens(db: Kysely<DB>): Promise<string[]> {
+  const rows = await db.selectFrom('refresh_tokens').select('token_hash').orderBy('token_hash').execute();
+  return rows.map((row) => row.token_hash);
+}
+
+function job(db: Kysely<DB>, overrides: Partial<ConstructorParameters<typeof MaintenanceJob>[0]> = {}) {
+  return new MaintenanceJob({
+    db,
+    policy: { refreshTokenGraceSeconds: GRACE_SECONDS },
+    batchSize: 1000,
+    pauseMs: 0,
+    now: () => NOW,
+    ...overrides,
+  });
+}
+
+const KEPT = ['expired-within-grace', 'live', 'revoked-within-grace', 'rotated-not-expired'];
+
+describe('the maintenance job', () => {
+  test('deletes expired and revoked refresh tokens past the grace period and keeps every other token', async ({
+    onTestFinished,
+  }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    await seedTokens(db);
+
+    const report = await job(db).runOnce();
+
+    expect(report).toMatchObject({
+      outcome: 'ok',
+      pruned: { 'refresh_tokens.expired': 1, 'refresh_tokens.revoked': 1 },
+    });
+    expect(await remainingTokens(db)).toEqual(KEPT);
+    // Nothing left to do: a second run deletes nothing.
+    expect(await job(db).runOnce()).toMatchObject({
+      pruned: { 'refresh_tokens.expired': 0, 'refresh_tokens.revoked': 0 },
+    });
+  });
+
+  test('deletes in batches of MAINTENANCE_BATCH_SIZE with a pause between them, and counts rows per table and rule', async ({
+    onTestFinished,
+  }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    await seedTokens(db, 6);
+    const registry = new Registry();
+    const metrics = new MaintenanceMetrics(registry);
+
+    const report = await job(db, { batchSize: 3, pauseMs: 60, metrics }).runOnce();
+
+    // 7 expired rows: batches of 3, 3, 1; then 1 revoked row: one batch. Two full batches, two pauses.
+    expect(report).toMatchObject({
+      outcome: 'ok',
+      pruned: { 'refresh_tokens.expired': 7, 'refresh_tokens.revoked': 1 },
+      batches: 4,
+    });
+    expect(report.outcome === 'skipped' ? 0 : report.durationMs).toBeGreaterThanOrEqual(2 * 60);
+    expect(await remainingTokens(db)).toEqual(KEPT);
+
+    const text = await registry.metrics();
+    expect(text).toContain('maintenance_pruned_rows_total{table="refresh_tokens",rule="refresh_tokens.expired"} 7');
+    expect(text).toContain('maintenance_pruned_rows_total{table="refresh_tokens",rule="refresh_tokens.revoked"} 1');
+    expect(text).toContain('maintenance_runs_total{outcome="ok"} 1');
+    const lastRun = Number(/^maintenance_last_run_timestamp_seconds (\S+)$/m.exec(text)?.[1]);
+    expect(Math.abs(lastRun - Date.now() / 1000)).toBeLessThan(60);
+    const duration = Number(/^maintenance_last_run_duration_seconds (\S+)$/m.exec(text)?.[1]);
+    expect(duration).toBeGreaterThanOrEqual(0.12);
+  });
+
+  test('runs in one instance at a time: while another session holds the lock it skips and deletes nothing', async ({
+    onTestFinished,
+  }) => {
+    const { db, url } = await isolatedDatabase(onTestFinished);
+    await seedTokens(db);
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    onTestFinished(async () => {
+      await other.end();
+    });
+    await other.query('select pg_advisory_lock(hashtextextended($1, 0))', [MAINTENANCE_LOCK]);
+    const registry = new Registry();
+    const metrics = new MaintenanceMetrics(registry);
+
+    await expect(job(db, { metrics }).runOnce()).resolves.toEqual({ outcome: 'skipped' });
+    expect(await remainingTokens(db)).toHaveLength(KEPT.length + 2);
+    expect(await registry.metrics()).toContain('maintenance_runs_total{outcome="skipped"} 1');
+
+    await other.query('select pg_advisory_unlock(hashtextextended($1, 0))', [MAINTENANCE_LOCK]);
+    await expect(job(db).runOnce()).resolves.toMatchObject({ outcome: 'ok' });
+    expect(await remainingTokens(db)).toEqual(KEPT);
+  });
+
+  test('two jobs started at once: exactly one prunes, the other skips', async ({ onTestFinished }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    await seedTokens(db, 20);
+    // Small batches with pauses keep the first run (and its lock) alive while the second asks.
+    const reports = await Promise.all([
+      job(db, { batchSize: 2, pauseMs: 20 }).runOnce(),
+      job(db, { batchSize: 2, pauseMs: 20 }).runOnce(),
+    ]);
+    expect(reports.map((report) => report.outcome).sort()).toEqual(['ok', 'skipped']);
+    expect(await remainingTokens(db)).toEqual(KEPT);
+  });
+
+  test('start() runs on its schedule until stop(), which waits for the run in progress', async ({ onTestFinished }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    await seedTokens(db);
+    const registry = new Registry();
+    const maintenance = job(db, { intervalMs: 50, metrics: new MaintenanceMetrics(registry) });
+    onTestFinished(() => maintenance.stop());
+
+    maintenance.start(0);
+    const runs = async () =>
+      Number(/^maintenance_runs_total\{outcome="ok"\} (\S+)$/m.exec(await registry.metrics())?.[1]);
+    const deadline = Date.now() + 10_000;
+    while ((await runs()) < 3 && Date.now() < deadline) await sleep(20);
+    expect(await runs()).toBeGreaterThanOrEqual(3);
+    await maintenance.stop();
+    const stoppedAt = await runs();
+    await sleep(200);
+    expect(await runs()).toBe(stoppedAt);
+    expect(await remainingTokens(db)).toEqual(KEPT);
+  });
+
+  test('stop() ends a long run after its current batch, leaving the rest for the next run', async ({
+    onTestFinished,
+  }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    await seedTokens(db, 30);
+    const maintenance = job(db, { batchSize: 1, pauseMs: 30, intervalMs: 60_000 });
+    maintenance.start(0);
+    await sleep(150);
+    await maintenance.stop();
+    const left = (await remainingTokens(db)).length;
+    // Some batches ran, not all 32 rows were deleted.
+    expect(left).toBeGreaterThan(KEPT.length);
+    expect(left).toBeLessThan(KEPT.length + 32);
+    await expect(job(db).runOnce()).resolves.toMatchObject({ outcome: 'ok' });
+    expect(await remainingTokens(db)).toEqual(KEPT);
+  });
+
+  test('has a rule per kind of row, each naming a table of the schema', async ({ onTestFinished }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    const { rows } = await sql<{ table_name: string }>`
+      select table_name from information_schema.tables where table_schema = 'public'`.execute(db);
+    const tables = new Set(rows.map((row) => row.table_name));
+    expect(PRUNE_RULES.map((rule) => rule.name)).toEqual(['refresh_tokens.expired', 'refresh_tokens.revoked']);
+    for (const rule of PRUNE_RULES) expect(tables, rule.name).toContain(rule.table);
+  });
+});
+
+describe('npm run db:prune', () => {
+  test('runs the job once against DATABASE_URL and reports what it deleted', async ({ onTestFinished }) => {
+    const { db, url } = await isolatedDatabase(onTestFinished);
+    // The command runs on the real clock; with a grace of one hour the ones that expired or were
+    // revoked a day ago go too.
+    await seedTokens(db, 0, new Date());
+    const { stdout } = await execFileAsync(process.execPath, ['src/cli/db-prune.ts'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, NODE_ENV: 'test', DATABASE_URL: url, REFRESH_TOKEN_GRACE_SECONDS: '3600' },
+      timeout: 30_000,
+    });
+    expect(stdout).toMatch(/^Pruned postgres:\/\/.+ in \d+ ms \(\d+ batch\(es\)\)$/m);
+    expect(stdout).toContain('refresh_tokens.expired: 2 row(s) deleted');
+    expect(stdout).toContain('refresh_tokens.revoked: 2 row(s) deleted');
+    expect(await remainingTokens(db)).toEqual(['live', 'rotated-not-expired']);
+  });
+});
