@@ -1,7 +1,9 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import { defineConfig, getKnexTimestampPrefix } from 'kysely-ctl';
 import pg from 'pg';
-import { loadConfig } from './src/config.ts';
+import { commandContext, exitOnConnectionFailure } from './src/cli/report.ts';
+import { loadConfig, loadEnvFile } from './src/config.ts';
+import { createMigrator, migrationOptionsOf } from './src/db/migrator.ts';
 import { openDatabaseTarget } from './src/db/target.ts';
 
 // kysely-ctl (npm run migrate, migrate:rollback, migrate:status, migrate:make) works on the same
@@ -9,10 +11,10 @@ import { openDatabaseTarget } from './src/db/target.ts';
 // command and stopped after it unless the server already runs it.
 export default defineConfig({
   kysely: async () => {
+    loadEnvFile();
     const config = loadConfig();
     if (config.database.poolMode === 'transaction') {
-      // kysely-ctl holds Kysely's session-level advisory lock across the migration transaction; behind
-      // PgBouncer in transaction mode the unlock may reach another server connection and the lock leak.
+      // An operator's command talks to PostgreSQL itself; the server's MIGRATE_ON_START is the PgBouncer path.
       throw new Error(
         'kysely-ctl needs a session: run it with DB_POOL_MODE=session and DATABASE_URL pointing at PostgreSQL itself ' +
           '(not PgBouncer in transaction mode), or let the server migrate (MIGRATE_ON_START=true locks per transaction).',
@@ -21,26 +23,40 @@ export default defineConfig({
     const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
     // kysely-ctl exits the process at once when a migration fails, before `end` below can run.
     process.once('exit', () => target.embedded?.stopSync());
-    const pool = new pg.Pool({ connectionString: target.url, max: 1 });
+    // Two connections: one holds the migration lock for the whole run, the other migrates.
+    const pool = new pg.Pool({ connectionString: target.url, max: 2 });
     return new Kysely<unknown>({
       dialect: new PostgresDialect({
         pool: {
           options: pool.options,
-          connect: () => pool.connect(),
+          // kysely-ctl would print a bare `connect ECONNREFUSED` and a stack: say which server and what to check.
+          connect: () =>
+            pool.connect().catch((error: unknown) => exitOnConnectionFailure('migrate', error, commandContext())),
           end: async () => {
             await pool.end();
             await target.close();
           },
         },
       }),
-      // kysely-ctl names the migration that failed; this names the statement.
-      log: (event) => {
-        if (event.level === 'error') process.stderr.write(`failed statement: ${event.query.sql}\n`);
-      },
     });
   },
   migrations: {
-    migrationFolder: 'migrations',
+    // The project's migrator (src/db/migration-runner.ts): per-migration transaction mode, lock
+    // timeouts with retries, refusal of the unedited template, failures that name the statement.
+    migrator: (db) => {
+      const config = loadConfig();
+      const say = (message: string) => process.stderr.write(`${message}\n`);
+      return createMigrator(db, {
+        ...migrationOptionsOf(config, say),
+        // kysely-ctl would print the error's stack, and again with its cause: one message instead.
+        onFailure: (error) => {
+          say(
+            config.logLevel === 'debug' || config.logLevel === 'trace' ? (error.stack ?? error.message) : error.message,
+          );
+          process.exit(1);
+        },
+      });
+    },
     getMigrationPrefix: getKnexTimestampPrefix,
   },
 });

@@ -4,9 +4,8 @@
  * this process only (process.cpuUsage), which is steadier on a shared machine.
  *
  * findById, 32 concurrent callers, a pool of 10 each, 7 rounds interleaved (order rotated), medians:
- * raw pg with a named statement; the same compiled query through Kysely's executor (the way a
- * fixed query runs in a transaction); fixedQuery on the root database (straight to the pool
- * wrapper, no hooks, no operation label); UserRepository without hooks (adds the label:
+ * raw pg with a named statement; the same compiled query through Kysely's executor; fixedQuery
+ * on the root database (the executor plus fixedQuery's own lookup, no hooks, no operation label); UserRepository without hooks (adds the label:
  * AsyncLocalStorage per repository call);
  * UserRepository with the metrics hook (as src/server.ts wires it). And fast-jwt's HS256
  * verification with the app's options, without and with its verified-token cache. And how soon
@@ -21,7 +20,7 @@ import pg from 'pg';
 import { fixedQuery } from '../src/db/compiled-query.ts';
 import { createDatabase, createPool } from '../src/db/database.ts';
 import { UserChangeFeed } from '../src/db/user-changes.ts';
-import { AppMetrics } from '../src/plugins/metrics.ts';
+import { AppMetrics } from '../src/services/metrics.ts';
 import { UserRepository } from '../src/repositories/users.ts';
 import { openBenchDatabase } from './lib/database.ts';
 import { log, readSettings } from './lib/environment.ts';
@@ -81,7 +80,7 @@ async function queryLayers(url: string): Promise<void> {
       "compiled query through Kysely's executor",
       (id) => plain.executeQuery({ ...template, parameters: [id], queryId: createQueryId() }),
     ],
-    ['fixedQuery (root database: direct)', (id) => byId.takeFirst(plain, id)],
+    ['fixedQuery (root database)', (id) => byId.takeFirst(plain, id)],
     ['+ operation label (UserRepository)', (id) => new UserRepository(plain).findById(id)],
     ['+ metrics hook (as server.ts)', (id) => new UserRepository(hooked).findById(id)],
   ];

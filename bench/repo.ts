@@ -10,7 +10,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import knexFactory from 'knex';
 import pg from 'pg';
 import { createDatabase, createPool } from '../src/db/database.ts';
-import { AppMetrics } from '../src/plugins/metrics.ts';
+import { AppMetrics } from '../src/services/metrics.ts';
 import { UserRepository } from '../src/repositories/users.ts';
 import { users } from './lib/drizzle-schema.ts';
 import { CpuMeter, postgresPids } from './lib/cpu.ts';

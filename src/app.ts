@@ -21,13 +21,16 @@ import authPlugin from './plugins/auth.ts';
 import databasePlugin from './plugins/database.ts';
 import docsPlugin from './plugins/docs.ts';
 import errorHandler, { clientErrorHandler, frameworkErrors } from './plugins/error-handler.ts';
-import metricsPlugin, { AppMetrics, type PoolStats } from './plugins/metrics.ts';
+import jwtPlugin from './plugins/jwt.ts';
+import metricsPlugin from './plugins/metrics.ts';
+import { AppMetrics, type PoolStats } from './services/metrics.ts';
 import securityPlugin from './plugins/security.ts';
 import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
 import userRoutes from './routes/users.ts';
 import type { AuthEvents, AuthenticatedUser } from './services/auth.ts';
+import { createServices } from './services/index.ts';
 import type { PrincipalCache } from './services/principal-cache.ts';
 import { PasswordHasher } from './services/passwords.ts';
 
@@ -137,24 +140,28 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     bearerToken: config.metrics.bearerToken,
   });
   await app.register(databasePlugin, { db: deps.db });
-  await app.register(authPlugin, {
-    config: config.auth,
-    jwtSecret: deps.jwtSecret,
+  await app.register(jwtPlugin, { config: config.auth, jwtSecret: deps.jwtSecret });
+  const services = createServices({
+    db: deps.db,
     readDb: deps.readDb,
     hasher,
+    signer: app.accessTokens,
     clock: deps.clock ?? (() => new Date()),
-    events: deps.authEvents ?? metrics.authEvents,
+    refreshTokenTtlSeconds: config.auth.refreshTokenTtlSeconds,
+    authEvents: deps.authEvents ?? metrics.authEvents,
     principals: deps.principals,
   });
+  await app.register(authPlugin, { authenticator: services.auth });
 
   await app.register(healthRoutes);
   await app.register(authRoutes, {
     config: config.auth,
+    services,
     onRateLimited: (limiter) => {
       metrics.onRateLimited(limiter);
     },
   });
-  await app.register(userRoutes);
+  await app.register(userRoutes, { services });
   return app;
 }
 

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -11,11 +12,14 @@ export interface Config {
   readonly host: string;
   readonly port: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** `pretty` (pino-pretty) or `json` lines; `undefined`: pretty when stdout is a terminal. */
+  readonly logFormat: 'pretty' | 'json' | undefined;
   /** Where the embedded PostgreSQL, its password and the generated JWT secret live. */
   readonly dataDir: string;
   readonly database: DatabaseConfig;
   /** Apply pending migrations when the server starts. */
   readonly migrateOnStart: boolean;
+  readonly migrations: MigrationConfig;
   readonly auth: AuthConfig;
   readonly http: HttpConfig;
   readonly metrics: MetricsConfig;
@@ -25,6 +29,18 @@ export interface Config {
   /** How long in-flight requests get to finish after SIGINT/SIGTERM. */
   readonly shutdownGraceMs: number;
 }
+
+export interface MigrationConfig {
+  /** `lock_timeout` of migration statements: how long one may queue the table's queries behind it. */
+  readonly lockTimeoutMs: number;
+  /** How many times a migration that timed out waiting for a lock is rolled back and retried. */
+  readonly lockRetries: number;
+  /** Pause before the first retry, doubled for each next one. */
+  readonly retryDelayMs: number;
+}
+
+/** Defaults of {@link MigrationConfig}, also used by migrators built without a config (tests, scratch databases). */
+export const MIGRATION_DEFAULTS: MigrationConfig = { lockTimeoutMs: 3000, lockRetries: 5, retryDelayMs: 1000 };
 
 export interface DatabaseConfig {
   /** `undefined` means: start the embedded PostgreSQL under `dataDir`. */
@@ -143,6 +159,26 @@ type Env = Readonly<Record<string, string | undefined>>;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const NODE_ENVS = ['development', 'production', 'test'] as const;
 const POOL_MODES = ['session', 'transaction'] as const;
+const LOG_FORMATS = ['pretty', 'json'] as const;
+
+/**
+ * Loads `<cwd>/.env` into the environment when the process runs as an npm script (`npm start`,
+ * `npm run migrate`, …) and the file exists; variables already set win over the file. Processes
+ * started otherwise (a test's child server, a process manager) get exactly the environment they
+ * were given. Returns the file that was read, if any.
+ *
+ * @example
+ * ```ts
+ * loadEnvFile(); // '/srv/app/.env' when `npm start` found one
+ * const config = loadConfig();
+ * ```
+ */
+export function loadEnvFile(cwd: string = process.cwd()): string | undefined {
+  const file = path.join(cwd, '.env');
+  if (process.env.npm_lifecycle_event === undefined || !existsSync(file)) return undefined;
+  process.loadEnvFile(file);
+  return file;
+}
 
 /**
  * Reads and validates the environment.
@@ -196,6 +232,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     host: reader.string('HOST') ?? '127.0.0.1',
     port: reader.integer('PORT', 3000, 0, 65535),
     logLevel: reader.oneOf('LOG_LEVEL', LOG_LEVELS, nodeEnv === 'test' ? 'silent' : 'info'),
+    logFormat: reader.string('LOG_FORMAT') === undefined ? undefined : reader.oneOf('LOG_FORMAT', LOG_FORMATS, 'json'),
     dataDir: path.resolve(cwd, reader.string('DATA_DIR') ?? '.data'),
     database: {
       url: databaseUrl,
@@ -214,6 +251,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       logQueries: reader.boolean('LOG_QUERIES', nodeEnv === 'development'),
     },
     migrateOnStart: reader.boolean('MIGRATE_ON_START', databaseUrl === undefined),
+    migrations: {
+      lockTimeoutMs: reader.integer('MIGRATION_LOCK_TIMEOUT_MS', MIGRATION_DEFAULTS.lockTimeoutMs, 1, 600_000),
+      lockRetries: reader.integer('MIGRATION_LOCK_RETRIES', MIGRATION_DEFAULTS.lockRetries, 0, 100),
+      retryDelayMs: MIGRATION_DEFAULTS.retryDelayMs,
+    },
     auth: {
       jwtSecret,
       jwtPreviousSecrets,

@@ -1,32 +1,19 @@
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import closeWithGrace from 'close-with-grace';
-import { buildApp } from './app.ts';
-import { ConfigError, loadConfig, type Config } from './config.ts';
-import type { FastifyBaseLogger } from 'fastify';
-import type { Kysely } from 'kysely';
-import type { DB } from './db/database.ts';
-import { createDatabase, createPool } from './db/database.ts';
-import { migrateToLatest, pendingMigrations } from './db/migrator.ts';
-import { createReadDatabase } from './db/replicas.ts';
-import { openDatabaseTarget } from './db/target.ts';
-import { UserChangeFeed } from './db/user-changes.ts';
-import { AppMetrics } from './plugins/metrics.ts';
-import type { AuthenticatedUser } from './services/auth.ts';
-import { PrincipalCache } from './services/principal-cache.ts';
-import { lowerWorkerThreadPriority } from './thread-priority.ts';
-import { MaintenanceJob } from './workers/maintenance.ts';
-import { MaintenanceMetrics } from './workers/maintenance-metrics.ts';
+import { databaseOf, reportFailure } from './cli/report.ts';
+import { ConfigError, loadConfig, loadEnvFile, type Config } from './config.ts';
+import { openServer, type RunningServer } from './lifecycle.ts';
 
 /**
- * The process entry (`npm start`): validate the environment, start or reach PostgreSQL, migrate
- * when asked (refuse to serve a schema that is behind otherwise), listen, and on SIGINT/SIGTERM
- * finish in-flight requests within the grace period before closing the pool and the embedded server.
+ * The process entry (`npm start`): validate the environment, then {@link openServer}; on
+ * SIGINT/SIGTERM (during start-up too) finish in-flight requests within the grace period, then
+ * close everything that was opened, in reverse order.
  */
 async function main(): Promise<void> {
+  const say = (message: string) => process.stderr.write(`${message}\n`);
   let config: Config;
   try {
+    const envFile = loadEnvFile();
+    if (envFile !== undefined) say(`read the environment from ${envFile}`);
     config = loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -36,167 +23,46 @@ async function main(): Promise<void> {
     throw error;
   }
 
-  const say = (message: string) => process.stderr.write(`${message}\n`);
-  const target = await openDatabaseTarget(config, say);
-  try {
-    if (config.migrateOnStart) {
-      const applied = await migrateToLatest(target.url);
-      if (applied.length > 0) say(`applied migrations: ${applied.join(', ')}`);
-    }
-  } catch (error) {
-    await target.close();
-    throw error;
-  }
-
-  const metrics = new AppMetrics();
-  // The app's logger exists only once the app is built; queries before that are not logged.
-  const queryLog: { logger?: FastifyBaseLogger } = {};
-  const pool = createPool({ ...config.database, url: target.url });
-  const db = createDatabase(
-    { ...config.database, url: target.url },
-    { pool, ...metrics.databaseHooks(() => queryLog.logger, config.database) },
-  );
-  const pending = await pendingMigrations(db).catch(async (error: unknown) => {
-    await db.destroy();
-    await target.close();
-    throw error;
+  const startup = new AbortController();
+  let running: RunningServer | undefined;
+  const opening = openServer(config, {
+    say,
+    prettyLogs: config.logFormat === undefined ? process.stdout.isTTY : config.logFormat === 'pretty',
+    signal: startup.signal,
   });
-  if (pending.length > 0) {
-    await db.destroy();
-    await target.close();
-    say(
-      `Refusing to start: ${pending.length} pending migration(s) (${pending.join(', ')}). ` +
-        'Run `npm run migrate`, or set MIGRATE_ON_START=true.',
-    );
+  // Installed before start-up finishes, so a signal that arrives half-way still closes what was opened.
+  closeWithGrace(
+    {
+      delay: config.shutdownGraceMs,
+      logger: { error: (message: unknown) => say(String(message)) },
+      // The grace period ran out and the process exits at once: the embedded server must not be
+      // left behind, so it is stopped synchronously (its in-flight queries are cut off).
+      onTimeout: () => {
+        running?.app.log.error(
+          { graceMs: config.shutdownGraceMs },
+          'requests still running after the grace period; exiting',
+        );
+        running?.stopDatabaseSync();
+      },
+    },
+    async ({ signal, err }) => {
+      startup.abort();
+      const server = await opening.catch(() => undefined);
+      if (server === undefined) return;
+      if (err !== undefined) server.app.log.error({ err }, 'shutting down after an error');
+      else server.app.log.info({ signal }, 'shutting down');
+      await server.close();
+    },
+  );
+
+  try {
+    running = await opening;
+  } catch (error) {
+    // A signal during start-up: the handler above is closing down; nothing failed.
+    if (startup.signal.aborted) return;
+    reportFailure('npm start', error, { logLevel: config.logLevel, database: databaseOf(config.database.url) });
     process.exit(1);
   }
-
-  // Reads that may be slightly stale (the user listing) go to a replica when one is usable.
-  const readDb = createReadDatabase(db, {
-    replicaUrls: config.database.replicaUrls,
-    maxLagMs: config.database.replicaMaxLagMs,
-    checkIntervalMs: config.database.replicaCheckIntervalMs,
-    pool: config.database,
-    databaseOptions: metrics.databaseHooks(() => queryLog.logger, config.database),
-    events: metrics.replicaEvents,
-  });
-
-  // Authenticated users' rows are cached and dropped as soon as they change (LISTEN/NOTIFY).
-  const principals = await startPrincipalCache(config, target.url);
-
-  const app = await buildApp({
-    config,
-    db,
-    ...(config.database.replicaUrls.length > 0 ? { readDb } : {}),
-    jwtSecret: await resolveJwtSecret(config),
-    prettyLogs: process.stdout.isTTY,
-    metrics,
-    ...(principals === undefined ? {} : { principals: principals.cache }),
-    poolStats: () => ({
-      total: pool.totalCount,
-      idle: pool.idleCount,
-      waiting: pool.waitingCount,
-      max: config.database.poolMax,
-    }),
-  });
-  queryLog.logger = app.log;
-  const nice = config.auth.hashThreadNice;
-  const threads = await lowerWorkerThreadPriority(nice);
-  if (threads > 0) app.log.info({ threads, nice }, 'worker threads (password hashing) run below the event loop');
-
-  // Deletes expired and revoked refresh tokens in the background (one instance at a time).
-  const maintenance = startMaintenance(config, db, metrics, app.log);
-
-  const graceOptions = {
-    delay: config.shutdownGraceMs,
-    logger: app.log,
-    // The grace period ran out and the process exits at once: the embedded server must not be
-    // left behind, so it is stopped synchronously (its in-flight queries are cut off).
-    onTimeout: () => {
-      app.log.error({ graceMs: config.shutdownGraceMs }, 'requests still running after the grace period; exiting');
-      target.embedded?.stopSync();
-    },
-  };
-  closeWithGrace(graceOptions, async ({ signal, err }) => {
-    if (err !== undefined) app.log.error({ err }, 'shutting down after an error');
-    else app.log.info({ signal }, 'shutting down');
-    await maintenance?.stop();
-    // close() stops accepting connections and waits for in-flight requests.
-    await app.close();
-    await principals?.feed.close();
-    await readDb.destroy();
-    await db.destroy();
-    await target.close();
-  });
-
-  await app.listen({ host: config.host, port: config.port });
-}
-
-/** The maintenance job on its schedule, reporting in the app's /metrics; none when MAINTENANCE_INTERVAL_SECONDS=0. */
-function startMaintenance(
-  config: Config,
-  db: Kysely<DB>,
-  metrics: AppMetrics,
-  log: FastifyBaseLogger,
-): MaintenanceJob | undefined {
-  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds } = config.maintenance;
-  if (intervalSeconds === 0) return undefined;
-  const job = new MaintenanceJob({
-    db,
-    policy: { refreshTokenGraceSeconds },
-    batchSize,
-    pauseMs,
-    intervalMs: intervalSeconds * 1000,
-    metrics: new MaintenanceMetrics(metrics.registry),
-    log,
-  });
-  job.start();
-  return job;
-}
-
-/** The principal cache and the change feed that keeps it fresh; none when PRINCIPAL_CACHE_SECONDS=0. */
-async function startPrincipalCache(
-  config: Config,
-  url: string,
-): Promise<{ cache: PrincipalCache<AuthenticatedUser>; feed: UserChangeFeed } | undefined> {
-  if (config.auth.principalCacheSeconds === 0) return undefined;
-  const feed: UserChangeFeed = new UserChangeFeed(
-    { url, applicationName: `${config.database.applicationName}:user-changes` },
-    {
-      onChange: (id) => {
-        cache.invalidate(id);
-      },
-      onReset: () => {
-        cache.clear();
-      },
-    },
-  );
-  const cache = new PrincipalCache<AuthenticatedUser>({
-    ttlMs: config.auth.principalCacheSeconds * 1000,
-    maxEntries: 10_000,
-    isLive: () => feed.live,
-  });
-  await feed.start();
-  return { cache, feed };
-}
-
-/**
- * JWT_SECRET when set (required in production); otherwise a random secret generated once and
- * kept under DATA_DIR, so tokens survive restarts of a development server.
- */
-async function resolveJwtSecret(config: Config): Promise<string> {
-  if (config.auth.jwtSecret !== undefined) return config.auth.jwtSecret;
-  const file = path.join(config.dataDir, 'jwt-secret');
-  try {
-    const existing = (await fs.readFile(file, 'utf8')).trim();
-    if (Buffer.byteLength(existing) >= 32) return existing;
-  } catch {
-    // not generated yet
-  }
-  const secret = randomBytes(48).toString('base64url');
-  await fs.mkdir(config.dataDir, { recursive: true });
-  await fs.writeFile(file, secret, { mode: 0o600 });
-  return secret;
 }
 
 await main();

@@ -1,8 +1,9 @@
 import { readMigrationStatus, type MigrationStatus } from '../db/migrator.ts';
-import { compareSchemas, formatDifference, type SchemaDifference } from '../db/schema-check.ts';
-import { withScratchDatabase } from '../db/scratch.ts';
+import { compareSchemas, formatDifference, type SchemaDifference } from '../db/admin/schema-check.ts';
+import { withScratchDatabase } from '../db/admin/scratch.ts';
 import { runCodegen } from './codegen.ts';
-import { adminUrlOf, displayUrl, errorMessage, withTarget } from './target.ts';
+import { adminUrlOf, displayUrl, withTarget } from './target.ts';
+import { commandContext, reportFailure } from './report.ts';
 
 // npm run db:check — one scratch database migrated from migrations/ is the reference for both
 // checks: db-types/ must be what kysely-codegen generates from it, and the live database (once
@@ -32,7 +33,7 @@ try {
   process.stdout.write(failed ? 'db:check failed\n' : 'db:check passed\n');
   process.exitCode = failed ? 1 : 0;
 } catch (error) {
-  process.stderr.write(`db:check failed: ${errorMessage(error)}\n`);
+  reportFailure('db:check', error, commandContext());
   process.exitCode = 1;
 }
 

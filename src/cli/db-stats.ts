@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
-import { loadConfig, type Config } from '../config.ts';
+import { loadConfig, loadEnvFile, type Config } from '../config.ts';
 import { createDatabase } from '../db/database.ts';
-import { collectDatabaseStats, type DatabaseStats } from '../db/stats.ts';
+import { collectDatabaseStats, type DatabaseStats } from '../db/admin/stats.ts';
 import { openDatabaseTarget } from '../db/target.ts';
+import { commandContext, reportFailure } from './report.ts';
 import { displayUrl, errorMessage } from './target.ts';
 
 const USAGE = `Usage: npm run db:stats -- [--limit N] [--json]
@@ -49,6 +50,7 @@ async function main(): Promise<number> {
     return 2;
   }
 
+  loadEnvFile();
   const config = loadConfig();
   const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
   const db = createDatabase({
@@ -72,7 +74,7 @@ async function main(): Promise<number> {
     }
     return 0;
   } catch (error) {
-    process.stderr.write(`db:stats failed: ${errorMessage(error)}\n`);
+    reportFailure('db:stats', error, commandContext());
     return 1;
   } finally {
     await db.destroy();

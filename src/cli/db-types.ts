@@ -1,12 +1,13 @@
-import { withScratchDatabase } from '../db/scratch.ts';
+import { withScratchDatabase } from '../db/admin/scratch.ts';
 import { runCodegen } from './codegen.ts';
-import { adminUrlOf, errorMessage, withTarget } from './target.ts';
+import { adminUrlOf, withTarget } from './target.ts';
+import { commandContext, reportFailure } from './report.ts';
 
 // npm run db:types — regenerate db-types/ from the schema the migrations build.
 try {
   await withTarget((target) => withScratchDatabase(adminUrlOf(target), (url) => runCodegen(url, 'write')));
   process.stdout.write('db-types/index.ts regenerated from migrations/\n');
 } catch (error) {
-  process.stderr.write(`db:types failed: ${errorMessage(error)}\n`);
+  reportFailure('db:types', error, commandContext());
   process.exitCode = 1;
 }

@@ -1,11 +1,12 @@
 import { readMigrationStatus } from '../db/migrator.ts';
-import { displayUrl, errorMessage, withTarget } from './target.ts';
+import { displayUrl, withTarget } from './target.ts';
+import { commandContext, reportFailure } from './report.ts';
 
 // npm run migrate:status — kysely-ctl's migrate:list without the times, so read them here:
 // applied migrations with when they ran, then the pending ones in the order they will run.
 try {
   await withTarget(async (target) => {
-    const { applied, pending } = await readMigrationStatus(target.url);
+    const { applied, pending, invalidIndexes } = await readMigrationStatus(target.url);
     const lines = [
       `Migrations of ${displayUrl(target.url)}:`,
       ...applied.map(
@@ -14,11 +15,16 @@ try {
       ),
       ...pending.map((name) => `  pending  ${' '.repeat(23)}  ${name}`),
       `${applied.length} applied, ${pending.length} pending.${pending.length > 0 ? ' Run `npm run migrate` to apply.' : ''}`,
+      // A failed CREATE INDEX CONCURRENTLY leaves one; its migration stays pending, and IF NOT EXISTS would skip it.
+      ...invalidIndexes.map(
+        (index) =>
+          `  invalid index ${index}: left by a failed migration; DROP INDEX CONCURRENTLY ${index}, then migrate again`,
+      ),
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   });
 } catch (error) {
-  process.stderr.write(`migrate:status failed: ${errorMessage(error)}\n`);
+  reportFailure('migrate:status', error, commandContext());
   process.exitCode = 1;
 }
 

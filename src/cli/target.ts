@@ -1,4 +1,4 @@
-import { loadConfig } from '../config.ts';
+import { loadConfig, loadEnvFile } from '../config.ts';
 import { withDatabaseName } from '../db/embedded.ts';
 import { openDatabaseTarget, type DatabaseTarget } from '../db/target.ts';
 
@@ -12,6 +12,7 @@ import { openDatabaseTarget, type DatabaseTarget } from '../db/target.ts';
  * ```
  */
 export async function withTarget<T>(fn: (target: DatabaseTarget) => Promise<T>): Promise<T> {
+  loadEnvFile();
   const target = await openDatabaseTarget(loadConfig(), (message) => process.stderr.write(`${message}\n`));
   try {
     return await fn(target);

@@ -1,13 +1,14 @@
 import { createInterface } from 'node:readline/promises';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config.ts';
+import { loadConfig, loadEnvFile } from '../config.ts';
 import { createDatabase } from '../db/database.ts';
-import { migrateToLatest } from '../db/migrator.ts';
+import { migrateToLatest, migrationOptionsOf } from '../db/migrator.ts';
 import { openDatabaseTarget } from '../db/target.ts';
 import { AppError } from '../errors/index.ts';
 import { registerUser } from '../services/auth.ts';
 import { PasswordHasher } from '../services/passwords.ts';
+import { databaseOf, reportFailure } from './report.ts';
 
 const USAGE = `Usage: npm run user:create -- --email EMAIL --name NAME [--role admin|user]
 The password is read from standard input (one line), or asked for at a terminal prompt;
@@ -47,23 +48,27 @@ async function main(): Promise<number> {
   }
 
   const password = await readPassword();
+  loadEnvFile();
   const config = loadConfig();
-  const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
-  const db = createDatabase({ ...config.database, url: target.url, poolMax: 1 });
+  await using stack = new AsyncDisposableStack();
   try {
-    if (config.migrateOnStart) await migrateToLatest(target.url);
+    const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
+    stack.defer(() => target.close());
+    const db = createDatabase({ ...config.database, url: target.url, poolMax: 1 });
+    stack.defer(() => db.destroy());
+    if (config.migrateOnStart) await migrateToLatest(target.url, migrationOptionsOf(config));
     const hasher = new PasswordHasher({ concurrency: 1, queueLimit: 0 });
     const user = await registerUser({ db, hasher }, { email, name, password, role });
     process.stdout.write(`created ${user.role} ${user.email} (id ${user.id})\n`);
     return 0;
   } catch (error) {
-    const message =
-      error instanceof AppError ? `${error.message}${error.field ? ` (${error.field})` : ''}` : String(error);
-    process.stderr.write(`user:create failed: ${message}\n`);
+    // A refusal of the input (taken email, weak password) is the user's to fix; HTTP fields are not.
+    if (error instanceof AppError && error.statusCode < 500) {
+      process.stderr.write(`user:create failed: ${error.message}${error.field ? ` (${error.field})` : ''}\n`);
+    } else {
+      reportFailure('user:create', error, { logLevel: config.logLevel, database: databaseOf(config.database.url) });
+    }
     return 1;
-  } finally {
-    await db.destroy();
-    await target.close();
   }
 }
 

@@ -1,5 +1,12 @@
-import { createQueryId, type Compilable, type CompiledQuery, type Kysely, type QueryResult } from 'kysely';
-import { directRunnerOf, type DB } from './database.ts';
+import {
+  createQueryId,
+  type Compilable,
+  type CompiledQuery,
+  type Kysely,
+  type KyselyPlugin,
+  type QueryResult,
+} from 'kysely';
+import type { DB } from './database.ts';
 
 /** Stands in for an argument while the query is compiled; replaced by the value on every execution. */
 class Placeholder {
@@ -36,26 +43,34 @@ export function fixedQuery<Args extends unknown[], Row>(
   return new FixedQuery(build);
 }
 
+/** SQL compiled for one compilation context, and where each of its parameters comes from. */
+interface Compilation<Row> {
+  readonly adapter: unknown;
+  readonly plugins: readonly KyselyPlugin[];
+  readonly compiled: CompiledQuery<Row>;
+  /** For each compiled parameter: the argument it takes, or -1 for a constant of the query. */
+  readonly sources: readonly number[];
+}
+
+/** Distinct contexts one query keeps compiled (root databases, `withSchema` copies); the oldest goes first. */
+const MAX_COMPILATIONS = 8;
+
 export class FixedQuery<Args extends unknown[], Row> {
   readonly #build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>;
-  #compiled: CompiledQuery<Row> | undefined;
-  /** For each compiled parameter: the argument it takes, or -1 for a constant of the query. */
-  #sources: number[] = [];
+  #compilations: Compilation<Row>[] = [];
 
   constructor(build: (db: Kysely<DB>, ...args: Args) => Compilable<Row>) {
     this.#build = build;
   }
 
   /**
-   * Runs the query on `db` (the root database or a transaction). On a root database it skips
-   * Kysely's executor, which has nothing left to do for SQL that is already compiled (see
-   * `directRunnerOf`); in a transaction it runs through Kysely on the transaction's connection.
+   * Runs the query on `db` (the root database or a transaction) through `db.executeQuery`, with
+   * the SQL compiled for `db`'s dialect and plugins: a `withSchema` or `withPlugin` copy gets SQL
+   * compiled for it, never the SQL of another instance.
    */
   async execute(db: Kysely<DB>, ...args: Args): Promise<QueryResult<Row>> {
-    const compiled = this.#compiled ?? this.#compile(db, Math.max(this.#build.length - 1, args.length));
-    const parameters = this.#sources.map((source, i) => (source < 0 ? compiled.parameters[i] : args[source]));
-    const direct = directRunnerOf(db);
-    if (direct !== undefined) return direct<Row>(compiled.sql, parameters);
+    const { compiled, sources } = this.#compilationFor(db, args.length);
+    const parameters = sources.map((source, i) => (source < 0 ? compiled.parameters[i] : args[source]));
     return db.executeQuery<Row>({ sql: compiled.sql, query: compiled.query, queryId: createQueryId(), parameters });
   }
 
@@ -69,7 +84,8 @@ export class FixedQuery<Args extends unknown[], Row> {
   async takeOne(db: Kysely<DB>, ...args: Args): Promise<Row> {
     const { rows } = await this.execute(db, ...args);
     const [row] = rows;
-    if (row === undefined) throw new Error(`fixedQuery: "${this.#compiled?.sql ?? ''}" returned no row`);
+    if (row === undefined)
+      throw new Error(`fixedQuery: "${this.#compilations[0]?.compiled.sql ?? ''}" returned no row`);
     return row;
   }
 
@@ -79,7 +95,32 @@ export class FixedQuery<Args extends unknown[], Row> {
     return numAffectedRows ?? 0n;
   }
 
-  #compile(db: Kysely<DB>, arity: number): CompiledQuery<Row> {
+  /**
+   * The compilation for `db`'s context. What shapes the SQL is the dialect (its adapter) and the
+   * plugins, in order: a transaction shares both with the database it was opened on (Kysely
+   * copies the plugin list, not the plugins), a `withSchema`/`withPlugin` copy does not.
+   */
+  #compilationFor(db: Kysely<DB>, argCount: number): Compilation<Row> {
+    const executor = db.getExecutor();
+    const { adapter, plugins } = executor;
+    const found = this.#compilations.find(
+      (each) =>
+        each.adapter === adapter &&
+        each.plugins.length === plugins.length &&
+        each.plugins.every((plugin, i) => plugin === plugins[i]),
+    );
+    if (found !== undefined) return found;
+    const compilation = {
+      adapter,
+      plugins: [...plugins],
+      ...this.#compile(db, Math.max(this.#build.length - 1, argCount)),
+    };
+    if (this.#compilations.length >= MAX_COMPILATIONS) this.#compilations.shift();
+    this.#compilations.push(compilation);
+    return compilation;
+  }
+
+  #compile(db: Kysely<DB>, arity: number): { compiled: CompiledQuery<Row>; sources: number[] } {
     const placeholders = Array.from({ length: arity }, (_, i) => new Placeholder(i));
     // The placeholders stand in for values of any type; Kysely only stores them as parameters.
     const compiled = this.#build(db, ...(placeholders as unknown as Args)).compile();
@@ -90,8 +131,6 @@ export class FixedQuery<Args extends unknown[], Row> {
         `fixedQuery: argument ${unused.map((p) => p.index + 1).join(', ')} of "${compiled.sql}" is not a parameter of the query`,
       );
     }
-    this.#sources = sources;
-    this.#compiled = compiled;
-    return compiled;
+    return { compiled, sources };
   }
 }

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -21,9 +21,14 @@ export interface EmbeddedPostgres {
   /** Connection URL of the maintenance database `postgres`. */
   readonly url: string;
   readonly port: number;
-  /** False when we attached to a server another process had already started. */
+  /** False when another live process was already using the server when we attached. */
   readonly owned: boolean;
-  /** Stops the server if this process started it. Idempotent. */
+  /** Where the cluster's files are: `<dataDir>/postgres`, or outside a directory the `postgres` user cannot reach. */
+  readonly clusterDir: string;
+  /**
+   * Done with the server: it is stopped unless another live process still uses it (the last user
+   * out stops it). Idempotent.
+   */
   stop(): Promise<void>;
   /**
    * The same, blocking: for `process.on('exit')` in command-line tools whose framework may call
@@ -50,11 +55,30 @@ interface RunAs {
   readonly gid: number;
 }
 
+/** The files under `dataDir` that coordinate the processes sharing one cluster. */
+interface ClusterFiles {
+  readonly clusterDir: string;
+  readonly passwordFile: string;
+  /** Held (created exclusively, holding a pid) while a process initialises, starts, attaches to or stops the server. */
+  readonly lockFile: string;
+  /** One file per live user of the server, named `<pid>.<random>`: the last one out stops it. */
+  readonly usersDir: string;
+}
+
 const execFileAsync = promisify(execFile);
 const SUPERUSER = 'postgres';
+/**
+ * As root, clusters of checkouts the `postgres` user cannot reach (a clone under /root, any
+ * `mkdir -m 700` parent) live here, one directory per checkout, named by a hash of its DATA_DIR.
+ */
+export const OUTSIDE_CLUSTERS_ROOT = '/var/lib/pg-fastify-backend';
+const LOCK_TIMEOUT_MS = 180_000;
 
 /**
  * Starts (initialising on first use) or attaches to the embedded PostgreSQL under `dataDir`.
+ * Concurrent starters serialise on a lock file: one initialises and starts the server, the
+ * others wait and attach. Every starter registers as a user of the server, and the server is
+ * stopped when the last of them stops (or exits).
  *
  * @example
  * ```ts
@@ -67,78 +91,243 @@ const SUPERUSER = 'postgres';
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const log = options.log ?? (() => {});
   const dataDir = path.resolve(options.dataDir);
-  const clusterDir = path.join(dataDir, 'postgres');
-  const passwordFile = path.join(dataDir, 'postgres.password');
   const runAs = await runAsUser();
-  const binaries = await executableBinaries(runAs);
-
   await fs.mkdir(dataDir, { recursive: true });
-  if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) {
-    log(`initialising embedded PostgreSQL in ${clusterDir}`);
-    await initialise(binaries, clusterDir, passwordFile, runAs);
-  }
-  const password = await readPassword(passwordFile, clusterDir);
+  const clusterDir = await clusterDirectory(dataDir, runAs, log);
+  const files: ClusterFiles = {
+    clusterDir,
+    passwordFile: path.join(dataDir, 'postgres.password'),
+    lockFile: path.join(dataDir, 'postgres.lock'),
+    usersDir: path.join(dataDir, 'postgres.users'),
+  };
+  const binaries = await executableBinaries(runAs);
+  await fs.mkdir(files.usersDir, { recursive: true });
+  const me = path.join(files.usersDir, `${process.pid}.${randomBytes(4).toString('hex')}`);
 
-  const ownerFile = path.join(dataDir, 'postgres.owner');
   const stopArgs = ['stop', '--pgdata', clusterDir, '--mode', 'fast', '--wait', '--timeout', '30'];
-  const stoppers = {
-    stop: async () => {
-      await run(binaries.pg_ctl, stopArgs, runAs);
-      await fs.rm(ownerFile, { force: true });
-    },
-    stopSync: () => {
+  const release = async () => {
+    await withLock(files.lockFile, log, async () => {
+      await fs.rm(me, { force: true });
+      const others = liveUsers(files.usersDir);
+      if (others.length > 0) {
+        log(`embedded PostgreSQL left running: still used by process ${others.join(', ')}`);
+        return;
+      }
+      if ((await runningServer(clusterDir)) !== undefined) await run(binaries.pg_ctl, stopArgs, runAs);
+    });
+  };
+  const releaseSync = () => {
+    withLockSync(files.lockFile, () => {
+      rmSync(me, { force: true });
+      if (liveUsers(files.usersDir).length > 0) return;
+      if (!existsSync(path.join(clusterDir, 'postmaster.pid'))) return;
       execFileSync(binaries.pg_ctl, stopArgs, {
         ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid, cwd: os.tmpdir() }),
         stdio: 'ignore',
         timeout: 60_000,
       });
-      rmSync(ownerFile, { force: true });
-    },
+    });
   };
 
-  for (let attempt = 1; ; attempt++) {
+  return withLock(files.lockFile, log, async () => {
+    if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) {
+      log(`initialising embedded PostgreSQL in ${clusterDir}`);
+      await initialise(binaries, clusterDir, files.passwordFile, runAs);
+    }
     const running = await runningServer(clusterDir);
-    if (running !== undefined) {
-      await assertAccepting(running.port, running.pid);
-      if (await ownerIsAlive(ownerFile)) {
-        log(`attached to embedded PostgreSQL already running on port ${running.port} (pid ${running.pid})`);
-        return handle(running.port, password, false, undefined);
-      }
-      // Its starter was killed (kill -9, a crash): adopt it, so it is stopped when this process is done.
-      log(`adopted embedded PostgreSQL left running on port ${running.port} (pid ${running.pid})`);
-      await fs.writeFile(ownerFile, String(process.pid));
-      return handle(running.port, password, true, stoppers);
-    }
-
-    await assertPortFree(options.port);
-    log(`starting embedded PostgreSQL on 127.0.0.1:${options.port}`);
-    try {
-      await run(
-        binaries.pg_ctl,
-        [
-          'start',
-          '--pgdata',
-          clusterDir,
-          '--wait',
-          '--timeout',
-          '60',
-          '--log',
-          path.join(clusterDir, 'postgres.log'),
-          '-o',
-          `-p ${options.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`,
-        ],
-        runAs,
+    const password = await readPassword(files, binaries, runAs, running !== undefined, log);
+    const others = liveUsers(files.usersDir);
+    let port = options.port;
+    if (running === undefined) {
+      await assertPortFree(port);
+      log(`starting embedded PostgreSQL on 127.0.0.1:${port}`);
+      await startServer(binaries, clusterDir, port, runAs);
+    } else {
+      port = running.port;
+      await assertAccepting(port, running.pid);
+      log(
+        others.length > 0
+          ? `attached to embedded PostgreSQL already running on port ${port} (pid ${running.pid})`
+          : // Its users were killed (kill -9, a crash): adopt it, so it is stopped when this process is done.
+            `adopted embedded PostgreSQL left running on port ${port} (pid ${running.pid})`,
       );
-      await fs.writeFile(ownerFile, String(process.pid));
-      return handle(options.port, password, true, stoppers);
-    } catch (error) {
-      // Another process may have won a race to start the same cluster (the loop attaches to it),
-      // or a dying server's lock file was still there (the loop now finds it stale): try once more.
-      if (attempt < 2) continue;
-      const serverLog = await tail(path.join(clusterDir, 'postgres.log'));
-      throw new Error(`The embedded PostgreSQL did not start: ${describe(error)}\n${serverLog}`, { cause: error });
     }
+    await fs.writeFile(me, String(process.pid));
+    return handle(port, password, others.length === 0, clusterDir, release, releaseSync);
+  });
+}
+
+/**
+ * Where the cluster of `dataDir` lives: `<dataDir>/postgres`, unless we are root and the
+ * `postgres` user (which runs the server) cannot reach `dataDir`; then in a directory of its own
+ * under {@link OUTSIDE_CLUSTERS_ROOT}, keyed by `dataDir`, so every command of this checkout
+ * finds the same one.
+ *
+ * @example
+ * ```ts
+ * await embeddedClusterDirectory('/root/app/.data'); // '/var/lib/pg-fastify-backend/3f…/postgres'
+ * ```
+ */
+export async function embeddedClusterDirectory(dataDir: string): Promise<string> {
+  return clusterDirectory(path.resolve(dataDir), await runAsUser(), () => {});
+}
+
+async function clusterDirectory(dataDir: string, runAs: RunAs | undefined, log: (message: string) => void) {
+  const inside = path.join(dataDir, 'postgres');
+  if (runAs === undefined || (await canTraverse(dataDir, runAs))) return inside;
+  const key = createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
+  const outside = path.join(OUTSIDE_CLUSTERS_ROOT, key);
+  try {
+    await fs.mkdir(OUTSIDE_CLUSTERS_ROOT, { recursive: true, mode: 0o755 });
+    await fs.mkdir(outside, { recursive: true, mode: 0o700 });
+    await fs.chown(outside, runAs.uid, runAs.gid);
+    // For whoever finds the directory: which checkout it belongs to.
+    await fs.writeFile(path.join(outside, 'data-dir'), `${dataDir}\n`);
+  } catch (error) {
+    throw new Error(
+      `The postgres user (which runs the embedded PostgreSQL, as root) cannot reach ${dataDir}, and ${outside} ` +
+        `could not be prepared instead (${describe(error)}). Set DATA_DIR (TEST_DATA_DIR for npm test) to a ` +
+        'directory the postgres user can reach, or DATABASE_URL to an existing server.',
+      { cause: error },
+    );
   }
+  log(
+    `the postgres user cannot reach ${dataDir} (a private directory), so the embedded cluster lives in ` +
+      `${path.join(outside, 'postgres')} (set DATA_DIR to a directory it can reach to keep it there instead)`,
+  );
+  return path.join(outside, 'postgres');
+}
+
+/** Whether `runAs` can search `dir` (and so every directory above it). */
+async function canTraverse(dir: string, runAs: RunAs): Promise<boolean> {
+  try {
+    await execFileAsync('test', ['-x', dir], { uid: runAs.uid, gid: runAs.gid, cwd: '/' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function startServer(binaries: Binaries, clusterDir: string, port: number, runAs?: RunAs): Promise<void> {
+  const logFile = path.join(clusterDir, 'postgres.log');
+  try {
+    await run(
+      binaries.pg_ctl,
+      [
+        'start',
+        '--pgdata',
+        clusterDir,
+        '--wait',
+        '--timeout',
+        '60',
+        '--log',
+        logFile,
+        '-o',
+        `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`,
+      ],
+      runAs,
+    );
+  } catch (error) {
+    throw new Error(`The embedded PostgreSQL did not start: ${describe(error)}\n${await tail(logFile)}`, {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Runs `fn` holding `lockFile`. A lock whose holder is gone (killed mid-start) is broken; one
+ * held longer than {@link LOCK_TIMEOUT_MS} by a live process is reported, not waited on for ever.
+ */
+async function withLock<T>(lockFile: string, log: (message: string) => void, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + LOCK_TIMEOUT_MS;
+  let said = false;
+  for (let state = tryLock(lockFile); state !== 'taken'; state = tryLock(lockFile)) {
+    if (state === 'retry') continue;
+    if (Date.now() > deadline) throw lockTimeout(lockFile, state);
+    if (!said) {
+      log(
+        `waiting for ${state === 0 ? 'another process' : `process ${state}`}, which is starting or stopping the embedded PostgreSQL`,
+      );
+      said = true;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lockFile, { force: true });
+  }
+}
+
+/** {@link withLock}, blocking. Our own lock (an exit during an asynchronous stop) counts as held. */
+function withLockSync(lockFile: string, fn: () => void): void {
+  const deadline = Date.now() + 30_000;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let state = tryLock(lockFile); state !== 'taken'; state = tryLock(lockFile)) {
+    if (state === process.pid || Date.now() > deadline) break;
+    if (state !== 'retry') Atomics.wait(pause, 0, 0, 100);
+  }
+  try {
+    fn();
+  } finally {
+    rmSync(lockFile, { force: true });
+  }
+}
+
+/**
+ * One attempt at the lock: `taken`, the pid of the live process holding it, or `retry` (the lock
+ * went meanwhile, or its holder was dead and it was removed).
+ */
+function tryLock(lockFile: string): 'taken' | 'retry' | number {
+  try {
+    writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
+    return 'taken';
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'EEXIST') throw error;
+  }
+  let holder: number;
+  try {
+    holder = Number(readFileSync(lockFile, 'utf8').trim());
+  } catch {
+    return 'retry';
+  }
+  if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) return holder;
+  // Created but not written yet (empty): its holder gets a moment before the lock counts as stale.
+  if (holder === 0 && Date.now() - mtimeOf(lockFile) < 5_000) return 0;
+  rmSync(lockFile, { force: true });
+  return 'retry';
+}
+
+function mtimeOf(file: string): number {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+function lockTimeout(lockFile: string, holder: number): Error {
+  return new Error(
+    `Process ${holder} has held ${lockFile} for over ${LOCK_TIMEOUT_MS / 1000} s while starting or stopping the ` +
+      'embedded PostgreSQL. If it hangs, stop it (its lock goes with it), then try again.',
+  );
+}
+
+/** The pids of the processes registered as users that still run; entries of dead ones are removed. */
+function liveUsers(usersDir: string): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(usersDir);
+  } catch {
+    return [];
+  }
+  const live = new Set<number>();
+  for (const entry of entries) {
+    const pid = Number(entry.split('.')[0]);
+    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) live.add(pid);
+    else rmSync(path.join(usersDir, entry), { force: true });
+  }
+  return [...live];
 }
 
 /**
@@ -153,13 +342,40 @@ export async function ensureDatabaseExists(adminUrl: string, name: string): Prom
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
-    const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
-    if (rowCount === 0) {
-      await client.query(`create database ${client.escapeIdentifier(name)}`).catch((error: unknown) => {
-        // 42P04: created concurrently by another process, which is what we wanted.
-        if ((error as { code?: string }).code !== '42P04') throw error;
-      });
+    for (let attempt = 1; ; attempt++) {
+      const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
+      if (rowCount !== 0) return;
+      try {
+        await client.query(`create database ${client.escapeIdentifier(name)}`);
+        return;
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        // Created concurrently by another process, which is what we wanted: 42P04, or 23505 when
+        // both inserted into pg_database at once.
+        if (code === '42P04' || code === '23505') return;
+        // 55006: template1 is busy with another process's CREATE DATABASE (two starters at once).
+        if (code !== '55006' || attempt >= 20) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
     }
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Drops `name` on the server at `adminUrl` if it exists, ending its sessions first.
+ *
+ * @example
+ * ```ts
+ * await dropDatabase(embedded.url, 'app');
+ * ```
+ */
+export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists ${client.escapeIdentifier(name)} with (force)`);
   } finally {
     await client.end();
   }
@@ -176,23 +392,26 @@ function handle(
   port: number,
   password: string,
   owned: boolean,
-  stoppers: { stop: () => Promise<void>; stopSync: () => void } | undefined,
+  clusterDir: string,
+  release: () => Promise<void>,
+  releaseSync: () => void,
 ): EmbeddedPostgres {
   const url = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
-  let stopped = stoppers === undefined;
+  let stopped = false;
   return {
     url,
     port,
     owned,
+    clusterDir,
     stop: async () => {
-      if (stopped || stoppers === undefined) return;
+      if (stopped) return;
       stopped = true;
-      await stoppers.stop();
+      await release();
     },
     stopSync: () => {
-      if (stopped || stoppers === undefined) return;
+      if (stopped) return;
       stopped = true;
-      stoppers.stopSync();
+      releaseSync();
     },
   };
 }
@@ -244,15 +463,47 @@ async function initialise(binaries: Binaries, clusterDir: string, passwordFile: 
   await fs.writeFile(passwordFile, password, { mode: 0o600 });
 }
 
-async function readPassword(passwordFile: string, clusterDir: string): Promise<string> {
+/**
+ * The superuser password, from its file. When the file is gone (deleted by hand), the data is
+ * not: with the server stopped, a new password is set in single-user mode and written down.
+ */
+async function readPassword(
+  files: ClusterFiles,
+  binaries: Binaries,
+  runAs: RunAs | undefined,
+  running: boolean,
+  log: (message: string) => void,
+): Promise<string> {
   try {
-    return (await fs.readFile(passwordFile, 'utf8')).trim();
+    return (await fs.readFile(files.passwordFile, 'utf8')).trim();
   } catch {
+    // recovered below
+  }
+  if (running) {
     throw new Error(
-      `The embedded PostgreSQL in ${clusterDir} has no password file at ${passwordFile}. ` +
-        `Remove ${clusterDir} to initialise a new one (its data is lost), or restore the file.`,
+      `The embedded PostgreSQL in ${files.clusterDir} runs, but its password file ${files.passwordFile} is gone. ` +
+        'Stop every server and command using it, then start again: a new password is set and the data kept.',
     );
   }
+  const password = randomBytes(24).toString('base64url');
+  try {
+    execFileSync(binaries.postgres, ['--single', '-D', files.clusterDir, 'postgres'], {
+      input: `ALTER ROLE ${SUPERUSER} PASSWORD '${password}';\n`,
+      ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }),
+      cwd: os.tmpdir(),
+      stdio: ['pipe', 'ignore', 'pipe'],
+      timeout: 60_000,
+    });
+  } catch (error) {
+    throw new Error(
+      `The embedded PostgreSQL in ${files.clusterDir} has no password file at ${files.passwordFile}, and setting a ` +
+        `new password failed: ${describe(error)}. Restore the file if you have a copy.`,
+      { cause: error },
+    );
+  }
+  await fs.writeFile(files.passwordFile, password, { mode: 0o600 });
+  log(`${files.passwordFile} was missing: set a new superuser password (the data is kept)`);
+  return password;
 }
 
 /** The server already running on this cluster, read from postmaster.pid; stale lock files are removed. */
@@ -301,16 +552,6 @@ function isAlive(pid: number): boolean {
   } catch (error) {
     // EPERM: alive but another user's (e.g. `postgres` while we are not root).
     return (error as { code?: string }).code === 'EPERM';
-  }
-}
-
-/** Whether the process that started the running server (recorded in `ownerFile`) still runs. */
-async function ownerIsAlive(ownerFile: string): Promise<boolean> {
-  try {
-    const pid = Number((await fs.readFile(ownerFile, 'utf8')).trim());
-    return Number.isInteger(pid) && pid > 0 && isAlive(pid);
-  } catch {
-    return false;
   }
 }
 
@@ -446,4 +687,30 @@ async function tail(file: string, lines = 15): Promise<string> {
 function describe(error: unknown): string {
   const { stderr, message } = error as { stderr?: string; message?: string };
   return (stderr?.trim() || message || String(error)).split('\n').slice(0, 5).join(' ');
+}
+
+/**
+ * How to reach the embedded PostgreSQL of `dataDir` without starting it: its superuser URL (on
+ * the port it runs on, or the port it would start on), and whether it runs; `undefined` when it
+ * was never initialised.
+ *
+ * @example
+ * ```ts
+ * const found = await findEmbeddedPostgres('.data', 54329); // { url: 'postgres://postgres:…@127.0.0.1:54329/postgres', running: true }
+ * ```
+ */
+export async function findEmbeddedPostgres(
+  dataDir: string,
+  port: number,
+): Promise<{ url: string; running: boolean } | undefined> {
+  const resolved = path.resolve(dataDir);
+  let password: string;
+  try {
+    password = (await fs.readFile(path.join(resolved, 'postgres.password'), 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+  const running = await runningServer(await embeddedClusterDirectory(resolved));
+  const url = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${running?.port ?? port}/postgres`;
+  return { url, running: running !== undefined };
 }

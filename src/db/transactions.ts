@@ -6,7 +6,7 @@ import {
   type Kysely,
   type Transaction,
 } from 'kysely';
-import type { DB } from './database.ts';
+import { RootDatabase, type DB, type TransactionPolicy } from './database.ts';
 import { isRetryableTransactionError, translateDatabaseError } from './errors.ts';
 import { withOperation } from './instrumentation.ts';
 
@@ -41,37 +41,9 @@ export type UnitOfWork = Transaction<DB>;
  */
 const SAVEPOINT = 'unit_of_work';
 
-/** Retry observers per root database (metrics count retries), set by {@link observeTransactionRetries}. */
-const retryObservers = new WeakMap<Kysely<DB>, (attempt: number, error: unknown) => void>();
-
-/** Statement timeouts applied with SET LOCAL to every transaction opened on a root database. */
-const transactionTimeouts = new WeakMap<Kysely<DB>, number>();
-
-/**
- * Makes every unit of work opened on `db` start with `SET LOCAL statement_timeout` (unless it
- * asks for its own). `createDatabase` calls it in transaction pool mode, where the timeout cannot
- * be a connection's session setting: PgBouncer hands each transaction any server connection.
- *
- * @example
- * ```ts
- * applyStatementTimeoutPerTransaction(db, 10_000);
- * await withTransaction(db, work); // runs with statement_timeout = 10s, whatever the server connection
- * ```
- */
-export function applyStatementTimeoutPerTransaction(db: Kysely<DB>, timeoutMs: number): void {
-  transactionTimeouts.set(db, timeoutMs);
-}
-
-/**
- * Tells `onRetry` of every retry of a unit of work opened on `db`, whoever opened it.
- *
- * @example
- * ```ts
- * observeTransactionRetries(db, () => metrics.transactionRetries.inc());
- * ```
- */
-export function observeTransactionRetries(db: Kysely<DB>, onRetry: (attempt: number, error: unknown) => void): void {
-  retryObservers.set(db, onRetry);
+/** The policy of the root database `createDatabase` made; none for any other `Kysely` (a `withSchema` copy). */
+function policyOf(db: Kysely<DB>): TransactionPolicy {
+  return db instanceof RootDatabase ? db.transactionPolicy : {};
 }
 
 /**
@@ -112,7 +84,7 @@ export async function withTransaction<T>(
       // The last failure is already a SerializationError whose cause is the driver's error.
       if (!isRetryableTransactionError(error) || attempt >= maxAttempts) throw error;
       options.onRetry?.(attempt, error);
-      retryObservers.get(db)?.(attempt, error);
+      policyOf(db).onRetry?.(attempt, error);
       await sleep(backoffDelay(attempt, options));
     }
   }
@@ -124,7 +96,7 @@ async function runTransaction<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Prom
   if (options.accessMode !== undefined) builder = builder.setAccessMode(options.accessMode);
   const trx = await withOperation('transaction.begin', () => builder.execute());
   try {
-    await setLocalStatementTimeout(trx, options.statementTimeoutMs ?? transactionTimeouts.get(db));
+    await setLocalStatementTimeout(trx, options.statementTimeoutMs ?? policyOf(db).statementTimeoutMs);
     const result = await work(trx);
     // A COMMIT that PostgreSQL answers with ROLLBACK (work swallowed a failed statement) makes
     // Kysely throw its own AbortedTransactionError; it leaves the data layer as an AppError too.

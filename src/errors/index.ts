@@ -7,8 +7,12 @@
  * ```
  *
  * The original error (a `pg` error, a JWT failure, …) is kept as `cause` for the logs and is
- * never serialised.
+ * never serialised. Codes, their statuses and types come from the one registry, `ERROR_CODES`.
  */
+
+import { ERROR_CODES, type CodeOf, type ErrorCode, type ErrorType } from './codes.ts';
+
+export { ERROR_CODE_LIST, ERROR_CODES, type ErrorCode, type ErrorType } from './codes.ts';
 
 /** One failed check of a validation error, e.g. `{ path: '/email', message: 'must match format "email"' }`. */
 export interface ErrorDetail {
@@ -31,10 +35,10 @@ export interface AppErrorOptions {
 
 export interface ErrorBody {
   readonly error: {
-    readonly type: string;
+    readonly type: ErrorType;
     readonly message: string;
     readonly statusCode: number;
-    readonly code: string;
+    readonly code: ErrorCode;
     readonly requestId: string;
     readonly field?: string;
     readonly details?: readonly ErrorDetail[];
@@ -42,8 +46,9 @@ export interface ErrorBody {
 }
 
 export abstract class AppError extends Error {
-  abstract readonly type: string;
-  readonly code: string;
+  /** The class of the family the contract names for {@link code} (see `ERROR_CODES`). */
+  readonly type: ErrorType;
+  readonly code: ErrorCode;
   readonly statusCode: number;
   readonly field: string | undefined;
   readonly details: readonly ErrorDetail[] | undefined;
@@ -54,11 +59,12 @@ export abstract class AppError extends Error {
     return this.statusCode < 500;
   }
 
-  protected constructor(message: string, code: string, statusCode: number, options: AppErrorOptions = {}) {
+  protected constructor(message: string, code: ErrorCode, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
-    this.statusCode = statusCode;
+    this.type = ERROR_CODES[code].type;
+    this.statusCode = ERROR_CODES[code].status;
     this.field = options.field;
     this.details = options.details;
     this.retryAfterSeconds = options.retryAfterSeconds;
@@ -96,53 +102,70 @@ export abstract class AppError extends Error {
 }
 
 export class ValidationError extends AppError {
-  readonly type = 'ValidationError';
   constructor(message: string, options: AppErrorOptions = {}) {
-    super(message, 'VALIDATION_FAILED', 400, options);
+    super(message, 'VALIDATION_FAILED', options);
   }
 }
 
-export type AuthenticationCode = 'INVALID_CREDENTIALS' | 'INVALID_TOKEN' | 'TOKEN_EXPIRED';
+/** (v2) An email-verification or password-reset token that is unknown, used, superseded or expired. */
+export class InvalidTokenError extends AppError {
+  constructor(message = 'The token is invalid or has expired', options: AppErrorOptions = {}) {
+    super(message, 'INVALID_OR_EXPIRED_TOKEN', options);
+  }
+}
+
+export type AuthenticationCode = CodeOf<'AuthenticationError'>;
 
 export class AuthenticationError extends AppError {
-  readonly type = 'AuthenticationError';
   constructor(message: string, code: AuthenticationCode = 'INVALID_TOKEN', options: AppErrorOptions = {}) {
-    super(message, code, 401, options);
+    super(message, code, options);
   }
 }
 
+export type AuthorizationCode = CodeOf<'AuthorizationError'>;
+
 export class AuthorizationError extends AppError {
-  readonly type = 'AuthorizationError';
-  constructor(message = 'You are not allowed to do this', options: AppErrorOptions = {}) {
-    super(message, 'FORBIDDEN', 403, options);
+  constructor(
+    message = 'You are not allowed to do this',
+    code: AuthorizationCode = 'FORBIDDEN',
+    options: AppErrorOptions = {},
+  ) {
+    super(message, code, options);
   }
 }
 
 export class NotFoundError extends AppError {
-  readonly type = 'NotFoundError';
   constructor(message = 'Not found', options: AppErrorOptions = {}) {
-    super(message, 'NOT_FOUND', 404, options);
+    super(message, 'NOT_FOUND', options);
+  }
+}
+
+/** The request (headers or body) did not arrive within the server's request timeout. */
+export class RequestTimeoutError extends AppError {
+  constructor(message = 'The request took too long to arrive', options: AppErrorOptions = {}) {
+    super(message, 'REQUEST_TIMEOUT', options);
   }
 }
 
 export class UniqueConstraintError extends AppError {
-  readonly type = 'UniqueConstraintError';
   constructor(message: string, options: AppErrorOptions = {}) {
-    super(message, 'UNIQUE_VIOLATION', 409, options);
+    super(message, 'UNIQUE_VIOLATION', options);
   }
 }
 
-export type ConflictCode = 'FOREIGN_KEY_VIOLATION' | 'SERIALIZATION_FAILURE' | 'CONFLICT';
+export type ConflictCode = CodeOf<'ConflictError'>;
 
-/** A referential or concurrency conflict that retries could not resolve. */
+/** A referential or concurrency conflict that retries could not resolve, or a change the state forbids. */
 export class ConflictError extends AppError {
-  readonly type = 'ConflictError';
   constructor(message: string, code: ConflictCode = 'CONFLICT', options: AppErrorOptions = {}) {
-    super(message, code, 409, options);
+    super(message, code, options);
   }
 }
 
-/** A foreign key violation: the row refers to something that does not exist (or is still referred to). */
+/**
+ * A foreign key violation: the row refers to something that does not exist (or is still referred
+ * to). Its `type` is the contract's `ConflictError`; the subclass exists for `instanceof`.
+ */
 export class ForeignKeyError extends ConflictError {
   constructor(message: string, options: AppErrorOptions = {}) {
     super(message, 'FOREIGN_KEY_VIOLATION', options);
@@ -151,7 +174,7 @@ export class ForeignKeyError extends ConflictError {
 
 /**
  * A serialization failure or deadlock. The outermost unit of work retries these; one that
- * escapes the retries reaches the client as a 409.
+ * escapes the retries reaches the client as a 409 `ConflictError`.
  */
 export class SerializationError extends ConflictError {
   constructor(message = 'The operation conflicted with a concurrent one; please retry', options: AppErrorOptions = {}) {
@@ -160,51 +183,46 @@ export class SerializationError extends ConflictError {
 }
 
 export class PayloadTooLargeError extends AppError {
-  readonly type = 'PayloadTooLargeError';
   constructor(message = 'Request body is too large', options: AppErrorOptions = {}) {
-    super(message, 'PAYLOAD_TOO_LARGE', 413, options);
+    super(message, 'PAYLOAD_TOO_LARGE', options);
   }
 }
 
 export class UnsupportedMediaTypeError extends AppError {
-  readonly type = 'UnsupportedMediaTypeError';
   constructor(message = 'Unsupported content type; send application/json', options: AppErrorOptions = {}) {
-    super(message, 'UNSUPPORTED_MEDIA_TYPE', 415, options);
+    super(message, 'UNSUPPORTED_MEDIA_TYPE', options);
   }
 }
 
 export class RateLimitError extends AppError {
-  readonly type = 'RateLimitError';
   constructor(message = 'Too many attempts; try again later', options: AppErrorOptions = {}) {
-    super(message, 'RATE_LIMITED', 429, options);
+    super(message, 'RATE_LIMITED', options);
   }
 }
 
-export type UnavailableCode =
-  | 'DATABASE_UNAVAILABLE'
-  | 'POOL_EXHAUSTED'
-  | 'QUERY_TIMEOUT'
-  | 'OVERLOADED'
-  /** The shared rate-limit store (Redis) does not answer: attempts are refused rather than let through uncounted. */
-  | 'RATE_LIMIT_UNAVAILABLE';
+/** Request headers over the size Node's HTTP parser accepts (written straight to the socket). */
+export class RequestHeadersTooLargeError extends AppError {
+  constructor(message = 'Request headers are too large', options: AppErrorOptions = {}) {
+    super(message, 'REQUEST_HEADERS_TOO_LARGE', options);
+  }
+}
+
+export type UnavailableCode = CodeOf<'ServiceUnavailableError'>;
 
 export class ServiceUnavailableError extends AppError {
-  readonly type = 'ServiceUnavailableError';
   constructor(message: string, code: UnavailableCode, options: AppErrorOptions = {}) {
-    super(message, code, 503, { retryAfterSeconds: 1, ...options });
+    super(message, code, { retryAfterSeconds: 1, ...options });
   }
 }
 
 export class InternalError extends AppError {
-  readonly type: string = 'InternalError';
   constructor(message = 'Internal server error', options: AppErrorOptions = {}) {
-    super(message, 'INTERNAL', 500, options);
+    super(message, 'INTERNAL', options);
   }
 }
 
-/** A database failure that fits no other category; a 500 whose cause is the driver error. */
+/** A database failure that fits no other category; a 500 `InternalError` whose cause is the driver error. */
 export class DatabaseError extends InternalError {
-  override readonly type = 'InternalError';
   constructor(message = 'Unexpected database error', options: AppErrorOptions = {}) {
     super(message, options);
   }

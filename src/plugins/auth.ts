@@ -1,30 +1,19 @@
-import fastifyJwt from '@fastify/jwt';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { AuthConfig } from '../config.ts';
 import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import type { UserRole } from '../repositories/users.ts';
-import {
-  AuthService,
-  type AuthenticatedUser,
-  type AuthEvents,
-  type Principal,
-  type PublicUser,
-} from '../services/auth.ts';
-import type { PrincipalCache } from '../services/principal-cache.ts';
-import type { PasswordHasher } from '../services/passwords.ts';
-import { keyRing, type AccessTokenClaims, type AccessTokenSigner, type KeyRing } from '../services/tokens.ts';
-import type { ReadDatabase } from '../db/replicas.ts';
+import type { AuthenticatedUser, Principal } from '../services/auth.ts';
+import type { PublicUser } from '../services/users.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    auth: AuthService;
     /** preHandler: verifies the bearer access token and sets `request.principal`. */
     authenticate: (request: FastifyRequest) => Promise<void>;
     /** preHandler factory: 403 unless the authenticated principal has one of `roles`. */
     requireRole: (...roles: UserRole[]) => (request: FastifyRequest) => Promise<void>;
   }
   interface FastifyRequest {
+    /** Set by `app.authenticate`; read it through {@link requirePrincipal} in handlers. */
     principal: Principal | null;
     /**
      * The user row authentication read to check the principal (as the database held it then):
@@ -35,136 +24,50 @@ declare module 'fastify' {
 }
 
 export interface AuthPluginOptions {
-  readonly config: AuthConfig;
-  /** At least 32 bytes; resolved by the caller (configured, or generated under DATA_DIR). */
-  readonly jwtSecret: string;
-  /** Where reads that may be slightly stale go (a replica when one is healthy); the primary otherwise. */
-  readonly readDb?: ReadDatabase | undefined;
-  readonly hasher: PasswordHasher;
-  readonly clock: () => Date;
-  readonly events?: AuthEvents;
-  readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
+  /** Who a verified token's subject is now (`AuthService.authenticate`). */
+  readonly authenticator: { authenticate(userId: string): Promise<AuthenticatedUser> };
 }
 
-const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ'];
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
- * Access tokens through @fastify/jwt with verification pinned: HS256 only, `exp`/`iat`/`sub`/
- * `iss`/`aud`/`typ` required, issuer and audience checked. Every verification failure —
- * whatever fast-jwt calls it — is a 401 of the error family, never a 500.
- *
- * Keys rotate as shared configuration: tokens are signed with JWT_SECRET and name it in their
- * `kid` header; a token is verified with the key its `kid` names, JWT_SECRET or one of
- * JWT_PREVIOUS_SECRETS (the overlap), and an unknown `kid` is a 401. A token without `kid`
- * (signed before key ids existed) is verified with JWT_SECRET only.
+ * Authentication of requests: the bearer access token is verified (`app.accessTokens`, the jwt
+ * plugin) and its subject resolved to a principal with the role the database holds now.
  */
 export default fp<AuthPluginOptions>(
   async (app, opts) => {
-    const previousSecrets = opts.config.jwtPreviousSecrets;
-    if ([opts.jwtSecret, ...previousSecrets].some((secret) => Buffer.byteLength(secret) < 32)) {
-      throw new Error('Every JWT secret must be at least 32 bytes');
-    }
-    const ring = keyRing(opts.jwtSecret, previousSecrets);
-    await app.register(fastifyJwt, {
-      secret: ring.signing.secret,
-      sign: {
-        algorithm: 'HS256',
-        kid: ring.signing.kid,
-        iss: opts.config.jwtIssuer,
-        aud: opts.config.jwtAudience,
-        // @fastify/jwt reads a number as seconds (jsonwebtoken style) and converts it for fast-jwt.
-        expiresIn: opts.config.accessTokenTtlSeconds,
-      },
-      verify: {
-        algorithms: ['HS256'],
-        allowedIss: opts.config.jwtIssuer,
-        allowedAud: opts.config.jwtAudience,
-        requiredClaims: REQUIRED_CLAIMS,
-      },
-    });
-
-    const signer: AccessTokenSigner = {
-      sign: (claims: AccessTokenClaims) => app.jwt.sign({ ...claims }),
-      expiresIn: opts.config.accessTokenTtlSeconds,
-    };
-    const auth = new AuthService({
-      db: app.db,
-      hasher: opts.hasher,
-      signer,
-      clock: opts.clock,
-      refreshTokenTtlSeconds: opts.config.refreshTokenTtlSeconds,
-      ...(opts.events === undefined ? {} : { events: opts.events }),
-      ...(opts.readDb === undefined ? {} : { staleReads: opts.readDb }),
-      ...(opts.principals === undefined ? {} : { principals: opts.principals }),
-    });
-
-    app.decorate('auth', auth);
     app.decorateRequest('principal', null);
     app.decorateRequest('authenticatedUser', null);
     app.decorate('authenticate', async (request: FastifyRequest) => {
-      const claims = verifyAccessToken(bearerToken(request), (token) => {
-        const key = verificationKey(ring, token);
-        // The signing key's verifier is built once; a previous key's only while tokens signed with it live.
-        return key === ring.signing.secret ? app.jwt.verify(token) : app.jwt.verify(token, { key });
-      });
-      const { principal, user } = await auth.principalOf(claims.sub);
+      const claims = app.accessTokens.verify(bearerToken(request));
+      const { principal, user } = await opts.authenticator.authenticate(claims.sub);
       request.principal = principal;
       request.authenticatedUser = user;
     });
     app.decorate('requireRole', (...roles: UserRole[]) => async (request: FastifyRequest) => {
-      if (request.principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
-      if (!roles.includes(request.principal.role)) throw new AuthorizationError();
+      if (!roles.includes(requirePrincipal(request).role)) throw new AuthorizationError();
     });
   },
-  { name: 'auth', dependencies: ['database'] },
+  { name: 'auth', dependencies: ['jwt'] },
 );
+
+/**
+ * The principal of a request that went through `app.authenticate`.
+ *
+ * @throws {AuthenticationError} when the route did not authenticate (a wiring mistake answers 401, never 500).
+ */
+export function requirePrincipal(request: FastifyRequest): Principal {
+  if (request.principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
+  return request.principal;
+}
+
+/** The caller's own user as authentication read it (see {@link requirePrincipal}). */
+export function requireAuthenticatedUser(request: FastifyRequest): PublicUser {
+  if (request.authenticatedUser === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
+  return request.authenticatedUser;
+}
 
 function bearerToken(request: FastifyRequest): string {
   const header = request.headers.authorization;
   const match = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header);
   if (match?.[1] === undefined) throw new AuthenticationError('Missing or malformed bearer token', 'INVALID_TOKEN');
   return match[1];
-}
-
-/**
- * The key a token's `kid` header names. The header is read before the signature is checked only
- * to pick the key; the signature then covers it. No `kid`: the signing key (tokens signed before
- * key ids). A `kid` naming no accepted key: 401.
- */
-function verificationKey(ring: KeyRing, token: string): string {
-  const kid = headerOf(token)?.kid;
-  if (kid === undefined) return ring.signing.secret;
-  const key = typeof kid === 'string' ? ring.verifying.get(kid) : undefined;
-  if (key === undefined) throw new AuthenticationError('Access token signed with an unknown key', 'INVALID_TOKEN');
-  return key;
-}
-
-/** The decoded JOSE header, or undefined when it is not a JSON object (verification then rejects the token). */
-function headerOf(token: string): { kid?: unknown } | undefined {
-  const encoded = token.split('.', 1)[0] ?? '';
-  try {
-    const header: unknown = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
-    return typeof header === 'object' && header !== null && !Array.isArray(header) ? header : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function verifyAccessToken(token: string, verify: (token: string) => unknown): { sub: string } {
-  let payload: unknown;
-  try {
-    payload = verify(token);
-  } catch (error) {
-    if (error instanceof AuthenticationError) throw error;
-    const code = (error as { code?: unknown }).code;
-    if (code === 'FAST_JWT_EXPIRED')
-      throw new AuthenticationError('Access token has expired', 'TOKEN_EXPIRED', { cause: error });
-    throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN', { cause: error });
-  }
-  const claims = payload as { typ?: unknown; sub?: unknown };
-  if (claims.typ !== 'access' || typeof claims.sub !== 'string' || !UUID.test(claims.sub)) {
-    throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN');
-  }
-  return { sub: claims.sub };
 }

@@ -10,6 +10,8 @@ import {
   NotFoundError,
   PayloadTooLargeError,
   RateLimitError,
+  RequestHeadersTooLargeError,
+  RequestTimeoutError,
   ServiceUnavailableError,
   UnsupportedMediaTypeError,
   ValidationError,
@@ -47,9 +49,15 @@ function sendError(appError: AppError, request: FastifyRequest, reply: FastifyRe
   return reply.code(appError.statusCode).type('application/json; charset=utf-8').send(appError.toJSON(request.id));
 }
 
-/** A 503 the app chose to answer (a full hash queue), as opposed to one something failed to do. */
+/**
+ * A 503 the app chose to answer (a full hash queue), or one of an outage the server logs once
+ * when it starts and once when it ends (the database gone: src/db/availability.ts), as opposed
+ * to one something failed to do.
+ */
 function isLoadShedding(error: AppError): boolean {
-  return error instanceof ServiceUnavailableError && error.code === 'OVERLOADED';
+  return (
+    error instanceof ServiceUnavailableError && (error.code === 'OVERLOADED' || error.code === 'DATABASE_UNAVAILABLE')
+  );
 }
 
 /** Maps what Fastify and its plugins throw onto the error family; anything unknown is a 500. */
@@ -89,7 +97,7 @@ export function toAppError(error: unknown): AppError {
     case 401:
       return new AuthenticationError('Authentication required', 'INVALID_TOKEN', options);
     case 403:
-      return new AuthorizationError(undefined, options);
+      return new AuthorizationError(undefined, 'FORBIDDEN', options);
     case 404:
       return new NotFoundError(undefined, options);
     case 413:
@@ -134,7 +142,11 @@ export function frameworkErrors(error: FastifyError, request: FastifyRequest, re
   void sendError(appError, request, reply, error);
 }
 
-const REASONS = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' } as const;
+const REASONS: Partial<Record<number, string>> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+};
 
 /**
  * Node's `clientError`: requests HTTP itself cannot parse (bad request line, NUL in a header,
@@ -143,17 +155,18 @@ const REASONS = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Head
  */
 export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const [statusCode, type, code, message] =
+  const appError =
     error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? ([408, 'RequestTimeoutError', 'REQUEST_TIMEOUT', 'The request took too long to arrive'] as const)
+      ? new RequestTimeoutError(undefined, { cause: error })
       : error.code === 'HPE_HEADER_OVERFLOW'
-        ? ([431, 'ValidationError', 'VALIDATION_FAILED', 'Request headers are too large'] as const)
-        : ([400, 'ValidationError', 'VALIDATION_FAILED', 'Malformed HTTP request'] as const);
+        ? new RequestHeadersTooLargeError(undefined, { cause: error })
+        : new ValidationError('Malformed HTTP request', { cause: error });
   const requestId = randomUUID();
-  const body = JSON.stringify({ error: { type, message, statusCode, code, requestId } });
+  const body = JSON.stringify(appError.toJSON(requestId));
   if (socket.writable) {
     socket.write(
-      `HTTP/1.1 ${statusCode} ${REASONS[statusCode]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `HTTP/1.1 ${appError.statusCode} ${REASONS[appError.statusCode] ?? 'Bad Request'}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
     );
   }

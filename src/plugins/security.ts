@@ -5,7 +5,7 @@ import helmet, { type HelmetOptions } from 'helmet';
 import rateLimit from '@fastify/rate-limit';
 import fp from 'fastify-plugin';
 import type { HttpConfig, RedisConfig } from '../config.ts';
-import { rateLimitStore } from './rate-limit-store.ts';
+import { rateLimitStore } from '../services/rate-limit-store.ts';
 
 export interface SecurityPluginOptions {
   readonly http: HttpConfig;
@@ -35,7 +35,11 @@ export default fp<SecurityPluginOptions>(
       allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
       exposedHeaders: ['x-request-id', 'retry-after'],
     });
-    await app.register(rateLimit, { global: false, ...rateLimitStore(app, opts.redis) });
+    const store = rateLimitStore(opts.redis, (error) => {
+      app.log.warn({ err: error }, 'rate-limit store (Redis) unavailable');
+    });
+    app.addHook('onClose', () => store.close());
+    await app.register(rateLimit, { global: false, ...store.options });
   },
   { name: 'security' },
 );

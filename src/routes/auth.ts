@@ -2,12 +2,15 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AuthConfig } from '../config.ts';
-import { AuthenticationError, RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
+import { RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
+import { requireAuthenticatedUser, requirePrincipal } from '../plugins/auth.ts';
 import { canonicalEmail } from '../services/credentials.ts';
+import type { Services } from '../services/index.ts';
 import { Email, errors, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
 
 export interface AuthRoutesOptions {
   readonly config: AuthConfig;
+  readonly services: Pick<Services, 'auth'>;
   readonly onRateLimited?: (route: string) => void;
 }
 
@@ -17,9 +20,15 @@ async function noStore(_request: FastifyRequest, reply: FastifyReply) {
   reply.header('pragma', 'no-cache');
 }
 
+const RefreshTokenBody = Type.Object(
+  { refreshToken: RefreshToken },
+  { additionalProperties: false, examples: [{ refreshToken: 'the refreshToken of the last login or refresh' }] },
+);
+
 /** The contract's /auth endpoints: register, login, refresh, logout, me, password. */
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
   const { config } = opts;
+  const { auth } = opts.services;
   // Checked by hand (createRateLimit) rather than with app.rateLimit(), which marks a request as
   // checked after its first limiter and silently skips the per-account one on login.
   const limiter = (name: string, max: number, key: (request: FastifyRequest) => string) => {
@@ -58,7 +67,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   // limit bookkeeping) when no hashing slot is free: under overload a refusal must cost little, or
   // refusals take the CPU the hashes need.
   const shedWhenHashingIsFull = async () => {
-    app.auth.assertHashCapacity();
+    auth.assertHashCapacity();
   };
 
   app.post(
@@ -67,17 +76,21 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       onRequest: shedWhenHashingIsFull,
       preHandler: limiter('register-ip', config.registerRateLimit, byIp),
       schema: {
+        operationId: 'register',
         tags: ['auth'],
         summary: 'Create an account',
         body: Type.Object(
           { email: Email, password: Password, name: Type.String({ minLength: 1, maxLength: 1000 }) },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ email: 'ada@example.com', password: 'correct horse battery staple', name: 'Ada Lovelace' }],
+          },
         ),
         response: { 201: UserEnvelope, ...errors(400, 409, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
-      const user = await app.auth.register(request.body);
+      const user = await auth.register(request.body);
       return reply.code(201).send({ user });
     },
   );
@@ -92,11 +105,15 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         limiter('login-account', config.loginRateLimit, byAccount),
       ],
       schema: {
+        operationId: 'login',
         tags: ['auth'],
         summary: 'Exchange email and password for tokens',
         body: Type.Object(
           { email: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ email: 'ada@example.com', password: 'correct horse battery staple' }],
+          },
         ),
         response: {
           200: Type.Object({ user: Type.Ref('User'), ...TokenPairSchema.properties }, { additionalProperties: false }),
@@ -104,7 +121,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         },
       },
     },
-    async (request) => app.auth.login(request.body.email, request.body.password),
+    async (request) => auth.login(request.body.email, request.body.password),
   );
 
   app.post(
@@ -112,28 +129,30 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     {
       preHandler: limiter('refresh-ip', config.refreshRateLimit, byIp),
       schema: {
+        operationId: 'refresh',
         tags: ['auth'],
         summary: 'Rotate a refresh token',
         description: 'The presented token stops working. Presenting an already rotated token revokes its whole family.',
-        body: Type.Object({ refreshToken: RefreshToken }, { additionalProperties: false }),
+        body: RefreshTokenBody,
         response: { 200: TokenPairSchema, ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
-    async (request) => app.auth.refresh(request.body.refreshToken),
+    async (request) => auth.refresh(request.body.refreshToken),
   );
 
   app.post(
     '/auth/logout',
     {
       schema: {
+        operationId: 'logout',
         tags: ['auth'],
         summary: "Revoke a refresh token's family",
-        body: Type.Object({ refreshToken: RefreshToken }, { additionalProperties: false }),
+        body: RefreshTokenBody,
         response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 503) },
       },
     },
     async (request, reply) => {
-      await app.auth.logout(request.body.refreshToken);
+      await auth.logout(request.body.refreshToken);
       return reply.code(204).send(null);
     },
   );
@@ -143,6 +162,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     {
       preHandler: app.authenticate,
       schema: {
+        operationId: 'getMe',
         tags: ['auth'],
         summary: 'The authenticated user',
         security: [{ bearerAuth: [] }],
@@ -151,9 +171,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     },
     async (request) => {
       // authenticate has just read this user: answering from it saves a second identical query.
-      const user = request.authenticatedUser;
-      if (user === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
-      return { user };
+      return { user: requireAuthenticatedUser(request) };
     },
   );
 
@@ -162,20 +180,22 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     {
       preHandler: app.authenticate,
       schema: {
+        operationId: 'changePassword',
         tags: ['auth'],
         summary: 'Change the password; every refresh token of the user is revoked',
         security: [{ bearerAuth: [] }],
         body: Type.Object(
           { currentPassword: Type.String({ minLength: 1, maxLength: 1024 }), newPassword: Password },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ currentPassword: 'correct horse battery staple', newPassword: 'a new and longer passphrase' }],
+          },
         ),
         response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 503) },
       },
     },
     async (request, reply) => {
-      const principal = request.principal;
-      if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
-      await app.auth.changePassword(principal, request.body.currentPassword, request.body.newPassword);
+      await auth.changePassword(requirePrincipal(request), request.body.currentPassword, request.body.newPassword);
       return reply.code(204).send(null);
     },
   );

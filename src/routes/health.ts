@@ -15,6 +15,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/health/live',
     {
       schema: {
+        operationId: 'live',
         tags: ['health'],
         summary: 'The process is running',
         response: { 200: Type.Object({ status: Type.Literal('ok') }) },
@@ -27,6 +28,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/health/ready',
     {
       schema: {
+        operationId: 'ready',
         tags: ['health'],
         summary: 'The database answers and no migration is pending',
         response: { 200: Type.Object({ status: Type.Literal('ok'), checks: Checks }), ...errors(503) },

@@ -1,29 +1,26 @@
 import { Type } from 'typebox';
+import { ERROR_CODE_LIST, ERROR_CODES } from '../errors/index.ts';
 
-/** Serialised as an ISO 8601 string in UTC; handlers return Date objects. */
-const Timestamp = Type.Unsafe<Date>({ type: 'string', format: 'date-time' });
+/** Every error `type`, once each. */
+const ERROR_TYPES = [...new Set(ERROR_CODE_LIST.map((code) => ERROR_CODES[code].type))];
 
-export const UserSchema = Type.Object(
-  {
-    id: Type.String({ format: 'uuid' }),
-    email: Type.String(),
-    name: Type.String(),
-    role: Type.Union([Type.Literal('user'), Type.Literal('admin')]),
-    createdAt: Timestamp,
-    lastLoginAt: Type.Union([Timestamp, Type.Null()]),
-  },
-  { $id: 'User', additionalProperties: false },
-);
+/** The user schema lives with the type it defines (`PublicUser`); routes reference it as `User`. */
+export { UserSchema } from '../services/users.ts';
 
 export const UserEnvelope = Type.Object({ user: Type.Ref('User') }, { additionalProperties: false });
 
 export const ErrorSchema = Type.Object(
   {
     error: Type.Object({
-      type: Type.String(),
+      type: Type.Union(ERROR_TYPES.map((type) => Type.Literal(type))),
       message: Type.String(),
       statusCode: Type.Integer(),
-      code: Type.String(),
+      code: Type.Union(
+        ERROR_CODE_LIST.map((code) => Type.Literal(code)),
+        {
+          description: 'Switch on this: every code, its status and meaning are listed in src/errors/codes.ts',
+        },
+      ),
       requestId: Type.String(),
       field: Type.Optional(Type.String()),
       details: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),

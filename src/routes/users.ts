@@ -1,21 +1,22 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { AuthenticationError } from '../errors/index.ts';
-import type { Principal } from '../services/auth.ts';
+import { requirePrincipal } from '../plugins/auth.ts';
+import type { Services } from '../services/index.ts';
 import { errors, UserEnvelope } from './schemas.ts';
 
-function principalOf(principal: Principal | null): Principal {
-  if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
-  return principal;
+export interface UserRoutesOptions {
+  readonly services: Pick<Services, 'users'>;
 }
 
 /** GET /users (admins, keyset-paginated) and GET /users/:id (admins or the user themself). */
-const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
+const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opts) => {
+  const { users } = opts.services;
   app.get(
     '/users',
     {
       preHandler: [app.authenticate, app.requireRole('admin')],
       schema: {
+        operationId: 'listUsers',
         tags: ['users'],
         summary: 'List users, newest first',
         security: [{ bearerAuth: [] }],
@@ -37,7 +38,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => app.auth.listUsers(principalOf(request.principal), request.query.limit, request.query.cursor),
+    async (request) => users.list(requirePrincipal(request), request.query.limit, request.query.cursor),
   );
 
   app.get(
@@ -45,6 +46,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       preHandler: app.authenticate,
       schema: {
+        operationId: 'getUser',
         tags: ['users'],
         summary: 'One user (admins, or the user themself)',
         security: [{ bearerAuth: [] }],
@@ -53,11 +55,11 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const principal = principalOf(request.principal);
+      const principal = requirePrincipal(request);
       // A user reading themself gets the row authentication just read, not a second query.
       if (request.params.id === principal.userId && request.authenticatedUser !== null)
         return { user: request.authenticatedUser };
-      return { user: await app.auth.getUser(principal, request.params.id) };
+      return { user: await users.get(principal, request.params.id) };
     },
   );
 };

@@ -1,25 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
-import type { ReadDatabase } from '../db/replicas.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthenticationError, AuthorizationError, NotFoundError, ValidationError } from '../errors/index.ts';
+import { AuthenticationError } from '../errors/index.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
 import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import { hashRefreshToken, newRefreshToken, type AccessTokenSigner } from './tokens.ts';
-
-/** A user as clients see it: never a password or its hash. */
-export interface PublicUser {
-  readonly id: string;
-  readonly email: string;
-  readonly name: string;
-  readonly role: UserRole;
-  readonly createdAt: Date;
-  readonly lastLoginAt: Date | null;
-}
+import { toPublicUser, type PublicUser } from './users.ts';
 
 export interface TokenPair {
   readonly accessToken: string;
@@ -42,12 +32,6 @@ export interface AuthServiceDeps {
   readonly refreshTokenTtlSeconds: number;
   /** Told of security-relevant outcomes (metrics count them). */
   readonly events?: AuthEvents;
-  /**
-   * Where reads that may be slightly stale run: a read replica when one is up and within its lag
-   * bound. Only the user listing uses it; everything that must see its own writes (login after
-   * register, refresh, the current user after a password change) reads `db`, the primary.
-   */
-  readonly staleReads?: Pick<ReadDatabase, 'read'>;
   /**
    * Principals as last read, kept fresh by the database's change notifications (see
    * `PrincipalCache`); without it every authenticated request reads the user's row.
@@ -238,7 +222,7 @@ export class AuthService {
    *
    * @throws {AuthenticationError} when the user no longer exists.
    */
-  async principalOf(userId: string): Promise<AuthenticatedUser> {
+  async authenticate(userId: string): Promise<AuthenticatedUser> {
     const cache = this.#deps.principals;
     const cached = cache?.get(userId);
     this.#deps.events?.onPrincipalLookup?.(cached === undefined ? 'database' : 'cache');
@@ -249,34 +233,6 @@ export class AuthService {
     const authenticated = { principal: { userId: user.id, role: user.role }, user: toPublicUser(user) };
     cache?.store(userId, authenticated, generation);
     return authenticated;
-  }
-
-  /** @throws {AuthorizationError} unless the principal is an admin or the user themself; {@link NotFoundError}. */
-  async getUser(principal: Principal, id: string): Promise<PublicUser> {
-    if (principal.role !== 'admin' && principal.userId !== id) throw new AuthorizationError();
-    const user = await new UserRepository(this.#deps.db).findById(id);
-    if (user === undefined) throw new NotFoundError('User not found');
-    return toPublicUser(user);
-  }
-
-  /** One page of users, newest first, and the cursor of the next page (null on the last). */
-  async listUsers(
-    principal: Principal,
-    limit: number,
-    cursor: string | undefined,
-  ): Promise<{ items: PublicUser[]; nextCursor: string | null }> {
-    if (principal.role !== 'admin') throw new AuthorizationError();
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
-    // One extra row tells whether another page exists, without a count query. A listing may lag
-    // the primary by the replica bound: a user registered a moment ago may appear a moment later.
-    const list = (db: Kysely<DB>) => new UserRepository(db).list(limit + 1, after);
-    const rows = await (this.#deps.staleReads?.read(list) ?? list(this.#deps.db));
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    return {
-      items: page.map(toPublicUser),
-      nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null,
-    };
   }
 
   #failLogin(): never {
@@ -343,40 +299,4 @@ export async function registerUser(
     }),
   );
   return toPublicUser(user);
-}
-
-export function toPublicUser(user: UserRow): PublicUser {
-  return {
-    id: user.id,
-    email: user.email,
-    name: user.name,
-    role: user.role,
-    createdAt: user.created_at,
-    lastLoginAt: user.last_login_at,
-  };
-}
-
-function encodeCursor(user: UserRow): string {
-  return Buffer.from(JSON.stringify([user.created_at.toISOString(), user.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const decoded: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(decoded) && decoded.length === 2) {
-      const [createdAt, id] = decoded as [unknown, unknown];
-      const date = typeof createdAt === 'string' ? new Date(createdAt) : undefined;
-      if (
-        date !== undefined &&
-        !Number.isNaN(date.getTime()) &&
-        typeof id === 'string' &&
-        /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
-      ) {
-        return { createdAt: date, id };
-      }
-    }
-  } catch {
-    // fall through: not base64url JSON
-  }
-  throw new ValidationError('Invalid cursor', { field: 'cursor' });
 }

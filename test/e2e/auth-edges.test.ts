@@ -1,5 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { App } from '../../src/app.ts';
+import type { DB } from '../../src/db/database.ts';
 import { registerUser } from '../../src/services/auth.ts';
+import { createServices } from '../../src/services/index.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
 import { AuthenticationError, AuthorizationError } from '../../src/errors/index.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
@@ -110,11 +114,22 @@ describe('GET /users cursor', () => {
   });
 });
 
-describe('AuthService rules that hold without the HTTP layer', () => {
-  test('listUsers refuses a non-admin principal', async ({ db, onTestFinished }) => {
+/** The services as `buildApp` composes them, signing with the test app's real key ring. */
+function servicesOf(app: App, db: Kysely<DB>) {
+  return createServices({
+    db,
+    hasher: new PasswordHasher({ concurrency: 1, queueLimit: 1 }),
+    signer: app.accessTokens,
+    clock: () => new Date(),
+    refreshTokenTtlSeconds: 60,
+  });
+}
+
+describe('service rules that hold without the HTTP layer', () => {
+  test('the user listing refuses a non-admin principal', async ({ db, onTestFinished }) => {
     const user = await createUser(db);
     const app = await testApp(db, onTestFinished);
-    const error = await failure(app.auth.listUsers({ userId: user.id, role: 'user' }, 10, undefined));
+    const error = await failure(servicesOf(app, db).users.list({ userId: user.id, role: 'user' }, 10, undefined));
     expect(error).toBeInstanceOf(AuthorizationError);
     expect(error).toMatchObject({ statusCode: 403, code: 'FORBIDDEN' });
   });
@@ -127,7 +142,7 @@ describe('AuthService rules that hold without the HTTP layer', () => {
     const app = await testApp(db, onTestFinished);
     await new UserRepository(db).delete(user.id);
     const error = await failure(
-      app.auth.changePassword({ userId: user.id, role: 'user' }, PASSWORD, 'another long passphrase'),
+      servicesOf(app, db).auth.changePassword({ userId: user.id, role: 'user' }, PASSWORD, 'another long passphrase'),
     );
     expect(error).toBeInstanceOf(AuthenticationError);
     expect(error).toMatchObject({ statusCode: 401, code: 'INVALID_TOKEN', message: 'Invalid token' });

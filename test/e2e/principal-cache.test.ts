@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { vi } from 'vitest';
 import { UserChangeFeed } from '../../src/db/user-changes.ts';
-import { AppMetrics } from '../../src/plugins/metrics.ts';
+import { AppMetrics } from '../../src/services/metrics.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import type { AuthenticatedUser } from '../../src/services/auth.ts';
 import { PrincipalCache } from '../../src/services/principal-cache.ts';

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { fixedQuery } from '../../src/db/compiled-query.ts';
-import { createDatabase, createPool, directRunnerOf } from '../../src/db/database.ts';
+import { createDatabase, createPool } from '../../src/db/database.ts';
 import type { QueryEvent } from '../../src/db/instrumentation.ts';
 import { withTransaction } from '../../src/db/transactions.ts';
 import { UniqueConstraintError } from '../../src/errors/index.ts';
@@ -25,6 +25,32 @@ describe('fixedQuery', () => {
     expect(await byIdAndRole.takeFirst(db, ada.id)).toBeUndefined();
     expect((await byIdAndRole.execute(db, bob.id)).rows).toHaveLength(1);
     expect(builds).toBe(1);
+  });
+
+  test("runs SQL compiled for the instance it is given: a withSchema copy never gets the root's SQL", async ({
+    db,
+  }) => {
+    await sql`create schema fixed_elsewhere`.execute(db);
+    await sql`create table fixed_elsewhere.users (like public.users including all)`.execute(db);
+    await new UserRepository(db).create(newUser('public@example.com'));
+    let builds = 0;
+    const emails = fixedQuery((kdb, domain: string) => {
+      builds++;
+      return kdb.selectFrom('users').select('email').where('email', 'like', domain);
+    });
+
+    expect((await emails.execute(db, '%@example.com')).rows).toEqual([{ email: 'public@example.com' }]);
+    const elsewhere = db.withSchema('fixed_elsewhere');
+    // The table of the other schema is empty: the root's compiled SQL would have found the public row.
+    expect((await emails.execute(elsewhere, '%@example.com')).rows).toEqual([]);
+    await elsewhere
+      .insertInto('users')
+      .values({ email: 'other@example.com', name: 'Other', password_hash: 'h' })
+      .execute();
+    expect((await emails.execute(elsewhere, '%@example.com')).rows).toEqual([{ email: 'other@example.com' }]);
+    // Each context is compiled once, and going back to the root still finds the public row.
+    expect((await emails.execute(db, '%@example.com')).rows).toEqual([{ email: 'public@example.com' }]);
+    expect(builds).toBe(2);
   });
 
   test('reports rows affected, and runs inside a transaction on its connection', async ({ db }) => {
@@ -84,7 +110,7 @@ describe('fixedQuery', () => {
 describe('fixedQuery on a root database', () => {
   const NOBODY = '00000000-0000-4000-8000-000000000000';
 
-  test('runs directly on the pool: same rows and counts, errors translated, every query reported', async ({
+  test('runs through Kysely on the pool: same rows and counts, errors translated, every query reported', async ({
     onTestFinished,
   }) => {
     const { url } = await isolatedDatabase(onTestFinished);
@@ -93,7 +119,6 @@ describe('fixedQuery on a root database', () => {
     onTestFinished(async () => {
       await db.destroy();
     });
-    expect(directRunnerOf(db)).toBeDefined();
     const users = new UserRepository(db);
     const ada = await users.create(newUser('ada@example.com'));
 
@@ -121,7 +146,6 @@ describe('fixedQuery on a root database', () => {
     // In a transaction the same query runs through Kysely on the transaction's connection, and is reported alike.
     events.length = 0;
     await withTransaction(db, async (trx) => {
-      expect(directRunnerOf(trx)).toBeUndefined();
       expect(await rename.affectedRows(trx, ada.id, 'In a transaction')).toBe(1n);
       expect((await new UserRepository(trx).findById(ada.id))?.name).toBe('In a transaction');
     });

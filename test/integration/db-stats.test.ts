@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { collectDatabaseStats } from '../../src/db/stats.ts';
+import { collectDatabaseStats } from '../../src/db/admin/stats.ts';
 import { createUser } from '../e2e/support.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 

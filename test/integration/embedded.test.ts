@@ -131,17 +131,61 @@ describe('the embedded PostgreSQL', () => {
     }
   });
 
-  it('explains how to recover when the password file is gone', async () => {
+  it('keeps the data when the password file is gone: a new superuser password is set and written down', async () => {
     const passwordFile = path.join(dataDir, 'postgres.password');
-    const saved = await fs.readFile(passwordFile);
+    const before = await startEmbeddedPostgres({ dataDir, port });
+    await ensureDatabaseExists(before.url, 'kept_without_password');
+    await before.stop();
     await fs.rm(passwordFile);
+
+    const messages: string[] = [];
+    const after = await startEmbeddedPostgres({ dataDir, port, log: (message) => messages.push(message) });
     try {
-      await expect(startEmbeddedPostgres({ dataDir, port })).rejects.toThrow(
-        /no password file.*Remove .* to initialise a new one/,
+      expect(messages.join('\n')).toMatch(
+        /postgres\.password was missing: set a new superuser password \(the data is kept\)/,
       );
+      expect(messages.join('\n')).not.toMatch(/remove|delete|lost/i);
+      expect((await fs.readFile(passwordFile, 'utf8')).trim()).not.toBe('');
+      expect(after.url).not.toBe(before.url);
+      expect(await query(after.url, "select datname from pg_database where datname = 'kept_without_password'")).toEqual(
+        [{ datname: 'kept_without_password' }],
+      );
+      await expect(query(before.url, 'select 1')).rejects.toThrow(/password/);
     } finally {
-      await fs.writeFile(passwordFile, saved, { mode: 0o600 });
+      await after.stop();
     }
+  });
+
+  it('serialises concurrent starters on a new directory: one initialises, the others wait and attach', async () => {
+    const sharedDir = `${dataDir}-concurrent`;
+    const sharedPort = await freePort();
+    const messages: string[] = [];
+    const starters = await Promise.allSettled(
+      [1, 2, 3].map(() =>
+        startEmbeddedPostgres({ dataDir: sharedDir, port: sharedPort, log: (message) => messages.push(message) }),
+      ),
+    );
+    const started = starters.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+    try {
+      expect(starters.filter((result) => result.status === 'rejected')).toEqual([]);
+      expect(messages.filter((message) => message.startsWith('initialising'))).toHaveLength(1);
+      expect(messages.filter((message) => message.startsWith('starting'))).toHaveLength(1);
+      expect(new Set(started.map((embedded) => embedded.url)).size).toBe(1);
+      for (const embedded of started) expect(await query(embedded.url, 'select 1 as one')).toEqual([{ one: 1 }]);
+    } finally {
+      for (const embedded of started) await embedded.stop();
+      await fs.rm(sharedDir, { recursive: true, force: true });
+    }
+  });
+
+  it('stays up while any of its users runs: the last one to stop stops it', async () => {
+    const first = await startEmbeddedPostgres({ dataDir, port });
+    const second = await startEmbeddedPostgres({ dataDir, port });
+    await first.stop();
+    expect(await query(second.url, 'select 1 as one')).toEqual([{ one: 1 }]);
+    await second.stop();
+    await expect(query(second.url, 'select 1')).rejects.toThrow();
+    expect(await serverPid()).toBeUndefined();
   });
 
   it('starts over when an earlier initialisation was interrupted', async () => {

@@ -7,7 +7,7 @@ import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
 import { createDatabase, createPool, type PoolConfig } from '../../src/db/database.ts';
 import { withOperation } from '../../src/db/instrumentation.ts';
-import { AppMetrics } from '../../src/plugins/metrics.ts';
+import { AppMetrics } from '../../src/services/metrics.ts';
 import type { PasswordHasher } from '../../src/services/passwords.ts';
 import { LogCapture, testApp, testConfig } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, TEST_POOL, test } from '../helpers/database.ts';

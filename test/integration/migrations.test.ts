@@ -18,7 +18,7 @@ import {
   readMigrationStatus,
 } from '../../src/db/migrator.ts';
 import { adminQuery } from '../helpers/database.ts';
-import { readSchemaSnapshot } from '../../src/db/schema-check.ts';
+import { readSchemaSnapshot } from '../../src/db/admin/schema-check.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -189,6 +189,7 @@ describe('a failing migration', () => {
     expect(await readMigrationStatus(url, { migrationFolder: folder })).toEqual({
       applied: [],
       pending: ['001_create_widgets', '002_index_widget_owner'],
+      invalidIndexes: [],
     });
   });
 });
@@ -203,7 +204,11 @@ describe('migration status', () => {
 
     const status = await readMigrationStatus(url);
 
-    expect(status).toEqual({ applied: [{ name: first, executedAt: expect.any(Date), known: true }], pending: rest });
+    expect(status).toEqual({
+      applied: [{ name: first, executedAt: expect.any(Date), known: true }],
+      pending: rest,
+      invalidIndexes: [],
+    });
     expect(status.applied[0]?.executedAt.getTime()).toBeGreaterThanOrEqual(start - 1000);
   });
 

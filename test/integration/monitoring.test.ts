@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { createDatabase, createPool } from '../../src/db/database.ts';
-import { AppMetrics } from '../../src/plugins/metrics.ts';
+import { AppMetrics } from '../../src/services/metrics.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, TEST_POOL, test } from '../helpers/database.ts';
 import { bearer, login, PASSWORD, postJson } from '../e2e/support.ts';

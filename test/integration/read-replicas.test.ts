@@ -5,7 +5,7 @@ import { buildApp, type App } from '../../src/app.ts';
 import { createDatabase, type PoolConfig } from '../../src/db/database.ts';
 import { migrateToLatest } from '../../src/db/migrator.ts';
 import { createReadDatabase } from '../../src/db/replicas.ts';
-import { AppMetrics } from '../../src/plugins/metrics.ts';
+import { AppMetrics } from '../../src/services/metrics.ts';
 import { TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
 import { startStreamingReplication, type StreamingReplication } from '../helpers/replication.ts';
 import { bearer, createUser, login, PASSWORD, postJson, type TokenPairJson, type UserJson } from '../e2e/support.ts';

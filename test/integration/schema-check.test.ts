@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { describe, expect, inject, test } from 'vitest';
 import { createMigrator } from '../../src/db/migrator.ts';
-import { compareSchemas, diffSchemas, formatDifference, readSchemaSnapshot } from '../../src/db/schema-check.ts';
-import { withScratchDatabase } from '../../src/db/scratch.ts';
+import { compareSchemas, diffSchemas, formatDifference, readSchemaSnapshot } from '../../src/db/admin/schema-check.ts';
+import { withScratchDatabase } from '../../src/db/admin/scratch.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

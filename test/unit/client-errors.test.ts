@@ -40,8 +40,8 @@ describe('clientErrorHandler', () => {
     [
       'HPE_HEADER_OVERFLOW',
       'HTTP/1.1 431 Request Header Fields Too Large',
-      'ValidationError',
-      'VALIDATION_FAILED',
+      'RequestHeadersTooLargeError',
+      'REQUEST_HEADERS_TOO_LARGE',
       'Request headers are too large',
     ],
     [

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
-import type { DB } from './database.ts';
-import { pendingMigrations } from './migrator.ts';
+import type { DB } from '../database.ts';
+import { pendingMigrations } from '../migrator.ts';
 
 /** The server as a whole: what it is, how big this database is, how full its connection slots are. */
 export interface ServerStats {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { withDatabaseName } from './embedded.ts';
-import { migrateToLatest } from './migrator.ts';
+import { withDatabaseName } from '../embedded.ts';
+import { migrateToLatest } from '../migrator.ts';
 
 /**
  * Runs `fn` against a throw-away database migrated from `migrations/`, created on the server of

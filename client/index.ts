@@ -1,0 +1,213 @@
+/**
+ * The typed client of this API: openapi-fetch over the types `npm run api:client` generates from
+ * the server's own OpenAPI document (client/schema.ts), plus what every caller would otherwise
+ * rewrite: the bearer token, refresh-token rotation when the access token expires, typed error
+ * bodies and `retry-after`. Only `fetch`, `Request`, `Response` and `Headers` are used, so it runs
+ * in Node (18+) and in browsers alike; openapi-fetch is the one runtime dependency.
+ *
+ * @example
+ * ```ts
+ * const api = createApiClient({ baseUrl: 'http://127.0.0.1:3000' });
+ * await api.login('ada@example.com', 'correct horse battery staple');
+ * const { data, error } = await api.GET('/users/{id}', { params: { path: { id } } });
+ * if (error) console.log(error.error.code); // 'NOT_FOUND' | 'FORBIDDEN' | …, typed
+ * ```
+ */
+import createClient, { type Client, type Middleware } from 'openapi-fetch';
+import type { components, paths } from './schema.ts';
+
+export type { components, operations, paths } from './schema.ts';
+
+/** The `error` object of every error response. */
+export type ApiError = components['schemas']['Error']['error'];
+/** Every error `code` the server can send (the registry in src/errors/): switch on it. */
+export type ErrorCode = ApiError['code'];
+export type User = components['schemas']['User'];
+
+/** The tokens of a signed-in client: what login and refresh return. */
+export interface Tokens {
+  readonly accessToken: string;
+  readonly refreshToken: string;
+}
+
+export interface ApiClientOptions {
+  /** Where the API is, e.g. `https://api.example.com`; paths are appended to it. */
+  readonly baseUrl: string;
+  /** Tokens kept from an earlier session (e.g. read from storage). */
+  readonly tokens?: Tokens;
+  /**
+   * Told whenever the tokens change: after login and every rotation (store them: the old refresh
+   * token stops working), and with `undefined` after logout or a refused refresh (signed out).
+   */
+  readonly onTokens?: (tokens: Tokens | undefined) => void;
+  /** Another fetch (tests, instrumentation); the global one by default. */
+  readonly fetch?: (request: Request) => Promise<Response>;
+}
+
+export interface ApiClient extends Client<paths> {
+  /** The current tokens; undefined when signed out. */
+  readonly tokens: Tokens | undefined;
+  /** Replaces the tokens (e.g. after a login done elsewhere); undefined signs out locally. */
+  setTokens(tokens: Tokens | undefined): void;
+  /**
+   * POST /auth/login and keep the tokens. Resolves to the user, or to the error body (401
+   * INVALID_CREDENTIALS, 429 RATE_LIMITED with {@link ApiResult.retryAfterSeconds}, …).
+   */
+  login(email: string, password: string): Promise<ApiResult<User>>;
+  /** POST /auth/logout with the current refresh token (its session ends), then forget the tokens. */
+  logout(): Promise<ApiResult<null>>;
+}
+
+/** A success value or the typed error body, with `retry-after` when the server sent one. */
+export type ApiResult<T> =
+  | { readonly ok: true; readonly value: T; readonly response: Response }
+  | {
+      readonly ok: false;
+      readonly error: ApiError;
+      readonly response: Response;
+      readonly retryAfterSeconds: number | undefined;
+    };
+
+/**
+ * Seconds to wait before retrying, from the response's `retry-after` (seconds or an HTTP date);
+ * undefined when it has none. Sent with 429 and 503.
+ */
+export function retryAfterSeconds(response: Response, now: Date = new Date()): number | undefined {
+  const header = response.headers.get('retry-after');
+  if (header === null || header.trim() === '') return undefined;
+  if (/^\d+$/.test(header.trim())) return Number(header.trim());
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - now.getTime()) / 1000));
+}
+
+/** Whether `value` is an error body of this API (`{ error: { code, … } }`). */
+export function isErrorBody(value: unknown): value is { error: ApiError } {
+  if (typeof value !== 'object' || value === null || !('error' in value)) return false;
+  const error: unknown = value.error;
+  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string';
+}
+
+/**
+ * A client for this API. Every request carries the current access token. When the server answers
+ * 401 `TOKEN_EXPIRED`, the client rotates the refresh token once and repeats the request once;
+ * concurrent requests that hit the expiry together share that one rotation (the contract's reuse
+ * interval would make a second rotation harmless, but it would still cost a round trip and a
+ * second access token). A refused rotation signs the client out and returns the original 401.
+ */
+export function createApiClient(options: ApiClientOptions): ApiClient {
+  const send = options.fetch ?? ((request: Request) => globalThis.fetch(request));
+  const baseUrl = options.baseUrl.replace(/\/+$/, '');
+  let tokens = options.tokens;
+  let rotation: Promise<Tokens | undefined> | undefined;
+  /** A copy of each request before it is sent: the body of the original is consumed by then. */
+  const replays = new WeakMap<Request, Request>();
+
+  const setTokens = (next: Tokens | undefined) => {
+    tokens = next;
+    options.onTokens?.(next);
+  };
+
+  const rotate = async (refreshToken: string): Promise<Tokens | undefined> => {
+    const response = await send(
+      new Request(`${baseUrl}/auth/refresh`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ refreshToken }),
+      }),
+    );
+    if (!response.ok) {
+      // Another rotation (a login, another tab through onTokens) may have replaced the tokens meanwhile.
+      if (tokens?.refreshToken === refreshToken) setTokens(undefined);
+      return undefined;
+    }
+    const pair = (await response.json()) as Tokens;
+    setTokens({ accessToken: pair.accessToken, refreshToken: pair.refreshToken });
+    return tokens;
+  };
+
+  /** Fresh tokens after `expired` was refused: a rotation already done or running, or a new one. */
+  const renewed = async (expired: string): Promise<Tokens | undefined> => {
+    if (tokens !== undefined && tokens.accessToken !== expired) return tokens;
+    if (rotation === undefined) {
+      const refreshToken = tokens?.refreshToken;
+      if (refreshToken === undefined) return undefined;
+      rotation = rotate(refreshToken).finally(() => {
+        rotation = undefined;
+      });
+    }
+    return rotation;
+  };
+
+  const auth: Middleware = {
+    onRequest({ request }) {
+      if (tokens !== undefined && !request.headers.has('authorization'))
+        request.headers.set('authorization', `Bearer ${tokens.accessToken}`);
+      replays.set(request, request.clone());
+      return request;
+    },
+    async onResponse({ request, response }) {
+      const replay = replays.get(request);
+      replays.delete(request);
+      const used = /^Bearer (.+)$/.exec(request.headers.get('authorization') ?? '')?.[1];
+      if (response.status !== 401 || used === undefined || replay === undefined) return response;
+      const body: unknown = await response
+        .clone()
+        .json()
+        .catch(() => undefined);
+      if (!isErrorBody(body) || body.error.code !== 'TOKEN_EXPIRED') return response;
+      const next = await renewed(used);
+      if (next === undefined) return response;
+      replay.headers.set('authorization', `Bearer ${next.accessToken}`);
+      // Sent directly, not through the client: a second expiry is answered, not retried again.
+      return send(replay);
+    },
+  };
+
+  const client = createClient<paths>({ baseUrl, fetch: send });
+  client.use(auth);
+
+  const login = async (email: string, password: string): Promise<ApiResult<User>> => {
+    const { data, error, response } = await client.POST('/auth/login', { body: { email, password } });
+    if (data === undefined) return failure(error, response);
+    setTokens({ accessToken: data.accessToken, refreshToken: data.refreshToken });
+    return { ok: true, value: data.user, response };
+  };
+
+  const logout = async (): Promise<ApiResult<null>> => {
+    const refreshToken = tokens?.refreshToken;
+    if (refreshToken === undefined) throw new Error('Not signed in: there is no refresh token to revoke');
+    const { error, response } = await client.POST('/auth/logout', { body: { refreshToken } });
+    if (!response.ok) return failure(error, response);
+    setTokens(undefined);
+    return { ok: true, value: null, response };
+  };
+
+  // openapi-fetch's methods are closures over the client, not `this`: spreading them keeps them working.
+  return {
+    ...client,
+    get tokens() {
+      return tokens;
+    },
+    setTokens,
+    login,
+    logout,
+  };
+}
+
+function failure(error: unknown, response: Response): ApiResult<never> {
+  return { ok: false, error: errorOf(error, response), response, retryAfterSeconds: retryAfterSeconds(response) };
+}
+
+function errorOf(error: unknown, response: Response): ApiError {
+  if (isErrorBody(error)) return error.error;
+  // Not this API's error shape (a proxy's or load balancer's page): an internal failure for the caller.
+  const type: ApiError['type'] = 'InternalError';
+  const code: ErrorCode = 'INTERNAL';
+  return {
+    type,
+    code,
+    message: `Unexpected ${response.status} response`,
+    statusCode: response.status,
+    requestId: response.headers.get('x-request-id') ?? '',
+  };
+}

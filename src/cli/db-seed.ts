@@ -1,0 +1,45 @@
+import { loadConfig, loadEnvFile } from '../config.ts';
+import { createDatabase } from '../db/database.ts';
+import { migrateToLatest, migrationOptionsOf, pendingMigrations } from '../db/migrator.ts';
+import { openDatabaseTarget } from '../db/target.ts';
+import { PasswordHasher } from '../services/passwords.ts';
+import { SEED_ADMIN, SEED_USER_PASSWORD, seedDevelopmentData } from '../services/seed.ts';
+import { databaseOf, reportFailure } from './report.ts';
+
+// npm run db:seed — development data (an admin and 36 users) in the database `npm start` uses.
+// Idempotent; refused when NODE_ENV=production; exit code 1 on any failure.
+const USERS = 36;
+
+process.exitCode = await main();
+
+async function main(): Promise<number> {
+  loadEnvFile();
+  const config = loadConfig();
+  if (config.env === 'production') {
+    process.stderr.write('db:seed refused: NODE_ENV=production. Seeds are development data with known passwords.\n');
+    return 2;
+  }
+  await using stack = new AsyncDisposableStack();
+  try {
+    const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));
+    stack.defer(() => target.close());
+    if (config.migrateOnStart) await migrateToLatest(target.url, migrationOptionsOf(config));
+    const db = createDatabase({ ...config.database, url: target.url, poolMax: 1 });
+    stack.defer(() => db.destroy());
+    const pending = await pendingMigrations(db);
+    if (pending.length > 0) throw new Error(`${pending.length} pending migration(s): run \`npm run migrate\` first`);
+    const { created, total } = await seedDevelopmentData(
+      { db, hasher: new PasswordHasher({ concurrency: 1, queueLimit: 0 }) },
+      { users: USERS },
+    );
+    process.stdout.write(
+      `db:seed: ${created} of ${total} accounts created (${total - created} already there).\n` +
+        `  admin: ${SEED_ADMIN.email} / ${SEED_ADMIN.password}\n` +
+        `  users: user01@example.com … user${USERS}@example.com / ${SEED_USER_PASSWORD}\n`,
+    );
+    return 0;
+  } catch (error) {
+    reportFailure('db:seed', error, { logLevel: config.logLevel, database: databaseOf(config.database.url) });
+    return 1;
+  }
+}

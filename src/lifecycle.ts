@@ -1,0 +1,259 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Kysely } from 'kysely';
+import { buildApp, type App } from './app.ts';
+import type { Config } from './config.ts';
+import { watchAvailability } from './db/availability.ts';
+import { createDatabase, createPool, type DB } from './db/database.ts';
+import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './db/migrator.ts';
+import { createReadDatabase } from './db/replicas.ts';
+import { openDatabaseTarget } from './db/target.ts';
+import { UserChangeFeed } from './db/user-changes.ts';
+import { UserRepository } from './repositories/users.ts';
+import { AppMetrics } from './services/metrics.ts';
+import type { AuthenticatedUser } from './services/auth.ts';
+import { PrincipalCache } from './services/principal-cache.ts';
+import { lowerWorkerThreadPriority } from './thread-priority.ts';
+import { MaintenanceJob } from './workers/maintenance.ts';
+import { MaintenanceMetrics } from './workers/maintenance-metrics.ts';
+
+/** The steps of start-up, in order. Each one's resources are closed if a later one fails. */
+export const STARTUP_STEPS = [
+  'database',
+  'migrations',
+  'pool',
+  'pending-migrations',
+  'replicas',
+  'change-feed',
+  'jwt-secret',
+  'app',
+  'thread-priority',
+  'workers',
+  'listen',
+] as const;
+
+export type StartupStep = (typeof STARTUP_STEPS)[number];
+
+/** A refusal to start that is the operator's to fix: reported as its message alone. */
+export class StartupRefusedError extends Error {
+  override readonly name = 'StartupRefusedError';
+}
+
+export interface OpenServerOptions {
+  /** Start-up messages (before the app's logger exists). */
+  readonly say: (message: string) => void;
+  readonly prettyLogs?: boolean;
+  /** Aborting (a signal during start-up) stops at the next step and closes what was opened. */
+  readonly signal?: AbortSignal;
+  /** Runs after each step; a test throws here to inject a failure at that step. */
+  readonly afterStep?: (step: StartupStep) => void | Promise<void>;
+}
+
+export interface RunningServer {
+  readonly app: App;
+  /**
+   * Stops accepting connections, lets in-flight requests finish, then closes what start-up opened
+   * in reverse order: change feed, replicas, pool, embedded PostgreSQL. Idempotent.
+   */
+  close(): Promise<void>;
+  /** The last resort when the grace period ran out: stops the embedded PostgreSQL synchronously. */
+  stopDatabaseSync(): void;
+}
+
+/**
+ * Starts the API as `npm start` runs it: reach (or start) PostgreSQL, migrate when asked, refuse
+ * a schema that is behind, open the pool, replicas and change feed, build the app and listen.
+ * Every resource goes on one disposal stack the moment it exists, so a failure at any step
+ * closes exactly what was opened, in reverse order, and `close()` does the same on shutdown.
+ *
+ * @example
+ * ```ts
+ * const server = await openServer(loadConfig(), { say: console.error });
+ * // …
+ * await server.close();
+ * ```
+ */
+export async function openServer(config: Config, options: OpenServerOptions): Promise<RunningServer> {
+  const { say } = options;
+  const step = async (name: StartupStep) => {
+    options.signal?.throwIfAborted();
+    await options.afterStep?.(name);
+  };
+  await using stack = new AsyncDisposableStack();
+
+  const target = await openDatabaseTarget(config, say);
+  stack.defer(() => target.close());
+  await step('database');
+
+  if (config.migrateOnStart) {
+    const applied = await migrateToLatest(target.url, migrationOptionsOf(config, say));
+    if (applied.length > 0) say(`applied migrations: ${applied.join(', ')}`);
+  }
+  await step('migrations');
+
+  const metrics = new AppMetrics();
+  // The app's logger exists only once the app is built; queries before that are not logged.
+  const queryLog: { logger?: FastifyBaseLogger } = {};
+  const databaseConfig = { ...config.database, url: target.url };
+  const pool = createPool(databaseConfig);
+  const hooks = metrics.databaseHooks(() => queryLog.logger, config.database);
+  const db = createDatabase(databaseConfig, {
+    pool,
+    ...hooks,
+    ...watchAvailability(
+      hooks,
+      () => queryLog.logger,
+      target.url,
+      target.embedded ? 'the embedded PostgreSQL' : 'DATABASE_URL',
+    ),
+  });
+  stack.defer(() => db.destroy());
+  await step('pool');
+
+  const pending = await pendingMigrations(db);
+  if (pending.length > 0) {
+    throw new StartupRefusedError(
+      `Refusing to start: ${pending.length} pending migration(s) (${pending.join(', ')}). ` +
+        'Run `npm run migrate`, or set MIGRATE_ON_START=true.',
+    );
+  }
+  await step('pending-migrations');
+  if (config.env === 'development' && (await new UserRepository(db).list(1)).length === 0) {
+    say('the database has no users yet: `npm run db:seed` adds an admin and 36 users (and prints how to log in)');
+  }
+
+  // Reads that may be slightly stale (the user listing) go to a replica when one is usable.
+  const readDb = createReadDatabase(db, {
+    replicaUrls: config.database.replicaUrls,
+    maxLagMs: config.database.replicaMaxLagMs,
+    checkIntervalMs: config.database.replicaCheckIntervalMs,
+    pool: config.database,
+    databaseOptions: metrics.databaseHooks(() => queryLog.logger, config.database),
+    events: metrics.replicaEvents,
+  });
+  stack.defer(() => readDb.destroy());
+  await step('replicas');
+
+  // Authenticated users' rows are cached and dropped as soon as they change (LISTEN/NOTIFY).
+  const principals = await startPrincipalCache(config, target.url, stack);
+  await step('change-feed');
+
+  const jwtSecret = await resolveJwtSecret(config);
+  await step('jwt-secret');
+
+  const app = await buildApp({
+    config,
+    db,
+    ...(config.database.replicaUrls.length > 0 ? { readDb } : {}),
+    jwtSecret,
+    prettyLogs: options.prettyLogs ?? false,
+    metrics,
+    ...(principals === undefined ? {} : { principals }),
+    poolStats: () => ({
+      total: pool.totalCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+      max: config.database.poolMax,
+    }),
+  });
+  // close() stops accepting connections and waits for in-flight requests, before the pool goes.
+  stack.defer(() => app.close());
+  queryLog.logger = app.log;
+  await step('app');
+
+  const nice = config.auth.hashThreadNice;
+  const threads = await lowerWorkerThreadPriority(nice);
+  if (threads > 0) app.log.info({ threads, nice }, 'worker threads (password hashing) run below the event loop');
+  await step('thread-priority');
+
+  // Background work of this instance; stopped before the app and the pool close.
+  const maintenance = startMaintenance(config, db, metrics, app.log);
+  if (maintenance !== undefined) stack.defer(() => maintenance.stop());
+  await step('workers');
+
+  await app.listen({ host: config.host, port: config.port });
+  await step('listen');
+
+  const opened = stack.move();
+  return {
+    app,
+    close: async () => {
+      if (!opened.disposed) await opened.disposeAsync();
+    },
+    stopDatabaseSync: () => {
+      target.embedded?.stopSync();
+    },
+  };
+}
+
+/** The maintenance job on its schedule, reporting in the app's /metrics; none when MAINTENANCE_INTERVAL_SECONDS=0. */
+function startMaintenance(
+  config: Config,
+  db: Kysely<DB>,
+  metrics: AppMetrics,
+  log: FastifyBaseLogger,
+): MaintenanceJob | undefined {
+  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds } = config.maintenance;
+  if (intervalSeconds === 0) return undefined;
+  const job = new MaintenanceJob({
+    db,
+    policy: { refreshTokenGraceSeconds },
+    batchSize,
+    pauseMs,
+    intervalMs: intervalSeconds * 1000,
+    metrics: new MaintenanceMetrics(metrics.registry),
+    log,
+  });
+  job.start();
+  return job;
+}
+
+/** The principal cache and the change feed that keeps it fresh; none when PRINCIPAL_CACHE_SECONDS=0. */
+async function startPrincipalCache(
+  config: Config,
+  url: string,
+  stack: AsyncDisposableStack,
+): Promise<PrincipalCache<AuthenticatedUser> | undefined> {
+  if (config.auth.principalCacheSeconds === 0) return undefined;
+  const feed: UserChangeFeed = new UserChangeFeed(
+    { url, applicationName: `${config.database.applicationName}:user-changes` },
+    {
+      onChange: (id) => {
+        cache.invalidate(id);
+      },
+      onReset: () => {
+        cache.clear();
+      },
+    },
+  );
+  const cache = new PrincipalCache<AuthenticatedUser>({
+    ttlMs: config.auth.principalCacheSeconds * 1000,
+    maxEntries: 10_000,
+    isLive: () => feed.live,
+  });
+  // Closed even when its start fails half-way: the listening connection may already be open.
+  stack.defer(() => feed.close());
+  await feed.start();
+  return cache;
+}
+
+/**
+ * JWT_SECRET when set (required in production); otherwise a random secret generated once and
+ * kept under DATA_DIR, so tokens survive restarts of a development server.
+ */
+async function resolveJwtSecret(config: Config): Promise<string> {
+  if (config.auth.jwtSecret !== undefined) return config.auth.jwtSecret;
+  const file = path.join(config.dataDir, 'jwt-secret');
+  try {
+    const existing = (await fs.readFile(file, 'utf8')).trim();
+    if (Buffer.byteLength(existing) >= 32) return existing;
+  } catch {
+    // not generated yet
+  }
+  const secret = randomBytes(48).toString('base64url');
+  await fs.mkdir(config.dataDir, { recursive: true });
+  await fs.writeFile(file, secret, { mode: 0o600 });
+  return secret;
+}

@@ -1,0 +1,151 @@
+import { Counter, Histogram, Registry } from '@prometheus-io/client';
+import type { ReplicaEvents } from '../db/replicas.ts';
+import { logQuery, type QueryEvent, type QueryLogger, type QueryLogOptions } from '../db/instrumentation.ts';
+import type { AppError } from '../errors/index.ts';
+import type { AuthEvents } from './auth.ts';
+
+/** Pool counters read at scrape time (pg.Pool's totalCount, idleCount, waitingCount and max). */
+export interface PoolStats {
+  readonly total: number;
+  readonly idle: number;
+  readonly waiting: number;
+  readonly max: number;
+}
+
+/** Query durations resolve 1 ms to 1 s; slower ones land in +Inf. */
+const QUERY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+/**
+ * The application's own metrics, in a registry of its own (one per app instance, so building
+ * many apps in one process never collides on "metric already registered").
+ */
+export class AppMetrics {
+  readonly registry = new Registry();
+  readonly queryDuration = new Histogram({
+    name: 'db_query_duration_seconds',
+    help: 'Database query duration by repository operation and outcome',
+    labelNames: ['operation', 'outcome'] as const,
+    buckets: QUERY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly databaseErrors = new Counter({
+    name: 'db_errors_total',
+    help: 'Database errors by category (the error code they were translated to)',
+    labelNames: ['category'] as const,
+    registers: [this.registry],
+  });
+  readonly transactionRetries = new Counter({
+    name: 'db_transaction_retries_total',
+    help: 'Transactions retried after a serialization failure or deadlock',
+    registers: [this.registry],
+  });
+  readonly logins = new Counter({
+    name: 'auth_logins_total',
+    help: 'Login attempts by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly refreshes = new Counter({
+    name: 'auth_refresh_total',
+    help: 'Refresh token presentations by outcome (rotated, reused = family revoked, rejected)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly principalLookups = new Counter({
+    name: 'auth_principal_lookups_total',
+    help: "Authenticated requests by where the caller's user row came from: the principal cache or the database",
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: 'auth_rate_limited_total',
+    help: 'Requests refused by a rate limit, by limiter',
+    labelNames: ['limiter'] as const,
+    registers: [this.registry],
+  });
+
+  readonly replicaReads = new Counter({
+    name: 'db_replica_reads_total',
+    help: 'Reads that may be served by a replica (the user listing), by where they ran: replica or primary',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+  readonly replicaFallbacks = new Counter({
+    name: 'db_replica_fallbacks_total',
+    help: 'Replica-eligible reads sent to the primary: no replica reachable (unavailable), all too far behind (lagging), or the replica failed the query (error)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    for (const target of ['replica', 'primary']) this.replicaReads.inc({ target }, 0);
+    for (const reason of ['unavailable', 'lagging', 'error']) this.replicaFallbacks.inc({ reason }, 0);
+    // Zero series exist from the start, so rates and alerts work before the first event.
+    for (const outcome of ['success', 'failure', 'rate_limited']) this.logins.inc({ outcome }, 0);
+    for (const outcome of ['rotated', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
+    for (const source of ['cache', 'database']) this.principalLookups.inc({ source }, 0);
+  }
+
+  /**
+   * The hooks `createDatabase` takes, feeding these metrics and the slow-query log. `logger` is read
+   * on every query because the app whose logger it is is built after the database.
+   *
+   * @example
+   * ```ts
+   * const db = createDatabase(config, { pool, ...metrics.databaseHooks(() => app?.log, config.database) });
+   * ```
+   */
+  databaseHooks(logger: () => QueryLogger | undefined, logOptions: QueryLogOptions) {
+    return {
+      onQuery: (event: QueryEvent) => {
+        this.observeQuery(event);
+        const log = logger();
+        if (log !== undefined) logQuery(log, event, logOptions);
+      },
+      onCheckoutError: (error: AppError) => {
+        this.databaseErrors.inc({ category: error.code });
+      },
+      onTransactionRetry: () => {
+        this.transactionRetries.inc();
+      },
+    };
+  }
+
+  /** Feeds the query histogram and error counter with one query (`createDatabase`'s `onQuery`). */
+  observeQuery(event: QueryEvent): void {
+    this.queryDuration.observe({ operation: event.operation, outcome: event.outcome }, event.durationMs / 1000);
+    if (event.outcome !== 'ok') this.databaseErrors.inc({ category: event.outcome });
+  }
+
+  /** The hooks AuthService reports to. */
+  get authEvents(): AuthEvents {
+    return {
+      onLogin: (outcome) => {
+        this.logins.inc({ outcome });
+      },
+      onRefresh: (outcome) => {
+        this.refreshes.inc({ outcome });
+      },
+      onPrincipalLookup: (source) => {
+        this.principalLookups.inc({ source });
+      },
+    };
+  }
+
+  /** The hooks the replica-aware read database reports to. */
+  get replicaEvents(): ReplicaEvents {
+    return {
+      onRead: (target) => {
+        this.replicaReads.inc({ target });
+      },
+      onFallback: (reason) => {
+        this.replicaFallbacks.inc({ reason });
+      },
+    };
+  }
+
+  onRateLimited(limiter: string): void {
+    this.rateLimited.inc({ limiter });
+    if (limiter.startsWith('login')) this.logins.inc({ outcome: 'rate_limited' });
+  }
+}

@@ -1,0 +1,181 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createApiClient, type ApiClient, type Tokens } from '../../client/index.ts';
+import { testApp } from '../helpers/app.ts';
+import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
+import { craftJwt, createUser, decodeJwt, PASSWORD } from './support.ts';
+
+/** What went over the wire: the path of every request the client sent, in order. */
+interface Wire {
+  readonly paths: string[];
+}
+
+/**
+ * The real application listening on a loopback port, on a database of its own (requests run
+ * concurrently on real connections), and a client pointed at it whose every request is recorded.
+ */
+async function serverAndClient(
+  onTestFinished: (fn: () => Promise<void>) => void,
+  env: Record<string, string> = {},
+  tokens?: Tokens,
+): Promise<{
+  api: ApiClient;
+  wire: Wire;
+  rotations: (Tokens | undefined)[];
+  db: Awaited<ReturnType<typeof isolatedDatabase>>['db'];
+  baseUrl: string;
+}> {
+  const { db } = await isolatedDatabase(onTestFinished);
+  const app = await testApp(db, onTestFinished, { env });
+  const baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
+  const wire: Wire = { paths: [] };
+  const rotations: (Tokens | undefined)[] = [];
+  const api = createApiClient({
+    baseUrl,
+    ...(tokens === undefined ? {} : { tokens }),
+    onTokens: (next) => rotations.push(next),
+    fetch: (request) => {
+      wire.paths.push(`${request.method} ${new URL(request.url).pathname}`);
+      return fetch(request);
+    },
+  });
+  return { api, wire, rotations, db, baseUrl };
+}
+
+describe('the generated client against a listening server', () => {
+  test('registers, logs in and reads the signed-in user', async ({ onTestFinished }) => {
+    const { api } = await serverAndClient(onTestFinished);
+
+    const registered = await api.POST('/auth/register', {
+      body: { email: 'Ada@Example.com', password: PASSWORD, name: 'Ada' },
+    });
+    expect(registered.response.status).toBe(201);
+    expect(registered.data?.user).toMatchObject({ email: 'ada@example.com', name: 'Ada', role: 'user' });
+
+    const login = await api.login('ada@example.com', PASSWORD);
+    expect(login.ok).toBe(true);
+    expect(api.tokens?.accessToken).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+
+    const me = await api.GET('/auth/me');
+    expect(me.response.status).toBe(200);
+    expect(me.data?.user.id).toBe(registered.data?.user.id);
+  });
+
+  test('returns typed error bodies: duplicate email, bad credentials, validation, forbidden', async ({
+    onTestFinished,
+  }) => {
+    const { api, db } = await serverAndClient(onTestFinished);
+    await createUser(db, { email: 'taken@example.com' });
+
+    const duplicate = await api.POST('/auth/register', {
+      body: { email: 'taken@example.com', password: PASSWORD, name: 'Twin' },
+    });
+    expect(duplicate.response.status).toBe(409);
+    expect(duplicate.error?.error).toMatchObject({ code: 'UNIQUE_VIOLATION', field: 'email', statusCode: 409 });
+
+    const wrong = await api.login('taken@example.com', 'not the password');
+    expect(wrong.ok).toBe(false);
+    if (!wrong.ok) expect(wrong.error).toMatchObject({ code: 'INVALID_CREDENTIALS', statusCode: 401 });
+    expect(api.tokens).toBeUndefined();
+
+    const invalid = await api.POST('/auth/register', {
+      body: { email: 'x@example.com', password: 'short', name: 'X' },
+    });
+    expect(invalid.response.status).toBe(400);
+    expect(invalid.error?.error.code).toBe('VALIDATION_FAILED');
+    expect(invalid.error?.error.details?.map((detail) => detail.path)).toContain('/body/password');
+
+    expect((await api.login('taken@example.com', PASSWORD)).ok).toBe(true);
+    const listing = await api.GET('/users', { params: { query: { limit: 5 } } });
+    expect(listing.response.status).toBe(403);
+    expect(listing.error?.error.code).toBe('FORBIDDEN');
+  });
+
+  test('makes admin calls: pages through users and reads one by id', async ({ onTestFinished }) => {
+    const { api, db } = await serverAndClient(onTestFinished);
+    const admin = await createUser(db, { email: 'admin@example.com', role: 'admin' });
+    const others = [];
+    for (let i = 0; i < 3; i++) others.push(await createUser(db, { email: `user${i}@example.com` }));
+    expect((await api.login('admin@example.com', PASSWORD)).ok).toBe(true);
+
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await api.GET('/users', {
+        params: { query: { limit: 2, ...(cursor === undefined ? {} : { cursor }) } },
+      });
+      expect(page.response.status).toBe(200);
+      seen.push(...(page.data?.items.map((user) => user.email) ?? []));
+      cursor = page.data?.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    expect(seen.sort()).toEqual(['admin@example.com', 'user0@example.com', 'user1@example.com', 'user2@example.com']);
+
+    const one = await api.GET('/users/{id}', { params: { path: { id: others[1]?.id ?? '' } } });
+    expect(one.data?.user).toMatchObject({ email: 'user1@example.com' });
+    const missing = await api.GET('/users/{id}', { params: { path: { id: '0190f1f0-0000-7000-8000-000000000000' } } });
+    expect(missing.response.status).toBe(404);
+    expect(missing.error?.error.code).toBe('NOT_FOUND');
+    expect(admin.role).toBe('admin');
+  });
+
+  test(
+    'rotates the refresh token once when the access token expires, concurrent requests sharing that one rotation',
+    { timeout: 30_000 },
+    async ({ onTestFinished }) => {
+      const { api, wire, rotations, db } = await serverAndClient(onTestFinished, { ACCESS_TOKEN_TTL_SECONDS: '10' });
+      await createUser(db, { email: 'ada@example.com' });
+      expect((await api.login('ada@example.com', PASSWORD)).ok).toBe(true);
+      const first = api.tokens;
+
+      await sleep(11_000);
+      wire.paths.length = 0;
+      const answers = await Promise.all(Array.from({ length: 5 }, () => api.GET('/auth/me')));
+
+      expect(answers.map((answer) => answer.response.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(wire.paths.filter((path) => path === 'POST /auth/refresh')).toHaveLength(1);
+      expect(wire.paths.filter((path) => path === 'GET /auth/me')).toHaveLength(10);
+      expect(api.tokens?.refreshToken).not.toBe(first?.refreshToken);
+      expect(rotations.at(-1)).toEqual(api.tokens);
+    },
+  );
+
+  test('signs out when the expired session cannot be refreshed, answering the original 401', async ({
+    onTestFinished,
+  }) => {
+    const setup = await serverAndClient(onTestFinished);
+    await createUser(setup.db, { email: 'ada@example.com' });
+    expect((await setup.api.login('ada@example.com', PASSWORD)).ok).toBe(true);
+    const stale = setup.api.tokens;
+    expect((await setup.api.logout()).ok).toBe(true);
+    expect(setup.api.tokens).toBeUndefined();
+
+    // A client restored from storage: a revoked refresh token and an access token that has expired.
+    const expired = stale === undefined ? '' : expiredTwinOf(stale.accessToken);
+    const restored = createApiClient({
+      baseUrl: setup.baseUrl,
+      tokens: { accessToken: expired, refreshToken: stale?.refreshToken ?? '' },
+    });
+    const me = await restored.GET('/auth/me');
+    expect(me.response.status).toBe(401);
+    expect(me.error?.error.code).toBe('TOKEN_EXPIRED');
+    expect(restored.tokens).toBeUndefined();
+  });
+
+  test('surfaces retry-after when logins are rate limited', async ({ onTestFinished }) => {
+    const { api } = await serverAndClient(onTestFinished, { RATE_LIMIT_LOGIN: '3' });
+    let attempt = await api.login('nobody@example.com', 'not the password');
+    for (let tries = 1; tries < 30 && !(!attempt.ok && attempt.error.code === 'RATE_LIMITED'); tries++)
+      attempt = await api.login('nobody@example.com', 'not the password');
+
+    expect(attempt.ok).toBe(false);
+    if (attempt.ok) return;
+    expect(attempt.error).toMatchObject({ code: 'RATE_LIMITED', statusCode: 429 });
+    expect(attempt.retryAfterSeconds).toBeGreaterThan(0);
+  });
+});
+
+/** The same claims, signed with the same key, but expired a minute ago. */
+function expiredTwinOf(token: string): string {
+  const { header, payload } = decodeJwt(token);
+  const now = Math.floor(Date.now() / 1000);
+  return craftJwt({ ...payload, iat: now - 120, exp: now - 60 }, { header: { kid: header.kid } });
+}
