@@ -18,10 +18,9 @@ export default defineConfig({
     globalSetup: ['test/helpers/global-setup.ts'],
     // Each worker clones its own database from the migrated template (see test/helpers/database.ts).
     pool: 'forks',
-    // vitest's default is one worker per core less one: a single worker on a 2-core machine. The
-    // files spend most of their time waiting on PostgreSQL and child processes, not on the CPU,
-    // so three run side by side in about half the time (bench/results/suite-time.md).
-    maxWorkers: 3,
+    // vitest's default (one worker per core less one: a single one on 2 cores) is kept: three
+    // workers on the shared, loaded 2-core machine made about 30 tests time out
+    // (bench/results/suite-time.md).
     testTimeout: 20_000,
     hookTimeout: 60_000,
     // `npm test -- --coverage` (as .ci/run runs it, with every suite enabled) fails below these.
