@@ -392,6 +392,15 @@ export interface operations {
         };
       };
       /** @description Default Response */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
       503: {
         headers: {
           [name: string]: unknown;
@@ -501,6 +510,15 @@ export interface operations {
       };
       /** @description Default Response */
       415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -860,6 +878,7 @@ export interface operations {
       query?: never;
       header?: never;
       path: {
+        /** @description A UUID (compared case-insensitively) */
         id: string;
       };
       cookie?: never;
