@@ -129,6 +129,28 @@ export class UneditedMigrationError extends Error {
  * Every statement runs with a `lock_timeout`; a transactional group that times out waiting for a
  * lock is rolled back (so the queries queued behind it go on) and retried a bounded number of times.
  */
+/** How long a migrator waits for another one to finish (an hour, like Kysely's own lock). */
+const MIGRATION_LOCK_WAIT_MS = 3_600_000;
+const MIGRATION_LOCK_POLL_MS = 100;
+
+/**
+ * Takes the migrators' lock in `holder`'s transaction, trying again until it is free. Polled
+ * rather than blocking in `pg_advisory_xact_lock`: a statement waiting on a lock keeps a snapshot
+ * open, and CREATE INDEX CONCURRENTLY in the migrator that holds the lock waits for every older
+ * snapshot to end, so a blocked waiter would stall it until its lock_timeout (npm start racing
+ * `npm run user:create` did exactly that). Between tries the waiter holds no snapshot.
+ */
+async function waitForMigrationLock(holder: Kysely<unknown>): Promise<void> {
+  const deadline = Date.now() + MIGRATION_LOCK_WAIT_MS;
+  for (;;) {
+    const { rows } = await sql<{ locked: boolean }>`
+      select pg_try_advisory_xact_lock(${sql.lit(MIGRATION_LOCK_ID)}) as locked`.execute(holder);
+    if (rows[0]?.locked === true) return;
+    if (Date.now() > deadline) throw new Error('Timed out waiting for another migrator to finish');
+    await sleep(MIGRATION_LOCK_POLL_MS);
+  }
+}
+
 export class SchemaMigrator extends Migrator {
   readonly #db: Kysely<unknown>;
   readonly #options: RunnerOptions;
@@ -166,10 +188,7 @@ export class SchemaMigrator extends Migrator {
   async #run(plan: Plan): Promise<MigrationResultSet> {
     const holder = await this.#db.startTransaction().execute();
     try {
-      // Waiting for another migrator blocks nobody else: no lock_timeout on this one (an hour, like Kysely's).
-      await sql`select set_config('lock_timeout', '3600000', true), pg_advisory_xact_lock(${sql.lit(MIGRATION_LOCK_ID)})`.execute(
-        holder,
-      );
+      await waitForMigrationLock(holder);
       await ensureBookkeeping(this.#db);
       const migrations = await this.getMigrations();
       const executed = executedInOrder(migrations);

@@ -270,13 +270,14 @@ async function npmRun(
   script: string,
   url: string,
   env: Record<string, string>,
+  args: readonly string[] = [],
 ): Promise<{ code: number; output: string }> {
   // kysely-ctl's logger goes quiet under NODE_ENV=test; the developer's terminal is not a test.
   const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'NODE_ENV' && key !== 'TEST'));
   return new Promise((resolve) => {
     execFile(
       'npm',
-      ['run', '--silent', script],
+      ['run', '--silent', script, ...(args.length > 0 ? ['--', ...args] : [])],
       { cwd: ROOT, env: { ...base, DATABASE_URL: url, ...env }, timeout: 50_000 },
       (error, stdout, stderr) => {
         resolve({
@@ -294,9 +295,13 @@ describe('npm run migrate:rollback whose down fails', () => {
     { timeout: 60_000 },
     async ({ onTestFinished }) => {
       const { url, client } = await scratch(onTestFinished);
-      const applied = await migrateToLatest(url);
-      const last = applied.at(-1);
-      expect(last).toBe('20261201140000_users_prefix_search_indexes');
+      const INDEXES = '20261201140000_users_prefix_search_indexes';
+      const all = await migrateToLatest(url);
+      // Later migrations are undone first, so the CONCURRENTLY one is the last applied.
+      const undo = await npmRun('migrate:rollback', url, {}, ['--to', INDEXES]);
+      expect(undo.code, undo.output).toBe(0);
+      const applied = all.slice(0, all.indexOf(INDEXES) + 1);
+      expect(applied.at(-1)).toBe(INDEXES);
       // A session building an index holds SHARE on users: DROP INDEX CONCURRENTLY cannot get its lock.
       const holder = new pg.Client({ connectionString: url });
       await holder.connect();
