@@ -255,6 +255,8 @@ async function measureSize(
   const app = await buildApp({
     config: loadConfig({
       NODE_ENV: 'production',
+      EMAIL_TRANSPORT: 'log',
+      METRICS_PUBLIC: 'true',
       JWT_SECRET,
       DATABASE_URL: url,
       LOG_LEVEL: 'silent',

@@ -255,6 +255,15 @@ export function loadEnvFile(cwd: string = process.cwd()): string | undefined {
  * ```
  * @throws {ConfigError} listing every variable that is malformed or missing.
  */
+/**
+ * Whether NODE_ENV names production, read before (and whatever the outcome of) the full
+ * validation: development-only commands refuse production first, even where a production
+ * configuration would be incomplete.
+ */
+export function isProductionEnvironment(env: Env = process.env): boolean {
+  return env.NODE_ENV === 'production';
+}
+
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
   const reader = new EnvReader(env);
 

@@ -47,6 +47,8 @@ export interface AppEnvOptions {
 export function appEnv(options: AppEnvOptions): Record<string, string> {
   return {
     NODE_ENV: 'production',
+    EMAIL_TRANSPORT: 'log',
+    METRICS_PUBLIC: 'true',
     LOG_LEVEL: options.logLevel ?? 'info',
     HOST: '127.0.0.1',
     PORT: String(options.port),

@@ -186,6 +186,8 @@ async function freshDatabase(adminUrl: string): Promise<string> {
 async function startInstances(count: number, databaseUrl: string, viaBouncer: boolean): Promise<Instance[]> {
   const instanceEnv = {
     NODE_ENV: 'production',
+    EMAIL_TRANSPORT: 'log',
+    METRICS_PUBLIC: 'true',
     LOG_LEVEL: 'warn',
     DATABASE_URL: databaseUrl,
     DB_POOL_MODE: viaBouncer ? 'transaction' : 'session',

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { loadConfig, loadEnvFile } from '../config.ts';
+import { isProductionEnvironment, loadConfig, loadEnvFile } from '../config.ts';
 import { dropDatabase, ensureDatabaseExists } from '../db/embedded.ts';
 import { migrateToLatest, migrationOptionsOf } from '../db/migrator.ts';
 import { commandContext, reportFailure } from './report.ts';
@@ -26,11 +26,11 @@ async function main(): Promise<number> {
     return 2;
   }
   loadEnvFile();
-  const config = loadConfig();
-  if (config.env === 'production') {
+  if (isProductionEnvironment()) {
     process.stderr.write(`db:reset refused: NODE_ENV=production. It would drop every row.\n${USAGE}\n`);
     return 2;
   }
+  const config = loadConfig();
   if (config.database.url !== undefined && !force) {
     process.stderr.write(
       `db:reset refused: DATABASE_URL is set (${displayUrl(config.database.url)}), and that database would be ` +

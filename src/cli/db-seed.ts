@@ -1,4 +1,4 @@
-import { loadConfig, loadEnvFile } from '../config.ts';
+import { isProductionEnvironment, loadConfig, loadEnvFile } from '../config.ts';
 import { createDatabase } from '../db/database.ts';
 import { migrateToLatest, migrationOptionsOf, pendingMigrations } from '../db/migrator.ts';
 import { openDatabaseTarget } from '../db/target.ts';
@@ -14,11 +14,11 @@ process.exitCode = await main();
 
 async function main(): Promise<number> {
   loadEnvFile();
-  const config = loadConfig();
-  if (config.env === 'production') {
+  if (isProductionEnvironment()) {
     process.stderr.write('db:seed refused: NODE_ENV=production. Seeds are development data with known passwords.\n');
     return 2;
   }
+  const config = loadConfig();
   await using stack = new AsyncDisposableStack();
   try {
     const target = await openDatabaseTarget(config, (message) => process.stderr.write(`${message}\n`));

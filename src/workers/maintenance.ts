@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withAdvisoryLock } from '../db/advisory-lock.ts';
 import { PRUNE_RULES, PruneRepository, type PruneRule, type RetentionPolicy } from '../repositories/prune.ts';
+import { reportWorkerFailure } from './failures.ts';
 import type { MaintenanceMetrics } from './maintenance-metrics.ts';
 
 /** The advisory lock that keeps maintenance to one instance at a time, whatever runs it. */
@@ -26,6 +27,7 @@ export interface MaintenanceOptions {
 }
 
 export interface MaintenanceLog {
+  debug(details: object, message: string): void;
   info(details: object, message: string): void;
   error(details: object, message: string): void;
 }
@@ -78,7 +80,7 @@ export class MaintenanceJob {
       this.#timer = setTimeout(() => {
         this.#running = this.runOnce()
           .catch((error: unknown) => {
-            this.#options.log?.error({ err: error }, 'maintenance run failed');
+            reportWorkerFailure(this.#options.log, error, 'maintenance run failed');
           })
           .finally(() => {
             this.#running = undefined;

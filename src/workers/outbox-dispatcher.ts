@@ -6,6 +6,7 @@ import type { DB } from '../db/database.ts';
 import { EmailOutboxRepository, type ClaimedMessage, type OutboxStats } from '../repositories/email-outbox.ts';
 import type { OutgoingEmail } from '../services/email-templates.ts';
 import type { EmailTransport } from '../services/email-transports.ts';
+import { reportWorkerFailure } from './failures.ts';
 
 /** Told of every outcome (metrics count them). */
 export interface DispatcherEvents {
@@ -21,6 +22,7 @@ export interface DispatcherEvents {
 }
 
 export interface DispatcherLog {
+  debug(fields: Record<string, unknown>, message: string): void;
   warn(fields: Record<string, unknown>, message: string): void;
   error(fields: Record<string, unknown>, message: string): void;
 }
@@ -127,7 +129,7 @@ export class OutboxDispatcher {
         claimed = await this.runOnce();
       } catch (error) {
         // The database is down or failing: the next poll tries again.
-        this.#deps.log.error({ err: error }, 'email outbox pass failed');
+        reportWorkerFailure(this.#deps.log, error, 'email outbox pass failed');
       }
       if (this.#isStopping()) break;
       if (claimed < this.#deps.config.batchSize) await this.#sleep(this.#deps.config.pollIntervalMs);

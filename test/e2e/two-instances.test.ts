@@ -41,6 +41,9 @@ async function twoInstances(
   });
   const env = {
     NODE_ENV: 'production',
+    // Production refuses to start without a mail transport and a metrics token unless told so.
+    EMAIL_TRANSPORT: 'log',
+    METRICS_PUBLIC: 'true',
     LOG_LEVEL: 'warn',
     DATABASE_URL: database.url,
     // Through PgBouncer under `npm run test:pgbouncer`.

@@ -85,7 +85,7 @@ describe('the schema check', () => {
 
     expect(a).toEqual(b);
     expect(diffSchemas(a, b)).toEqual([]);
-    expect(Object.keys(a.tables)).toEqual(['refresh_tokens', 'users']);
+    expect(Object.keys(a.tables)).toEqual(['account_tokens', 'email_outbox', 'refresh_tokens', 'users']);
   });
 });
 
