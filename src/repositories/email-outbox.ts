@@ -192,14 +192,11 @@ export class EmailOutboxRepository {
     const row = await this.#db
       .selectFrom('email_outbox')
       .select((eb) => [eb.fn.countAll<string>().as('depth'), eb.fn.min<Date | null>('created_at').as('oldest')])
-      .where('state', 'in', ['pending', 'sending'])
+      // Spelled as an OR, not `in`, so each arm can read its partial index (due, sending) rather
+      // than the whole table, which is mostly sent messages.
+      .where((eb) => eb.or([eb('state', '=', 'pending'), eb('state', '=', 'sending')]))
       .executeTakeFirstOrThrow();
     return { depth: Number(row.depth), oldestCreatedAt: row.oldest };
-  }
-
-  /** Every message, oldest first (operators and tests). */
-  async list(): Promise<OutboxRow[]> {
-    return this.#db.selectFrom('email_outbox').selectAll().orderBy('created_at').orderBy('id').execute();
   }
 }
 

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
-import { EmailOutboxRepository, type OutboxRow } from '../../src/repositories/email-outbox.ts';
+import type { OutboxRow } from '../../src/repositories/email-outbox.ts';
 import { EmailComposer } from '../../src/services/email.ts';
 import { smtpTransport } from '../../src/services/email-transports.ts';
 import { OutboxDispatcher, type DispatcherEvents } from '../../src/workers/outbox-dispatcher.ts';
@@ -89,6 +89,7 @@ export async function startMailingApp(
     database,
     log,
     dispatcher,
-    outbox: () => new EmailOutboxRepository(database.db).list(),
+    // Every message, oldest first: a whole-table read only tests need, so not a repository method.
+    outbox: () => database.db.selectFrom('email_outbox').selectAll().orderBy('created_at').orderBy('id').execute(),
   };
 }

@@ -2,6 +2,8 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
+import { AccountTokenRepository } from '../../src/repositories/account-tokens.ts';
+import { EmailOutboxRepository } from '../../src/repositories/email-outbox.ts';
 import { PRUNE_RULES, PruneRepository } from '../../src/repositories/prune.ts';
 import { RefreshTokenRepository } from '../../src/repositories/refresh-tokens.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
@@ -17,11 +19,16 @@ import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts
 
 const USERS = 10_000;
 const TOKENS_PER_USER = 4;
+/** Every tenth user has asked for this many verification and reset emails. */
+const ACCOUNT_TOKENS_PER_USER = 6;
+const OUTBOX_MESSAGES = 5_000;
 
 interface Repositories {
   readonly users: UserRepository;
   readonly tokens: RefreshTokenRepository;
   readonly prune: PruneRepository;
+  readonly accountTokens: AccountTokenRepository;
+  readonly outbox: EmailOutboxRepository;
   /** Rows of the seeded data the calls look up. */
   readonly sample: Sample;
 }
@@ -32,6 +39,11 @@ interface Sample {
   readonly tokenId: string;
   readonly tokenHash: string;
   readonly familyId: string;
+  readonly accountTokenId: string;
+  readonly accountTokenHash: string;
+  /** A message being sent, and the dispatcher holding its claim. */
+  readonly outboxId: string;
+  readonly claimedBy: string;
   /** A keyset cursor in the middle of the users, newest first. */
   readonly middle: { readonly createdAt: Date; readonly id: string };
   /** A keyset cursor just before the oldest users: the last page. */
@@ -74,6 +86,11 @@ const HOT_QUERIES: readonly HotQuery[] = [
   {
     name: 'UserRepository.updatePasswordHash',
     call: (r) => r.users.updatePasswordHash(r.sample.userId, 'new hash', NOW),
+    index: 'users_pkey',
+  },
+  {
+    name: 'UserRepository.markEmailVerified',
+    call: (r) => r.users.markEmailVerified(r.sample.userId, NOW),
     index: 'users_pkey',
   },
   { name: 'UserRepository.list (first page)', call: (r) => r.users.list(50), index: 'users_created_at_id_idx' },
@@ -124,6 +141,79 @@ const HOT_QUERIES: readonly HotQuery[] = [
       }),
     index: undefined,
   },
+  {
+    name: 'AccountTokenRepository.insert',
+    call: (r) =>
+      r.accountTokens.insert({
+        userId: r.sample.userId,
+        purpose: 'password_reset',
+        tokenHash: 'fresh-account-token-hash',
+        expiresAt: NOW,
+      }),
+    index: undefined,
+  },
+  {
+    name: 'AccountTokenRepository.supersedeLive',
+    call: (r) => r.accountTokens.supersedeLive(r.sample.userId, 'password_reset', NOW),
+    index: 'account_tokens_live_idx',
+  },
+  {
+    name: 'AccountTokenRepository.findByHash',
+    call: (r) => r.accountTokens.findByHash(r.sample.accountTokenHash),
+    index: 'account_tokens_token_hash_unique',
+  },
+  {
+    name: 'AccountTokenRepository.lockByHash',
+    call: (r) => r.accountTokens.lockByHash(r.sample.accountTokenHash),
+    index: 'account_tokens_token_hash_unique',
+  },
+  {
+    name: 'AccountTokenRepository.markUsed',
+    call: (r) => r.accountTokens.markUsed(r.sample.accountTokenId, NOW),
+    index: 'account_tokens_pkey',
+  },
+  {
+    name: 'EmailOutboxRepository.enqueue',
+    call: (r) =>
+      r.outbox.enqueue({ userId: r.sample.userId, recipient: r.sample.email, template: 'welcome', data: {} }),
+    index: undefined,
+  },
+  // The dispatcher's claim: due pending messages and expired leases, each from its partial index.
+  {
+    name: 'EmailOutboxRepository.claimDue',
+    call: (r) => r.outbox.claimDue({ limit: 5, now: NOW, leaseMs: 60_000, claimedBy: 'query-plans:1' }),
+    index: 'email_outbox_due_idx',
+  },
+  {
+    name: 'EmailOutboxRepository.markSent',
+    call: (r) => r.outbox.markSent(r.sample.outboxId, r.sample.claimedBy, NOW),
+    index: 'email_outbox_pkey',
+  },
+  {
+    name: 'EmailOutboxRepository.markSkipped',
+    call: (r) => r.outbox.markSkipped(r.sample.outboxId, r.sample.claimedBy, NOW, 'no longer applies'),
+    index: 'email_outbox_pkey',
+  },
+  {
+    name: 'EmailOutboxRepository.scheduleRetry',
+    call: (r) => r.outbox.scheduleRetry(r.sample.outboxId, r.sample.claimedBy, NOW, 'smtp 451'),
+    index: 'email_outbox_pkey',
+  },
+  {
+    name: 'EmailOutboxRepository.markFailed',
+    call: (r) => r.outbox.markFailed(r.sample.outboxId, r.sample.claimedBy, 'smtp 550'),
+    index: 'email_outbox_pkey',
+  },
+  {
+    name: 'EmailOutboxRepository.release',
+    call: (r) => r.outbox.release(r.sample.outboxId, r.sample.claimedBy, NOW),
+    index: 'email_outbox_pkey',
+  },
+  {
+    name: 'EmailOutboxRepository.stats',
+    call: (r) => r.outbox.stats(),
+    index: 'email_outbox_due_idx',
+  },
   // The maintenance job's deletes, one per rule (src/repositories/prune.ts), by the index of the
   // column the rule's cutoff applies to.
   ...PRUNE_RULES.map((rule) => ({
@@ -139,6 +229,8 @@ const REPOSITORIES: Readonly<Record<string, { readonly prototype: object }>> = {
   UserRepository,
   RefreshTokenRepository,
   PruneRepository,
+  AccountTokenRepository,
+  EmailOutboxRepository,
 };
 
 interface PlanNode {
@@ -154,14 +246,14 @@ function nodesOf(plan: PlanNode): PlanNode[] {
 
 const INDEX_SCANS = new Set(['Index Scan', 'Index Only Scan', 'Bitmap Index Scan']);
 
-/** Fills users and refresh tokens with generate_series (one statement each) and gathers statistics. */
+/** Fills users, refresh tokens, account tokens and the outbox with generate_series (one statement each) and gathers statistics. */
 async function seed(database: Kysely<DB>): Promise<void> {
   // Bulk loading may outlast the pool's statement timeout on a busy machine; it is not what is tested.
   await database.transaction().execute(async (db) => {
     await sql`set local statement_timeout = 0`.execute(db);
     await fill(db);
   });
-  await sql`analyze users, refresh_tokens`.execute(database);
+  await sql`analyze users, refresh_tokens, account_tokens, email_outbox`.execute(database);
 }
 
 async function fill(db: Kysely<DB>): Promise<void> {
@@ -178,6 +270,37 @@ async function fill(db: Kysely<DB>): Promise<void> {
            case when g % 2 = 0 then now() end,
            case when g = 3 and u.email like '%7@example.com' then now() - interval '9 days' end
     from users as u cross join generate_series(0, ${TOKENS_PER_USER - 1}) as g`.execute(db);
+  // Every tenth user asked for links several times: each request superseded the one before, and
+  // the last of each purpose was used, so a user's live tokens are few among many dead ones.
+  await sql`
+    insert into account_tokens (user_id, purpose, token_hash, expires_at, used_at, superseded_at)
+    select u.id, case when g % 2 = 0 then 'email_verification' else 'password_reset' end,
+           md5('account' || u.id::text || g), now() + interval '1 hour',
+           case when g >= ${ACCOUNT_TOKENS_PER_USER - 2} and u.email like '%70@example.com' then now() end,
+           case when g < ${ACCOUNT_TOKENS_PER_USER - 2} then now() end
+    from users as u cross join generate_series(0, ${ACCOUNT_TOKENS_PER_USER - 1}) as g
+    where u.email like '%0@example.com'`.execute(db);
+  // Mostly sent messages (their data dropped), a few pending (due or backing off), a few being
+  // sent (one lease long expired) and a few given up, as between two dispatcher runs.
+  await sql`
+    insert into email_outbox (user_id, recipient, template, data, state, attempts, next_attempt_at,
+                              claimed_at, claimed_by, sent_at, created_at)
+    select u.id, u.email, 'email_verification',
+           case when s.state in ('pending', 'sending') then '{"token":"t"}'::jsonb end,
+           s.state, case when s.state = 'pending' then g % 3 else 1 end,
+           now() + (g % 7 - 3) * interval '1 minute',
+           case when s.state = 'sending' then now() - (g % 3) * interval '1 hour' end,
+           case when s.state = 'sending' then 'host:' || g % 4 end,
+           case when s.state in ('sent', 'skipped') then now() - g * interval '1 second' end,
+           now() - g * interval '1 second'
+    from generate_series(1, ${OUTBOX_MESSAGES}) as g
+    join users as u on u.email = 'user' || (g * 7 % ${USERS} + 1) || '@example.com'
+    cross join lateral (select case
+      when g % 100 < 3 then 'pending'
+      when g % 100 < 5 then 'sending'
+      when g % 100 = 5 then 'failed'
+      when g % 100 = 6 then 'skipped'
+      else 'sent' end as state) as s`.execute(db);
 }
 
 async function sampleOf(db: Kysely<DB>): Promise<Sample> {
@@ -190,6 +313,18 @@ async function sampleOf(db: Kysely<DB>): Promise<Sample> {
     .selectFrom('refresh_tokens')
     .select(['id', 'token_hash', 'family_id'])
     .where('user_id', '=', user.id)
+    .executeTakeFirstOrThrow();
+  const accountToken = await db
+    .selectFrom('account_tokens')
+    .select(['id', 'token_hash'])
+    .where('user_id', '=', user.id)
+    .where('used_at', 'is', null)
+    .where('superseded_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  const message = await db
+    .selectFrom('email_outbox')
+    .select(['id', 'claimed_by'])
+    .where('state', '=', 'sending')
     .executeTakeFirstOrThrow();
   const cursorAt = async (offset: number) => {
     const row = await db
@@ -208,6 +343,10 @@ async function sampleOf(db: Kysely<DB>): Promise<Sample> {
     tokenId: token.id,
     tokenHash: token.token_hash,
     familyId: token.family_id,
+    accountTokenId: accountToken.id,
+    accountTokenHash: accountToken.token_hash,
+    outboxId: message.id,
+    claimedBy: message.claimed_by ?? 'unclaimed',
     middle: await cursorAt(USERS / 2),
     end: await cursorAt(USERS - 30),
   };
@@ -259,6 +398,8 @@ describe('query plans at scale', () => {
           users: new UserRepository(trx),
           tokens: new RefreshTokenRepository(trx),
           prune: new PruneRepository(trx),
+          accountTokens: new AccountTokenRepository(trx),
+          outbox: new EmailOutboxRepository(trx),
           sample,
         });
         expect(captured, `${query.name} sent one statement`).toHaveLength(1);
