@@ -92,6 +92,15 @@ async function lockWaiters(db: Kysely<unknown>, name: string): Promise<number> {
   return rows[0]?.count ?? 0;
 }
 
+/** Sessions of migrators that have asked for the migrators' lock (granted or not). */
+async function migratorSessions(db: Kysely<unknown>, name: string): Promise<number> {
+  const { rows } = await sql<{ count: number }>`
+    select count(*)::int as count from pg_stat_activity
+    where datname = ${name} and query like '%pg_try_advisory_xact_lock%' and pid <> pg_backend_pid()
+  `.execute(db);
+  return rows[0]?.count ?? 0;
+}
+
 describe('each migration, applied one step at a time on an empty database', () => {
   for (const [index, name] of MIGRATIONS.entries()) {
     const previous = MIGRATIONS[index - 1];
@@ -129,10 +138,16 @@ describe('two `npm run migrate` processes started at the same moment', () => {
 
     const runs = Promise.all([npmRunMigrate(url), npmRunMigrate(url)]);
     try {
-      // One holds the migrator's lock and waits for the table; the other waits for the migrator's lock.
+      // One holds the migrator's lock and waits for the table; the other keeps trying for the
+      // migrator's lock (it polls, so it holds no snapshot that CREATE INDEX CONCURRENTLY would wait on).
+      const lined = async () => ({ waiters: await lockWaiters(db, name), migrators: await migratorSessions(db, name) });
       const deadline = Date.now() + 10_000;
-      while ((await lockWaiters(db, name)) < 2 && Date.now() < deadline) await sleep(50);
-      expect(await lockWaiters(db, name)).toBe(2);
+      let seen = await lined();
+      while ((seen.waiters < 1 || seen.migrators < 2) && Date.now() < deadline) {
+        await sleep(50);
+        seen = await lined();
+      }
+      expect(seen).toEqual({ waiters: 1, migrators: 2 });
     } finally {
       await gate.end();
     }
