@@ -200,7 +200,32 @@ export interface components {
   schemas: {
     Error: {
       error: {
-        code: string;
+        /** @description Switch on this: every code, its status and meaning are listed in src/errors/codes.ts */
+        code:
+          | 'VALIDATION_FAILED'
+          | 'INVALID_OR_EXPIRED_TOKEN'
+          | 'INVALID_CREDENTIALS'
+          | 'INVALID_TOKEN'
+          | 'TOKEN_EXPIRED'
+          | 'FORBIDDEN'
+          | 'EMAIL_NOT_VERIFIED'
+          | 'NOT_FOUND'
+          | 'REQUEST_TIMEOUT'
+          | 'UNIQUE_VIOLATION'
+          | 'FOREIGN_KEY_VIOLATION'
+          | 'SERIALIZATION_FAILURE'
+          | 'CONFLICT'
+          | 'LAST_ADMIN'
+          | 'PAYLOAD_TOO_LARGE'
+          | 'UNSUPPORTED_MEDIA_TYPE'
+          | 'RATE_LIMITED'
+          | 'REQUEST_HEADERS_TOO_LARGE'
+          | 'INTERNAL'
+          | 'DATABASE_UNAVAILABLE'
+          | 'POOL_EXHAUSTED'
+          | 'QUERY_TIMEOUT'
+          | 'OVERLOADED'
+          | 'RATE_LIMIT_UNAVAILABLE';
         details?: {
           message: string;
           path: string;
@@ -209,7 +234,21 @@ export interface components {
         message: string;
         requestId: string;
         statusCode: number;
-        type: string;
+        type:
+          | 'ValidationError'
+          | 'InvalidTokenError'
+          | 'AuthenticationError'
+          | 'AuthorizationError'
+          | 'NotFoundError'
+          | 'RequestTimeoutError'
+          | 'UniqueConstraintError'
+          | 'ConflictError'
+          | 'PayloadTooLargeError'
+          | 'UnsupportedMediaTypeError'
+          | 'RateLimitError'
+          | 'RequestHeadersTooLargeError'
+          | 'InternalError'
+          | 'ServiceUnavailableError';
       };
     };
     User: {
