@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
+
+/** Every variable src/config.ts reads: the names given to its EnvReader. */
+function variablesRead(): Set<string> {
+  return new Set(
+    [...read('src/config.ts').matchAll(/reader\.\w+\(\s*'([A-Z][A-Z0-9_]*)'/g)].map((match) => match[1] ?? ''),
+  );
+}
+
+/**
+ * `.env.example`: each `NAME=value` line and its value. A commented-out line (`# NAME=…`) is unset
+ * by default and shows an example value; an empty value means the default depends on something
+ * else and is described in the comment. Neither is a default to check (both map to '').
+ */
+function envExample(): Map<string, string> {
+  const documented = new Map<string, string>();
+  for (const line of read('.env.example').split('\n')) {
+    const match = /^(#?)\s*([A-Z][A-Z0-9_]*)=(\S*)/.exec(line);
+    if (match?.[2] !== undefined) documented.set(match[2], match[1] === '#' ? '' : (match[3] ?? ''));
+  }
+  return documented;
+}
+
+/**
+ * The README's configuration table: each backticked name of the first column, with the default of
+ * the same position in the second (`—` or a described default: no single value to check).
+ */
+function readmeTable(): Map<string, string | undefined> {
+  const section = read('README.md').split('\n## Configuration')[1]?.split('\n## ')[0] ?? '';
+  const documented = new Map<string, string | undefined>();
+  for (const line of section.split('\n')) {
+    const cells = line.split('|').map((cell) => cell.trim());
+    const names = [...(cells[1] ?? '').matchAll(/`([A-Z][A-Z0-9_]*)`/g)].map((match) => match[1] ?? '');
+    if (names.length === 0) continue;
+    const defaults = (cells[2] ?? '').split(/,\s*/);
+    names.forEach((name, i) => {
+      const value = defaults.length === names.length ? /^`([^`]*)`$/.exec(defaults[i] ?? '')?.[1] : undefined;
+      documented.set(name, value);
+    });
+  }
+  return documented;
+}
+
+/** The config with `name` set to `value` equals the config without it: `value` is the default. */
+function isDefault(name: string, value: string): boolean {
+  const cwd = ROOT;
+  try {
+    return JSON.stringify(loadConfig({ [name]: value }, cwd)) === JSON.stringify(loadConfig({}, cwd));
+  } catch {
+    return false;
+  }
+}
+
+describe('the configuration documentation', () => {
+  it('.env.example lists every variable src/config.ts reads, and nothing else', () => {
+    const documented = [...envExample().keys()].sort();
+    expect(variablesRead().size).toBeGreaterThan(30);
+    expect(documented).toEqual([...variablesRead()].sort());
+  });
+
+  it('.env.example gives each variable its real default', () => {
+    const wrong = [...envExample()]
+      .filter(([name, value]) => value !== '' && !isDefault(name, value))
+      .map(([name, value]) => `${name}=${value}`);
+    expect(wrong).toEqual([]);
+  });
+
+  it('the README table documents only variables that are read, with their real defaults', () => {
+    const readNames = variablesRead();
+    const table = readmeTable();
+    expect(table.size).toBeGreaterThan(10);
+    expect([...table.keys()].filter((name) => !readNames.has(name))).toEqual([]);
+    const wrong = [...table]
+      .filter((entry): entry is [string, string] => entry[1] !== undefined && !isDefault(entry[0], entry[1]))
+      .map(([name, value]) => `${name}: ${value}`);
+    expect(wrong).toEqual([]);
+  });
+});
