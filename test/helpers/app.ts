@@ -16,12 +16,16 @@ export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-bytes-long!';
  */
 export const TEST_ARGON2: Argon2Params = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
 
-/** A hasher with {@link TEST_ARGON2} and the concurrency limits `config` sets. */
+/**
+ * A hasher with {@link TEST_ARGON2} and every limit `config` sets, exactly as the application
+ * builds its own: only the cost of a hash may differ from production, never who is refused.
+ */
 export function testHasher(config: Config = testConfig()): PasswordHasher {
   return new PasswordHasher({
     params: TEST_ARGON2,
     concurrency: config.auth.hashConcurrency,
     queueLimit: config.auth.hashQueueLimit,
+    callerShare: config.auth.hashCallerShare,
   });
 }
 
