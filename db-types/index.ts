@@ -9,7 +9,31 @@ export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
 
+export type Json = JsonValue;
+
+export type JsonArray = JsonValue[];
+
+export type JsonObject = {
+  [x: string]: JsonValue | undefined;
+};
+
+export type JsonPrimitive = boolean | number | string | null;
+
+export type JsonValue = JsonArray | JsonObject | JsonPrimitive;
+
 export type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export interface AuditEvents {
+  actor_id: string | null;
+  details: Generated<Json>;
+  id: Generated<string>;
+  ip_address: string | null;
+  occurred_at: Generated<Timestamp>;
+  session_id: string | null;
+  type: string;
+  user_agent: string | null;
+  user_id: string | null;
+}
 
 export interface RefreshTokens {
   created_at: Generated<Timestamp>;
@@ -22,6 +46,18 @@ export interface RefreshTokens {
   user_id: string;
 }
 
+export interface Sessions {
+  created_at: Generated<Timestamp>;
+  end_reason: "logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | null;
+  ended_at: Timestamp | null;
+  expires_at: Timestamp;
+  id: Generated<string>;
+  ip_address: string | null;
+  last_used_at: Generated<Timestamp>;
+  user_agent: string | null;
+  user_id: string;
+}
+
 export interface Users {
   created_at: Generated<Timestamp>;
   email: string;
@@ -30,10 +66,13 @@ export interface Users {
   name: string;
   password_hash: string;
   role: Generated<"user" | "admin">;
+  status: Generated<"active" | "disabled">;
   updated_at: Generated<Timestamp>;
 }
 
 export interface DB {
+  audit_events: AuditEvents;
   refresh_tokens: RefreshTokens;
+  sessions: Sessions;
   users: Users;
 }

@@ -26,9 +26,11 @@ import securityPlugin from './plugins/security.ts';
 import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
+import sessionRoutes from './routes/sessions.ts';
 import userRoutes from './routes/users.ts';
 import type { AuthEvents, AuthenticatedUser } from './services/auth.ts';
 import type { PrincipalCache } from './services/principal-cache.ts';
+import type { LiveSession } from './services/sessions.ts';
 import { PasswordHasher } from './services/passwords.ts';
 
 export interface AppDeps {
@@ -50,6 +52,8 @@ export interface AppDeps {
    * `UserChangeFeed` unless PRINCIPAL_CACHE_SECONDS=0); without it every request reads the row.
    */
   readonly principals?: PrincipalCache<AuthenticatedUser>;
+  /** Live sessions (`sid` → owner), kept fresh by the same feed; without it each request reads its session. */
+  readonly liveSessions?: PrincipalCache<LiveSession>;
   /** Shared with the database's query hook (server.ts); a fresh registry by default. */
   readonly metrics?: AppMetrics;
   /** The pool's counters for the /metrics gauges; absent when `db` is a borrowed transaction. */
@@ -145,6 +149,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     clock: deps.clock ?? (() => new Date()),
     events: deps.authEvents ?? metrics.authEvents,
     principals: deps.principals,
+    liveSessions: deps.liveSessions,
+    sessionEvents: metrics.sessionEvents,
+    adminEvents: metrics.adminEvents,
   });
 
   await app.register(healthRoutes);
@@ -154,6 +161,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       metrics.onRateLimited(limiter);
     },
   });
+  await app.register(sessionRoutes);
   await app.register(userRoutes);
   return app;
 }

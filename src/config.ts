@@ -93,6 +93,22 @@ export interface AuthConfig {
    * worst case. Session pool mode only.
    */
   readonly principalCacheSeconds: number;
+  /** Entries the principal cache keeps at most (least recently used evicted). */
+  readonly principalCacheMaxEntries: number;
+  /** Entries the live-session cache keeps at most (least recently used evicted). */
+  readonly sessionCacheMaxEntries: number;
+  /**
+   * How long after a refresh token's rotation it may be presented again and get the same
+   * successor back (0: never; reuse then revokes the session at once).
+   */
+  readonly refreshReuseIntervalSeconds: number;
+  /**
+   * A change feed that has not heard its own heartbeat for this long is treated as down: the
+   * caches it keeps fresh are not trusted until it is back.
+   */
+  readonly changeFeedHeartbeatTimeoutMs: number;
+  /** Days audit events are kept (the maintenance pass deletes older ones). */
+  readonly auditRetentionDays: number;
 }
 
 export interface HttpConfig {
@@ -216,6 +232,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       hashQueueLimit: reader.integer('HASH_QUEUE_LIMIT', 64, 0, 100_000),
       hashThreadNice: reader.integer('HASH_THREAD_NICE', 0, 0, 19),
       principalCacheSeconds: poolMode === 'session' ? principalCacheSeconds : 0,
+      principalCacheMaxEntries: reader.integer('PRINCIPAL_CACHE_MAX_ENTRIES', 10_000, 1, 10_000_000),
+      sessionCacheMaxEntries: reader.integer('SESSION_CACHE_MAX_ENTRIES', 100_000, 1, 10_000_000),
+      refreshReuseIntervalSeconds: reader.integer('REFRESH_REUSE_INTERVAL_SECONDS', 10, 0, 300),
+      changeFeedHeartbeatTimeoutMs: reader.integer('CHANGE_FEED_HEARTBEAT_TIMEOUT_MS', 3000, 300, 600_000),
+      auditRetentionDays: reader.integer('AUDIT_RETENTION_DAYS', 365, 1, 36_500),
     },
     http: {
       bodyLimitBytes: reader.integer('BODY_LIMIT_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),

@@ -13,6 +13,7 @@ import { UserChangeFeed } from './db/user-changes.ts';
 import { AppMetrics } from './plugins/metrics.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
+import type { LiveSession } from './services/sessions.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
 
 /**
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
     jwtSecret: await resolveJwtSecret(config),
     prettyLogs: process.stdout.isTTY,
     metrics,
-    ...(principals === undefined ? {} : { principals: principals.cache }),
+    ...(principals === undefined ? {} : { principals: principals.cache, liveSessions: principals.sessions }),
     poolStats: () => ({
       total: pool.totalCount,
       idle: pool.idleCount,
@@ -128,26 +129,41 @@ async function main(): Promise<void> {
 async function startPrincipalCache(
   config: Config,
   url: string,
-): Promise<{ cache: PrincipalCache<AuthenticatedUser>; feed: UserChangeFeed } | undefined> {
+): Promise<
+  { cache: PrincipalCache<AuthenticatedUser>; sessions: PrincipalCache<LiveSession>; feed: UserChangeFeed } | undefined
+> {
   if (config.auth.principalCacheSeconds === 0) return undefined;
   const feed: UserChangeFeed = new UserChangeFeed(
-    { url, applicationName: `${config.database.applicationName}:user-changes` },
+    {
+      url,
+      applicationName: `${config.database.applicationName}:user-changes`,
+      heartbeatTimeoutMs: config.auth.changeFeedHeartbeatTimeoutMs,
+    },
     {
       onChange: (id) => {
         cache.invalidate(id);
       },
+      onSessionEnded: (sid) => {
+        sessions.invalidate(sid);
+      },
       onReset: () => {
         cache.clear();
+        sessions.clear();
       },
     },
   );
   const cache = new PrincipalCache<AuthenticatedUser>({
     ttlMs: config.auth.principalCacheSeconds * 1000,
-    maxEntries: 10_000,
+    maxEntries: config.auth.principalCacheMaxEntries,
+    isLive: () => feed.live,
+  });
+  const sessions = new PrincipalCache<LiveSession>({
+    ttlMs: config.auth.principalCacheSeconds * 1000,
+    maxEntries: config.auth.sessionCacheMaxEntries,
     isLive: () => feed.live,
   });
   await feed.start();
-  return { cache, feed };
+  return { cache, sessions, feed };
 }
 
 /**

@@ -17,7 +17,14 @@ const CODEGEN_ARGS = [
   '--exclude-pattern',
   'kysely_migration*',
   '--overrides',
-  JSON.stringify({ columns: { 'users.role': 'Generated<"user" | "admin">' } }),
+  JSON.stringify({
+    columns: {
+      'users.role': 'Generated<"user" | "admin">',
+      'users.status': 'Generated<"active" | "disabled">',
+      'sessions.end_reason':
+        '"logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | null',
+    },
+  }),
   '--log-level',
   'error',
 ];

@@ -132,7 +132,7 @@ export class UniqueConstraintError extends AppError {
   }
 }
 
-export type ConflictCode = 'FOREIGN_KEY_VIOLATION' | 'SERIALIZATION_FAILURE' | 'CONFLICT';
+export type ConflictCode = 'FOREIGN_KEY_VIOLATION' | 'SERIALIZATION_FAILURE' | 'CONFLICT' | 'LAST_ADMIN';
 
 /** A referential or concurrency conflict that retries could not resolve. */
 export class ConflictError extends AppError {

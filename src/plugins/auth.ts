@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fastifyJwt from '@fastify/jwt';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -11,7 +12,10 @@ import {
   type Principal,
   type PublicUser,
 } from '../services/auth.ts';
+import { AuditLog, type RequestContext } from '../services/audit-log.ts';
 import type { PrincipalCache } from '../services/principal-cache.ts';
+import { SessionService, type LiveSession, type SessionEvents } from '../services/sessions.ts';
+import { UserAdministration, type AdminEvents } from '../services/user-admin.ts';
 import type { PasswordHasher } from '../services/passwords.ts';
 import { keyRing, type AccessTokenClaims, type AccessTokenSigner, type KeyRing } from '../services/tokens.ts';
 import type { ReadDatabase } from '../db/replicas.ts';
@@ -19,6 +23,9 @@ import type { ReadDatabase } from '../db/replicas.ts';
 declare module 'fastify' {
   interface FastifyInstance {
     auth: AuthService;
+    sessions: SessionService;
+    audit: AuditLog;
+    userAdmin: UserAdministration;
     /** preHandler: verifies the bearer access token and sets `request.principal`. */
     authenticate: (request: FastifyRequest) => Promise<void>;
     /** preHandler factory: 403 unless the authenticated principal has one of `roles`. */
@@ -31,6 +38,8 @@ declare module 'fastify' {
      * handlers that answer with the caller's own user reuse it instead of querying again.
      */
     authenticatedUser: PublicUser | null;
+    /** The access token's session (`sid`), once authenticated. */
+    sessionId: string | null;
   }
 }
 
@@ -44,9 +53,13 @@ export interface AuthPluginOptions {
   readonly clock: () => Date;
   readonly events?: AuthEvents;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
+  /** Live sessions as last read, kept fresh like `principals`; without it each request reads its session. */
+  readonly liveSessions?: PrincipalCache<LiveSession> | undefined;
+  readonly sessionEvents?: SessionEvents | undefined;
+  readonly adminEvents?: AdminEvents | undefined;
 }
 
-const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ'];
+const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ', 'sid'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -88,8 +101,21 @@ export default fp<AuthPluginOptions>(
       sign: (claims: AccessTokenClaims) => app.jwt.sign({ ...claims }),
       expiresIn: opts.config.accessTokenTtlSeconds,
     };
+    const audit = new AuditLog(app.db);
+    const sessions = new SessionService({
+      db: app.db,
+      clock: opts.clock,
+      audit,
+      cache: opts.liveSessions,
+      events: opts.sessionEvents,
+    });
     const auth = new AuthService({
       db: app.db,
+      audit,
+      sessions,
+      refreshReuseIntervalSeconds: opts.config.refreshReuseIntervalSeconds,
+      // Its own key, derived: the JWT secret itself never keys anything but signatures.
+      refreshSuccessorKey: createHash('sha256').update('refresh-successor\0').update(opts.jwtSecret).digest('hex'),
       hasher: opts.hasher,
       signer,
       clock: opts.clock,
@@ -100,17 +126,33 @@ export default fp<AuthPluginOptions>(
     });
 
     app.decorate('auth', auth);
+    app.decorate('sessions', sessions);
+    app.decorate('audit', audit);
+    app.decorate(
+      'userAdmin',
+      new UserAdministration({
+        db: app.db,
+        hasher: opts.hasher,
+        clock: opts.clock,
+        audit,
+        sessions,
+        principals: opts.principals,
+        events: opts.adminEvents,
+      }),
+    );
     app.decorateRequest('principal', null);
     app.decorateRequest('authenticatedUser', null);
+    app.decorateRequest('sessionId', null);
     app.decorate('authenticate', async (request: FastifyRequest) => {
       const claims = verifyAccessToken(bearerToken(request), (token) => {
         const key = verificationKey(ring, token);
         // The signing key's verifier is built once; a previous key's only while tokens signed with it live.
         return key === ring.signing.secret ? app.jwt.verify(token) : app.jwt.verify(token, { key });
       });
-      const { principal, user } = await auth.principalOf(claims.sub);
+      const { principal, user } = await auth.principalOf(claims.sub, claims.sid);
       request.principal = principal;
       request.authenticatedUser = user;
+      request.sessionId = claims.sid;
     });
     app.decorate('requireRole', (...roles: UserRole[]) => async (request: FastifyRequest) => {
       if (request.principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
@@ -151,7 +193,21 @@ function headerOf(token: string): { kid?: unknown } | undefined {
   }
 }
 
-function verifyAccessToken(token: string, verify: (token: string) => unknown): { sub: string } {
+/**
+ * Where a request came from and who made it, for the audit log: the client address (as
+ * `trustProxy` resolves it), the user agent, and the caller and their session once authenticated.
+ */
+export function requestContext(request: FastifyRequest): RequestContext {
+  const userAgent = request.headers['user-agent'];
+  return {
+    ipAddress: request.ip,
+    userAgent: typeof userAgent === 'string' && userAgent !== '' ? userAgent : null,
+    sessionId: request.sessionId,
+    actorId: request.principal?.userId ?? null,
+  };
+}
+
+function verifyAccessToken(token: string, verify: (token: string) => unknown): { sub: string; sid: string } {
   let payload: unknown;
   try {
     payload = verify(token);
@@ -162,9 +218,15 @@ function verifyAccessToken(token: string, verify: (token: string) => unknown): {
       throw new AuthenticationError('Access token has expired', 'TOKEN_EXPIRED', { cause: error });
     throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN', { cause: error });
   }
-  const claims = payload as { typ?: unknown; sub?: unknown };
-  if (claims.typ !== 'access' || typeof claims.sub !== 'string' || !UUID.test(claims.sub)) {
+  const claims = payload as { typ?: unknown; sub?: unknown; sid?: unknown };
+  if (
+    claims.typ !== 'access' ||
+    typeof claims.sub !== 'string' ||
+    !UUID.test(claims.sub) ||
+    typeof claims.sid !== 'string' ||
+    !UUID.test(claims.sid)
+  ) {
     throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN');
   }
-  return { sub: claims.sub };
+  return { sub: claims.sub.toLowerCase(), sid: claims.sid.toLowerCase() };
 }

@@ -6,6 +6,9 @@ import fp from 'fastify-plugin';
 import type { ReplicaEvents, ReplicaStatus } from '../db/replicas.ts';
 import { logQuery, type QueryEvent, type QueryLogger, type QueryLogOptions } from '../db/instrumentation.ts';
 import { AuthenticationError, type AppError } from '../errors/index.ts';
+import type { SessionEndReason } from '../repositories/sessions.ts';
+import type { SessionEvents } from '../services/sessions.ts';
+import type { AdminEvents } from '../services/user-admin.ts';
 import type { AuthEvents } from '../services/auth.ts';
 
 /** Pool counters read at scrape time (pg.Pool's totalCount, idleCount, waitingCount and max). */
@@ -17,6 +20,16 @@ export interface PoolStats {
 }
 
 /** Query durations resolve 1 ms to 1 s; slower ones land in +Inf. */
+const SESSION_END_REASONS: readonly SessionEndReason[] = [
+  'logout',
+  'revoked',
+  'revoked_others',
+  'password_changed',
+  'password_reset',
+  'refresh_reused',
+  'user_disabled',
+  'user_deleted',
+];
 const QUERY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
 /**
@@ -51,7 +64,7 @@ export class AppMetrics {
   });
   readonly refreshes = new Counter({
     name: 'auth_refresh_total',
-    help: 'Refresh token presentations by outcome (rotated, reused = family revoked, rejected)',
+    help: 'Refresh token presentations by outcome (rotated, reissued = the same successor within the reuse interval, reused = session ended, rejected)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
@@ -59,6 +72,18 @@ export class AppMetrics {
     name: 'auth_principal_lookups_total',
     help: "Authenticated requests by where the caller's user row came from: the principal cache or the database",
     labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly sessionsEnded = new Counter({
+    name: 'auth_sessions_ended_total',
+    help: 'Sessions ended, by reason (logout, revoked, revoked_others, password_changed, password_reset, refresh_reused, user_disabled, user_deleted)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly adminActions = new Counter({
+    name: 'admin_actions_total',
+    help: 'Changes admins made to users, by kind (update = name, role, disable, enable, delete)',
+    labelNames: ['kind'] as const,
     registers: [this.registry],
   });
   readonly rateLimited = new Counter({
@@ -86,7 +111,9 @@ export class AppMetrics {
     for (const reason of ['unavailable', 'lagging', 'error']) this.replicaFallbacks.inc({ reason }, 0);
     // Zero series exist from the start, so rates and alerts work before the first event.
     for (const outcome of ['success', 'failure', 'rate_limited']) this.logins.inc({ outcome }, 0);
-    for (const outcome of ['rotated', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
+    for (const outcome of ['rotated', 'reissued', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
+    for (const reason of SESSION_END_REASONS) this.sessionsEnded.inc({ reason }, 0);
+    for (const kind of ['update', 'role', 'disable', 'enable', 'delete']) this.adminActions.inc({ kind }, 0);
     for (const source of ['cache', 'database']) this.principalLookups.inc({ source }, 0);
   }
 
@@ -132,6 +159,24 @@ export class AppMetrics {
       },
       onPrincipalLookup: (source) => {
         this.principalLookups.inc({ source });
+      },
+    };
+  }
+
+  /** The hooks SessionService reports to. */
+  get sessionEvents(): SessionEvents {
+    return {
+      onSessionsEnded: (reason, count) => {
+        this.sessionsEnded.inc({ reason }, count);
+      },
+    };
+  }
+
+  /** The hooks UserAdministration reports to. */
+  get adminEvents(): AdminEvents {
+    return {
+      onAdminAction: (kind) => {
+        this.adminActions.inc({ kind });
       },
     };
   }

@@ -83,6 +83,18 @@ export class RefreshTokenRepository {
     return Number(await revokeLiveOfFamily.affectedRows(this.#db, familyId, at));
   }
 
+  /** Revokes every live token of these families (their sessions ended). @returns how many were revoked. */
+  async revokeFamilies(familyIds: readonly string[], at: Date): Promise<number> {
+    if (familyIds.length === 0) return 0;
+    const result = await this.#db
+      .updateTable('refresh_tokens')
+      .set({ revoked_at: at })
+      .where('family_id', 'in', familyIds)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
   /** Revokes every live token of a user (password change). @returns how many were revoked. */
   async revokeAllForUser(userId: string, at: Date): Promise<number> {
     return Number(await revokeLiveOfUser.affectedRows(this.#db, userId, at));

@@ -3,8 +3,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AuthConfig } from '../config.ts';
 import { AuthenticationError, RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
+import { requestContext } from '../plugins/auth.ts';
 import { canonicalEmail } from '../services/credentials.ts';
-import { Email, errors, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
+import { Email, errors, Name, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
 
 export interface AuthRoutesOptions {
   readonly config: AuthConfig;
@@ -77,7 +78,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request, reply) => {
-      const user = await app.auth.register(request.body);
+      const user = await app.auth.register(request.body, requestContext(request));
       return reply.code(201).send({ user });
     },
   );
@@ -104,7 +105,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         },
       },
     },
-    async (request) => app.auth.login(request.body.email, request.body.password),
+    async (request) => app.auth.login(request.body.email, request.body.password, requestContext(request)),
   );
 
   app.post(
@@ -114,12 +115,13 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       schema: {
         tags: ['auth'],
         summary: 'Rotate a refresh token',
-        description: 'The presented token stops working. Presenting an already rotated token revokes its whole family.',
+        description:
+          'The presented token stops working. Presented again within REFRESH_REUSE_INTERVAL_SECONDS of its rotation it gets the same successor back; later, it ends its session.',
         body: Type.Object({ refreshToken: RefreshToken }, { additionalProperties: false }),
         response: { 200: TokenPairSchema, ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
-    async (request) => app.auth.refresh(request.body.refreshToken),
+    async (request) => app.auth.refresh(request.body.refreshToken, requestContext(request)),
   );
 
   app.post(
@@ -133,7 +135,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request, reply) => {
-      await app.auth.logout(request.body.refreshToken);
+      await app.auth.logout(request.body.refreshToken, requestContext(request));
       return reply.code(204).send(null);
     },
   );
@@ -175,7 +177,55 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     async (request, reply) => {
       const principal = request.principal;
       if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
-      await app.auth.changePassword(principal, request.body.currentPassword, request.body.newPassword);
+      await app.auth.changePassword(
+        principal,
+        request.body.currentPassword,
+        request.body.newPassword,
+        requestContext(request),
+      );
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.patch(
+    '/auth/me',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        tags: ['auth'],
+        summary: 'Rename the authenticated user',
+        security: [{ bearerAuth: [] }],
+        body: Type.Object({ name: Name }, { additionalProperties: false }),
+        response: { 200: UserEnvelope, ...errors(400, 401, 413, 415, 503) },
+      },
+    },
+    async (request) => {
+      const principal = request.principal;
+      if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
+      return { user: await app.userAdmin.renameSelf(principal, request.body.name, requestContext(request)) };
+    },
+  );
+
+  app.delete(
+    '/auth/me',
+    {
+      onRequest: shedWhenHashingIsFull,
+      preHandler: app.authenticate,
+      schema: {
+        tags: ['auth'],
+        summary: 'Erase the account: the user, their sessions and tokens; the audit log keeps the id only',
+        security: [{ bearerAuth: [] }],
+        body: Type.Object(
+          { password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          { additionalProperties: false },
+        ),
+        response: { 204: Type.Null(), ...errors(400, 401, 409, 413, 415, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const principal = request.principal;
+      if (principal === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
+      await app.userAdmin.deleteSelf(principal, request.body.password, requestContext(request));
       return reply.code(204).send(null);
     },
   );

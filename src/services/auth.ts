@@ -1,14 +1,24 @@
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import type { ReadDatabase } from '../db/replicas.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthenticationError, AuthorizationError, NotFoundError, ValidationError } from '../errors/index.ts';
+import { AuthenticationError, AuthorizationError, NotFoundError } from '../errors/index.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
-import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
+import { SessionRepository } from '../repositories/sessions.ts';
+import {
+  UserRepository,
+  type UserFilter,
+  type UserRole,
+  type UserRow,
+  type UserStatus,
+} from '../repositories/users.ts';
+import { AuditLog, NO_CONTEXT, USER_AGENT_MAX, type RequestContext } from './audit-log.ts';
+import { decodeKeysetCursor, encodeKeysetCursor } from './cursors.ts';
 import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
+import type { SessionService } from './sessions.ts';
 import { hashRefreshToken, newRefreshToken, type AccessTokenSigner } from './tokens.ts';
 
 /** A user as clients see it: never a password or its hash. */
@@ -17,6 +27,7 @@ export interface PublicUser {
   readonly email: string;
   readonly name: string;
   readonly role: UserRole;
+  readonly status: UserStatus;
   readonly createdAt: Date;
   readonly lastLoginAt: Date | null;
 }
@@ -40,6 +51,18 @@ export interface AuthServiceDeps {
   readonly signer: AccessTokenSigner;
   readonly clock: () => Date;
   readonly refreshTokenTtlSeconds: number;
+  /**
+   * How long after its rotation a refresh token presented again gets the same successor back
+   * (0: never; it then revokes its family at once).
+   */
+  readonly refreshReuseIntervalSeconds: number;
+  /**
+   * Key of the HMAC that derives a refresh token's successor from the token itself, so a retry
+   * within the reuse interval can be answered with the same successor without storing it.
+   */
+  readonly refreshSuccessorKey: string;
+  readonly sessions: SessionService;
+  readonly audit: AuditLog;
   /** Told of security-relevant outcomes (metrics count them). */
   readonly events?: AuthEvents;
   /**
@@ -63,12 +86,16 @@ export interface AuthenticatedUser {
 
 export interface AuthEvents {
   onLogin?(outcome: 'success' | 'failure'): void;
-  onRefresh?(outcome: 'rotated' | 'reused' | 'rejected'): void;
+  onRefresh?(outcome: 'rotated' | 'reissued' | 'reused' | 'rejected'): void;
   /** Where an authenticated request's user row came from. */
   onPrincipalLookup?(source: 'cache' | 'database'): void;
 }
 
 const INVALID_CREDENTIALS = 'Invalid email or password';
+const IP_ADDRESS_MAX = 64;
+
+/** What a login, refresh or session change knows about the client. */
+export type ClientContext = RequestContext;
 
 /**
  * Registration, login, refresh-token rotation, logout and password changes.
@@ -97,15 +124,20 @@ export class AuthService {
   }
 
   /** @throws {UniqueConstraintError} field `email` when the canonical email is taken. */
-  async register(input: NewAccount): Promise<PublicUser> {
-    return registerUser(this.#deps, input);
+  async register(input: NewAccount, context: ClientContext = NO_CONTEXT): Promise<PublicUser> {
+    return registerUser(this.#deps, input, context);
   }
 
   /**
    * Verifies the password exactly once (against a dummy hash for an unknown email, so both
-   * failures cost the same and answer the same), then opens a refresh-token family.
+   * failures cost the same and answer the same), then opens a session: a refresh-token family
+   * whose id is the access token's `sid`. A disabled account fails exactly like a wrong password.
    */
-  async login(emailInput: string, password: string): Promise<{ user: PublicUser } & TokenPair> {
+  async login(
+    emailInput: string,
+    password: string,
+    context: ClientContext = NO_CONTEXT,
+  ): Promise<{ user: PublicUser } & TokenPair> {
     const users = new UserRepository(this.#deps.db);
     // Every login verifies a hash; when no slot is free, refuse before spending a query on it.
     this.#deps.hasher.assertCapacity();
@@ -114,75 +146,106 @@ export class AuthService {
       email = canonicalEmail(emailInput);
     } catch {
       await this.#deps.hasher.verifyDummy(password);
-      return this.#failLogin();
+      return this.#failLogin(null, context, { reason: 'unknown_email' });
     }
     const user = await users.findByEmail(email);
     const valid =
       user === undefined
         ? await this.#deps.hasher.verifyDummy(password)
         : await this.#deps.hasher.verify(user.password_hash, password);
-    if (user === undefined || !valid) return this.#failLogin();
+    if (user === undefined) return this.#failLogin(null, context, { reason: 'unknown_email', email });
+    if (!valid) return this.#failLogin(user.id, context, { reason: 'wrong_password' });
+    if (user.status !== 'active') return this.#failLogin(user.id, context, { reason: 'disabled' });
 
     const now = this.#deps.clock();
     const upgradedHash = this.#deps.hasher.needsRehash(user.password_hash)
       ? await this.#deps.hasher.hash(password)
       : undefined;
     const refreshToken = newRefreshToken();
+    const sid = randomUUID();
     await withTransaction(this.#deps.db, async (trx) => {
       const txUsers = new UserRepository(trx);
       await txUsers.updateLastLogin(user.id, now);
       if (upgradedHash !== undefined) await txUsers.updatePasswordHash(user.id, upgradedHash, now);
+      const expiresAt = new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000);
+      await new SessionRepository(trx).insert({
+        id: sid,
+        userId: user.id,
+        createdAt: now,
+        expiresAt,
+        userAgent: context.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
+        ipAddress: context.ipAddress?.slice(0, IP_ADDRESS_MAX) ?? null,
+      });
       await new RefreshTokenRepository(trx).insert({
         userId: user.id,
-        familyId: randomUUID(),
+        familyId: sid,
         tokenHash: hashRefreshToken(refreshToken),
-        expiresAt: new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000),
+        expiresAt,
       });
+      await this.#deps.audit.record(trx, 'login.succeeded', user.id, { ...context, sessionId: sid, actorId: user.id });
     });
     // Our own write: drop the cached row now rather than when the change notification arrives.
     this.#deps.principals?.invalidate(user.id);
     this.#deps.events?.onLogin?.('success');
     return {
       user: toPublicUser({ ...user, last_login_at: now }),
-      ...this.#tokenPair(user, refreshToken),
+      ...this.#tokenPair(user, sid, refreshToken),
     };
   }
 
   /**
-   * Rotates a refresh token: the presented one stops working and a new one of the same family
-   * (same absolute expiry) is returned. A token that was already rotated is a sign of theft:
-   * its whole family is revoked and the call fails.
+   * Rotates a refresh token: the presented one stops working and its successor, of the same
+   * family (same session, same absolute expiry), is returned. Presented again within the reuse
+   * interval, it gets that same successor back (a lost response, a client racing itself); later,
+   * it is a sign of theft: the session ends and the call fails.
+   *
+   * The successor is HMAC(key, presented token): recomputable from the token the client holds,
+   * never stored (only its hash is), so a retry needs no recoverable copy of any token.
    */
-  async refresh(presented: string): Promise<TokenPair> {
+  async refresh(presented: string, context: ClientContext = NO_CONTEXT): Promise<TokenPair> {
     const now = this.#deps.clock();
-    const next = newRefreshToken();
+    const next = this.#successorOf(presented);
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
       const locked = await lockedToken(trx, presented);
       if (locked === undefined || locked.token.revoked_at !== null) return { kind: 'rejected' } as const;
       const { token, user } = locked;
       if (token.expires_at.getTime() <= now.getTime()) return { kind: 'expired' } as const;
+      if (user.status !== 'active') return { kind: 'rejected' } as const;
       const tokens = new RefreshTokenRepository(trx);
+      const sid = token.family_id;
       // The user's row lock makes this the only unit of work on the user's sessions right now, so
-      // a token already rotated is a reuse, never a race lost to a concurrent refresh.
-      if (token.rotated_at !== null || !(await tokens.markRotated(token.id, now))) {
-        // Committed with the transaction; the error is raised after it, outside.
-        await tokens.revokeFamily(token.family_id, now);
-        return { kind: 'reused' } as const;
+      // what is read here is not changing under us.
+      if (token.rotated_at === null && (await tokens.markRotated(token.id, now))) {
+        await tokens.insert({
+          userId: token.user_id,
+          familyId: sid,
+          tokenHash: hashRefreshToken(next),
+          expiresAt: token.expires_at,
+        });
+        await new SessionRepository(trx).touch(sid, now);
+        return { kind: 'rotated', user, sid } as const;
       }
-      await tokens.insert({
-        userId: token.user_id,
-        familyId: token.family_id,
-        tokenHash: hashRefreshToken(next),
-        expiresAt: token.expires_at,
-      });
-      return { kind: 'rotated', user } as const;
+      if (token.rotated_at !== null && this.#withinReuseInterval(token.rotated_at, now)) {
+        const successor = await tokens.findByHash(hashRefreshToken(next));
+        if (successor !== undefined && successor.revoked_at === null && successor.rotated_at === null) {
+          return { kind: 'reissued', user, sid } as const;
+        }
+      }
+      // Committed with the transaction; the error is raised after it, outside.
+      const userContext = { ...context, sessionId: sid };
+      await this.#deps.audit.record(trx, 'refresh.reused', user.id, userContext, { sessionId: sid });
+      await tokens.revokeFamily(sid, now);
+      const ended = await this.#deps.sessions.endInTransaction(trx, user.id, sid, 'refresh_reused', userContext);
+      return { kind: 'reused', sid: ended ? sid : undefined } as const;
     });
 
     switch (outcome.kind) {
       case 'rotated':
-        this.#deps.events?.onRefresh?.('rotated');
-        return this.#tokenPair(outcome.user, next);
+      case 'reissued':
+        this.#deps.events?.onRefresh?.(outcome.kind);
+        return this.#tokenPair(outcome.user, outcome.sid, next);
       case 'reused':
+        if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], 'refresh_reused');
         this.#deps.events?.onRefresh?.('reused');
         throw new AuthenticationError('Refresh token was already used; its session has been revoked', 'INVALID_TOKEN');
       case 'expired':
@@ -194,23 +257,36 @@ export class AuthService {
     }
   }
 
-  /** Revokes the family of a live refresh token (this session, on every device it was rotated to). */
-  async logout(presented: string): Promise<void> {
+  /** Ends the session of a live refresh token (on every device it was rotated to). */
+  async logout(presented: string, context: ClientContext = NO_CONTEXT): Promise<void> {
     const now = this.#deps.clock();
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
       const token = (await lockedToken(trx, presented))?.token;
       if (token === undefined || token.revoked_at !== null || token.expires_at.getTime() <= now.getTime()) {
-        return 'invalid';
+        return { kind: 'invalid', sid: undefined, reason: 'logout' } as const;
       }
-      await new RefreshTokenRepository(trx).revokeFamily(token.family_id, now);
-      // A rotated token still revokes its family (it may be the thief's), but is not a valid logout.
-      return token.rotated_at === null ? 'done' : 'invalid';
+      const sid = token.family_id;
+      const userContext = { ...context, sessionId: sid, actorId: token.user_id };
+      // A rotated token still ends its session (it may be the thief's), but is not a valid logout.
+      const reason = token.rotated_at === null ? 'logout' : 'refresh_reused';
+      const ended = await this.#deps.sessions.endInTransaction(trx, token.user_id, sid, reason, userContext);
+      await new RefreshTokenRepository(trx).revokeFamily(sid, now);
+      return { kind: token.rotated_at === null ? 'done' : 'invalid', sid: ended ? sid : undefined, reason } as const;
     });
-    if (outcome === 'invalid') throw new AuthenticationError('Invalid refresh token', 'INVALID_TOKEN');
+    if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], outcome.reason);
+    if (outcome.kind === 'invalid') throw new AuthenticationError('Invalid refresh token', 'INVALID_TOKEN');
   }
 
-  /** Changes the password after checking the current one, and revokes every refresh token of the user. */
-  async changePassword(principal: Principal, currentPassword: string, newPassword: string): Promise<void> {
+  /**
+   * Changes the password after checking the current one, and ends every session of the user
+   * but the one that made the change (`context.sessionId`).
+   */
+  async changePassword(
+    principal: Principal,
+    currentPassword: string,
+    newPassword: string,
+    context: ClientContext = NO_CONTEXT,
+  ): Promise<void> {
     assertValidPassword(newPassword, 'newPassword');
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
@@ -221,14 +297,17 @@ export class AuthService {
     }
     const passwordHash = await this.#deps.hasher.hash(newPassword);
     const now = this.#deps.clock();
-    await withTransaction(this.#deps.db, async (trx) => {
+    const ended = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
       await users.lockForUpdate(user.id);
       await users.updatePasswordHash(user.id, passwordHash, now);
-      await new RefreshTokenRepository(trx).revokeAllForUser(user.id, now);
+      await this.#deps.audit.record(trx, 'password.changed', user.id, context);
+      const keep = context.sessionId ?? undefined;
+      return this.#deps.sessions.endAllInTransaction(trx, user.id, 'password_changed', context, keep);
     });
     this.#deps.principals?.invalidate(user.id);
+    this.#deps.sessions.forget(ended, 'password_changed');
   }
 
   /**
@@ -236,16 +315,29 @@ export class AuthService {
    * admin loses access at once, not when the token expires). With a principal cache, "now" is
    * as of the last change notification, which arrives right after the change commits.
    *
-   * @throws {AuthenticationError} when the user no longer exists.
+   * The access token's session (`sid`) must be live too: an ended session's tokens fail at once.
+   * Both checks are served from caches kept fresh by change notifications, so a request costs no
+   * query while nothing changes.
+   *
+   * @throws {AuthenticationError} when the user no longer exists or is disabled, or the session ended.
    */
-  async principalOf(userId: string): Promise<AuthenticatedUser> {
+  async principalOf(userId: string, sid: string): Promise<AuthenticatedUser> {
+    const [authenticated, live] = await Promise.all([
+      this.#principalOf(userId),
+      this.#deps.sessions.isLive(sid, userId),
+    ]);
+    if (!live) throw new AuthenticationError('Session has ended', 'INVALID_TOKEN');
+    return authenticated;
+  }
+
+  async #principalOf(userId: string): Promise<AuthenticatedUser> {
     const cache = this.#deps.principals;
     const cached = cache?.get(userId);
     this.#deps.events?.onPrincipalLookup?.(cached === undefined ? 'database' : 'cache');
     if (cached !== undefined) return cached;
     const generation = cache?.generation ?? 0;
     const user = await new UserRepository(this.#deps.db).findById(userId);
-    if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    if (user === undefined || user.status !== 'active') throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
     const authenticated = { principal: { userId: user.id, role: user.role }, user: toPublicUser(user) };
     cache?.store(userId, authenticated, generation);
     return authenticated;
@@ -264,29 +356,46 @@ export class AuthService {
     principal: Principal,
     limit: number,
     cursor: string | undefined,
+    filter: UserFilter = {},
   ): Promise<{ items: PublicUser[]; nextCursor: string | null }> {
     if (principal.role !== 'admin') throw new AuthorizationError();
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const position = cursor === undefined ? undefined : decodeKeysetCursor(cursor);
+    const after = position === undefined ? undefined : { createdAt: position.at, id: position.id };
     // One extra row tells whether another page exists, without a count query. A listing may lag
     // the primary by the replica bound: a user registered a moment ago may appear a moment later.
-    const list = (db: Kysely<DB>) => new UserRepository(db).list(limit + 1, after);
+    const list = (db: Kysely<DB>) => new UserRepository(db).list(limit + 1, after, filter);
     const rows = await (this.#deps.staleReads?.read(list) ?? list(this.#deps.db));
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
       items: page.map(toPublicUser),
-      nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null,
+      nextCursor: rows.length > limit && last !== undefined ? encodeKeysetCursor(last.created_at, last.id) : null,
     };
   }
 
-  #failLogin(): never {
+  /** Records the failure (committed on its own: there is no change to go with it) and answers 401. */
+  async #failLogin(
+    userId: string | null,
+    context: ClientContext,
+    details: Readonly<Record<string, unknown>>,
+  ): Promise<never> {
+    await this.#deps.audit.append('login.failed', userId, context, details);
     this.#deps.events?.onLogin?.('failure');
     throw new AuthenticationError(INVALID_CREDENTIALS, 'INVALID_CREDENTIALS');
   }
 
-  #tokenPair(user: UserRow, refreshToken: string): TokenPair {
+  #successorOf(presented: string): string {
+    return createHmac('sha256', this.#deps.refreshSuccessorKey).update(presented).digest('base64url');
+  }
+
+  #withinReuseInterval(rotatedAt: Date, now: Date): boolean {
+    const intervalMs = this.#deps.refreshReuseIntervalSeconds * 1000;
+    return intervalMs > 0 && now.getTime() - rotatedAt.getTime() <= intervalMs;
+  }
+
+  #tokenPair(user: UserRow, sid: string, refreshToken: string): TokenPair {
     return {
-      accessToken: this.#deps.signer.sign({ sub: user.id, role: user.role, typ: 'access' }),
+      accessToken: this.#deps.signer.sign({ sub: user.id, role: user.role, sid, typ: 'access' }),
       refreshToken,
       tokenType: 'Bearer',
       expiresIn: this.#deps.signer.expiresIn,
@@ -328,20 +437,23 @@ export interface NewAccount {
 export async function registerUser(
   deps: { readonly db: Kysely<DB>; readonly hasher: PasswordHasher },
   input: NewAccount,
+  context: RequestContext = NO_CONTEXT,
 ): Promise<PublicUser> {
   const email = canonicalEmail(input.email);
   const name = normaliseName(input.name);
   assertValidPassword(input.password);
   // Hashed before the transaction: no connection is held for the ~25 ms argon2 takes.
   const passwordHash = await deps.hasher.hash(input.password);
-  const user = await withTransaction(deps.db, (trx) =>
-    new UserRepository(trx).create({
+  const user = await withTransaction(deps.db, async (trx) => {
+    const created = await new UserRepository(trx).create({
       email,
       name,
       passwordHash,
       ...(input.role === undefined ? {} : { role: input.role }),
-    }),
-  );
+    });
+    await new AuditLog(deps.db).record(trx, 'user.registered', created.id, context, { role: created.role });
+    return created;
+  });
   return toPublicUser(user);
 }
 
@@ -351,32 +463,8 @@ export function toPublicUser(user: UserRow): PublicUser {
     email: user.email,
     name: user.name,
     role: user.role,
+    status: user.status,
     createdAt: user.created_at,
     lastLoginAt: user.last_login_at,
   };
-}
-
-function encodeCursor(user: UserRow): string {
-  return Buffer.from(JSON.stringify([user.created_at.toISOString(), user.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const decoded: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(decoded) && decoded.length === 2) {
-      const [createdAt, id] = decoded as [unknown, unknown];
-      const date = typeof createdAt === 'string' ? new Date(createdAt) : undefined;
-      if (
-        date !== undefined &&
-        !Number.isNaN(date.getTime()) &&
-        typeof id === 'string' &&
-        /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
-      ) {
-        return { createdAt: date, id };
-      }
-    }
-  } catch {
-    // fall through: not base64url JSON
-  }
-  throw new ValidationError('Invalid cursor', { field: 'cursor' });
 }

@@ -79,7 +79,15 @@ describe('GET /docs/json', () => {
         content?: Record<string, { schema?: { properties?: { user?: { properties?: Record<string, unknown> } } } }>;
       }
     ).content?.['application/json']?.schema?.properties?.user?.properties;
-    expect(Object.keys(meUser ?? {}).sort()).toEqual(['createdAt', 'email', 'id', 'lastLoginAt', 'name', 'role']);
+    expect(Object.keys(meUser ?? {}).sort()).toEqual([
+      'createdAt',
+      'email',
+      'id',
+      'lastLoginAt',
+      'name',
+      'role',
+      'status',
+    ]);
     expect(JSON.stringify(document)).not.toMatch(/password_?hash/i);
     for (const [method, path] of [
       ['get', '/auth/me'],

@@ -100,7 +100,7 @@ describe.runIf(!THROUGH_PGBOUNCER)('the principal cache', () => {
     });
     expect(cache.size).toBe(1);
 
-    await sql`truncate refresh_tokens, users`.execute(database.db);
+    await sql`truncate refresh_tokens, sessions, users`.execute(database.db);
     await vi.waitFor(() => {
       expect(cache.size).toBe(0);
     });

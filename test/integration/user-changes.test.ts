@@ -38,7 +38,7 @@ describe('UserChangeFeed', () => {
     }).catch(() => undefined);
     await users.updateLastLogin(ada.id, new Date());
     await users.delete(ada.id);
-    await sql`truncate refresh_tokens, users`.execute(database.db);
+    await sql`truncate refresh_tokens, sessions, users`.execute(database.db);
 
     // An insert is not announced (nobody can hold a stale copy of a new row); the rollback neither.
     await vi.waitFor(() => {
