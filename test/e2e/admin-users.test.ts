@@ -62,7 +62,7 @@ describe('PATCH /users/:id', () => {
     // Enabled again, they can log in.
     expect((await patch(app, user.id, adminToken, { status: 'active' })).statusCode).toBe(200);
     await login(app, user.email);
-  });
+  }, 60_000);
 
   test('changes the role and the name; a non-admin gets 403, an unknown id 404', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
