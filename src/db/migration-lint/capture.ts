@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { FileMigrationProvider, type Migration, type MigrationProvider } from 'kysely/migration';
-import pg from 'pg';
+import { adminQuery } from '../admin/scratch.ts';
 import { shortLivedPool } from '../pool.ts';
 import { withDatabaseName } from '../embedded.ts';
 import { MIGRATION_DEFAULTS } from '../../config.ts';
@@ -119,12 +119,3 @@ async function readSource(folder: string, name: string): Promise<string> {
   return '';
 }
 
-async function adminQuery(adminUrl: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
