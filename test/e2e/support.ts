@@ -1,16 +1,17 @@
-import { createHmac, randomUUID } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { createHmac } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import { expect } from 'vitest';
-import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
-import { UserRepository, type UserRole, type UserRow } from '../../src/repositories/users.ts';
+import type { UserRole } from '../../src/repositories/users.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
 import { TEST_ARGON2, TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
 import { expectError, type ErrorJson } from '../helpers/assertions.ts';
+import { createUser, PASSWORD } from '../helpers/factories.ts';
 
 // The e2e suites' toolkit: the one error assertion lives with the other shared assertions.
 export { expectError, type ErrorJson };
+// Users are made by the one user factory (test/helpers/factories.ts).
+export { createUser, PASSWORD };
 
 /** What a client receives: the contract's user object. */
 export interface UserJson {
@@ -37,7 +38,6 @@ export interface LoginJson extends TokenPairJson {
 /** The error body's `error` object, as the application defines it. */
 
 /** The password every user made by {@link createUser} has. */
-export const PASSWORD = 'correct horse battery staple';
 
 export const USER_KEYS = ['createdAt', 'email', 'emailVerifiedAt', 'id', 'lastLoginAt', 'name', 'role'];
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -72,29 +72,6 @@ export class CountingHasher extends PasswordHasher {
     this.verifications = 0;
     this.hashes = 0;
   }
-}
-
-// The tests' parameters: a login verifies at the stored hash's cost, whatever the app's hasher is.
-const sharedHasher = new PasswordHasher({ params: TEST_ARGON2, concurrency: 4, queueLimit: 64 });
-let passwordHash: Promise<string> | undefined;
-
-/** One argon2id hash of {@link PASSWORD} per test file, so creating users costs no hashing. */
-function hashOfPassword(): Promise<string> {
-  passwordHash ??= sharedHasher.hash(PASSWORD);
-  return passwordHash;
-}
-
-/** A user stored directly (no HTTP, no hashing); their password is {@link PASSWORD}. */
-export async function createUser(
-  db: Kysely<DB>,
-  fields: { email?: string; name?: string; role?: UserRole } = {},
-): Promise<UserRow> {
-  return new UserRepository(db).create({
-    email: fields.email ?? `user-${randomUUID()}@example.com`,
-    name: fields.name ?? 'Test User',
-    passwordHash: await hashOfPassword(),
-    ...(fields.role === undefined ? {} : { role: fields.role }),
-  });
 }
 
 export function bearer(token: string): { authorization: string } {

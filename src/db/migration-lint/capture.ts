@@ -118,4 +118,3 @@ async function readSource(folder: string, name: string): Promise<string> {
   }
   return '';
 }
-
