@@ -44,7 +44,11 @@ export class TestSmtpServer {
   readonly received: ReceivedEmail[] = [];
   /** Connections refused, dropped or left hanging. */
   faults = 0;
+  /** Messages whose data the server began to receive: a send is in flight from then on. */
+  dataStarted = 0;
   mode: SmtpMode = 'accept';
+  /** How long an accepting server takes over each message's data before it answers 250 (a slow server). */
+  acceptDelayMs = 0;
   readonly #listener: net.Server;
   readonly #smtp: SMTPServer;
   readonly #sockets = new Set<net.Socket>();
@@ -76,19 +80,25 @@ export class TestSmtpServer {
           callback();
         },
         onData(stream, session, callback) {
+          if (holder.server !== undefined) holder.server.dataStarted++;
           const chunks: Buffer[] = [];
           stream.on('data', (chunk: Buffer) => chunks.push(chunk));
           stream.on('end', () => {
             const raw = Buffer.concat(chunks).toString('utf8');
             const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
-            holder.server?.received.push(
-              parseMessage(
-                raw,
-                from,
-                session.envelope.rcptTo.map((r) => r.address),
-              ),
-            );
-            callback();
+            const accept = () => {
+              holder.server?.received.push(
+                parseMessage(
+                  raw,
+                  from,
+                  session.envelope.rcptTo.map((r) => r.address),
+                ),
+              );
+              callback();
+            };
+            const delay = holder.server?.acceptDelayMs ?? 0;
+            if (delay > 0) setTimeout(accept, delay);
+            else accept();
           });
         },
       });
