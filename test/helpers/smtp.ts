@@ -47,11 +47,17 @@ export class TestSmtpServer {
   /** Messages whose data the server began to receive: a send is in flight from then on. */
   dataStarted = 0;
   mode: SmtpMode = 'accept';
-  /** How long an accepting server takes over each message's data before it answers 250 (a slow server). */
+  /**
+   * How long an accepting server waits, after taking a message (it is in {@link received} at
+   * once), before it answers 250: a slow server, and the window in which a sender that dies has
+   * delivered a message without knowing it.
+   */
   acceptDelayMs = 0;
   readonly #listener: net.Server;
   readonly #smtp: SMTPServer;
   readonly #sockets = new Set<net.Socket>();
+  /** Answers held back by {@link acceptDelayMs}; dropped on close. */
+  readonly #delayed = new Set<NodeJS.Timeout>();
 
   private constructor(port: number, listener: net.Server, smtp: SMTPServer) {
     this.port = port;
@@ -86,19 +92,21 @@ export class TestSmtpServer {
           stream.on('end', () => {
             const raw = Buffer.concat(chunks).toString('utf8');
             const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
-            const accept = () => {
-              holder.server?.received.push(
-                parseMessage(
-                  raw,
-                  from,
-                  session.envelope.rcptTo.map((r) => r.address),
-                ),
-              );
-              callback();
-            };
-            const delay = holder.server?.acceptDelayMs ?? 0;
-            if (delay > 0) setTimeout(accept, delay);
-            else accept();
+            holder.server?.received.push(
+              parseMessage(
+                raw,
+                from,
+                session.envelope.rcptTo.map((r) => r.address),
+              ),
+            );
+            const server = holder.server;
+            if (server !== undefined && server.acceptDelayMs > 0) {
+              const timer = setTimeout(() => {
+                server.#delayed.delete(timer);
+                callback();
+              }, server.acceptDelayMs);
+              server.#delayed.add(timer);
+            } else callback();
           });
         },
       });
@@ -153,6 +161,7 @@ export class TestSmtpServer {
   }
 
   async close(): Promise<void> {
+    for (const timer of this.#delayed) clearTimeout(timer);
     for (const socket of this.#sockets) socket.destroy();
     await new Promise<void>((resolve) => {
       this.#smtp.close(() => {
