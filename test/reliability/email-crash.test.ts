@@ -3,17 +3,15 @@ import { describe, expect, test } from 'vitest';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.ts';
 import {
   embeddedUrlOf,
-  freePort,
   httpRequest,
   registration,
-  releasePort,
   scratchDirectory,
   sleep,
   startServer,
-  waitFor,
   type OnFinished,
   type ServerOptions,
 } from './support.ts';
+import { freePort, releasePort, waitFor } from '../helpers/processes.ts';
 
 // kill -9 of the real server (`node src/server.ts`) while its dispatcher holds a claimed email in
 // the middle of the SMTP conversation, then a restart on the same DATA_DIR: the email is sent
