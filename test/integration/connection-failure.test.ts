@@ -41,7 +41,11 @@ async function fakeServer(onConnection: (socket: net.Socket) => void): Promise<n
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   onTestFinished(async () => {
     for (const socket of sockets) socket.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await new Promise<void>((resolve) =>
+      server.close(() => {
+        resolve();
+      }),
+    );
   });
   return (server.address() as net.AddressInfo).port;
 }
@@ -58,7 +62,6 @@ function errorResponse(code: string, message: string): Buffer {
 }
 
 const adminUrl = () => new URL(inject('adminUrl'));
-
 
 describe('describeConnectionFailure', () => {
   test('a closed port: connection refused, where (password masked) and what to check', async () => {
@@ -96,7 +99,9 @@ describe('describeConnectionFailure', () => {
     url.username = 'conn_failure_nologin';
     url.password = 'its-password';
     const line = describeConnectionFailure(await connectError(url.toString()), url.toString(), 'DATABASE_URL');
-    expect(line).toMatch(/the server refused the login \(.*not permitted to log in\)\. Check the user name, and pg_hba\.conf/);
+    expect(line).toMatch(
+      /the server refused the login \(.*not permitted to log in\)\. Check the user name, and pg_hba\.conf/,
+    );
   });
 
   test('a database that does not exist: the server says which, and to create it', async () => {
@@ -144,7 +149,9 @@ describe('describeConnectionFailure', () => {
       (caught: unknown) => caught,
     );
     expect(error).toBeInstanceOf(ServiceUnavailableError);
-    expect(describeConnectionFailure(error, url, 'DATABASE_URL')).toContain('connection refused (nothing listens there)');
+    expect(describeConnectionFailure(error, url, 'DATABASE_URL')).toContain(
+      'connection refused (nothing listens there)',
+    );
   });
 
   test('names the host of a URL without one localhost, the port 5432 by default, and masks no empty password', () => {
@@ -188,7 +195,7 @@ describe('describeConnectionFailure', () => {
   });
 
   test('is undefined for what is not a connection failure, and for causes nested too deep or in a cycle', async () => {
-    const notConnection = await new pg.Client({ connectionString: inject('adminUrl') });
+    const notConnection = new pg.Client({ connectionString: inject('adminUrl') });
     await notConnection.connect();
     const syntax = await notConnection.query('selec 1').then(
       () => undefined,
@@ -234,8 +241,14 @@ class Outage {
 
   async down(): Promise<void> {
     for (const socket of this.#sockets) socket.destroy();
-    await new Promise<void>((resolve) => (this.#server === undefined ? resolve() : this.#server.close(() => resolve())));
+    const server = this.#server;
     this.#server = undefined;
+    if (server !== undefined)
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
   }
 }
 
@@ -323,7 +336,10 @@ describe('watchAvailability', () => {
   test('hooks are optional and the log may not be there yet', async () => {
     const port = await freePort();
     const hooks = watchAvailability({}, () => undefined, `postgres://app@127.0.0.1:${port}/app`, 'DATABASE_URL');
-    const db = createDatabase({ ...TEST_POOL, url: `postgres://app@127.0.0.1:${port}/app`, connectionTimeoutMs: 2000 }, hooks);
+    const db = createDatabase(
+      { ...TEST_POOL, url: `postgres://app@127.0.0.1:${port}/app`, connectionTimeoutMs: 2000 },
+      hooks,
+    );
     onTestFinished(() => db.destroy());
     await expect(sql`select 1`.execute(db)).rejects.toBeInstanceOf(ServiceUnavailableError);
   });
