@@ -155,8 +155,10 @@ function freeformProblem(name: string): string | undefined {
     if (DISALLOWED.test(char))
       return `it contains the invisible, control or unassigned character ${codePointName(char)}`;
   }
+  // Nothing else is left to refuse: after trimming (every space separator) and the check above
+  // (every other separator and C* category), a name starts with a letter, number, punctuation or
+  // symbol, a visible character, unless it starts with a mark.
   if (/^\p{M}/u.test(name)) return 'it starts with a combining mark';
-  if (!/[\p{L}\p{N}\p{P}\p{S}]/u.test(name)) return 'it has no visible character';
   return undefined;
 }
 
