@@ -219,7 +219,10 @@ describe('describeConnectionFailure', () => {
 class Outage {
   readonly #sockets = new Set<net.Socket>();
   #server: net.Server | undefined;
-  constructor(readonly port: number) {}
+  readonly port: number;
+  constructor(port: number) {
+    this.port = port;
+  }
 
   async up(): Promise<void> {
     const target = adminUrl();

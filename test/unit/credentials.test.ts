@@ -47,7 +47,7 @@ describe('canonicalEmail', () => {
     ],
     ['ada@\u0301example.com', 'Invalid email address: a part of it starts with a combining mark'],
     ['\ud800ada@example.com', 'email is not well-formed Unicode (lone surrogate)'],
-  ])('refuses %j: %s', ([input, message]) => {
+  ] as const)('refuses %j: %s', ([input, message]) => {
     expect(refusal(() => canonicalEmail(input))).toEqual({ message, field: 'email' });
   });
 
@@ -71,7 +71,7 @@ describe('normaliseName', () => {
     ['\u0301Ada', 'Invalid name: it starts with a combining mark'],
     // Spaces only, of any kind, are trimmed away to nothing.
     ['\u3000\u00a0\u2003', 'Name must be 1 to 100 characters after trimming, without control characters'],
-  ])('refuses %j: %s', ([input, message]) => {
+  ] as const)('refuses %j: %s', ([input, message]) => {
     expect(refusal(() => normaliseName(input))).toEqual({ message, field: 'name' });
   });
 
@@ -97,7 +97,7 @@ describe('assertValidPassword', () => {
     ['pass\u0000word-long', 'Password must be 8 to 256 characters'],
     ['Password1', 'This password is too common (it appears in lists of breached passwords)'],
     ['long enough \udc00', 'newPassword is not well-formed Unicode (lone surrogate)'],
-  ])('refuses %j: %s', ([input, message]) => {
+  ] as const)('refuses %j: %s', ([input, message]) => {
     expect(
       refusal(() => {
         assertValidPassword(input, 'newPassword');

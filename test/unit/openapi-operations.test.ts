@@ -14,7 +14,7 @@ describe('defaultOperationId', () => {
     ['GET', '/', 'get'],
     // Separators inside a segment split words; empty words vanish.
     ['PUT', '/account-emails/re_send//x', 'putAccountEmailsReSendX'],
-  ])('%s %s → %s', ([method, url, id]) => {
+  ] as const)('%s %s → %s', ([method, url, id]) => {
     expect(defaultOperationId(method, url)).toBe(id);
   });
 });
