@@ -13,7 +13,10 @@ export default defineConfig({
       ...(process.env.RELIABILITY ? [] : ['test/reliability/{database-outage,shutdown,crash,email-crash}.test.ts']),
       ...(process.env.SCALE_OUT
         ? []
-        : ['test/e2e/{two-instances,rate-limit-store}.test.ts', 'test/integration/read-replicas.test.ts']),
+        : [
+            'test/e2e/{two-instances,rate-limit-store}.test.ts',
+            'test/integration/{read-replicas,throttle-store}.test.ts',
+          ]),
     ],
     globalSetup: ['test/helpers/global-setup.ts'],
     // Each worker clones its own database from the migrated template (see test/helpers/database.ts).
