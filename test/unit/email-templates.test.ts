@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { escapeHtml, isEmailTemplate, linkFor, renderEmail } from '../../src/services/email-templates.ts';
+
+// The emails as rendered (src/services/email-templates.ts): the sentence that says how long the
+// link works for every TTL an operator may configure, links with the token URL-encoded, and
+// nothing a user typed turning into markup.
+
+const input = { to: 'ada@example.com', name: 'Ada', appUrl: 'https://app.example.test', token: 'abc' };
+
+describe('renderEmail', () => {
+  it.for([
+    [3600, 'The link works once, for 1 hour.'],
+    [86_400, 'The link works once, for 24 hours.'],
+    [60, 'The link works once, for 1 minute.'],
+    [90 * 60, 'The link works once, for 90 minutes.'],
+    // Not a whole number of minutes: rounded, never "0 minutes".
+    [89, 'The link works once, for 1 minute.'],
+    [20, 'The link works once, for 1 minute.'],
+  ] as const)('a TTL of %i seconds: "%s"', ([ttlSeconds, sentence]) => {
+    const email = renderEmail('password_reset', { ...input, ttlSeconds });
+    expect(email.text).toContain(sentence);
+    expect(email.html).toContain(sentence);
+  });
+
+  it('each template has its subject, its link and its words', () => {
+    const verify = renderEmail('email_verification', { ...input, ttlSeconds: 3600 });
+    expect(verify.subject).toBe('Confirm your email address');
+    expect(verify.text).toContain('https://app.example.test/verify-email?token=abc');
+    expect(verify.to).toBe('ada@example.com');
+    const reset = renderEmail('password_reset', { ...input, ttlSeconds: 3600 });
+    expect(reset.subject).toBe('Reset your password');
+    expect(reset.text).toContain('https://app.example.test/reset-password?token=abc');
+    expect(reset.text).toMatch(/^Hello Ada,\n/);
+  });
+
+  it('a name with markup is escaped in the HTML part and kept as typed in the text part', () => {
+    const email = renderEmail('email_verification', {
+      ...input,
+      name: `<img src=x onerror="a('b')">&`,
+      ttlSeconds: 3600,
+    });
+    expect(email.html).toContain('Hello &lt;img src=x onerror=&quot;a(&#39;b&#39;)&quot;&gt;&amp;,');
+    expect(email.html).not.toContain('<img');
+    expect(email.text).toContain(`Hello <img src=x onerror="a('b')">&,`);
+  });
+});
+
+describe('linkFor, isEmailTemplate, escapeHtml', () => {
+  it('URL-encodes the token', () => {
+    expect(linkFor('password_reset', 'https://a.test', 'a+b/c=&d')).toBe(
+      'https://a.test/reset-password?token=a%2Bb%2Fc%3D%26d',
+    );
+  });
+
+  it('knows the two templates and nothing else (an outbox row with another name is refused)', () => {
+    expect(isEmailTemplate('email_verification')).toBe(true);
+    expect(isEmailTemplate('password_reset')).toBe(true);
+    expect(isEmailTemplate('newsletter')).toBe(false);
+  });
+
+  it('escapes the five HTML metacharacters and nothing else', () => {
+    expect(escapeHtml(`<a href="x">'&'</a> é`)).toBe('&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt; é');
+  });
+});
