@@ -2,6 +2,7 @@ import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { App } from '../../src/app.ts';
 import { MAX_JSON_DEPTH } from '../../src/plugins/body-parsing.ts';
+import { issueAccountToken } from '../../src/services/account-tokens.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import {
@@ -501,5 +502,30 @@ describe('common passwords (issue 22, "What to build"; ASVS 5.0 6.2.4)', () => {
       .where('id', '=', user.id)
       .executeTakeFirstOrThrow();
     expect(row.password_hash).toBe(user.password_hash);
+  });
+
+  test('a password reset refuses a common new password with 400 naming newPassword; the link still works', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const { request } = await started(db, onTestFinished);
+    const user = await createUser(db);
+    const token = await issueAccountToken(
+      db,
+      { userId: user.id, purpose: 'password_reset', ttlSeconds: 3600 },
+      new Date(),
+    );
+    for (const newPassword of COMMON) {
+      const response = await request('/auth/password/reset', { body: { token, newPassword } });
+      expectRefusal(response, { status: 400, code: 'VALIDATION_FAILED', field: 'newPassword' });
+    }
+    const row = await db
+      .selectFrom('users')
+      .select('password_hash')
+      .where('id', '=', user.id)
+      .executeTakeFirstOrThrow();
+    expect(row.password_hash).toBe(user.password_hash);
+    const reset = await request('/auth/password/reset', { body: { token, newPassword: 'a brand new passphrase' } });
+    expect(reset.status, reset.text).toBe(204);
   });
 });
