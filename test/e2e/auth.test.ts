@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { testApp } from '../helpers/app.ts';
+import { createRefreshToken } from '../helpers/factories.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import {
   accessTokenFor,
@@ -412,15 +412,7 @@ describe('POST /auth/password', () => {
     const session = await login(app, created.email);
     const otherSession = await login(app, created.email);
     const bystander = await createUser(db);
-    await db
-      .insertInto('refresh_tokens')
-      .values({
-        user_id: bystander.id,
-        family_id: randomUUID(),
-        token_hash: 'b'.repeat(64),
-        expires_at: new Date(Date.now() + 86_400_000),
-      })
-      .execute();
+    await createRefreshToken(db, { userId: bystander.id });
 
     const response = await postJson(
       app,
