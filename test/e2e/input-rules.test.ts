@@ -5,14 +5,8 @@ import { MAX_JSON_DEPTH } from '../../src/plugins/body-parsing.ts';
 import { issueAccountToken } from '../../src/services/account-tokens.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
-import {
-  expectErrorShape,
-  httpRequest,
-  rawRequest,
-  type ErrorBodyJson,
-  type HttpRequestOptions,
-  type HttpResponse,
-} from '../reliability/support.ts';
+import { expectError, type ErrorJson } from '../helpers/assertions.ts';
+import { httpRequest, rawRequest, type HttpRequestOptions, type HttpResponse } from '../reliability/support.ts';
 import { accessTokenFor, createUser, PASSWORD, type UserJson } from './support.ts';
 
 // Issue 22, items 5 to 12 and the rules of "What to build" that came with them, each proven over a
@@ -44,8 +38,8 @@ async function started(
 function expectRefusal(
   response: HttpResponse,
   expected: { status: number; code: string; field?: string | undefined },
-): ErrorBodyJson {
-  const error = expectErrorShape(response, { status: expected.status, code: expected.code });
+): ErrorJson {
+  const error = expectError(response, { statusCode: expected.status, code: expected.code });
   expect(error.field, response.text).toBe(expected.field);
   return error;
 }
@@ -274,7 +268,7 @@ describe('HTTP edges in the error shape (issue 22 item 9)', () => {
     const { port } = await started(db, onTestFinished);
     const response = await rawRequest(port, Buffer.from('GET /health/live HTTP/1.1\r\nconnection: close\r\n\r\n'));
     if (response === undefined) throw new Error('no response');
-    const error = expectErrorShape(response, { status: 400, code: 'VALIDATION_FAILED' });
+    const error = expectError(response, { statusCode: 400, code: 'VALIDATION_FAILED' });
     expect(error.message).toBe('The Host header is required');
     // HTTP/1.0 has no Host requirement.
     const old = await rawRequest(port, Buffer.from('GET /health/live HTTP/1.0\r\n\r\n'));
@@ -293,7 +287,7 @@ describe('HTTP edges in the error shape (issue 22 item 9)', () => {
       ),
     );
     if (response === undefined) throw new Error('no response');
-    expectErrorShape(response, { status: 417, code: 'EXPECTATION_FAILED' });
+    expectError(response, { statusCode: 417, code: 'EXPECTATION_FAILED' });
   });
 
   test('a body trickling in byte by byte gets 408 in the error shape once BODY_TIMEOUT_MS has passed, and the connection closes', async ({
@@ -337,7 +331,7 @@ describe('HTTP edges in the error shape (issue 22 item 9)', () => {
         .map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
     );
     expect(head).toMatch(/^HTTP\/1\.1 408 /);
-    expectErrorShape({ status: 408, headers, body: payload }, { status: 408, code: 'REQUEST_TIMEOUT' });
+    expectError({ status: 408, headers, body: payload }, { statusCode: 408, code: 'REQUEST_TIMEOUT' });
   });
 });
 

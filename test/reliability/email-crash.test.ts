@@ -1,16 +1,14 @@
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
+import { freePort, releasePort, waitFor } from '../helpers/processes.ts';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.ts';
 import {
   embeddedUrlOf,
-  freePort,
   httpRequest,
   registration,
-  releasePort,
   scratchDirectory,
   sleep,
   startServer,
-  waitFor,
   type OnFinished,
   type ServerOptions,
 } from './support.ts';
