@@ -12,6 +12,7 @@ import {
   type OnFinished,
   type ServerOptions,
 } from './support.ts';
+import { freePort, releasePort, waitFor } from '../helpers/processes.ts';
 
 // kill -9 of the real server (`node src/server.ts`) while its dispatcher holds a claimed email in
 // the middle of the SMTP conversation, then a restart on the same DATA_DIR: the email is sent
