@@ -1,6 +1,5 @@
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
-import { freePort, releasePort, waitFor } from '../helpers/processes.ts';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.ts';
 import {
   embeddedUrlOf,
