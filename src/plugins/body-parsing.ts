@@ -135,10 +135,11 @@ function assertDepth(text: string): void {
 function assertClean(value: unknown, path: string): void {
   if (typeof value === 'string') {
     if (!value.isWellFormed()) {
-      const field = fieldOf(path);
+      // `path` is a JSON pointer ('' for the body itself); a pointer to an empty key names no field.
+      const field = path.slice(1);
       throw new ValidationError(
-        `${field ?? 'A string in the body'} is not well-formed Unicode (lone surrogate)`,
-        field === undefined ? {} : { field },
+        `${field === '' ? 'A string in the body' : field} is not well-formed Unicode (lone surrogate)`,
+        field === '' ? {} : { field },
       );
     }
     return;
@@ -153,22 +154,9 @@ function assertClean(value: unknown, path: string): void {
   for (const [key, item] of Object.entries(value)) {
     const itemPath = `${path}/${key}`;
     if (key === '__proto__' || (key === 'constructor' && typeof item === 'object' && item !== null)) {
-      const field = fieldOf(itemPath);
-      throw new ValidationError(`Body must not contain a "${key}" property`, field === undefined ? {} : { field });
+      throw new ValidationError(`Body must not contain a "${key}" property`, { field: itemPath.slice(1) });
     }
     if (!key.isWellFormed()) throw new ValidationError('A property name is not well-formed Unicode (lone surrogate)');
     assertClean(item, itemPath);
   }
-}
-
-/**
- * The `field` an error names for a JSON pointer into the body (`/email`, `/x/0/__proto__`), or
- * undefined when the pointer is not one a client could mean as a field: the body itself, or a path
- * through a key that is empty, has spaces or other punctuation, or is over 64 characters (such keys
- * are never fields; echoing them back would name nothing).
- */
-function fieldOf(path: string): string | undefined {
-  const segments = path.split('/').slice(1);
-  if (segments.length === 0 || !segments.every((segment) => /^[\w$-]{1,64}$/.test(segment))) return undefined;
-  return segments.join('/');
 }
