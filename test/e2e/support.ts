@@ -4,6 +4,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { expect } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
+import { SessionRepository } from '../../src/repositories/sessions.ts';
 import { UserRepository, type UserRole, type UserRow } from '../../src/repositories/users.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
 import type { ErrorBody } from '../../src/errors/index.ts';
@@ -15,6 +16,7 @@ export interface UserJson {
   readonly email: string;
   readonly name: string;
   readonly role: 'user' | 'admin';
+  readonly status: 'active' | 'disabled';
   readonly emailVerifiedAt: string | null;
   readonly createdAt: string;
   readonly lastLoginAt: string | null;
@@ -37,7 +39,7 @@ export type ErrorJson = ErrorBody['error'];
 /** The password every user made by {@link createUser} has. */
 export const PASSWORD = 'correct horse battery staple';
 
-export const USER_KEYS = ['createdAt', 'email', 'emailVerifiedAt', 'id', 'lastLoginAt', 'name', 'role'];
+export const USER_KEYS = ['createdAt', 'email', 'emailVerifiedAt', 'id', 'lastLoginAt', 'name', 'role', 'status'];
 const ERROR_KEYS = new Set(['type', 'message', 'statusCode', 'code', 'requestId', 'field', 'details']);
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -83,17 +85,31 @@ function hashOfPassword(): Promise<string> {
   return passwordHash;
 }
 
-/** A user stored directly (no HTTP, no hashing); their password is {@link PASSWORD}. */
+/**
+ * A user stored directly (no HTTP, no hashing); their password is {@link PASSWORD}. They get one
+ * live session whose id is their user id, so {@link accessTokenFor} can mint a token whose `sid`
+ * names a real session without a login.
+ */
 export async function createUser(
   db: Kysely<DB>,
   fields: { email?: string; name?: string; role?: UserRole } = {},
 ): Promise<UserRow> {
-  return new UserRepository(db).create({
+  const user = await new UserRepository(db).create({
     email: fields.email ?? `user-${randomUUID()}@example.com`,
     name: fields.name ?? 'Test User',
     passwordHash: await hashOfPassword(),
     ...(fields.role === undefined ? {} : { role: fields.role }),
   });
+  const now = new Date();
+  await new SessionRepository(db).insert({
+    id: user.id,
+    userId: user.id,
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + AUTH.refreshTokenTtlSeconds * 1000),
+    userAgent: null,
+    ipAddress: null,
+  });
+  return user;
 }
 
 export function bearer(token: string): { authorization: string } {
@@ -175,6 +191,7 @@ export function expectUserShape(user: unknown): UserJson {
   if (typed.lastLoginAt !== null) expect(typed.lastLoginAt).toMatch(ISO_UTC);
   if (typed.emailVerifiedAt !== null) expect(typed.emailVerifiedAt).toMatch(ISO_UTC);
   expect(['user', 'admin']).toContain(typed.role);
+  expect(['active', 'disabled']).toContain(typed.status);
   return typed;
 }
 
@@ -204,12 +221,16 @@ export function craftJwt(payload: Record<string, unknown>, options: CraftOptions
   return `${signingInput}.${signature}`;
 }
 
-/** The claims a genuine access token for `user` carries, valid for the next 15 minutes. */
+/**
+ * The claims a genuine access token for `user` carries, valid for the next 15 minutes, in the
+ * session {@link createUser} opened for them (its id is the user's).
+ */
 export function accessClaims(user: { id: string; role: UserRole }): Record<string, unknown> {
   const now = Math.floor(Date.now() / 1000);
   return {
     sub: user.id,
     role: user.role,
+    sid: user.id,
     typ: 'access',
     iss: AUTH.jwtIssuer,
     aud: AUTH.jwtAudience,

@@ -47,12 +47,18 @@ async function fuzzTarget(onFinished: OnFinished): Promise<Target> {
   const admin = await createUser(db, { role: 'admin', email: `admin-${randomUUID()}@example.com` });
   const user = await createUser(db, { email: `user-${randomUUID()}@example.com` });
   const refreshTokens = Array.from({ length: 300 }, () => newRefreshToken());
+  const families = refreshTokens.map(() => randomUUID());
+  // Every refresh-token family is a session (migration 20261201120000).
+  await db
+    .insertInto('sessions')
+    .values(families.map((id) => ({ id, user_id: user.id, expires_at: new Date(Date.now() + 86_400_000) })))
+    .execute();
   await db
     .insertInto('refresh_tokens')
     .values(
-      refreshTokens.map((token) => ({
+      refreshTokens.map((token, i) => ({
         user_id: user.id,
-        family_id: randomUUID(),
+        family_id: families[i] ?? randomUUID(),
         token_hash: hashRefreshToken(token),
         expires_at: new Date(Date.now() + 86_400_000),
       })),
