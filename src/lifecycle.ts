@@ -216,11 +216,11 @@ function startMaintenance(
   metrics: AppMetrics,
   log: FastifyBaseLogger,
 ): MaintenanceJob | undefined {
-  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds } = config.maintenance;
+  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds, auditRetentionDays } = config.maintenance;
   if (intervalSeconds === 0) return undefined;
   const job = new MaintenanceJob({
     db,
-    policy: { refreshTokenGraceSeconds },
+    policy: { refreshTokenGraceSeconds, auditRetentionDays },
     batchSize,
     pauseMs,
     intervalMs: intervalSeconds * 1000,
