@@ -16,4 +16,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`DROP INDEX CONCURRENTLY IF EXISTS users_active_admins_idx`.execute(db);
+  // A validated constraint cannot be marked unvalidated again: it is put back as 20261201160100 left it.
+  await sql`alter table users drop constraint users_status_check`.execute(db);
+  await sql`alter table users add constraint users_status_check check (status in ('active', 'disabled')) not valid`.execute(
+    db,
+  );
 }
