@@ -165,7 +165,8 @@ export class AuthService {
       user === undefined
         ? await this.#deps.hasher.verifyDummy(password, callers)
         : await this.#deps.hasher.verify(user.password_hash, password, callers);
-    if (user === undefined) return this.#failLogin(null, context, { reason: 'unknown_email', email });
+    // Not the email tried: it may be anyone's, or a password typed into the wrong field.
+    if (user === undefined) return this.#failLogin(null, context, { reason: 'unknown_email' });
     if (!valid) return this.#failLogin(user.id, context, { reason: 'wrong_password' });
     if (user.status !== 'active') return this.#failLogin(user.id, context, { reason: 'disabled' });
     // Only now: an unverified account is not told apart from a wrong password before that.

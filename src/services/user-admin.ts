@@ -81,10 +81,8 @@ export class UserAdministration {
       }
       const after = await users.update(id, changes, this.#deps.clock());
       if (after === undefined) throw new NotFoundError('User not found');
-      const changed = changedFields(before, after);
-      if (Object.keys(changed).length > 0) {
-        await recordAuditEvent(trx, 'user.updated', id, context, { changes: changed });
-      }
+      const details = changeDetails(before, after);
+      if (details !== undefined) await recordAuditEvent(trx, 'user.updated', id, context, details);
       const endsSessions = before.status === 'active' && after.status === 'disabled';
       const endedIds = endsSessions
         ? await this.#deps.sessions.endAllInTransaction(trx, id, 'user_disabled', context)
@@ -118,10 +116,8 @@ export class UserAdministration {
       if (before === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
       const after = await users.update(principal.userId, { name: canonical }, this.#deps.clock());
       if (after === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-      const changed = changedFields(before, after);
-      if (Object.keys(changed).length > 0) {
-        await recordAuditEvent(trx, 'user.updated', after.id, context, { changes: changed });
-      }
+      const details = changeDetails(before, after);
+      if (details !== undefined) await recordAuditEvent(trx, 'user.updated', after.id, context, details);
       return after;
     });
     this.#deps.principals?.invalidate(user.id);
@@ -170,13 +166,22 @@ function lastAdmin(): ConflictError {
   return new ConflictError('The change would leave no active admin', 'LAST_ADMIN');
 }
 
-/** The fields a change touched, old and new: names, roles and statuses, never a secret. */
-function changedFields(before: UserRow, after: UserRow): Record<string, { old: string; new: string }> {
-  const changed: Record<string, { old: string; new: string }> = {};
-  for (const field of ['name', 'role', 'status'] as const) {
-    if (before[field] !== after[field]) changed[field] = { old: before[field], new: after[field] };
+/**
+ * What a change touched, for `user.updated`: the fields changed, and the old and new role and
+ * status. A name is personal data and stays out (an erased user's events must keep nothing but
+ * the id), as does anything secret. Undefined when nothing changed.
+ */
+function changeDetails(
+  before: UserRow,
+  after: UserRow,
+): { fields: string[]; changes: Record<string, { old: string; new: string }> } | undefined {
+  const fields = (['name', 'role', 'status'] as const).filter((field) => before[field] !== after[field]);
+  if (fields.length === 0) return undefined;
+  const changes: Record<string, { old: string; new: string }> = {};
+  for (const field of ['role', 'status'] as const) {
+    if (before[field] !== after[field]) changes[field] = { old: before[field], new: after[field] };
   }
-  return changed;
+  return { fields, changes };
 }
 
 function actionKinds(before: UserRow, after: UserRow): AdminActionKind[] {

@@ -53,7 +53,7 @@ describe('PATCH /users/:id', () => {
       expect.objectContaining({
         user_id: user.id,
         actor_id: admin.id,
-        details: { changes: { status: { old: 'active', new: 'disabled' } } },
+        details: { fields: ['status'], changes: { status: { old: 'active', new: 'disabled' } } },
       }),
     ]);
     const ended = await db.selectFrom('sessions').select('end_reason').where('user_id', '=', user.id).execute();
