@@ -161,11 +161,19 @@ describe('DELETE /users/:id', () => {
     const adminToken = (await login(app, admin.email)).accessToken;
     const user = await createUser(db);
     const session = await login(app, user.email);
+    // A verification email queued: an account token and an outbox row of theirs.
+    const queued = await app.inject({
+      method: 'POST',
+      url: '/auth/email/verification',
+      headers: bearer(session.accessToken),
+    });
+    expect(queued.statusCode, queued.body).toBe(202);
+    expect(await db.selectFrom('email_outbox').select('id').where('user_id', '=', user.id).execute()).toHaveLength(1);
 
     const response = await app.inject({ method: 'DELETE', url: `/users/${user.id}`, headers: bearer(adminToken) });
 
     expect(response.statusCode, response.body).toBe(204);
-    for (const table of ['users', 'sessions', 'refresh_tokens'] as const) {
+    for (const table of ['users', 'sessions', 'refresh_tokens', 'account_tokens', 'email_outbox'] as const) {
       const column = table === 'users' ? 'id' : 'user_id';
       expect(await db.selectFrom(table).select(column).where(column, '=', user.id).execute(), table).toEqual([]);
     }
