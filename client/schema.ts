@@ -489,7 +489,7 @@ export interface operations {
     requestBody: {
       content: {
         'application/json': {
-          /** @description The token from the link in the email (its `token` query parameter) */
+          /** @description The token from the link in the email (its `token` query parameter). A string of any other shape is answered 400 INVALID_OR_EXPIRED_TOKEN. */
           token: string;
         };
       };
@@ -1188,7 +1188,7 @@ export interface operations {
         'application/json': {
           /** @description 8 to 256 Unicode code points, taken as typed */
           newPassword: string;
-          /** @description The token from the link in the email (its `token` query parameter) */
+          /** @description The token from the link in the email (its `token` query parameter). A string of any other shape is answered 400 INVALID_OR_EXPIRED_TOKEN. */
           token: string;
         };
       };

@@ -233,7 +233,8 @@ function startMaintenance(
 
 /**
  * This instance's outbox dispatcher, sending through the configured transport. On close, sends
- * in flight finish (each within EMAIL_SEND_TIMEOUT_MS) and nothing new is claimed.
+ * in flight finish (each within EMAIL_SEND_TIMEOUT_MS), messages claimed but not yet handed to
+ * the transport are released for another instance, and nothing new is claimed.
  */
 function startEmailDispatcher(
   config: Config,

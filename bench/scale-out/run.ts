@@ -29,7 +29,7 @@ import { startEmbeddedPostgres, withDatabaseName, type EmbeddedPostgres } from '
 import { migrateToLatest } from '../../src/db/migrator.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
-import { startInstance, type Instance } from '../../test/helpers/instances.ts';
+import { startServerProcess, type ServerProcess as Instance } from '../../test/helpers/server-process.ts';
 import { startPgBouncer, type PgBouncer } from '../../test/helpers/pgbouncer.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
         viaBouncer,
       );
       try {
-        const token = await accessToken(instances[0]?.url ?? '');
+        const token = await accessToken(instances[0]?.baseUrl ?? '');
         await load(instances, token, Math.min(3, SECONDS)); // warm-up: JIT, pools, plans
         const measured = await measure(setup, round, instances, token);
         measurements.push(measured);
@@ -198,7 +198,7 @@ async function startInstances(count: number, databaseUrl: string, viaBouncer: bo
   };
   const instances: Instance[] = [];
   for (let i = 0; i < count; i++) {
-    const instance = await startInstance({ env: instanceEnv, ports: [3450, 3499] });
+    const instance = await startServerProcess({ env: instanceEnv, port: [3450, 3499] });
     instances.push(instance);
     stoppers.push(() => instance.stop());
   }
@@ -233,7 +233,7 @@ async function load(instances: readonly Instance[], token: string, seconds: numb
         new Promise<autocannon.Result>((resolve, reject) => {
           const run = autocannon(
             {
-              url: `${instance.url}${PATH}`,
+              url: `${instance.baseUrl}${PATH}`,
               connections: Math.max(1, Math.round(CONNECTIONS / instances.length)),
               duration: seconds,
               headers: { authorization: `Bearer ${token}` },

@@ -172,11 +172,19 @@ export async function embeddedClusterDirectory(dataDir: string): Promise<string>
   return clusterDirectory(path.resolve(dataDir), await runAsUser(), () => {});
 }
 
+/**
+ * Where the cluster of `dataDir` lives when the `postgres` user cannot reach `dataDir` (as root,
+ * in a private directory): under {@link OUTSIDE_CLUSTERS_ROOT}, named by a hash of the path.
+ */
+export function outsideClusterDirectory(dataDir: string): string {
+  const key = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16);
+  return path.join(OUTSIDE_CLUSTERS_ROOT, key, 'postgres');
+}
+
 async function clusterDirectory(dataDir: string, runAs: RunAs | undefined, log: (message: string) => void) {
   const inside = path.join(dataDir, 'postgres');
   if (runAs === undefined || (await canTraverse(dataDir, runAs))) return inside;
-  const key = createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
-  const outside = path.join(OUTSIDE_CLUSTERS_ROOT, key);
+  const outside = path.dirname(outsideClusterDirectory(dataDir));
   try {
     await fs.mkdir(OUTSIDE_CLUSTERS_ROOT, { recursive: true, mode: 0o755 });
     await fs.mkdir(outside, { recursive: true, mode: 0o700 });

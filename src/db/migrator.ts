@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { FileMigrationProvider, type MigrationResultSet } from 'kysely/migration';
-import pg from 'pg';
+import { shortLivedPool } from './pool.ts';
 import { MIGRATION_DEFAULTS, type Config } from '../config.ts';
 import {
   MigrationError,
@@ -82,7 +82,7 @@ export function migrationOptionsOf(
  */
 export async function migrateToLatest(url: string, options: MigrationsOptions = {}): Promise<string[]> {
   const db = new Kysely<unknown>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 2 }) }),
+    dialect: new PostgresDialect({ pool: shortLivedPool(url, 2) }),
   });
   try {
     return appliedNames(await createMigrator(db, options).migrateToLatest());
@@ -124,7 +124,7 @@ export interface MigrationStatus {
  */
 export async function readMigrationStatus(url: string, options: MigrationsOptions = {}): Promise<MigrationStatus> {
   const db = new Kysely<unknown>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }),
+    dialect: new PostgresDialect({ pool: shortLivedPool(url, 1) }),
   });
   try {
     const migrations = await createMigrator(db, options).getMigrations();

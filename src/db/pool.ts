@@ -64,6 +64,20 @@ export function createPool(config: PoolConfig): pg.Pool {
 }
 
 /**
+ * A small `pg.Pool` for a one-off job (a migration run, a status read, a scratch database), with
+ * the same idle-client absorption as {@link createPool}: a backend the server ends while the pool is
+ * idle or closing (a restart, `drop database … with (force)` racing `pool.end()`, which resolves
+ * before its sockets close) must not become an uncaught `error` event that kills the process.
+ */
+export function shortLivedPool(url: string, max: number): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max });
+  pool.on('error', () => {
+    // pg-pool has already removed the client; the next query, if any, reports the failure.
+  });
+  return pool;
+}
+
+/**
  * Decorates the pool Kysely checks connections out of, so checkout and query failures surface
  * as AppErrors and every query is reported (see {@link TranslatingClient}).
  */

@@ -135,9 +135,12 @@ function assertDepth(text: string): void {
 function assertClean(value: unknown, path: string): void {
   if (typeof value === 'string') {
     if (!value.isWellFormed()) {
-      throw new ValidationError(`${path === '' ? 'Body' : path} is not well-formed Unicode (lone surrogate)`, {
-        ...(path === '' ? {} : { field: path.slice(1) }),
-      });
+      // `path` is a JSON pointer ('' for the body itself); a pointer to an empty key names no field.
+      const field = path.slice(1);
+      throw new ValidationError(
+        `${field === '' ? 'A string in the body' : field} is not well-formed Unicode (lone surrogate)`,
+        field === '' ? {} : { field },
+      );
     }
     return;
   }

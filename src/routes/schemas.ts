@@ -127,8 +127,13 @@ export function canonicalId(id: string): string {
 
 export const RefreshToken = Type.String({ minLength: 1, maxLength: 512 });
 
-/** A single-use email token; anything malformed is answered 400 INVALID_OR_EXPIRED_TOKEN by the service. */
+/**
+ * A single-use email token. Any string is accepted here and checked by the service, so a
+ * malformed or over-long one is the same 400 INVALID_OR_EXPIRED_TOKEN as an unknown one (a
+ * `maxLength` would answer VALIDATION_FAILED instead and tell the two apart); the body limit of
+ * /auth/* (16 KiB, 413 past it) bounds its length.
+ */
 export const EmailToken = Type.String({
-  maxLength: 4096,
-  description: 'The token from the link in the email (its `token` query parameter)',
+  description:
+    'The token from the link in the email (its `token` query parameter). A string of any other shape is answered 400 INVALID_OR_EXPIRED_TOKEN.',
 });

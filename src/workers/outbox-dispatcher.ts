@@ -17,6 +17,8 @@ export interface DispatcherEvents {
   onFailed?(template: string): void;
   /** Not sent on purpose (already verified, no active account for a reset). */
   onSkipped?(template: string): void;
+  /** Claimed but handed back untried: the dispatcher was stopping before the send began. */
+  onReleased?(template: string): void;
   /** The outbox as measured after each pass. */
   onStats?(stats: OutboxStats): void;
 }
@@ -52,6 +54,9 @@ export interface DispatcherDeps {
  * Delivery is at least once across a crash: a message claimed by a process that dies before
  * recording the outcome is claimed again once its lease (`claimLeaseMs`) runs out. Without a
  * crash (or a database failure right after the send) each message is sent once.
+ *
+ * On {@link stop}, sends in flight finish and messages claimed but not yet handed to the
+ * transport are released for any dispatcher to send at once (see `EmailOutboxRepository.release`).
  *
  * It wakes every `pollIntervalMs`, at once after a full batch, and when {@link wake} is called
  * (this instance queued an email). Polling rather than LISTEN/NOTIFY: it needs no session of its
@@ -97,7 +102,11 @@ export class OutboxDispatcher {
     this.#wakeUp?.();
   }
 
-  /** Claims nothing more; resolves once the sends in flight have finished (each within the send timeout). */
+  /**
+   * Claims nothing more. A message already handed to the transport is finished (within the send
+   * timeout) and recorded; one claimed but not yet handed over is released: back to pending, due
+   * at once for any dispatcher, its attempt not counted. Resolves when the last is recorded.
+   */
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#wakeUp?.();
@@ -162,7 +171,7 @@ export class OutboxDispatcher {
 
   async #deliver(message: ClaimedMessage): Promise<void> {
     const claimedBy = this.#instanceId;
-    let outcome: 'sent' | 'skipped';
+    let outcome: 'sent' | 'skipped' | 'released';
     try {
       outcome = await withTimeout(this.#send(message), this.#deps.config.sendTimeoutMs);
     } catch (error) {
@@ -170,6 +179,13 @@ export class OutboxDispatcher {
       return;
     }
     const now = this.#clock();
+    if (outcome === 'released') {
+      // Another instance (or this one after a restart) sends it without waiting for the lease.
+      await this.#outbox.release(message.id, claimedBy, now);
+      this.#deps.events?.onReleased?.(message.template);
+      this.#deps.log.debug({ messageId: message.id, template: message.template }, 'email released on shutdown');
+      return;
+    }
     if (outcome === 'skipped') {
       await this.#outbox.markSkipped(message.id, claimedBy, now, 'no longer applies');
       this.#deps.events?.onSkipped?.(message.template);
@@ -181,9 +197,13 @@ export class OutboxDispatcher {
     this.#deps.events?.onSent?.(message.template);
   }
 
-  async #send(message: ClaimedMessage): Promise<'sent' | 'skipped'> {
+  async #send(message: ClaimedMessage): Promise<'sent' | 'skipped' | 'released'> {
+    // Stopping: what has not reached the transport yet is handed back rather than started. Once
+    // the transport has it, the send is finished: released then, it could go out twice.
+    if (this.#isStopping()) return 'released';
     const email = await this.#deps.compose(message);
     if (email === undefined) return 'skipped';
+    if (this.#isStopping()) return 'released';
     await this.#deps.transport.send(email);
     return 'sent';
   }

@@ -1,5 +1,6 @@
 import { UserRepository } from '../../src/repositories/users.ts';
 import { testApp } from '../helpers/app.ts';
+import { createRefreshToken } from '../helpers/factories.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import {
   accessTokenFor,
@@ -411,16 +412,7 @@ describe('POST /auth/password', () => {
     const session = await login(app, created.email);
     const otherSession = await login(app, created.email);
     const bystander = await createUser(db);
-    await db
-      .insertInto('refresh_tokens')
-      .values({
-        user_id: bystander.id,
-        // The session createUser opened for the bystander.
-        family_id: bystander.id,
-        token_hash: 'b'.repeat(64),
-        expires_at: new Date(Date.now() + 86_400_000),
-      })
-      .execute();
+    await createRefreshToken(db, { userId: bystander.id });
 
     const response = await postJson(
       app,

@@ -1,7 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
-import type { OutboxRow } from '../../src/repositories/email-outbox.ts';
+import type { ClaimedMessage, OutboxRow } from '../../src/repositories/email-outbox.ts';
+import type { OutgoingEmail } from '../../src/services/email-templates.ts';
+import type { AppMetrics } from '../../src/services/metrics.ts';
 import { EmailComposer } from '../../src/services/email.ts';
 import { smtpTransport } from '../../src/services/email-transports.ts';
 import { OutboxDispatcher, type DispatcherEvents } from '../../src/workers/outbox-dispatcher.ts';
@@ -26,17 +28,30 @@ export function emailEnv(smtp: TestSmtpServer, extra: Record<string, string> = {
   };
 }
 
+/** What a test may change about a dispatcher of {@link MailingApp.dispatcher}. */
+export interface DispatcherOptions {
+  readonly events?: DispatcherEvents;
+  readonly instanceId?: string;
+  /** Another pool to the same database (a second instance's connections). */
+  readonly db?: Kysely<DB>;
+  /** Its clock (claims, retry times, reset tokens); the real one by default. */
+  readonly clock?: () => Date;
+  /** Wraps the real composer: to hold a message between its claim and its send. */
+  readonly compose?: (
+    message: ClaimedMessage,
+    real: (message: ClaimedMessage) => Promise<OutgoingEmail | undefined>,
+  ) => Promise<OutgoingEmail | undefined>;
+  /** Settings over the app's (EMAIL_* variables, as `loadConfig` reads them). */
+  readonly env?: Record<string, string>;
+}
+
 export interface MailingApp {
   readonly app: App;
   readonly smtp: TestSmtpServer;
   readonly database: TestDatabase;
   readonly log: LogCapture;
   /** A dispatcher of its own (a second instance's), on its own connections to the same database. */
-  readonly dispatcher: (options?: {
-    events?: DispatcherEvents;
-    instanceId?: string;
-    db?: Kysely<DB>;
-  }) => OutboxDispatcher;
+  readonly dispatcher: (options?: DispatcherOptions) => OutboxDispatcher;
   readonly outbox: () => Promise<OutboxRow[]>;
 }
 
@@ -47,7 +62,15 @@ export interface MailingApp {
  */
 export async function startMailingApp(
   onFinished: (fn: () => Promise<void>) => void,
-  options: { env?: Record<string, string>; events?: DispatcherEvents; dispatch?: boolean } = {},
+  options: {
+    env?: Record<string, string>;
+    events?: DispatcherEvents;
+    dispatch?: boolean;
+    /** The app's clock (token expiry, the time tokens are issued at registration). */
+    clock?: () => Date;
+    /** The app's metrics (GET /metrics); the running dispatcher reports to them too. */
+    metrics?: AppMetrics;
+  } = {},
 ): Promise<MailingApp> {
   const smtp = await startSmtpServer();
   onFinished(() => smtp.close());
@@ -58,19 +81,29 @@ export async function startMailingApp(
   const wake = () => {
     for (const dispatcher of dispatchers) dispatcher.wake();
   };
-  const app = await testApp(database.db, onFinished, { env, logStream: log, onEmailQueued: wake });
-  const config = testConfig(env);
-  const dispatcher = (opts: { events?: DispatcherEvents; instanceId?: string; db?: Kysely<DB> } = {}) => {
+  const app = await testApp(database.db, onFinished, {
+    env,
+    logStream: log,
+    onEmailQueued: wake,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+  });
+  const dispatcher = (opts: DispatcherOptions = {}) => {
+    const config = testConfig({ ...env, ...opts.env });
     const db = opts.db ?? database.db;
+    const clock = opts.clock ?? (() => new Date());
     const transport = smtpTransport(config.email, config.email.dispatcher.sendTimeoutMs);
-    const composer = new EmailComposer({ db, settings: config.email, clock: () => new Date() });
+    const composer = new EmailComposer({ db, settings: config.email, clock });
+    const real = (message: ClaimedMessage) => composer.compose(message);
+    const wrap = opts.compose;
     const created = new OutboxDispatcher({
       db,
       transport,
-      compose: (message) => composer.compose(message),
+      compose: wrap === undefined ? real : (message) => wrap(message, real),
       config: config.email.dispatcher,
       log: app.log,
       events: opts.events,
+      clock,
       ...(opts.instanceId === undefined ? {} : { instanceId: opts.instanceId }),
     });
     dispatchers.push(created);
@@ -81,8 +114,8 @@ export async function startMailingApp(
     });
     return created;
   };
-  if (options.dispatch !== false)
-    dispatcher({ ...(options.events === undefined ? {} : { events: options.events }) }).start();
+  const events = options.events ?? options.metrics?.dispatcherEvents;
+  if (options.dispatch !== false) dispatcher(events === undefined ? {} : { events }).start();
   return {
     app,
     smtp,

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { TEST_JWT_SECRET } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
-import { startInstance, type Instance } from '../helpers/instances.ts';
+import { startServerProcess, type ServerProcess as Instance } from '../helpers/server-process.ts';
 import { createUser, PASSWORD, type LoginJson } from './support.ts';
 
 // Real server processes (`node src/server.ts`) over one committed database: what ending a
@@ -30,7 +30,7 @@ function serverEnv(databaseUrl: string, applicationName: string): Record<string,
 }
 
 async function call(instance: Instance, method: string, path: string, token?: string, body?: unknown) {
-  return fetch(`${instance.url}${path}`, {
+  return fetch(`${instance.baseUrl}${path}`, {
     method,
     headers: {
       ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
@@ -56,7 +56,10 @@ describe.runIf(!THROUGH_PGBOUNCER)('ending a session, seen from every instance',
   }) => {
     const { db, url } = await isolatedDatabase(onTestFinished);
     const env = serverEnv(url, 'session-ends');
-    const [a, b] = await Promise.all([startInstance({ env }), startInstance({ env })]);
+    const [a, b] = await Promise.all([
+      startServerProcess({ env, port: [3400, 3499] }),
+      startServerProcess({ env, port: [3400, 3499] }),
+    ]);
     onTestFinished(async () => {
       await Promise.all([a.stop(), b.stop()]);
     });
@@ -83,7 +86,7 @@ describe.runIf(!THROUGH_PGBOUNCER)('ending a session, seen from every instance',
   }) => {
     const { db, url } = await isolatedDatabase(onTestFinished);
     const applicationName = `feed-stop-${process.pid}`;
-    const instance = await startInstance({ env: serverEnv(url, applicationName) });
+    const instance = await startServerProcess({ env: serverEnv(url, applicationName), port: [3400, 3499] });
     onTestFinished(async () => {
       await instance.stop();
     });

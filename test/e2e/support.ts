@@ -1,14 +1,17 @@
-import { createHmac, randomUUID } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { createHmac } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import { expect } from 'vitest';
-import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
-import { SessionRepository } from '../../src/repositories/sessions.ts';
-import { UserRepository, type UserRole, type UserRow } from '../../src/repositories/users.ts';
+import type { UserRole } from '../../src/repositories/users.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
-import type { ErrorBody } from '../../src/errors/index.ts';
 import { TEST_ARGON2, TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
+import { expectError, type ErrorJson } from '../helpers/assertions.ts';
+import { createUser, PASSWORD } from '../helpers/factories.ts';
+
+// The e2e suites' toolkit: the one error assertion lives with the other shared assertions.
+export { expectError, type ErrorJson };
+// Users are made by the one user factory (test/helpers/factories.ts).
+export { createUser, PASSWORD };
 
 /** What a client receives: the contract's user object. */
 export interface UserJson {
@@ -34,13 +37,10 @@ export interface LoginJson extends TokenPairJson {
 }
 
 /** The error body's `error` object, as the application defines it. */
-export type ErrorJson = ErrorBody['error'];
 
 /** The password every user made by {@link createUser} has. */
-export const PASSWORD = 'correct horse battery staple';
 
 export const USER_KEYS = ['createdAt', 'email', 'emailVerifiedAt', 'id', 'lastLoginAt', 'name', 'role', 'status'];
-const ERROR_KEYS = new Set(['type', 'message', 'statusCode', 'code', 'requestId', 'field', 'details']);
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
@@ -75,43 +75,6 @@ export class CountingHasher extends PasswordHasher {
   }
 }
 
-// The tests' parameters: a login verifies at the stored hash's cost, whatever the app's hasher is.
-const sharedHasher = new PasswordHasher({ params: TEST_ARGON2, concurrency: 4, queueLimit: 64 });
-let passwordHash: Promise<string> | undefined;
-
-/** One argon2id hash of {@link PASSWORD} per test file, so creating users costs no hashing. */
-function hashOfPassword(): Promise<string> {
-  passwordHash ??= sharedHasher.hash(PASSWORD);
-  return passwordHash;
-}
-
-/**
- * A user stored directly (no HTTP, no hashing); their password is {@link PASSWORD}. They get one
- * live session whose id is their user id, so {@link accessTokenFor} can mint a token whose `sid`
- * names a real session without a login.
- */
-export async function createUser(
-  db: Kysely<DB>,
-  fields: { email?: string; name?: string; role?: UserRole } = {},
-): Promise<UserRow> {
-  const user = await new UserRepository(db).create({
-    email: fields.email ?? `user-${randomUUID()}@example.com`,
-    name: fields.name ?? 'Test User',
-    passwordHash: await hashOfPassword(),
-    ...(fields.role === undefined ? {} : { role: fields.role }),
-  });
-  const now = new Date();
-  await new SessionRepository(db).insert({
-    id: user.id,
-    userId: user.id,
-    createdAt: now,
-    expiresAt: new Date(now.getTime() + AUTH.refreshTokenTtlSeconds * 1000),
-    userAgent: null,
-    ipAddress: null,
-  });
-  return user;
-}
-
 export function bearer(token: string): { authorization: string } {
   return { authorization: `Bearer ${token}` };
 }
@@ -135,43 +98,6 @@ export async function login(app: App, email: string, password = PASSWORD): Promi
   const response = await postJson(app, '/auth/login', { email, password });
   expect(response.statusCode, response.body).toBe(200);
   return response.json<LoginJson>();
-}
-
-/**
- * Asserts the contract's one error shape: status, `type` and `code` as expected, the required keys
- * present and typed, nothing but the allowed keys, `requestId` equal to the `x-request-id` header.
- */
-export function expectError(
-  response: LightMyRequestResponse,
-  expected: { statusCode: number; type: string; code: string | readonly string[]; field?: string },
-): ErrorJson {
-  expect(response.statusCode, response.body).toBe(expected.statusCode);
-  expect(response.headers['content-type']).toMatch(/^application\/json/);
-  const body = response.json<{ error: ErrorJson }>();
-  expect(Object.keys(body)).toEqual(['error']);
-  const error = body.error;
-  for (const key of Object.keys(error)) expect(ERROR_KEYS.has(key), `unexpected error key ${key}`).toBe(true);
-  expect(error).toMatchObject({
-    type: expected.type,
-    statusCode: expected.statusCode,
-    message: expect.any(String),
-    code: expect.any(String),
-    requestId: expect.any(String),
-  });
-  expect(error.message).not.toBe('');
-  const codes: readonly string[] = typeof expected.code === 'string' ? [expected.code] : expected.code;
-  expect(codes).toContain(error.code);
-  expect(error.requestId).not.toBe('');
-  expect(error.requestId).toBe(response.headers['x-request-id']);
-  if (expected.field !== undefined) expect(error.field).toBe(expected.field);
-  // `field` and `details` appear only where they mean something.
-  if ('field' in error) expect(error.field, 'field is present but names nothing').toMatch(/^\w/);
-  if ('details' in error) {
-    expect(Array.isArray(error.details)).toBe(true);
-    for (const detail of error.details ?? [])
-      expect(detail).toEqual({ path: expect.any(String), message: expect.any(String) });
-  }
-  return error;
 }
 
 export function expectUnauthorized(

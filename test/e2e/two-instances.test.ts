@@ -4,7 +4,7 @@ import { beforeAll } from 'vitest';
 import { TEST_JWT_SECRET } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 import { assertRedisAnswers, TEST_REDIS_URL } from '../helpers/redis.ts';
-import { startInstance, type Instance } from '../helpers/instances.ts';
+import { startServerProcess, type ServerProcess as Instance } from '../helpers/server-process.ts';
 import { createUser, PASSWORD, type ErrorJson, type LoginJson, type TokenPairJson, type UserJson } from './support.ts';
 
 const REDIS_URL = TEST_REDIS_URL;
@@ -55,7 +55,10 @@ async function twoInstances(
     ...(options.redis ? { REDIS_URL, REDIS_KEY_PREFIX: prefix } : {}),
     ...options.env,
   };
-  const [a, b] = await Promise.all([startInstance({ env }), startInstance({ env })]);
+  const [a, b] = await Promise.all([
+    startServerProcess({ env, port: [3400, 3499] }),
+    startServerProcess({ env, port: [3400, 3499] }),
+  ]);
   onFinished(async () => {
     await Promise.all([a.stop(), b.stop()]);
   });
@@ -63,7 +66,7 @@ async function twoInstances(
 }
 
 async function post(instance: Instance, path: string, body: unknown): Promise<Response> {
-  return fetch(`${instance.url}${path}`, {
+  return fetch(`${instance.baseUrl}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
@@ -85,7 +88,7 @@ describe('two instances behind one load balancer', () => {
     expect(loggedIn.status).toBe(200);
     const session = (await loggedIn.json()) as LoginJson;
     // Shared JWT configuration: B accepts what A signed.
-    const me = await fetch(`${b.url}/auth/me`, { headers: { authorization: `Bearer ${session.accessToken}` } });
+    const me = await fetch(`${b.baseUrl}/auth/me`, { headers: { authorization: `Bearer ${session.accessToken}` } });
     expect(me.status).toBe(200);
     expect(((await me.json()) as { user: UserJson }).user.id).toBe(user.id);
 

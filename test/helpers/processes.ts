@@ -55,18 +55,46 @@ export async function run(
   }
 }
 
+const handedOut = new Set<number>();
+
 /**
  * A free TCP port on 127.0.0.1 within [from, to], starting at a random one so suites running side
- * by side rarely race for the same port.
+ * by side rarely race for the same port, and never one this process handed out and did not
+ * {@link releasePort} yet. Without a range, one the system picks (for a server of the test's own
+ * that nothing else is told about).
  */
-export async function freePort(from: number, to: number): Promise<number> {
+export async function freePort(from?: number, to?: number): Promise<number> {
+  if (from === undefined || to === undefined) return ephemeralPort();
   const span = to - from + 1;
   const start = Math.floor(Math.random() * span);
   for (let i = 0; i < span; i++) {
     const port = from + ((start + i) % span);
-    if (await isPortFree(port)) return port;
+    if (handedOut.has(port)) continue;
+    if (await isPortFree(port)) {
+      handedOut.add(port);
+      return port;
+    }
   }
   throw new Error(`No free port on 127.0.0.1 between ${from} and ${to}`);
+}
+
+function ephemeralPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address === null || typeof address === 'string') reject(new Error('Expected a TCP address'));
+        else resolve(address.port);
+      });
+    });
+  });
+}
+
+/** Gives a port of {@link freePort} back, once whatever listened on it is gone. */
+export function releasePort(port: number): void {
+  handedOut.delete(port);
 }
 
 /** Whether nothing listens on `port` at 127.0.0.1 right now. */
@@ -84,24 +112,31 @@ export function isPortFree(port: number): Promise<boolean> {
   });
 }
 
-/** Polls `probe` until it resolves true; fails after `timeoutMs` with `what` and the last error. */
-export async function waitFor(
+/**
+ * Polls `check` every `intervalMs` until it returns something other than `undefined` or `false`,
+ * and returns that (a boolean probe resolves `true`); fails naming `what`, with the last error
+ * `check` threw as the cause, after `timeoutMs`.
+ */
+export async function waitFor<T>(
   what: string,
-  probe: () => Promise<boolean>,
-  timeoutMs: number,
-  intervalMs = 100,
-): Promise<void> {
+  check: () => Promise<T | false | undefined> | T | false | undefined,
+  timeoutMs = 10_000,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
+  let lastError: unknown;
+  for (;;) {
     try {
-      if (await probe()) return;
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
     } catch (error) {
-      last = error;
+      lastError = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`, { cause: lastError });
     }
     await sleep(intervalMs);
   }
-  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`, { cause: last });
 }
 
 /** Ends a child process: `signal`, then SIGKILL if it has not exited within `graceMs`. */

@@ -44,10 +44,20 @@ export class TestSmtpServer {
   readonly received: ReceivedEmail[] = [];
   /** Connections refused, dropped or left hanging. */
   faults = 0;
+  /** Messages whose data the server began to receive: a send is in flight from then on. */
+  dataStarted = 0;
   mode: SmtpMode = 'accept';
+  /**
+   * How long an accepting server waits, after taking a message (it is in {@link received} at
+   * once), before it answers 250: a slow server, and the window in which a sender that dies has
+   * delivered a message without knowing it.
+   */
+  acceptDelayMs = 0;
   readonly #listener: net.Server;
   readonly #smtp: SMTPServer;
   readonly #sockets = new Set<net.Socket>();
+  /** Answers held back by {@link acceptDelayMs}; dropped on close. */
+  readonly #delayed = new Set<NodeJS.Timeout>();
 
   private constructor(port: number, listener: net.Server, smtp: SMTPServer) {
     this.port = port;
@@ -76,6 +86,7 @@ export class TestSmtpServer {
           callback();
         },
         onData(stream, session, callback) {
+          if (holder.server !== undefined) holder.server.dataStarted++;
           const chunks: Buffer[] = [];
           stream.on('data', (chunk: Buffer) => chunks.push(chunk));
           stream.on('end', () => {
@@ -88,7 +99,14 @@ export class TestSmtpServer {
                 session.envelope.rcptTo.map((r) => r.address),
               ),
             );
-            callback();
+            const server = holder.server;
+            if (server !== undefined && server.acceptDelayMs > 0) {
+              const timer = setTimeout(() => {
+                server.#delayed.delete(timer);
+                callback();
+              }, server.acceptDelayMs);
+              server.#delayed.add(timer);
+            } else callback();
           });
         },
       });
@@ -143,6 +161,7 @@ export class TestSmtpServer {
   }
 
   async close(): Promise<void> {
+    for (const timer of this.#delayed) clearTimeout(timer);
     for (const socket of this.#sockets) socket.destroy();
     await new Promise<void>((resolve) => {
       this.#smtp.close(() => {

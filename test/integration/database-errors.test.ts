@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { DB } from '../../db-types/index.ts';
@@ -22,6 +21,7 @@ import {
 import { RefreshTokenRepository } from '../../src/repositories/refresh-tokens.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { causeOf, failure } from '../helpers/assertions.ts';
+import { waitFor } from '../helpers/processes.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 
 /** Asserts that `error` kept the server's own error, with this SQLSTATE, as its cause. */
@@ -108,14 +108,6 @@ function databaseAt(
     await db.destroy();
   });
   return db;
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 2_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 describe('translateDatabaseError: integrity violations', () => {
@@ -275,12 +267,17 @@ describe('translateDatabaseError: concurrency', () => {
       await first.updateTable('users').set({ name: 'First' }).where('id', '=', a.id).execute();
       await second.updateTable('users').set({ name: 'Second' }).where('id', '=', b.id).execute();
       const firstWaits = first.updateTable('users').set({ name: 'First' }).where('id', '=', b.id).execute();
-      await waitFor(async () => {
-        const { rows: waiting } = await sql<{ waiting: boolean }>`
+      await waitFor(
+        'the first transaction to wait for the lock',
+        async () => {
+          const { rows: waiting } = await sql<{ waiting: boolean }>`
           select exists (select from pg_stat_activity where pid = ${firstPid} and wait_event_type = 'Lock') as waiting
         `.execute(db);
-        return waiting[0]?.waiting === true;
-      }, 'the first transaction to wait for the lock');
+          return waiting[0]?.waiting === true;
+        },
+        2_000,
+        10,
+      );
 
       const error = await failure(second.updateTable('users').set({ name: 'Second' }).where('id', '=', a.id).execute());
       await second.rollback().execute();
@@ -337,13 +334,18 @@ describe('translateDatabaseError: timeouts and an unavailable database', () => {
     const marker = `victim_${randomBytes(4).toString('hex')}`;
     const victim = failure(sql`select pg_sleep(5) as ${sql.ref(marker)}`.execute(database.db));
     let pid: number | undefined;
-    await waitFor(async () => {
-      const { rows } = await sql<{ pid: number }>`
+    await waitFor(
+      'the sleeping query to start',
+      async () => {
+        const { rows } = await sql<{ pid: number }>`
         select pid from pg_stat_activity where query like ${`%${marker}%`} and pid <> pg_backend_pid() and state = 'active'
       `.execute(database.db);
-      pid = rows[0]?.pid;
-      return pid !== undefined;
-    }, 'the sleeping query to start');
+        pid = rows[0]?.pid;
+        return pid !== undefined;
+      },
+      2_000,
+      10,
+    );
     await sql`select pg_terminate_backend(${pid})`.execute(database.db);
 
     const error = await victim;

@@ -1,23 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
+import { freePort } from '../helpers/processes.ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { EMBEDDED_DATABASE_NAME, openDatabaseTarget } from '../../src/db/target.ts';
 import { TEST_JWT_SECRET } from '../helpers/app.ts';
 
 const dataDir = path.resolve('.data', `target-test-${randomBytes(4).toString('hex')}`);
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('Expected a TCP address');
-  return address.port;
-}
 
 async function currentDatabase(url: string): Promise<string | undefined> {
   const client = new pg.Client({ connectionString: url });

@@ -3,25 +3,20 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
+import { freePort } from '../helpers/processes.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../../src/db/embedded.ts';
+import {
+  embeddedClusterDirectory,
+  ensureDatabaseExists,
+  startEmbeddedPostgres,
+  withDatabaseName,
+} from '../../src/db/embedded.ts';
 
 // One cluster for the file: initdb costs about a second, and every case below can share it.
 const dataDir = path.resolve('.data', `embedded-test-${randomBytes(4).toString('hex')}`);
-const clusterDir = path.join(dataDir, 'postgres');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        resolve(typeof address === 'object' && address !== null ? address.port : 0);
-      });
-    });
-  });
-}
+// Inside dataDir, or (as root, in a checkout the postgres user cannot reach) outside, keyed by it;
+// known once the first start has made dataDir.
+let clusterDir = '';
 
 async function query(url: string, text: string): Promise<unknown[]> {
   const client = new pg.Client({ connectionString: url });
@@ -49,6 +44,7 @@ describe('the embedded PostgreSQL', () => {
     port = await freePort();
     // Initialised once here, so each case below can run alone and in any order.
     await (await startEmbeddedPostgres({ dataDir, port })).stop();
+    clusterDir = await embeddedClusterDirectory(dataDir);
   });
 
   afterAll(async () => {

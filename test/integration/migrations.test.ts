@@ -18,6 +18,7 @@ import {
   readMigrationStatus,
 } from '../../src/db/migrator.ts';
 import { adminQuery } from '../helpers/database.ts';
+import { shortLivedPool } from '../../src/db/pool.ts';
 import { readSchemaSnapshot } from '../../src/db/admin/schema-check.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -39,7 +40,7 @@ async function emptyDatabase(onFinished: (fn: () => Promise<void>) => void): Pro
   const name = `test_w${process.env.VITEST_POOL_ID ?? '0'}_empty_${randomBytes(4).toString('hex')}`;
   await adminQuery(`create database ${name}`);
   const url = withDatabaseName(inject('adminUrl'), name);
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  const pool = shortLivedPool(url, 2);
   const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
   onFinished(async () => {
     await db.destroy();

@@ -189,7 +189,7 @@ describe('reading metric names out of PromQL (the check below is only as good as
 });
 
 describe('monitoring/alerts.yml', () => {
-  test('has the success criteria as alerts: p95 query time > 100 ms, pool > 80% busy, clients waiting for 1 min, 5xx rate', async () => {
+  test('has the success criteria as alerts: p95 query time > 100 ms, pool > 80% busy, clients waiting for 1 min, 5xx rate, an email waiting 15 min', async () => {
     const rules = await alertRules();
     const byName = new Map(rules.map((rule) => [String(rule.alert), rule]));
     for (const rule of rules) {
@@ -211,6 +211,11 @@ describe('monitoring/alerts.yml', () => {
     expect(squash(byName.get('HttpServerErrorRateHigh')?.expr)).toContain(
       'http_request_duration_seconds_count{status_code="5xx"}',
     );
+    // Issue 17: the oldest pending email older than 15 minutes, and emails given up.
+    expect(squash(byName.get('EmailOutboxStalled')?.expr)).toBe(
+      'max by (job) (email_outbox_oldest_pending_age_seconds) > 900',
+    );
+    expect(squash(byName.get('EmailDeliveryFailed')?.expr)).toMatch(/increase\(email_failed_total\[\w+\]\)\) > 0$/);
   });
 
   test('names only metrics a real scrape of the application exports', async ({ onTestFinished }) => {
@@ -245,7 +250,7 @@ describe('monitoring/grafana-dashboard.json', () => {
     });
     const panels = board.panels ?? [];
     const rows = panels.filter((panel) => panel.type === 'row').map((panel) => panel.title);
-    expect(rows).toEqual(expect.arrayContaining(['Database pool', 'Queries', 'HTTP', 'Auth']));
+    expect(rows).toEqual(expect.arrayContaining(['Database pool', 'Queries', 'HTTP', 'Auth', 'Email']));
 
     const ids = panels.map((panel) => panel.id);
     expect(new Set(ids).size).toBe(ids.length);
@@ -308,6 +313,12 @@ describe('monitoring/grafana-dashboard.json', () => {
       'auth_refresh_total',
       'auth_rate_limited_total',
       'auth_password_hash_queue_depth',
+      'email_sent_total',
+      'email_failed_total',
+      'email_send_retries_total',
+      'email_skipped_total',
+      'email_outbox_depth',
+      'email_outbox_oldest_pending_age_seconds',
     ]) {
       expect(charted, `a panel for ${name}`).toContain(name);
     }

@@ -5,7 +5,7 @@ import { UserRepository } from '../../src/repositories/users.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
 import { SEED_ADMIN, seedDevelopmentData } from '../../src/services/seed.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
-import { startInstance } from '../helpers/instances.ts';
+import { startServerProcess } from '../helpers/server-process.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -76,12 +76,12 @@ describe('npm run db:seed', () => {
       const { url, db } = await isolatedDatabase(onTestFinished);
       const env = { DATABASE_URL: url, NODE_ENV: 'development', JWT_SECRET: 'x'.repeat(40), LOG_LEVEL: 'warn' };
 
-      const empty = await startInstance({ env });
+      const empty = await startServerProcess({ env, port: [3400, 3499] });
       await empty.stop();
       expect(empty.output()).toContain('`npm run db:seed` adds an admin and 36 users');
 
       await seedDevelopmentData({ db, hasher: new PasswordHasher({ concurrency: 1, queueLimit: 0 }) }, { users: 1 });
-      const seeded = await startInstance({ env });
+      const seeded = await startServerProcess({ env, port: [3400, 3499] });
       await seeded.stop();
       expect(seeded.output()).not.toContain('db:seed');
     },

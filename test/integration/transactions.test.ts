@@ -13,6 +13,7 @@ import {
 } from '../../src/errors/index.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { causeOf, failure } from '../helpers/assertions.ts';
+import { waitFor } from '../helpers/processes.ts';
 import { describe, expect, isolatedDatabase, test as base, TEST_POOL, type TestDatabase } from '../helpers/database.ts';
 
 const user = (email: string) => ({ email, name: 'Ada Lovelace', passwordHash: 'hash' });
@@ -302,12 +303,17 @@ describe('retries', () => {
             await sql`select pg_advisory_xact_lock(${lockA})`.execute(other);
           });
           const rivalPid = await rivalHoldsB;
-          await waitFor(async () => {
-            const { rows } = await sql<{ waiting: boolean }>`
+          await waitFor(
+            'the rival to wait for lock A',
+            async () => {
+              const { rows } = await sql<{ waiting: boolean }>`
               select exists (select from pg_stat_activity where pid = ${rivalPid} and wait_event_type = 'Lock') as waiting
             `.execute(database.db);
-            return rows[0]?.waiting === true;
-          }, 'the rival to wait for lock A');
+              return rows[0]?.waiting === true;
+            },
+            2_000,
+            10,
+          );
         }
         await sql`select pg_advisory_xact_lock(${lockB})`.execute(trx);
         return 'done';
@@ -516,11 +522,3 @@ describe('statement timeouts and connection hygiene', () => {
     expect(pid).not.toBe(killed);
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 2_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}

@@ -7,21 +7,19 @@ import { describe, expect, test } from 'vitest';
 import { hashRefreshToken } from '../../src/services/tokens.ts';
 import {
   embeddedUrlOf,
-  freePort,
   httpRequest,
   NoResponseError,
   PASSWORD,
   postgresProcessesOf,
   processExists,
   registration,
-  releasePort,
   scratchDirectory,
   startServer,
   uniqueId,
-  waitFor,
   type OnFinished,
   type ServerOptions,
 } from './support.ts';
+import { freePort, releasePort, waitFor } from '../helpers/processes.ts';
 
 // kill -9 of the real server (`node src/server.ts`) in the middle of a storm of registrations and
 // refresh-token rotations, then a restart on the same DATA_DIR. A client only relies on what it

@@ -7,9 +7,9 @@ import {
   registration,
   scratchPostgres,
   uniqueId,
-  waitFor,
   type HttpResponse,
 } from './support.ts';
+import { waitFor } from '../helpers/processes.ts';
 
 const HTTP_PORTS = [3300, 3309] as const;
 const PG_PORTS = [54370, 54373] as const;

@@ -5,7 +5,8 @@ import { describe, expect, test } from 'vitest';
 import { newRefreshToken, hashRefreshToken } from '../../src/services/tokens.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
 import { accessClaims, accessTokenFor, createUser, craftJwt, PASSWORD } from '../e2e/support.ts';
-import { appOnPool, expectErrorShape, rawRequest, type OnFinished, type RawResponse } from './support.ts';
+import { appOnPool, rawRequest, type OnFinished, type RawResponse } from './support.ts';
+import { expectError } from '../helpers/assertions.ts';
 
 // Property-based fuzzing of every endpoint over a real socket: bodies, headers, query strings and
 // paths built from each route's schema, mixed with the worst a client can send. Whatever arrives,
@@ -162,7 +163,7 @@ async function expectHandled(target: Target, request: HostileRequest): Promise<R
     // A HEAD response has the headers of the GET one and no body.
     expect(response.body, context).toBe('');
   } else if (response.status >= 400) {
-    expectErrorShape(response);
+    expectError(response);
     const after = await target.snapshot();
     expect(
       { users: after.users, usersDigest: after.usersDigest, tokens: after.tokens },
@@ -824,7 +825,7 @@ describe('malformed HTTP', () => {
         if (response === undefined) continue;
         expect(response.status).toBeGreaterThanOrEqual(400);
         expect(response.status).toBeLessThan(500);
-        expectErrorShape(response);
+        expectError(response);
       } catch {
         breaches.push(
           `${name}: ${response === undefined ? 'no response' : `${response.status} ${JSON.stringify(response.headers['x-request-id'] ?? null)} ${response.body}`}`,

@@ -289,11 +289,7 @@ describe('a checkout the postgres user cannot reach (root, a 0700 parent)', { ti
       started.child.kill('SIGTERM');
       await waitFor('every process to be gone', async () => below.every((pid) => !alive(pid)), 30_000);
       expect(await isPortFree(server.port)).toBe(true);
-      await waitFor(
-        'its PostgreSQL to stop',
-        async () => postgresProcessesOf(path.dirname(clusterDir)).length === 0,
-        30_000,
-      );
+      await waitFor('its PostgreSQL to stop', async () => postgresProcessesOf(dataDir).length === 0, 30_000);
     },
   );
 });

@@ -8,10 +8,10 @@ import {
   httpRequest,
   registration,
   uniqueId,
-  waitFor,
   type HttpResponse,
   type OnFinished,
 } from './support.ts';
+import { waitFor } from '../helpers/processes.ts';
 
 // Faults under the pool, on a committed database of the test's own on the suite's PostgreSQL.
 // Each app's connections carry a unique application_name, so only they are locked out or killed.

@@ -3,7 +3,9 @@ import { describe, expect, test } from 'vitest';
 import { hashRefreshToken } from '../../src/services/tokens.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
 import { createUser, PASSWORD } from '../e2e/support.ts';
-import { appOnPool, expectErrorShape, httpRequest, registration, uniqueId, waitFor } from './support.ts';
+import { appOnPool, httpRequest, registration, uniqueId } from './support.ts';
+import { expectError } from '../helpers/assertions.ts';
+import { waitFor } from '../helpers/processes.ts';
 
 // Real concurrency: racing requests over real sockets, each on its own pooled connection and
 // transaction, against committed data in a database of the test's own.
@@ -53,7 +55,7 @@ describe('racing requests', () => {
     expect(responses.map((response) => response.status).sort()).toEqual([201, ...Array<number>(RACERS - 1).fill(409)]);
     for (const response of responses.filter((r) => r.status === 409)) {
       expect(
-        expectErrorShape(response, { status: 409, type: 'UniqueConstraintError', code: 'UNIQUE_VIOLATION' }).field,
+        expectError(response, { statusCode: 409, type: 'UniqueConstraintError', code: 'UNIQUE_VIOLATION' }).field,
       ).toBe('email');
     }
     const rows = await db.selectFrom('users').select('email').where('email', 'like', `${local}%`).execute();
@@ -85,7 +87,7 @@ describe('racing requests', () => {
 
     expect(responses.map((response) => response.status).sort()).toEqual([200, ...Array<number>(RACERS - 1).fill(401)]);
     for (const response of responses.filter((r) => r.status === 401)) {
-      expectErrorShape(response, { status: 401, type: 'AuthenticationError', code: 'INVALID_TOKEN' });
+      expectError(response, { statusCode: 401, type: 'AuthenticationError', code: 'INVALID_TOKEN' });
     }
     // One rotation happened (one successor stored), and every token of the family is revoked.
     const tokens = await db
@@ -100,7 +102,7 @@ describe('racing requests', () => {
     const winner =
       responses.find((response) => response.status === 200)?.json<{ refreshToken: string }>().refreshToken ?? '';
     const afterwards = await httpRequest(baseUrl, '/auth/refresh', { body: { refreshToken: winner } });
-    expectErrorShape(afterwards, { status: 401, code: 'INVALID_TOKEN' });
+    expectError(afterwards, { statusCode: 401, code: 'INVALID_TOKEN' });
   });
 
   test('racing refreshes and logouts of one token: at most one rotation, and once a logout answers 204 no token of the family works', async ({
@@ -129,7 +131,7 @@ describe('racing requests', () => {
 
       for (const response of responses) {
         expect([200, 204, 401], response.text).toContain(response.status);
-        if (response.status === 401) expectErrorShape(response, { status: 401, code: 'INVALID_TOKEN' });
+        if (response.status === 401) expectError(response, { statusCode: 401, code: 'INVALID_TOKEN' });
       }
       const rotated = responses.filter((response) => response.status === 200);
       // Within the reuse interval several refreshes may answer 200, all with the one successor.

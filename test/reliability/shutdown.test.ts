@@ -5,22 +5,20 @@ import { describe, expect, test } from 'vitest';
 import { startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import {
   embeddedUrlOf,
-  expectErrorShape,
-  freePort,
   hasLockFile,
   httpRequest,
   NoResponseError,
   postgresProcessesOf,
   registration,
-  releasePort,
   scratchDirectory,
   sleep,
   startServer,
   uniqueId,
-  waitFor,
   type OnFinished,
   type ServerProcess,
 } from './support.ts';
+import { expectError } from '../helpers/assertions.ts';
+import { freePort, releasePort, waitFor } from '../helpers/processes.ts';
 
 // The real server (`node src/server.ts`) as a child process, on an embedded PostgreSQL under a
 // DATA_DIR of the test's own, stopped with SIGTERM while requests are in flight.
@@ -90,7 +88,7 @@ async function waitUntilRefused(baseUrl: string): Promise<void> {
     async () => {
       try {
         const response = await httpRequest(baseUrl, '/health/live', { timeoutMs: 2_000 });
-        if (response.status !== 200) expectErrorShape(response, { status: 503 });
+        if (response.status !== 200) expectError(response, { statusCode: 503 });
         return undefined;
       } catch (error) {
         if (error instanceof NoResponseError && error.code === 'ECONNREFUSED') return true;

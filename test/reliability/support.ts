@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -13,13 +12,15 @@ import type { Config } from '../../src/config.ts';
 import { createDatabase, createPool, type Database } from '../../src/db/database.ts';
 import {
   ensureDatabaseExists,
+  outsideClusterDirectory,
   startEmbeddedPostgres,
   withDatabaseName,
   type EmbeddedPostgres,
 } from '../../src/db/embedded.ts';
 import { migrateToLatest } from '../../src/db/migrator.ts';
-import type { ErrorBody } from '../../src/errors/index.ts';
-import { isPortFree } from '../helpers/processes.ts';
+import { freePort, releasePort } from '../helpers/processes.ts';
+import { expectError } from '../helpers/assertions.ts';
+import { startServerProcess, type ServerProcess } from '../helpers/server-process.ts';
 import { TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
 
 /** The project root: where `src/server.ts` is and where `.data/` lives. */
@@ -38,59 +39,13 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/**
- * Polls `check` every `intervalMs` until it returns something other than `undefined`, and returns
- * that; fails naming `what` after `timeoutMs`.
- */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-  intervalMs = 50,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`, { cause: lastError });
-    }
-    await sleep(intervalMs);
-  }
-}
-
 /** A unique token for names: emails, application names, directories. */
 export function uniqueId(): string {
   return randomBytes(5).toString('hex');
 }
 
-// ---------------------------------------------------------------------------------------------
 // Ports: the tests use only their own ranges (3300–3399 for HTTP, 54370–54389 for PostgreSQL),
 // and each test file a sub-range of its own, so files running in parallel never compete for one.
-
-const taken = new Set<number>();
-
-/** The first port of `[from, to]` nobody listens on (and this process did not hand out already). */
-export async function freePort(from: number, to: number): Promise<number> {
-  for (let port = from; port <= to; port++) {
-    if (taken.has(port)) continue;
-    if (await isPortFree(port)) {
-      taken.add(port);
-      return port;
-    }
-  }
-  throw new Error(`No free port on 127.0.0.1 from ${from} to ${to}`);
-}
-
-/** Gives a port of {@link freePort} back, once whatever listened on it is gone. */
-export function releasePort(port: number): void {
-  taken.delete(port);
-}
 
 // ---------------------------------------------------------------------------------------------
 // A client's view of HTTP.
@@ -250,74 +205,12 @@ function dechunk(body: Buffer): Buffer {
   return Buffer.concat(parts);
 }
 
-// ---------------------------------------------------------------------------------------------
-// What a client may rely on in an error.
-
-/** The error body's `error` object, as the application defines it. */
-export type ErrorBodyJson = ErrorBody['error'];
-
-const ERROR_KEYS = new Set(['type', 'message', 'statusCode', 'code', 'requestId', 'field', 'details']);
-
-/** What a driver, SQL or a stack trace looks like; none of it may reach a client. */
-export const LEAK =
-  /\b(select|insert|update|delete)\b.*\b(from|into|set)\b|violates|constraint|terminating connection|ECONNREFUSED|ECONNRESET|Connection terminated|timeout exceeded|canceling statement|pg_|relation "|SQLSTATE|\bat .+\.(ts|js):\d+/i;
-
-/**
- * Asserts the contract's one error shape on a response: a JSON body `{ error: { type, message,
- * statusCode, code, requestId, field?, details? } }` whose statusCode is the status, whose requestId
- * is the `x-request-id` header, and, for a 5xx, the fixed message and nothing from the driver.
- */
-export function expectErrorShape(
-  response: {
-    status: number;
-    headers: Readonly<Record<string, string | string[] | undefined>>;
-    text?: string;
-    body?: string;
-  },
-  expected: { status?: number; code?: string | readonly string[]; type?: string } = {},
-): ErrorBodyJson {
-  const text = response.text ?? response.body ?? '';
-  const context = `HTTP ${response.status}: ${text.slice(0, 500)}`;
-  if (expected.status !== undefined) expect(response.status, context).toBe(expected.status);
-  expect(response.status, context).toBeGreaterThanOrEqual(400);
-  expect(String(response.headers['content-type']), context).toMatch(/^application\/json/);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text) as unknown;
-  } catch {
-    throw new Error(`the error body is not JSON: ${context}`);
-  }
-  expect(parsed, context).toBeTypeOf('object');
-  expect(Object.keys(parsed as object), context).toEqual(['error']);
-  const error = (parsed as { error: ErrorBodyJson }).error;
-  for (const key of Object.keys(error))
-    expect(ERROR_KEYS.has(key), `unexpected error key ${key} in ${context}`).toBe(true);
-  expect(error, context).toMatchObject({
-    type: expect.any(String),
-    message: expect.any(String),
-    statusCode: response.status,
-    code: expect.any(String),
-    requestId: expect.any(String),
-  });
-  expect(error.requestId, context).not.toBe('');
-  expect(error.requestId, context).toBe(response.headers['x-request-id']);
-  if (expected.type !== undefined) expect(error.type, context).toBe(expected.type);
-  if (expected.code !== undefined) {
-    expect(typeof expected.code === 'string' ? [expected.code] : expected.code, context).toContain(error.code);
-  }
-  if (response.status >= 500) {
-    expect(error.message, context).toBe(response.status === 503 ? 'Service unavailable' : 'Internal server error');
-    expect(text, context).not.toMatch(LEAK);
-  }
-  return error;
-}
-
 /** A 503 of the database family: the code, a `retry-after` in whole seconds, nothing leaked. */
 export function expectUnavailable(
   response: HttpResponse,
   code: 'DATABASE_UNAVAILABLE' | 'POOL_EXHAUSTED' | 'QUERY_TIMEOUT',
 ): void {
-  expectErrorShape(response, { status: 503, type: 'ServiceUnavailableError', code });
+  expectError(response, { statusCode: 503, type: 'ServiceUnavailableError', code });
   expect(response.headers['retry-after'], `retry-after on ${response.text}`).toMatch(/^\d+$/);
 }
 
@@ -386,7 +279,7 @@ export async function scratchPostgres(
  * command lines, so they are found by parent).
  */
 export function postgresProcessesOf(dataDir: string): number[] {
-  const clusterDir = path.resolve(dataDir, 'postgres');
+  const clusterDirs = clusterDirectoriesOf(dataDir);
   const parents = new Map<number, number>();
   const postmasters: number[] = [];
   for (const entry of readdirSync('/proc')) {
@@ -399,7 +292,8 @@ export function postgresProcessesOf(dataDir: string): number[] {
       if (fields[0] === 'Z') continue;
       parents.set(pid, Number(fields[1]));
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'postgres' && argv.includes(clusterDir)) postmasters.push(pid);
+      if (path.basename(argv[0] ?? '') === 'postgres' && clusterDirs.some((dir) => argv.includes(dir)))
+        postmasters.push(pid);
     } catch {
       // The process ended while we looked.
     }
@@ -451,15 +345,7 @@ export function embeddedUrlOf(dataDir: string, port: number, database = 'app'): 
   return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
 }
 
-export interface ServerProcess {
-  readonly child: ChildProcess;
-  readonly port: number;
-  readonly baseUrl: string;
-  /** Resolves when the process has exited, with its exit code or the signal that ended it. */
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Everything the process wrote to stdout and stderr so far. */
-  output(): string;
-}
+export type { ServerProcess };
 
 export interface ServerOptions {
   readonly dataDir: string;
@@ -474,61 +360,38 @@ export interface ServerOptions {
  * when the test ends if it still runs; its PostgreSQL is stopped by the data directory's cleanup.
  */
 export async function startServer(onFinished: OnFinished, options: ServerOptions): Promise<ServerProcess> {
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '',
-    HOME: process.env.HOME ?? '/tmp',
-    NODE_ENV: 'test',
-    LOG_LEVEL: 'info',
-    HOST: '127.0.0.1',
-    PORT: String(options.port),
-    DATA_DIR: options.dataDir,
-    EMBEDDED_PG_PORT: String(options.pgPort),
-    JWT_SECRET: TEST_JWT_SECRET,
-    ...options.env,
-  };
-  const child = spawn(process.execPath, ['src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      resolve({ code, signal });
-    });
+  const server = await startServerProcess({
+    port: options.port,
+    env: {
+      HOME: process.env.HOME ?? '/tmp',
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'info',
+      DATA_DIR: options.dataDir,
+      EMBEDDED_PG_PORT: String(options.pgPort),
+      JWT_SECRET: TEST_JWT_SECRET,
+      ...options.env,
+    },
   });
   onFinished(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
+    if (server.alive) {
+      server.child.kill('SIGKILL');
+      await server.exited;
     }
   });
-
-  const baseUrl = `http://127.0.0.1:${options.port}`;
-  let exitedEarly = false;
-  const ready = waitFor(
-    'the server to become ready',
-    async () => {
-      if (exitedEarly) return false;
-      const response = await httpRequest(baseUrl, '/health/ready', { timeoutMs: 2_000 }).catch(() => undefined);
-      return response?.status === 200 ? true : undefined;
-    },
-    45_000,
-    100,
-  );
-  const failedToStart = exited.then(({ code, signal }) => {
-    exitedEarly = true;
-    throw new Error(`the server exited (code ${code}, signal ${signal}) before it was ready`);
-  });
-  await Promise.race([ready, failedToStart]).catch((error: unknown) => {
-    throw new Error(`${(error as Error).message}\n--- server output ---\n${output}`, { cause: error });
-  });
-  // Once ready, an exit is for the test to observe, not a failure to start.
-  failedToStart.catch(() => {});
-  return { child, port: options.port, baseUrl, exited, output: () => output };
+  return server;
 }
 
 /** True while a file exists: PostgreSQL's lock file tells whether it thinks it is running. */
 export function hasLockFile(dataDir: string): boolean {
-  return existsSync(path.join(dataDir, 'postgres', 'postmaster.pid'));
+  return clusterDirectoriesOf(dataDir).some((dir) => existsSync(path.join(dir, 'postmaster.pid')));
+}
+
+/**
+ * Where the embedded cluster of `dataDir` may live: inside it, or (as root, when the `postgres`
+ * user cannot reach it, as in a clone under /root) outside, keyed by it.
+ */
+function clusterDirectoriesOf(dataDir: string): string[] {
+  return [path.resolve(dataDir, 'postgres'), outsideClusterDirectory(dataDir)];
 }
 
 // ---------------------------------------------------------------------------------------------

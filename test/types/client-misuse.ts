@@ -39,5 +39,10 @@ export async function misuses(): Promise<unknown[]> {
   // @ts-expect-error a misspelled field of the error body
   reads.push(error?.error.cod);
   reads.push(error?.error.code satisfies ErrorCode | undefined);
+  // @ts-expect-error a code the error registry does not have (the enum is closed)
+  reads.push(error?.error.code === 'NOT_A_REAL_CODE');
+  // @ts-expect-error a misspelled code is as wrong as an unknown one
+  const unknown: ErrorCode = 'INVALID_CREDENTIAL';
+  reads.push(unknown);
   return reads;
 }

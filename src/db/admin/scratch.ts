@@ -24,7 +24,8 @@ export async function withScratchDatabase<T>(adminUrl: string, fn: (url: string)
   }
 }
 
-async function adminQuery(adminUrl: string, text: string): Promise<void> {
+/** Runs one statement on a connection of its own to `adminUrl` (DDL on databases, outside any transaction). */
+export async function adminQuery(adminUrl: string, text: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {

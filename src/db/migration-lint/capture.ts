@@ -3,7 +3,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { FileMigrationProvider, type Migration, type MigrationProvider } from 'kysely/migration';
-import pg from 'pg';
+import { adminQuery } from '../admin/scratch.ts';
+import { shortLivedPool } from '../pool.ts';
 import { withDatabaseName } from '../embedded.ts';
 import { MIGRATION_DEFAULTS } from '../../config.ts';
 import { SchemaMigrator, type ProjectMigration } from '../migration-runner.ts';
@@ -47,7 +48,7 @@ export async function captureMigrations(
   let current: (typeof captured)[number] | undefined;
   const db = new Kysely<unknown>({
     dialect: new PostgresDialect({
-      pool: new pg.Pool({ connectionString: withDatabaseName(adminUrl, name), max: 2 }),
+      pool: shortLivedPool(withDatabaseName(adminUrl, name), 2),
     }),
     log: (event) => {
       if (event.level === 'query') current?.statements.push(event.query.sql);
@@ -116,14 +117,4 @@ async function readSource(folder: string, name: string): Promise<string> {
     if (source !== undefined) return source;
   }
   return '';
-}
-
-async function adminQuery(adminUrl: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
 }
