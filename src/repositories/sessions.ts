@@ -40,7 +40,6 @@ const insertSession = fixedQuery(
       })
       .returningAll(),
 );
-const byId = fixedQuery((db, id: string) => db.selectFrom('sessions').selectAll().where('id', '=', id));
 const liveOfUser = fixedQuery((db, userId: string, now: Date) =>
   db
     .selectFrom('sessions')
@@ -103,10 +102,6 @@ export class SessionRepository {
   async insert(session: NewSession): Promise<SessionRow> {
     const { id, userId, createdAt, expiresAt, userAgent, ipAddress } = session;
     return insertSession.takeOne(this.#db, id, userId, createdAt, expiresAt, userAgent, ipAddress);
-  }
-
-  async findById(id: string): Promise<SessionRow | undefined> {
-    return byId.takeFirst(this.#db, id);
   }
 
   /** The user's sessions that have neither ended nor expired at `now`, newest first. */

@@ -30,6 +30,13 @@ export interface NewUser {
   readonly role?: UserRole;
 }
 
+/** A user as authentication reads them: their row, and the access token's session if it is theirs. */
+export interface UserWithSession {
+  readonly user: UserRow;
+  /** Undefined when there is no such session, or it is another user's. */
+  readonly session: { readonly expiresAt: Date; readonly endedAt: Date | null } | undefined;
+}
+
 /** Position after the last item of a page, newest first. */
 export interface UserCursor {
   readonly createdAt: Date;
@@ -50,6 +57,19 @@ const byEmail = fixedQuery((db, email: string) =>
     .selectFrom('users')
     .selectAll()
     .where((eb) => eb(eb.fn('lower', ['email']), '=', email)),
+);
+// One statement for both checks of an authenticated request: a request holds one connection.
+const byIdWithSession = fixedQuery((db, id: string, sid: string) =>
+  db
+    .selectFrom('users')
+    .leftJoin('sessions', (join) => join.onRef('sessions.user_id', '=', 'users.id').on('sessions.id', '=', sid))
+    .selectAll('users')
+    .select([
+      'sessions.id as session_id',
+      'sessions.expires_at as session_expires_at',
+      'sessions.ended_at as session_ended_at',
+    ])
+    .where('users.id', '=', id),
 );
 const lockById = fixedQuery((db, id: string) => db.selectFrom('users').selectAll().where('id', '=', id).forUpdate());
 const setLastLogin = fixedQuery((db, id: string, at: Date) =>
@@ -111,6 +131,23 @@ export class UserRepository {
 
   async findById(id: string): Promise<UserRow | undefined> {
     return byId.takeFirst(this.#db, id);
+  }
+
+  /**
+   * The user and, when it is theirs, the session `sid` (live or not), in one statement: what
+   * authenticating a request reads when its caches cannot answer.
+   */
+  async findWithSession(id: string, sid: string): Promise<UserWithSession | undefined> {
+    const row = await byIdWithSession.takeFirst(this.#db, id, sid);
+    if (row === undefined) return undefined;
+    const { session_id, session_expires_at, session_ended_at, ...user } = row;
+    return {
+      user,
+      session:
+        session_id === null || session_expires_at === null
+          ? undefined
+          : { expiresAt: session_expires_at, endedAt: session_ended_at },
+    };
   }
 
   /** Looks up by the canonical email, through the unique index on lower(email). */

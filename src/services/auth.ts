@@ -362,24 +362,26 @@ export class AuthService {
    * @throws {AuthenticationError} when the user no longer exists or is disabled, or the session ended.
    */
   async authenticate(userId: string, sid: string): Promise<AuthenticatedUser> {
-    const [authenticated, live] = await Promise.all([
-      this.#principalOf(userId),
-      this.#deps.sessions.isLive(sid, userId),
-    ]);
-    if (!live) throw new AuthenticationError('Session has ended', 'INVALID_TOKEN');
-    return authenticated;
-  }
-
-  async #principalOf(userId: string): Promise<AuthenticatedUser> {
-    const cache = this.#deps.principals;
-    const cached = cache?.get(userId);
+    const principals = this.#deps.principals;
+    const sessions = this.#deps.sessions;
+    const cached = principals?.get(userId);
+    const live = sessions.cachedLiveness(sid, userId);
     this.#deps.events?.onPrincipalLookup?.(cached === undefined ? 'database' : 'cache');
-    if (cached !== undefined) return cached;
-    const generation = cache?.generation ?? 0;
-    const user = await new UserRepository(this.#deps.db).findById(userId);
-    if (user === undefined || user.status !== 'active') throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    if (live === false) throw new AuthenticationError('Session has ended', 'INVALID_TOKEN');
+    if (cached !== undefined && live === true) return cached;
+    // One statement reads what the caches could not say: the user's row and the token's session.
+    const principalGeneration = principals?.generation ?? 0;
+    const sessionGeneration = sessions.generation;
+    const found = await new UserRepository(this.#deps.db).findWithSession(userId, sid);
+    if (found === undefined || found.user.status !== 'active') {
+      throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    }
+    if (!sessions.learn(sid, userId, found.session, sessionGeneration)) {
+      throw new AuthenticationError('Session has ended', 'INVALID_TOKEN');
+    }
+    const { user } = found;
     const authenticated = { principal: { userId: user.id, role: user.role }, user: toPublicUser(user) };
-    cache?.store(userId, authenticated, generation);
+    principals?.store(userId, authenticated, principalGeneration);
     return authenticated;
   }
 

@@ -68,20 +68,35 @@ export class SessionService {
   }
 
   /**
-   * Whether `sid` is a live session of `userId`. Served from the cache while the change feed is
-   * heard; read from the database otherwise (and then cached).
+   * Whether `sid` is a live session of `userId`, as far as the cache knows: undefined when it
+   * does not (not cached, or the change feed is not heard); then read the session and
+   * {@link learn} what was read.
    */
-  async isLive(sid: string, userId: string): Promise<boolean> {
-    const now = this.#deps.clock().getTime();
-    const cache = this.#deps.cache;
-    const cached = cache?.get(sid);
-    if (cached !== undefined) return cached.userId === userId && cached.expiresAt > now;
-    const generation = cache?.generation ?? 0;
-    const row = await new SessionRepository(this.#deps.db).findById(sid);
-    if (row === undefined || row.ended_at !== null || row.user_id !== userId) return false;
-    const expiresAt = row.expires_at.getTime();
-    if (expiresAt <= now) return false;
-    cache?.store(sid, { userId: row.user_id, expiresAt }, generation);
+  cachedLiveness(sid: string, userId: string): boolean | undefined {
+    const cached = this.#deps.cache?.get(sid);
+    if (cached === undefined) return undefined;
+    return cached.userId === userId && cached.expiresAt > this.#deps.clock().getTime();
+  }
+
+  /** Read this before reading a session; pass it to {@link learn}. */
+  get generation(): number {
+    return this.#deps.cache?.generation ?? 0;
+  }
+
+  /**
+   * Whether the session read for `userId` (undefined: none of theirs) is live now; a live one is
+   * cached, unless an end was heard since `generation` was read.
+   */
+  learn(
+    sid: string,
+    userId: string,
+    session: { readonly expiresAt: Date; readonly endedAt: Date | null } | undefined,
+    generation: number,
+  ): boolean {
+    if (session === undefined || session.endedAt !== null) return false;
+    const expiresAt = session.expiresAt.getTime();
+    if (expiresAt <= this.#deps.clock().getTime()) return false;
+    this.#deps.cache?.store(sid, { userId, expiresAt }, generation);
     return true;
   }
 

@@ -86,6 +86,12 @@ const HOT_QUERIES: readonly HotQuery[] = [
     call: (r) => r.users.findByEmail(r.sample.email),
     index: 'users_email_unique',
   },
+  // Authentication when the caches cannot answer: the user by id, the token's session by id.
+  {
+    name: 'UserRepository.findWithSession',
+    call: (r) => r.users.findWithSession(r.sample.userId, r.sample.familyId),
+    index: 'sessions_pkey',
+  },
   {
     name: 'UserRepository.lockForUpdate',
     call: (r) => r.users.lockForUpdate(r.sample.userId),
@@ -266,11 +272,6 @@ const HOT_QUERIES: readonly HotQuery[] = [
         ipAddress: '127.0.0.1',
       }),
     index: undefined,
-  },
-  {
-    name: 'SessionRepository.findById',
-    call: (r) => r.sessions.findById(r.sample.familyId),
-    index: 'sessions_pkey',
   },
   {
     name: 'SessionRepository.listLive',
