@@ -12,6 +12,7 @@ import {
   type UserJson,
 } from './support.ts';
 import type { App } from '../../src/app.ts';
+import { AppMetrics } from '../../src/services/metrics.ts';
 
 function patch(app: App, id: string, token: string, body: unknown) {
   return app.inject({
@@ -27,7 +28,8 @@ describe('PATCH /users/:id', () => {
     db,
     onTestFinished,
   }) => {
-    const app = await testApp(db, onTestFinished);
+    const metrics = new AppMetrics();
+    const app = await testApp(db, onTestFinished, { metrics });
     const admin = await createUser(db, { role: 'admin' });
     const adminToken = (await login(app, admin.email)).accessToken;
     const user = await createUser(db, { name: 'Target' });
@@ -58,6 +60,11 @@ describe('PATCH /users/:id', () => {
     ]);
     const ended = await db.selectFrom('sessions').select('end_reason').where('user_id', '=', user.id).execute();
     expect(ended.map((row) => row.end_reason)).toEqual(['user_disabled', 'user_disabled', 'user_disabled']);
+    const counted = async (counter: AppMetrics['sessionsEnded'] | AppMetrics['adminActions'], label: string) =>
+      (await counter.get()).values.find((value) => Object.values(value.labels).includes(label))?.value;
+    expect(await counted(metrics.sessionsEnded, 'user_disabled')).toBe(3);
+    expect(await counted(metrics.adminActions, 'disable')).toBe(1);
+    expect(await counted(metrics.adminActions, 'role')).toBe(0);
 
     // Enabled again, they can log in.
     expect((await patch(app, user.id, adminToken, { status: 'active' })).statusCode).toBe(200);
