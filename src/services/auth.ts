@@ -171,6 +171,7 @@ export class AuthService {
     if (user.status !== 'active') return this.#failLogin(user.id, context, { reason: 'disabled' });
     // Only now: an unverified account is not told apart from a wrong password before that.
     if (this.#deps.requireVerifiedEmail === true && user.email_verified_at === null) {
+      await this.#deps.audit.append('login.failed', user.id, context, { reason: 'email_not_verified' });
       throw new AuthorizationError('Verify your email address before logging in', 'EMAIL_NOT_VERIFIED');
     }
 

@@ -119,7 +119,9 @@ describe('email verification over SMTP', () => {
   test('AUTH_REQUIRE_VERIFIED_EMAIL refuses an unverified login with 403, only after a correct password', async ({
     onTestFinished,
   }) => {
-    const { app, smtp } = await startMailingApp(onTestFinished, { env: { AUTH_REQUIRE_VERIFIED_EMAIL: 'true' } });
+    const { app, smtp, database } = await startMailingApp(onTestFinished, {
+      env: { AUTH_REQUIRE_VERIFIED_EMAIL: 'true' },
+    });
     const user = await register(app, 'linus@example.com', 'Linus');
 
     expectUnauthorized(
@@ -131,6 +133,19 @@ describe('email verification over SMTP', () => {
       type: 'AuthorizationError',
       code: 'EMAIL_NOT_VERIFIED',
     });
+
+    const failures = await database.db
+      .selectFrom('audit_events')
+      .select('details')
+      .where('type', '=', 'login.failed')
+      .where('user_id', '=', user.id)
+      .orderBy('occurred_at')
+      .orderBy('id')
+      .execute();
+    expect(failures.map((row) => row.details)).toEqual([
+      { reason: 'wrong_password' },
+      { reason: 'email_not_verified' },
+    ]);
 
     const [email] = await smtp.waitForMessages(1);
     await postJson(app, '/auth/email/verify', { token: tokenFromLink(email?.text ?? '', '/verify-email') });
