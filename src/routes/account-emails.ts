@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { AuthenticationError, RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
+import { AuthenticationError } from '../errors/index.ts';
 import { requestContext } from '../plugins/auth.ts';
 import type { Services } from '../services/index.ts';
-import { canonicalEmail } from '../services/credentials.ts';
+import { noStore } from '../plugins/http-edges.ts';
+import { addressOf, credentialLimits, emailAccount } from './limits.ts';
 import { Email, EmailToken, errors, Password, UserEnvelope } from './schemas.ts';
 
 export interface AccountEmailRoutesOptions {
@@ -19,48 +20,20 @@ export interface AccountEmailRoutesOptions {
 const ACCEPTED = { status: 'accepted' } as const;
 const AcceptedSchema = Type.Object({ status: Type.Literal('accepted') }, { additionalProperties: false });
 
-async function noStore(_request: FastifyRequest, reply: FastifyReply) {
-  reply.header('cache-control', 'no-store');
-  reply.header('pragma', 'no-cache');
-}
-
 /**
  * Email verification and password reset: POST /auth/email/verify, /auth/email/verification,
  * /auth/password/forgot and /auth/password/reset. Emails are queued, never sent in the request.
  */
 const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> = async (app, opts) => {
   const { accountEmails: service, auth } = opts.services;
-  // The pattern of routes/auth.ts (createRateLimit checked by hand, so a second limiter on a
-  // route is not skipped), until the shared throttle replaces both.
-  const limiter = (name: string, key: (request: FastifyRequest) => string) => {
-    const check = app.createRateLimit({
-      max: opts.rateLimit,
-      timeWindow: opts.rateLimitWindowMs,
-      keyGenerator: (request) => `${name}:${key(request)}`,
-    });
-    return async (request: FastifyRequest) => {
-      const result = await check(request).catch((error: unknown) => {
-        throw new ServiceUnavailableError('Service unavailable', 'RATE_LIMIT_UNAVAILABLE', { cause: error });
-      });
-      if (!result.isAllowed && result.isExceeded) {
-        opts.onRateLimited?.(name);
-        throw new RateLimitError('Too many attempts; try again later', {
-          retryAfterSeconds: Math.max(1, result.ttlInSeconds),
-        });
-      }
-    };
-  };
-  const byIp = (request: FastifyRequest) => request.ip;
+  // The flood caps of routes/auth.ts: per client address keyed canonically (IPv6 by /64,
+  // IPv4-mapped as IPv4), and per account where there is one.
+  const { flood } = credentialLimits(app, { windowMs: opts.rateLimitWindowMs, onLimited: opts.onRateLimited });
+  const limiter = (name: string, key: (request: FastifyRequest) => string) => flood(name, opts.rateLimit, key);
+  const byIp = addressOf;
   const byPrincipal = (request: FastifyRequest) => request.principal?.userId ?? 'none';
-  const byEmail = (request: FastifyRequest) => {
-    const email = (request.body as { email?: unknown } | undefined)?.email;
-    if (typeof email !== 'string') return 'none';
-    try {
-      return canonicalEmail(email);
-    } catch {
-      return email.trim().toLowerCase();
-    }
-  };
+  const byEmail = (request: FastifyRequest) =>
+    emailAccount((request.body as { email?: unknown } | undefined)?.email) || 'none';
 
   app.addHook('onRequest', noStore);
 

@@ -319,3 +319,27 @@ describe('refresh tokens that can never work again', () => {
     });
   });
 });
+
+describe('the email routes key client addresses canonically too (issue 22 item 3)', () => {
+  test.for([
+    ['/auth/password/forgot', (i: number) => ({ email: `someone-${i}@example.com` })],
+    ['/auth/email/verify', (i: number) => ({ token: `not-a-token-${i}` })],
+    ['/auth/password/reset', (i: number) => ({ token: `not-a-token-${i}`, newPassword: 'a brand new passphrase' })],
+  ] as const)(
+    '%s: one IPv6 /64 whatever the spelling, IPv4-mapped IPv6 as IPv4',
+    async ([url, body], { db, onTestFinished }) => {
+      const app = await testApp(db, onTestFinished, { env: { RATE_LIMIT_EMAIL: '3' } });
+      let i = 0;
+      for (const from of ['2001:db8::1', '2001:DB8::1', '2001:db8:0:0:0:0:0:1']) {
+        expect((await post(app, url, body(i++), from)).statusCode).toBeLessThan(429);
+      }
+      expectRateLimited(await post(app, url, body(i++), '2001:db8::abcd:1'));
+      expect((await post(app, url, body(i++), '2001:db8:0:1::1')).statusCode).toBeLessThan(429);
+
+      for (const from of ['10.2.0.1', '::ffff:10.2.0.1', '::FFFF:10.2.0.1']) {
+        expect((await post(app, url, body(i++), from)).statusCode).toBeLessThan(429);
+      }
+      expectRateLimited(await post(app, url, body(i), '10.2.0.1'));
+    },
+  );
+});

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
 import { newRefreshToken, hashRefreshToken } from '../../src/services/tokens.ts';
+import { issueAccountToken } from '../../src/services/account-tokens.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
 import { accessClaims, accessTokenFor, createUser, craftJwt, PASSWORD } from '../e2e/support.ts';
 import { appOnPool, rawRequest, type OnFinished, type RawResponse } from './support.ts';
@@ -876,5 +877,208 @@ describe('malformed HTTP', () => {
       ['a path parameter over 100 characters', get(`/users/${'x'.repeat(101)}`)],
     ]);
     expect(breaches).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The email routes (verification, forgot / reset password): the same invariants, and a rejected
+// request also queues no email, uses up or supersedes no account token and verifies no address.
+
+interface EmailTarget extends Target {
+  readonly verificationTokens: readonly string[];
+  readonly resetTokens: readonly string[];
+  emailSnapshot(): Promise<EmailSnapshot>;
+}
+
+interface EmailSnapshot {
+  readonly outbox: number;
+  /** Digest of every account token's state (used, superseded) and every address's verification. */
+  readonly digest: string;
+}
+
+async function emailFuzzTarget(onFinished: OnFinished): Promise<EmailTarget> {
+  const { url, db } = await isolatedDatabase(onFinished);
+  const { baseUrl } = await appOnPool(onFinished, url, HTTP_PORTS, {
+    RATE_LIMIT_EMAIL: '1000000',
+    RATE_LIMIT_REGISTER: '1000000',
+    RATE_LIMIT_LOGIN: '1000000',
+    DB_POOL_MAX: '4',
+  });
+  const admin = await createUser(db, { role: 'admin', email: `admin-${randomUUID()}@example.com` });
+  const users = await Promise.all(
+    Array.from({ length: 6 }, (_, i) => createUser(db, { email: `mail-${i}-${randomUUID()}@example.com` })),
+  );
+  const [user] = users;
+  if (user === undefined) throw new Error('no user');
+  const now = new Date();
+  const verificationTokens: string[] = [];
+  const resetTokens: string[] = [];
+  for (const { id } of users) {
+    verificationTokens.push(
+      await issueAccountToken(db, { userId: id, purpose: 'email_verification', ttlSeconds: 86_400 }, now),
+    );
+    resetTokens.push(await issueAccountToken(db, { userId: id, purpose: 'password_reset', ttlSeconds: 3_600 }, now));
+  }
+  const refreshTokens = Array.from({ length: 3 }, () => newRefreshToken());
+  await db
+    .insertInto('refresh_tokens')
+    .values(
+      refreshTokens.map((token) => ({
+        user_id: user.id,
+        family_id: randomUUID(),
+        token_hash: hashRefreshToken(token),
+        expires_at: new Date(Date.now() + 86_400_000),
+      })),
+    )
+    .execute();
+
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  onFinished(async () => {
+    await client.end();
+  });
+  return {
+    port: Number(new URL(baseUrl).port),
+    admin: { id: admin.id, email: admin.email, token: accessTokenFor(admin) },
+    user: { id: user.id, email: user.email, token: accessTokenFor(user) },
+    refreshTokens,
+    verificationTokens,
+    resetTokens,
+    async snapshot() {
+      const { rows } = await client.query<{
+        users: string;
+        users_digest: string;
+        tokens: string;
+        live_tokens: string;
+      }>(`
+        select (select count(*) from users) as users,
+               (select coalesce(md5(string_agg(concat_ws('|', id, email, name, role, password_hash, updated_at, last_login_at, email_verified_at), ',' order by id)), '')
+                  from users) as users_digest,
+               (select count(*) from refresh_tokens) as tokens,
+               (select count(*) from refresh_tokens where rotated_at is null and revoked_at is null) as live_tokens`);
+      const row = rows[0];
+      if (row === undefined) throw new Error('no snapshot');
+      return {
+        users: Number(row.users),
+        usersDigest: row.users_digest,
+        tokens: Number(row.tokens),
+        liveTokens: Number(row.live_tokens),
+      };
+    },
+    async emailSnapshot() {
+      const { rows } = await client.query<{ outbox: string; digest: string }>(`
+        select (select count(*) from email_outbox) as outbox,
+               (select coalesce(md5(string_agg(concat_ws('|', id, used_at, superseded_at), ',' order by id)), '')
+                  from account_tokens) as digest`);
+      const row = rows[0];
+      if (row === undefined) throw new Error('no snapshot');
+      return { outbox: Number(row.outbox), digest: row.digest };
+    },
+  };
+}
+
+/** {@link fuzz}, and a rejected request left the outbox and every account token as they were. */
+async function fuzzEmail(target: EmailTarget, requests: fc.Arbitrary<HostileRequest>): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(requests, async (request) => {
+      const before = await target.emailSnapshot();
+      const response = await expectHandled(target, request);
+      if (response.status >= 400) {
+        expect(await target.emailSnapshot(), `email state changed by rejected ${describeRequest(request)}`).toEqual(
+          before,
+        );
+      }
+    }),
+    { numRuns: NUM_RUNS, plugins: [fc.interruptAfterTimeLimit(50_000)] },
+  );
+  expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(PROTOTYPE_NAMES);
+}
+
+/** Account tokens: live ones of either purpose, their look-alikes, and anything else. */
+function accountToken(target: EmailTarget): fc.Arbitrary<string> {
+  return fc.oneof(
+    { weight: 3, arbitrary: fc.constantFrom(...target.verificationTokens, ...target.resetTokens) },
+    {
+      weight: 2,
+      arbitrary: fc.string({
+        unit: fc.constantFrom(...Array.from('ABCXYZabcxyz0189-_+/=')),
+        minLength: 42,
+        maxLength: 44,
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(...target.resetTokens).map((token) => ` ${token.toUpperCase()}`),
+    },
+    { weight: 2, arbitrary: adversarialString },
+    { weight: 1, arbitrary: fc.constant('t'.repeat(5_000)) },
+  );
+}
+
+/**
+ * A request as a well-behaved client sends it (JSON, the user's bearer token where one is given),
+ * so the fuzzing also reaches the paths that succeed: a live token used, a reset done.
+ */
+function wellFormed(path: string, body: fc.Arbitrary<Record<string, unknown>>, token?: string) {
+  return body.map((value) =>
+    hostileRequest({
+      method: 'POST',
+      path,
+      headers: [
+        ['content-type', Buffer.from('application/json')],
+        ...(token === undefined ? [] : ([['authorization', Buffer.from(`Bearer ${token}`)]] as const)),
+      ],
+      body: Buffer.from(JSON.stringify(value)),
+    }),
+  );
+}
+
+describe('hostile input on the email routes: never a 5xx, the one error shape, no email or token change from a rejected request', () => {
+  test(
+    'POST /auth/email/verify and POST /auth/email/verification',
+    { timeout: PROPERTY_TIMEOUT },
+    async ({ onTestFinished }) => {
+      const target = await emailFuzzTarget(onTestFinished);
+      await fuzzEmail(
+        target,
+        fc.oneof(
+          post('/auth/email/verify', undefined, { token: accountToken(target) }),
+          post('/auth/email/verification', target, {}),
+          wellFormed('/auth/email/verify', fc.record({ token: fc.constantFrom(...target.verificationTokens) })),
+          wellFormed('/auth/email/verification', fc.constant({}), target.user.token),
+        ),
+      );
+    },
+  );
+
+  test('POST /auth/password/forgot', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
+    const target = await emailFuzzTarget(onTestFinished);
+    const forgotten = fc.oneof(email, fc.constantFrom(target.user.email, target.admin.email.toUpperCase()));
+    await fuzzEmail(
+      target,
+      fc.oneof(
+        { weight: 3, arbitrary: post('/auth/password/forgot', undefined, { email: forgotten }) },
+        { weight: 1, arbitrary: wellFormed('/auth/password/forgot', fc.record({ email: forgotten })) },
+      ),
+    );
+  });
+
+  test('POST /auth/password/reset', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
+    const target = await emailFuzzTarget(onTestFinished);
+    // Common and unstorable passwords too: refused with the token left usable.
+    const newPassword = fc.oneof(password, fc.constantFrom('password1', '12345678', 'qwertyuiop', '\u0000'.repeat(8)));
+    await fuzzEmail(
+      target,
+      fc.oneof(
+        { weight: 3, arbitrary: post('/auth/password/reset', undefined, { token: accountToken(target), newPassword }) },
+        {
+          weight: 1,
+          arbitrary: wellFormed(
+            '/auth/password/reset',
+            fc.record({ token: fc.constantFrom(...target.resetTokens), newPassword }),
+          ),
+        },
+      ),
+    );
   });
 });

@@ -145,6 +145,46 @@ describe('npm start, as the README runs it', { timeout: 180_000 }, () => {
     expect(started.output()).toMatch(/"signal":"SIGTERM".*"msg":"shutting down"/);
   });
 
+  it("runs the README's curl block as pasted, one JSON result per line, and leaves nothing running", async () => {
+    const server = await serverEnv(onTestFinished, 'npm-readme');
+    const readme = await fs.readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const block = /### Try it with curl[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block, 'the README has a "Try it with curl" block').toBeDefined();
+    // The block as written, on the test's own port (a developer's server may hold 3000).
+    const script = (block ?? '').replaceAll('localhost:3000', `localhost:${server.port}`);
+    const shell = spawn('bash', ['-c', script], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...server.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    shell.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    shell.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const code = await new Promise<number | null>((resolve) => shell.once('exit', resolve));
+    expect(code, stderr).toBe(0);
+
+    // The server logs JSON lines to the same terminal, and a log record may land right after a
+    // curl's body, before its newline: the block's own results are what is not a log record.
+    const results = stdout
+      .replaceAll('{"level"', '\n{"level"')
+      .split('\n')
+      .filter((line) => line.startsWith('{') && !line.startsWith('{"level"'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(results.map((result) => Object.keys(result).sort().join(','))).toEqual([
+      'user', // register
+      'accessToken,expiresIn,refreshToken,tokenType,user', // login
+      'user', // me
+      'items,nextCursor', // users
+      'accessToken,expiresIn,refreshToken,tokenType', // refresh
+      'checks,status', // ready
+    ]);
+    expect(results[2]).toMatchObject({ user: { email: 'admin@example.com', role: 'admin' } });
+    expect(results[5]).toMatchObject({ status: 'ok' });
+    // `kill $!` at the end stops the server and its PostgreSQL.
+    await expectNothingLeft(server.dataDir, server.port, []);
+  });
+
   it('survives `npm start &` and `npm run user:create` initialising a new DATA_DIR at the same moment', async () => {
     const server = await serverEnv(onTestFinished, 'npm-race');
     const started = npm(onTestFinished, ['start'], server.env);
