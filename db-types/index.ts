@@ -34,6 +34,18 @@ export interface AccountTokens {
   user_id: string;
 }
 
+export interface AuditEvents {
+  actor_id: string | null;
+  details: Generated<Json>;
+  id: Generated<string>;
+  ip_address: string | null;
+  occurred_at: Generated<Timestamp>;
+  session_id: string | null;
+  type: string;
+  user_agent: string | null;
+  user_id: string | null;
+}
+
 export interface EmailOutbox {
   attempts: Generated<number>;
   claimed_at: Timestamp | null;
@@ -61,6 +73,18 @@ export interface RefreshTokens {
   user_id: string;
 }
 
+export interface Sessions {
+  created_at: Generated<Timestamp>;
+  end_reason: "logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | null;
+  ended_at: Timestamp | null;
+  expires_at: Timestamp;
+  id: Generated<string>;
+  ip_address: string | null;
+  last_used_at: Generated<Timestamp>;
+  user_agent: string | null;
+  user_id: string;
+}
+
 export interface Users {
   created_at: Generated<Timestamp>;
   email: string;
@@ -70,12 +94,15 @@ export interface Users {
   name: string;
   password_hash: string;
   role: Generated<"user" | "admin">;
+  status: Generated<"active" | "disabled">;
   updated_at: Generated<Timestamp>;
 }
 
 export interface DB {
   account_tokens: AccountTokens;
+  audit_events: AuditEvents;
   email_outbox: EmailOutbox;
   refresh_tokens: RefreshTokens;
+  sessions: Sessions;
   users: Users;
 }

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import AjvCompiler from '@fastify/ajv-compiler';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -32,11 +32,13 @@ import accountEmailRoutes from './routes/account-emails.ts';
 import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
+import sessionRoutes from './routes/sessions.ts';
 import userRoutes from './routes/users.ts';
 import type { AuthEvents, AuthenticatedUser } from './services/auth.ts';
-import { createServices } from './services/index.ts';
+import { createServices, type Services } from './services/index.ts';
 import type { PrincipalCache } from './services/principal-cache.ts';
 import { PasswordHasher } from './services/passwords.ts';
+import type { LiveSession } from './services/sessions.ts';
 import type { AccountThrottledEvent } from './services/throttle.ts';
 
 export interface AppDeps {
@@ -58,6 +60,11 @@ export interface AppDeps {
    * `UserChangeFeed` unless PRINCIPAL_CACHE_SECONDS=0); without it every request reads the row.
    */
   readonly principals?: PrincipalCache<AuthenticatedUser>;
+  /**
+   * Live sessions (`sid` → owner), kept fresh by the same feed as `principals` (lifecycle.ts);
+   * without it every authenticated request reads its session's row.
+   */
+  readonly liveSessions?: PrincipalCache<LiveSession>;
   /** Shared with the database's query hook (server.ts); a fresh registry by default. */
   readonly metrics?: AppMetrics;
   /** The pool's counters for the /metrics gauges; absent when `db` is a borrowed transaction. */
@@ -72,8 +79,8 @@ export interface AppDeps {
   /** Pretty-print logs (server.ts asks for it when stdout is a terminal). */
   readonly prettyLogs?: boolean;
   /**
-   * Told when an account's logins are slowed (distributed guessing): the place to write the
-   * owner's `login.throttled` audit event. Every slowdown is also logged at warn.
+   * Told when an account's logins are slowed (distributed guessing), after the owner's
+   * `login.throttled` audit event is written. Every slowdown is also logged at warn.
    */
   readonly onAccountThrottled?: (event: AccountThrottledEvent) => void | Promise<void>;
 }
@@ -152,6 +159,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     });
 
   const metrics = deps.metrics ?? new AppMetrics();
+  // Built once the jwt plugin is registered; the throttle below reports to the audit log through it.
+  const built: { services?: Services } = {};
 
   await app.register(errorHandler);
   await app.register(httpEdges);
@@ -174,6 +183,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
           { scope: event.scope, address: event.address, failures: event.failures, delaySeconds: event.delaySeconds },
           'account throttled after repeated failed attempts from several addresses',
         );
+        // The owner is told through the audit log; a failure to write it must not unblock the throttle.
+        await built.services?.audit.recordThrottled(event).catch((error: unknown) => {
+          app.log.error({ err: error }, 'could not record login.throttled in the audit log');
+        });
         await deps.onAccountThrottled?.(event);
       },
     },
@@ -195,8 +208,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     signer: app.accessTokens,
     clock: deps.clock ?? (() => new Date()),
     refreshTokenTtlSeconds: config.auth.refreshTokenTtlSeconds,
+    refreshReuseIntervalSeconds: config.auth.refreshReuseIntervalSeconds,
+    refreshSuccessorKeys: successorKeys(deps.jwtSecret, config.auth.jwtPreviousSecrets),
     authEvents: deps.authEvents ?? metrics.authEvents,
+    sessionEvents: metrics.sessionEvents,
+    adminEvents: metrics.adminEvents,
     principals: deps.principals,
+    liveSessions: deps.liveSessions,
     email: {
       appUrl: config.email.appUrl,
       verificationTtlSeconds: config.email.verificationTtlSeconds,
@@ -205,6 +223,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     requireVerifiedEmail: config.auth.requireVerifiedEmail,
     onEmailQueued: deps.onEmailQueued,
   });
+  built.services = services;
   await app.register(authPlugin, { authenticator: services.auth });
 
   await app.register(healthRoutes);
@@ -223,8 +242,19 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       metrics.onRateLimited(limiter);
     },
   });
+  await app.register(sessionRoutes, { services });
   await app.register(userRoutes, { services });
   return app;
+}
+
+/**
+ * The keys refresh-token successors are derived with: one per JWT secret (the current one
+ * first), each its own derivation, so the JWT secret itself keys nothing but signatures.
+ */
+function successorKeys(jwtSecret: string, previousSecrets: readonly string[]): [string, ...string[]] {
+  const derive = (secret: string) =>
+    createHash('sha256').update('refresh-successor\0').update(secret).digest('base64url');
+  return [derive(jwtSecret), ...previousSecrets.map(derive)];
 }
 
 /**

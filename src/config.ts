@@ -125,6 +125,20 @@ export interface AuthConfig {
    * worst case. Session pool mode only.
    */
   readonly principalCacheSeconds: number;
+  /** Entries the principal cache keeps at most (least recently used evicted). */
+  readonly principalCacheMaxEntries: number;
+  /** Entries the live-session cache keeps at most (least recently used evicted). */
+  readonly sessionCacheMaxEntries: number;
+  /**
+   * How long after a refresh token's rotation it may be presented again and get the same
+   * successor back (0: never; reuse then ends the session at once).
+   */
+  readonly refreshReuseIntervalSeconds: number;
+  /**
+   * A change feed that has not heard its own heartbeat for this long is treated as down: the
+   * caches it keeps fresh are not trusted until it is back.
+   */
+  readonly changeFeedHeartbeatTimeoutMs: number;
   /** Refuse logins (403 EMAIL_NOT_VERIFIED, after a correct password) until the address is verified. */
   readonly requireVerifiedEmail: boolean;
   /** Requests to each email route (verify, re-send, forgot, reset) per client address and per account, per window. */
@@ -199,6 +213,8 @@ export interface MaintenanceConfig {
   readonly pauseMs: number;
   /** Expired and revoked refresh tokens are kept this long before they are deleted. */
   readonly refreshTokenGraceSeconds: number;
+  /** Audit events older than this many days are deleted. */
+  readonly auditRetentionDays: number;
 }
 
 export interface RedisConfig {
@@ -393,6 +409,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       ),
       hashThreadNice: reader.integer('HASH_THREAD_NICE', 0, 0, 19),
       principalCacheSeconds: poolMode === 'session' ? principalCacheSeconds : 0,
+      principalCacheMaxEntries: reader.integer('PRINCIPAL_CACHE_MAX_ENTRIES', 10_000, 1, 10_000_000),
+      sessionCacheMaxEntries: reader.integer('SESSION_CACHE_MAX_ENTRIES', 100_000, 1, 10_000_000),
+      refreshReuseIntervalSeconds: reader.integer('REFRESH_REUSE_INTERVAL_SECONDS', 10, 0, 300),
+      changeFeedHeartbeatTimeoutMs: reader.integer('CHANGE_FEED_HEARTBEAT_TIMEOUT_MS', 3000, 300, 600_000),
       requireVerifiedEmail: reader.boolean('AUTH_REQUIRE_VERIFIED_EMAIL', false),
       emailRateLimit: reader.integer('RATE_LIMIT_EMAIL', 10, 1, 1_000_000),
     },
@@ -418,6 +438,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       batchSize: reader.integer('MAINTENANCE_BATCH_SIZE', 1000, 1, 100_000),
       pauseMs: reader.integer('MAINTENANCE_PAUSE_MS', 50, 0, 60_000),
       refreshTokenGraceSeconds: reader.integer('REFRESH_TOKEN_GRACE_SECONDS', 7 * 86_400, 0, 365 * 86_400),
+      auditRetentionDays: reader.integer('AUDIT_RETENTION_DAYS', 365, 1, 36_500),
     },
     email: {
       // Production never falls back to the log by accident: only when EMAIL_TRANSPORT=log says so.

@@ -17,6 +17,7 @@ import type { AuthenticatedUser } from './services/auth.ts';
 import { EmailComposer } from './services/email.ts';
 import { emailTransportFor } from './services/email-transports.ts';
 import { PrincipalCache } from './services/principal-cache.ts';
+import type { LiveSession } from './services/sessions.ts';
 import { OutboxDispatcher } from './workers/outbox-dispatcher.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
 import { MaintenanceJob } from './workers/maintenance.ts';
@@ -146,8 +147,9 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   stack.defer(() => readDb.destroy());
   await step('replicas');
 
-  // Authenticated users' rows are cached and dropped as soon as they change (LISTEN/NOTIFY).
-  const principals = await startPrincipalCache(config, target.url, stack);
+  // Authenticated users' rows and live sessions are cached, and dropped as soon as they change or
+  // end (LISTEN/NOTIFY).
+  const caches = await startPrincipalCache(config, target.url, stack);
   await step('change-feed');
 
   const jwtSecret = await resolveJwtSecret(config);
@@ -166,7 +168,7 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     jwtSecret,
     prettyLogs: options.prettyLogs ?? false,
     metrics,
-    ...(principals === undefined ? {} : { principals }),
+    ...(caches === undefined ? {} : { principals: caches.principals, liveSessions: caches.sessions }),
     poolStats: () => ({
       total: pool.totalCount,
       idle: pool.idleCount,
@@ -214,11 +216,11 @@ function startMaintenance(
   metrics: AppMetrics,
   log: FastifyBaseLogger,
 ): MaintenanceJob | undefined {
-  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds } = config.maintenance;
+  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds, auditRetentionDays } = config.maintenance;
   if (intervalSeconds === 0) return undefined;
   const job = new MaintenanceJob({
     db,
-    policy: { refreshTokenGraceSeconds },
+    policy: { refreshTokenGraceSeconds, auditRetentionDays },
     batchSize,
     pauseMs,
     intervalMs: intervalSeconds * 1000,
@@ -265,33 +267,49 @@ function startEmailDispatcher(
   return dispatcher;
 }
 
-/** The principal cache and the change feed that keeps it fresh; none when PRINCIPAL_CACHE_SECONDS=0. */
+/**
+ * The principal and live-session caches and the change feed that keeps both fresh (and stops
+ * them being trusted when it goes silent); none when PRINCIPAL_CACHE_SECONDS=0.
+ */
 async function startPrincipalCache(
   config: Config,
   url: string,
   stack: AsyncDisposableStack,
-): Promise<PrincipalCache<AuthenticatedUser> | undefined> {
+): Promise<{ principals: PrincipalCache<AuthenticatedUser>; sessions: PrincipalCache<LiveSession> } | undefined> {
   if (config.auth.principalCacheSeconds === 0) return undefined;
   const feed: UserChangeFeed = new UserChangeFeed(
-    { url, applicationName: `${config.database.applicationName}:user-changes` },
+    {
+      url,
+      applicationName: `${config.database.applicationName}:user-changes`,
+      heartbeatTimeoutMs: config.auth.changeFeedHeartbeatTimeoutMs,
+    },
     {
       onChange: (id) => {
-        cache.invalidate(id);
+        principals.invalidate(id);
+      },
+      onSessionEnded: (sid) => {
+        sessions.invalidate(sid);
       },
       onReset: () => {
-        cache.clear();
+        principals.clear();
+        sessions.clear();
       },
     },
   );
-  const cache = new PrincipalCache<AuthenticatedUser>({
+  const principals = new PrincipalCache<AuthenticatedUser>({
     ttlMs: config.auth.principalCacheSeconds * 1000,
-    maxEntries: 10_000,
+    maxEntries: config.auth.principalCacheMaxEntries,
+    isLive: () => feed.live,
+  });
+  const sessions = new PrincipalCache<LiveSession>({
+    ttlMs: config.auth.principalCacheSeconds * 1000,
+    maxEntries: config.auth.sessionCacheMaxEntries,
     isLive: () => feed.live,
   });
   // Closed even when its start fails half-way: the listening connection may already be open.
   stack.defer(() => feed.close());
   await feed.start();
-  return cache;
+  return { principals, sessions };
 }
 
 /**

@@ -43,8 +43,13 @@ async function main(): Promise<number> {
     applicationName: `${config.database.applicationName} db:prune`,
   });
   try {
-    const { batchSize, pauseMs, refreshTokenGraceSeconds } = config.maintenance;
-    const job = new MaintenanceJob({ db, policy: { refreshTokenGraceSeconds }, batchSize, pauseMs });
+    const { batchSize, pauseMs, refreshTokenGraceSeconds, auditRetentionDays } = config.maintenance;
+    const job = new MaintenanceJob({
+      db,
+      policy: { refreshTokenGraceSeconds, auditRetentionDays },
+      batchSize,
+      pauseMs,
+    });
     const report = await job.runOnce();
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify({ url: displayUrl(target.url), ...report })}\n`);

@@ -7,10 +7,14 @@ export const USER_CHANGES_CHANNEL = 'users_changed';
 const EVERY_USER = '*';
 /** Payloads a feed sends itself to prove it hears notifications; every feed ignores the others'. */
 const PROBE_PREFIX = 'probe:';
+/** A session ended (migration 20261201120000): `session:<id>`. */
+const SESSION_PREFIX = 'session:';
 
 export interface UserChangeHandlers {
   /** A committed change to this user's row (update or delete). */
   readonly onChange: (userId: string) => void;
+  /** A session ended (logout, revocation, reuse, password change, disabled or deleted user). */
+  readonly onSessionEnded?: (sessionId: string) => void;
   /**
    * Anything may have changed: the table was truncated, or the feed lost its connection (changes
    * made meanwhile were not heard) or got it back. Called before `live` changes.
@@ -25,12 +29,22 @@ export interface UserChangeFeedOptions {
   readonly reconnect?: { readonly minDelayMs: number; readonly maxDelayMs: number };
   /** How long the feed waits to hear its own probe notification before it counts as failed (2 s). */
   readonly probeTimeoutMs?: number;
+  /**
+   * Once live, the feed notifies itself every third of this (1 s by default); a heartbeat unheard
+   * for this long means the connection went silent (a stalled backend, a dead network path that
+   * TCP has not noticed yet): the feed stops being live and reconnects.
+   */
+  readonly heartbeatTimeoutMs?: number;
 }
 
 /**
  * Committed changes to user rows, heard on a dedicated connection (`LISTEN users_changed`). It
  * reconnects by itself; while it has no connection `live` is false, and whoever caches user rows
  * must not trust the cache, since changes made meanwhile go unheard.
+ *
+ * Once live it keeps proving it: a heartbeat notification it sends itself must be heard within
+ * `heartbeatTimeoutMs`, or the feed counts as down (a backend that stopped reading says nothing
+ * on its socket; without this the caches would be trusted for as long as their entries live).
  *
  * It goes live only after hearing a probe notification it sent itself, so a connection that
  * cannot receive notifications (PgBouncer in transaction mode: LISTEN succeeds on a server
@@ -51,6 +65,11 @@ export class UserChangeFeed {
   #closed = false;
   #retryDelayMs: number;
   #retryTimer: NodeJS.Timeout | undefined;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Sends the heartbeats; kept open across them, replaced when it fails. */
+  #sender: pg.Client | undefined;
+  #beating = false;
+  #lastHeardAt = 0;
 
   constructor(options: UserChangeFeedOptions, handlers: UserChangeHandlers) {
     this.#options = options;
@@ -71,10 +90,13 @@ export class UserChangeFeed {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    clearInterval(this.#heartbeatTimer);
     this.#setLive(false);
     const client = this.#client;
     this.#client = undefined;
-    await client?.end().catch(() => undefined);
+    const sender = this.#sender;
+    this.#sender = undefined;
+    await Promise.all([client?.end().catch(() => undefined), sender?.end().catch(() => undefined)]);
   }
 
   get #reconnect(): { minDelayMs: number; maxDelayMs: number } {
@@ -89,13 +111,17 @@ export class UserChangeFeed {
     });
     this.#client = client;
     const probe = `${PROBE_PREFIX}${randomUUID()}`;
+    const heartbeat = `${probe}:heartbeat`;
     const heard = Promise.withResolvers<undefined>();
     client.on('notification', (message) => {
       const { channel, payload } = message;
       if (channel !== USER_CHANGES_CHANNEL || payload === undefined) return;
-      if (payload === probe) heard.resolve(undefined);
+      if (payload === heartbeat) this.#lastHeardAt = performance.now();
+      else if (payload === probe) heard.resolve(undefined);
       else if (payload.startsWith(PROBE_PREFIX)) return;
       else if (payload === EVERY_USER) this.#handlers.onReset();
+      else if (payload.startsWith(SESSION_PREFIX))
+        this.#handlers.onSessionEnded?.(payload.slice(SESSION_PREFIX.length));
       else this.#handlers.onChange(payload);
     });
     client.on('error', () => {
@@ -120,6 +146,49 @@ export class UserChangeFeed {
     this.#retryDelayMs = this.#reconnect.minDelayMs;
     // Changes made while no one listened were missed: start from nothing.
     this.#setLive(true);
+    this.#startHeartbeat(client, heartbeat);
+  }
+
+  #startHeartbeat(client: pg.Client, payload: string): void {
+    const timeoutMs = this.#options.heartbeatTimeoutMs ?? 3000;
+    this.#lastHeardAt = performance.now();
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = setInterval(
+      () => {
+        if (this.#client !== client) return;
+        if (performance.now() - this.#lastHeardAt > timeoutMs) {
+          this.#lost(client);
+          return;
+        }
+        void this.#beat(payload);
+      },
+      Math.max(100, Math.floor(timeoutMs / 3)),
+    );
+    this.#heartbeatTimer.unref();
+  }
+
+  /** One heartbeat; a failed sender is dropped and a new one opened on the next beat. */
+  async #beat(payload: string): Promise<void> {
+    if (this.#beating) return;
+    this.#beating = true;
+    let sender = this.#sender;
+    try {
+      if (sender === undefined) {
+        sender = new pg.Client({
+          connectionString: this.#options.url,
+          application_name: this.#options.applicationName,
+        });
+        sender.on('error', () => undefined);
+        this.#sender = sender;
+        await sender.connect();
+      }
+      await sender.query('select pg_notify($1, $2)', [USER_CHANGES_CHANNEL, payload]);
+    } catch {
+      if (this.#sender === sender) this.#sender = undefined;
+      await sender?.end().catch(() => undefined);
+    } finally {
+      this.#beating = false;
+    }
   }
 
   async #sendProbe(payload: string): Promise<void> {
@@ -139,6 +208,11 @@ export class UserChangeFeed {
   #lost(client: pg.Client): void {
     if (this.#client !== client) return;
     this.#client = undefined;
+    clearInterval(this.#heartbeatTimer);
+    // A heartbeat stuck on a stalled server would block every later one: start over with a new sender.
+    this.#sender?.end().catch(() => undefined);
+    this.#sender = undefined;
+    this.#beating = false;
     this.#setLive(false);
     client.end().catch(() => undefined);
     if (this.#closed) return;

@@ -206,11 +206,25 @@ class SchemaComparison {
     const [must, may] = direction === 'input' ? [before, after] : [after, before];
     for (const required of must) {
       const kind = kindOf(required);
-      const counterpart = may.find((candidate) => compatibleKinds(kindOf(candidate), kind));
-      if (counterpart === undefined) {
+      const candidates = may.filter((candidate) => compatibleKinds(kindOf(candidate), kind));
+      if (candidates.length === 0) {
         this.#report(where, direction === 'input' ? `no longer accepts ${kind}` : `may now be ${kind}`);
         continue;
       }
+      const values = direction === 'input' ? valuesOf(required) : undefined;
+      if (values !== undefined) {
+        // Listed values (a union of literals, `'user' | 'admin'`) are matched one by one: each must
+        // still be accepted by some new variant, whichever.
+        const accepts = (candidate: Schema, value: unknown) => valuesOf(candidate)?.includes(value) ?? true;
+        for (const value of values) {
+          if (!candidates.some((candidate) => accepts(candidate, value)))
+            this.#report(where, `no longer accepts ${JSON.stringify(value)}`);
+        }
+        const whole = candidates.find((candidate) => values.every((value) => accepts(candidate, value)));
+        if (whole !== undefined) this.#single(where, direction, required, whole);
+        continue;
+      }
+      const counterpart = candidates[0] ?? required;
       const [old, now] = direction === 'input' ? [required, counterpart] : [counterpart, required];
       this.#single(where, direction, old, now);
     }

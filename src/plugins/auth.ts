@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import type { UserRole } from '../repositories/users.ts';
+import type { RequestContext } from '../services/audit-log.ts';
 import type { AuthenticatedUser, Principal } from '../services/auth.ts';
 import type { PublicUser } from '../services/users.ts';
 
@@ -20,12 +21,14 @@ declare module 'fastify' {
      * handlers that answer with the caller's own user reuse it instead of querying again.
      */
     authenticatedUser: PublicUser | null;
+    /** The access token's session (`sid`), once authenticated. */
+    sessionId: string | null;
   }
 }
 
 export interface AuthPluginOptions {
-  /** Who a verified token's subject is now (`AuthService.authenticate`). */
-  readonly authenticator: { authenticate(userId: string): Promise<AuthenticatedUser> };
+  /** Who a verified token's subject is now, if its session is live (`AuthService.authenticate`). */
+  readonly authenticator: { authenticate(userId: string, sid: string): Promise<AuthenticatedUser> };
 }
 
 /**
@@ -36,11 +39,13 @@ export default fp<AuthPluginOptions>(
   async (app, opts) => {
     app.decorateRequest('principal', null);
     app.decorateRequest('authenticatedUser', null);
+    app.decorateRequest('sessionId', null);
     app.decorate('authenticate', async (request: FastifyRequest) => {
       const claims = app.accessTokens.verify(bearerToken(request));
-      const { principal, user } = await opts.authenticator.authenticate(claims.sub);
+      const { principal, user } = await opts.authenticator.authenticate(claims.sub, claims.sid);
       request.principal = principal;
       request.authenticatedUser = user;
+      request.sessionId = claims.sid;
     });
     app.decorate('requireRole', (...roles: UserRole[]) => async (request: FastifyRequest) => {
       if (!roles.includes(requirePrincipal(request).role)) throw new AuthorizationError();
@@ -63,6 +68,26 @@ export function requirePrincipal(request: FastifyRequest): Principal {
 export function requireAuthenticatedUser(request: FastifyRequest): PublicUser {
   if (request.authenticatedUser === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
   return request.authenticatedUser;
+}
+
+/** The caller's session (the access token's `sid`) of a request that went through `app.authenticate`. */
+export function requireSessionId(request: FastifyRequest): string {
+  if (request.sessionId === null) throw new AuthenticationError('Authentication required', 'INVALID_TOKEN');
+  return request.sessionId;
+}
+
+/**
+ * Where a request came from and who made it, for the audit log: the client address (as
+ * `trustProxy` resolves it), the user agent, and the caller and their session once authenticated.
+ */
+export function requestContext(request: FastifyRequest): RequestContext {
+  const userAgent = request.headers['user-agent'];
+  return {
+    ipAddress: request.ip,
+    userAgent: typeof userAgent === 'string' && userAgent !== '' ? userAgent : null,
+    sessionId: request.sessionId,
+    actorId: request.principal?.userId ?? null,
+  };
 }
 
 function bearerToken(request: FastifyRequest): string {

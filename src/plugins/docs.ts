@@ -56,7 +56,8 @@ export default fp(
         },
         tags: [
           { name: 'auth', description: 'Accounts and tokens' },
-          { name: 'users', description: 'User directory' },
+          { name: 'sessions', description: "The caller's sessions and audit log" },
+          { name: 'users', description: 'User directory and administration' },
           { name: 'health', description: 'Liveness and readiness' },
           { name: 'metrics', description: 'Prometheus scraping' },
         ],

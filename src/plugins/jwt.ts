@@ -7,11 +7,11 @@ import { keyRing, type AccessTokenClaims, type AccessTokenSigner, type KeyRing }
 /** Signs access tokens and verifies them back to their subject. */
 export interface AccessTokens extends AccessTokenSigner {
   /**
-   * The subject of a valid access token.
+   * The subject and session of a valid access token.
    *
    * @throws {AuthenticationError} `TOKEN_EXPIRED` or `INVALID_TOKEN` for every other failure.
    */
-  verify(token: string): { sub: string };
+  verify(token: string): { sub: string; sid: string };
 }
 
 declare module 'fastify' {
@@ -27,12 +27,12 @@ export interface JwtPluginOptions {
   readonly jwtSecret: string;
 }
 
-const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ'];
+const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ', 'sid'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Access tokens through @fastify/jwt with verification pinned: HS256 only, `exp`/`iat`/`sub`/
- * `iss`/`aud`/`typ` required, issuer and audience checked. Every verification failure —
+ * `iss`/`aud`/`typ`/`sid` required, issuer and audience checked. Every verification failure —
  * whatever fast-jwt calls it — is a 401 of the error family, never a 500.
  *
  * Keys rotate as shared configuration: tokens are signed with JWT_SECRET and name it in their
@@ -103,7 +103,7 @@ function headerOf(token: string): { kid?: unknown } | undefined {
   }
 }
 
-function verifyAccessToken(token: string, verify: (token: string) => unknown): { sub: string } {
+function verifyAccessToken(token: string, verify: (token: string) => unknown): { sub: string; sid: string } {
   let payload: unknown;
   try {
     payload = verify(token);
@@ -114,9 +114,15 @@ function verifyAccessToken(token: string, verify: (token: string) => unknown): {
       throw new AuthenticationError('Access token has expired', 'TOKEN_EXPIRED', { cause: error });
     throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN', { cause: error });
   }
-  const claims = payload as { typ?: unknown; sub?: unknown };
-  if (claims.typ !== 'access' || typeof claims.sub !== 'string' || !UUID.test(claims.sub)) {
+  const claims = payload as { typ?: unknown; sub?: unknown; sid?: unknown };
+  if (
+    claims.typ !== 'access' ||
+    typeof claims.sub !== 'string' ||
+    !UUID.test(claims.sub) ||
+    typeof claims.sid !== 'string' ||
+    !UUID.test(claims.sid)
+  ) {
     throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN');
   }
-  return { sub: claims.sub };
+  return { sub: claims.sub.toLowerCase(), sid: claims.sid.toLowerCase() };
 }

@@ -5,8 +5,13 @@ import { instrumentRepository } from '../db/instrumentation.ts';
 
 /** How long rows are kept once they are no longer needed (see the README's configuration table). */
 export interface RetentionPolicy {
-  /** Expired or revoked refresh tokens are kept this long (reuse shows as "revoked", not "unknown"). */
+  /**
+   * Expired or revoked refresh tokens are kept this long (reuse shows as "revoked", not "unknown"),
+   * and expired or ended sessions too.
+   */
   readonly refreshTokenGraceSeconds: number;
+  /** Audit events are kept this many days (AUDIT_RETENTION_DAYS). */
+  readonly auditRetentionDays: number;
 }
 
 /**
@@ -63,6 +68,54 @@ export const PRUNE_RULES: readonly PruneRule[] = [
             .selectFrom('refresh_tokens')
             .select(sql`ctid`.as('ctid'))
             .where('revoked_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'sessions.expired',
+    table: 'sessions',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('sessions').where(
+        byPosition(
+          db
+            .selectFrom('sessions')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'sessions.ended',
+    table: 'sessions',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('sessions').where(
+        byPosition(
+          db
+            .selectFrom('sessions')
+            .select(sql`ctid`.as('ctid'))
+            .where('ended_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'audit_events.expired',
+    table: 'audit_events',
+    cutoff: (now, policy) => ago(now, policy.auditRetentionDays * 86_400),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('audit_events').where(
+        byPosition(
+          db
+            .selectFrom('audit_events')
+            .select(sql`ctid`.as('ctid'))
+            .where('occurred_at', '<', before)
             .limit(limit),
         ),
       ),

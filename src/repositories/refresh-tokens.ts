@@ -45,6 +45,14 @@ const revokeLiveOfUser = fixedQuery((db, userId: string, at: Date) =>
     .where('user_id', '=', userId)
     .where('revoked_at', 'is', null),
 );
+const revokeLiveOfUserExcept = fixedQuery((db, userId: string, keepFamilyId: string, at: Date) =>
+  db
+    .updateTable('refresh_tokens')
+    .set({ revoked_at: at })
+    .where('user_id', '=', userId)
+    .where('family_id', '<>', keepFamilyId)
+    .where('revoked_at', 'is', null),
+);
 
 /**
  * Refresh tokens, stored only as hashes and grouped in families (one login's chain of rotations).
@@ -83,9 +91,17 @@ export class RefreshTokenRepository {
     return Number(await revokeLiveOfFamily.affectedRows(this.#db, familyId, at));
   }
 
-  /** Revokes every live token of a user (password change). @returns how many were revoked. */
+  /** Revokes every live token of a user (password reset, disabled account). @returns how many were revoked. */
   async revokeAllForUser(userId: string, at: Date): Promise<number> {
     return Number(await revokeLiveOfUser.affectedRows(this.#db, userId, at));
+  }
+
+  /**
+   * Revokes every live token of a user except those of one family (a password change keeps the
+   * session that made it). @returns how many were revoked.
+   */
+  async revokeAllForUserExcept(userId: string, keepFamilyId: string, at: Date): Promise<number> {
+    return Number(await revokeLiveOfUserExcept.affectedRows(this.#db, userId, keepFamilyId, at));
   }
 }
 

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AuthenticationError } from '../errors/index.ts';
+import { requestContext } from '../plugins/auth.ts';
 import type { Services } from '../services/index.ts';
 import { noStore } from '../plugins/http-edges.ts';
 import { addressOf, credentialLimits, emailAccount } from './limits.ts';
@@ -49,7 +50,7 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
         response: { 200: UserEnvelope, ...errors(400, 413, 415, 429, 503) },
       },
     },
-    async (request) => ({ user: await service.verifyEmail(request.body.token) }),
+    async (request) => ({ user: await service.verifyEmail(request.body.token, requestContext(request)) }),
   );
 
   app.post(
@@ -87,7 +88,7 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
       },
     },
     async (request, reply) => {
-      await service.requestPasswordReset(request.body.email);
+      await service.requestPasswordReset(request.body.email, requestContext(request));
       return reply.code(202).send(ACCEPTED);
     },
   );
@@ -102,13 +103,14 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
       schema: {
         tags: ['auth'],
         summary: 'Set a new password with the token from the reset link',
-        description: 'Every session of the account ends, the address counts as verified, and the token is used up.',
+        description:
+          'Every session of the account ends at once, the address counts as verified, and the token is used up.',
         body: Type.Object({ token: EmailToken, newPassword: Password }, { additionalProperties: false }),
         response: { 204: Type.Null(), ...errors(400, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
-      await service.resetPassword(request.body.token, request.body.newPassword);
+      await service.resetPassword(request.body.token, request.body.newPassword, requestContext(request));
       return reply.code(204).send(null);
     },
   );

@@ -2,16 +2,16 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AuthConfig } from '../config.ts';
-import { requireAuthenticatedUser, requirePrincipal } from '../plugins/auth.ts';
+import { requestContext, requireAuthenticatedUser, requirePrincipal } from '../plugins/auth.ts';
 import { noStore } from '../plugins/http-edges.ts';
 import type { Services } from '../services/index.ts';
 import type { HashCallers } from '../services/passwords.ts';
 import { addressOf, attemptOf, credentialLimits, emailAccount } from './limits.ts';
-import { Email, errors, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
+import { Email, errors, Name, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
 
 export interface AuthRoutesOptions {
   readonly config: AuthConfig;
-  readonly services: Pick<Services, 'auth'>;
+  readonly services: Pick<Services, 'auth' | 'userAdmin'>;
   readonly onRateLimited?: (route: string) => void;
 }
 
@@ -25,10 +25,10 @@ const RefreshTokenBody = Type.Object(
   { additionalProperties: false, examples: [{ refreshToken: 'the refreshToken of the last login or refresh' }] },
 );
 
-/** The contract's /auth endpoints: register, login, refresh, logout, me, password. */
+/** The contract's /auth endpoints: register, login, refresh, logout, me (read, rename, erase), password. */
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
   const { config } = opts;
-  const { auth } = opts.services;
+  const { auth, userAdmin } = opts.services;
   const { flood } = credentialLimits(app, { windowMs: config.rateLimitWindowMs, onLimited: opts.onRateLimited });
   const byEmail = (request: FastifyRequest) =>
     `account:${emailAccount((request.body as { email?: unknown } | undefined)?.email)}`;
@@ -64,7 +64,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request, reply) => {
-      const user = await auth.register(request.body, hashCallers(request, request.body.email));
+      const user = await auth.register(request.body, hashCallers(request, request.body.email), requestContext(request));
       return reply.code(201).send({ user });
     },
   );
@@ -94,7 +94,12 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     },
     async (request) =>
       app.throttle.guard(attemptOf(request, 'login', emailAccount(request.body.email)), () =>
-        auth.login(request.body.email, request.body.password, hashCallers(request, request.body.email)),
+        auth.login(
+          request.body.email,
+          request.body.password,
+          hashCallers(request, request.body.email),
+          requestContext(request),
+        ),
       ),
   );
 
@@ -106,12 +111,14 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         operationId: 'refresh',
         tags: ['auth'],
         summary: 'Rotate a refresh token',
-        description: 'The presented token stops working. Presenting an already rotated token revokes its whole family.',
+        description:
+          'The presented token stops working. Presented again within REFRESH_REUSE_INTERVAL_SECONDS of its rotation, ' +
+          'it gets the same successor back (with a fresh access token); later, it ends its session.',
         body: RefreshTokenBody,
         response: { 200: TokenPairSchema, ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
-    async (request) => auth.refresh(request.body.refreshToken),
+    async (request) => auth.refresh(request.body.refreshToken, requestContext(request)),
   );
 
   app.post(
@@ -121,13 +128,13 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       schema: {
         operationId: 'logout',
         tags: ['auth'],
-        summary: "Revoke a refresh token's family",
+        summary: "End a refresh token's session: its access tokens fail at once, on every instance",
         body: RefreshTokenBody,
         response: { 204: Type.Null(), ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
-      await auth.logout(request.body.refreshToken);
+      await auth.logout(request.body.refreshToken, requestContext(request));
       return reply.code(204).send(null);
     },
   );
@@ -158,7 +165,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       schema: {
         operationId: 'changePassword',
         tags: ['auth'],
-        summary: 'Change the password; every refresh token of the user is revoked',
+        summary: 'Change the password; every other session of the user ends',
         security: [{ bearerAuth: [] }],
         body: Type.Object(
           { currentPassword: Type.String({ minLength: 1, maxLength: 1024 }), newPassword: Password },
@@ -174,7 +181,59 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       const principal = requirePrincipal(request);
       // A stolen access token must not become a way to guess the current password.
       await app.throttle.guard(attemptOf(request, 'password-change', principal.userId), () =>
-        auth.changePassword(principal, request.body.currentPassword, request.body.newPassword, [
+        auth.changePassword(
+          principal,
+          request.body.currentPassword,
+          request.body.newPassword,
+          [`account:${principal.userId}`, `address:${addressOf(request)}`],
+          requestContext(request),
+        ),
+      );
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.patch(
+    '/auth/me',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        operationId: 'updateMe',
+        tags: ['auth'],
+        summary: 'Rename the authenticated user',
+        security: [{ bearerAuth: [] }],
+        body: Type.Object({ name: Name }, { additionalProperties: false, examples: [{ name: 'Ada King' }] }),
+        response: { 200: UserEnvelope, ...errors(400, 401, 413, 415, 503) },
+      },
+    },
+    async (request) => ({
+      user: await userAdmin.renameSelf(requirePrincipal(request), request.body.name, requestContext(request)),
+    }),
+  );
+
+  app.delete(
+    '/auth/me',
+    {
+      onRequest: shedWhenHashingIsFull,
+      preHandler: [flood('account-delete-ip', config.credentialRateLimit), app.authenticate],
+      schema: {
+        operationId: 'deleteMe',
+        tags: ['auth'],
+        summary:
+          'Erase the account: the user, their sessions, tokens and pending emails; the audit log keeps the id only',
+        security: [{ bearerAuth: [] }],
+        body: Type.Object(
+          { password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          { additionalProperties: false, examples: [{ password: 'correct horse battery staple' }] },
+        ),
+        response: { 204: Type.Null(), ...errors(400, 401, 409, 413, 415, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const principal = requirePrincipal(request);
+      // Like a password change: a stolen access token must not become a way to guess the password.
+      await app.throttle.guard(attemptOf(request, 'account-delete', principal.userId), () =>
+        userAdmin.deleteSelf(principal, request.body.password, requestContext(request), [
           `account:${principal.userId}`,
           `address:${addressOf(request)}`,
         ]),

@@ -9,6 +9,58 @@ export { UserSchema } from '../services/users.ts';
 
 export const UserEnvelope = Type.Object({ user: Type.Ref('User') }, { additionalProperties: false });
 
+/** Serialised as an ISO 8601 string in UTC; services hand out Date objects. */
+const Timestamp = Type.Unsafe<Date>({ type: 'string', format: 'date-time' });
+
+export const Role = Type.Union([Type.Literal('user'), Type.Literal('admin')]);
+export const Status = Type.Union([Type.Literal('active'), Type.Literal('disabled')]);
+
+/** A name as received; the service trims it and applies the contract's rules (1 to 100 characters). */
+export const Name = Type.String({ minLength: 1, maxLength: 1000 });
+
+export const SessionSchema = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    createdAt: Timestamp,
+    lastUsedAt: Type.Unsafe<Date>({ type: 'string', format: 'date-time', description: 'Moves on every refresh' }),
+    expiresAt: Timestamp,
+    userAgent: Type.Union([Type.String(), Type.Null()], { description: 'Of the login, truncated to 256 characters' }),
+    ipAddress: Type.Union([Type.String(), Type.Null()], { description: 'Of the login' }),
+    current: Type.Boolean({ description: 'The session of the access token that asked' }),
+  },
+  { additionalProperties: false },
+);
+
+export const AuditEventSchema = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    type: Type.String({
+      description:
+        'user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, ' +
+        'password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted',
+    }),
+    occurredAt: Timestamp,
+    userId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
+    actorId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
+    sessionId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
+    ipAddress: Type.Union([Type.String(), Type.Null()]),
+    userAgent: Type.Union([Type.String(), Type.Null()]),
+    details: Type.Record(Type.String(), Type.Unknown(), { description: 'Never a password, token or hash' }),
+  },
+  { additionalProperties: false },
+);
+
+export const AuditPage = Type.Object(
+  { items: Type.Array(AuditEventSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) },
+  { additionalProperties: false },
+);
+
+/** limit and cursor of a keyset-paginated listing. */
+export const PageQuery = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'nextCursor of the previous page' })),
+};
+
 export const ErrorSchema = Type.Object(
   {
     error: Type.Object({

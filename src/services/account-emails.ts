@@ -3,14 +3,15 @@ import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
 import { AuthenticationError, InvalidTokenError } from '../errors/index.ts';
 import { AccountTokenRepository } from '../repositories/account-tokens.ts';
-import { RefreshTokenRepository } from '../repositories/refresh-tokens.ts';
 import { UserRepository } from '../repositories/users.ts';
 import { assertLiveAccountToken, consumeAccountToken } from './account-tokens.ts';
+import { NO_CONTEXT, recordAuditEvent, recordAuditEventForEmail, type RequestContext } from './audit-log.ts';
 import type { AuthenticatedUser } from './auth.ts';
 import { assertValidPassword, canonicalEmail } from './credentials.ts';
 import { queuePasswordResetRequest, queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
+import type { SessionService } from './sessions.ts';
 import { toPublicUser, type PublicUser } from './users.ts';
 
 export interface AccountEmailServiceDeps {
@@ -19,6 +20,8 @@ export interface AccountEmailServiceDeps {
   readonly clock: () => Date;
   readonly settings: AccountEmailSettings;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
+  /** Ends the sessions a password reset ends. */
+  readonly sessions: SessionService;
   /** Called after a transaction that queued an email committed (wakes this instance's dispatcher). */
   readonly onQueued?: (() => void) | undefined;
 }
@@ -30,7 +33,7 @@ export interface AccountEmailServiceDeps {
  *
  * @example
  * ```ts
- * const flows = new AccountEmailService({ db, hasher, clock: () => new Date(), settings });
+ * const flows = new AccountEmailService({ db, hasher, clock: () => new Date(), settings, sessions });
  * await flows.requestPasswordReset('ada@example.com'); // 202 whether or not Ada exists
  * await flows.resetPassword(tokenFromTheLink, 'a new passphrase');
  * ```
@@ -57,16 +60,19 @@ export class AccountEmailService {
   }
 
   /**
-   * Uses a verification token: the account's address counts as verified from now on.
+   * Uses a verification token: the account's address counts as verified from now on
+   * (`email.verified` in the audit log).
    *
    * @throws {InvalidTokenError} `INVALID_OR_EXPIRED_TOKEN`
    */
-  async verifyEmail(token: string): Promise<PublicUser> {
+  async verifyEmail(token: string, context: RequestContext = NO_CONTEXT): Promise<PublicUser> {
     const now = this.#deps.clock();
     const user = await withTransaction(this.#deps.db, async (trx) => {
       const userId = await consumeAccountToken(trx, token, 'email_verification', now);
       const users = new UserRepository(trx);
-      await users.markEmailVerified(userId, now);
+      if (await users.markEmailVerified(userId, now)) {
+        await recordAuditEvent(trx, 'email.verified', userId, context, { via: 'verification' });
+      }
       return users.findById(userId);
     });
     // The token's user is deleted with its tokens, so it exists; the check satisfies the types.
@@ -78,43 +84,54 @@ export class AccountEmailService {
   /**
    * Asks for a reset link. Answers the same, after the same work, for every well-formed address:
    * the outbox row is written whoever owns it, and the dispatcher sends a link only to an active
-   * account (see `EmailComposer`).
+   * account (see `EmailComposer`). The owner's audit log gets `password.reset_requested`, in the
+   * same statement whether or not there is an owner.
    *
    * @throws {ValidationError} only for an address that is not one.
    */
-  async requestPasswordReset(emailInput: string): Promise<void> {
+  async requestPasswordReset(emailInput: string, context: RequestContext = NO_CONTEXT): Promise<void> {
     const email = canonicalEmail(emailInput);
-    await queuePasswordResetRequest(this.#deps.db, email);
+    await withTransaction(this.#deps.db, async (trx) => {
+      await queuePasswordResetRequest(trx, email);
+      await recordAuditEventForEmail(trx, 'password.reset_requested', email, context);
+    });
     this.#deps.onQueued?.();
   }
 
   /**
-   * Sets a new password with a reset token: every session of the account ends (its refresh
-   * tokens are revoked and its cached principal dropped), the address counts as verified (the
-   * link reached it), and the token is used up.
+   * Sets a new password with a reset token: every session of the account ends at once (its
+   * refresh tokens are revoked, its access tokens fail on every instance), the address counts as
+   * verified (the link reached it), and the token is used up. `password.reset` and each session's
+   * end are in the audit log.
    *
    * @throws {ValidationError} for a password the rules refuse (the token stays usable).
    * @throws {InvalidTokenError} `INVALID_OR_EXPIRED_TOKEN`
    */
-  async resetPassword(token: string, newPassword: string): Promise<void> {
+  async resetPassword(token: string, newPassword: string, context: RequestContext = NO_CONTEXT): Promise<void> {
     assertValidPassword(newPassword, 'newPassword');
     // A cheap look first, so a wrong token costs no argon2 hash; the transaction checks again.
     await assertLiveAccountToken(this.#deps.db, token, 'password_reset', this.#deps.clock());
     // Hashed outside the transaction: no connection is held for the time argon2 takes.
     const passwordHash = await this.#deps.hasher.hash(newPassword);
     const now = this.#deps.clock();
-    const userId = await withTransaction(this.#deps.db, async (trx) => {
+    const { userId, ended } = await withTransaction(this.#deps.db, async (trx) => {
       const id = await consumeAccountToken(trx, token, 'password_reset', now);
       const users = new UserRepository(trx);
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
       await users.lockForUpdate(id);
       await users.updatePasswordHash(id, passwordHash, now);
-      await users.markEmailVerified(id, now);
-      await new RefreshTokenRepository(trx).revokeAllForUser(id, now);
+      // Whoever reset the password is not signed in: the event's actor is the account itself.
+      const userContext = { ...context, actorId: id, sessionId: null };
+      if (await users.markEmailVerified(id, now)) {
+        await recordAuditEvent(trx, 'email.verified', id, userContext, { via: 'password_reset' });
+      }
+      await recordAuditEvent(trx, 'password.reset', id, userContext);
+      const endedIds = await this.#deps.sessions.endAllInTransaction(trx, id, 'password_reset', userContext);
       // A reset link still in someone's inbox must not work after this one was used.
       await new AccountTokenRepository(trx).supersedeLive(id, 'password_reset', now);
-      return id;
+      return { userId: id, ended: endedIds };
     });
     this.#deps.principals?.invalidate(userId);
+    this.#deps.sessions.forget(ended, 'password_reset');
   }
 }

@@ -1,13 +1,23 @@
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
 import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
+import { SessionRepository } from '../repositories/sessions.ts';
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
+import {
+  IP_ADDRESS_MAX,
+  NO_CONTEXT,
+  recordAuditEvent,
+  USER_AGENT_MAX,
+  type AuditLog,
+  type RequestContext,
+} from './audit-log.ts';
 import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
 import type { HashCallers, PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
+import type { SessionService } from './sessions.ts';
 import { hashRefreshToken, newRefreshToken, type AccessTokenSigner } from './tokens.ts';
 import { toPublicUser, type PublicUser } from './users.ts';
 
@@ -30,6 +40,20 @@ export interface AuthServiceDeps {
   readonly signer: AccessTokenSigner;
   readonly clock: () => Date;
   readonly refreshTokenTtlSeconds: number;
+  /**
+   * How long after its rotation a refresh token presented again gets the same successor back
+   * (0: never; it then ends its session at once).
+   */
+  readonly refreshReuseIntervalSeconds: number;
+  /**
+   * Keys of the HMAC that derives a refresh token's successor from the token itself, so a retry
+   * within the reuse interval is answered with the same successor without storing it. The first
+   * one derives new successors; the others (from previous JWT secrets, during a rotation) are
+   * tried too when a retry is recognised. Every instance must have the same keys.
+   */
+  readonly refreshSuccessorKeys: readonly [string, ...string[]];
+  readonly sessions: SessionService;
+  readonly audit: AuditLog;
   /** Told of security-relevant outcomes (metrics count them). */
   readonly events?: AuthEvents;
   /**
@@ -59,7 +83,7 @@ export interface AuthenticatedUser {
 
 export interface AuthEvents {
   onLogin?(outcome: 'success' | 'failure'): void;
-  onRefresh?(outcome: 'rotated' | 'reused' | 'rejected'): void;
+  onRefresh?(outcome: 'rotated' | 'reissued' | 'reused' | 'rejected'): void;
   /** Where an authenticated request's user row came from. */
   onPrincipalLookup?(source: 'cache' | 'database'): void;
 }
@@ -92,12 +116,21 @@ export class AuthService {
     this.#deps.hasher.assertCapacity();
   }
 
-  /** @throws {UniqueConstraintError} field `email` when the canonical email is taken. */
-  async register(input: NewAccount, callers: HashCallers = []): Promise<PublicUser> {
+  /**
+   * Records `user.registered` and queues the verification email in the registration's transaction.
+   *
+   * @throws {UniqueConstraintError} field `email` when the canonical email is taken.
+   */
+  async register(
+    input: NewAccount,
+    callers: HashCallers = [],
+    context: RequestContext = NO_CONTEXT,
+  ): Promise<PublicUser> {
     const emails = this.#deps.verificationEmails;
-    if (emails === undefined) return registerUser(this.#deps, input, { callers });
+    if (emails === undefined) return registerUser(this.#deps, input, { callers, context });
     const user = await registerUser(this.#deps, input, {
       callers,
+      context,
       inTransaction: (trx, created) => emails.queue(trx, created, this.#deps.clock()),
     });
     emails.queued?.();
@@ -106,13 +139,16 @@ export class AuthService {
 
   /**
    * Verifies the password exactly once (against a dummy hash for an unknown email, so both
-   * failures cost the same and answer the same), then opens a refresh-token family. `callers`
-   * (account, client address) bound this login's share of the hasher.
+   * failures cost the same and answer the same), then opens a session: a refresh-token family
+   * whose id is the access token's `sid`. A disabled account fails exactly like a wrong password.
+   * `callers` (account, client address) bound this login's share of the hasher. Every outcome is
+   * in the audit log (`login.succeeded` with the new session, `login.failed` with its reason).
    */
   async login(
     emailInput: string,
     password: string,
     callers: HashCallers = [],
+    context: RequestContext = NO_CONTEXT,
   ): Promise<{ user: PublicUser } & TokenPair> {
     const users = new UserRepository(this.#deps.db);
     // Every login verifies a hash; when no slot is free, refuse before spending a query on it.
@@ -122,16 +158,20 @@ export class AuthService {
       email = canonicalEmail(emailInput);
     } catch {
       await this.#deps.hasher.verifyDummy(password, callers);
-      return this.#failLogin();
+      return this.#failLogin(null, context, { reason: 'unknown_email' });
     }
     const user = await users.findByEmail(email);
     const valid =
       user === undefined
         ? await this.#deps.hasher.verifyDummy(password, callers)
         : await this.#deps.hasher.verify(user.password_hash, password, callers);
-    if (user === undefined || !valid) return this.#failLogin();
+    // Not the email tried: it may be anyone's, or a password typed into the wrong field.
+    if (user === undefined) return this.#failLogin(null, context, { reason: 'unknown_email' });
+    if (!valid) return this.#failLogin(user.id, context, { reason: 'wrong_password' });
+    if (user.status !== 'active') return this.#failLogin(user.id, context, { reason: 'disabled' });
     // Only now: an unverified account is not told apart from a wrong password before that.
     if (this.#deps.requireVerifiedEmail === true && user.email_verified_at === null) {
+      await this.#deps.audit.append('login.failed', user.id, context, { reason: 'email_not_verified' });
       throw new AuthorizationError('Verify your email address before logging in', 'EMAIL_NOT_VERIFIED');
     }
 
@@ -140,61 +180,112 @@ export class AuthService {
       ? await this.#deps.hasher.hash(password, callers)
       : undefined;
     const refreshToken = newRefreshToken();
+    const sid = randomUUID();
     await withTransaction(this.#deps.db, async (trx) => {
       const txUsers = new UserRepository(trx);
       await txUsers.updateLastLogin(user.id, now);
       if (upgradedHash !== undefined) await txUsers.updatePasswordHash(user.id, upgradedHash, now);
+      const expiresAt = new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000);
+      await new SessionRepository(trx).insert({
+        id: sid,
+        userId: user.id,
+        createdAt: now,
+        expiresAt,
+        userAgent: context.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
+        ipAddress: context.ipAddress?.slice(0, IP_ADDRESS_MAX) ?? null,
+      });
       await new RefreshTokenRepository(trx).insert({
         userId: user.id,
-        familyId: randomUUID(),
+        familyId: sid,
         tokenHash: hashRefreshToken(refreshToken),
-        expiresAt: new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000),
+        expiresAt,
       });
+      await recordAuditEvent(trx, 'login.succeeded', user.id, { ...context, sessionId: sid, actorId: user.id });
     });
     // Our own write: drop the cached row now rather than when the change notification arrives.
     this.#deps.principals?.invalidate(user.id);
     this.#deps.events?.onLogin?.('success');
     return {
       user: toPublicUser({ ...user, last_login_at: now }),
-      ...this.#tokenPair(user, refreshToken),
+      ...this.#tokenPair(user, sid, refreshToken),
     };
   }
 
   /**
-   * Rotates a refresh token: the presented one stops working and a new one of the same family
-   * (same absolute expiry) is returned. A token that was already rotated is a sign of theft:
-   * its whole family is revoked and the call fails.
+   * Rotates a refresh token: the presented one stops working and its successor, of the same
+   * family (same session, same absolute expiry), is returned. Presented again within the reuse
+   * interval, it gets that same successor back with a fresh access token (a lost response, a
+   * client racing itself); later, or once the successor was used in turn, it is a sign of theft:
+   * the session ends (`refresh.reused` in the audit log) and the call fails.
+   *
+   * The successor is HMAC(key, presented token): recomputable from the token the client holds,
+   * never stored (only its hash is), so answering a retry needs no recoverable copy of any token.
    */
-  async refresh(presented: string): Promise<TokenPair> {
+  async refresh(presented: string, context: RequestContext = NO_CONTEXT): Promise<TokenPair> {
     const now = this.#deps.clock();
-    const next = newRefreshToken();
+    const [signingKey, ...previousKeys] = this.#deps.refreshSuccessorKeys;
+    const next = successorOf(signingKey, presented);
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
       const locked = await lockedToken(trx, presented, now);
       if (locked === undefined || locked.token.revoked_at !== null) return { kind: 'rejected' } as const;
       if (locked.user === undefined) return { kind: 'expired' } as const;
       const { token, user } = locked;
+      // A disabled account's tokens were revoked with its sessions; this is the belt to those braces.
+      if (user.status !== 'active') return { kind: 'rejected' } as const;
       const tokens = new RefreshTokenRepository(trx);
+      const sid = token.family_id;
       // The user's row lock makes this the only unit of work on the user's sessions right now, so
-      // a token already rotated is a reuse, never a race lost to a concurrent refresh.
-      if (token.rotated_at !== null || !(await tokens.markRotated(token.id, now))) {
-        // Committed with the transaction; the error is raised after it, outside.
-        await tokens.revokeFamily(token.family_id, now);
-        return { kind: 'reused' } as const;
+      // what is read here is not changing under us: a token already rotated was rotated before.
+      if (token.rotated_at === null && (await tokens.markRotated(token.id, now))) {
+        await tokens.insert({
+          userId: token.user_id,
+          familyId: sid,
+          tokenHash: hashRefreshToken(next),
+          expiresAt: token.expires_at,
+        });
+        const sessions = new SessionRepository(trx);
+        // A family opened by a release before sessions existed (while a deploy rolled) gets its session now.
+        if (!(await sessions.touch(sid, now))) {
+          await sessions.insert({
+            id: sid,
+            userId: token.user_id,
+            createdAt: token.created_at,
+            expiresAt: token.expires_at,
+            userAgent: null,
+            ipAddress: null,
+          });
+          await sessions.touch(sid, now);
+        }
+        return { kind: 'rotated', user, sid } as const;
       }
-      await tokens.insert({
-        userId: token.user_id,
-        familyId: token.family_id,
-        tokenHash: hashRefreshToken(next),
-        expiresAt: token.expires_at,
-      });
-      return { kind: 'rotated', user } as const;
+      if (token.rotated_at !== null && this.#withinReuseInterval(token.rotated_at, now)) {
+        // The successor this token was rotated into, if it is still the family's live token.
+        for (const key of [signingKey, ...previousKeys]) {
+          const successor = await tokens.findByHash(hashRefreshToken(successorOf(key, presented)));
+          if (successor === undefined) continue;
+          if (successor.revoked_at === null && successor.rotated_at === null) {
+            return { kind: 'reissued', user, sid, refreshToken: successorOf(key, presented) } as const;
+          }
+          break;
+        }
+      }
+      // Committed with the transaction; the error is raised after it, outside.
+      const userContext = { ...context, sessionId: sid };
+      await recordAuditEvent(trx, 'refresh.reused', user.id, userContext, { sessionId: sid });
+      await tokens.revokeFamily(sid, now);
+      const ended = await this.#deps.sessions.endInTransaction(trx, user.id, sid, 'refresh_reused', userContext);
+      return { kind: 'reused', sid: ended ? sid : undefined } as const;
     });
 
     switch (outcome.kind) {
       case 'rotated':
         this.#deps.events?.onRefresh?.('rotated');
-        return this.#tokenPair(outcome.user, next);
+        return this.#tokenPair(outcome.user, outcome.sid, next);
+      case 'reissued':
+        this.#deps.events?.onRefresh?.('reissued');
+        return this.#tokenPair(outcome.user, outcome.sid, outcome.refreshToken);
       case 'reused':
+        if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], 'refresh_reused');
         this.#deps.events?.onRefresh?.('reused');
         throw new AuthenticationError('Refresh token was already used; its session has been revoked', 'INVALID_TOKEN');
       case 'expired':
@@ -206,27 +297,36 @@ export class AuthService {
     }
   }
 
-  /** Revokes the family of a live refresh token (this session, on every device it was rotated to). */
-  async logout(presented: string): Promise<void> {
+  /** Ends the session of a live refresh token (on every device it was rotated to). */
+  async logout(presented: string, context: RequestContext = NO_CONTEXT): Promise<void> {
     const now = this.#deps.clock();
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
       const token = (await lockedToken(trx, presented, now))?.token;
       if (token === undefined || token.revoked_at !== null || token.expires_at.getTime() <= now.getTime()) {
-        return 'invalid';
+        return { kind: 'invalid', sid: undefined, reason: 'logout' } as const;
       }
-      await new RefreshTokenRepository(trx).revokeFamily(token.family_id, now);
-      // A rotated token still revokes its family (it may be the thief's), but is not a valid logout.
-      return token.rotated_at === null ? 'done' : 'invalid';
+      const sid = token.family_id;
+      const userContext = { ...context, sessionId: sid, actorId: token.user_id };
+      // A rotated token still ends its session (it may be the thief's), but is not a valid logout.
+      const reason = token.rotated_at === null ? 'logout' : 'refresh_reused';
+      const ended = await this.#deps.sessions.endInTransaction(trx, token.user_id, sid, reason, userContext);
+      await new RefreshTokenRepository(trx).revokeFamily(sid, now);
+      return { kind: token.rotated_at === null ? 'done' : 'invalid', sid: ended ? sid : undefined, reason } as const;
     });
-    if (outcome === 'invalid') throw new AuthenticationError('Invalid refresh token', 'INVALID_TOKEN');
+    if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], outcome.reason);
+    if (outcome.kind === 'invalid') throw new AuthenticationError('Invalid refresh token', 'INVALID_TOKEN');
   }
 
-  /** Changes the password after checking the current one, and revokes every refresh token of the user. */
+  /**
+   * Changes the password after checking the current one, and ends every session of the user
+   * but the one that made the change (`context.sessionId`).
+   */
   async changePassword(
     principal: Principal,
     currentPassword: string,
     newPassword: string,
     callers: HashCallers = [],
+    context: RequestContext = NO_CONTEXT,
   ): Promise<void> {
     assertValidPassword(newPassword, 'newPassword');
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
@@ -238,14 +338,17 @@ export class AuthService {
     }
     const passwordHash = await this.#deps.hasher.hash(newPassword, callers);
     const now = this.#deps.clock();
-    await withTransaction(this.#deps.db, async (trx) => {
+    const ended = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
       await users.lockForUpdate(user.id);
       await users.updatePasswordHash(user.id, passwordHash, now);
-      await new RefreshTokenRepository(trx).revokeAllForUser(user.id, now);
+      await recordAuditEvent(trx, 'password.changed', user.id, context);
+      const keep = context.sessionId ?? undefined;
+      return this.#deps.sessions.endAllInTransaction(trx, user.id, 'password_changed', context, keep);
     });
     this.#deps.principals?.invalidate(user.id);
+    this.#deps.sessions.forget(ended, 'password_changed');
   }
 
   /**
@@ -253,34 +356,65 @@ export class AuthService {
    * admin loses access at once, not when the token expires). With a principal cache, "now" is
    * as of the last change notification, which arrives right after the change commits.
    *
-   * @throws {AuthenticationError} when the user no longer exists.
+   * The access token's session (`sid`) must be live too: an ended session's tokens fail at once.
+   * Both checks are served from caches kept fresh by change notifications, so a request costs no
+   * query while nothing changes.
+   *
+   * @throws {AuthenticationError} when the user no longer exists or is disabled, or the session ended.
    */
-  async authenticate(userId: string): Promise<AuthenticatedUser> {
-    const cache = this.#deps.principals;
-    const cached = cache?.get(userId);
+  async authenticate(userId: string, sid: string): Promise<AuthenticatedUser> {
+    const principals = this.#deps.principals;
+    const sessions = this.#deps.sessions;
+    const cached = principals?.get(userId);
+    const live = sessions.cachedLiveness(sid, userId);
     this.#deps.events?.onPrincipalLookup?.(cached === undefined ? 'database' : 'cache');
-    if (cached !== undefined) return cached;
-    const generation = cache?.generation ?? 0;
-    const user = await new UserRepository(this.#deps.db).findById(userId);
-    if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    if (live === false) throw new AuthenticationError('Session has ended', 'INVALID_TOKEN');
+    if (cached !== undefined && live === true) return cached;
+    // One statement reads what the caches could not say: the user's row and the token's session.
+    const principalGeneration = principals?.generation ?? 0;
+    const sessionGeneration = sessions.generation;
+    const found = await new UserRepository(this.#deps.db).findWithSession(userId, sid);
+    if (found === undefined || found.user.status !== 'active') {
+      throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    }
+    if (!sessions.learn(sid, userId, found.session, sessionGeneration)) {
+      throw new AuthenticationError('Session has ended', 'INVALID_TOKEN');
+    }
+    const { user } = found;
     const authenticated = { principal: { userId: user.id, role: user.role }, user: toPublicUser(user) };
-    cache?.store(userId, authenticated, generation);
+    principals?.store(userId, authenticated, principalGeneration);
     return authenticated;
   }
 
-  #failLogin(): never {
+  /** Records the failure (committed on its own: there is no change to go with it) and answers 401. */
+  async #failLogin(
+    userId: string | null,
+    context: RequestContext,
+    details: Readonly<Record<string, unknown>>,
+  ): Promise<never> {
+    await this.#deps.audit.append('login.failed', userId, context, details);
     this.#deps.events?.onLogin?.('failure');
     throw new AuthenticationError(INVALID_CREDENTIALS, 'INVALID_CREDENTIALS');
   }
 
-  #tokenPair(user: UserRow, refreshToken: string): TokenPair {
+  #withinReuseInterval(rotatedAt: Date, now: Date): boolean {
+    const intervalMs = this.#deps.refreshReuseIntervalSeconds * 1000;
+    return intervalMs > 0 && now.getTime() - rotatedAt.getTime() <= intervalMs;
+  }
+
+  #tokenPair(user: UserRow, sid: string, refreshToken: string): TokenPair {
     return {
-      accessToken: this.#deps.signer.sign({ sub: user.id, role: user.role, typ: 'access' }),
+      accessToken: this.#deps.signer.sign({ sub: user.id, role: user.role, sid, typ: 'access' }),
       refreshToken,
       tokenType: 'Bearer',
       expiresIn: this.#deps.signer.expiresIn,
     };
   }
+}
+
+/** The successor refresh token of `presented`: the same for the same token, on every instance. */
+function successorOf(key: string, presented: string): string {
+  return createHmac('sha256', key).update(presented).digest('base64url');
 }
 
 /**
@@ -325,6 +459,8 @@ export async function registerUser(
   options: {
     /** Whose share of the hashing queue the hash counts against (see `PasswordHasher`). */
     readonly callers?: HashCallers;
+    /** Who asked, for the `user.registered` event (nobody known for `npm run user:create`). */
+    readonly context?: RequestContext;
     /** More work in the registration's transaction (queueing the verification email). */
     readonly inTransaction?: (trx: Kysely<DB>, user: UserRow) => Promise<void>;
   } = {},
@@ -340,6 +476,9 @@ export async function registerUser(
       name,
       passwordHash,
       ...(input.role === undefined ? {} : { role: input.role }),
+    });
+    await recordAuditEvent(trx, 'user.registered', created.id, options.context ?? NO_CONTEXT, {
+      role: created.role,
     });
     await options.inTransaction?.(trx, created);
     return created;

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
 import { EmailOutboxRepository, type ClaimedMessage } from '../repositories/email-outbox.ts';
-import { UserRepository } from '../repositories/users.ts';
+import { UserRepository, type UserRow } from '../repositories/users.ts';
 import { issueAccountToken } from './account-tokens.ts';
 import { isEmailTemplate, renderEmail, type OutgoingEmail } from './email-templates.ts';
 
@@ -120,10 +120,7 @@ export class EmailComposer {
   }
 }
 
-/**
- * Whether the account may sign in. `users.status` (active / disabled) comes with the sessions
- * work; until that column exists every account is active.
- */
-export function isActive(user: object): boolean {
-  return !('status' in user) || user.status === 'active';
+/** Whether the account may sign in (a disabled one gets no reset link). */
+export function isActive(user: Pick<UserRow, 'status'>): boolean {
+  return user.status === 'active';
 }

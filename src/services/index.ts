@@ -1,12 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import type { ReadDatabase } from '../db/replicas.ts';
 import { AccountEmailService } from './account-emails.ts';
+import { AuditLog } from './audit-log.ts';
 import { AuthService, type AuthenticatedUser, type AuthEvents } from './auth.ts';
 import { queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
+import { SessionService, type LiveSession, type SessionEvents } from './sessions.ts';
 import type { AccessTokenSigner } from './tokens.ts';
+import { UserAdministration, type AdminEvents } from './user-admin.ts';
 import { UserService } from './users.ts';
 
 /** The application's services, built once per app by {@link createServices}. */
@@ -14,6 +18,9 @@ export interface Services {
   readonly auth: AuthService;
   readonly users: UserService;
   readonly accountEmails: AccountEmailService;
+  readonly sessions: SessionService;
+  readonly userAdmin: UserAdministration;
+  readonly audit: AuditLog;
 }
 
 export interface ServiceDeps {
@@ -24,8 +31,20 @@ export interface ServiceDeps {
   readonly signer: AccessTokenSigner;
   readonly clock: () => Date;
   readonly refreshTokenTtlSeconds: number;
+  /** REFRESH_REUSE_INTERVAL_SECONDS; 0 (no reuse interval) when absent. */
+  readonly refreshReuseIntervalSeconds?: number | undefined;
+  /**
+   * Keys deriving a refresh token's successor (see `AuthServiceDeps.refreshSuccessorKeys`): the
+   * same on every instance, so buildApp derives them from the JWT secrets. Absent, a random key
+   * of this process (one instance only: tests).
+   */
+  readonly refreshSuccessorKeys?: readonly [string, ...string[]] | undefined;
   readonly authEvents?: AuthEvents | undefined;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
+  /** Live sessions (`sid` → owner), kept fresh by the change feed like `principals`. */
+  readonly liveSessions?: PrincipalCache<LiveSession> | undefined;
+  readonly sessionEvents?: SessionEvents | undefined;
+  readonly adminEvents?: AdminEvents | undefined;
   /** Where email links point and how long their tokens live. */
   readonly email: AccountEmailSettings;
   /** AUTH_REQUIRE_VERIFIED_EMAIL: refuse logins of unverified accounts (403 EMAIL_NOT_VERIFIED). */
@@ -46,6 +65,14 @@ export interface ServiceDeps {
  */
 export function createServices(deps: ServiceDeps): Services {
   const settings = deps.email;
+  const audit = new AuditLog(deps.db);
+  const sessions = new SessionService({
+    db: deps.db,
+    clock: deps.clock,
+    audit,
+    cache: deps.liveSessions,
+    events: deps.sessionEvents,
+  });
   return {
     auth: new AuthService({
       db: deps.db,
@@ -53,6 +80,10 @@ export function createServices(deps: ServiceDeps): Services {
       signer: deps.signer,
       clock: deps.clock,
       refreshTokenTtlSeconds: deps.refreshTokenTtlSeconds,
+      refreshReuseIntervalSeconds: deps.refreshReuseIntervalSeconds ?? 0,
+      refreshSuccessorKeys: deps.refreshSuccessorKeys ?? [randomBytes(32).toString('base64url')],
+      sessions,
+      audit,
       ...(deps.authEvents === undefined ? {} : { events: deps.authEvents }),
       ...(deps.principals === undefined ? {} : { principals: deps.principals }),
       requireVerifiedEmail: deps.requireVerifiedEmail ?? false,
@@ -68,7 +99,18 @@ export function createServices(deps: ServiceDeps): Services {
       clock: deps.clock,
       settings,
       principals: deps.principals,
+      sessions,
       onQueued: deps.onEmailQueued,
     }),
+    sessions,
+    userAdmin: new UserAdministration({
+      db: deps.db,
+      hasher: deps.hasher,
+      clock: deps.clock,
+      sessions,
+      principals: deps.principals,
+      events: deps.adminEvents,
+    }),
+    audit,
   };
 }

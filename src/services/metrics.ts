@@ -3,9 +3,12 @@ import type { ReplicaEvents } from '../db/replicas.ts';
 import { logQuery, type QueryEvent, type QueryLogger, type QueryLogOptions } from '../db/instrumentation.ts';
 import type { AppError } from '../errors/index.ts';
 import type { OutboxStats } from '../repositories/email-outbox.ts';
+import type { SessionEndReason } from '../repositories/sessions.ts';
 import type { DispatcherEvents } from '../workers/outbox-dispatcher.ts';
 import type { AuthEvents } from './auth.ts';
 import { EMAIL_TEMPLATES } from './email-templates.ts';
+import type { SessionEvents } from './sessions.ts';
+import { ADMIN_ACTION_KINDS, type AdminEvents } from './user-admin.ts';
 
 /** Pool counters read at scrape time (pg.Pool's totalCount, idleCount, waitingCount and max). */
 export interface PoolStats {
@@ -17,6 +20,18 @@ export interface PoolStats {
 
 /** Query durations resolve 1 ms to 1 s; slower ones land in +Inf. */
 const QUERY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+/** Every reason a session ends (the database's sessions_end_reason_check), each a zero series from the start. */
+const SESSION_END_REASONS: readonly SessionEndReason[] = [
+  'logout',
+  'revoked',
+  'revoked_others',
+  'password_changed',
+  'password_reset',
+  'refresh_reused',
+  'user_disabled',
+  'user_deleted',
+];
 
 /**
  * The application's own metrics, in a registry of its own (one per app instance, so building
@@ -50,8 +65,20 @@ export class AppMetrics {
   });
   readonly refreshes = new Counter({
     name: 'auth_refresh_total',
-    help: 'Refresh token presentations by outcome (rotated, reused = family revoked, rejected)',
+    help: 'Refresh token presentations by outcome (rotated, reissued = the same successor within the reuse interval, reused = session ended, rejected)',
     labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly sessionsEnded = new Counter({
+    name: 'auth_sessions_ended_total',
+    help: 'Sessions ended, by reason (logout, revoked, revoked_others, password_changed, password_reset, refresh_reused, user_disabled, user_deleted)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly adminActions = new Counter({
+    name: 'admin_actions_total',
+    help: 'Changes admins made to users, by kind (update = name, role, disable, enable, delete)',
+    labelNames: ['kind'] as const,
     registers: [this.registry],
   });
   readonly principalLookups = new Counter({
@@ -134,7 +161,9 @@ export class AppMetrics {
     for (const reason of ['unavailable', 'lagging', 'error']) this.replicaFallbacks.inc({ reason }, 0);
     // Zero series exist from the start, so rates and alerts work before the first event.
     for (const outcome of ['success', 'failure', 'rate_limited']) this.logins.inc({ outcome }, 0);
-    for (const outcome of ['rotated', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
+    for (const outcome of ['rotated', 'reissued', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
+    for (const reason of SESSION_END_REASONS) this.sessionsEnded.inc({ reason }, 0);
+    for (const kind of ADMIN_ACTION_KINDS) this.adminActions.inc({ kind }, 0);
     for (const source of ['cache', 'database']) this.principalLookups.inc({ source }, 0);
   }
 
@@ -180,6 +209,24 @@ export class AppMetrics {
       },
       onPrincipalLookup: (source) => {
         this.principalLookups.inc({ source });
+      },
+    };
+  }
+
+  /** The hooks SessionService reports to. */
+  get sessionEvents(): SessionEvents {
+    return {
+      onSessionsEnded: (reason, count) => {
+        this.sessionsEnded.inc({ reason }, count);
+      },
+    };
+  }
+
+  /** The hooks UserAdministration reports to. */
+  get adminEvents(): AdminEvents {
+    return {
+      onAdminAction: (kind) => {
+        this.adminActions.inc({ kind });
       },
     };
   }

@@ -9,6 +9,9 @@
  * invalidation advances a generation, and {@link PrincipalCache.store} refuses a value read
  * under an older one.
  *
+ * Bounded in entries: when full, the least recently used entry goes (a read counts as a use).
+ * The same class keeps the live sessions (`sid` → owner), dropped when a session ends.
+ *
  * @example
  * ```ts
  * const cache = new PrincipalCache<User>({ ttlMs: 60_000, maxEntries: 10_000, isLive: () => feed.live });
@@ -46,17 +49,17 @@ export class PrincipalCache<T> {
     if (!this.#isLive()) return undefined;
     const entry = this.#entries.get(id);
     if (entry === undefined) return undefined;
-    if (entry.expiresAt <= this.#now()) {
-      this.#entries.delete(id);
-      return undefined;
-    }
+    this.#entries.delete(id);
+    if (entry.expiresAt <= this.#now()) return undefined;
+    // Re-inserted last: a Map iterates in insertion order, so the first key is the least recently used.
+    this.#entries.set(id, entry);
     return entry.value;
   }
 
   /** Keeps `value` unless something was invalidated since `generation` was read. */
   store(id: string, value: T, generation: number): void {
     if (generation !== this.#generation || !this.#isLive()) return;
-    // Maps iterate in insertion order: the first key is the oldest entry.
+    // The first key is the least recently used (see get).
     if (this.#entries.size >= this.#maxEntries && !this.#entries.has(id)) {
       for (const oldest of this.#entries.keys()) {
         this.#entries.delete(oldest);

@@ -5,6 +5,8 @@ import type { UserRole } from '../repositories/users.ts';
 export interface AccessTokenClaims {
   readonly sub: string;
   readonly role: UserRole;
+  /** The session (refresh-token family) the token was issued for: it fails once that ends. */
+  readonly sid: string;
   /** Token type: a refresh token (opaque, not a JWT) or any other JWT can never pass as access. */
   readonly typ: 'access';
 }

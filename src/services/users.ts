@@ -2,9 +2,10 @@ import type { Kysely } from 'kysely';
 import { Type, type Static } from 'typebox';
 import type { DB } from '../db/database.ts';
 import type { ReadDatabase } from '../db/replicas.ts';
-import { AuthorizationError, NotFoundError, ValidationError } from '../errors/index.ts';
-import { UserRepository, type UserRow } from '../repositories/users.ts';
+import { AuthorizationError, NotFoundError } from '../errors/index.ts';
+import { UserRepository, type UserFilter, type UserRow } from '../repositories/users.ts';
 import type { Principal } from './auth.ts';
+import { decodeKeysetCursor, encodeKeysetCursor } from './cursors.ts';
 
 /** Serialised as an ISO 8601 string in UTC; services hand out Date objects. */
 const Timestamp = Type.Unsafe<Date>({ type: 'string', format: 'date-time' });
@@ -19,6 +20,8 @@ export const UserSchema = Type.Object(
     email: Type.String(),
     name: Type.String(),
     role: Type.Union([Type.Literal('user'), Type.Literal('admin')]),
+    /** A disabled account cannot log in and has no live sessions. */
+    status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
     /** When the owner proved the address (a verification link or a password reset); null until then. */
     emailVerifiedAt: Type.Union([Timestamp, Type.Null()]),
     createdAt: Timestamp,
@@ -69,19 +72,25 @@ export class UserService {
     return toPublicUser(user);
   }
 
-  /** One page of users, newest first (admins only). */
-  async list(principal: Principal, limit: number, cursor: string | undefined): Promise<UserPage> {
+  /** One page of users, newest first (admins only), optionally filtered (see `UserRepository.list`). */
+  async list(
+    principal: Principal,
+    limit: number,
+    cursor: string | undefined,
+    filter: UserFilter = {},
+  ): Promise<UserPage> {
     if (principal.role !== 'admin') throw new AuthorizationError();
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const position = cursor === undefined ? undefined : decodeKeysetCursor(cursor);
+    const after = position === undefined ? undefined : { createdAt: position.at, id: position.id };
     // One extra row tells whether another page exists, without a count query. A listing may lag
     // the primary by the replica bound: a user registered a moment ago may appear a moment later.
-    const list = (db: Kysely<DB>) => new UserRepository(db).list(limit + 1, after);
+    const list = (db: Kysely<DB>) => new UserRepository(db).list(limit + 1, after, filter);
     const rows = await (this.#deps.staleReads?.read(list) ?? list(this.#deps.db));
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
       items: page.map(toPublicUser),
-      nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null,
+      nextCursor: rows.length > limit && last !== undefined ? encodeKeysetCursor(last.created_at, last.id) : null,
     };
   }
 }
@@ -93,37 +102,9 @@ export function toPublicUser(user: UserRow): PublicUser {
     email: user.email,
     name: user.name,
     role: user.role,
+    status: user.status,
     emailVerifiedAt: user.email_verified_at,
     createdAt: user.created_at,
     lastLoginAt: user.last_login_at,
   };
-}
-
-function encodeCursor(user: UserRow): string {
-  return Buffer.from(JSON.stringify([user.created_at.toISOString(), user.id])).toString('base64url');
-}
-
-const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$/;
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const decoded: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(decoded) && decoded.length === 2) {
-      const [createdAt, id] = decoded as [unknown, unknown];
-      // Only the form encodeCursor writes: years 0000 to 9999, which PostgreSQL can compare
-      // (a date such as -271821-04-20 is valid in JavaScript and not in timestamptz).
-      const date = typeof createdAt === 'string' && ISO_INSTANT.test(createdAt) ? new Date(createdAt) : undefined;
-      if (
-        date !== undefined &&
-        !Number.isNaN(date.getTime()) &&
-        typeof id === 'string' &&
-        /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
-      ) {
-        return { createdAt: date, id: id.toLowerCase() };
-      }
-    }
-  } catch {
-    // fall through: not base64url JSON
-  }
-  throw new ValidationError('Invalid cursor', { field: 'cursor' });
 }

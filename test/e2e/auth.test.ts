@@ -403,7 +403,7 @@ describe('GET /auth/me', () => {
 });
 
 describe('POST /auth/password', () => {
-  test('answers 204, revokes every refresh token of the user, and only the new password logs in', async ({
+  test('answers 204, ends every other session of the user (not the one that asked), and only the new password logs in', async ({
     db,
     onTestFinished,
   }) => {
@@ -423,11 +423,19 @@ describe('POST /auth/password', () => {
 
     expect(response.statusCode, response.body).toBe(204);
     expect(response.body).toBe('');
-    const tokens = await db.selectFrom('refresh_tokens').select(['user_id', 'revoked_at']).execute();
-    expect(tokens.filter((row) => row.user_id === created.id).every((row) => row.revoked_at !== null)).toBe(true);
+    const tokens = await db.selectFrom('refresh_tokens').select(['user_id', 'family_id', 'revoked_at']).execute();
+    const sid = (token: string) => decodeJwt(token).payload.sid;
+    const ofOther = tokens.filter((row) => row.family_id === sid(otherSession.accessToken));
+    expect(ofOther.length).toBeGreaterThan(0);
+    expect(ofOther.every((row) => row.revoked_at !== null)).toBe(true);
+    expect(tokens.filter((row) => row.family_id === sid(session.accessToken)).map((row) => row.revoked_at)).toEqual([
+      null,
+    ]);
     expect(tokens.filter((row) => row.user_id === bystander.id).every((row) => row.revoked_at === null)).toBe(true);
-    expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken }));
     expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: otherSession.refreshToken }));
+    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(otherSession.accessToken) }));
+    expect((await app.inject({ url: '/auth/me', headers: bearer(session.accessToken) })).statusCode).toBe(200);
+    expect((await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken })).statusCode).toBe(200);
 
     expectUnauthorized(
       await postJson(app, '/auth/login', { email: created.email, password: PASSWORD }),

@@ -43,9 +43,11 @@ describe('concurrent requests', () => {
     expect(rows).toEqual([{ id: winner?.id, email: 'race@example.com' }]);
   });
 
-  test('rotates a refresh token presented by several racing requests exactly once', async ({ onTestFinished }) => {
+  test('with the reuse interval off, rotates a refresh token presented by several racing requests exactly once', async ({
+    onTestFinished,
+  }) => {
     const { db } = await isolatedDatabase(onTestFinished);
-    const app = await testApp(db, onTestFinished);
+    const app = await testApp(db, onTestFinished, { env: { REFRESH_REUSE_INTERVAL_SECONDS: '0' } });
     const user = await createUser(db);
     const { refreshToken } = await login(app, user.email);
 
@@ -58,6 +60,33 @@ describe('concurrent requests', () => {
     // The losers presented a token that was already rotated: that is reuse, and the family is revoked.
     const live = await db.selectFrom('refresh_tokens').select('id').where('revoked_at', 'is', null).execute();
     expect(live).toEqual([]);
+  });
+
+  test('within the reuse interval, ten racing refreshes of one token all get the same successor, and only one lives', async ({
+    onTestFinished,
+  }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    const app = await testApp(db, onTestFinished);
+    const user = await createUser(db);
+    const { refreshToken } = await login(app, user.email);
+
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => postJson(app, '/auth/refresh', { refreshToken })),
+    );
+
+    expect(responses.map((response) => response.statusCode)).toEqual(Array.from({ length: 10 }, () => 200));
+    const successors = new Set(responses.map((response) => response.json<{ refreshToken: string }>().refreshToken));
+    expect(successors.size).toBe(1);
+    const live = await db
+      .selectFrom('refresh_tokens')
+      .select('id')
+      .where('user_id', '=', user.id)
+      .where('revoked_at', 'is', null)
+      .where('rotated_at', 'is', null)
+      .execute();
+    expect(live).toHaveLength(1);
+    const [successor] = successors;
+    expect((await postJson(app, '/auth/refresh', { refreshToken: successor })).statusCode).toBe(200);
   });
 
   test('serves racing logins of one account without conflicts', async ({ onTestFinished }) => {

@@ -90,6 +90,7 @@ describe('GET /docs/json', () => {
       'lastLoginAt',
       'name',
       'role',
+      'status',
     ]);
     expect(JSON.stringify(document)).not.toMatch(/password_?hash/i);
     for (const [method, path] of [

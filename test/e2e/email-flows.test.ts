@@ -26,7 +26,7 @@ async function register(app: App, email: string, name = 'Ada') {
 
 describe('email verification over SMTP', () => {
   test('register sends a verification link; following it verifies the address once', async ({ onTestFinished }) => {
-    const { app, smtp, outbox } = await startMailingApp(onTestFinished);
+    const { app, smtp, outbox, database } = await startMailingApp(onTestFinished);
     const user = await register(app, 'ada@example.com', 'Ada <b>Lovelace</b>');
     expect(user.emailVerifiedAt).toBeNull();
 
@@ -48,6 +48,19 @@ describe('email verification over SMTP', () => {
     expectUserShape(body.user);
     expect(body.user.id).toBe(user.id);
     expect(body.user.emailVerifiedAt).not.toBeNull();
+
+    // Recorded once, for the owner; never the token.
+    const events = await database.db
+      .selectFrom('audit_events')
+      .select(['type', 'user_id', 'details'])
+      .where('type', 'in', ['user.registered', 'email.verified'])
+      .orderBy('occurred_at')
+      .execute();
+    expect(events).toEqual([
+      { type: 'user.registered', user_id: user.id, details: { role: 'user' } },
+      { type: 'email.verified', user_id: user.id, details: { via: 'verification' } },
+    ]);
+    expect(JSON.stringify(events)).not.toContain(token);
 
     // Single use.
     expectError(await postJson(app, '/auth/email/verify', { token }), {
@@ -106,7 +119,9 @@ describe('email verification over SMTP', () => {
   test('AUTH_REQUIRE_VERIFIED_EMAIL refuses an unverified login with 403, only after a correct password', async ({
     onTestFinished,
   }) => {
-    const { app, smtp } = await startMailingApp(onTestFinished, { env: { AUTH_REQUIRE_VERIFIED_EMAIL: 'true' } });
+    const { app, smtp, database } = await startMailingApp(onTestFinished, {
+      env: { AUTH_REQUIRE_VERIFIED_EMAIL: 'true' },
+    });
     const user = await register(app, 'linus@example.com', 'Linus');
 
     expectUnauthorized(
@@ -119,6 +134,19 @@ describe('email verification over SMTP', () => {
       code: 'EMAIL_NOT_VERIFIED',
     });
 
+    const failures = await database.db
+      .selectFrom('audit_events')
+      .select('details')
+      .where('type', '=', 'login.failed')
+      .where('user_id', '=', user.id)
+      .orderBy('occurred_at')
+      .orderBy('id')
+      .execute();
+    expect(failures.map((row) => row.details)).toEqual([
+      { reason: 'wrong_password' },
+      { reason: 'email_not_verified' },
+    ]);
+
     const [email] = await smtp.waitForMessages(1);
     await postJson(app, '/auth/email/verify', { token: tokenFromLink(email?.text ?? '', '/verify-email') });
     expect((await postJson(app, '/auth/login', { email: user.email, password: PASSWORD })).statusCode).toBe(200);
@@ -126,13 +154,15 @@ describe('email verification over SMTP', () => {
 });
 
 describe('password reset over SMTP', () => {
-  test('forgot → link → reset: new password works, every session ended, address verified, token used up', async ({
+  test('forgot → link → reset: new password works, every session ended at once, address verified, token used up', async ({
     onTestFinished,
   }) => {
     const { app, smtp, database } = await startMailingApp(onTestFinished);
     const user = await register(app, 'ken@example.com', 'Ken');
     await smtp.waitForMessages(1);
     const session = (await postJson(app, '/auth/login', { email: user.email, password: PASSWORD })).json<LoginJson>();
+    const other = (await postJson(app, '/auth/login', { email: user.email, password: PASSWORD })).json<LoginJson>();
+    expect((await app.inject({ url: '/auth/me', headers: bearer(session.accessToken) })).statusCode).toBe(200);
 
     const forgot = await postJson(app, '/auth/password/forgot', { email: '  KEN@example.com ' });
     expect(forgot.statusCode, forgot.body).toBe(202);
@@ -150,11 +180,41 @@ describe('password reset over SMTP', () => {
     const reset = await postJson(app, '/auth/password/reset', { token, newPassword: NEW_PASSWORD });
     expect(reset.statusCode, reset.body).toBe(204);
 
-    expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken }));
+    // Every session ended: refresh tokens fail, and so do the access tokens, before they expire.
+    for (const ended of [session, other]) {
+      expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: ended.refreshToken }));
+      expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(ended.accessToken) }));
+    }
     expectUnauthorized(
       await postJson(app, '/auth/login', { email: user.email, password: PASSWORD }),
       'INVALID_CREDENTIALS',
     );
+    const events = await database.db
+      .selectFrom('audit_events')
+      .select(['type', 'actor_id', 'details'])
+      .where('user_id', '=', user.id)
+      .where('type', 'in', ['password.reset_requested', 'password.reset', 'email.verified', 'session.ended'])
+      .orderBy('occurred_at')
+      .orderBy('id')
+      .execute();
+    expect(events.map((event) => event.type)).toEqual([
+      'password.reset_requested',
+      'email.verified',
+      'password.reset',
+      'session.ended',
+      'session.ended',
+    ]);
+    expect(events.filter((event) => event.type === 'session.ended').map((event) => event.details)).toEqual([
+      expect.objectContaining({ reason: 'password_reset' }),
+      expect.objectContaining({ reason: 'password_reset' }),
+    ]);
+    expect(JSON.stringify(events)).not.toContain(token);
+    const sessions = await database.db
+      .selectFrom('sessions')
+      .select('end_reason')
+      .where('user_id', '=', user.id)
+      .execute();
+    expect(sessions.map((row) => row.end_reason)).toEqual(['password_reset', 'password_reset']);
     const relogin = await postJson(app, '/auth/login', { email: user.email, password: NEW_PASSWORD });
     expect(relogin.statusCode).toBe(200);
     expect(relogin.json<LoginJson>().user.emailVerifiedAt).not.toBeNull();
@@ -169,7 +229,7 @@ describe('password reset over SMTP', () => {
   });
 
   test('forgot answers the same for an unknown address and sends nothing', async ({ onTestFinished }) => {
-    const { app, smtp, outbox } = await startMailingApp(onTestFinished);
+    const { app, smtp, outbox, database } = await startMailingApp(onTestFinished);
     await register(app, 'known@example.com', 'Known');
     await smtp.waitForMessages(1);
 
@@ -189,6 +249,13 @@ describe('password reset over SMTP', () => {
       ]);
     expect(smtp.to('nobody@example.com')).toEqual([]);
     expect(smtp.received).toHaveLength(2);
+    // The known owner is told of the request; nothing is recorded for an address nobody owns.
+    const requested = await database.db
+      .selectFrom('audit_events')
+      .select(['user_id', 'ip_address'])
+      .where('type', '=', 'password.reset_requested')
+      .execute();
+    expect(requested).toEqual([{ user_id: expect.any(String), ip_address: '127.0.0.1' }]);
   });
 
   test('a newer reset link supersedes the older one', async ({ onTestFinished }) => {

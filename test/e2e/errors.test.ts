@@ -50,7 +50,7 @@ describe('the one error shape', () => {
     const app = await testApp(db, onTestFinished);
     for (const [method, url] of [
       ['GET', '/no/such/route'],
-      ['DELETE', '/auth/me'],
+      ['PUT', '/auth/me'],
       ['GET', '/auth/login'],
     ] as const) {
       expectError(await app.inject({ method, url }), { statusCode: 404, type: 'NotFoundError', code: 'NOT_FOUND' });

@@ -9,6 +9,8 @@ import {
   decodeJwt,
   expectUnauthorized,
   login,
+  postJson,
+  type TokenPairJson,
   type UserJson,
 } from './support.ts';
 
@@ -47,6 +49,29 @@ describe('JWT key rotation (JWT_SECRET, JWT_PREVIOUS_SECRETS, kid)', () => {
     expect(me.statusCode, me.body).toBe(200);
     expect(me.json<{ user: UserJson }>().user.id).toBe(user.id);
     expect(decodeJwt((await login(after, user.email)).accessToken).header.kid).toBe(keyId(NEW_SECRET));
+  });
+
+  test('a refresh retried within the reuse interval on an instance across the rotation gets the same successor', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const before = await testApp(db, onTestFinished, { jwtSecret: OLD_SECRET, env: { JWT_SECRET: OLD_SECRET } });
+    const after = await testApp(db, onTestFinished, { jwtSecret: NEW_SECRET, env: rotated });
+    const stranger = await testApp(db, onTestFinished, { jwtSecret: NEW_SECRET, env: { JWT_SECRET: NEW_SECRET } });
+    const user = await createUser(db);
+    const { refreshToken } = await login(before, user.email);
+
+    // Rotated on an instance still signing with the old secret; the response is lost, the client retries elsewhere.
+    const first = await postJson(before, '/auth/refresh', { refreshToken });
+    expect(first.statusCode, first.body).toBe(200);
+    const retried = await postJson(after, '/auth/refresh', { refreshToken });
+    expect(retried.statusCode, retried.body).toBe(200);
+    expect(retried.json<TokenPairJson>().refreshToken).toBe(first.json<TokenPairJson>().refreshToken);
+
+    // An instance that does not know the old secret cannot tell the retry from a replay: it ends the session.
+    const second = await login(before, user.email);
+    expect((await postJson(before, '/auth/refresh', { refreshToken: second.refreshToken })).statusCode).toBe(200);
+    expectUnauthorized(await postJson(stranger, '/auth/refresh', { refreshToken: second.refreshToken }));
   });
 
   test('rejects a token of a previous secret with 401 once the overlap is over (the secret left JWT_PREVIOUS_SECRETS)', async ({

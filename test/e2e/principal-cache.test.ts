@@ -1,10 +1,12 @@
 import { sql } from 'kysely';
 import { vi } from 'vitest';
+import { createDatabase } from '../../src/db/database.ts';
 import { UserChangeFeed } from '../../src/db/user-changes.ts';
 import { AppMetrics } from '../../src/services/metrics.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import type { AuthenticatedUser } from '../../src/services/auth.ts';
 import { PrincipalCache } from '../../src/services/principal-cache.ts';
+import type { LiveSession } from '../../src/services/sessions.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL, type TestDatabase } from '../helpers/database.ts';
 import {
@@ -98,13 +100,78 @@ describe.runIf(!THROUGH_PGBOUNCER)('the principal cache', () => {
     await vi.waitFor(async () => {
       expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(accessTokenFor(gone)) }));
     });
-    expect(cache.size).toBe(1);
+    // The session went with the user, so the 401 may come before the row's notification drops
+    // the cached principal; it is dropped once the notification arrives.
+    await vi.waitFor(() => {
+      expect(cache.size).toBe(1);
+    });
 
     await sql`truncate users cascade`.execute(database.db);
     await vi.waitFor(() => {
       expect(cache.size).toBe(0);
     });
     expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(accessTokenFor(kept)) }));
+  });
+
+  test("with the live-session cache too, a session's repeated requests cost no query; its end, heard, is refused at once", async ({
+    onTestFinished,
+  }) => {
+    const database = await isolatedDatabase(onTestFinished);
+    // The app reaches the database through a Kysely that records every statement it sends.
+    const operations: string[] = [];
+    const db = createDatabase(
+      { ...TEST_POOL, url: database.url },
+      { onQuery: (event) => operations.push(event.operation) },
+    );
+    onTestFinished(async () => {
+      await db.destroy();
+    });
+    const feed: UserChangeFeed = new UserChangeFeed(
+      { url: database.url, applicationName: APPLICATION_NAME, probeTimeoutMs: 500 },
+      {
+        onChange: (id) => {
+          principals.invalidate(id);
+        },
+        onSessionEnded: (sid) => {
+          sessions.invalidate(sid);
+        },
+        onReset: () => {
+          principals.clear();
+          sessions.clear();
+        },
+      },
+    );
+    const principals = new PrincipalCache<AuthenticatedUser>({
+      ttlMs: 60_000,
+      maxEntries: 100,
+      isLive: () => feed.live,
+    });
+    const sessions = new PrincipalCache<LiveSession>({ ttlMs: 60_000, maxEntries: 100, isLive: () => feed.live });
+    await feed.start();
+    onTestFinished(async () => {
+      await feed.close();
+    });
+    const app = await testApp(db, onTestFinished, { principals, liveSessions: sessions });
+    const user = await createUser(database.db);
+    const token = bearer(accessTokenFor(user));
+
+    expect((await app.inject({ url: '/auth/me', headers: token })).statusCode).toBe(200);
+    expect(operations).toEqual(['users.findWithSession']);
+    operations.length = 0;
+    for (let i = 0; i < 5; i++) expect((await app.inject({ url: '/auth/me', headers: token })).statusCode).toBe(200);
+    expect(operations).toEqual([]);
+
+    // Ended elsewhere (another instance, a script): the notification drops it, and the next request reads it.
+    await database.db
+      .updateTable('sessions')
+      .set({ ended_at: new Date(), end_reason: 'revoked' })
+      .where('id', '=', user.id)
+      .execute();
+    await vi.waitFor(() => {
+      expect(sessions.size).toBe(0);
+    });
+    expectUnauthorized(await app.inject({ url: '/auth/me', headers: token }));
+    expect(principals.size).toBe(1);
   });
 
   test("a login's own change (last login time) shows in /auth/me at once", async ({ onTestFinished }) => {

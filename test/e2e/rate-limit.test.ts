@@ -110,6 +110,25 @@ describe('login throttling (failures per account and client address)', () => {
     expect(events).toEqual([
       expect.objectContaining({ scope: 'login', account: user.email, failures: 4, delaySeconds: 1 }),
     ]);
+    // The owner is told in their audit log, once, with where the crossing attempt came from.
+    const throttled = await db
+      .selectFrom('audit_events')
+      .select(['user_id', 'ip_address', 'details'])
+      .where('type', '=', 'login.throttled')
+      .execute();
+    expect(throttled).toEqual([
+      { user_id: user.id, ip_address: '10.0.6.3', details: { scope: 'login', failures: 4, delaySeconds: 1 } },
+    ]);
+    const { accessToken } = (
+      await post(app, '/auth/login', { email: user.email, password: PASSWORD }, '10.0.6.98')
+    ).json<{
+      accessToken: string;
+    }>();
+    const own = await app.inject({
+      url: '/auth/events?limit=100',
+      headers: { authorization: `Bearer ${accessToken}` },
+    });
+    expect(own.json<{ items: Array<{ type: string }> }>().items.map((item) => item.type)).toContain('login.throttled');
   });
 
   test('throttles unknown and existing accounts identically (no enumeration through 429s)', async ({

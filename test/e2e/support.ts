@@ -19,6 +19,7 @@ export interface UserJson {
   readonly email: string;
   readonly name: string;
   readonly role: 'user' | 'admin';
+  readonly status: 'active' | 'disabled';
   readonly emailVerifiedAt: string | null;
   readonly createdAt: string;
   readonly lastLoginAt: string | null;
@@ -39,7 +40,7 @@ export interface LoginJson extends TokenPairJson {
 
 /** The password every user made by {@link createUser} has. */
 
-export const USER_KEYS = ['createdAt', 'email', 'emailVerifiedAt', 'id', 'lastLoginAt', 'name', 'role'];
+export const USER_KEYS = ['createdAt', 'email', 'emailVerifiedAt', 'id', 'lastLoginAt', 'name', 'role', 'status'];
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
@@ -116,6 +117,7 @@ export function expectUserShape(user: unknown): UserJson {
   if (typed.lastLoginAt !== null) expect(typed.lastLoginAt).toMatch(ISO_UTC);
   if (typed.emailVerifiedAt !== null) expect(typed.emailVerifiedAt).toMatch(ISO_UTC);
   expect(['user', 'admin']).toContain(typed.role);
+  expect(['active', 'disabled']).toContain(typed.status);
   return typed;
 }
 
@@ -145,12 +147,16 @@ export function craftJwt(payload: Record<string, unknown>, options: CraftOptions
   return `${signingInput}.${signature}`;
 }
 
-/** The claims a genuine access token for `user` carries, valid for the next 15 minutes. */
+/**
+ * The claims a genuine access token for `user` carries, valid for the next 15 minutes, in the
+ * session {@link createUser} opened for them (its id is the user's).
+ */
 export function accessClaims(user: { id: string; role: UserRole }): Record<string, unknown> {
   const now = Math.floor(Date.now() / 1000);
   return {
     sub: user.id,
     role: user.role,
+    sid: user.id,
     typ: 'access',
     iss: AUTH.jwtIssuer,
     aud: AUTH.jwtAudience,

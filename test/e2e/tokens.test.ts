@@ -8,6 +8,7 @@ import {
   bearer,
   craftJwt,
   createUser,
+  decodeJwt,
   expectUnauthorized,
   login,
   postJson,
@@ -57,8 +58,11 @@ describe('POST /auth/refresh', () => {
     expect(rows.filter((row) => row.rotated_at === null)).toHaveLength(1);
   });
 
-  test('rejects a refresh token that was already rotated and revokes its family', async ({ db, onTestFinished }) => {
-    const app = await testApp(db, onTestFinished);
+  test('with the reuse interval off, rejects a refresh token that was already rotated and revokes its family', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished, { env: { REFRESH_REUSE_INTERVAL_SECONDS: '0' } });
     const created = await createUser(db);
     const session = await login(app, created.email);
     const rotated = await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken });
@@ -79,7 +83,7 @@ describe('POST /auth/refresh', () => {
   });
 
   test('leaves other families alone when one is revoked for reuse', async ({ db, onTestFinished }) => {
-    const app = await testApp(db, onTestFinished);
+    const app = await testApp(db, onTestFinished, { env: { REFRESH_REUSE_INTERVAL_SECONDS: '0' } });
     const created = await createUser(db);
     const stolen = await login(app, created.email);
     const otherDevice = await login(app, created.email);
@@ -87,6 +91,71 @@ describe('POST /auth/refresh', () => {
     expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: stolen.refreshToken }));
 
     expect((await postJson(app, '/auth/refresh', { refreshToken: otherDevice.refreshToken })).statusCode).toBe(200);
+  });
+
+  test('within the reuse interval, a rotated token presented again gets the same successor and a fresh access token', async ({
+    db,
+    onTestFinished,
+  }) => {
+    let now = new Date();
+    const app = await testApp(db, onTestFinished, { clock: () => now });
+    const created = await createUser(db);
+    const session = await login(app, created.email);
+    const first = await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken });
+    expect(first.statusCode, first.body).toBe(200);
+    const successor = first.json<TokenPairJson>();
+
+    now = new Date(now.getTime() + 9_000);
+    const retried = await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken });
+    expect(retried.statusCode, retried.body).toBe(200);
+    const again = retried.json<TokenPairJson>();
+    expect(again.refreshToken).toBe(successor.refreshToken);
+    expect((await app.inject({ url: '/auth/me', headers: bearer(again.accessToken) })).statusCode).toBe(200);
+
+    // One successor, live; nothing stored that could give the token back (only hashes).
+    const rows = await db.selectFrom('refresh_tokens').selectAll().where('user_id', '=', created.id).execute();
+    expect(rows.filter((row) => row.rotated_at === null && row.revoked_at === null)).toHaveLength(1);
+    for (const row of rows) {
+      expect(JSON.stringify(row)).not.toContain(successor.refreshToken);
+      expect(JSON.stringify(row)).not.toContain(session.refreshToken);
+    }
+    // The successor keeps working as usual.
+    expect((await postJson(app, '/auth/refresh', { refreshToken: successor.refreshToken })).statusCode).toBe(200);
+  });
+
+  test('after the reuse interval, a rotated token presented again ends its session', async ({ db, onTestFinished }) => {
+    let now = new Date();
+    const app = await testApp(db, onTestFinished, { clock: () => now });
+    const created = await createUser(db);
+    const session = await login(app, created.email);
+    const successor = (
+      await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken })
+    ).json<TokenPairJson>();
+
+    now = new Date(now.getTime() + AUTH.refreshReuseIntervalSeconds * 1000 + 1);
+    expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken }));
+    expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: successor.refreshToken }));
+    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(successor.accessToken) }));
+    const sid = String(decodeJwt(session.accessToken).payload.sid);
+    const ended = await db.selectFrom('sessions').select(['ended_at', 'end_reason']).where('id', '=', sid).execute();
+    expect(ended).toEqual([{ ended_at: expect.any(Date), end_reason: 'refresh_reused' }]);
+    const events = await db.selectFrom('audit_events').select('type').where('session_id', '=', sid).execute();
+    expect(events.map((event) => event.type)).toEqual(expect.arrayContaining(['refresh.reused', 'session.ended']));
+  });
+
+  test('within the reuse interval, a token whose successor was already rotated too is reuse', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished);
+    const created = await createUser(db);
+    const session = await login(app, created.email);
+    const successor = (
+      await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken })
+    ).json<TokenPairJson>();
+    expect((await postJson(app, '/auth/refresh', { refreshToken: successor.refreshToken })).statusCode).toBe(200);
+    // The successor moved on: handing it back would give out a dead token; the old one is a replay.
+    expectUnauthorized(await postJson(app, '/auth/refresh', { refreshToken: session.refreshToken }));
   });
 
   test('rejects a refresh token past its absolute expiry with 401', async ({ db, onTestFinished }) => {

@@ -46,7 +46,14 @@ const ISOLATION = (process.env.TEST_ISOLATION ?? 'rollback') as 'rollback' | 'tr
 const STATS_FILE = process.env.TEST_ISOLATION_STATS;
 
 /** Tables the leak check inspects: every table of the generated schema. */
-const TABLES: ReadonlyArray<keyof DB> = ['users', 'refresh_tokens', 'account_tokens', 'email_outbox'];
+const TABLES: ReadonlyArray<keyof DB> = [
+  'users',
+  'sessions',
+  'refresh_tokens',
+  'account_tokens',
+  'email_outbox',
+  'audit_events',
+];
 
 export interface TestDatabase {
   readonly url: string;

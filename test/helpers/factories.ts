@@ -12,7 +12,10 @@ import {
   type NewRefreshToken,
   type RefreshTokenRow,
 } from '../../src/repositories/refresh-tokens.ts';
+import { AuditEventRepository, type AuditEventRow, type NewAuditEvent } from '../../src/repositories/audit-events.ts';
+import { SessionRepository, type NewSession, type SessionRow } from '../../src/repositories/sessions.ts';
 import { UserRepository, type NewUser, type UserRow } from '../../src/repositories/users.ts';
+import { uuidv7 } from '../../src/services/ids.ts';
 import { PasswordHasher } from '../../src/services/passwords.ts';
 import { newAccountToken } from '../../src/services/account-tokens.ts';
 import { hashRefreshToken, newRefreshToken } from '../../src/services/tokens.ts';
@@ -39,7 +42,9 @@ function hashOfPassword(): Promise<string> {
 const HOUR_MS = 3_600_000;
 
 /**
- * A user whose password is {@link PASSWORD} (hashed once per file), with a unique email.
+ * A user whose password is {@link PASSWORD} (hashed once per file), with a unique email. They get
+ * one live session whose id is their user id, so an access token can name a real session (`sid`)
+ * without a login (`accessTokenFor` in test/e2e/support.ts).
  *
  * @example
  * ```ts
@@ -47,25 +52,60 @@ const HOUR_MS = 3_600_000;
  * ```
  */
 export async function createUser(db: Kysely<DB>, fields: Partial<NewUser> = {}): Promise<UserRow> {
-  return new UserRepository(db).create({
+  const user = await new UserRepository(db).create({
     email: fields.email ?? `user-${randomUUID()}@example.com`,
     name: fields.name ?? 'Test User',
     passwordHash: fields.passwordHash ?? (await hashOfPassword()),
     ...(fields.role === undefined ? {} : { role: fields.role }),
   });
+  await createSession(db, { id: user.id, userId: user.id });
+  return user;
 }
 
-/** A live refresh token (a family of its own unless `familyId` is given), for `userId` or a new user. */
+/** A live session (a login's refresh-token family) of `userId` or a new user, for a day. */
+export async function createSession(db: Kysely<DB>, fields: Partial<NewSession> = {}): Promise<SessionRow> {
+  const createdAt = fields.createdAt ?? new Date();
+  return new SessionRepository(db).insert({
+    id: fields.id ?? randomUUID(),
+    userId: fields.userId ?? (await createUser(db)).id,
+    createdAt,
+    expiresAt: fields.expiresAt ?? new Date(createdAt.getTime() + 24 * HOUR_MS),
+    userAgent: fields.userAgent ?? null,
+    ipAddress: fields.ipAddress ?? null,
+  });
+}
+
+/** An audit event (`login.succeeded` of a new user unless told otherwise). */
+export async function createAuditEvent(db: Kysely<DB>, fields: Partial<NewAuditEvent> = {}): Promise<AuditEventRow> {
+  const userId = fields.userId === undefined ? (await createUser(db)).id : fields.userId;
+  return new AuditEventRepository(db).append({
+    id: fields.id ?? uuidv7(),
+    type: fields.type ?? 'login.succeeded',
+    userId,
+    actorId: fields.actorId ?? userId,
+    sessionId: fields.sessionId ?? null,
+    ipAddress: fields.ipAddress ?? null,
+    userAgent: fields.userAgent ?? null,
+    details: fields.details ?? {},
+  });
+}
+
+/**
+ * A live refresh token, for `userId` or a new user: the first of a family (and session) of its
+ * own unless `familyId` is given.
+ */
 export async function createRefreshToken(
   db: Kysely<DB>,
   fields: Partial<Omit<NewRefreshToken, 'tokenHash'>> = {},
 ): Promise<{ row: RefreshTokenRow; token: string }> {
   const token = newRefreshToken();
+  const userId = fields.userId ?? (await createUser(db)).id;
+  const expiresAt = fields.expiresAt ?? new Date(Date.now() + HOUR_MS);
   const row = await new RefreshTokenRepository(db).insert({
-    userId: fields.userId ?? (await createUser(db)).id,
-    familyId: fields.familyId ?? randomUUID(),
+    userId,
+    familyId: fields.familyId ?? (await createSession(db, { userId, expiresAt })).id,
     tokenHash: hashRefreshToken(token),
-    expiresAt: fields.expiresAt ?? new Date(Date.now() + HOUR_MS),
+    expiresAt,
   });
   return { row, token };
 }

@@ -1,8 +1,10 @@
 import { describe, expect, test } from '../helpers/database.ts';
 import {
   createAccountToken,
+  createAuditEvent,
   createOutboxMessage,
   createRefreshToken,
+  createSession,
   createUser,
   PASSWORD,
 } from '../helpers/factories.ts';
@@ -23,8 +25,27 @@ describe('test factories', () => {
       ),
     ).toBe(true);
 
+    // Every user has the session an access token for them names (its id is theirs).
+    expect(await db.selectFrom('sessions').select(['id', 'user_id']).where('user_id', '=', a.id).execute()).toEqual([
+      { id: a.id, user_id: a.id },
+    ]);
     const refresh = await createRefreshToken(db, { userId: a.id });
     expect(refresh.row).toMatchObject({ user_id: a.id, token_hash: hashRefreshToken(refresh.token), revoked_at: null });
+    // A family of its own, which is a session of its own.
+    const family = await db.selectFrom('sessions').selectAll().where('id', '=', refresh.row.family_id).execute();
+    expect(family).toEqual([expect.objectContaining({ user_id: a.id, ended_at: null })]);
+
+    const session = await createSession(db, { userId: b.id, userAgent: 'curl/8' });
+    expect(session).toMatchObject({ user_id: b.id, user_agent: 'curl/8', ended_at: null });
+    expect(session.expires_at.getTime()).toBeGreaterThan(Date.now());
+
+    const event = await createAuditEvent(db, { type: 'session.ended', userId: b.id, details: { reason: 'logout' } });
+    expect(event).toMatchObject({
+      type: 'session.ended',
+      user_id: b.id,
+      actor_id: b.id,
+      details: { reason: 'logout' },
+    });
     expect(refresh.row.expires_at.getTime()).toBeGreaterThan(Date.now());
 
     const reset = await createAccountToken(db, { purpose: 'password_reset' });
@@ -40,10 +61,11 @@ describe('test factories', () => {
     db,
   }) => {
     const counts = await Promise.all(
-      (['users', 'refresh_tokens', 'account_tokens', 'email_outbox'] as const).map(async (table) =>
-        Number((await db.selectFrom(table).select(db.fn.countAll().as('n')).executeTakeFirstOrThrow()).n),
+      (['users', 'sessions', 'refresh_tokens', 'account_tokens', 'email_outbox', 'audit_events'] as const).map(
+        async (table) =>
+          Number((await db.selectFrom(table).select(db.fn.countAll().as('n')).executeTakeFirstOrThrow()).n),
       ),
     );
-    expect(counts).toEqual([0, 0, 0, 0]);
+    expect(counts).toEqual([0, 0, 0, 0, 0, 0]);
   });
 });

@@ -55,7 +55,7 @@ async function remainingTokens(db: Kysely<DB>): Promise<string[]> {
 function job(db: Kysely<DB>, overrides: Partial<ConstructorParameters<typeof MaintenanceJob>[0]> = {}) {
   return new MaintenanceJob({
     db,
-    policy: { refreshTokenGraceSeconds: GRACE_SECONDS },
+    policy: { refreshTokenGraceSeconds: GRACE_SECONDS, auditRetentionDays: 365 },
     batchSize: 1000,
     pauseMs: 0,
     now: () => NOW,
@@ -93,7 +93,8 @@ describe('the maintenance job', () => {
     const registry = new Registry();
     const metrics = new MaintenanceMetrics(registry);
 
-    const report = await job(db, { batchSize: 3, pauseMs: 60, metrics }).runOnce();
+    const rules = PRUNE_RULES.filter((rule) => rule.table === 'refresh_tokens');
+    const report = await job(db, { batchSize: 3, pauseMs: 60, metrics, rules }).runOnce();
 
     // 7 expired rows: batches of 3, 3, 1; then 1 revoked row: one batch. Two full batches, two pauses.
     expect(report).toMatchObject({
@@ -186,12 +187,67 @@ describe('the maintenance job', () => {
     expect(await remainingTokens(db)).toEqual(KEPT);
   });
 
+  test('deletes sessions that expired or ended past the grace period, and audit events past AUDIT_RETENTION_DAYS', async ({
+    onTestFinished,
+  }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    const daysAgo = (days: number) => new Date(NOW.getTime() - days * DAY);
+    const { id: userId } = await db
+      .insertInto('users')
+      .values({ email: 'sessions@example.com', name: 'Sessions', password_hash: 'hash' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const session = (label: number, fields: { expires: Date; ended?: Date }) => ({
+      id: `00000000-0000-4000-8000-00000000000${label}`,
+      user_id: userId,
+      expires_at: fields.expires,
+      ended_at: fields.ended ?? null,
+      end_reason: fields.ended === undefined ? null : ('logout' as const),
+    });
+    await db
+      .insertInto('sessions')
+      .values([
+        session(1, { expires: daysAgo(8) }),
+        session(2, { expires: daysAgo(1) }),
+        session(3, { expires: daysAgo(-20), ended: daysAgo(8) }),
+        session(4, { expires: daysAgo(-20), ended: daysAgo(1) }),
+        session(5, { expires: daysAgo(-20) }),
+      ])
+      .execute();
+    await db
+      .insertInto('audit_events')
+      .values([
+        { type: 'login.succeeded', user_id: userId, occurred_at: daysAgo(366) },
+        { type: 'login.failed', user_id: userId, occurred_at: daysAgo(364) },
+      ])
+      .execute();
+
+    const report = await job(db, {
+      policy: { refreshTokenGraceSeconds: GRACE_SECONDS, auditRetentionDays: 365 },
+    }).runOnce();
+
+    expect(report).toMatchObject({
+      outcome: 'ok',
+      pruned: { 'sessions.expired': 1, 'sessions.ended': 1, 'audit_events.expired': 1 },
+    });
+    const sessions = await db.selectFrom('sessions').select('id').orderBy('id').execute();
+    expect(sessions.map((row) => row.id.at(-1))).toEqual(['2', '4', '5']);
+    const events = await db.selectFrom('audit_events').select('type').execute();
+    expect(events).toEqual([{ type: 'login.failed' }]);
+  });
+
   test('has a rule per kind of row, each naming a table of the schema', async ({ onTestFinished }) => {
     const { db } = await isolatedDatabase(onTestFinished);
     const { rows } = await sql<{ table_name: string }>`
       select table_name from information_schema.tables where table_schema = 'public'`.execute(db);
     const tables = new Set(rows.map((row) => row.table_name));
-    expect(PRUNE_RULES.map((rule) => rule.name)).toEqual(['refresh_tokens.expired', 'refresh_tokens.revoked']);
+    expect(PRUNE_RULES.map((rule) => rule.name)).toEqual([
+      'refresh_tokens.expired',
+      'refresh_tokens.revoked',
+      'sessions.expired',
+      'sessions.ended',
+      'audit_events.expired',
+    ]);
     for (const rule of PRUNE_RULES) expect(tables, rule.name).toContain(rule.table);
   });
 });

@@ -177,6 +177,8 @@ describe('GET /metrics after a scripted register, login, me and list', () => {
       db_transaction_retries_total: 'counter',
       auth_logins_total: 'counter',
       auth_refresh_total: 'counter',
+      auth_sessions_ended_total: 'counter',
+      admin_actions_total: 'counter',
       auth_rate_limited_total: 'counter',
       auth_password_hash_queue_depth: 'gauge',
       db_pool_connections: 'gauge',
@@ -194,13 +196,20 @@ describe('GET /metrics after a scripted register, login, me and list', () => {
     expect(count('users.create', 'UNIQUE_VIOLATION')).toBe(1);
     expect(count('users.findByEmail')).toBeGreaterThanOrEqual(3);
     expect(count('users.updateLastLogin')).toBeGreaterThanOrEqual(2);
-    expect(count('users.findById')).toBeGreaterThanOrEqual(1);
+    // Authentication reads the user and the token's session in one statement.
+    expect(count('users.findWithSession')).toBeGreaterThanOrEqual(1);
+    expect(count('sessions.insert')).toBeGreaterThanOrEqual(2);
+    expect(count('auditEvents.append')).toBeGreaterThanOrEqual(3);
     expect(count('users.list')).toBeGreaterThanOrEqual(1);
     expect(count('refreshTokens.insert')).toBeGreaterThanOrEqual(3);
     expect(count('refreshTokens.findByHash')).toBeGreaterThanOrEqual(1);
     expect(count('refreshTokens.markRotated')).toBeGreaterThanOrEqual(1);
     // The readiness check's ping and migration lookup.
     expect(count('health.ready')).toBeGreaterThanOrEqual(2);
+    // Every session end reason and admin action kind is a series from the start, at 0 here.
+    expect(metrics.value('auth_sessions_ended_total', { reason: 'user_disabled' })).toBe(0);
+    expect(metrics.value('admin_actions_total', { kind: 'delete' })).toBe(0);
+    expect(metrics.value('auth_refresh_total', { outcome: 'rotated' })).toBe(1);
     for (const operation of metrics.labelValues('db_query_duration_seconds_count', 'operation')) {
       expect(operation).toMatch(OPERATION_LABEL);
     }

@@ -3,9 +3,11 @@ import path from 'node:path';
 import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import { AccountTokenRepository } from '../../src/repositories/account-tokens.ts';
+import { AuditEventRepository } from '../../src/repositories/audit-events.ts';
 import { EmailOutboxRepository } from '../../src/repositories/email-outbox.ts';
 import { PRUNE_RULES, PruneRepository } from '../../src/repositories/prune.ts';
 import { RefreshTokenRepository } from '../../src/repositories/refresh-tokens.ts';
+import { SessionRepository } from '../../src/repositories/sessions.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 
@@ -22,6 +24,10 @@ const TOKENS_PER_USER = 4;
 /** Every tenth user has asked for this many verification and reset emails. */
 const ACCOUNT_TOKENS_PER_USER = 6;
 const OUTBOX_MESSAGES = 5_000;
+/** Audit events per user: a few logins, failures and session ends each. */
+const AUDIT_EVENTS_PER_USER = 5;
+/** Every this many users is an admin. */
+const ADMIN_EVERY = 1_000;
 
 interface Repositories {
   readonly users: UserRepository;
@@ -29,6 +35,8 @@ interface Repositories {
   readonly prune: PruneRepository;
   readonly accountTokens: AccountTokenRepository;
   readonly outbox: EmailOutboxRepository;
+  readonly sessions: SessionRepository;
+  readonly audit: AuditEventRepository;
   /** Rows of the seeded data the calls look up. */
   readonly sample: Sample;
 }
@@ -44,6 +52,8 @@ interface Sample {
   /** A message being sent, and the dispatcher holding its claim. */
   readonly outboxId: string;
   readonly claimedBy: string;
+  /** One of the sample user's audit events, in the middle of their log. */
+  readonly auditCursor: { readonly occurredAt: Date; readonly id: string };
   /** A keyset cursor in the middle of the users, newest first. */
   readonly middle: { readonly createdAt: Date; readonly id: string };
   /** A keyset cursor just before the oldest users: the last page. */
@@ -64,6 +74,9 @@ const NOW = new Date();
 const PRUNE_INDEXES: Readonly<Record<string, string>> = {
   'refresh_tokens.expired': 'refresh_tokens_expires_at_idx',
   'refresh_tokens.revoked': 'refresh_tokens_revoked_at_idx',
+  'sessions.expired': 'sessions_expires_at_idx',
+  'sessions.ended': 'sessions_ended_at_idx',
+  'audit_events.expired': 'audit_events_occurred_at_idx',
 };
 
 const HOT_QUERIES: readonly HotQuery[] = [
@@ -72,6 +85,12 @@ const HOT_QUERIES: readonly HotQuery[] = [
     name: 'UserRepository.findByEmail',
     call: (r) => r.users.findByEmail(r.sample.email),
     index: 'users_email_unique',
+  },
+  // Authentication when the caches cannot answer: the user by id, the token's session by id.
+  {
+    name: 'UserRepository.findWithSession',
+    call: (r) => r.users.findWithSession(r.sample.userId, r.sample.familyId),
+    index: 'sessions_pkey',
   },
   {
     name: 'UserRepository.lockForUpdate',
@@ -104,6 +123,28 @@ const HOT_QUERIES: readonly HotQuery[] = [
     call: (r) => r.users.list(50, r.sample.end),
     index: 'users_created_at_id_idx',
   },
+  // Filtered listings: a prefix of the email or the name through the prefix indexes; role and
+  // status filters keep the keyset order's index.
+  {
+    name: 'UserRepository.list (q)',
+    call: (r) => r.users.list(50, undefined, { q: 'user4999' }),
+    index: 'users_email_prefix_idx',
+  },
+  {
+    name: 'UserRepository.list (role and status)',
+    call: (r) => r.users.list(50, r.sample.middle, { role: 'user', status: 'active' }),
+    index: 'users_created_at_id_idx',
+  },
+  {
+    name: 'UserRepository.update',
+    call: (r) => r.users.update(r.sample.userId, { name: 'Renamed', status: 'disabled' }, NOW),
+    index: 'users_pkey',
+  },
+  {
+    name: 'UserRepository.lockActiveAdmins',
+    call: (r) => r.users.lockActiveAdmins(),
+    index: 'users_active_admins_idx',
+  },
   { name: 'UserRepository.delete', call: (r) => r.users.delete(r.sample.userId), index: 'users_pkey' },
   {
     name: 'UserRepository.create',
@@ -128,6 +169,11 @@ const HOT_QUERIES: readonly HotQuery[] = [
   {
     name: 'RefreshTokenRepository.revokeAllForUser',
     call: (r) => r.tokens.revokeAllForUser(r.sample.userId, NOW),
+    index: 'refresh_tokens_user_id_idx',
+  },
+  {
+    name: 'RefreshTokenRepository.revokeAllForUserExcept',
+    call: (r) => r.tokens.revokeAllForUserExcept(r.sample.userId, r.sample.familyId, NOW),
     index: 'refresh_tokens_user_id_idx',
   },
   {
@@ -214,12 +260,88 @@ const HOT_QUERIES: readonly HotQuery[] = [
     call: (r) => r.outbox.stats(),
     index: 'email_outbox_due_idx',
   },
+  {
+    name: 'SessionRepository.insert',
+    call: (r) =>
+      r.sessions.insert({
+        id: '00000000-0000-4000-8000-000000000001',
+        userId: r.sample.userId,
+        createdAt: NOW,
+        expiresAt: NOW,
+        userAgent: 'curl/8',
+        ipAddress: '127.0.0.1',
+      }),
+    index: undefined,
+  },
+  {
+    name: 'SessionRepository.listLive',
+    call: (r) => r.sessions.listLive(r.sample.userId, NOW),
+    index: 'sessions_user_id_created_at_idx',
+  },
+  { name: 'SessionRepository.touch', call: (r) => r.sessions.touch(r.sample.familyId, NOW), index: 'sessions_pkey' },
+  {
+    name: 'SessionRepository.end',
+    call: (r) => r.sessions.end(r.sample.familyId, r.sample.userId, NOW, 'logout'),
+    index: 'sessions_pkey',
+  },
+  {
+    name: 'SessionRepository.endAllOfUser',
+    call: (r) => r.sessions.endAllOfUser(r.sample.userId, NOW, 'user_disabled'),
+    index: 'sessions_user_id_created_at_idx',
+  },
+  {
+    name: 'SessionRepository.endOthersOfUser',
+    call: (r) => r.sessions.endOthersOfUser(r.sample.userId, r.sample.familyId, NOW, 'password_changed'),
+    index: 'sessions_user_id_created_at_idx',
+  },
+  {
+    name: 'AuditEventRepository.append',
+    call: (r) =>
+      r.audit.append({
+        id: '00000000-0000-7000-8000-000000000001',
+        type: 'login.succeeded',
+        userId: r.sample.userId,
+        actorId: r.sample.userId,
+        sessionId: r.sample.familyId,
+        ipAddress: '127.0.0.1',
+        userAgent: null,
+        details: {},
+      }),
+    index: undefined,
+  },
+  // An insert whose row comes from the user the email names: the email index finds them.
+  {
+    name: 'AuditEventRepository.appendForEmail',
+    call: (r) =>
+      r.audit.appendForEmail(r.sample.email, {
+        id: '00000000-0000-7000-8000-000000000002',
+        type: 'password.reset_requested',
+        ipAddress: null,
+        userAgent: null,
+        details: {},
+      }),
+    index: 'users_email_unique',
+  },
+  {
+    name: 'AuditEventRepository.listForUser (first page)',
+    call: (r) => r.audit.listForUser(r.sample.userId, 21),
+    index: 'audit_events_user_id_occurred_at_idx',
+  },
+  {
+    name: 'AuditEventRepository.listForUser (next page)',
+    call: (r) => r.audit.listForUser(r.sample.userId, 21, r.sample.auditCursor),
+    index: 'audit_events_user_id_occurred_at_idx',
+  },
   // The maintenance job's deletes, one per rule (src/repositories/prune.ts), by the index of the
   // column the rule's cutoff applies to.
   ...PRUNE_RULES.map((rule) => ({
     name: `PruneRepository.pruneBatch (${rule.name})`,
     call: (r: Repositories) =>
-      r.prune.pruneBatch(rule, rule.cutoff(NOW, { refreshTokenGraceSeconds: 7 * 86_400 }), 1000),
+      r.prune.pruneBatch(
+        rule,
+        rule.cutoff(NOW, { refreshTokenGraceSeconds: 7 * 86_400, auditRetentionDays: 365 }),
+        1000,
+      ),
     index: PRUNE_INDEXES[rule.name] ?? `an index for ${rule.name}`,
   })),
 ];
@@ -231,6 +353,8 @@ const REPOSITORIES: Readonly<Record<string, { readonly prototype: object }>> = {
   PruneRepository,
   AccountTokenRepository,
   EmailOutboxRepository,
+  SessionRepository,
+  AuditEventRepository,
 };
 
 interface PlanNode {
@@ -253,7 +377,7 @@ async function seed(database: Kysely<DB>): Promise<void> {
     await sql`set local statement_timeout = 0`.execute(db);
     await fill(db);
   });
-  await sql`analyze users, refresh_tokens, account_tokens, email_outbox`.execute(database);
+  await sql`analyze users, refresh_tokens, account_tokens, email_outbox, sessions, audit_events`.execute(database);
 }
 
 async function fill(db: Kysely<DB>): Promise<void> {
@@ -270,6 +394,22 @@ async function fill(db: Kysely<DB>): Promise<void> {
            case when g % 2 = 0 then now() end,
            case when g = 3 and u.email like '%7@example.com' then now() - interval '9 days' end
     from users as u cross join generate_series(0, ${TOKENS_PER_USER - 1}) as g`.execute(db);
+  // A few admins, each the kind the last-admin check locks (active) or passes over (disabled).
+  await sql`
+    update users set role = 'admin', status = case when created_at < now() - interval '5000 seconds' then 'disabled' else 'active' end
+    where email like ${`%${ADMIN_EVERY}@example.com`} or email like ${`%${ADMIN_EVERY / 2}@example.com`}`.execute(db);
+  // Every family is a session; those of revoked tokens ended, some long ago.
+  await sql`
+    insert into sessions (id, user_id, created_at, last_used_at, expires_at, ended_at, end_reason)
+    select family_id, min(user_id::text)::uuid, min(created_at), max(created_at), max(expires_at),
+           max(revoked_at), case when max(revoked_at) is not null then 'revoked' end
+    from refresh_tokens group by family_id`.execute(db);
+  // Each user's log: events a second apart, oldest a year and more ago for some.
+  await sql`
+    insert into audit_events (type, occurred_at, user_id, actor_id, details)
+    select case when g % 2 = 0 then 'login.succeeded' else 'login.failed' end,
+           now() - (g * 100 + length(u.email)) * interval '1 day' / 10, u.id, u.id, '{}'::jsonb
+    from users as u cross join generate_series(0, ${AUDIT_EVENTS_PER_USER - 1}) as g`.execute(db);
   // Every tenth user asked for links several times: each request superseded the one before, and
   // the last of each purpose was used, so a user's live tokens are few among many dead ones.
   await sql`
@@ -326,6 +466,14 @@ async function sampleOf(db: Kysely<DB>): Promise<Sample> {
     .select(['id', 'claimed_by'])
     .where('state', '=', 'sending')
     .executeTakeFirstOrThrow();
+  const auditEvent = await db
+    .selectFrom('audit_events')
+    .select(['occurred_at', 'id'])
+    .where('user_id', '=', user.id)
+    .orderBy('occurred_at', 'desc')
+    .offset(2)
+    .limit(1)
+    .executeTakeFirstOrThrow();
   const cursorAt = async (offset: number) => {
     const row = await db
       .selectFrom('users')
@@ -345,6 +493,7 @@ async function sampleOf(db: Kysely<DB>): Promise<Sample> {
     familyId: token.family_id,
     accountTokenId: accountToken.id,
     accountTokenHash: accountToken.token_hash,
+    auditCursor: { occurredAt: auditEvent.occurred_at, id: auditEvent.id },
     outboxId: message.id,
     claimedBy: message.claimed_by ?? 'unclaimed',
     middle: await cursorAt(USERS / 2),
@@ -400,6 +549,8 @@ describe('query plans at scale', () => {
           prune: new PruneRepository(trx),
           accountTokens: new AccountTokenRepository(trx),
           outbox: new EmailOutboxRepository(trx),
+          sessions: new SessionRepository(trx),
+          audit: new AuditEventRepository(trx),
           sample,
         });
         expect(captured, `${query.name} sent one statement`).toHaveLength(1);

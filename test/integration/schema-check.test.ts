@@ -85,7 +85,14 @@ describe('the schema check', () => {
 
     expect(a).toEqual(b);
     expect(diffSchemas(a, b)).toEqual([]);
-    expect(Object.keys(a.tables)).toEqual(['account_tokens', 'email_outbox', 'refresh_tokens', 'users']);
+    expect(Object.keys(a.tables)).toEqual([
+      'account_tokens',
+      'audit_events',
+      'email_outbox',
+      'refresh_tokens',
+      'sessions',
+      'users',
+    ]);
   });
 });
 

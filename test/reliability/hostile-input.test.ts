@@ -49,12 +49,18 @@ async function fuzzTarget(onFinished: OnFinished): Promise<Target> {
   const admin = await createUser(db, { role: 'admin', email: `admin-${randomUUID()}@example.com` });
   const user = await createUser(db, { email: `user-${randomUUID()}@example.com` });
   const refreshTokens = Array.from({ length: 300 }, () => newRefreshToken());
+  const families = refreshTokens.map(() => randomUUID());
+  // Every refresh-token family is a session (migration 20261201120000).
+  await db
+    .insertInto('sessions')
+    .values(families.map((id) => ({ id, user_id: user.id, expires_at: new Date(Date.now() + 86_400_000) })))
+    .execute();
   await db
     .insertInto('refresh_tokens')
     .values(
-      refreshTokens.map((token) => ({
+      refreshTokens.map((token, i) => ({
         user_id: user.id,
-        family_id: randomUUID(),
+        family_id: families[i] ?? randomUUID(),
         token_hash: hashRefreshToken(token),
         expires_at: new Date(Date.now() + 86_400_000),
       })),
@@ -79,7 +85,7 @@ async function fuzzTarget(onFinished: OnFinished): Promise<Target> {
         live_tokens: string;
       }>(`
         select (select count(*) from users) as users,
-               (select coalesce(md5(string_agg(concat_ws('|', id, email, name, role, password_hash, updated_at, last_login_at), ',' order by id)), '')
+               (select coalesce(md5(string_agg(concat_ws('|', id, email, name, role, status, password_hash, updated_at, last_login_at), ',' order by id)), '')
                   from users) as users_digest,
                (select count(*) from refresh_tokens) as tokens,
                (select count(*) from refresh_tokens where rotated_at is null and revoked_at is null) as live_tokens`);
@@ -570,6 +576,29 @@ function post(
     );
 }
 
+/** A request with a body to a path of its own (PATCH /users/:id, DELETE /auth/me …). */
+function withBody(
+  method: string,
+  path: fc.Arbitrary<string>,
+  target: Target,
+  fields: Record<string, fc.Arbitrary<unknown>>,
+): fc.Arbitrary<HostileRequest> {
+  return fc
+    .record({ path, body: bodyFor(fields), contentType, auth: authorization(target), extra: extraHeaders })
+    .map(({ path: target_, body, contentType: type, auth, extra }) =>
+      hostileRequest({ method, path: target_, headers: [...type, ...auth, ...extra], body }),
+    );
+}
+
+/** A request without a body (GET, DELETE). */
+function bodiless(method: string, path: fc.Arbitrary<string>, target: Target): fc.Arbitrary<HostileRequest> {
+  return fc
+    .record({ path, auth: authorization(target), extra: extraHeaders })
+    .map(({ path: target_, auth, extra }) =>
+      hostileRequest({ method, path: target_, headers: [...auth, ...extra], body: undefined }),
+    );
+}
+
 function get(path: fc.Arbitrary<string>, target: Target | undefined): fc.Arbitrary<HostileRequest> {
   return fc
     .record({
@@ -674,6 +703,63 @@ describe('hostile input, property-based: never a 5xx, always the one error shape
       .map((value) => `/users/${value}`);
     await fuzz(target, fc.oneof(get(list, target), get(id, target)));
   });
+
+  test(
+    'PATCH and DELETE /users/:id, GET /users/:id/events, the session routes and PATCH / DELETE /auth/me',
+    { timeout: PROPERTY_TIMEOUT },
+    async ({ onTestFinished }) => {
+      const target = await fuzzTarget(onTestFinished);
+      const id = fc.oneof(
+        uuid,
+        fc.constantFrom(target.user.id, target.admin.id, target.user.id.toUpperCase(), 'not-a-uuid', '%00'),
+        adversarialString.map((value) => percentEncode(value)).filter((value) => value.length <= 100),
+      );
+      const role = fc.oneof(fc.constantFrom('user', 'admin', 'root', 'ADMIN'), wrongTypeJson);
+      const status = fc.oneof(fc.constantFrom('active', 'disabled', 'deleted'), wrongTypeJson);
+      const page = queryString({
+        limit: fc.oneof(fc.integer({ min: -5, max: 105 }).map(String), fc.constantFrom('1e2', '', 'NaN')),
+        cursor: fc.oneof(
+          fc.string({ maxLength: 250 }),
+          uuid.map((value) => Buffer.from(value).toString('base64url')),
+        ),
+      });
+      await fuzz(
+        target,
+        fc.oneof(
+          withBody(
+            'PATCH',
+            id.map((value) => `/users/${value}`),
+            target,
+            { name, role, status },
+          ),
+          bodiless(
+            'DELETE',
+            id.map((value) => `/users/${value}`),
+            target,
+          ),
+          get(
+            fc.tuple(id, page).map(([value, query]) => `/users/${value}/events${query}`),
+            target,
+          ),
+          get(fc.constant('/auth/sessions'), target),
+          get(
+            page.map((query) => `/auth/events${query}`),
+            target,
+          ),
+          bodiless(
+            'DELETE',
+            fc.oneof(
+              fc.constant('/auth/sessions'),
+              id.map((value) => `/auth/sessions/${value}`),
+            ),
+            target,
+          ),
+          withBody('PATCH', fc.constant('/auth/me'), target, { name }),
+          withBody('DELETE', fc.constant('/auth/me'), target, { password: fc.oneof(password, fc.constant(PASSWORD)) }),
+        ),
+      );
+    },
+  );
 
   test(
     'health, metrics, docs, unknown routes and methods',

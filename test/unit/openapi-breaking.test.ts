@@ -178,6 +178,33 @@ describe('breakingChanges', () => {
     expect(breakingChanges(api({ body: age('integer') }), api({ body: age('number') }))).toEqual([]);
   });
 
+  it('matches a union of literals value by value: each old value accepted by any new variant', () => {
+    const literals = (...values: string[]): Schema => ({
+      anyOf: values.map((value) => ({ type: 'string', enum: [value] })),
+    });
+    const role = (schema: Schema): Schema => withProperties(RegisterBody, { role: schema });
+    // `'user' | 'admin'` against itself, and against one enum of both: nothing lost.
+    expect(
+      breakingChanges(api({ body: role(literals('user', 'admin')) }), api({ body: role(literals('user', 'admin')) })),
+    ).toEqual([]);
+    expect(
+      breakingChanges(
+        api({ body: role(literals('user', 'admin')) }),
+        api({ body: role({ type: 'string', enum: ['admin', 'user'] }) }),
+      ),
+    ).toEqual([]);
+    expect(
+      breakingChanges(
+        api({ body: role({ type: 'string', enum: ['user', 'admin'] }) }),
+        api({ body: role(literals('admin', 'user', 'root')) }),
+      ),
+    ).toEqual([]);
+    // A value no new variant takes is reported, once.
+    expect(
+      breakingChanges(api({ body: role(literals('user', 'admin')) }), api({ body: role(literals('user')) })),
+    ).toEqual(['POST /auth/register: request body.role: no longer accepts "admin"']);
+  });
+
   it('reports an input that no longer accepts null, and a new pattern', () => {
     const nullableName = withProperties(RegisterBody, { name: { anyOf: [{ type: 'string' }, { type: 'null' }] } });
     const patterned = withProperties(RegisterBody, { name: { type: 'string', pattern: '^[a-z]+$' } });

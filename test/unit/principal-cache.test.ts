@@ -67,4 +67,15 @@ describe('PrincipalCache', () => {
     expect(cache.get('u1')).toBeUndefined();
     expect([cache.get('u2'), cache.get('u3')]).toEqual(['b', 'c']);
   });
+
+  it('evicts the least recently used entry: a read counts as a use', () => {
+    const { cache } = cacheAt({ maxEntries: 2 });
+    cache.store('u1', 'a', cache.generation);
+    cache.store('u2', 'b', cache.generation);
+    expect(cache.get('u1')).toBe('a');
+    cache.store('u3', 'c', cache.generation);
+    expect(cache.size).toBe(2);
+    expect(cache.get('u2')).toBeUndefined();
+    expect([cache.get('u1'), cache.get('u3')]).toEqual(['a', 'c']);
+  });
 });
