@@ -342,7 +342,7 @@ async function measurePruning(
   await client.query('analyze refresh_tokens');
   const job = new MaintenanceJob({
     db,
-    policy: { refreshTokenGraceSeconds: 86_400, auditRetentionDays: 365 },
+    policy: { refreshTokenGraceSeconds: 86_400, auditRetentionDays: 365, emailOutboxRetentionDays: 30 },
     batchSize: 1000,
     pauseMs: 10,
     rules: PRUNE_RULES,

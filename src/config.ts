@@ -215,6 +215,8 @@ export interface MaintenanceConfig {
   readonly refreshTokenGraceSeconds: number;
   /** Audit events older than this many days are deleted. */
   readonly auditRetentionDays: number;
+  /** Outbox messages that are done (sent, skipped, given up) and older than this many days are deleted. */
+  readonly emailOutboxRetentionDays: number;
 }
 
 export interface RedisConfig {
@@ -439,6 +441,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       pauseMs: reader.integer('MAINTENANCE_PAUSE_MS', 50, 0, 60_000),
       refreshTokenGraceSeconds: reader.integer('REFRESH_TOKEN_GRACE_SECONDS', 7 * 86_400, 0, 365 * 86_400),
       auditRetentionDays: reader.integer('AUDIT_RETENTION_DAYS', 365, 1, 36_500),
+      emailOutboxRetentionDays: reader.integer('EMAIL_OUTBOX_RETENTION_DAYS', 30, 1, 36_500),
     },
     email: {
       // Production never falls back to the log by accident: only when EMAIL_TRANSPORT=log says so.

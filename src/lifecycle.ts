@@ -216,11 +216,18 @@ function startMaintenance(
   metrics: AppMetrics,
   log: FastifyBaseLogger,
 ): MaintenanceJob | undefined {
-  const { intervalSeconds, batchSize, pauseMs, refreshTokenGraceSeconds, auditRetentionDays } = config.maintenance;
+  const {
+    intervalSeconds,
+    batchSize,
+    pauseMs,
+    refreshTokenGraceSeconds,
+    auditRetentionDays,
+    emailOutboxRetentionDays,
+  } = config.maintenance;
   if (intervalSeconds === 0) return undefined;
   const job = new MaintenanceJob({
     db,
-    policy: { refreshTokenGraceSeconds, auditRetentionDays },
+    policy: { refreshTokenGraceSeconds, auditRetentionDays, emailOutboxRetentionDays },
     batchSize,
     pauseMs,
     intervalMs: intervalSeconds * 1000,

@@ -43,10 +43,11 @@ async function main(): Promise<number> {
     applicationName: `${config.database.applicationName} db:prune`,
   });
   try {
-    const { batchSize, pauseMs, refreshTokenGraceSeconds, auditRetentionDays } = config.maintenance;
+    const { batchSize, pauseMs, refreshTokenGraceSeconds, auditRetentionDays, emailOutboxRetentionDays } =
+      config.maintenance;
     const job = new MaintenanceJob({
       db,
-      policy: { refreshTokenGraceSeconds, auditRetentionDays },
+      policy: { refreshTokenGraceSeconds, auditRetentionDays, emailOutboxRetentionDays },
       batchSize,
       pauseMs,
     });

@@ -7,9 +7,11 @@ import { instrumentRepository } from '../db/instrumentation.ts';
 export interface RetentionPolicy {
   /**
    * Expired or revoked refresh tokens are kept this long (reuse shows as "revoked", not "unknown"),
-   * and expired or ended sessions too.
+   * and expired or ended sessions and expired account tokens too.
    */
   readonly refreshTokenGraceSeconds: number;
+  /** Outbox messages that are done (sent, skipped, given up) are kept this many days. */
+  readonly emailOutboxRetentionDays: number;
   /** Audit events are kept this many days (AUDIT_RETENTION_DAYS). */
   readonly auditRetentionDays: number;
 }
@@ -116,6 +118,40 @@ export const PRUNE_RULES: readonly PruneRule[] = [
             .selectFrom('audit_events')
             .select(sql`ctid`.as('ctid'))
             .where('occurred_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'account_tokens.expired',
+    table: 'account_tokens',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('account_tokens').where(
+        byPosition(
+          db
+            .selectFrom('account_tokens')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'email_outbox.done',
+    table: 'email_outbox',
+    cutoff: (now, policy) => ago(now, policy.emailOutboxRetentionDays * 86_400),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('email_outbox').where(
+        byPosition(
+          db
+            .selectFrom('email_outbox')
+            .select(sql`ctid`.as('ctid'))
+            // The partial index's predicate, spelled as it is, so the planner can use it.
+            .where('state', 'in', ['sent', 'skipped', 'failed'])
+            .where('created_at', '<', before)
             .limit(limit),
         ),
       ),

@@ -55,7 +55,7 @@ async function remainingTokens(db: Kysely<DB>): Promise<string[]> {
 function job(db: Kysely<DB>, overrides: Partial<ConstructorParameters<typeof MaintenanceJob>[0]> = {}) {
   return new MaintenanceJob({
     db,
-    policy: { refreshTokenGraceSeconds: GRACE_SECONDS, auditRetentionDays: 365 },
+    policy: { refreshTokenGraceSeconds: GRACE_SECONDS, auditRetentionDays: 365, emailOutboxRetentionDays: 30 },
     batchSize: 1000,
     pauseMs: 0,
     now: () => NOW,
@@ -223,7 +223,7 @@ describe('the maintenance job', () => {
       .execute();
 
     const report = await job(db, {
-      policy: { refreshTokenGraceSeconds: GRACE_SECONDS, auditRetentionDays: 365 },
+      policy: { refreshTokenGraceSeconds: GRACE_SECONDS, auditRetentionDays: 365, emailOutboxRetentionDays: 30 },
     }).runOnce();
 
     expect(report).toMatchObject({
@@ -234,6 +234,71 @@ describe('the maintenance job', () => {
     expect(sessions.map((row) => row.id.at(-1))).toEqual(['2', '4', '5']);
     const events = await db.selectFrom('audit_events').select('type').execute();
     expect(events).toEqual([{ type: 'login.failed' }]);
+  });
+
+  test('deletes account tokens past their expiry and the grace period, and outbox messages that are done past EMAIL_OUTBOX_RETENTION_DAYS', async ({
+    onTestFinished,
+  }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    const daysAgo = (days: number) => new Date(NOW.getTime() - days * DAY);
+    const { id: userId } = await db
+      .insertInto('users')
+      .values({ email: 'links@example.com', name: 'Links', password_hash: 'hash' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const token = (label: string, expires: Date, used?: Date) => ({
+      user_id: userId,
+      purpose: 'password_reset' as const,
+      token_hash: label,
+      expires_at: expires,
+      used_at: used ?? null,
+    });
+    await db
+      .insertInto('account_tokens')
+      .values([
+        token('expired-long-ago', daysAgo(8)),
+        token('used-and-expired-long-ago', daysAgo(9), daysAgo(9)),
+        token('expired-within-grace', daysAgo(1)),
+        token('used-not-expired', daysAgo(-1), daysAgo(0)),
+        token('live', daysAgo(-1)),
+      ])
+      .execute();
+    const message = (
+      recipient: string,
+      state: 'pending' | 'sending' | 'sent' | 'skipped' | 'failed',
+      created: Date,
+    ) => ({
+      user_id: userId,
+      recipient,
+      template: 'password_reset',
+      data: state === 'pending' ? { token: 't' } : null,
+      state,
+      created_at: created,
+    });
+    await db
+      .insertInto('email_outbox')
+      .values([
+        message('sent-old@example.com', 'sent', daysAgo(31)),
+        message('skipped-old@example.com', 'skipped', daysAgo(40)),
+        message('failed-old@example.com', 'failed', daysAgo(60)),
+        message('sent-recent@example.com', 'sent', daysAgo(29)),
+        // Never pruned, however old: a message not yet delivered is still owed to its recipient.
+        message('pending-old@example.com', 'pending', daysAgo(90)),
+        message('sending-old@example.com', 'sending', daysAgo(90)),
+      ])
+      .execute();
+
+    const report = await job(db).runOnce();
+
+    expect(report).toMatchObject({ outcome: 'ok', pruned: { 'account_tokens.expired': 2, 'email_outbox.done': 3 } });
+    const tokens = await db.selectFrom('account_tokens').select('token_hash').orderBy('token_hash').execute();
+    expect(tokens.map((row) => row.token_hash)).toEqual(['expired-within-grace', 'live', 'used-not-expired']);
+    const messages = await db.selectFrom('email_outbox').select('recipient').orderBy('recipient').execute();
+    expect(messages.map((row) => row.recipient)).toEqual([
+      'pending-old@example.com',
+      'sending-old@example.com',
+      'sent-recent@example.com',
+    ]);
   });
 
   test('has a rule per kind of row, each naming a table of the schema', async ({ onTestFinished }) => {
@@ -247,6 +312,8 @@ describe('the maintenance job', () => {
       'sessions.expired',
       'sessions.ended',
       'audit_events.expired',
+      'account_tokens.expired',
+      'email_outbox.done',
     ]);
     for (const rule of PRUNE_RULES) expect(tables, rule.name).toContain(rule.table);
   });

@@ -77,6 +77,8 @@ const PRUNE_INDEXES: Readonly<Record<string, string>> = {
   'sessions.expired': 'sessions_expires_at_idx',
   'sessions.ended': 'sessions_ended_at_idx',
   'audit_events.expired': 'audit_events_occurred_at_idx',
+  'account_tokens.expired': 'account_tokens_expires_at_idx',
+  'email_outbox.done': 'email_outbox_done_created_at_idx',
 };
 
 const HOT_QUERIES: readonly HotQuery[] = [
@@ -339,7 +341,11 @@ const HOT_QUERIES: readonly HotQuery[] = [
     call: (r: Repositories) =>
       r.prune.pruneBatch(
         rule,
-        rule.cutoff(NOW, { refreshTokenGraceSeconds: 7 * 86_400, auditRetentionDays: 365 }),
+        rule.cutoff(NOW, {
+          refreshTokenGraceSeconds: 7 * 86_400,
+          auditRetentionDays: 365,
+          emailOutboxRetentionDays: 30,
+        }),
         1000,
       ),
     index: PRUNE_INDEXES[rule.name] ?? `an index for ${rule.name}`,
