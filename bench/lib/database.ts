@@ -77,7 +77,8 @@ export async function seed(url: string, count: number): Promise<Seed> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query('truncate refresh_tokens, users');
+    // sessions references users (a plain truncate of users fails); audit_events and the outbox grow with every login.
+    await client.query('truncate refresh_tokens, sessions, audit_events, account_tokens, email_outbox, users');
     const admin = await client.query<{ id: string }>(
       `insert into users (email, password_hash, name, role) values ($1, $2, 'Bench Admin', 'admin') returning id`,
       [ADMIN_EMAIL, passwordHash],
