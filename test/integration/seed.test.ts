@@ -146,6 +146,7 @@ describe('npm run db:seed', () => {
       expect(outcome.code).toBe(2);
       expect(outcome.output).toContain('db:seed refused: NODE_ENV=production');
       expect(await new UserRepository(db).list(10)).toEqual([]);
+      expect(await seedCounts(db)).toMatchObject({ sessions: 0, events: {} });
     },
   );
 
