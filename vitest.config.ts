@@ -10,7 +10,9 @@ export default defineConfig({
     //   run by `npm run test:scale-out` (with the change feed's PgBouncer case, skipped without SCALE_OUT).
     // .ci/run runs both after the main suite.
     exclude: [
-      ...(process.env.RELIABILITY ? [] : ['test/reliability/{database-outage,shutdown,crash,email-crash}.test.ts']),
+      ...(process.env.RELIABILITY
+        ? []
+        : ['test/reliability/{database-outage,shutdown,crash,email-crash,email-server}.test.ts']),
       ...(process.env.SCALE_OUT
         ? []
         : [

@@ -6,7 +6,8 @@ import { PasswordHasher } from '../services/passwords.ts';
 import { SEED_ADMIN, SEED_USER_PASSWORD, seedDevelopmentData } from '../services/seed.ts';
 import { databaseOf, reportFailure } from './report.ts';
 
-// npm run db:seed — development data (an admin and 36 users) in the database `npm start` uses.
+// npm run db:seed — development data (an admin and 36 users, with sessions and audit events) in the
+// database `npm start` uses.
 // Idempotent; refused when NODE_ENV=production; exit code 1 on any failure.
 const USERS = 36;
 
@@ -28,12 +29,13 @@ async function main(): Promise<number> {
     stack.defer(() => db.destroy());
     const pending = await pendingMigrations(db);
     if (pending.length > 0) throw new Error(`${pending.length} pending migration(s): run \`npm run migrate\` first`);
-    const { created, total } = await seedDevelopmentData(
+    const { created, total, sessions, events } = await seedDevelopmentData(
       { db, hasher: new PasswordHasher({ concurrency: 1, queueLimit: 0 }) },
-      { users: USERS },
+      { users: USERS, sessionTtlSeconds: config.auth.refreshTokenTtlSeconds },
     );
     process.stdout.write(
-      `db:seed: ${created} of ${total} accounts created (${total - created} already there).\n` +
+      `db:seed: ${created} of ${total} accounts created (${total - created} already there), ` +
+        `with ${sessions} sessions and ${events} audit events.\n` +
         `  admin: ${SEED_ADMIN.email} / ${SEED_ADMIN.password}\n` +
         `  users: user01@example.com … user${USERS}@example.com / ${SEED_USER_PASSWORD}\n`,
     );

@@ -8,7 +8,7 @@ import { assertLiveAccountToken, consumeAccountToken } from './account-tokens.ts
 import { NO_CONTEXT, recordAuditEvent, recordAuditEventForEmail, type RequestContext } from './audit-log.ts';
 import type { AuthenticatedUser } from './auth.ts';
 import { assertValidPassword, canonicalEmail } from './credentials.ts';
-import { queuePasswordResetRequest, queueVerificationEmail, type AccountEmailSettings } from './email.ts';
+import { isActive, queuePasswordResetRequest, queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { SessionService } from './sessions.ts';
@@ -61,7 +61,7 @@ export class AccountEmailService {
 
   /**
    * Uses a verification token: the account's address counts as verified from now on
-   * (`email.verified` in the audit log).
+   * (`email.verified` in the audit log). A disabled account's token is refused and left unused.
    *
    * @throws {InvalidTokenError} `INVALID_OR_EXPIRED_TOKEN`
    */
@@ -70,6 +70,10 @@ export class AccountEmailService {
     const user = await withTransaction(this.#deps.db, async (trx) => {
       const userId = await consumeAccountToken(trx, token, 'email_verification', now);
       const users = new UserRepository(trx);
+      // A disabled account's link is refused like a bad one (the rollback leaves it unused, so it
+      // works again if the account is enabled while the link is still live).
+      const owner = await users.lockForUpdate(userId);
+      if (owner === undefined || !isActive(owner)) throw new InvalidTokenError();
       if (await users.markEmailVerified(userId, now)) {
         await recordAuditEvent(trx, 'email.verified', userId, context, { via: 'verification' });
       }
@@ -102,7 +106,7 @@ export class AccountEmailService {
    * Sets a new password with a reset token: every session of the account ends at once (its
    * refresh tokens are revoked, its access tokens fail on every instance), the address counts as
    * verified (the link reached it), and the token is used up. `password.reset` and each session's
-   * end are in the audit log.
+   * end are in the audit log. The token of an account disabled since it was issued is refused.
    *
    * @throws {ValidationError} for a password the rules refuse (the token stays usable).
    * @throws {InvalidTokenError} `INVALID_OR_EXPIRED_TOKEN`
@@ -118,7 +122,9 @@ export class AccountEmailService {
       const id = await consumeAccountToken(trx, token, 'password_reset', now);
       const users = new UserRepository(trx);
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
-      await users.lockForUpdate(id);
+      // A link issued before the account was disabled sets nothing: the same answer as a bad one.
+      const owner = await users.lockForUpdate(id);
+      if (owner === undefined || !isActive(owner)) throw new InvalidTokenError();
       await users.updatePasswordHash(id, passwordHash, now);
       // Whoever reset the password is not signed in: the event's actor is the account itself.
       const userContext = { ...context, actorId: id, sessionId: null };

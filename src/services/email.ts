@@ -57,8 +57,8 @@ export async function queuePasswordResetRequest(db: Kysely<DB>, email: string): 
 
 /**
  * Turns a claimed outbox message into the email to send, or undefined when it must not be sent
- * any more (skipped): the address is already verified, or no active account owns the address a
- * reset was asked for.
+ * any more (skipped): the address is already verified, its account is disabled, or no active
+ * account owns the address a reset was asked for.
  *
  * A reset's token is issued here, when the email is about to go out, not in the request: that is
  * what makes the request cost the same for every address. A retried reset issues a new token,
@@ -87,7 +87,8 @@ export class EmailComposer {
       throw new Error('verification email without its token');
     }
     const user = await new UserRepository(this.#db).findById(message.userId);
-    if (user === undefined || user.email_verified_at !== null) return undefined;
+    // A disabled account gets no mail: its link would be refused anyway (AccountEmailService).
+    if (user === undefined || user.email_verified_at !== null || !isActive(user)) return undefined;
     return renderEmail('email_verification', {
       to: message.recipient,
       name,

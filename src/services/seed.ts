@@ -1,7 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
+import { withTransaction } from '../db/transactions.ts';
+import { RefreshTokenRepository } from '../repositories/refresh-tokens.ts';
+import { SessionRepository } from '../repositories/sessions.ts';
 import { UserRepository } from '../repositories/users.ts';
+import { NO_CONTEXT, recordAuditEvent } from './audit-log.ts';
 import type { PasswordHasher } from './passwords.ts';
+import { hashRefreshToken, newRefreshToken } from './tokens.ts';
 
 /** The development admin `npm run db:seed` creates; fixed so a second run can print it again. */
 export const SEED_ADMIN = {
@@ -18,24 +24,56 @@ export interface SeedResult {
   readonly created: number;
   /** Accounts the seed consists of, whether this run created them or not. */
   readonly total: number;
+  /** Sessions this run opened for the accounts it created (one or two each). */
+  readonly sessions: number;
+  /** Audit events this run recorded: `user.registered` per account, `login.succeeded` per session. */
+  readonly events: number;
 }
 
+/** Where the seeded sessions were opened from, so `GET /auth/sessions` shows devices that differ. */
+const SEED_DEVICES = [
+  {
+    userAgent: 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0 (db:seed)',
+    ipAddress: '192.0.2.10',
+  },
+  {
+    userAgent: 'Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 (db:seed)',
+    ipAddress: '198.51.100.20',
+  },
+] as const;
+
+/** Default session lifetime (REFRESH_TOKEN_TTL_SECONDS' default). */
+const DEFAULT_SESSION_TTL_SECONDS = 30 * 86_400;
+
 /**
- * Development data: one admin and `users` ordinary users. Idempotent: an account that exists
- * (by email) is left as it is, so running it again creates nothing.
+ * Development data: one admin and `users` ordinary users, each with what a real account would
+ * have: its `user.registered` event, and one or two sessions (every other user two, as if signed in
+ * on a laptop and a phone), each opened like a login opens one: a session row, a refresh-token
+ * family of that id (whose token nobody holds), `last_login_at`, and a `login.succeeded` event.
+ *
+ * Idempotent: an account is created with its sessions and events in one transaction, so it exists
+ * with all of them or not at all; an account that exists (by email) is left as it is, so running
+ * it again creates nothing.
  *
  * @example
  * ```ts
- * const { created } = await seedDevelopmentData({ db, hasher }, { users: 36 });
+ * const { created, sessions } = await seedDevelopmentData({ db, hasher }, { users: 36 });
  * ```
  */
 export async function seedDevelopmentData(
-  deps: { readonly db: Kysely<DB>; readonly hasher: PasswordHasher },
-  options: { readonly users: number },
+  deps: { readonly db: Kysely<DB>; readonly hasher: PasswordHasher; readonly clock?: () => Date },
+  options: { readonly users: number; readonly sessionTtlSeconds?: number },
 ): Promise<SeedResult> {
-  const repository = new UserRepository(deps.db);
+  const clock = deps.clock ?? (() => new Date());
+  const ttlMs = (options.sessionTtlSeconds ?? DEFAULT_SESSION_TTL_SECONDS) * 1000;
   const accounts = [
-    { email: SEED_ADMIN.email, name: SEED_ADMIN.name, role: 'admin' as const, password: SEED_ADMIN.password },
+    {
+      email: SEED_ADMIN.email,
+      name: SEED_ADMIN.name,
+      role: 'admin' as const,
+      password: SEED_ADMIN.password,
+      sessions: 1,
+    },
     ...Array.from({ length: options.users }, (_, index) => {
       const number = String(index + 1).padStart(2, '0');
       return {
@@ -43,6 +81,7 @@ export async function seedDevelopmentData(
         name: `Seed User ${number}`,
         role: 'user' as const,
         password: SEED_USER_PASSWORD,
+        sessions: index % 2 === 0 ? 1 : 2,
       };
     }),
   ];
@@ -54,15 +93,33 @@ export async function seedDevelopmentData(
     return hash;
   };
   let created = 0;
+  let sessions = 0;
+  let events = 0;
   for (const account of accounts) {
-    if ((await repository.findByEmail(account.email)) !== undefined) continue;
-    await repository.create({
-      email: account.email,
-      name: account.name,
-      role: account.role,
-      passwordHash: await hashOf(account.password),
+    if ((await new UserRepository(deps.db).findByEmail(account.email)) !== undefined) continue;
+    const passwordHash = await hashOf(account.password);
+    await withTransaction(deps.db, async (trx) => {
+      const users = new UserRepository(trx);
+      const user = await users.create({ email: account.email, name: account.name, role: account.role, passwordHash });
+      await recordAuditEvent(trx, 'user.registered', user.id, NO_CONTEXT, { role: user.role });
+      for (const device of SEED_DEVICES.slice(0, account.sessions)) {
+        const now = clock();
+        const sid = randomUUID();
+        const expiresAt = new Date(now.getTime() + ttlMs);
+        await new SessionRepository(trx).insert({ id: sid, userId: user.id, createdAt: now, expiresAt, ...device });
+        await new RefreshTokenRepository(trx).insert({
+          userId: user.id,
+          familyId: sid,
+          tokenHash: hashRefreshToken(newRefreshToken()),
+          expiresAt,
+        });
+        await users.updateLastLogin(user.id, now);
+        await recordAuditEvent(trx, 'login.succeeded', user.id, { ...device, sessionId: sid, actorId: user.id });
+      }
     });
     created += 1;
+    sessions += account.sessions;
+    events += 1 + account.sessions;
   }
-  return { created, total: accounts.length };
+  return { created, total: accounts.length, sessions, events };
 }

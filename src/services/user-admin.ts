@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
 import { AuthenticationError, AuthorizationError, ConflictError, NotFoundError } from '../errors/index.ts';
+import { AccountTokenRepository } from '../repositories/account-tokens.ts';
 import { UserRepository, type UserChanges, type UserRow } from '../repositories/users.ts';
 import { recordAuditEvent, type RequestContext } from './audit-log.ts';
 import type { Principal } from './auth.ts';
@@ -87,6 +88,8 @@ export class UserAdministration {
       const endedIds = endsSessions
         ? await this.#deps.sessions.endAllInTransaction(trx, id, 'user_disabled', context)
         : [];
+      // A reset link in the inbox must not outlive the disabling, even if the account comes back.
+      if (endsSessions) await new AccountTokenRepository(trx).supersedeLive(id, 'password_reset', this.#deps.clock());
       return { user: after, ended: endedIds, kinds: actionKinds(before, after) };
     });
     this.#deps.principals?.invalidate(id);

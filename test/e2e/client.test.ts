@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createApiClient, type ApiClient, type Tokens } from '../../client/index.ts';
+import { createApiClient, type ApiClient, type ErrorCode, type Tokens } from '../../client/index.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 import { craftJwt, createUser, decodeJwt, PASSWORD } from './support.ts';
@@ -115,6 +115,117 @@ describe('the generated client against a listening server', () => {
     expect(missing.response.status).toBe(404);
     expect(missing.error?.error.code).toBe('NOT_FOUND');
     expect(admin.role).toBe('admin');
+  });
+
+  test('lists and ends sessions: the current flag, one by id, every other one, and the events they leave', async ({
+    onTestFinished,
+  }) => {
+    const { api, db, baseUrl } = await serverAndClient(onTestFinished);
+    const user = await createUser(db, { email: 'ada@example.com' });
+    const laptop = createApiClient({ baseUrl });
+    const phone = createApiClient({ baseUrl });
+    expect((await api.login('ada@example.com', PASSWORD)).ok).toBe(true);
+    expect((await laptop.login('ada@example.com', PASSWORD)).ok).toBe(true);
+    expect((await phone.login('ada@example.com', PASSWORD)).ok).toBe(true);
+    const sid = (client: ApiClient) => String(decodeJwt(client.tokens?.accessToken ?? '').payload.sid);
+
+    const listed = await api.GET('/auth/sessions');
+    expect(listed.response.status).toBe(200);
+    const items = listed.data?.items ?? [];
+    // The factory's session (its id is the user's) and the three logins, newest first.
+    expect(items.map((item) => item.id).sort()).toEqual([user.id, sid(api), sid(laptop), sid(phone)].sort());
+    expect(items.filter((item) => item.current).map((item) => item.id)).toEqual([sid(api)]);
+    expect(items.at(-1)?.id).toBe(user.id);
+    expect(items[0]).toMatchObject({ ipAddress: '127.0.0.1', expiresAt: expect.any(String) });
+
+    const endLaptop = await api.DELETE('/auth/sessions/{id}', { params: { path: { id: sid(laptop) } } });
+    expect(endLaptop.response.status).toBe(204);
+    const laptopMe = await laptop.GET('/auth/me');
+    expect(laptopMe.response.status).toBe(401);
+    expect(laptopMe.error?.error.code).toBe('INVALID_TOKEN');
+    const again = await api.DELETE('/auth/sessions/{id}', { params: { path: { id: sid(laptop) } } });
+    expect(again.response.status).toBe(404);
+    expect(again.error?.error).toMatchObject({ code: 'NOT_FOUND', statusCode: 404 });
+
+    const phoneSid = sid(phone);
+    const endOthers = await api.DELETE('/auth/sessions');
+    expect(endOthers.response.status).toBe(204);
+    expect((await phone.GET('/auth/me')).response.status).toBe(401);
+    expect((await api.GET('/auth/me')).response.status).toBe(200);
+    const left = await api.GET('/auth/sessions');
+    expect(left.data?.items.map((item) => [item.id, item.current])).toEqual([[sid(api), true]]);
+
+    const events = await api.GET('/auth/events', { params: { query: { limit: 20 } } });
+    expect(events.response.status).toBe(200);
+    const ends = (events.data?.items ?? [])
+      .filter((event) => event.type === 'session.ended')
+      .map((event) => [event.details.sessionId, event.details.reason, event.sessionId]);
+    expect(ends).toEqual(
+      expect.arrayContaining([
+        [sid(laptop), 'revoked', sid(api)],
+        [phoneSid, 'revoked_others', sid(api)],
+        [user.id, 'revoked_others', sid(api)],
+      ]),
+    );
+    expect(ends).toHaveLength(3);
+    expect(events.data?.items.filter((event) => event.type === 'login.succeeded')).toHaveLength(3);
+    expect(events.data?.nextCursor).toBeNull();
+  });
+
+  test('makes admin changes: filters users by q, role and status, changes role and status, refuses the last admin by code', async ({
+    onTestFinished,
+  }) => {
+    const { api, db, baseUrl } = await serverAndClient(onTestFinished);
+    const admin = await createUser(db, { email: 'admin@example.com', name: 'Root', role: 'admin' });
+    const grace = await createUser(db, { email: 'grace@example.com', name: 'Grace Hopper' });
+    await createUser(db, { email: 'alan@example.com', name: 'Alan Turing' });
+    await createUser(db, { email: 'barbara@example.com', name: 'Barbara Liskov' });
+    expect((await api.login('admin@example.com', PASSWORD)).ok).toBe(true);
+    const emails = async (query: { q?: string; role?: 'user' | 'admin'; status?: 'active' | 'disabled' }) => {
+      const page = await api.GET('/users', { params: { query } });
+      expect(page.response.status).toBe(200);
+      return page.data?.items.map((item) => item.email).sort();
+    };
+
+    expect(await emails({ q: 'GRA' })).toEqual(['grace@example.com']);
+    expect(await emails({ q: 'alan' })).toEqual(['alan@example.com']);
+    expect(await emails({ role: 'admin' })).toEqual(['admin@example.com']);
+    expect(await emails({ status: 'disabled' })).toEqual([]);
+
+    // The only admin cannot demote themself: the error is typed by its code.
+    const demoteSelf = await api.PATCH('/users/{id}', { params: { path: { id: admin.id } }, body: { role: 'user' } });
+    expect(demoteSelf.response.status).toBe(409);
+    const code: ErrorCode | undefined = demoteSelf.error?.error.code;
+    expect(code).toBe('LAST_ADMIN');
+
+    const promoted = await api.PATCH('/users/{id}', { params: { path: { id: grace.id } }, body: { role: 'admin' } });
+    expect(promoted.response.status).toBe(200);
+    expect(promoted.data?.user).toMatchObject({ id: grace.id, role: 'admin', status: 'active' });
+    expect(await emails({ role: 'admin' })).toEqual(['admin@example.com', 'grace@example.com']);
+
+    const alanClient = createApiClient({ baseUrl });
+    expect((await alanClient.login('alan@example.com', PASSWORD)).ok).toBe(true);
+    const alan = (await alanClient.GET('/auth/me')).data?.user;
+    const disabled = await api.PATCH('/users/{id}', {
+      params: { path: { id: alan?.id ?? '' } },
+      body: { status: 'disabled' },
+    });
+    expect(disabled.response.status).toBe(200);
+    expect(disabled.data?.user).toMatchObject({ email: 'alan@example.com', status: 'disabled' });
+    expect((await alanClient.GET('/auth/me')).response.status).toBe(401);
+    expect(await emails({ status: 'disabled' })).toEqual(['alan@example.com']);
+    expect(await emails({ status: 'active', role: 'user' })).toEqual(['barbara@example.com']);
+
+    const missing = await api.PATCH('/users/{id}', {
+      params: { path: { id: '0190f1f0-0000-7000-8000-000000000000' } },
+      body: { status: 'disabled' },
+    });
+    expect(missing.response.status).toBe(404);
+    expect(missing.error?.error.code).toBe('NOT_FOUND');
+
+    const invalid = await api.GET('/users', { params: { query: { role: 'owner' as 'admin' } } });
+    expect(invalid.response.status).toBe(400);
+    expect(invalid.error?.error.code).toBe('VALIDATION_FAILED');
   });
 
   test(

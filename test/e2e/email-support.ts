@@ -9,7 +9,7 @@ import { smtpTransport } from '../../src/services/email-transports.ts';
 import { OutboxDispatcher, type DispatcherEvents } from '../../src/workers/outbox-dispatcher.ts';
 import { LogCapture, testApp, testConfig } from '../helpers/app.ts';
 import { isolatedDatabase, type TestDatabase } from '../helpers/database.ts';
-import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.ts';
+import { startSmtpServer, type SmtpServerOptions, type TestSmtpServer } from '../helpers/smtp.ts';
 
 export const APP_URL = 'https://app.example.test';
 
@@ -70,9 +70,11 @@ export async function startMailingApp(
     clock?: () => Date;
     /** The app's metrics (GET /metrics); the running dispatcher reports to them too. */
     metrics?: AppMetrics;
+    /** How the SMTP server speaks TLS (SMTP_URL follows: smtps:// for implicit TLS). */
+    smtp?: SmtpServerOptions;
   } = {},
 ): Promise<MailingApp> {
-  const smtp = await startSmtpServer();
+  const smtp = await startSmtpServer(options.smtp);
   onFinished(() => smtp.close());
   const database = await isolatedDatabase(onFinished);
   const env = { LOG_LEVEL: 'warn', ...emailEnv(smtp, options.env) };

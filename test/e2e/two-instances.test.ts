@@ -78,10 +78,40 @@ async function errorOf(response: Response): Promise<ErrorJson> {
 }
 
 describe('two instances behind one load balancer', () => {
-  test('a refresh token rotated through instance A is rejected as reused through instance B, which revokes its family', async ({
+  test('within the reuse interval, a refresh token rotated through instance A gets the same successor through instance B', async ({
     onTestFinished,
   }) => {
     const { a, b, db } = await twoInstances(onTestFinished, { redis: true });
+    const user = await createUser(db);
+    const loggedIn = await post(a, '/auth/login', { email: user.email, password: PASSWORD });
+    expect(loggedIn.status).toBe(200);
+    const session = (await loggedIn.json()) as LoginJson;
+
+    const rotated = await post(a, '/auth/refresh', { refreshToken: session.refreshToken });
+    expect(rotated.status).toBe(200);
+    // The response to A was lost; the client retries through B (REFRESH_REUSE_INTERVAL_SECONDS, 10 s).
+    const retried = await post(b, '/auth/refresh', { refreshToken: session.refreshToken });
+    expect(retried.status).toBe(200);
+    const successor = ((await rotated.json()) as TokenPairJson).refreshToken;
+    expect(((await retried.json()) as TokenPairJson).refreshToken).toBe(successor);
+    const live = await db
+      .selectFrom('refresh_tokens')
+      .select('id')
+      .where('user_id', '=', user.id)
+      .where('revoked_at', 'is', null)
+      .where('rotated_at', 'is', null)
+      .execute();
+    expect(live).toHaveLength(1);
+    expect((await post(b, '/auth/refresh', { refreshToken: successor })).status).toBe(200);
+  });
+
+  test('past the reuse interval (here 0), a refresh token rotated through instance A is rejected as reused through instance B, which revokes its family', async ({
+    onTestFinished,
+  }) => {
+    const { a, b, db } = await twoInstances(onTestFinished, {
+      redis: true,
+      env: { REFRESH_REUSE_INTERVAL_SECONDS: '0' },
+    });
     const user = await createUser(db);
 
     const loggedIn = await post(a, '/auth/login', { email: user.email, password: PASSWORD });

@@ -1,4 +1,10 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { promisify } from 'node:util';
 import { SMTPServer } from 'smtp-server';
 import { freePort, waitFor } from './processes.ts';
 
@@ -13,8 +19,54 @@ export type SmtpMode =
   /** Accept the connection and never say a word. */
   | 'hang';
 
+/**
+ * How the server speaks TLS: not at all (the default), `implicit` (smtps://, TLS from the first
+ * byte) or `starttls` (smtp://, upgraded when the client asks). Both with a throwaway
+ * self-signed certificate for 127.0.0.1 and localhost.
+ */
+export type SmtpTls = 'none' | 'implicit' | 'starttls';
+
+export interface SmtpServerOptions {
+  readonly tls?: SmtpTls;
+}
+
+/** A key and a self-signed certificate (PEM). */
+export interface TestCertificate {
+  readonly key: string;
+  readonly cert: string;
+}
+
+let certificate: Promise<TestCertificate> | undefined;
+
+/**
+ * A throwaway self-signed certificate for 127.0.0.1 and localhost, made by the `openssl` CLI
+ * once per test process (a P-256 key: quick to make). Nobody trusts it: a client that checks
+ * certificates refuses it.
+ */
+export function selfSignedCertificate(): Promise<TestCertificate> {
+  certificate ??= (async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp-cert-'));
+    try {
+      const keyFile = path.join(dir, 'key.pem');
+      const certFile = path.join(dir, 'cert.pem');
+      // prettier-ignore
+      await promisify(execFile)('openssl', [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+        '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost',
+        '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      ]);
+      return { key: await readFile(keyFile, 'utf8'), cert: await readFile(certFile, 'utf8') };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  })();
+  return certificate;
+}
+
 /** One message the server accepted. */
 export interface ReceivedEmail {
+  /** Whether it came over TLS (implicit, or after STARTTLS). */
+  readonly secure: boolean;
   readonly from: string;
   readonly to: readonly string[];
   readonly subject: string;
@@ -44,6 +96,8 @@ export class TestSmtpServer {
   readonly received: ReceivedEmail[] = [];
   /** Connections refused, dropped or left hanging. */
   faults = 0;
+  /** Connections the server accepted, whatever became of them. */
+  connections = 0;
   /** Messages whose data the server began to receive: a send is in flight from then on. */
   dataStarted = 0;
   mode: SmtpMode = 'accept';
@@ -59,23 +113,31 @@ export class TestSmtpServer {
   /** Answers held back by {@link acceptDelayMs}; dropped on close. */
   readonly #delayed = new Set<NodeJS.Timeout>();
 
-  private constructor(port: number, listener: net.Server, smtp: SMTPServer) {
+  readonly #tls: SmtpTls;
+
+  private constructor(port: number, listener: net.Server, smtp: SMTPServer, tlsMode: SmtpTls) {
     this.port = port;
     this.#listener = listener;
     this.#smtp = smtp;
+    this.#tls = tlsMode;
   }
 
   get url(): string {
-    return `smtp://127.0.0.1:${this.port}`;
+    return `${this.#tls === 'implicit' ? 'smtps' : 'smtp'}://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<TestSmtpServer> {
+  static async start(options: SmtpServerOptions = {}): Promise<TestSmtpServer> {
+    const tlsMode = options.tls ?? 'none';
+    const keys = tlsMode === 'none' ? undefined : await selfSignedCertificate();
     for (let attempt = 0; ; attempt++) {
       const port = await freePort(25_000, 25_999);
       const holder: { server?: TestSmtpServer } = {};
       const smtp = new SMTPServer({
         authOptional: true,
-        disabledCommands: ['STARTTLS', 'AUTH'],
+        // Implicit TLS is done by the listener below (it hands smtp-server the TLS socket).
+        ...(tlsMode === 'implicit' ? { secure: true, secured: true } : {}),
+        ...(keys === undefined ? {} : { key: keys.key, cert: keys.cert }),
+        disabledCommands: tlsMode === 'starttls' ? ['AUTH'] : ['STARTTLS', 'AUTH'],
         logger: false,
         onMailFrom(_address, _session, callback) {
           if (holder.server?.mode === 'reject') {
@@ -95,6 +157,7 @@ export class TestSmtpServer {
             holder.server?.received.push(
               parseMessage(
                 raw,
+                session.secure,
                 from,
                 session.envelope.rcptTo.map((r) => r.address),
               ),
@@ -114,6 +177,7 @@ export class TestSmtpServer {
         const server = holder.server;
         if (server === undefined) return socket.destroy();
         server.#sockets.add(socket);
+        server.connections++;
         socket.on('close', () => server.#sockets.delete(socket));
         socket.on('error', () => {});
         if (server.mode === 'hang') {
@@ -126,7 +190,16 @@ export class TestSmtpServer {
           socket.once('data', () => socket.destroy());
           return;
         }
-        smtp.connect(socket);
+        if (tlsMode !== 'implicit' || keys === undefined) {
+          smtp.connect(socket);
+          return;
+        }
+        const secure = new tls.TLSSocket(socket, { isServer: true, key: keys.key, cert: keys.cert });
+        // A client refusing the certificate ends the handshake (or, in TLS 1.3, the session).
+        secure.on('error', () => socket.destroy());
+        secure.once('secure', () => {
+          smtp.connect(secure);
+        });
       });
       const listening = await new Promise<boolean>((resolve) => {
         listener.once('error', () => {
@@ -137,7 +210,7 @@ export class TestSmtpServer {
         });
       });
       if (listening) {
-        holder.server = new TestSmtpServer(port, listener, smtp);
+        holder.server = new TestSmtpServer(port, listener, smtp, tlsMode);
         return holder.server;
       }
       if (attempt >= 3) throw new Error('could not start the test SMTP server');
@@ -177,8 +250,8 @@ export class TestSmtpServer {
 }
 
 /** Starts a {@link TestSmtpServer}. */
-export function startSmtpServer(): Promise<TestSmtpServer> {
-  return TestSmtpServer.start();
+export function startSmtpServer(options: SmtpServerOptions = {}): Promise<TestSmtpServer> {
+  return TestSmtpServer.start(options);
 }
 
 /**
@@ -193,7 +266,7 @@ export function tokenFromLink(text: string, path: string): string {
 }
 
 /** Just enough MIME for what nodemailer writes: headers, a multipart/alternative body, QP or base64 parts. */
-function parseMessage(raw: string, from: string, to: readonly string[]): ReceivedEmail {
+function parseMessage(raw: string, secure: boolean, from: string, to: readonly string[]): ReceivedEmail {
   const { headers, body } = splitHeaders(raw);
   const boundary = /boundary="?([^";\r\n]+)"?/i.exec(headers['content-type'] ?? '')?.[1];
   const parts = boundary === undefined ? [raw] : body.split(`--${boundary}`).slice(1, -1);
@@ -206,7 +279,7 @@ function parseMessage(raw: string, from: string, to: readonly string[]): Receive
     if (type.startsWith('text/html')) html = decoded;
     else if (type.startsWith('text/plain')) text = decoded;
   }
-  return { from, to, subject: headers.subject ?? '', text, html, raw };
+  return { secure, from, to, subject: headers.subject ?? '', text, html, raw };
 }
 
 function splitHeaders(raw: string): { headers: Record<string, string>; body: string } {

@@ -64,8 +64,11 @@ interface HotQuery {
   /** `Repository.method`, and what the call is when a method has several shapes. */
   readonly name: string;
   readonly call: (repositories: Repositories) => Promise<unknown>;
-  /** The index the query must read through; undefined for an INSERT, which reads none. */
-  readonly index: string | undefined;
+  /**
+   * The index the query must read through (or one of several equally bounded ones, where
+   * PostgreSQL versions choose differently); undefined for an INSERT, which reads none.
+   */
+  readonly index: string | readonly string[] | undefined;
 }
 
 const NOW = new Date();
@@ -92,7 +95,9 @@ const HOT_QUERIES: readonly HotQuery[] = [
   {
     name: 'UserRepository.findWithSession',
     call: (r) => r.users.findWithSession(r.sample.userId, r.sample.familyId),
-    index: 'sessions_pkey',
+    // PostgreSQL 18 finds the session by its key; 15 through the user's sessions (a handful per
+    // user, after users_pkey found the one user). Either reads a few index entries.
+    index: ['sessions_pkey', 'sessions_user_id_created_at_idx'],
   },
   {
     name: 'UserRepository.lockForUpdate',
@@ -575,11 +580,12 @@ describe('query plans at scale', () => {
         if (nodes.some((node) => node['Node Type'] === 'Seq Scan')) {
           failures.push(`${query.name}: sequential scan (${shape})\n    ${statement.sql}`);
         }
+        const accepted: readonly string[] | undefined = typeof query.index === 'string' ? [query.index] : query.index;
         if (
-          query.index !== undefined &&
-          !nodes.some((node) => INDEX_SCANS.has(node['Node Type']) && node['Index Name'] === query.index)
+          accepted !== undefined &&
+          !nodes.some((node) => INDEX_SCANS.has(node['Node Type']) && accepted.includes(node['Index Name'] ?? ''))
         ) {
-          failures.push(`${query.name}: does not use ${query.index} (${shape})\n    ${statement.sql}`);
+          failures.push(`${query.name}: does not use ${accepted.join(' or ')} (${shape})\n    ${statement.sql}`);
         }
         if (query.index === undefined && nodes.some((node) => node['Node Type'].includes('Scan'))) {
           failures.push(`${query.name}: an insert that scans (${shape})`);
