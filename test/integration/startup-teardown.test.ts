@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
@@ -10,7 +10,7 @@ import { openServer, STARTUP_STEPS, type StartupStep } from '../../src/lifecycle
 import { TEST_JWT_SECRET } from '../helpers/app.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
 import { freePort, isPortFree } from '../helpers/processes.ts';
-import { postgresProcessesOf } from '../reliability/support.ts';
+import { hasLockFile, postgresProcessesOf } from '../reliability/support.ts';
 
 // src/lifecycle.ts puts everything start-up opens on one disposal stack. A failure injected
 // after each step must leave nothing behind: no PostgreSQL process, no listening port, no
@@ -67,7 +67,7 @@ describe('start-up and teardown', { timeout: 180_000 }, () => {
       });
       await expect(openServer(config, { say: () => {}, afterStep: failAt(step) })).rejects.toThrow(InjectedFailure);
       expect(postgresProcessesOf(dataDir)).toEqual([]);
-      expect(existsSync(path.join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);
+      expect(hasLockFile(dataDir)).toBe(false);
       expect(readdirSync(path.join(dataDir, 'postgres.users'))).toEqual([]);
       expect(await isPortFree(port)).toBe(true);
     },

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
+import { embeddedClusterDirectory } from '../../src/db/embedded.ts';
 import { hashRefreshToken } from '../../src/services/tokens.ts';
 import { testConfig } from '../helpers/app.ts';
 import {
@@ -318,7 +319,8 @@ describe('crash safety', () => {
       // After a reboot or in a busy container the dead postmaster's pid soon belongs to someone
       // else, often another PostgreSQL (or, for a few seconds, its own unreaped zombie).
       const impostor = await processNamedPostgres(onTestFinished);
-      const lockFile = path.join(options.dataDir, 'postgres', 'postmaster.pid');
+      // Inside DATA_DIR, or outside it when the postgres user cannot reach the checkout (root, 0700).
+      const lockFile = path.join(await embeddedClusterDirectory(options.dataDir), 'postmaster.pid');
       const lines = (await fs.readFile(lockFile, 'utf8')).split('\n');
       lines[0] = String(impostor);
       await fs.writeFile(lockFile, lines.join('\n'));
