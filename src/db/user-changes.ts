@@ -113,12 +113,16 @@ export class UserChangeFeed {
     const probe = `${PROBE_PREFIX}${randomUUID()}`;
     const heartbeat = `${probe}:heartbeat`;
     const heard = Promise.withResolvers<undefined>();
+    // Until this connection has proven it hears everything (its probe came back), what it hears
+    // is not acted on: through a pooler a stray notification may reach it, and going live resets
+    // the caches anyway, so nothing heard before then could matter.
+    let trusted = false;
     client.on('notification', (message) => {
       const { channel, payload } = message;
       if (channel !== USER_CHANGES_CHANNEL || payload === undefined) return;
       if (payload === heartbeat) this.#lastHeardAt = performance.now();
       else if (payload === probe) heard.resolve(undefined);
-      else if (payload.startsWith(PROBE_PREFIX)) return;
+      else if (payload.startsWith(PROBE_PREFIX) || !trusted) return;
       else if (payload === EVERY_USER) this.#handlers.onReset();
       else if (payload.startsWith(SESSION_PREFIX))
         this.#handlers.onSessionEnded?.(payload.slice(SESSION_PREFIX.length));
@@ -144,6 +148,7 @@ export class UserChangeFeed {
     }
     if (this.#client !== client) return;
     this.#retryDelayMs = this.#reconnect.minDelayMs;
+    trusted = true;
     // Changes made while no one listened were missed: start from nothing.
     this.#setLive(true);
     this.#startHeartbeat(client, heartbeat);
