@@ -75,14 +75,19 @@ describe('describeConnectionFailure', () => {
     expect(line).not.toContain('s3cret');
   });
 
-  test('a wrong password, named as such, the password not shown', async () => {
+  test('a wrong password, named as such, the password not shown', async ({ skip }) => {
     const url = adminUrl();
     url.password = 'certainly-not-the-password';
     await adminQuery(`drop role if exists conn_failure_pw`);
     await adminQuery(`create role conn_failure_pw login password 'right-one'`);
     onTestFinished(() => adminQuery('drop role if exists conn_failure_pw'));
     url.username = 'conn_failure_pw';
-    const error = await connectError(url.toString());
+    const error = await connectError(url.toString()).catch((unexpected: unknown) => unexpected);
+    // A server whose pg_hba.conf trusts this connection (CI's PostgreSQL 15 at 127.0.0.1) checks no
+    // password, so none can be wrong there; the embedded server checks them.
+    if (error instanceof Error && error.message.startsWith('connected to')) {
+      skip('this server trusts the connection (pg_hba trust): no password can be wrong');
+    }
     const line = describeConnectionFailure(error, url.toString(), 'DATABASE_URL');
     expect((error as { code?: string }).code).toBe('28P01');
     expect(line).toContain('password authentication failed. Check the user name and password in the URL.');
