@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import AjvCompiler from '@fastify/ajv-compiler';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
   LogController,
@@ -32,6 +31,7 @@ import accountEmailRoutes from './routes/account-emails.ts';
 import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
+import { buildSerializer, buildValidator } from './schema-compilers.ts';
 import sessionRoutes from './routes/sessions.ts';
 import userRoutes from './routes/users.ts';
 import type { AuthEvents, AuthenticatedUser } from './services/auth.ts';
@@ -134,7 +134,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       const header = request.headers['x-request-id'];
       return typeof header === 'string' && SANE_REQUEST_ID.test(header) ? header : randomUUID();
     },
-    schemaController: { compilersFactory: { buildValidator: validatorFactory } },
+    schemaController: { compilersFactory: { buildValidator, buildSerializer } },
     // A client that sends headers and then stalls cannot hold a socket for ever.
     requestTimeout: 30_000,
     // Node's own answer to a request without Host is a bare 400; http-edges answers it in the error shape.
@@ -286,16 +286,4 @@ function loggerOptions(deps: AppDeps): FastifyServerOptions['logger'] {
   if (deps.logStream !== undefined) return { ...base, stream: deps.logStream };
   if (deps.prettyLogs === true) return { ...base, transport: { target: 'pino-pretty' } };
   return base;
-}
-
-/**
- * Bodies are validated strictly (a number is not silently turned into a string password) and
- * report every failure; query strings and params are coerced from their string form.
- */
-function validatorFactory(
-  externalSchemas: Parameters<ReturnType<typeof AjvCompiler>>[0],
-): ReturnType<ReturnType<typeof AjvCompiler>> {
-  const body = AjvCompiler()(externalSchemas, { customOptions: { coerceTypes: false, allErrors: true } });
-  const other = AjvCompiler()(externalSchemas, { customOptions: { coerceTypes: 'array', allErrors: true } });
-  return (route) => (route.httpPart === 'body' ? body(route) : other(route));
 }
