@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -23,9 +24,11 @@ export default defineConfig({
     globalSetup: ['test/helpers/global-setup.ts'],
     // Each worker clones its own database from the migrated template (see test/helpers/database.ts).
     pool: 'forks',
-    // vitest's default (one worker per core less one: a single one on 2 cores) is kept: three
-    // workers on the shared, loaded 2-core machine made about 30 tests time out
-    // (bench/results/suite-time.md).
+    // At least two workers: the suite waits on PostgreSQL and child processes more than it
+    // computes (one worker kept about one of two cores busy), so on 2 cores a second worker halves
+    // the wall time where vitest's default (cores less one) would run one. More than vitest's
+    // default made tests time out on a loaded 2-core machine (bench/results/suite-time.md).
+    maxWorkers: Math.max(2, os.availableParallelism() - 1),
     testTimeout: 20_000,
     hookTimeout: 60_000,
     // `npm test -- --coverage` (as .ci/run runs it, with every suite enabled) fails below these.
