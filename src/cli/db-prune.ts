@@ -43,13 +43,20 @@ async function main(): Promise<number> {
     applicationName: `${config.database.applicationName} db:prune`,
   });
   try {
-    const { batchSize, pauseMs, refreshTokenGraceSeconds, auditRetentionDays, emailOutboxRetentionDays } =
-      config.maintenance;
+    const {
+      batchSize,
+      pauseMs,
+      maxBusyPercent,
+      refreshTokenGraceSeconds,
+      auditRetentionDays,
+      emailOutboxRetentionDays,
+    } = config.maintenance;
     const job = new MaintenanceJob({
       db,
       policy: { refreshTokenGraceSeconds, auditRetentionDays, emailOutboxRetentionDays },
       batchSize,
       pauseMs,
+      maxBusyPercent,
     });
     const report = await job.runOnce();
     if (values.json === true) {

@@ -16,6 +16,15 @@ export interface MaintenanceOptions {
   readonly batchSize: number;
   /** Pause between two batches (throttle). */
   readonly pauseMs: number;
+  /**
+   * The most of a run's time (percent) spent in batches: after a batch that took t ms the pause is
+   * at least t × (100 / maxBusyPercent − 1) ms. 100 (the default here) leaves only `pauseMs`.
+   */
+  readonly maxBusyPercent?: number;
+  /** Monotonic milliseconds, for a batch's duration (tests replace it; `performance.now` by default). */
+  readonly clock?: () => number;
+  /** Waits between batches (tests record it; a timer by default). */
+  readonly sleep?: (ms: number) => Promise<unknown>;
   /** Between the end of one run and the start of the next; only used by {@link MaintenanceJob.start}. */
   readonly intervalMs?: number;
   readonly metrics?: MaintenanceMetrics;
@@ -46,12 +55,14 @@ export type MaintenanceReport =
 /**
  * Deletes what the application no longer needs (expired and revoked refresh tokens past their
  * grace period, …: see PRUNE_RULES) in bounded batches, one short statement each with a pause in
- * between, so a large backlog never holds locks for long or crowds out requests. Only one instance
+ * between, so a large backlog never holds locks for long or crowds out requests. The pause grows
+ * with the batch's own duration (`maxBusyPercent`): when the server is loaded and batches slow
+ * down, the job backs off in proportion instead of taking a fixed share of it. Only one instance
  * works at a time (a PostgreSQL advisory lock); the others skip their turn.
  *
  * @example
  * ```ts
- * const job = new MaintenanceJob({ db, policy, batchSize: 1000, pauseMs: 50, intervalMs: 3_600_000 });
+ * const job = new MaintenanceJob({ db, policy, batchSize: 1000, pauseMs: 50, maxBusyPercent: 10, intervalMs: 3_600_000 });
  * job.start();            // first run soon, then every interval
  * await job.stop();       // at shutdown: ends the current run after its batch
  * await job.runOnce();    // or once, as `npm run db:prune` does
@@ -133,6 +144,9 @@ export class MaintenanceJob {
 
   async #prune(connection: Kysely<DB>): Promise<Omit<Extract<MaintenanceReport, { batches: number }>, 'durationMs'>> {
     const { policy, batchSize, pauseMs, metrics } = this.#options;
+    const clock = this.#options.clock ?? (() => performance.now());
+    const pause = this.#options.sleep ?? sleep;
+    const idlePerBusy = 100 / (this.#options.maxBusyPercent ?? 100) - 1;
     const now = (this.#options.now ?? (() => new Date()))();
     const repository = new PruneRepository(connection);
     const pruned: Record<string, number> = {};
@@ -143,14 +157,17 @@ export class MaintenanceJob {
       for (;;) {
         pruned[rule.name] = total;
         if (this.#stopping) return { outcome: 'stopped', pruned, batches };
+        const batchStarted = clock();
         const deleted = await repository.pruneBatch(rule, before, batchSize);
+        const batchMs = clock() - batchStarted;
         batches++;
         total += deleted;
         pruned[rule.name] = total;
         metrics?.prunedRows.inc({ table: rule.table, rule: rule.name }, deleted);
         // A short batch means this rule has nothing more to delete (skipped locked rows wait for the next run).
         if (deleted < batchSize) break;
-        if (pauseMs > 0) await sleep(pauseMs);
+        const pauseFor = Math.max(pauseMs, batchMs * idlePerBusy);
+        if (pauseFor > 0) await pause(pauseFor);
       }
     }
     return { outcome: 'ok', pruned, batches };

@@ -115,6 +115,41 @@ describe('the maintenance job', () => {
     expect(duration).toBeGreaterThanOrEqual(0.12);
   });
 
+  test('pauses in proportion to how long a batch took, so it spends at most MAINTENANCE_MAX_BUSY_PERCENT of a run deleting', async ({
+    onTestFinished,
+  }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    await seedTokens(db, 6);
+    const rules = PRUNE_RULES.filter((rule) => rule.name === 'refresh_tokens.expired');
+    // Each batch "takes" 20 ms by this clock (it is read once before and once after a batch), the
+    // third 200 ms: a slow batch buys a long pause.
+    const durations = [20, 20, 200];
+    let reads = 0;
+    let time = 0;
+    const clock = () => {
+      if (reads++ % 2 === 1) time += durations[(reads >> 1) - 1] ?? 0;
+      return time;
+    };
+    const pauses: number[] = [];
+    const sleep = (ms: number) => {
+      pauses.push(ms);
+      return Promise.resolve();
+    };
+
+    // 7 expired rows in batches of 2: four batches, the last one short, so three pauses.
+    const busy10 = await job(db, { batchSize: 2, pauseMs: 50, maxBusyPercent: 10, clock, sleep, rules }).runOnce();
+    expect(busy10).toMatchObject({ outcome: 'ok', pruned: { 'refresh_tokens.expired': 7 }, batches: 4 });
+    // 20 ms busy at 10% means at least 180 ms idle; the pause is never below MAINTENANCE_PAUSE_MS.
+    expect(pauses.map(Math.round)).toEqual([180, 180, 1800]);
+
+    const other = await isolatedDatabase(onTestFinished);
+    await seedTokens(other.db, 6);
+    pauses.length = 0;
+    reads = 0;
+    await job(other.db, { batchSize: 2, pauseMs: 50, maxBusyPercent: 100, clock, sleep, rules }).runOnce();
+    expect(pauses).toEqual([50, 50, 50]);
+  });
+
   test('runs in one instance at a time: while another session holds the lock it skips and deletes nothing', async ({
     onTestFinished,
   }) => {
