@@ -8,7 +8,8 @@ import { displayUrl, errorMessage } from './target.ts';
 const USAGE = `Usage: npm run db:prune -- [--json]
 Runs the maintenance job once: deletes expired and revoked refresh tokens older than
 REFRESH_TOKEN_GRACE_SECONDS (and whatever else src/repositories/prune.ts lists), in batches of
-MAINTENANCE_BATCH_SIZE with MAINTENANCE_PAUSE_MS between them. For cron users, or deployments that
+MAINTENANCE_BATCH_SIZE with MAINTENANCE_PAUSE_MS between them, or longer: at most
+MAINTENANCE_MAX_BUSY_PERCENT of the run is spent deleting. For cron users, or deployments that
 set MAINTENANCE_INTERVAL_SECONDS=0. Exits 0 when done, 0 with "skipped" when another instance was
 pruning (it holds the lock), 1 on failure.
   --json   print the report as JSON`;
