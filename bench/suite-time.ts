@@ -41,6 +41,8 @@ interface Run {
   /** Seconds per test file (endTime - startTime of vitest's report), slowest first. */
   readonly slowest: readonly { file: string; seconds: number; tests: number }[];
   readonly fileSecondsSum: number;
+  /** Each failed test, with the first line of its failure. */
+  readonly failures: readonly string[];
 }
 
 interface VitestReport {
@@ -49,7 +51,12 @@ interface VitestReport {
   numFailedTests: number;
   numPendingTests: number;
   numTodoTests: number;
-  testResults: { name: string; startTime: number; endTime: number; assertionResults: unknown[] }[];
+  testResults: {
+    name: string;
+    startTime: number;
+    endTime: number;
+    assertionResults: { fullName: string; status: string; failureMessages?: string[] }[];
+  }[];
 }
 
 function parseArgs(argv: readonly string[]): { rounds: number; variants: Variant[] } {
@@ -125,6 +132,14 @@ async function measure(variant: Variant, round: number): Promise<Run> {
     skipped: json.numPendingTests + json.numTodoTests,
     slowest: [...files].sort((a, b) => b.seconds - a.seconds).slice(0, 10),
     fileSecondsSum: Math.round(files.reduce((sum, f) => sum + f.seconds, 0)),
+    failures: json.testResults.flatMap((file) =>
+      file.assertionResults
+        .filter((test) => test.status === 'failed')
+        .map(
+          (test) =>
+            `${path.relative(variant.dir, file.name)} > ${test.fullName}: ${(test.failureMessages?.[0] ?? '').split('\n')[0] ?? ''}`,
+        ),
+    ),
   };
 }
 
@@ -170,6 +185,11 @@ function write(variants: readonly Variant[], runs: readonly Run[]): void {
         .map((f) => `${f.file} ${f.seconds} s (${f.tests})`)
         .join(', ')}`,
     );
+  }
+  const failed = runs.filter((r) => r.failures.length > 0);
+  if (failed.length > 0) {
+    lines.push('', '## Failures', '');
+    for (const r of failed) for (const f of r.failures) lines.push(`- run ${runs.indexOf(r) + 1} (${r.label}): ${f}`);
   }
   lines.push('');
   fs.writeFileSync(path.join(RESULTS, 'suite-time-runs.md'), lines.join('\n'));
