@@ -5,6 +5,8 @@
  * `npx vitest run --reporter=json` in that checkout, wrapped in /usr/bin/time for the CPU the
  * suite and its children used. Writes bench/results/suite-time.json and suite-time-runs.md.
  *
+ * `node bench/suite-time.ts --report` re-renders the markdown from the JSON.
+ *
  * @example
  * ```sh
  * git worktree add ../before bfeb8d0 && (cd ../before && npm ci)
@@ -163,7 +165,8 @@ function write(variants: readonly Variant[], runs: readonly Run[]): void {
     '| run | variant | commit | vitest args | started (UTC) | load before | wall | CPU (user+sys) | files | tests | passed | failed | skipped | wall per test |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...runs.map((r, i) => {
-      const args = variants.find((v) => v.label === r.label)?.args.join(' ') || '—';
+      const given = variants.find((v) => v.label === r.label)?.args ?? [];
+      const args = given.length > 3 ? `${given.length} test files` : given.join(' ') || '—';
       return `| ${i + 1} | ${r.label} | ${r.commit} | ${args} | ${r.startedAt.slice(11, 19)} | ${r.loadBefore} | ${r.wallSeconds} s | ${r.cpuSeconds ?? '?'} s | ${r.files} | ${r.tests} | ${r.passed} | ${r.failed} | ${r.skipped} | ${((r.wallSeconds / Math.max(1, r.tests)) * 1000).toFixed(0)} ms |`;
     }),
     '',
@@ -193,6 +196,19 @@ function write(variants: readonly Variant[], runs: readonly Run[]): void {
   }
   lines.push('');
   fs.writeFileSync(path.join(RESULTS, 'suite-time-runs.md'), lines.join('\n'));
+}
+
+if (process.argv[2] === '--report') {
+  // Re-render the markdown from the committed JSON.
+  const saved = JSON.parse(fs.readFileSync(path.join(RESULTS, 'suite-time.json'), 'utf8')) as {
+    variants: Variant[];
+    runs: (Omit<Run, 'failures'> & Partial<Pick<Run, 'failures'>>)[];
+  };
+  write(
+    saved.variants,
+    saved.runs.map((r) => ({ ...r, failures: r.failures ?? [] })),
+  );
+  process.exit(0);
 }
 
 const { rounds, variants } = parseArgs(process.argv.slice(2));
