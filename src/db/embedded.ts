@@ -113,7 +113,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
         log(`embedded PostgreSQL left running: still used by process ${others.join(', ')}`);
         return;
       }
-      if ((await runningServer(clusterDir)) !== undefined) await run(binaries.pg_ctl, stopArgs, runAs);
+      const server = await runningServer(clusterDir);
+      if (server === undefined) return;
+      await run(binaries.pg_ctl, stopArgs, runAs);
+      // pg_ctl returns once postmaster.pid is gone, which the postmaster removes just before it
+      // exits: on a loaded machine it was still there when a caller looked for it.
+      await untilGone(server.pid, clusterDir);
     });
   };
   const releaseSync = () => {
@@ -550,6 +555,13 @@ async function isPostmasterOf(pid: number, clusterDir: string): Promise<boolean>
     return commandLine.includes(clusterDir);
   } catch {
     return false;
+  }
+}
+
+/** Waits (at most 10 s) until `pid` is no longer a live postmaster of `clusterDir`. */
+async function untilGone(pid: number, clusterDir: string): Promise<void> {
+  for (let waited = 0; waited < 10_000 && (await isPostmasterOf(pid, clusterDir)); waited += 20) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

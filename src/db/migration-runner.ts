@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   sql,
+  type ControlledTransaction,
   type Kysely,
   type KyselyPlugin,
   type PluginTransformQueryArgs,
@@ -134,18 +135,30 @@ const MIGRATION_LOCK_WAIT_MS = 3_600_000;
 const MIGRATION_LOCK_POLL_MS = 100;
 
 /**
- * Takes the migrators' lock in `holder`'s transaction, trying again until it is free. Polled
- * rather than blocking in `pg_advisory_xact_lock`: a statement waiting on a lock keeps a snapshot
- * open, and CREATE INDEX CONCURRENTLY in the migrator that holds the lock waits for every older
- * snapshot to end, so a blocked waiter would stall it until its lock_timeout (npm start racing
- * `npm run user:create` did exactly that). Between tries the waiter holds no snapshot.
+ * A transaction that holds the migrators' lock, trying again until it is free. Each try is a
+ * transaction of its own, rolled back when the lock is taken: CREATE INDEX CONCURRENTLY in the
+ * migrator that holds the lock waits for every transaction that had a snapshot when it looked,
+ * to its end, so a waiter that stayed in one transaction (blocked in `pg_advisory_xact_lock`, or
+ * polling inside it) stalled it until its lock_timeout whenever a poll was in flight at that
+ * moment (npm start racing `npm run user:create`; two `npm run migrate` on a loaded machine).
+ * Between tries the waiter is in no transaction at all.
  */
-async function waitForMigrationLock(holder: Kysely<unknown>): Promise<void> {
+async function transactionWithMigrationLock(db: Kysely<unknown>): Promise<ControlledTransaction<unknown>> {
   const deadline = Date.now() + MIGRATION_LOCK_WAIT_MS;
   for (;;) {
-    const { rows } = await sql<{ locked: boolean }>`
-      select pg_try_advisory_xact_lock(${sql.lit(MIGRATION_LOCK_ID)}) as locked`.execute(holder);
-    if (rows[0]?.locked === true) return;
+    const holder = await db.startTransaction().execute();
+    try {
+      const { rows } = await sql<{ locked: boolean }>`
+        select pg_try_advisory_xact_lock(${sql.lit(MIGRATION_LOCK_ID)}) as locked`.execute(holder);
+      if (rows[0]?.locked === true) return holder;
+    } catch (error) {
+      await holder
+        .rollback()
+        .execute()
+        .catch(() => undefined);
+      throw error;
+    }
+    await holder.rollback().execute();
     if (Date.now() > deadline) throw new Error('Timed out waiting for another migrator to finish');
     await sleep(MIGRATION_LOCK_POLL_MS);
   }
@@ -186,9 +199,13 @@ export class SchemaMigrator extends Migrator {
   }
 
   async #run(plan: Plan): Promise<MigrationResultSet> {
-    const holder = await this.#db.startTransaction().execute();
+    let holder: ControlledTransaction<unknown>;
     try {
-      await waitForMigrationLock(holder);
+      holder = await transactionWithMigrationLock(this.#db);
+    } catch (error) {
+      return this.#reported({ error });
+    }
+    try {
       await ensureBookkeeping(this.#db);
       const migrations = await this.getMigrations();
       const executed = executedInOrder(migrations);

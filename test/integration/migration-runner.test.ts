@@ -7,7 +7,7 @@ import { NO_MIGRATIONS } from 'kysely/migration';
 import pg from 'pg';
 import { describe, expect, inject, test } from 'vitest';
 import { withDatabaseName } from '../../src/db/embedded.ts';
-import { createMigrator, MigrationError } from '../../src/db/migrator.ts';
+import { createMigrator, MIGRATION_LOCK_ID, MigrationError } from '../../src/db/migrator.ts';
 import { adminQuery } from '../helpers/database.ts';
 
 // The migrator's other directions (`npm run migrate:rollback`, kysely-ctl's up/down/to, all
@@ -49,7 +49,7 @@ async function setup(onFinished: OnFinished, files: Record<string, string>) {
     (await client.query<{ name: string }>('select name from kysely_migration order by name')).rows.map(
       (row) => row.name,
     );
-  return { migrator, tables, applied, failures };
+  return { migrator, tables, applied, failures, url };
 }
 
 const table = (
@@ -152,5 +152,41 @@ describe('what undoing says when it cannot be done', () => {
     expect(error).toBeInstanceOf(MigrationError);
     expect((error as MigrationError).message).toBe('Migration 001_throws failed: the data is not what I expected');
     expect(await applied()).toEqual([]);
+  });
+});
+
+describe('waiting for another migrator', () => {
+  test('waits outside any transaction between tries, so a CREATE INDEX CONCURRENTLY of the holder never waits for it', async ({
+    onTestFinished,
+  }) => {
+    const { migrator, tables, url } = await setup(onTestFinished, { '001_a': table('t_a') });
+    // Another migrator: holds the lock in an open transaction.
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    onTestFinished(async () => {
+      await other.end();
+    });
+    await other.query('begin');
+    await other.query(`select pg_advisory_xact_lock(${MIGRATION_LOCK_ID.toString()})`);
+    const waiting = migrator.migrateToLatest();
+
+    // Sampled while it waits: a waiter that stays in one transaction is "idle in transaction"
+    // nearly all the time; this one only for the instant of a try.
+    const states: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 37));
+      const { rows } = await other.query<{ state: string }>(
+        `select state from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
+         and backend_type = 'client backend' and state is not null`,
+      );
+      states.push(...rows.map((row) => row.state));
+    }
+    expect(states.length).toBeGreaterThan(0);
+    expect(states.filter((state) => state === 'idle in transaction').length).toBeLessThanOrEqual(3);
+    expect(await tables()).toEqual([]);
+
+    await other.query('commit');
+    expect((await waiting).error).toBeUndefined();
+    expect(await tables()).toEqual(['t_a']);
   });
 });
