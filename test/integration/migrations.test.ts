@@ -93,11 +93,16 @@ async function lockWaiters(db: Kysely<unknown>, name: string): Promise<number> {
   return rows[0]?.count ?? 0;
 }
 
-/** Sessions of migrators that have asked for the migrators' lock (granted or not). */
+/**
+ * Sessions of migrators that have asked for the migrators' lock: the one holding it (its last
+ * statement the try that won), and each one still trying (a try, or the rollback after a try that
+ * lost, outside any transaction).
+ */
 async function migratorSessions(db: Kysely<unknown>, name: string): Promise<number> {
   const { rows } = await sql<{ count: number }>`
     select count(*)::int as count from pg_stat_activity
-    where datname = ${name} and query like '%pg_try_advisory_xact_lock%' and pid <> pg_backend_pid()
+    where datname = ${name} and pid <> pg_backend_pid()
+      and (query like '%pg_try_advisory_xact_lock%' or (query = 'rollback' and state = 'idle'))
   `.execute(db);
   return rows[0]?.count ?? 0;
 }
@@ -140,7 +145,8 @@ describe('two `npm run migrate` processes started at the same moment', () => {
     const runs = Promise.all([npmRunMigrate(url), npmRunMigrate(url)]);
     try {
       // One holds the migrator's lock and waits for the table; the other keeps trying for the
-      // migrator's lock (it polls, so it holds no snapshot that CREATE INDEX CONCURRENTLY would wait on).
+      // migrator's lock (it polls, each try a transaction of its own, so between tries it is in
+      // none that CREATE INDEX CONCURRENTLY would wait on).
       const lined = async () => ({ waiters: await lockWaiters(db, name), migrators: await migratorSessions(db, name) });
       const deadline = Date.now() + 10_000;
       let seen = await lined();
