@@ -73,6 +73,8 @@ export class MaintenanceJob {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> | undefined;
   #stopping = false;
+  /** Aborted by stop(): a long pause (a slow batch buys one) must not hold up shutdown. */
+  #wake = new AbortController();
 
   constructor(options: MaintenanceOptions) {
     this.#options = options;
@@ -87,6 +89,7 @@ export class MaintenanceJob {
     if (intervalMs === undefined || intervalMs <= 0)
       throw new Error('MaintenanceJob.start needs an intervalMs above 0');
     this.#stopping = false;
+    this.#wake = new AbortController();
     const schedule = (delay: number) => {
       this.#timer = setTimeout(() => {
         this.#running = this.runOnce()
@@ -107,6 +110,7 @@ export class MaintenanceJob {
   /** Cancels the next run and waits for the current one, which ends after its current batch. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#wake.abort();
     clearTimeout(this.#timer);
     await this.#running;
   }
@@ -145,7 +149,13 @@ export class MaintenanceJob {
   async #prune(connection: Kysely<DB>): Promise<Omit<Extract<MaintenanceReport, { batches: number }>, 'durationMs'>> {
     const { policy, batchSize, pauseMs, metrics } = this.#options;
     const clock = this.#options.clock ?? (() => performance.now());
-    const pause = this.#options.sleep ?? sleep;
+    const { signal } = this.#wake;
+    const pause =
+      this.#options.sleep ??
+      ((ms: number) =>
+        sleep(ms, undefined, { signal }).catch(() => {
+          // Woken by stop(): the loop sees #stopping and ends the run.
+        }));
     const idlePerBusy = 100 / (this.#options.maxBusyPercent ?? 100) - 1;
     const now = (this.#options.now ?? (() => new Date()))();
     const repository = new PruneRepository(connection);

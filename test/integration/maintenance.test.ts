@@ -205,6 +205,21 @@ describe('the maintenance job', () => {
     expect(await remainingTokens(db)).toEqual(KEPT);
   });
 
+  test('stop() cuts a long pause short: shutdown does not wait for the throttle', async ({ onTestFinished }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    await seedTokens(db, 6);
+    // After the first batch the job pauses a minute.
+    const maintenance = job(db, { batchSize: 2, pauseMs: 60_000, intervalMs: 60_000 });
+    maintenance.start(0);
+    const deadline = Date.now() + 10_000;
+    while ((await remainingTokens(db)).length > KEPT.length + 6 && Date.now() < deadline) await sleep(20);
+    expect((await remainingTokens(db)).length).toBe(KEPT.length + 6);
+    const started = performance.now();
+    await maintenance.stop();
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect((await remainingTokens(db)).length).toBe(KEPT.length + 6);
+  });
+
   test('stop() ends a long run after its current batch, leaving the rest for the next run', async ({
     onTestFinished,
   }) => {
