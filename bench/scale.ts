@@ -27,7 +27,7 @@ import { RefreshTokenRepository } from '../src/repositories/refresh-tokens.ts';
 import { SessionRepository } from '../src/repositories/sessions.ts';
 import { UserRepository } from '../src/repositories/users.ts';
 import { OWASP_ARGON2ID } from '../src/services/passwords.ts';
-import { MaintenanceJob } from '../src/workers/maintenance.ts';
+import { MaintenanceJob, maintenanceSettings } from '../src/workers/maintenance.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const RESULTS = path.join(ROOT, 'bench/results');
@@ -400,7 +400,7 @@ async function measurePruning(
     Object.entries(process.env).filter((entry): entry is [string, string] => entry[0].startsWith('MAINTENANCE_')),
   );
   const { maintenance } = loadConfig({ ...settings, JWT_SECRET, DATABASE_URL: url });
-  const job = new MaintenanceJob({ db, policy: maintenance, ...maintenance, rules: PRUNE_RULES });
+  const job = new MaintenanceJob({ db, ...maintenanceSettings(maintenance), rules: PRUNE_RULES });
   const sample = async (count: number, offset: number) => {
     const samples: number[] = [];
     for (let i = 0; i < count; i++) {

@@ -20,7 +20,7 @@ import { PrincipalCache } from './services/principal-cache.ts';
 import type { LiveSession } from './services/sessions.ts';
 import { OutboxDispatcher } from './workers/outbox-dispatcher.ts';
 import { lowerWorkerThreadPriority } from './thread-priority.ts';
-import { MaintenanceJob } from './workers/maintenance.ts';
+import { MaintenanceJob, maintenanceSettings } from './workers/maintenance.ts';
 import { MaintenanceMetrics } from './workers/maintenance-metrics.ts';
 
 /** The steps of start-up, in order. Each one's resources are closed if a later one fails. */
@@ -216,22 +216,11 @@ function startMaintenance(
   metrics: AppMetrics,
   log: FastifyBaseLogger,
 ): MaintenanceJob | undefined {
-  const {
-    intervalSeconds,
-    batchSize,
-    pauseMs,
-    maxBusyPercent,
-    refreshTokenGraceSeconds,
-    auditRetentionDays,
-    emailOutboxRetentionDays,
-  } = config.maintenance;
+  const { intervalSeconds } = config.maintenance;
   if (intervalSeconds === 0) return undefined;
   const job = new MaintenanceJob({
     db,
-    policy: { refreshTokenGraceSeconds, auditRetentionDays, emailOutboxRetentionDays },
-    batchSize,
-    pauseMs,
-    maxBusyPercent,
+    ...maintenanceSettings(config.maintenance),
     intervalMs: intervalSeconds * 1000,
     metrics: new MaintenanceMetrics(metrics.registry),
     log,

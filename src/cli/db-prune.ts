@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
 import { createDatabase } from '../db/database.ts';
 import { openDatabaseTarget } from '../db/target.ts';
-import { MaintenanceJob } from '../workers/maintenance.ts';
+import { MaintenanceJob, maintenanceSettings } from '../workers/maintenance.ts';
 import { displayUrl, errorMessage } from './target.ts';
 
 const USAGE = `Usage: npm run db:prune -- [--json]
@@ -44,21 +44,7 @@ async function main(): Promise<number> {
     applicationName: `${config.database.applicationName} db:prune`,
   });
   try {
-    const {
-      batchSize,
-      pauseMs,
-      maxBusyPercent,
-      refreshTokenGraceSeconds,
-      auditRetentionDays,
-      emailOutboxRetentionDays,
-    } = config.maintenance;
-    const job = new MaintenanceJob({
-      db,
-      policy: { refreshTokenGraceSeconds, auditRetentionDays, emailOutboxRetentionDays },
-      batchSize,
-      pauseMs,
-      maxBusyPercent,
-    });
+    const job = new MaintenanceJob({ db, ...maintenanceSettings(config.maintenance) });
     const report = await job.runOnce();
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify({ url: displayUrl(target.url), ...report })}\n`);

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
+import type { MaintenanceConfig } from '../config.ts';
 import type { DB } from '../db/database.ts';
 import { withAdvisoryLock } from '../db/advisory-lock.ts';
 import { PRUNE_RULES, PruneRepository, type PruneRule, type RetentionPolicy } from '../repositories/prune.ts';
@@ -39,6 +40,20 @@ export interface MaintenanceLog {
   debug(details: object, message: string): void;
   info(details: object, message: string): void;
   error(details: object, message: string): void;
+}
+
+/** The job's settings from the configuration (MAINTENANCE_* and the retention variables). */
+export function maintenanceSettings(
+  config: MaintenanceConfig,
+): Pick<MaintenanceOptions, 'policy' | 'batchSize' | 'pauseMs' | 'maxBusyPercent'> {
+  const { batchSize, pauseMs, maxBusyPercent, refreshTokenGraceSeconds, auditRetentionDays, emailOutboxRetentionDays } =
+    config;
+  return {
+    policy: { refreshTokenGraceSeconds, auditRetentionDays, emailOutboxRetentionDays },
+    batchSize,
+    pauseMs,
+    maxBusyPercent,
+  };
 }
 
 /** What one run did: `skipped` when another instance held the lock. */
