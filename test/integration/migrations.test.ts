@@ -66,6 +66,12 @@ interface CliOutcome {
   readonly output: string;
 }
 
+/**
+ * How long one `npm run migrate` may take: seconds on a quiet machine, but a loaded 2-core CI
+ * machine took over 10 s just to start two of them side by side.
+ */
+const NPM_RUN_TIMEOUT_MS = 45_000;
+
 /** `npm run migrate` as a developer types it, against `url`. */
 async function npmRunMigrate(url: string): Promise<CliOutcome> {
   // kysely-ctl's logger goes quiet under NODE_ENV=test; the developer's terminal is not a test.
@@ -74,7 +80,7 @@ async function npmRunMigrate(url: string): Promise<CliOutcome> {
     execFile(
       'npm',
       ['run', '--silent', 'migrate'],
-      { cwd: ROOT, env: { ...env, DATABASE_URL: url }, timeout: 15_000 },
+      { cwd: ROOT, env: { ...env, DATABASE_URL: url }, timeout: NPM_RUN_TIMEOUT_MS },
       (error, stdout, stderr) => {
         resolve({
           code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1,
@@ -131,7 +137,7 @@ describe('each migration, applied one step at a time on an empty database', () =
   }
 });
 
-describe('two `npm run migrate` processes started at the same moment', () => {
+describe('two `npm run migrate` processes started at the same moment', { timeout: 2 * NPM_RUN_TIMEOUT_MS }, () => {
   test('one applies every migration; the other waits for it, then finds nothing to do', async ({ onTestFinished }) => {
     const { name, url, db } = await emptyDatabase(onTestFinished);
     // A no-op run creates the bookkeeping tables, so a third connection can hold one of them and
@@ -148,7 +154,7 @@ describe('two `npm run migrate` processes started at the same moment', () => {
       // migrator's lock (it polls, each try a transaction of its own, so between tries it is in
       // none that CREATE INDEX CONCURRENTLY would wait on).
       const lined = async () => ({ waiters: await lockWaiters(db, name), migrators: await migratorSessions(db, name) });
-      const deadline = Date.now() + 10_000;
+      const deadline = Date.now() + NPM_RUN_TIMEOUT_MS;
       let seen = await lined();
       while ((seen.waiters < 1 || seen.migrators < 2) && Date.now() < deadline) {
         await sleep(50);
