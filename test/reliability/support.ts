@@ -21,7 +21,7 @@ import { migrateToLatest } from '../../src/db/migrator.ts';
 import { freePort, releasePort } from '../helpers/processes.ts';
 import { expectError } from '../helpers/assertions.ts';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.ts';
-import { TEST_JWT_SECRET, testConfig } from '../helpers/app.ts';
+import { TEST_JWT_SECRET, testConfig, testHasher } from '../helpers/app.ts';
 
 /** The project root: where `src/server.ts` is and where `.data/` lives. */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -409,7 +409,10 @@ export interface PooledApp {
 /**
  * The real application on a `pg.Pool` of its own to `url` (sized and timed by `env`, like the
  * server's), listening on a port of `ports`. Its connections carry a unique `application_name`,
- * so a test can find them in `pg_stat_activity`. Closed when the test ends.
+ * so a test can find them in `pg_stat_activity`. Closed when the test ends. It hashes passwords
+ * at the cheap test cost ({@link testHasher}, every limit as configured): these scenarios are about
+ * input, pools and races, not what a hash costs, and at OWASP's cost every registration and every
+ * login of an unknown email was tens of milliseconds of CPU (hostile-input sends hundreds).
  */
 export async function appOnPool(
   onFinished: OnFinished,
@@ -426,6 +429,7 @@ export async function appOnPool(
     config,
     db,
     jwtSecret: TEST_JWT_SECRET,
+    hasher: testHasher(config),
     poolStats: () => ({
       total: pool.totalCount,
       idle: pool.idleCount,
