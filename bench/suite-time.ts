@@ -1,7 +1,8 @@
 /**
  * `node bench/suite-time.ts [--rounds N] label=dir[:vitest args] ...`: the wall time of the test
- * suite in several checkouts (or with several vitest settings), side by side on the same machine,
- * alternating A B A B so the machine's drift falls on every variant alike. Each run is
+ * suite in several checkouts (or with several vitest settings, or `NAME=value` environment
+ * variables among the args), side by side on the same machine, alternating A B A B so the
+ * machine's drift falls on every variant alike. Each run is
  * `npx vitest run --reporter=json` in that checkout, wrapped in /usr/bin/time for the CPU the
  * suite and its children used. Writes bench/results/suite-time.json and suite-time-runs.md.
  *
@@ -25,6 +26,8 @@ interface Variant {
   readonly label: string;
   readonly dir: string;
   readonly args: readonly string[];
+  /** Environment variables set for this variant's run (`NAME=value` among its args). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 interface Run {
@@ -72,17 +75,27 @@ function parseArgs(argv: readonly string[]): { rounds: number; variants: Variant
     }
     const match = /^([\w.-]+)=([^:]+)(?::(.*))?$/.exec(arg);
     if (!match) throw new Error(`expected label=dir[:vitest args], got ${arg}`);
-    const [, label = '', dir = '', args] = match;
-    variants.push({ label, dir: path.resolve(dir), args: args ? args.split(/\s+/).filter(Boolean) : [] });
+    const [, label = '', dir = '', given] = match;
+    const words = given ? given.split(/\s+/).filter(Boolean) : [];
+    const isEnv = (word: string) => /^[A-Z][A-Z0-9_]*=/.test(word);
+    const env = Object.fromEntries(
+      words.filter(isEnv).map((word) => [word.split('=')[0], word.slice(word.indexOf('=') + 1)]),
+    );
+    variants.push({ label, dir: path.resolve(dir), args: words.filter((word) => !isEnv(word)), env });
   }
   if (variants.length === 0 || !(rounds >= 1))
     throw new Error('usage: bench/suite-time.ts [--rounds N] label=dir[:args] ...');
   return { rounds, variants };
 }
 
-function run(command: string, args: readonly string[], cwd: string): Promise<{ code: number; output: string }> {
+function run(
+  command: string,
+  args: readonly string[],
+  cwd: string,
+  env: Readonly<Record<string, string>> = {},
+): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     const collect = (chunk: Buffer) => {
       output += chunk.toString();
@@ -107,8 +120,8 @@ async function measure(variant: Variant, round: number): Promise<Run> {
   const startedAt = new Date().toISOString();
   const started = performance.now();
   const { output } = useTime
-    ? await run('/usr/bin/time', ['-f', '%U %S', '-o', times, 'npx', ...vitest], variant.dir)
-    : await run('npx', vitest, variant.dir);
+    ? await run('/usr/bin/time', ['-f', '%U %S', '-o', times, 'npx', ...vitest], variant.dir, variant.env)
+    : await run('npx', vitest, variant.dir, variant.env);
   const wallSeconds = (performance.now() - started) / 1000;
   const cpu = useTime ? fs.readFileSync(times, 'utf8').trim().split('\n').pop()?.split(' ').map(Number) : undefined;
   if (!fs.existsSync(report)) throw new Error(`${variant.label}: vitest wrote no report\n${output.slice(-2000)}`);
@@ -165,8 +178,10 @@ function write(variants: readonly Variant[], runs: readonly Run[]): void {
     '| run | variant | commit | vitest args | started (UTC) | load before | wall | CPU (user+sys) | files | tests | passed | failed | skipped | wall per test |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...runs.map((r, i) => {
-      const given = variants.find((v) => v.label === r.label)?.args ?? [];
-      const args = given.length > 3 ? `${given.length} test files` : given.join(' ') || '—';
+      const variant = variants.find((v) => v.label === r.label);
+      const given = variant?.args ?? [];
+      const env = Object.entries(variant?.env ?? {}).map(([name, value]) => `${name}=${value}`);
+      const args = [...env, given.length > 3 ? `${given.length} test files` : given.join(' ')].join(' ').trim() || '—';
       return `| ${i + 1} | ${r.label} | ${r.commit} | ${args} | ${r.startedAt.slice(11, 19)} | ${r.loadBefore} | ${r.wallSeconds} s | ${r.cpuSeconds ?? '?'} s | ${r.files} | ${r.tests} | ${r.passed} | ${r.failed} | ${r.skipped} | ${((r.wallSeconds / Math.max(1, r.tests)) * 1000).toFixed(0)} ms |`;
     }),
     '',
