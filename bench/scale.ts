@@ -45,6 +45,12 @@ interface Timing {
   readonly p50: number;
   readonly p95: number;
   readonly plan?: string;
+  /**
+   * Shared buffers (8 kB pages) the query touched, hit or read (EXPLAIN (ANALYZE, BUFFERS)): what an
+   * index lookup costs whatever the machine and its caches, so logarithmic growth shows as a few
+   * more pages per tenfold.
+   */
+  readonly pages?: number;
 }
 
 interface SizeResult {
@@ -147,8 +153,14 @@ async function seedSize(url: string, rows: number, hash: string): Promise<number
   }
 }
 
-/** The plan's scan nodes of the query a repository call sends. */
-async function planOf(pool: pg.Pool, call: (db: KyselyType<DB>) => Promise<unknown>): Promise<string> {
+/**
+ * The plan's scan nodes of the query a repository call sends, and the shared buffers it touched
+ * when run (inside a transaction that is rolled back, so a write leaves nothing).
+ */
+async function planOf(
+  pool: pg.Pool,
+  call: (db: KyselyType<DB>) => Promise<unknown>,
+): Promise<{ plan: string; pages: number | undefined }> {
   const captured: CompiledQuery[] = [];
   const capturing = new Kysely<DB>({
     dialect: new PostgresDialect({ pool }),
@@ -162,19 +174,21 @@ async function planOf(pool: pg.Pool, call: (db: KyselyType<DB>) => Promise<unkno
   try {
     await call(trx);
     const statement = captured[0];
-    if (statement === undefined) return 'none';
+    if (statement === undefined) return { plan: 'none', pages: undefined };
     const { rows } = await trx.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-      CompiledQuery.raw(`explain (format json) ${statement.sql}`, [...statement.parameters]),
+      CompiledQuery.raw(`explain (analyze, buffers, format json) ${statement.sql}`, [...statement.parameters]),
     );
     const plan = rows[0]?.['QUERY PLAN'][0].Plan;
-    return plan === undefined
-      ? 'none'
-      : nodes(plan)
-          .filter((node) => node['Node Type'].includes('Scan'))
-          .map((node) => `${node['Node Type']}${node['Index Name'] === undefined ? '' : ` (${node['Index Name']})`}`)
-          .join(', ') ||
-          nodes(plan)[0]?.['Node Type'] ||
-          'none';
+    if (plan === undefined) return { plan: 'none', pages: undefined };
+    const scans = nodes(plan)
+      .filter((node) => node['Node Type'].includes('Scan'))
+      .map((node) => `${node['Node Type']}${node['Index Name'] === undefined ? '' : ` (${node['Index Name']})`}`)
+      .join(', ');
+    return {
+      plan: scans || (nodes(plan)[0]?.['Node Type'] ?? 'none'),
+      // The top node's counts include its children's.
+      pages: (plan['Shared Hit Blocks'] ?? 0) + (plan['Shared Read Blocks'] ?? 0),
+    };
   } finally {
     await trx.rollback().execute();
   }
@@ -183,6 +197,8 @@ async function planOf(pool: pg.Pool, call: (db: KyselyType<DB>) => Promise<unkno
 interface PlanNode {
   readonly 'Node Type': string;
   readonly 'Index Name'?: string;
+  readonly 'Shared Hit Blocks'?: number;
+  readonly 'Shared Read Blocks'?: number;
   readonly Plans?: readonly PlanNode[];
 }
 const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
@@ -297,8 +313,10 @@ async function measureSize(
         await trx.rollback().execute();
       }
     });
-    queries[name] = { ...timing, plan: await planOf(pool, (d) => call(d, 0)) };
-    log(`${rows}: ${name} p50 ${timing.p50} ms p95 ${timing.p95} ms (${queries[name].plan})`);
+    queries[name] = { ...timing, ...(await planOf(pool, (d) => call(d, 0))) };
+    log(
+      `${rows}: ${name} p50 ${timing.p50} ms p95 ${timing.p95} ms, ${queries[name].pages ?? '?'} pages (${queries[name].plan})`,
+    );
   }
 
   // Over HTTP: the real app on a real socket, production argon2 parameters.
@@ -470,7 +488,9 @@ async function main(): Promise<void> {
       // Write out what seeding dirtied first: a checkpoint flushing gigabytes in the middle of the
       // measurements made a first 10^7 run's p95s those of the disk, not of the queries.
       await checkpoint(url);
-      results.push(await measureSize(url, rows, seedSeconds, rows === Math.max(...SIZES)));
+      // A reused size keeps the seeding time of the run that seeded it.
+      const seeded = seedSeconds ?? previous.find((r) => r.rows === rows)?.seedSeconds ?? null;
+      results.push(await measureSize(url, rows, seeded, rows === Math.max(...SIZES)));
       write([...previous.filter((r) => !results.some((n) => n.rows === r.rows)), ...results]);
     }
   } finally {
@@ -563,6 +583,25 @@ function write(all: SizeResult[]): void {
   };
   for (const name of Object.keys(largest?.queries ?? {})) row(name, (s) => s.queries[name], true);
   for (const name of Object.keys(largest?.http ?? {})) row(`HTTP ${name}`, (s) => s.http[name], false);
+  lines.push(
+    '',
+    '## Pages each query touches (shared buffers hit or read, `EXPLAIN (ANALYZE, BUFFERS)`)',
+    '',
+    'The work of one call, whatever the machine and its caches: an index lookup grows by a level of its',
+    'B-tree now and then, a scan of the table by the table. Timings above also carry where those pages',
+    'came from (shared buffers, the OS cache, the disk).',
+    '',
+    `| query | ${sizes.map((s) => s.rows.toLocaleString('en')).join(' | ')} | at largest ÷ at smallest |`,
+    `|---|${sizes.map(() => '---|').join('')}---|`,
+  );
+  for (const name of Object.keys(largest?.queries ?? {})) {
+    const pages = sizes.map((s) => s.queries[name]?.pages);
+    const first = pages[0];
+    const last = pages[pages.length - 1];
+    lines.push(
+      `| ${name} | ${pages.map((p) => p ?? '—').join(' | ')} | ${first && last ? (last / first).toFixed(2) : '?'} |`,
+    );
+  }
   lines.push('', '## On-disk size per million rows (bytes / 10^6 rows, from pg_relation_size)', '');
   const relations = Object.keys(largest?.sizes ?? {});
   lines.push(
@@ -576,7 +615,7 @@ function write(all: SizeResult[]): void {
   lines.push('', '## Process and cache', '');
   for (const s of sizes)
     lines.push(
-      `- ${s.rows.toLocaleString('en')}: server RSS ${s.rssMiB} MiB, buffer hit ratio ${(s.bufferHitRatio * 100).toFixed(2)}% during the measurements${s.seedSeconds === null ? '' : `, seeded in ${s.seedSeconds.toFixed(1)} s`}`,
+      `- ${s.rows.toLocaleString('en')}: server RSS ${s.rssMiB} MiB, buffer hit ratio ${(s.bufferHitRatio * 100).toFixed(2)}% during the measurements${s.seedSeconds === null ? '' : `, seeded in ${s.seedSeconds.toFixed(1)} s (when first seeded)`}`,
     );
   if (largest?.pruning) {
     const p = largest.pruning;
