@@ -6,7 +6,8 @@
  * `npx vitest run --reporter=json` in that checkout, wrapped in /usr/bin/time for the CPU the
  * suite and its children used. Writes bench/results/suite-time.json and suite-time-runs.md.
  *
- * `node bench/suite-time.ts --report` re-renders the markdown from the JSON.
+ * `node bench/suite-time.ts --report` re-renders the markdown from the JSON; `--append` adds the runs
+ * of this invocation to those already in it (a later round of the same labels).
  *
  * @example
  * ```sh
@@ -213,23 +214,31 @@ function write(variants: readonly Variant[], runs: readonly Run[]): void {
   fs.writeFileSync(path.join(RESULTS, 'suite-time-runs.md'), lines.join('\n'));
 }
 
-if (process.argv[2] === '--report') {
-  // Re-render the markdown from the committed JSON.
+/** The runs committed in bench/results/suite-time.json (older ones recorded no failures). */
+function readSaved(): { variants: Variant[]; runs: Run[] } {
   const saved = JSON.parse(fs.readFileSync(path.join(RESULTS, 'suite-time.json'), 'utf8')) as {
     variants: Variant[];
     runs: (Omit<Run, 'failures'> & Partial<Pick<Run, 'failures'>>)[];
   };
-  write(
-    saved.variants,
-    saved.runs.map((r) => ({ ...r, failures: r.failures ?? [] })),
-  );
+  return { variants: saved.variants, runs: saved.runs.map((r) => ({ ...r, failures: r.failures ?? [] })) };
+}
+
+if (process.argv[2] === '--report') {
+  // Re-render the markdown from the committed JSON.
+  const saved = readSaved();
+  write(saved.variants, saved.runs);
   process.exit(0);
 }
 
-const { rounds, variants } = parseArgs(process.argv.slice(2));
-const runs: Run[] = [];
-for (let round = 1; round <= rounds; round++) {
-  for (const variant of variants) {
+// `--append`: add this invocation's runs to the committed ones (same labels, later rounds).
+const append = process.argv.includes('--append');
+const { rounds, variants: given } = parseArgs(process.argv.slice(2).filter((arg) => arg !== '--append'));
+const saved = append ? readSaved() : { variants: [], runs: [] };
+const variants = [...saved.variants, ...given.filter((v) => !saved.variants.some((s) => s.label === v.label))];
+const runs: Run[] = [...saved.runs];
+const firstRound = Math.max(0, ...runs.map((r) => r.round)) + 1;
+for (let round = firstRound; round < firstRound + rounds; round++) {
+  for (const variant of given) {
     process.stderr.write(`[suite-time] round ${round}: ${variant.label} in ${variant.dir} ${variant.args.join(' ')}\n`);
     const result = await measure(variant, round);
     process.stderr.write(
