@@ -34,13 +34,14 @@ export default defineConfig({
     // Each worker clones its own database from the migrated template (see test/helpers/database.ts).
     pool: 'forks',
     // A worker runs its files one after another in one module graph instead of importing fastify,
-    // kysely and the whole app again for every file (1.3-2.5 s a file here; the same 47 files took
-    // 131 s instead of 195 s and 93 s of CPU instead of 154 s, side by side on a loaded machine;
-    // bench/results/suite-time.md has the quiet figures). What a file could hand the next is what
-    // the harness checks: its database is cloned afresh, the `database` fixture fails a file that
-    // leaves rows or connections behind, and every app, pool and server is the test's own and
-    // closed by it; environment stubs are undone after each test. Module state of src/ is shared,
-    // so it must not depend on what an earlier file did (uuidv7Maker gives a test its own clock).
+    // kysely and the whole app again for every file: the suite's summed import time went from 47 s
+    // to 9 s, and the whole suite took 225.9 s instead of 263.9 s with about three quarters of the
+    // CPU (medians of two alternating runs, bench/results/suite-time.md). What a file could hand
+    // the next is what the harness checks: its database is cloned afresh, the `database` fixture
+    // fails a file that leaves rows or connections behind, and every app, pool and server is the
+    // test's own and closed by it; environment stubs are undone after each test. Module state of
+    // src/ is shared, so it must not depend on what an earlier file did (uuidv7Maker gives a test
+    // its own clock).
     isolate: false,
     unstubEnvs: true,
     unstubGlobals: true,
