@@ -5,9 +5,10 @@ import { defineConfig } from 'vitest/config';
 // Node's on-disk compile cache for the processes the suite starts (real servers, npm run migrate,
 // db:check and the other CLIs): each compiled the same megabytes of JavaScript again, about a
 // third of its 1.2-1.5 s start-up (importing src/app.ts: 0.86-0.94 s with the cache against
-// 1.17-1.48 s without, four runs each, alternating). The cache keys on each file's contents, so a
-// changed file is compiled afresh. Coverage is not affected: v8 coverage reads src/ in the workers,
-// which vitest's module runner loads without Node's cache. NODE_COMPILE_CACHE set by the caller wins.
+// 1.17-1.48 s without, four runs each, alternating, on a busy machine). The cache keys on each
+// file's contents, so a changed file is compiled afresh. Coverage is not affected: it covers src/
+// in the workers, which vitest evaluates with vm.runInThisContext, outside Node's cache.
+// NODE_COMPILE_CACHE set by the caller wins.
 process.env.NODE_COMPILE_CACHE ??= path.resolve(import.meta.dirname, 'node_modules/.cache/node-compile-cache');
 
 export default defineConfig({
