@@ -22,12 +22,33 @@ describe('the process-wide schema compilers', () => {
     expect(withAge({ name: 'Ada', age: 36 })).toBe('{"age":36}');
   });
 
-  test('equal schemas that are different objects each get a serializer of their own', () => {
+  test('equal schemas that are different objects share one serializer (routes build their schemas per app)', () => {
     const make = () => ({ type: 'object', properties: { n: { type: 'number' } } });
     const a = buildSerializer({}, {})({ ...route, schema: make() });
     const b = buildSerializer({}, {})({ ...route, schema: make() });
-    expect(b).not.toBe(a);
-    expect(a({ n: 1 })).toBe(b({ n: 1 }));
+    expect(b).toBe(a);
+    expect(a({ n: 1, m: 2 })).toBe('{"n":1}');
+    const other = buildSerializer(
+      {},
+      {},
+    )({ ...route, schema: { type: 'object', properties: { m: { type: 'number' } } } });
+    expect(other).not.toBe(a);
+    expect(other({ n: 1, m: 2 })).toBe('{"m":2}');
+  });
+
+  test('equal schemas share one validator per part of the request, never one across body and query', () => {
+    const make = () => ({ type: 'object', properties: { limit: { type: 'integer' } }, required: ['limit'] });
+    const validate = buildValidator({});
+    const body = validate({ schema: make(), method: 'POST', url: '/a', httpPart: 'body' });
+    expect(buildValidator({})({ schema: make(), method: 'PUT', url: '/b', httpPart: 'body' })).toBe(body);
+    const query = validate({ schema: make(), method: 'GET', url: '/a', httpPart: 'querystring' });
+    expect(query).not.toBe(body);
+    expect(validate({ schema: make(), method: 'GET', url: '/a/:id', httpPart: 'params' })).toBe(query);
+    expect(body({ limit: '3' })).toBe(false);
+    expect(query({ limit: '3' })).toBe(true);
+    const shared = { Limit: { $id: 'Limit', type: 'integer' } };
+    const withShared = buildValidator(shared)({ schema: make(), method: 'POST', url: '/a', httpPart: 'body' });
+    expect(withShared).not.toBe(body);
   });
 
   test('bodies are validated strictly, every failure reported; query strings are coerced', () => {
