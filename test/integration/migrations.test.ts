@@ -113,11 +113,14 @@ async function migratorSessions(db: Kysely<unknown>, name: string): Promise<numb
   return rows[0]?.count ?? 0;
 }
 
-describe('each migration, applied one step at a time on an empty database', () => {
+// Each test has a database of its own, and spends its time waiting on PostgreSQL: they run side by
+// side (vitest's maxConcurrency, 5 at a time).
+describe.concurrent('each migration, applied one step at a time on an empty database', () => {
   for (const [index, name] of MIGRATIONS.entries()) {
     const previous = MIGRATIONS[index - 1];
 
     test(`${name}: down leaves no trace of it, and up again rebuilds the identical schema`, async ({
+      expect,
       onTestFinished,
     }) => {
       const { url, db } = await emptyDatabase(onTestFinished);
@@ -137,55 +140,64 @@ describe('each migration, applied one step at a time on an empty database', () =
   }
 });
 
-describe('two `npm run migrate` processes started at the same moment', { timeout: 2 * NPM_RUN_TIMEOUT_MS }, () => {
-  test('one applies every migration; the other waits for it, then finds nothing to do', async ({ onTestFinished }) => {
-    const { name, url, db } = await emptyDatabase(onTestFinished);
-    // A no-op run creates the bookkeeping tables, so a third connection can hold one of them and
-    // line both processes up behind it, whatever their start-up times.
-    await ran(createMigrator(db).migrateTo(NO_MIGRATIONS));
-    const gate = new pg.Client({ connectionString: url });
-    await gate.connect();
-    await gate.query('begin');
-    await gate.query('lock table kysely_migration in access exclusive mode');
+describe.concurrent(
+  'two `npm run migrate` processes started at the same moment',
+  { timeout: 2 * NPM_RUN_TIMEOUT_MS },
+  () => {
+    test('one applies every migration; the other waits for it, then finds nothing to do', async ({
+      onTestFinished,
+    }) => {
+      const { name, url, db } = await emptyDatabase(onTestFinished);
+      // A no-op run creates the bookkeeping tables, so a third connection can hold one of them and
+      // line both processes up behind it, whatever their start-up times.
+      await ran(createMigrator(db).migrateTo(NO_MIGRATIONS));
+      const gate = new pg.Client({ connectionString: url });
+      await gate.connect();
+      await gate.query('begin');
+      await gate.query('lock table kysely_migration in access exclusive mode');
 
-    const runs = Promise.all([npmRunMigrate(url), npmRunMigrate(url)]);
-    try {
-      // One holds the migrator's lock and waits for the table; the other keeps trying for the
-      // migrator's lock (it polls, each try a transaction of its own, so between tries it is in
-      // none that CREATE INDEX CONCURRENTLY would wait on).
-      const lined = async () => ({ waiters: await lockWaiters(db, name), migrators: await migratorSessions(db, name) });
-      const deadline = Date.now() + NPM_RUN_TIMEOUT_MS;
-      let seen = await lined();
-      while ((seen.waiters < 1 || seen.migrators < 2) && Date.now() < deadline) {
-        await sleep(50);
-        seen = await lined();
+      const runs = Promise.all([npmRunMigrate(url), npmRunMigrate(url)]);
+      try {
+        // One holds the migrator's lock and waits for the table; the other keeps trying for the
+        // migrator's lock (it polls, each try a transaction of its own, so between tries it is in
+        // none that CREATE INDEX CONCURRENTLY would wait on).
+        const lined = async () => ({
+          waiters: await lockWaiters(db, name),
+          migrators: await migratorSessions(db, name),
+        });
+        const deadline = Date.now() + NPM_RUN_TIMEOUT_MS;
+        let seen = await lined();
+        while ((seen.waiters < 1 || seen.migrators < 2) && Date.now() < deadline) {
+          await sleep(50);
+          seen = await lined();
+        }
+        expect(seen).toEqual({ waiters: 1, migrators: 2 });
+      } finally {
+        await gate.end();
       }
-      expect(seen).toEqual({ waiters: 1, migrators: 2 });
-    } finally {
-      await gate.end();
-    }
 
-    const outcomes = await runs;
-    expect(outcomes.map((outcome) => outcome.code)).toEqual([0, 0]);
-    const outputs = outcomes.map((outcome) => outcome.output);
-    expect(outputs.filter((output) => output.includes(`Ran ${MIGRATIONS.length} migrations`))).toHaveLength(1);
-    expect(outputs.filter((output) => output.includes('no new migrations found'))).toHaveLength(1);
-    expect(await appliedRows(db)).toEqual(MIGRATIONS);
-  });
+      const outcomes = await runs;
+      expect(outcomes.map((outcome) => outcome.code)).toEqual([0, 0]);
+      const outputs = outcomes.map((outcome) => outcome.output);
+      expect(outputs.filter((output) => output.includes(`Ran ${MIGRATIONS.length} migrations`))).toHaveLength(1);
+      expect(outputs.filter((output) => output.includes('no new migrations found'))).toHaveLength(1);
+      expect(await appliedRows(db)).toEqual(MIGRATIONS);
+    });
 
-  test('both succeed on a brand-new database, racing to create the bookkeeping tables too', async ({
-    onTestFinished,
-  }) => {
-    const { url, db } = await emptyDatabase(onTestFinished);
+    test('both succeed on a brand-new database, racing to create the bookkeeping tables too', async ({
+      onTestFinished,
+    }) => {
+      const { url, db } = await emptyDatabase(onTestFinished);
 
-    const outcomes = await Promise.all([npmRunMigrate(url), npmRunMigrate(url)]);
+      const outcomes = await Promise.all([npmRunMigrate(url), npmRunMigrate(url)]);
 
-    expect(outcomes, outcomes.map((outcome) => outcome.output).join('\n')).toMatchObject([{ code: 0 }, { code: 0 }]);
-    expect(await appliedRows(db)).toEqual(MIGRATIONS);
-  });
-});
+      expect(outcomes, outcomes.map((outcome) => outcome.output).join('\n')).toMatchObject([{ code: 0 }, { code: 0 }]);
+      expect(await appliedRows(db)).toEqual(MIGRATIONS);
+    });
+  },
+);
 
-describe('a failing migration', () => {
+describe.concurrent('a failing migration', () => {
   test('rolls back whole, with the rest of its batch, and the error names the migration and the statement', async ({
     onTestFinished,
   }) => {
@@ -222,7 +234,7 @@ describe('a failing migration', () => {
   });
 });
 
-describe('migration status', () => {
+describe.concurrent('migration status', () => {
   test('lists applied migrations with the time they ran, then the pending ones', async ({ onTestFinished }) => {
     const { url, db } = await emptyDatabase(onTestFinished);
     const [first, ...rest] = MIGRATIONS;

@@ -619,192 +619,197 @@ const email = fc.oneof(
 const password = fc.string({ minLength: 8, maxLength: 64 });
 const name = fc.string({ minLength: 1, maxLength: 40 });
 
-describe('hostile input, property-based: never a 5xx, always the one error shape, nothing stored from a rejected request', () => {
-  test('POST /auth/register', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
-    const target = await fuzzTarget(onTestFinished);
-    await fuzz(target, post('/auth/register', undefined, { email, password, name }));
-  });
-
-  test('POST /auth/login', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
-    const target = await fuzzTarget(onTestFinished);
-    await fuzz(
-      target,
-      post('/auth/login', undefined, {
-        email: fc.oneof(email, fc.constantFrom(target.user.email, target.admin.email.toUpperCase())),
-        password: fc.oneof(password, fc.constant(PASSWORD)),
-      }),
-    );
-  });
-
-  test('POST /auth/refresh and POST /auth/logout', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
-    const target = await fuzzTarget(onTestFinished);
-    const refreshToken = fc.oneof(
-      fc.constantFrom(...target.refreshTokens),
-      fc.base64String({ maxLength: 60 }),
-      fc.string({ maxLength: 600 }),
-    );
-    await fuzz(
-      target,
-      fc.oneof(post('/auth/refresh', undefined, { refreshToken }), post('/auth/logout', undefined, { refreshToken })),
-    );
-  });
-
-  test('GET /auth/me and POST /auth/password', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
-    const target = await fuzzTarget(onTestFinished);
-    await fuzz(
-      target,
-      fc.oneof(
-        get(fc.constant('/auth/me'), target),
-        post('/auth/password', target, {
-          currentPassword: fc.oneof(password, fc.constant(PASSWORD)),
-          newPassword: password,
-        }),
-      ),
-    );
-  });
-
-  test('GET /users and GET /users/:id', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
-    const target = await fuzzTarget(onTestFinished);
-    const cursor = fc.oneof(
-      fc.jsonValue({ maxDepth: 2 }).map((value) => Buffer.from(JSON.stringify(value)).toString('base64url')),
-      fc
-        .tuple(
-          fc.date({ noInvalidDate: true }).map((date) => date.toISOString()),
-          uuid,
-        )
-        .map((pair) => Buffer.from(JSON.stringify(pair)).toString('base64url')),
-      fc.constantFrom(
-        Buffer.from(JSON.stringify(['-271821-04-20T00:00:00.000Z', randomUUID()])).toString('base64url'),
-        Buffer.from(JSON.stringify(['+275760-09-13T00:00:00.000Z', randomUUID()])).toString('base64url'),
-        Buffer.from(JSON.stringify(['2024-01-01T00:00:00Z', 'ZZZZZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZZZZZZZZZ'])).toString(
-          'base64url',
-        ),
-      ),
-      fc.string({ maxLength: 250 }),
-    );
-    const limit = fc.oneof(
-      fc.integer({ min: -5, max: 105 }).map(String),
-      fc.constantFrom('1e2', '1.5', '0x10', '', ' 5', '5 ', '99999999999999999999', 'NaN'),
-    );
-    const list = queryString({ limit, cursor }).map((query) => `/users${query}`);
-    const id = fc
-      .oneof(
-        uuid,
-        fc.constantFrom(
-          target.user.id,
-          target.admin.id,
-          target.user.id.toUpperCase(),
-          '00000000-0000-0000-0000-000000000000',
-        ),
-        // Broken percent-encoding and parameters over 100 characters have tests of their own under "malformed HTTP".
-        adversarialString.map((value) => percentEncode(value)).filter((value) => value.length <= 100),
-        fc.constantFrom('%00', '..', '%2e%2e', '%2F', 'x'.repeat(100), '%EF%BF%BD', '%F0%9F%98%80'),
-      )
-      .map((value) => `/users/${value}`);
-    await fuzz(target, fc.oneof(get(list, target), get(id, target)));
-  });
-
-  test(
-    'PATCH and DELETE /users/:id, GET /users/:id/events, the session routes and PATCH / DELETE /auth/me',
-    { timeout: PROPERTY_TIMEOUT },
-    async ({ onTestFinished }) => {
+describe.concurrent(
+  'hostile input, property-based: never a 5xx, always the one error shape, nothing stored from a rejected request',
+  () => {
+    test('POST /auth/register', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
       const target = await fuzzTarget(onTestFinished);
-      const id = fc.oneof(
-        uuid,
-        fc.constantFrom(target.user.id, target.admin.id, target.user.id.toUpperCase(), 'not-a-uuid', '%00'),
-        adversarialString.map((value) => percentEncode(value)).filter((value) => value.length <= 100),
+      await fuzz(target, post('/auth/register', undefined, { email, password, name }));
+    });
+
+    test('POST /auth/login', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
+      const target = await fuzzTarget(onTestFinished);
+      await fuzz(
+        target,
+        post('/auth/login', undefined, {
+          email: fc.oneof(email, fc.constantFrom(target.user.email, target.admin.email.toUpperCase())),
+          password: fc.oneof(password, fc.constant(PASSWORD)),
+        }),
       );
-      const role = fc.oneof(fc.constantFrom('user', 'admin', 'root', 'ADMIN'), wrongTypeJson);
-      const status = fc.oneof(fc.constantFrom('active', 'disabled', 'deleted'), wrongTypeJson);
-      const page = queryString({
-        limit: fc.oneof(fc.integer({ min: -5, max: 105 }).map(String), fc.constantFrom('1e2', '', 'NaN')),
-        cursor: fc.oneof(
-          fc.string({ maxLength: 250 }),
-          uuid.map((value) => Buffer.from(value).toString('base64url')),
-        ),
-      });
+    });
+
+    test('POST /auth/refresh and POST /auth/logout', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
+      const target = await fuzzTarget(onTestFinished);
+      const refreshToken = fc.oneof(
+        fc.constantFrom(...target.refreshTokens),
+        fc.base64String({ maxLength: 60 }),
+        fc.string({ maxLength: 600 }),
+      );
+      await fuzz(
+        target,
+        fc.oneof(post('/auth/refresh', undefined, { refreshToken }), post('/auth/logout', undefined, { refreshToken })),
+      );
+    });
+
+    test('GET /auth/me and POST /auth/password', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
+      const target = await fuzzTarget(onTestFinished);
       await fuzz(
         target,
         fc.oneof(
-          withBody(
-            'PATCH',
-            id.map((value) => `/users/${value}`),
-            target,
-            { name, role, status },
-          ),
-          bodiless(
-            'DELETE',
-            id.map((value) => `/users/${value}`),
-            target,
-          ),
-          get(
-            fc.tuple(id, page).map(([value, query]) => `/users/${value}/events${query}`),
-            target,
-          ),
-          get(fc.constant('/auth/sessions'), target),
-          get(
-            page.map((query) => `/auth/events${query}`),
-            target,
-          ),
-          bodiless(
-            'DELETE',
-            fc.oneof(
-              fc.constant('/auth/sessions'),
-              id.map((value) => `/auth/sessions/${value}`),
-            ),
-            target,
-          ),
-          withBody('PATCH', fc.constant('/auth/me'), target, { name }),
-          withBody('DELETE', fc.constant('/auth/me'), target, { password: fc.oneof(password, fc.constant(PASSWORD)) }),
+          get(fc.constant('/auth/me'), target),
+          post('/auth/password', target, {
+            currentPassword: fc.oneof(password, fc.constant(PASSWORD)),
+            newPassword: password,
+          }),
         ),
       );
-    },
-  );
+    });
 
-  test(
-    'health, metrics, docs, unknown routes and methods',
-    { timeout: PROPERTY_TIMEOUT },
-    async ({ onTestFinished }) => {
+    test('GET /users and GET /users/:id', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
       const target = await fuzzTarget(onTestFinished);
-      const path = fc
-        .tuple(
-          fc.oneof(
-            fc.constantFrom(
-              '/health/live',
-              '/health/ready',
-              '/metrics',
-              '/docs/json',
-              '/docs',
-              '/docs/static/index.html',
-              '/docs/static/../../package.json',
-              '/auth',
-              '/',
-              '//auth/me',
-              '/auth/me/',
-              '/AUTH/ME',
-            ),
-            adversarialString.map((value) => `/${percentEncode(value.slice(0, 200))}`),
+      const cursor = fc.oneof(
+        fc.jsonValue({ maxDepth: 2 }).map((value) => Buffer.from(JSON.stringify(value)).toString('base64url')),
+        fc
+          .tuple(
+            fc.date({ noInvalidDate: true }).map((date) => date.toISOString()),
+            uuid,
+          )
+          .map((pair) => Buffer.from(JSON.stringify(pair)).toString('base64url')),
+        fc.constantFrom(
+          Buffer.from(JSON.stringify(['-271821-04-20T00:00:00.000Z', randomUUID()])).toString('base64url'),
+          Buffer.from(JSON.stringify(['+275760-09-13T00:00:00.000Z', randomUUID()])).toString('base64url'),
+          Buffer.from(JSON.stringify(['2024-01-01T00:00:00Z', 'ZZZZZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZZZZZZZZZ'])).toString(
+            'base64url',
           ),
-          queryString({ limit: fc.string({ maxLength: 5 }) }),
+        ),
+        fc.string({ maxLength: 250 }),
+      );
+      const limit = fc.oneof(
+        fc.integer({ min: -5, max: 105 }).map(String),
+        fc.constantFrom('1e2', '1.5', '0x10', '', ' 5', '5 ', '99999999999999999999', 'NaN'),
+      );
+      const list = queryString({ limit, cursor }).map((query) => `/users${query}`);
+      const id = fc
+        .oneof(
+          uuid,
+          fc.constantFrom(
+            target.user.id,
+            target.admin.id,
+            target.user.id.toUpperCase(),
+            '00000000-0000-0000-0000-000000000000',
+          ),
+          // Broken percent-encoding and parameters over 100 characters have tests of their own under "malformed HTTP".
+          adversarialString.map((value) => percentEncode(value)).filter((value) => value.length <= 100),
+          fc.constantFrom('%00', '..', '%2e%2e', '%2F', 'x'.repeat(100), '%EF%BF%BD', '%F0%9F%98%80'),
         )
-        .map(([route, query]) => `${route}${query}`);
-      const anyMethod = fc
-        .record({
-          method: fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'PROPFIND'),
-          path,
-          extra: extraHeaders,
-          body: fc.option(
-            fc.uint8Array({ maxLength: 100 }).map((bytes) => Buffer.from(bytes)),
-            { nil: undefined },
-          ),
-        })
-        .map(({ method, path: target_, extra, body }) =>
-          hostileRequest({ method, path: target_, headers: extra, body }),
+        .map((value) => `/users/${value}`);
+      await fuzz(target, fc.oneof(get(list, target), get(id, target)));
+    });
+
+    test(
+      'PATCH and DELETE /users/:id, GET /users/:id/events, the session routes and PATCH / DELETE /auth/me',
+      { timeout: PROPERTY_TIMEOUT },
+      async ({ onTestFinished }) => {
+        const target = await fuzzTarget(onTestFinished);
+        const id = fc.oneof(
+          uuid,
+          fc.constantFrom(target.user.id, target.admin.id, target.user.id.toUpperCase(), 'not-a-uuid', '%00'),
+          adversarialString.map((value) => percentEncode(value)).filter((value) => value.length <= 100),
         );
-      await fuzz(target, fc.oneof(get(path, undefined), anyMethod));
-    },
-  );
-});
+        const role = fc.oneof(fc.constantFrom('user', 'admin', 'root', 'ADMIN'), wrongTypeJson);
+        const status = fc.oneof(fc.constantFrom('active', 'disabled', 'deleted'), wrongTypeJson);
+        const page = queryString({
+          limit: fc.oneof(fc.integer({ min: -5, max: 105 }).map(String), fc.constantFrom('1e2', '', 'NaN')),
+          cursor: fc.oneof(
+            fc.string({ maxLength: 250 }),
+            uuid.map((value) => Buffer.from(value).toString('base64url')),
+          ),
+        });
+        await fuzz(
+          target,
+          fc.oneof(
+            withBody(
+              'PATCH',
+              id.map((value) => `/users/${value}`),
+              target,
+              { name, role, status },
+            ),
+            bodiless(
+              'DELETE',
+              id.map((value) => `/users/${value}`),
+              target,
+            ),
+            get(
+              fc.tuple(id, page).map(([value, query]) => `/users/${value}/events${query}`),
+              target,
+            ),
+            get(fc.constant('/auth/sessions'), target),
+            get(
+              page.map((query) => `/auth/events${query}`),
+              target,
+            ),
+            bodiless(
+              'DELETE',
+              fc.oneof(
+                fc.constant('/auth/sessions'),
+                id.map((value) => `/auth/sessions/${value}`),
+              ),
+              target,
+            ),
+            withBody('PATCH', fc.constant('/auth/me'), target, { name }),
+            withBody('DELETE', fc.constant('/auth/me'), target, {
+              password: fc.oneof(password, fc.constant(PASSWORD)),
+            }),
+          ),
+        );
+      },
+    );
+
+    test(
+      'health, metrics, docs, unknown routes and methods',
+      { timeout: PROPERTY_TIMEOUT },
+      async ({ onTestFinished }) => {
+        const target = await fuzzTarget(onTestFinished);
+        const path = fc
+          .tuple(
+            fc.oneof(
+              fc.constantFrom(
+                '/health/live',
+                '/health/ready',
+                '/metrics',
+                '/docs/json',
+                '/docs',
+                '/docs/static/index.html',
+                '/docs/static/../../package.json',
+                '/auth',
+                '/',
+                '//auth/me',
+                '/auth/me/',
+                '/AUTH/ME',
+              ),
+              adversarialString.map((value) => `/${percentEncode(value.slice(0, 200))}`),
+            ),
+            queryString({ limit: fc.string({ maxLength: 5 }) }),
+          )
+          .map(([route, query]) => `${route}${query}`);
+        const anyMethod = fc
+          .record({
+            method: fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'PROPFIND'),
+            path,
+            extra: extraHeaders,
+            body: fc.option(
+              fc.uint8Array({ maxLength: 100 }).map((bytes) => Buffer.from(bytes)),
+              { nil: undefined },
+            ),
+          })
+          .map(({ method, path: target_, extra, body }) =>
+            hostileRequest({ method, path: target_, headers: extra, body }),
+          );
+        await fuzz(target, fc.oneof(get(path, undefined), anyMethod));
+      },
+    );
+  },
+);
 
 describe('malformed HTTP', () => {
   // Requests rejected before any route runs: by Node's HTTP parser, or by the router. A client
@@ -1033,52 +1038,61 @@ function wellFormed(path: string, body: fc.Arbitrary<Record<string, unknown>>, t
   );
 }
 
-describe('hostile input on the email routes: never a 5xx, the one error shape, no email or token change from a rejected request', () => {
-  test(
-    'POST /auth/email/verify and POST /auth/email/verification',
-    { timeout: PROPERTY_TIMEOUT },
-    async ({ onTestFinished }) => {
+describe.concurrent(
+  'hostile input on the email routes: never a 5xx, the one error shape, no email or token change from a rejected request',
+  () => {
+    test(
+      'POST /auth/email/verify and POST /auth/email/verification',
+      { timeout: PROPERTY_TIMEOUT },
+      async ({ onTestFinished }) => {
+        const target = await emailFuzzTarget(onTestFinished);
+        await fuzzEmail(
+          target,
+          fc.oneof(
+            post('/auth/email/verify', undefined, { token: accountToken(target) }),
+            post('/auth/email/verification', target, {}),
+            wellFormed('/auth/email/verify', fc.record({ token: fc.constantFrom(...target.verificationTokens) })),
+            wellFormed('/auth/email/verification', fc.constant({}), target.user.token),
+          ),
+        );
+      },
+    );
+
+    test('POST /auth/password/forgot', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
       const target = await emailFuzzTarget(onTestFinished);
+      const forgotten = fc.oneof(email, fc.constantFrom(target.user.email, target.admin.email.toUpperCase()));
       await fuzzEmail(
         target,
         fc.oneof(
-          post('/auth/email/verify', undefined, { token: accountToken(target) }),
-          post('/auth/email/verification', target, {}),
-          wellFormed('/auth/email/verify', fc.record({ token: fc.constantFrom(...target.verificationTokens) })),
-          wellFormed('/auth/email/verification', fc.constant({}), target.user.token),
+          { weight: 3, arbitrary: post('/auth/password/forgot', undefined, { email: forgotten }) },
+          { weight: 1, arbitrary: wellFormed('/auth/password/forgot', fc.record({ email: forgotten })) },
         ),
       );
-    },
-  );
+    });
 
-  test('POST /auth/password/forgot', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
-    const target = await emailFuzzTarget(onTestFinished);
-    const forgotten = fc.oneof(email, fc.constantFrom(target.user.email, target.admin.email.toUpperCase()));
-    await fuzzEmail(
-      target,
-      fc.oneof(
-        { weight: 3, arbitrary: post('/auth/password/forgot', undefined, { email: forgotten }) },
-        { weight: 1, arbitrary: wellFormed('/auth/password/forgot', fc.record({ email: forgotten })) },
-      ),
-    );
-  });
-
-  test('POST /auth/password/reset', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
-    const target = await emailFuzzTarget(onTestFinished);
-    // Common and unstorable passwords too: refused with the token left usable.
-    const newPassword = fc.oneof(password, fc.constantFrom('password1', '12345678', 'qwertyuiop', '\u0000'.repeat(8)));
-    await fuzzEmail(
-      target,
-      fc.oneof(
-        { weight: 3, arbitrary: post('/auth/password/reset', undefined, { token: accountToken(target), newPassword }) },
-        {
-          weight: 1,
-          arbitrary: wellFormed(
-            '/auth/password/reset',
-            fc.record({ token: fc.constantFrom(...target.resetTokens), newPassword }),
-          ),
-        },
-      ),
-    );
-  });
-});
+    test('POST /auth/password/reset', { timeout: PROPERTY_TIMEOUT }, async ({ onTestFinished }) => {
+      const target = await emailFuzzTarget(onTestFinished);
+      // Common and unstorable passwords too: refused with the token left usable.
+      const newPassword = fc.oneof(
+        password,
+        fc.constantFrom('password1', '12345678', 'qwertyuiop', '\u0000'.repeat(8)),
+      );
+      await fuzzEmail(
+        target,
+        fc.oneof(
+          {
+            weight: 3,
+            arbitrary: post('/auth/password/reset', undefined, { token: accountToken(target), newPassword }),
+          },
+          {
+            weight: 1,
+            arbitrary: wellFormed(
+              '/auth/password/reset',
+              fc.record({ token: fc.constantFrom(...target.resetTokens), newPassword }),
+            ),
+          },
+        ),
+      );
+    });
+  },
+);
