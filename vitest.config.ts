@@ -37,7 +37,8 @@ export default defineConfig({
     // A worker runs its files one after another in one module graph instead of importing fastify,
     // kysely and the whole app again for every file: the suite's summed import time went from 47 s
     // to 9 s, and the whole suite took 225.9 s instead of 263.9 s with about three quarters of the
-    // CPU (medians of two alternating runs, bench/results/suite-time.md). What a file could hand
+    // CPU (medians of two alternating runs on an earlier, slower machine,
+    // bench/results/suite-time-runs-previous-machine.md). What a file could hand
     // the next is what the harness checks: its database is cloned afresh, the `database` fixture
     // fails a file that leaves rows or connections behind, and every app, pool and server is the
     // test's own and closed by it; environment stubs are undone after each test. Module state of
