@@ -19,6 +19,8 @@ export type AuditEventType =
   | 'password.reset_requested'
   | 'password.reset'
   | 'email.verified'
+  | 'email.change_requested'
+  | 'email.changed'
   | 'user.updated'
   | 'user.deleted';
 
@@ -49,7 +51,7 @@ export interface PublicAuditEvent {
 }
 
 /** Throttle scopes whose account is a user id (routes of a signed-in user that check the password). */
-const THROTTLED_BY_USER_ID = new Set(['password-change', 'account-delete']);
+const THROTTLED_BY_USER_ID = new Set(['password-change', 'account-delete', 'email-change']);
 
 /** Keys that must never reach the log, whatever a caller passes in `details`. */
 const SECRET_KEY = /password|token|hash|secret/i;

@@ -7,6 +7,7 @@ import { UserRepository, type UserChanges, type UserRow } from '../repositories/
 import { recordAuditEvent, type RequestContext } from './audit-log.ts';
 import type { Principal } from './auth.ts';
 import { normaliseName } from './credentials.ts';
+import { queueSecurityNotice } from './email.ts';
 import type { HashCallers, PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { SessionService } from './sessions.ts';
@@ -28,6 +29,8 @@ export interface UserAdministrationDeps {
   readonly sessions: SessionService;
   readonly principals?: PrincipalCache<unknown> | undefined;
   readonly events?: AdminEvents | undefined;
+  /** Called after a transaction that queued a notice committed (wakes the dispatcher). */
+  readonly onEmailQueued?: (() => void) | undefined;
 }
 
 /** An admin's change to a user, as PATCH /users/:id receives it. */
@@ -88,10 +91,14 @@ export class UserAdministration {
       const endedIds = endsSessions
         ? await this.#deps.sessions.endAllInTransaction(trx, id, 'user_disabled', context)
         : [];
-      // A reset link in the inbox must not outlive the disabling, even if the account comes back.
-      if (endsSessions) await new AccountTokenRepository(trx).supersedeLive(id, 'password_reset', this.#deps.clock());
+      if (endsSessions) {
+        // A reset link in the inbox must not outlive the disabling, even if the account comes back.
+        await new AccountTokenRepository(trx).supersedeLive(id, 'password_reset', this.#deps.clock());
+        await queueSecurityNotice(trx, before, 'account_disabled');
+      }
       return { user: after, ended: endedIds, kinds: actionKinds(before, after) };
     });
+    if (kinds.includes('disable')) this.#deps.onEmailQueued?.();
     this.#deps.principals?.invalidate(id);
     this.#deps.sessions.forget(ended, 'user_disabled');
     for (const kind of kinds) this.#deps.events?.onAdminAction?.(kind);
