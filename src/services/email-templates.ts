@@ -194,7 +194,7 @@ export function renderEmail(template: EmailTemplate, input: TemplateInput): Outg
     newEmail: plainText(input.newEmail ?? '', EMAIL_MAX),
     when: input.occurredAt === undefined ? 'just now' : `on ${formatUtc(input.occurredAt)}`,
   };
-  const greeting = `Hello ${plainText(input.name)},`;
+  const greeting = `Hello ${withoutLinks(plainText(input.name))},`;
   const paragraphs = isLinkTemplate(template)
     ? linkParagraphs(template, input, vars)
     : noticeParagraphs(NOTICE_COPY[noticeOf(template)], vars);
@@ -286,6 +286,16 @@ export function plainText(value: string, max = NAME_MAX): string {
     .replace(/\s+/gu, ' ')
     .trim();
   return Array.from(line).slice(0, max).join('');
+}
+
+/**
+ * A name that cannot be read as a link: mail clients turn `https://…`, `www.…` and bare host names
+ * into links even in plain text, so a name like "Support https://evil.example/reset" would put a
+ * working fake link into our email. URL schemes are dropped and a dot between word characters
+ * becomes U+2024 (one dot leader), which looks the same and links nothing.
+ */
+export function withoutLinks(name: string): string {
+  return name.replace(/[a-z][a-z0-9+.-]*:\/\//giu, '').replace(/(?<=[\p{L}\p{N}])\.(?=[\p{L}\p{N}])/gu, '\u2024');
 }
 
 function formatUtc(at: Date): string {
