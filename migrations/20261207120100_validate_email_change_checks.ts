@@ -15,5 +15,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`DROP INDEX CONCURRENTLY IF EXISTS account_tokens_email_change_id_idx`.execute(db);
-  // A validated constraint stays valid; 20261207120000's down replaces both checks.
+  // A validated constraint cannot be marked unvalidated again: both are put back as 20261207120000 left them.
+  await sql`alter table account_tokens drop constraint account_tokens_purpose_check`.execute(db);
+  await sql`alter table account_tokens add constraint account_tokens_purpose_check
+    check (purpose in ('email_verification', 'password_reset', 'email_change_new', 'email_change_current')) not valid`.execute(
+    db,
+  );
+  await sql`alter table sessions drop constraint sessions_end_reason_check`.execute(db);
+  await sql`alter table sessions add constraint sessions_end_reason_check
+    check (end_reason in ('logout', 'revoked', 'revoked_others', 'password_changed', 'password_reset',
+      'refresh_reused', 'user_disabled', 'user_deleted', 'email_changed')) not valid`.execute(db);
 }
