@@ -369,7 +369,10 @@ export interface paths {
     delete: operations['deleteUser'];
     options?: never;
     head?: never;
-    /** Change a user's name, role or status (admins); disabling ends their sessions at once */
+    /**
+     * Change a user's name, role, status or email (admins); disabling ends their sessions at once
+     * @description An `email` change is the support path for a user who lost their old mailbox: the address moves at once, unverified, with a verification link to it; every session of the user ends, links in the old mailbox stop working, the old address gets a notice, and the audit log records `email.changed` by the admin.
+     */
     patch: operations['updateUser'];
     trace?: never;
   };
@@ -2151,6 +2154,8 @@ export interface operations {
          *     }
          */
         'application/json': {
+          /** @description Compared case-insensitively after trim + NFKC */
+          email?: string;
           name?: string;
           role?: 'user' | 'admin';
           status?: 'active' | 'disabled';

@@ -126,6 +126,7 @@ export function createServices(deps: ServiceDeps): Services {
       principals: deps.principals,
       events: deps.adminEvents,
       onEmailQueued: deps.onEmailQueued,
+      emailSettings: settings,
     }),
     audit,
   };

@@ -285,4 +285,39 @@ describe('POST /auth/email/change and /auth/email/change/confirm', () => {
       { statusCode: 400, code: 'INVALID_OR_EXPIRED_TOKEN' },
     );
   });
+
+  test('the support path: an admin moves a user who lost the old mailbox, audited', async ({ onTestFinished }) => {
+    const mailing = await startMailingApp(onTestFinished);
+    const { app, smtp, database } = mailing;
+    const { user, asking } = await account(mailing);
+    const admin = await createUser(database.db, { role: 'admin' });
+    const adminToken = (await login(app, admin.email)).accessToken;
+    const patch = (body: Record<string, string>) =>
+      app.inject({ method: 'PATCH', url: `/users/${user.id}`, payload: body, headers: bearer(adminToken) });
+
+    await createUser(database.db, { email: 'someone@example.com' });
+    const taken = expectError(await patch({ email: 'someone@example.com' }), {
+      statusCode: 409,
+      code: 'UNIQUE_VIOLATION',
+    });
+    expect(taken.field).toBe('email');
+
+    const moved = await patch({ email: NEW });
+    expect(moved.statusCode, moved.body).toBe(200);
+    // The new address has not proved itself yet: it gets a verification link.
+    expect(moved.json<{ user: UserJson }>().user).toMatchObject({ email: NEW, emailVerifiedAt: null });
+    const [welcome] = await mailTo(smtp, NEW, 'Confirm your email address');
+    expect(welcome?.text).toContain(`${APP_URL}/verify-email?token=`);
+    const [notice] = await mailTo(smtp, OLD, CHANGED);
+    expectNoLinkOrToken(notice);
+    expectUnauthorized(await me(app, asking.accessToken));
+
+    const events = await database.db
+      .selectFrom('audit_events')
+      .select(['type', 'actor_id', 'details'])
+      .where('user_id', '=', user.id)
+      .where('type', '=', 'email.changed')
+      .execute();
+    expect(events).toEqual([{ type: 'email.changed', actor_id: admin.id, details: { via: 'admin' } }]);
+  });
 });
