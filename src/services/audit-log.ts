@@ -5,6 +5,7 @@ import { AuditEventRepository, type AuditCursor, type AuditEventRow } from '../r
 import { UserRepository } from '../repositories/users.ts';
 import type { AccountThrottledEvent } from './throttle.ts';
 import { decodeKeysetCursor, encodeKeysetCursor } from './cursors.ts';
+import { queueSecurityNotice } from './email.ts';
 import { uuidv7 } from './ids.ts';
 
 /** The event types of the contract's audit log. */
@@ -150,7 +151,8 @@ export class AuditLog {
 
   /**
    * Tells an account's owner that its logins are being slowed (distributed guessing): a
-   * `login.throttled` event for the account the throttled attempts named, when it exists. The
+   * `login.throttled` event for the account the throttled attempts named, when it exists, and a
+   * notice by email. The
    * address is the throttle's key for the client (an IPv6 address by its /64).
    */
   async recordThrottled(event: AccountThrottledEvent): Promise<void> {
@@ -161,12 +163,18 @@ export class AuditLog {
           ? event.account
           : undefined;
     if (userId === undefined) return;
-    await this.append(
-      'login.throttled',
-      userId,
-      { ...NO_CONTEXT, ipAddress: event.address },
-      { scope: event.scope, failures: event.failures, delaySeconds: event.delaySeconds },
-    );
+    await withTransaction(this.#db, async (trx) => {
+      await this.record(
+        trx,
+        'login.throttled',
+        userId,
+        { ...NO_CONTEXT, ipAddress: event.address },
+        { scope: event.scope, failures: event.failures, delaySeconds: event.delaySeconds },
+      );
+      // And by email (at most one an hour), since an owner under attack rarely reads the log.
+      const owner = await new UserRepository(trx).findById(userId);
+      if (owner !== undefined) await queueSecurityNotice(trx, owner, 'login_throttled');
+    });
   }
 
   /** One page of a user's events, newest first, and the cursor of the next page (null on the last). */

@@ -28,6 +28,8 @@ export const SECURITY_NOTICES = [
   'password_reset',
   'email_changed',
   'account_disabled',
+  // Failed sign-ins from several addresses slowed the account's logins (distributed guessing).
+  'login_throttled',
   // Someone tried to register (or move another account to) an address that already has an account.
   'account_exists',
 ] as const;
@@ -161,6 +163,14 @@ const NOTICE_COPY: { readonly [N in SecurityNotice]: NoticeCopy } = {
     body: (v) => [
       `An administrator disabled your ${v.product} account ${v.when}. You cannot sign in until it is enabled again.`,
       'If you think this is a mistake, contact support.',
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  login_throttled: {
+    subject: 'Someone is trying to sign in to your account',
+    body: (v) => [
+      `Many wrong passwords were tried for your ${v.product} account from several places ${v.when}, so its sign-ins are slowed for a while. You can still sign in with your password.`,
+      'If these attempts were not yours, make sure your password is long and used nowhere else.',
     ],
     reason: ABOUT_SECURITY,
   },

@@ -66,7 +66,10 @@ export interface Addressee {
  * Notices a caller can set off without proving anything (a registration with someone's address)
  * are sent at most once per this many seconds per account, so nobody can fill a mailbox with them.
  */
-const NOTICE_COALESCE_SECONDS: Partial<Record<SecurityNotice, number>> = { account_exists: 3600 };
+const NOTICE_COALESCE_SECONDS: Partial<Record<SecurityNotice, number>> = {
+  account_exists: 3600,
+  login_throttled: 3600,
+};
 
 /**
  * Queues a security notice to the account's address as it is now (an email change's notice goes

@@ -17,6 +17,7 @@ const NOTICE = {
   emailChanged: 'Your email address was changed',
   disabled: 'Your account was disabled',
   accountExists: 'Someone tried to use your email address',
+  throttled: 'Someone is trying to sign in to your account',
 } as const;
 
 /** A notice has neither a link nor a token, in either part, and says why it was sent. */
@@ -129,6 +130,28 @@ describe('security notices', () => {
     expect(rows.every((row) => row.attempts === 1 && row.data === null)).toBe(true);
     // Nobody else was told anything about these events.
     expect(smtp.to('erin@new.example.com').map((email) => email.subject)).toEqual(['Confirm your new email address']);
+  });
+
+  test('an account guessed from many addresses is told by email, once', async ({ onTestFinished }) => {
+    const mailing = await startMailingApp(onTestFinished, { env: { LOGIN_ACCOUNT_MAX_FAILURES: '3' } });
+    const { app, smtp } = mailing;
+    const user = await verifiedUser(mailing, 'target@example.com');
+    const guess = (from: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/auth/login',
+        remoteAddress: from,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify({ email: user.email, password: 'a wrong guess' }),
+      });
+    for (let i = 0; i < 3; i++) expect((await guess(`10.0.7.${i}`)).statusCode).toBe(401);
+    const [notice] = await mailTo(smtp, user.email, NOTICE.throttled);
+    expectPlainNotice(notice);
+    // More guessing slows the account further but does not fill the mailbox.
+    for (let i = 3; i < 8; i++) await guess(`10.0.7.${i}`);
+    await sleep(300);
+    const notices = (await mailing.outbox()).filter((row) => row.template === 'notice_login_throttled');
+    expect(notices).toHaveLength(1);
   });
 
   test('the name is HTML-escaped in the HTML part and one plain line without links in the text part', async ({
