@@ -221,6 +221,24 @@ describe('POST /auth/email/change and /auth/email/change/confirm', () => {
     expect(await auditTypes(mailing, user.id)).toEqual([]);
   });
 
+  test('a stolen access token cannot guess the password through the email change', async ({ onTestFinished }) => {
+    const mailing = await startMailingApp(onTestFinished, { dispatch: false });
+    const { asking } = await account(mailing);
+    for (let i = 0; i < 5; i++) {
+      expectUnauthorized(
+        await requestChange(mailing.app, asking.accessToken, NEW, `wrong guess ${i}`),
+        'INVALID_CREDENTIALS',
+      );
+    }
+    // The right one is refused too now: guessing stopped at LOGIN_MAX_FAILURES.
+    const refused = expectError(await requestChange(mailing.app, asking.accessToken, NEW), {
+      statusCode: 429,
+      code: 'RATE_LIMITED',
+    });
+    expect(refused.message).not.toBe('');
+    expect(await mailing.outbox()).toEqual([]);
+  });
+
   test('an address another account has is 409 at the request (the default setting)', async ({ onTestFinished }) => {
     const mailing = await startMailingApp(onTestFinished, { dispatch: false });
     const { asking } = await account(mailing);
