@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 
-// Follows 20261207120000: validates the widened purpose and end-reason checks (a scan under SHARE
+// Follows 20261207130000: validates the widened purpose and end-reason checks (a scan under SHARE
 // UPDATE EXCLUSIVE, which lets reads and writes through), and indexes account_tokens.email_change_id
 // for the cascade when the maintenance job deletes expired email changes. CONCURRENTLY cannot run
 // in a transaction, hence `transaction = false`.
@@ -15,7 +15,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`DROP INDEX CONCURRENTLY IF EXISTS account_tokens_email_change_id_idx`.execute(db);
-  // A validated constraint cannot be marked unvalidated again: both are put back as 20261207120000 left them.
+  // A validated constraint cannot be marked unvalidated again: both are put back as 20261207130000 left them.
   await sql`alter table account_tokens drop constraint account_tokens_purpose_check`.execute(db);
   await sql`alter table account_tokens add constraint account_tokens_purpose_check
     check (purpose in ('email_verification', 'password_reset', 'email_change_new', 'email_change_current')) not valid`.execute(

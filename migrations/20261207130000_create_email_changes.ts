@@ -6,7 +6,7 @@ import { sql, type Kysely } from 'kysely';
 // supersedes the row and its links. `current_required` is false when the current address was never
 // verified: only the new address then confirms (README, "Changing the email address").
 // The purpose and end-reason checks are replaced NOT VALID (instant; every existing row holds an
-// old value); migration 20261207120100 validates them under a lock that lets writes through.
+// old value); migration 20261207130100 validates them under a lock that lets writes through.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable('email_changes')
@@ -29,7 +29,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.createIndex('email_changes_expires_at_idx').on('email_changes').column('expires_at').execute();
 
   // The column is new and empty, so its foreign key has nothing to check; migration
-  // 20261207120100 indexes it for the cascade from email_changes (pruning).
+  // 20261207130100 indexes it for the cascade from email_changes (pruning).
   await sql`alter table account_tokens add column email_change_id uuid
     references email_changes (id) on delete cascade`.execute(db);
   await sql`alter table account_tokens drop constraint account_tokens_purpose_check`.execute(db);
