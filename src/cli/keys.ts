@@ -76,13 +76,21 @@ async function main(): Promise<number> {
       }
     });
   } catch (error) {
-    if (/relation "signing_keys" does not exist/.test(errorMessage(error))) {
+    if (isUndefinedTable(error)) {
       process.stderr.write(`keys:${command} failed: the database is not migrated yet: run npm run migrate first.\n`);
       return 1;
     }
     reportFailure(`keys:${command}`, error, commandContext());
     return 1;
   }
+}
+
+/** PostgreSQL's undefined_table (42P01), wherever in the cause chain the data layer kept it. */
+function isUndefinedTable(error: unknown): boolean {
+  for (let current: unknown = error; current instanceof Error; current = current.cause) {
+    if ((current as { code?: unknown }).code === '42P01') return true;
+  }
+  return false;
 }
 
 async function storeFor(config: Config, db: ReturnType<typeof createDatabase>): Promise<SigningKeyStore> {
