@@ -84,7 +84,7 @@ export class UserAdministration {
       ...(patch.role === undefined ? {} : { role: patch.role }),
       ...(patch.status === undefined ? {} : { status: patch.status }),
     };
-    const { user, ended, kinds } = await withTransaction(this.#deps.db, async (trx) => {
+    const { user, ended, endedByMove, kinds } = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       const removesAdmin = changes.role === 'user' || changes.status === 'disabled';
       const admins = removesAdmin ? await users.lockActiveAdmins() : [];
@@ -110,12 +110,12 @@ export class UserAdministration {
       const moved =
         email === undefined || email === before.email ? undefined : await this.#moveEmail(trx, updated, email, context);
       const after = moved?.user ?? updated;
-      const kindsOf = actionKinds(before, after);
-      return { user: after, ended: [...endedIds, ...(moved?.ended ?? [])], kinds: kindsOf };
+      return { user: after, ended: endedIds, endedByMove: moved?.ended ?? [], kinds: actionKinds(before, after) };
     });
     if (kinds.includes('disable') || kinds.includes('email')) this.#deps.onEmailQueued?.();
     this.#deps.principals?.invalidate(id);
     this.#deps.sessions.forget(ended, 'user_disabled');
+    this.#deps.sessions.forget(endedByMove, 'email_changed');
     for (const kind of kinds) this.#deps.events?.onAdminAction?.(kind);
     return toPublicUser(user);
   }
