@@ -150,6 +150,21 @@ describe('POST /auth/email/change and /auth/email/change/confirm', () => {
     },
   );
 
+  test('both links used at the same moment: one answers awaiting_other, the other changed, once', async ({
+    onTestFinished,
+  }) => {
+    const mailing = await startMailingApp(onTestFinished);
+    const { app } = mailing;
+    const { user, asking } = await account(mailing);
+    expect((await requestChange(app, asking.accessToken, NEW)).statusCode).toBe(202);
+    const { toNew, toCurrent } = await links(mailing, NEW);
+
+    const answers = await Promise.all([confirm(app, toNew), confirm(app, toCurrent)]);
+    expect(answers.map((answer) => outcome(answer).status).sort()).toEqual(['awaiting_other', 'changed']);
+    expect(await auditTypes(mailing, user.id)).toEqual(['email.change_requested', 'email.changed']);
+    await mailTo(mailing.smtp, OLD, CHANGED);
+  });
+
   test('one link alone changes nothing: the status stays awaiting_other', async ({ onTestFinished }) => {
     const mailing = await startMailingApp(onTestFinished);
     const { app } = mailing;
