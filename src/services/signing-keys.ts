@@ -71,6 +71,8 @@ export interface SigningKeyStoreDeps {
 export class SigningKeyStore {
   readonly #deps: SigningKeyStoreDeps;
   #rows: readonly SigningKeyRow[] = [];
+  /** Each key by kid with the instant it leaves the JWKS (Infinity: no successor yet), rebuilt on reload. */
+  #byKid = new Map<string, { row: SigningKeyRow; publishedUntil: number }>();
   #loadedAt = Number.NEGATIVE_INFINITY;
   #loading: Promise<void> | undefined;
   readonly #privateKeys = new Map<string, Promise<CryptoKey>>();
@@ -185,13 +187,26 @@ export class SigningKeyStore {
    * keys (at most once a second): another instance may have just created the first key.
    */
   async verificationKey(kid: string): Promise<{ algorithm: AsymmetricAlgorithm; key: CryptoKey } | undefined> {
-    let row = this.#published(await this.#fresh()).find((key) => key.kid === kid);
+    await this.#fresh();
+    let row = this.#publishedByKid(kid);
     if (row === undefined && this.#now().getTime() - this.#loadedAt >= UNKNOWN_KID_RELOAD_MS) {
       await this.#reload();
-      row = this.#published(this.#rows).find((key) => key.kid === kid);
+      row = this.#publishedByKid(kid);
     }
     if (row === undefined) return undefined;
     return { algorithm: algorithmOf(row), key: await this.#publicKey(row) };
+  }
+
+  /** Whether `kid` is published now (a query only when the copy is due for its reload): a cached verification checks it. */
+  async isPublished(kid: string): Promise<boolean> {
+    await this.#fresh();
+    return this.#publishedByKid(kid) !== undefined;
+  }
+
+  /** The key `kid` names while it is published; the same answer as {@link keyStates}, without sorting per request. */
+  #publishedByKid(kid: string): SigningKeyRow | undefined {
+    const entry = this.#byKid.get(kid);
+    return entry !== undefined && this.#now().getTime() < entry.publishedUntil ? entry.row : undefined;
   }
 
   /**
@@ -211,12 +226,16 @@ export class SigningKeyStore {
     return active === undefined ? undefined : (this.#now().getTime() - active.signs_from.getTime()) / 1000;
   }
 
-  #published(rows: readonly SigningKeyRow[]): SigningKeyRow[] {
-    return published(rows, this.#now(), this.#ttlMs());
-  }
-
   async #fresh(): Promise<readonly SigningKeyRow[]> {
-    if (this.#now().getTime() - this.#loadedAt >= KEY_RELOAD_INTERVAL_MS) await this.#reload();
+    if (this.#now().getTime() - this.#loadedAt < KEY_RELOAD_INTERVAL_MS) return this.#rows;
+    try {
+      await this.#reload();
+    } catch (error) {
+      // The database is down: tokens keep verifying with the keys last read (what changes them
+      // needs the database too); the next request tries again a second later, not at once.
+      if (this.#rows.length === 0) throw error;
+      this.#loadedAt = this.#now().getTime() - KEY_RELOAD_INTERVAL_MS + UNKNOWN_KID_RELOAD_MS;
+    }
     return this.#rows;
   }
 
@@ -224,7 +243,16 @@ export class SigningKeyStore {
     this.#loading ??= (async () => {
       try {
         const at = this.#now().getTime();
-        this.#rows = await new SigningKeyRepository(this.#deps.db).listAll();
+        const rows = await new SigningKeyRepository(this.#deps.db).listAll();
+        this.#rows = rows;
+        this.#byKid = new Map(
+          rows.map((row, index) => {
+            const successor = rows[index + 1];
+            const until =
+              successor === undefined ? Infinity : successor.signs_from.getTime() + this.#ttlMs() + CLOCK_SKEW_MS;
+            return [row.kid, { row, publishedUntil: until }];
+          }),
+        );
         this.#loadedAt = at;
       } finally {
         this.#loading = undefined;
