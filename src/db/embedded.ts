@@ -32,9 +32,36 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
   /**
    * The same, blocking: for `process.on('exit')` in command-line tools whose framework may call
-   * `process.exit()` before asynchronous cleanup runs (kysely-ctl after a failed migration).
+   * `process.exit()` before asynchronous cleanup runs (kysely-ctl after a failed migration), and
+   * for a forced exit. Also finishes a {@link stop} still under way. Says what became of the server.
    */
-  stopSync(): void;
+  stopSync(): SyncStopOutcome;
+}
+
+/**
+ * What a blocking stop left behind: `stopped` (a fast shutdown, nothing to recover), `shared`
+ * (left running for the other processes still using it), `recoverable` (a fast shutdown did not
+ * finish in time, so it was stopped at once; it replays its WAL when it next starts), `running`
+ * (it could not be stopped; the next start adopts it).
+ */
+export type SyncStopOutcome =
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'shared'; readonly users: readonly number[] }
+  | { readonly kind: 'recoverable' }
+  | { readonly kind: 'running'; readonly reason: string };
+
+/** One clause for a log line: what became of the embedded PostgreSQL. */
+export function describeSyncStop(outcome: SyncStopOutcome): string {
+  switch (outcome.kind) {
+    case 'stopped':
+      return 'the embedded PostgreSQL was stopped (fast shutdown: nothing to recover)';
+    case 'shared':
+      return `the embedded PostgreSQL was left running for process ${outcome.users.join(', ')}, which still use it`;
+    case 'recoverable':
+      return 'the embedded PostgreSQL was stopped at once (immediate shutdown): it recovers from its WAL when it next starts';
+    case 'running':
+      return `the embedded PostgreSQL could not be stopped (${outcome.reason}): the next start adopts it, or stop it with pg_ctl stop`;
+  }
 }
 
 export interface EmbeddedPostgresOptions {
@@ -105,33 +132,53 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const me = path.join(files.usersDir, `${process.pid}.${randomBytes(4).toString('hex')}`);
 
   const stopArgs = ['stop', '--pgdata', clusterDir, '--mode', 'fast', '--wait', '--timeout', '30'];
-  const release = async () => {
-    await withLock(files.lockFile, log, async () => {
+  const release = async (): Promise<SyncStopOutcome> =>
+    withLock(files.lockFile, log, async (): Promise<SyncStopOutcome> => {
       await fs.rm(me, { force: true });
       const others = liveUsers(files.usersDir);
       if (others.length > 0) {
         log(`embedded PostgreSQL left running: still used by process ${others.join(', ')}`);
-        return;
+        return { kind: 'shared', users: others };
       }
       const server = await runningServer(clusterDir);
-      if (server === undefined) return;
+      if (server === undefined) return { kind: 'stopped' };
       await run(binaries.pg_ctl, stopArgs, runAs);
       // pg_ctl returns once postmaster.pid is gone, which the postmaster removes just before it
       // exits: on a loaded machine it was still there when a caller looked for it.
       await untilGone(server.pid, clusterDir);
+      return { kind: 'stopped' };
+    });
+  const pgCtlSync = (mode: 'fast' | 'immediate') => {
+    execFileSync(binaries.pg_ctl, ['stop', '--pgdata', clusterDir, '--mode', mode, '--wait', '--timeout', '15'], {
+      ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid, cwd: os.tmpdir() }),
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 30_000,
     });
   };
-  const releaseSync = () => {
+  const releaseSync = (): SyncStopOutcome => {
+    let outcome: SyncStopOutcome = { kind: 'stopped' };
     withLockSync(files.lockFile, () => {
       rmSync(me, { force: true });
-      if (liveUsers(files.usersDir).length > 0) return;
+      const others = liveUsers(files.usersDir);
+      if (others.length > 0) {
+        outcome = { kind: 'shared', users: others };
+        return;
+      }
       if (!existsSync(path.join(clusterDir, 'postmaster.pid'))) return;
-      execFileSync(binaries.pg_ctl, stopArgs, {
-        ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid, cwd: os.tmpdir() }),
-        stdio: 'ignore',
-        timeout: 60_000,
-      });
+      try {
+        pgCtlSync('fast');
+        return;
+      } catch {
+        // A session that does not end (a backend stuck in I/O): stopped at once below.
+      }
+      try {
+        pgCtlSync('immediate');
+        outcome = { kind: 'recoverable' };
+      } catch (error) {
+        outcome = { kind: 'running', reason: describe(error) };
+      }
     });
+    return outcome;
   };
 
   return withLock(files.lockFile, log, async () => {
@@ -406,25 +453,30 @@ function handle(
   password: string,
   owned: boolean,
   clusterDir: string,
-  release: () => Promise<void>,
-  releaseSync: () => void,
+  release: () => Promise<SyncStopOutcome>,
+  releaseSync: () => SyncStopOutcome,
 ): EmbeddedPostgres {
   const url = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
-  let stopped = false;
+  let state: 'open' | 'stopping' | 'stopped' = 'open';
+  let outcome: SyncStopOutcome = { kind: 'stopped' };
   return {
     url,
     port,
     owned,
     clusterDir,
     stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      await release();
+      if (state !== 'open') return;
+      state = 'stopping';
+      outcome = await release();
+      state = 'stopped';
     },
+    // A forced exit may come while stop() waits on pg_ctl: the server is stopped here, blocking,
+    // before the process goes (both stops are idempotent on the server's side).
     stopSync: () => {
-      if (stopped) return;
-      stopped = true;
-      releaseSync();
+      if (state === 'stopped') return outcome;
+      state = 'stopped';
+      outcome = releaseSync();
+      return outcome;
     },
   };
 }
