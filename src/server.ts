@@ -48,7 +48,9 @@ async function main(): Promise<void> {
 
   /** Exits now, the embedded PostgreSQL stopped first (blocking), with one line saying why and what became of it. */
   const forceExit = (why: string, fields: Record<string, unknown>): never => {
-    const database = stopDatabaseSync?.() ?? 'no database was opened yet';
+    const database =
+      stopDatabaseSync?.() ??
+      'the database was not open yet (an embedded one still starting is adopted by the next start)';
     const line = `${why}; exiting now: ${database}`;
     if (running === undefined) say(line);
     else running.app.log.error(fields, line);
