@@ -59,6 +59,7 @@ async function main(): Promise<void> {
 
   let signalled: { signal: NodeJS.Signals; at: number } | undefined;
   let closing = false;
+  // Installed before start-up finishes, so a signal that arrives half-way still closes what was opened.
   const grace = closeWithGrace(
     {
       delay: config.shutdownGraceMs,
