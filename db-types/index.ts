@@ -112,6 +112,20 @@ export interface MfaRecoveryCodes {
   user_id: string;
 }
 
+export interface PasskeyCredentials {
+  backed_up: boolean;
+  counter: Generated<Int8>;
+  created_at: Timestamp;
+  credential_id: string;
+  device_type: string;
+  id: string;
+  last_used_at: Timestamp | null;
+  name: string;
+  public_key: Buffer;
+  transports: Generated<string[]>;
+  user_id: string;
+}
+
 export interface RefreshTokens {
   created_at: Generated<Timestamp>;
   expires_at: Timestamp;
@@ -160,6 +174,18 @@ export interface Users {
   updated_at: Generated<Timestamp>;
 }
 
+export interface WebauthnChallenges {
+  ceremony: string;
+  challenge: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  id: string;
+  mfa_token_hash: string | null;
+  purpose: string;
+  used_at: Timestamp | null;
+  user_id: string | null;
+}
+
 export interface DB {
   account_tokens: AccountTokens;
   audit_events: AuditEvents;
@@ -168,8 +194,10 @@ export interface DB {
   mfa_challenges: MfaChallenges;
   mfa_factors: MfaFactors;
   mfa_recovery_codes: MfaRecoveryCodes;
+  passkey_credentials: PasskeyCredentials;
   refresh_tokens: RefreshTokens;
   sessions: Sessions;
   signing_keys: SigningKeys;
   users: Users;
+  webauthn_challenges: WebauthnChallenges;
 }

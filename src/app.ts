@@ -32,6 +32,7 @@ import authRoutes from './routes/auth.ts';
 import healthRoutes from './routes/health.ts';
 import keyRoutes from './routes/keys.ts';
 import mfaRoutes from './routes/mfa.ts';
+import passkeyRoutes from './routes/passkeys.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
 import { buildSerializer, buildValidator } from './schema-compilers.ts';
 import sessionRoutes from './routes/sessions.ts';
@@ -255,6 +256,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     secretBox,
     mfaIssuer: config.auth.jwtIssuer,
     mfaEvents: tokenMetrics.mfaEvents,
+    relyingParty:
+      config.auth.webauthn === undefined
+        ? undefined
+        : { id: config.auth.webauthn.rpId, name: config.auth.webauthn.rpName, origins: config.auth.webauthn.origins },
   });
   built.services = services;
   await app.register(authPlugin, { authenticator: services.auth, mfaRequiredRoles: config.auth.mfaRequiredRoles });
@@ -279,6 +284,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   if (services.mfa !== undefined) {
     await app.register(mfaRoutes, {
       mfa: services.mfa,
+      rateLimit: config.auth.credentialRateLimit,
+      rateLimitWindowMs: config.auth.rateLimitWindowMs,
+      onRateLimited: (limiter) => {
+        metrics.onRateLimited(limiter);
+      },
+    });
+  }
+  if (services.passkeys !== undefined) {
+    await app.register(passkeyRoutes, {
+      passkeys: services.passkeys,
       rateLimit: config.auth.credentialRateLimit,
       rateLimitWindowMs: config.auth.rateLimitWindowMs,
       onRateLimited: (limiter) => {

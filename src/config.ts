@@ -100,6 +100,12 @@ export interface AuthConfig {
   readonly introspectionTokens: readonly string[];
   /** MFA_REQUIRED_ROLES: users of these roles must enrol a second factor before anything else works. */
   readonly mfaRequiredRoles: readonly ('user' | 'admin')[];
+  /**
+   * The WebAuthn relying party for passkeys (PASSKEYS_ENABLED, default true; WEBAUTHN_RP_ID,
+   * WEBAUTHN_RP_NAME, WEBAUTHN_ORIGINS), or `undefined` when passkeys are disabled.
+   */
+  readonly webauthn:
+    { readonly rpId: string; readonly rpName: string; readonly origins: readonly string[] } | undefined;
   /** `undefined` outside production means: generate one and keep it under `dataDir`. */
   readonly jwtSecret: string | undefined;
   /**
@@ -338,6 +344,28 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     reader.problem(`MFA_REQUIRED_ROLES lists roles among user, admin (got "${role}")`);
     return [];
   });
+  // Passkeys are on unless switched off; production names its relying party rather than
+  // guessing it from APP_URL (a wrong RP ID silently orphans every passkey registered under it).
+  const passkeysEnabled = reader.boolean('PASSKEYS_ENABLED', true);
+  const rpId = reader.string('WEBAUTHN_RP_ID');
+  const rpOrigins = reader.list('WEBAUTHN_ORIGINS');
+  if (passkeysEnabled && nodeEnv === 'production' && (rpId === undefined || rpOrigins.length === 0)) {
+    reader.problem(
+      'WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS are required when NODE_ENV=production (or set PASSKEYS_ENABLED=false)',
+    );
+  }
+  for (const origin of rpOrigins) {
+    if (!/^https?:\/\/[^/]+$/.test(origin))
+      reader.problem(`WEBAUTHN_ORIGINS lists origins like https://app.example.com (got "${origin}")`);
+  }
+  const appOrigin = originOf(reader.string('APP_URL') ?? 'http://localhost:3000');
+  const webauthn = passkeysEnabled
+    ? {
+        rpId: rpId ?? 'localhost',
+        rpName: reader.string('WEBAUTHN_RP_NAME') ?? 'pg-fastify-backend',
+        origins: rpOrigins.length > 0 ? rpOrigins : [appOrigin],
+      }
+    : undefined;
   const introspectionTokens = reader.list('INTROSPECTION_TOKEN');
   if (introspectionTokens.some((token) => Buffer.byteLength(token) < 32)) {
     reader.problem('every token in INTROSPECTION_TOKEN must be at least 32 bytes long');
@@ -433,6 +461,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       jwksMaxAgeSeconds: reader.integer('JWKS_MAX_AGE_SECONDS', 300, 1, 86_400),
       introspectionTokens,
       mfaRequiredRoles,
+      webauthn,
       jwtSecret,
       jwtPreviousSecrets,
       jwtIssuer: reader.string('JWT_ISSUER') ?? 'pg-fastify-backend',
@@ -637,5 +666,14 @@ class EnvReader {
     if (raw === 'true') return true;
     if (/^\d+$/.test(raw)) return Number(raw);
     return raw;
+  }
+}
+
+/** The origin of a URL, or `http://localhost:3000` for one that does not parse (APP_URL's own check reports it). */
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return 'http://localhost:3000';
   }
 }

@@ -14,7 +14,7 @@ export const ERROR_CODES = {
     status: 400,
     type: 'InvalidTokenError',
     meaning:
-      'An email-verification, password-reset, email-change or MFA challenge token that is unknown, used, superseded or expired',
+      'An email-verification, password-reset, email-change, MFA challenge token or passkey challenge that is unknown, used, superseded or expired',
   },
   INVALID_CREDENTIALS: { status: 401, type: 'AuthenticationError', meaning: 'Wrong email or password' },
   INVALID_TOKEN: {
@@ -26,7 +26,7 @@ export const ERROR_CODES = {
   INVALID_MFA_CODE: {
     status: 401,
     type: 'AuthenticationError',
-    meaning: 'A wrong, reused or expired TOTP code or recovery code in a second-factor step',
+    meaning: 'A wrong, reused or expired TOTP code, recovery code or passkey assertion in a second-factor step',
   },
   FORBIDDEN: { status: 403, type: 'AuthorizationError', meaning: 'Authenticated, but not allowed to do this' },
   EMAIL_NOT_VERIFIED: {
@@ -68,6 +68,11 @@ export const ERROR_CODES = {
   },
   CONFLICT: { status: 409, type: 'ConflictError', meaning: 'The change conflicts with the current state' },
   LAST_ADMIN: { status: 409, type: 'ConflictError', meaning: 'The change would leave no active admin' },
+  LAST_SIGN_IN_METHOD: {
+    status: 409,
+    type: 'ConflictError',
+    meaning: "Removing the account's last way to sign in (no password, no other passkey)",
+  },
   PAYLOAD_TOO_LARGE: { status: 413, type: 'PayloadTooLargeError', meaning: 'The body is over the limit' },
   UNSUPPORTED_MEDIA_TYPE: {
     status: 415,

@@ -120,6 +120,15 @@ export class SessionRepository {
     return touch.takeFirst(this.#db, id, at);
   }
 
+  /** Sets what a new session's sign-in proved, when it was not a password alone (a passkey: `{aal2, [hwk]}`). */
+  async setAssurance(id: string, aal: 'aal1' | 'aal2', amr: readonly string[]): Promise<void> {
+    await this.#db
+      .updateTable('sessions')
+      .set({ aal, amr: [...amr] })
+      .where('id', '=', id)
+      .execute();
+  }
+
   /**
    * Raises a live session of this user to `aal2`, adding `method` to its `amr` (step-up, a first
    * factor verified). @returns its assurance and expiry now, or undefined when it is not live.

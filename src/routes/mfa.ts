@@ -5,7 +5,9 @@ import { ValidationError } from '../errors/index.ts';
 import { requestContext, requirePrincipal, requireSessionId } from '../plugins/auth.ts';
 import { noStore } from '../plugins/http-edges.ts';
 import type { MfaService, SecondFactor } from '../services/mfa.ts';
+import type { PasskeyAssertion } from '../services/passkeys.ts';
 import { attemptOf, credentialLimits } from './limits.ts';
+import { PasskeyAssertionSchema } from './passkeys.ts';
 import { errors, LoginOrChallengeSchema, TokenPairSchema } from './schemas.ts';
 
 export interface MfaRoutesOptions {
@@ -31,13 +33,24 @@ const Factor = Type.Object(
   { additionalProperties: false },
 );
 
-/** A second factor in a body: exactly one of `code` and `recoveryCode`. */
-const SecondFactorFields = { code: Type.Optional(Code), recoveryCode: Type.Optional(RecoveryCode) };
+/** A second factor in a body: exactly one of `code`, `recoveryCode` and `passkey`. */
+const SecondFactorFields = {
+  code: Type.Optional(Code),
+  recoveryCode: Type.Optional(RecoveryCode),
+  passkey: Type.Optional(PasskeyAssertionSchema),
+};
 
-function secondFactorOf(body: { code?: string | undefined; recoveryCode?: string | undefined }): SecondFactor {
-  if (body.code !== undefined && body.recoveryCode === undefined) return { code: body.code };
-  if (body.recoveryCode !== undefined && body.code === undefined) return { recoveryCode: body.recoveryCode };
-  throw new ValidationError('Send exactly one of code and recoveryCode', { field: 'code' });
+function secondFactorOf(body: {
+  code?: string | undefined;
+  recoveryCode?: string | undefined;
+  passkey?: PasskeyAssertion | undefined;
+}): SecondFactor {
+  const given = [body.code, body.recoveryCode, body.passkey].filter((field) => field !== undefined).length;
+  if (given !== 1) throw new ValidationError('Send exactly one of code, recoveryCode and passkey', { field: 'code' });
+  if (body.code !== undefined) return { code: body.code };
+  if (body.recoveryCode !== undefined) return { recoveryCode: body.recoveryCode };
+  if (body.passkey !== undefined) return { passkey: body.passkey };
+  throw new ValidationError('Send exactly one of code, recoveryCode and passkey', { field: 'code' });
 }
 
 /**
@@ -58,7 +71,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
       schema: {
         operationId: 'loginMfa',
         tags: ['mfa'],
-        summary: 'Complete a sign-in with a TOTP code or a recovery code: a session at aal2',
+        summary: 'Complete a sign-in with a TOTP code, a recovery code or a passkey: a session at aal2',
         body: Type.Object(
           { mfaToken: Type.String({ minLength: 1, maxLength: 128 }), ...SecondFactorFields },
           { additionalProperties: false, examples: [{ mfaToken: 'the mfaToken of POST /auth/login', code: '123456' }] },

@@ -29,7 +29,12 @@ export type AuditEventType =
   | 'mfa.challenge_failed'
   | 'mfa.recovery_code_used'
   | 'mfa.recovery_codes_regenerated'
-  | 'mfa.reset_by_admin';
+  | 'mfa.reset_by_admin'
+  | 'passkey.registered'
+  | 'passkey.used'
+  | 'passkey.renamed'
+  | 'passkey.removed'
+  | 'passkey.counter_regressed';
 
 /** Where a request came from and who made it: what every audit event records besides its own details. */
 export interface RequestContext {

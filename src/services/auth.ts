@@ -280,7 +280,7 @@ export class AuthService {
         ipAddress: context.ipAddress?.slice(0, IP_ADDRESS_MAX) ?? null,
       });
       if (assurance.aal !== PASSWORD_ONLY.aal || assurance.amr.join() !== PASSWORD_ONLY.amr.join()) {
-        for (const method of assurance.amr) await sessions.raiseAssurance(sid, user.id, method, now);
+        await sessions.setAssurance(sid, assurance.aal, assurance.amr);
       }
       await new RefreshTokenRepository(trx).insert({
         userId: user.id,

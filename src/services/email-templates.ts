@@ -37,6 +37,8 @@ export const SECURITY_NOTICES = [
   'mfa_recovery_code_used',
   'mfa_recovery_codes_regenerated',
   'mfa_reset_by_admin',
+  'passkey_added',
+  'passkey_removed',
 ] as const;
 export type SecurityNotice = (typeof SECURITY_NOTICES)[number];
 
@@ -184,6 +186,24 @@ const NOTICE_COPY: { readonly [N in SecurityNotice]: NoticeCopy } = {
     body: (v) => [
       `An authenticator app was added to your ${v.product} account as a second factor ${v.when}. Signing in now also asks for its code.`,
       'If this was you, keep your recovery codes somewhere safe.',
+      NOT_YOU,
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  passkey_added: {
+    subject: 'A passkey was added to your account',
+    body: (v) => [
+      `A passkey was added to your ${v.product} account ${v.when}. It signs you in without a password, and counts as a second factor.`,
+      'If this was you, there is nothing to do.',
+      NOT_YOU,
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  passkey_removed: {
+    subject: 'A passkey was removed from your account',
+    body: (v) => [
+      `A passkey was removed from your ${v.product} account ${v.when}.`,
+      'If this was you, there is nothing to do.',
       NOT_YOU,
     ],
     reason: ABOUT_SECURITY,

@@ -8,6 +8,7 @@ import { AuthService, type AuthenticatedUser, type AuthEvents } from './auth.ts'
 import { EmailChangeService } from './email-change.ts';
 import { queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import { MfaChallengeIssuer, MfaService, type MfaEvents } from './mfa.ts';
+import { PasskeyService, type RelyingParty } from './passkeys.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { SecretBox } from './secret-box.ts';
 import type { PrincipalCache } from './principal-cache.ts';
@@ -21,6 +22,8 @@ export interface Services {
   readonly auth: AuthService;
   /** Second factors; absent without an encryption key for their secrets (JWT_ALGORITHM=HS256 and none set). */
   readonly mfa: MfaService | undefined;
+  /** Passkeys; absent when PASSKEYS_ENABLED=false. */
+  readonly passkeys: PasskeyService | undefined;
   readonly users: UserService;
   readonly accountEmails: AccountEmailService;
   readonly emailChange: EmailChangeService;
@@ -36,6 +39,8 @@ export interface ServiceDeps {
   /** The issuer authenticator apps show beside the account. */
   readonly mfaIssuer?: string | undefined;
   readonly mfaEvents?: MfaEvents | undefined;
+  /** The WebAuthn relying party; no passkeys without one. */
+  readonly relyingParty?: RelyingParty | undefined;
   /** Reads that may be slightly stale (the user listing); `db` when absent. */
   readonly readDb?: ReadDatabase | undefined;
   readonly hasher: PasswordHasher;
@@ -106,8 +111,20 @@ export function createServices(deps: ServiceDeps): Services {
     onEmailQueued: deps.onEmailQueued,
     secondFactor: new MfaChallengeIssuer(deps.db, deps.clock),
   });
+  const passkeys =
+    deps.relyingParty === undefined
+      ? undefined
+      : new PasskeyService({
+          db: deps.db,
+          clock: deps.clock,
+          rp: deps.relyingParty,
+          auth,
+          principals: deps.principals,
+          onEmailQueued: deps.onEmailQueued,
+        });
   return {
     auth,
+    passkeys,
     mfa:
       deps.secretBox === undefined
         ? undefined
@@ -118,6 +135,7 @@ export function createServices(deps: ServiceDeps): Services {
             issuer: deps.mfaIssuer ?? 'pg-fastify-backend',
             auth,
             sessions,
+            passkeys,
             principals: deps.principals,
             events: deps.mfaEvents,
             onEmailQueued: deps.onEmailQueued,

@@ -10,6 +10,7 @@ import {
   RecoveryCodeRepository,
   type MfaFactorRow,
 } from '../repositories/mfa.ts';
+import { PasskeyRepository } from '../repositories/passkeys.ts';
 import { SessionRepository } from '../repositories/sessions.ts';
 import { UserRepository, type UserRow } from '../repositories/users.ts';
 import { NO_CONTEXT, recordAuditEvent, type RequestContext } from './audit-log.ts';
@@ -24,6 +25,7 @@ import type {
   TokenPair,
 } from './auth.ts';
 import type { PrincipalCache } from './principal-cache.ts';
+import type { AssertionPurpose, PasskeyAssertion, PasskeyService } from './passkeys.ts';
 import type { SecretBox } from './secret-box.ts';
 import type { SessionService } from './sessions.ts';
 import { uuidv7 } from './ids.ts';
@@ -40,7 +42,8 @@ export const RECOVERY_CODE_COUNT = 10;
 /** At most this many factors per user, verified or not: enrolment cannot grow the table without bound. */
 const MAX_FACTORS = 10;
 
-export type SecondFactor = { readonly code: string } | { readonly recoveryCode: string };
+export type SecondFactor =
+  { readonly code: string } | { readonly recoveryCode: string } | { readonly passkey: PasskeyAssertion };
 
 export interface FactorView {
   readonly id: string;
@@ -64,6 +67,8 @@ export interface MfaServiceDeps {
   readonly issuer: string;
   readonly auth: AuthService;
   readonly sessions: SessionService;
+  /** Checks passkey assertions (a passkey is a factor too); without it `{passkey}` is a wrong factor. */
+  readonly passkeys?: PasskeyService | undefined;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
   readonly events?: MfaEvents | undefined;
   /** Called once a transaction that queued a security notice committed (wakes the dispatcher). */
@@ -104,7 +109,14 @@ export class MfaChallengeIssuer implements SecondFactorChallenges {
         expires_at: new Date(now.getTime() + CHALLENGE_TTL_SECONDS * 1000),
       });
     });
-    return { mfaRequired: true, mfaToken, methods: ['totp', 'recovery_code'], expiresIn: CHALLENGE_TTL_SECONDS };
+    return { mfaRequired: true, mfaToken, methods: await this.#methodsOf(user.id), expiresIn: CHALLENGE_TTL_SECONDS };
+  }
+
+  /** The second factors the account can answer with: its TOTP factors (and recovery codes), its passkeys. */
+  async #methodsOf(userId: string): Promise<MfaChallenge['methods']> {
+    const totp = (await new MfaFactorRepository(this.#db).listOfUser(userId)).some((f) => f.verified_at !== null);
+    const passkeys = (await new PasskeyRepository(this.#db).listOfUser(userId)).length > 0;
+    return [...(totp ? (['totp', 'recovery_code'] as const) : []), ...(passkeys ? (['passkey'] as const) : [])];
   }
 }
 
@@ -237,7 +249,8 @@ export class MfaService {
         await challenges.markUsed(challenge.id, now);
         return { kind: 'invalid' } as const;
       }
-      const method = await this.#checkSecondFactor(trx, user, factor, now, context);
+      const purpose = { kind: 'mfa', mfaToken } as const;
+      const method = await this.#checkSecondFactor(trx, user, factor, purpose, now, context);
       if (method === undefined) return { kind: 'wrong', userId: user.id } as const;
       await challenges.markUsed(challenge.id, now);
       return { kind: 'ok', user, method } as const;
@@ -262,7 +275,10 @@ export class MfaService {
     const outcome = await withTransaction(this.#deps.db, async (trx) => {
       const user = await new UserRepository(trx).lockForUpdate(principal.userId);
       if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-      const method = user.mfa_enabled ? await this.#checkSecondFactor(trx, user, factor, now, context) : undefined;
+      const purpose = { kind: 'step_up', userId: user.id } as const;
+      const method = user.mfa_enabled
+        ? await this.#checkSecondFactor(trx, user, factor, purpose, now, context)
+        : undefined;
       if (method === undefined) return { kind: 'wrong' } as const;
       return { kind: 'ok', raised: await this.#raise(trx, user, sid, method, now) } as const;
     });
@@ -284,8 +300,10 @@ export class MfaService {
       const factors = new MfaFactorRepository(trx);
       if (!(await factors.delete(factorId, user.id))) throw new NotFoundError('No factor with this id');
       const left = (await factors.listOfUser(user.id)).filter((factor) => factor.verified_at !== null);
+      // A passkey is a factor too: the account keeps asking for one while it has any.
+      const passkeysLeft = (await new PasskeyRepository(trx).listOfUser(user.id)).length;
       if (left.length === 0) {
-        await users.setMfaEnabled(user.id, false);
+        if (passkeysLeft === 0) await users.setMfaEnabled(user.id, false);
         await replaceRecoveryCodes(trx, this.#deps.box, user.id, this.#deps.clock(), 0);
       }
       await recordAuditEvent(trx, 'mfa.removed', user.id, context, { factorId, lastFactor: left.length === 0 });
@@ -315,7 +333,9 @@ export class MfaService {
       const users = new UserRepository(trx);
       const user = await users.lockForUpdate(userId);
       if (user === undefined) throw new NotFoundError('User not found');
-      const removed = await new MfaFactorRepository(trx).deleteOfUser(user.id);
+      const removed =
+        (await new MfaFactorRepository(trx).deleteOfUser(user.id)) +
+        (await new PasskeyRepository(trx).deleteOfUser(user.id));
       await replaceRecoveryCodes(trx, this.#deps.box, user.id, this.#deps.clock(), 0);
       await users.setMfaEnabled(user.id, false);
       await recordAuditEvent(trx, 'mfa.reset_by_admin', user.id, context, { factorsRemoved: removed });
@@ -327,14 +347,23 @@ export class MfaService {
     this.#deps.onEmailQueued?.();
   }
 
-  /** A TOTP code of any verified factor (once per step) or an unused recovery code. @returns the `amr` method. */
+  /**
+   * A TOTP code of any verified factor (once per step), an unused recovery code, or an assertion
+   * of one of the user's passkeys answering a challenge of this `purpose`. @returns the `amr` method.
+   */
   async #checkSecondFactor(
     trx: Kysely<DB>,
     user: UserRow,
     factor: SecondFactor,
+    purpose: AssertionPurpose,
     now: Date,
     context: RequestContext,
-  ): Promise<'otp' | 'rc' | undefined> {
+  ): Promise<'otp' | 'rc' | 'hwk' | 'swk' | undefined> {
+    if ('passkey' in factor) {
+      if (this.#deps.passkeys === undefined) return undefined;
+      const outcome = await this.#deps.passkeys.verifyAssertion(trx, factor.passkey, purpose, context);
+      return outcome.kind === 'ok' && outcome.passkey.user_id === user.id ? outcome.method : undefined;
+    }
     if ('recoveryCode' in factor) {
       const used = await new RecoveryCodeRepository(trx).use(
         user.id,

@@ -22,6 +22,7 @@ const EXAMPLES: Record<ErrorCode, AppError> = {
   SERIALIZATION_FAILURE: new errors.SerializationError(),
   CONFLICT: new errors.ConflictError('conflict'),
   LAST_ADMIN: new errors.ConflictError('last admin', 'LAST_ADMIN'),
+  LAST_SIGN_IN_METHOD: new errors.ConflictError('last method', 'LAST_SIGN_IN_METHOD'),
   PAYLOAD_TOO_LARGE: new errors.PayloadTooLargeError(),
   UNSUPPORTED_MEDIA_TYPE: new errors.UnsupportedMediaTypeError(),
   RATE_LIMITED: new errors.RateLimitError(),
