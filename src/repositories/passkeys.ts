@@ -135,14 +135,9 @@ export class WebauthnChallengeRepository {
       .executeTakeFirst();
   }
 
-  /** Up to `limit` challenges that can no longer be used: the table stays small without a job. */
-  async deleteExpired(now: Date, limit = 100): Promise<void> {
-    await this.#db
-      .deleteFrom('webauthn_challenges')
-      .where('id', 'in', (eb) =>
-        eb.selectFrom('webauthn_challenges').select('id').where('expires_at', '<=', now).limit(limit),
-      )
-      .execute();
+  /** Challenges that can no longer be used (expired): the table stays small without a job. */
+  async deleteExpired(now: Date): Promise<void> {
+    await this.#db.deleteFrom('webauthn_challenges').where('expires_at', '<=', now).execute();
   }
 }
 

@@ -11,6 +11,7 @@ import { RefreshTokenRepository } from '../../src/repositories/refresh-tokens.ts
 import { SessionRepository } from '../../src/repositories/sessions.ts';
 import { SigningKeyRepository } from '../../src/repositories/signing-keys.ts';
 import { MfaChallengeRepository, MfaFactorRepository, RecoveryCodeRepository } from '../../src/repositories/mfa.ts';
+import { PasskeyRepository, WebauthnChallengeRepository } from '../../src/repositories/passkeys.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 
@@ -45,6 +46,8 @@ interface Repositories {
   readonly mfaFactors: MfaFactorRepository;
   readonly recoveryCodes: RecoveryCodeRepository;
   readonly mfaChallenges: MfaChallengeRepository;
+  readonly passkeys: PasskeyRepository;
+  readonly webauthnChallenges: WebauthnChallengeRepository;
   /** Rows of the seeded data the calls look up. */
   readonly sample: Sample;
 }
@@ -469,6 +472,89 @@ const HOT_QUERIES: readonly HotQuery[] = [
     index: 'users_pkey',
   },
   {
+    name: 'PasskeyRepository.insert',
+    call: (r) =>
+      r.passkeys.insert({
+        id: '00000000-0000-7000-8000-000000000003',
+        user_id: r.sample.userId,
+        credential_id: 'a-credential',
+        public_key: Buffer.from('a-key'),
+        backed_up: false,
+        device_type: 'singleDevice',
+        name: 'laptop',
+        created_at: NOW,
+      }),
+    index: undefined,
+  },
+  {
+    name: 'PasskeyRepository.listOfUser',
+    call: (r) => r.passkeys.listOfUser(r.sample.userId),
+    index: 'passkey_credentials_user_id_idx',
+  },
+  {
+    name: 'PasskeyRepository.findByCredentialId',
+    call: (r) => r.passkeys.findByCredentialId('a-credential'),
+    index: 'passkey_credentials_credential_id_key',
+  },
+  {
+    name: 'PasskeyRepository.lockByCredentialId',
+    call: (r) => r.passkeys.lockByCredentialId('a-credential'),
+    index: 'passkey_credentials_credential_id_key',
+  },
+  {
+    name: 'PasskeyRepository.recordUse',
+    call: (r) => r.passkeys.recordUse(r.sample.userId, 1, NOW),
+    index: 'passkey_credentials_pkey',
+  },
+  {
+    name: 'PasskeyRepository.rename',
+    call: (r) => r.passkeys.rename(r.sample.userId, r.sample.userId, 'laptop'),
+    index: 'passkey_credentials_pkey',
+  },
+  {
+    name: 'PasskeyRepository.delete',
+    call: (r) => r.passkeys.delete(r.sample.userId, r.sample.userId),
+    index: 'passkey_credentials_pkey',
+  },
+  {
+    name: 'PasskeyRepository.deleteOfUser',
+    call: (r) => r.passkeys.deleteOfUser(r.sample.userId),
+    index: 'passkey_credentials_user_id_idx',
+  },
+  {
+    name: 'WebauthnChallengeRepository.insert',
+    call: (r) =>
+      r.webauthnChallenges.insert({
+        id: '00000000-0000-7000-8000-000000000004',
+        challenge: 'a-challenge',
+        ceremony: 'authentication',
+        purpose: 'login',
+        created_at: NOW,
+        expires_at: NOW,
+      }),
+    index: undefined,
+  },
+  {
+    name: 'WebauthnChallengeRepository.consume',
+    call: (r) => r.webauthnChallenges.consume(r.sample.userId, NOW),
+    index: 'webauthn_challenges_pkey',
+  },
+  {
+    name: 'WebauthnChallengeRepository.consumeByValue',
+    call: (r) => r.webauthnChallenges.consumeByValue('a-challenge', NOW),
+    index: 'webauthn_challenges_challenge_key',
+  },
+  {
+    name: 'WebauthnChallengeRepository.deleteExpired',
+    call: (r) => r.webauthnChallenges.deleteExpired(NOW),
+    index: 'webauthn_challenges_expires_at_idx',
+  },
+  {
+    name: 'SessionRepository.setAssurance',
+    call: (r) => r.sessions.setAssurance(r.sample.familyId, 'aal2', ['hwk']),
+    index: 'sessions_pkey',
+  },
+  {
     name: 'SessionRepository.raiseAssurance',
     call: (r) => r.sessions.raiseAssurance(r.sample.familyId, r.sample.userId, 'otp', NOW),
     index: 'sessions_pkey',
@@ -559,6 +645,8 @@ const REPOSITORIES: Readonly<Record<string, { readonly prototype: object }>> = {
   MfaFactorRepository,
   RecoveryCodeRepository,
   MfaChallengeRepository,
+  PasskeyRepository,
+  WebauthnChallengeRepository,
 };
 
 interface PlanNode {
@@ -581,7 +669,7 @@ async function seed(database: Kysely<DB>): Promise<void> {
     await sql`set local statement_timeout = 0`.execute(db);
     await fill(db);
   });
-  await sql`analyze users, refresh_tokens, account_tokens, email_outbox, sessions, audit_events, email_changes`.execute(
+  await sql`analyze users, refresh_tokens, account_tokens, email_outbox, sessions, audit_events, email_changes, webauthn_challenges`.execute(
     database,
   );
 }
@@ -632,6 +720,14 @@ async function fill(db: Kysely<DB>): Promise<void> {
     select u.id, 'moved' || g || '.' || u.email, true, now() - (3 - g) * interval '1 hour',
            now() + (21 + g) * interval '1 hour', case when g < 2 then now() end
     from users as u cross join generate_series(0, 2) as g
+    where u.email like '%0@example.com'`.execute(db);
+  // Passkey ceremonies under way: every tenth user has a live challenge or two (expired ones are
+  // deleted as new ones are handed out, so few linger).
+  await sql`
+    insert into webauthn_challenges (id, challenge, ceremony, purpose, user_id, created_at, expires_at)
+    select gen_random_uuid(), md5(u.id::text || g), 'authentication', 'login', u.id,
+           now() - g * interval '1 minute', now() + (5 - g) * interval '1 minute'
+    from users as u cross join generate_series(0, 1) as g
     where u.email like '%0@example.com'`.execute(db);
   // Mostly sent messages (their data dropped), a few pending (due or backing off), a few being
   // sent (one lease long expired) and a few given up, as between two dispatcher runs.
@@ -776,6 +872,8 @@ describe('query plans at scale', () => {
           mfaFactors: new MfaFactorRepository(trx),
           recoveryCodes: new RecoveryCodeRepository(trx),
           mfaChallenges: new MfaChallengeRepository(trx),
+          passkeys: new PasskeyRepository(trx),
+          webauthnChallenges: new WebauthnChallengeRepository(trx),
           sample,
         });
         expect(captured, `${query.name} sent one statement`).toHaveLength(1);

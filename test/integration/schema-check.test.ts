@@ -93,10 +93,12 @@ describe('the schema check', () => {
       'mfa_challenges',
       'mfa_factors',
       'mfa_recovery_codes',
+      'passkey_credentials',
       'refresh_tokens',
       'sessions',
       'signing_keys',
       'users',
+      'webauthn_challenges',
     ]);
   });
 });
