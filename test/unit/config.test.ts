@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { configProblems, TEST_ENCRYPTION_KEY as ENCRYPTION_KEY } from '../helpers/app.ts';
 
+/** A production relying party for passkeys (required there unless PASSKEYS_ENABLED=false). */
+const RP = { WEBAUTHN_RP_ID: 'app.example', WEBAUTHN_ORIGINS: 'https://app.example' };
+
 describe('loadConfig', () => {
   it('gives every variable its documented default', () => {
     const config = loadConfig({}, '/srv/app');
@@ -86,7 +89,12 @@ describe('loadConfig', () => {
   });
 
   it('requires an encryption key in production, and a JWT secret when it signs (HS256)', () => {
-    const production = { NODE_ENV: 'production', METRICS_TOKEN: 'scrape-secret', APP_URL: 'https://app.example' };
+    const production = {
+      NODE_ENV: 'production',
+      METRICS_TOKEN: 'scrape-secret',
+      APP_URL: 'https://app.example',
+      ...RP,
+    };
     expect(configProblems(production)).toEqual([
       'ENCRYPTION_KEY is required when NODE_ENV=production (generate one: openssl rand -base64 32)',
     ]);
@@ -136,6 +144,7 @@ describe('loadConfig', () => {
       JWT_SECRET: 'x'.repeat(32),
       ENCRYPTION_KEY,
       APP_URL: 'https://app.example',
+      ...RP,
     };
     expect(configProblems(production)).toEqual([
       'METRICS_TOKEN is required when NODE_ENV=production (GET /metrics would be public); set METRICS_PUBLIC=true to serve it without a token on purpose',
@@ -147,8 +156,36 @@ describe('loadConfig', () => {
     });
   });
 
+  it('requires the passkeys relying party in production unless PASSKEYS_ENABLED=false, and defaults it elsewhere', () => {
+    const production = {
+      NODE_ENV: 'production',
+      METRICS_TOKEN: 'm',
+      ENCRYPTION_KEY,
+      APP_URL: 'https://app.example',
+    };
+    expect(configProblems(production)).toEqual([
+      'WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS are required when NODE_ENV=production (or set PASSKEYS_ENABLED=false)',
+    ]);
+    expect(configProblems({ ...production, ...RP })).toEqual([]);
+    expect(loadConfig({ ...production, PASSKEYS_ENABLED: 'false' }).auth.webauthn).toBeUndefined();
+    expect(configProblems({ ...production, ...RP, WEBAUTHN_ORIGINS: 'app.example' })).toEqual([
+      'WEBAUTHN_ORIGINS lists origins like https://app.example.com (got "app.example")',
+    ]);
+    expect(loadConfig({ APP_URL: 'http://localhost:5173/app/' }).auth.webauthn).toEqual({
+      rpId: 'localhost',
+      rpName: 'pg-fastify-backend',
+      origins: ['http://localhost:5173'],
+    });
+  });
+
   it('turns the API docs off in production unless DOCS_ENABLED=true', () => {
-    const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), METRICS_TOKEN: 'm', ENCRYPTION_KEY };
+    const production = {
+      NODE_ENV: 'production',
+      JWT_SECRET: 'x'.repeat(32),
+      METRICS_TOKEN: 'm',
+      ENCRYPTION_KEY,
+      ...RP,
+    };
     expect(loadConfig(production).docs.enabled).toBe(false);
     expect(loadConfig({ ...production, DOCS_ENABLED: 'true' }).docs.enabled).toBe(true);
     expect(loadConfig({}).docs.enabled).toBe(true);

@@ -14,6 +14,8 @@ const PRODUCTION = {
   ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
   METRICS_TOKEN: 'scrape-secret',
   APP_URL: 'https://app.example',
+  WEBAUTHN_RP_ID: 'app.example',
+  WEBAUTHN_ORIGINS: 'https://app.example',
 };
 
 function infoLog() {
