@@ -340,6 +340,8 @@ describe('production defaults (issue 22 item 10)', () => {
     NODE_ENV: 'production',
     METRICS_TOKEN: 'scrape-secret',
     EMAIL_TRANSPORT: 'log',
+    WEBAUTHN_RP_ID: 'localhost',
+    WEBAUTHN_ORIGINS: 'http://localhost:3000',
     LOG_LEVEL: 'warn',
   };
 

@@ -43,6 +43,8 @@ async function twoInstances(
     NODE_ENV: 'production',
     ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
     APP_URL: 'http://localhost:3000',
+    WEBAUTHN_RP_ID: 'localhost',
+    WEBAUTHN_ORIGINS: 'http://localhost:3000',
     // Production refuses to start without a mail transport and a metrics token unless told so.
     EMAIL_TRANSPORT: 'log',
     METRICS_PUBLIC: 'true',

@@ -108,6 +108,8 @@ describe('openServer', { timeout: 60_000 }, () => {
       METRICS_TOKEN: 'a-metrics-token',
       EMAIL_TRANSPORT: 'log',
       APP_URL: 'https://app.example.com',
+      WEBAUTHN_RP_ID: 'app.example.com',
+      WEBAUTHN_ORIGINS: 'https://app.example.com',
       DATA_DIR: await dataDir(),
     };
     await expect(open(production)).rejects.toThrow(
