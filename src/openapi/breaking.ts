@@ -224,7 +224,7 @@ class SchemaComparison {
         if (whole !== undefined) this.#single(where, direction, required, whole);
         continue;
       }
-      const counterpart = candidates[0] ?? required;
+      const counterpart = closestOf(required, candidates) ?? required;
       const [old, now] = direction === 'input' ? [required, counterpart] : [counterpart, required];
       this.#single(where, direction, old, now);
     }
@@ -302,6 +302,20 @@ function resolve(document: ApiDocument, schema: Schema): Schema {
     current = target;
   }
   return current;
+}
+
+/**
+ * The candidate a union member is compared with: of several of its kind (a union of objects, like
+ * the login body or the MFA challenge), the one sharing the most property names, so each member
+ * is measured against its own former self rather than against the first object of the union.
+ */
+function closestOf(schema: Schema, candidates: readonly Schema[]): Schema | undefined {
+  const names = new Set(Object.keys(schema.properties ?? {}));
+  const shared = (candidate: Schema) =>
+    Object.keys(candidate.properties ?? {}).filter((name) => names.has(name)).length;
+  let best = candidates[0];
+  for (const candidate of candidates) if (best !== undefined && shared(candidate) > shared(best)) best = candidate;
+  return best;
 }
 
 /** A union's members; a `nullable` schema is itself and `null`. */

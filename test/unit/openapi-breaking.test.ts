@@ -99,6 +99,35 @@ describe('breakingChanges', () => {
     expect(breakingChanges(api(), api())).toEqual([]);
   });
 
+  it('compares each object of a response union with its own former self (a login body or an MFA challenge)', () => {
+    const login: Schema = {
+      type: 'object',
+      properties: { accessToken: { type: 'string' }, user: { $ref: '#/components/schemas/User' } },
+      required: ['accessToken', 'user'],
+      additionalProperties: false,
+    };
+    const challenge: Schema = {
+      type: 'object',
+      properties: { mfaRequired: { type: 'boolean' }, mfaToken: { type: 'string' } },
+      required: ['mfaRequired', 'mfaToken'],
+      additionalProperties: false,
+    };
+    const withLogin = (schema: Schema): ApiDocument => ({
+      ...api(),
+      paths: {
+        '/auth/login': {
+          post: { responses: { '200': { content: { 'application/json': { schema } } } } },
+        },
+      },
+    });
+    const union = withLogin({ anyOf: [login, challenge] });
+    expect(breakingChanges(union, union)).toEqual([]);
+    const withoutToken = { ...challenge, properties: { mfaRequired: { type: 'boolean' } }, required: ['mfaRequired'] };
+    expect(breakingChanges(union, withLogin({ anyOf: [login, withoutToken] }))).toEqual([
+      'POST /auth/login: response 200: property "mfaToken" was removed',
+    ]);
+  });
+
   it('lets a route, an optional input and a response field be added', () => {
     const next = api({
       body: withProperties(RegisterBody, { nickname: { type: 'string' } }),
