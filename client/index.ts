@@ -42,8 +42,18 @@ export interface SecondFactorRequired {
 /** What {@link ApiClient.login} resolves to: narrow on `mfaRequired`. */
 export type LoginOutcome = SignedIn | SecondFactorRequired;
 
-/** A second factor: the 6-digit code of the authenticator app, or one of the recovery codes. */
-export type SecondFactor = { readonly code: string } | { readonly recoveryCode: string };
+/**
+ * A passkey assertion: the `challengeId` of POST /auth/passkeys/authentication/options and the
+ * credential `navigator.credentials.get()` returned, as JSON (e.g. `startAuthentication()` of
+ * `@simplewebauthn/browser`).
+ */
+export type PasskeyAssertion = NonNullable<
+  NonNullable<paths['/auth/login/mfa']['post']['requestBody']>['content']['application/json']['passkey']
+>;
+
+/** A second factor: the 6-digit code of the authenticator app, one of the recovery codes, or a passkey. */
+export type SecondFactor =
+  { readonly code: string } | { readonly recoveryCode: string } | { readonly passkey: PasskeyAssertion };
 
 /** The tokens of a signed-in client: what login and refresh return. */
 export interface Tokens {
@@ -87,6 +97,18 @@ export interface ApiClient extends Client<paths> {
   completeLogin(mfaToken: string, factor: SecondFactor): Promise<ApiResult<User>>;
   /** POST /auth/mfa/step-up: raises the current session to `aal2` (needed for sensitive actions) and keeps the new tokens. */
   stepUp(factor: SecondFactor): Promise<ApiResult<null>>;
+  /**
+   * POST /auth/passkeys/authentication: signs in with a passkey alone (a session at `aal2`) and
+   * keeps the tokens. Get the options first with `api.POST('/auth/passkeys/authentication/options', { body: {} })`.
+   *
+   * @example
+   * ```ts
+   * const { data } = await api.POST('/auth/passkeys/authentication/options', { body: {} });
+   * const credential = await startAuthentication({ optionsJSON: data.options });
+   * await api.signInWithPasskey({ challengeId: data.challengeId, credential });
+   * ```
+   */
+  signInWithPasskey(assertion: PasskeyAssertion): Promise<ApiResult<User>>;
   /** POST /auth/logout with the current refresh token (its session ends), then forget the tokens. */
   logout(): Promise<ApiResult<null>>;
 }
@@ -223,6 +245,13 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     return { ok: true, value: null, response };
   };
 
+  const signInWithPasskey = async (assertion: PasskeyAssertion): Promise<ApiResult<User>> => {
+    const { data, error, response } = await client.POST('/auth/passkeys/authentication', { body: assertion });
+    if (data === undefined) return failure(error, response);
+    setTokens({ accessToken: data.accessToken, refreshToken: data.refreshToken });
+    return { ok: true, value: data.user, response };
+  };
+
   const logout = async (): Promise<ApiResult<null>> => {
     const refreshToken = tokens?.refreshToken;
     if (refreshToken === undefined) throw new Error('Not signed in: there is no refresh token to revoke');
@@ -242,6 +271,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     login,
     completeLogin,
     stepUp,
+    signInWithPasskey,
     logout,
   };
 }

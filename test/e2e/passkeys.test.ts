@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import { createApiClient } from '../../client/index.ts';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
 import { testApp } from '../helpers/app.ts';
@@ -273,6 +274,24 @@ describe('passkeys over HTTP', () => {
     expect((await remove(only)).statusCode).toBe(204);
     expectError(await remove(spare), { statusCode: 409, code: 'LAST_SIGN_IN_METHOD' });
     expectError(await remove(randomUUID()), { statusCode: 404, code: 'NOT_FOUND' });
+  });
+
+  test('the typed client asks for options and signs in with a passkey (here refused like a wrong password)', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished);
+    const api = createApiClient({ baseUrl: await app.listen({ host: '127.0.0.1', port: 0 }) });
+    const { data } = await api.POST('/auth/passkeys/authentication/options', { body: {} });
+    if (data === undefined) throw new Error('no options');
+    expect(data.options).toMatchObject({ rpId: 'localhost', userVerification: 'required' });
+    const result = await api.signInWithPasskey({
+      challengeId: data.challengeId,
+      credential: { ...forgedAssertion(), type: 'public-key' },
+    });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.error.code).toBe('INVALID_CREDENTIALS');
+    expect(api.tokens).toBeUndefined();
   });
 
   test('takes exactly one of code, recoveryCode and passkey as a second factor', async ({ db, onTestFinished }) => {
