@@ -1,11 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import { Secret, TOTP } from 'otpauth';
 import { createApiClient } from '../../client/index.ts';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
-import { bearer, createUser, expectError, login, postJson } from './support.ts';
+import { bearer, createUser, expectError, login, PASSWORD, postJson } from './support.ts';
 
 // The passkey routes over HTTP, without a browser: what the refusals look like for bodies no
 // authenticator would send. The ceremonies themselves (and the refusals that need a real
@@ -100,6 +101,23 @@ describe('passkeys over HTTP', () => {
     await postJson(app, '/auth/passkeys/authentication', { challengeId, credential: forgedAssertion() });
     const again = await postJson(app, '/auth/passkeys/authentication', { challengeId, credential: forgedAssertion() });
     expectError(again, { statusCode: 400, code: 'INVALID_OR_EXPIRED_TOKEN' });
+  });
+
+  test('verifies on one instance the challenge another handed out (challenges live in the database)', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const first = await testApp(db, onTestFinished);
+    const second = await testApp(db, onTestFinished);
+    const { challengeId } = await options(first);
+    // Known to the second instance: the credential is what fails (401), not the challenge (400).
+    const elsewhere = await postJson(second, '/auth/passkeys/authentication', {
+      challengeId,
+      credential: forgedAssertion(),
+    });
+    expectError(elsewhere, { statusCode: 401, code: 'INVALID_CREDENTIALS' });
+    const back = await postJson(first, '/auth/passkeys/authentication', { challengeId, credential: forgedAssertion() });
+    expectError(back, { statusCode: 400, code: 'INVALID_OR_EXPIRED_TOKEN' });
   });
 
   test('refuses options for an unknown mfaToken, and for both an email and an mfaToken', async ({
@@ -292,6 +310,33 @@ describe('passkeys over HTTP', () => {
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.error.code).toBe('INVALID_CREDENTIALS');
     expect(api.tokens).toBeUndefined();
+  });
+
+  test('removing the TOTP factor while a passkey remains keeps the second factor, now a passkey', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished);
+    const user = await createUser(db);
+    const { accessToken } = await login(app, user.email);
+    const enrolled = await postJson(app, '/auth/mfa/totp', { name: 'phone' }, bearer(accessToken));
+    const { factor, secret } = enrolled.json<{ factor: { id: string }; secret: string }>();
+    const code = TOTP.generate({ secret: Secret.fromBase32(secret), period: 30, digits: 6 });
+    const verified = await postJson(app, `/auth/mfa/totp/${factor.id}/verify`, { code }, bearer(accessToken));
+    expect(verified.statusCode, verified.body).toBe(200);
+    await insertPasskey(db, user.id);
+    const both = await postJson(app, '/auth/login', { email: user.email, password: PASSWORD });
+    expect(both.json()).toMatchObject({ mfaRequired: true, methods: ['totp', 'recovery_code', 'passkey'] });
+
+    const aal2 = verified.json<{ accessToken: string }>().accessToken;
+    const removed = await app.inject({
+      method: 'DELETE',
+      url: `/auth/mfa/factors/${factor.id}`,
+      headers: bearer(aal2),
+    });
+    expect(removed.statusCode, removed.body).toBe(204);
+    const passkeyOnly = await postJson(app, '/auth/login', { email: user.email, password: PASSWORD });
+    expect(passkeyOnly.json()).toMatchObject({ mfaRequired: true, methods: ['passkey'] });
   });
 
   test('takes exactly one of code, recoveryCode and passkey as a second factor', async ({ db, onTestFinished }) => {
