@@ -137,11 +137,13 @@ class BrowserPage {
 
   /** `navigator.credentials.create()` through @simplewebauthn/browser, options optionally tweaked. */
   async create(options: unknown, tweak: Json = {}): Promise<Json> {
+    await this.page.bringToFront(); // create() needs the focused tab
     return this.#evaluate<Json>(`window.create(${JSON.stringify(options)}, ${JSON.stringify(tweak)})`);
   }
 
   /** `navigator.credentials.get()` through @simplewebauthn/browser, options optionally tweaked. */
   async get(options: unknown, tweak: Json = {}): Promise<Json> {
+    await this.page.bringToFront();
     return this.#evaluate<Json>(`window.get(${JSON.stringify(options)}, ${JSON.stringify(tweak)})`);
   }
 
@@ -359,7 +361,7 @@ describe.skipIf(!available && !inCi)('passkeys in headless Chromium with a virtu
   });
 
   test(
-    'refuses an assertion from an origin not allowed, for another RP ID, or without user verification',
+    'refuses passkeys from an origin not allowed, for another RP ID, or without user verification',
     { timeout: 90_000 },
     async ({ onTestFinished }) => {
       const { db, page, context, port } = await harness(onTestFinished);
@@ -384,6 +386,18 @@ describe.skipIf(!available && !inCi)('passkeys in headless Chromium with a virtu
       const wrongOrigin = await elsewhere.call('POST', '/auth/passkeys/authentication', await elsewhere.assert({}));
       expect(wrongOrigin.status).toBe(401);
       expect(wrongOrigin.body.error?.code).toBe('INVALID_CREDENTIALS');
+      // Nor can a page there register one.
+      const newcomer = await createUser(db, { email: 'newcomer@example.com' });
+      const { accessToken: newcomerToken } = (await elsewhere.login(newcomer.email)).body;
+      const creation = await elsewhere.call('POST', '/auth/passkeys/registration/options', undefined, newcomerToken);
+      const registered = await elsewhere.call(
+        'POST',
+        '/auth/passkeys/registration',
+        { credential: await elsewhere.create(creation.body) },
+        newcomerToken,
+      );
+      expect(registered.status).toBe(400);
+      expect(registered.body.error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'credential' });
 
       // The same key under another RP ID (sub.localhost: an allowed origin, a relying party that is not ours).
       const sub = await BrowserPage.open(context, `http://sub.localhost:${port}`);
@@ -417,6 +431,30 @@ describe.skipIf(!available && !inCi)('passkeys in headless Chromium with a virtu
         ...wrongPassword.body.error,
         requestId: undefined,
       });
+
+      // A registration without user verification is refused too.
+      const { accessToken: newcomerOnPage } = (await page.login(newcomer.email)).body;
+      const options = await page.call('POST', '/auth/passkeys/registration/options', undefined, newcomerOnPage);
+      // Chrome will not skip verification on an authenticator that can verify: use one that cannot.
+      await page.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: page.authenticatorId });
+      await page.cdp.send('WebAuthn.addVirtualAuthenticator', {
+        options: { protocol: 'ctap2', transport: 'usb', hasResidentKey: true, hasUserVerification: false },
+      });
+      const presenceOnly = await page.create(options.body, {
+        authenticatorSelection: {
+          residentKey: 'discouraged',
+          requireResidentKey: false,
+          userVerification: 'discouraged',
+        },
+      });
+      const refusedRegistration = await page.call(
+        'POST',
+        '/auth/passkeys/registration',
+        { credential: presenceOnly },
+        newcomerOnPage,
+      );
+      expect(refusedRegistration.status).toBe(400);
+      expect(refusedRegistration.body.error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'credential' });
     },
   );
 
