@@ -278,7 +278,7 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
         summary: 'Sign in with a passkey: a session at aal2 (user verification is required)',
         description: 'An unknown credential gets the same 401 INVALID_CREDENTIALS as a wrong password.',
         body: PasskeyAssertionSchema,
-        response: { 200: LoginSchema, ...errors(400, 401, 413, 415, 429, 503) },
+        response: { 200: LoginSchema, ...errors(400, 401, 403, 413, 415, 429, 503) },
       },
     },
     async (request) => {

@@ -119,6 +119,7 @@ export function createServices(deps: ServiceDeps): Services {
           clock: deps.clock,
           rp: deps.relyingParty,
           auth,
+          requireVerifiedEmail: deps.requireVerifiedEmail,
           principals: deps.principals,
           onEmailQueued: deps.onEmailQueued,
         });

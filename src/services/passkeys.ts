@@ -14,6 +14,7 @@ import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
 import {
   AuthenticationError,
+  AuthorizationError,
   ConflictError,
   InvalidTokenError,
   NotFoundError,
@@ -74,6 +75,8 @@ export interface PasskeyServiceDeps {
   readonly clock: () => Date;
   readonly rp: RelyingParty;
   readonly auth: AuthService;
+  /** As for passwords: an account whose address is not verified gets 403 EMAIL_NOT_VERIFIED after a valid passkey. */
+  readonly requireVerifiedEmail?: boolean | undefined;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
   /** Called once a transaction that queued a security notice committed (wakes the dispatcher). */
   readonly onEmailQueued?: (() => void) | undefined;
@@ -253,6 +256,12 @@ export class PasskeyService {
     const user = await new UserRepository(this.#deps.db).findById(outcome.passkey.user_id);
     if (user === undefined) return this.#failSignIn(null, 'unknown_passkey', context);
     if (user.status !== 'active') return this.#failSignIn(user.id, 'disabled', context);
+    if (this.#deps.requireVerifiedEmail === true && user.email_verified_at === null) {
+      await withTransaction(this.#deps.db, (trx) =>
+        recordAuditEvent(trx, 'login.failed', user.id, context, { reason: 'email_not_verified', method: 'passkey' }),
+      );
+      throw new AuthorizationError('Verify your email address before logging in', 'EMAIL_NOT_VERIFIED');
+    }
     return this.#deps.auth.openSession(user, context, { aal: 'aal2', amr: [outcome.method] });
   }
 

@@ -191,7 +191,10 @@ interface Harness {
 }
 
 /** A listening app (WEBAUTHN_RP_ID=localhost), the page's server, and Chromium on the page. */
-async function harness(onTestFinished: (fn: () => Promise<void>) => void): Promise<Harness> {
+async function harness(
+  onTestFinished: (fn: () => Promise<void>) => void,
+  env: Record<string, string> = {},
+): Promise<Harness> {
   const { db } = await isolatedDatabase(onTestFinished);
   let apiUrl = '';
   const { server, port } = await pageServer(() => apiUrl);
@@ -210,6 +213,7 @@ async function harness(onTestFinished: (fn: () => Promise<void>) => void): Promi
       WEBAUTHN_RP_NAME: 'Passkey test',
       WEBAUTHN_ORIGINS: `${origin},http://sub.localhost:${port}`,
       RATE_LIMIT_CREDENTIALS: '10000',
+      ...env,
     },
   });
   apiUrl = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -483,12 +487,13 @@ describe.skipIf(!available && !inCi)('passkeys in headless Chromium with a virtu
   );
 
   test(
-    "refuses another account's passkey as a second factor, and every passkey sign-in of a disabled account",
+    "refuses another account's passkey as a second factor, a passkey sign-in of an unverified address when verification is required, and every one of a disabled account",
     { timeout: 90_000 },
     async ({ onTestFinished }) => {
-      const { db, page } = await harness(onTestFinished);
+      const { db, page } = await harness(onTestFinished, { AUTH_REQUIRE_VERIFIED_EMAIL: 'true' });
       const ada = await createUser(db, { email: 'ada@example.com' });
       const eve = await createUser(db, { email: 'eve@example.com' });
+      await db.updateTable('users').set({ email_verified_at: new Date() }).execute();
       await page.registerPasskey(ada.email);
       // Eve has a factor of her own (in the same authenticator: a second discoverable credential).
       await page.registerPasskey(eve.email, 'Eve');
@@ -508,6 +513,16 @@ describe.skipIf(!available && !inCi)('passkeys in headless Chromium with a virtu
       });
       expect(refused.status).toBe(401);
       expect(refused.body.error?.code).toBe('INVALID_MFA_CODE');
+
+      // As a password would be: the address must be verified first (an admin moved it, say).
+      await db.updateTable('users').set({ email_verified_at: null }).where('id', '=', ada.id).execute();
+      const unverified = await page.call(
+        'POST',
+        '/auth/passkeys/authentication',
+        await page.assert({}, undefined, { allowCredentials: [{ id: adas, type: 'public-key' }] }),
+      );
+      expect(unverified.status).toBe(403);
+      expect(unverified.body.error?.code).toBe('EMAIL_NOT_VERIFIED');
 
       await db.updateTable('users').set({ status: 'disabled' }).where('id', '=', ada.id).execute();
       const disabled = await page.call(
