@@ -64,7 +64,7 @@ export default fp<AuthPluginOptions>(
         !ENROLMENT_ROUTES.test(request.routeOptions.url ?? '')
       ) {
         throw new AuthorizationError(
-          `Your role (${principal.role}) must enrol a second factor first: POST /auth/mfa/totp`,
+          `Your role (${principal.role}) must enrol a second factor first: POST /auth/mfa/totp or a passkey (POST /auth/passkeys/registration/options)`,
           'MFA_REQUIRED',
         );
       }
