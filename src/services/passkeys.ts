@@ -198,10 +198,11 @@ export class PasskeyService {
   }
 
   /**
-   * Request options for an assertion, with the opaque id of its challenge. A sign-in with an
-   * email lists that account's passkeys; without one the authenticator offers its discoverable
-   * credentials. An `mfaToken` (second factor after a password) or a signed-in caller (step-up)
-   * binds the challenge to that account.
+   * Request options for an assertion, with the opaque id of its challenge. A sign-in is answered
+   * alike with or without an email, known or not (no account enumeration): the authenticator
+   * offers its discoverable credentials (every passkey here is one), and a known email binds the
+   * challenge to that account. An `mfaToken` (second factor after a password) or a signed-in
+   * caller (step-up) binds it to theirs and lists their passkeys.
    */
   async authenticationOptions(
     purpose: AssertionPurpose | { readonly kind: 'login'; readonly email: string },
@@ -221,16 +222,15 @@ export class PasskeyService {
     } else if ('email' in purpose) {
       userId = (await findByEmail(this.#deps.db, purpose.email))?.id ?? null;
     }
-    const passkeys = userId === null ? [] : await new PasskeyRepository(this.#deps.db).listOfUser(userId);
+    const passkeys =
+      userId === null || purpose.kind === 'login' ? [] : await new PasskeyRepository(this.#deps.db).listOfUser(userId);
     const options = await generateAuthenticationOptions({
       rpID: this.#deps.rp.id,
       allowCredentials: passkeys.map((passkey) => ({ id: passkey.credential_id, transports: passkey.transports })),
       userVerification: 'required',
       timeout: PASSKEY_CHALLENGE_TTL_SECONDS * 1000,
     });
-    // A sign-in stays unbound even with an email: the credential alone names the account.
-    const bound = purpose.kind === 'login' ? null : userId;
-    const challengeId = await this.#storeChallenge(options.challenge, purpose.kind, bound, now, mfaTokenHash);
+    const challengeId = await this.#storeChallenge(options.challenge, purpose.kind, userId, now, mfaTokenHash);
     return { challengeId, options };
   }
 

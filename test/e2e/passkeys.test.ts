@@ -68,12 +68,27 @@ describe('passkeys over HTTP', () => {
     expect(row.expires_at.getTime() - row.created_at.getTime()).toBe(300_000);
   });
 
-  test('lists the passkeys of an account asked for by email', async ({ db, onTestFinished }) => {
+  test('answers a sign-in alike for any email (no enumeration), binding the challenge to a known account', async ({
+    db,
+    onTestFinished,
+  }) => {
     const app = await testApp(db, onTestFinished);
     const user = await createUser(db);
     await insertPasskey(db, user.id);
-    const { options: listed } = await options(app, { email: user.email.toUpperCase() });
-    expect((listed as { allowCredentials?: unknown[] }).allowCredentials).toHaveLength(1);
+    const known = await options(app, { email: user.email.toUpperCase() });
+    const unknown = await options(app, { email: 'nobody@example.com' });
+    const shape = (answer: { options: object }) => ({ ...answer.options, challenge: undefined });
+    expect(shape(known)).toEqual(shape(unknown));
+    expect(shape(known)).toMatchObject({ allowCredentials: [] });
+    const bound = await db
+      .selectFrom('webauthn_challenges')
+      .select(['id', 'user_id'])
+      .where('id', 'in', [known.challengeId, unknown.challengeId])
+      .execute();
+    expect(Object.fromEntries(bound.map((row) => [row.id, row.user_id]))).toEqual({
+      [known.challengeId]: user.id,
+      [unknown.challengeId]: null,
+    });
   });
 
   test('answers an unknown credential exactly like a wrong password', async ({ db, onTestFinished }) => {
