@@ -324,6 +324,7 @@ async function measureSize(
     config: loadConfig({
       NODE_ENV: 'production',
       EMAIL_TRANSPORT: 'log',
+      APP_URL: 'http://localhost:3000',
       METRICS_PUBLIC: 'true',
       JWT_SECRET,
       DATABASE_URL: url,

@@ -355,6 +355,15 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     );
   }
 
+  // Email links and redirects point here: a production default of localhost would send every
+  // user a link that cannot work (and that the user's own machine would answer).
+  const appUrl = reader.httpUrl('APP_URL');
+  if (nodeEnv === 'production' && appUrl === undefined && reader.string('APP_URL') === undefined) {
+    reader.problem(
+      "APP_URL is required when NODE_ENV=production (the client application's base URL, used in email links)",
+    );
+  }
+
   const config: Config = {
     env: nodeEnv,
     host: reader.string('HOST') ?? '127.0.0.1',
@@ -459,7 +468,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       smtpRequireTls: reader.boolean('SMTP_REQUIRE_TLS', false),
       smtpTlsRejectUnauthorized: reader.boolean('SMTP_TLS_REJECT_UNAUTHORIZED', true),
       from: reader.string('EMAIL_FROM') ?? 'pg-fastify-backend <no-reply@localhost>',
-      appUrl: (reader.httpUrl('APP_URL') ?? 'http://localhost:3000').replace(/\/+$/, ''),
+      appUrl: (appUrl ?? 'http://localhost:3000').replace(/\/+$/, ''),
       verificationTtlSeconds: reader.integer('EMAIL_VERIFICATION_TTL_SECONDS', 86_400, 60, 30 * 86_400),
       passwordResetTtlSeconds: reader.integer('PASSWORD_RESET_TTL_SECONDS', 3600, 60, 86_400),
       dispatcher: {

@@ -48,6 +48,7 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
   return {
     NODE_ENV: 'production',
     EMAIL_TRANSPORT: 'log',
+    APP_URL: 'http://localhost:3000',
     METRICS_PUBLIC: 'true',
     LOG_LEVEL: options.logLevel ?? 'info',
     HOST: '127.0.0.1',

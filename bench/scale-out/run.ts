@@ -187,6 +187,7 @@ async function startInstances(count: number, databaseUrl: string, viaBouncer: bo
   const instanceEnv = {
     NODE_ENV: 'production',
     EMAIL_TRANSPORT: 'log',
+    APP_URL: 'http://localhost:3000',
     METRICS_PUBLIC: 'true',
     LOG_LEVEL: 'warn',
     DATABASE_URL: databaseUrl,

@@ -14,6 +14,7 @@ const HEARTBEAT_TIMEOUT_MS = 1500;
 function serverEnv(databaseUrl: string, applicationName: string): Record<string, string> {
   return {
     NODE_ENV: 'production',
+    APP_URL: 'https://app.example.test',
     LOG_LEVEL: 'warn',
     DATABASE_URL: databaseUrl,
     DB_POOL_MAX: '4',

@@ -41,6 +41,7 @@ async function twoInstances(
   });
   const env = {
     NODE_ENV: 'production',
+    APP_URL: 'https://app.example.test',
     // Production refuses to start without a mail transport and a metrics token unless told so.
     EMAIL_TRANSPORT: 'log',
     METRICS_PUBLIC: 'true',

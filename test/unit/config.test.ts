@@ -86,16 +86,13 @@ describe('loadConfig', () => {
   });
 
   it('requires a JWT secret in production', () => {
-    expect(configProblems({ NODE_ENV: 'production', METRICS_TOKEN: 'scrape-secret' })).toEqual([
-      'JWT_SECRET is required when NODE_ENV=production',
-    ]);
-    expect(
-      loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), METRICS_TOKEN: 'scrape-secret' }).auth.jwtSecret,
-    ).toBe('x'.repeat(32));
+    const production = { NODE_ENV: 'production', METRICS_TOKEN: 'scrape-secret', APP_URL: 'https://app.example.com' };
+    expect(configProblems(production)).toEqual(['JWT_SECRET is required when NODE_ENV=production']);
+    expect(loadConfig({ ...production, JWT_SECRET: 'x'.repeat(32) }).auth.jwtSecret).toBe('x'.repeat(32));
   });
 
   it('refuses to start in production with a public /metrics unless METRICS_PUBLIC=true says so (issue 22 item 10)', () => {
-    const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) };
+    const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), APP_URL: 'https://app.example.com' };
     expect(configProblems(production)).toEqual([
       'METRICS_TOKEN is required when NODE_ENV=production (GET /metrics would be public); set METRICS_PUBLIC=true to serve it without a token on purpose',
     ]);
@@ -106,8 +103,26 @@ describe('loadConfig', () => {
     });
   });
 
-  it('turns the API docs off in production unless DOCS_ENABLED=true', () => {
+  it('refuses to start in production without APP_URL, whose development default is localhost (issue 33 item 9)', () => {
     const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), METRICS_TOKEN: 'm' };
+    expect(configProblems(production)).toEqual([
+      "APP_URL is required when NODE_ENV=production (the client application's base URL, used in email links)",
+    ]);
+    // An APP_URL that is not a URL is reported once, as such.
+    expect(configProblems({ ...production, APP_URL: 'app.example.com' })).toEqual(['APP_URL must be a https:// URL']);
+    expect(loadConfig({ ...production, APP_URL: 'https://app.example.com/' }).email.appUrl).toBe(
+      'https://app.example.com',
+    );
+    expect(loadConfig({ NODE_ENV: 'development' }).email.appUrl).toBe('http://localhost:3000');
+  });
+
+  it('turns the API docs off in production unless DOCS_ENABLED=true', () => {
+    const production = {
+      NODE_ENV: 'production',
+      JWT_SECRET: 'x'.repeat(32),
+      METRICS_TOKEN: 'm',
+      APP_URL: 'https://app.example.com',
+    };
     expect(loadConfig(production).docs.enabled).toBe(false);
     expect(loadConfig({ ...production, DOCS_ENABLED: 'true' }).docs.enabled).toBe(true);
     expect(loadConfig({}).docs.enabled).toBe(true);

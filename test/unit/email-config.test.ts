@@ -8,7 +8,12 @@ import { configProblems, TEST_JWT_SECRET } from '../helpers/app.ts';
 // Which transport the configuration picks (SMTP, the log, or a refusal to start in production),
 // the dispatcher's settings that cannot work, and what the templates and the log transport write.
 
-const PRODUCTION = { NODE_ENV: 'production', JWT_SECRET: TEST_JWT_SECRET, METRICS_TOKEN: 'scrape-secret' };
+const PRODUCTION = {
+  NODE_ENV: 'production',
+  JWT_SECRET: TEST_JWT_SECRET,
+  METRICS_TOKEN: 'scrape-secret',
+  APP_URL: 'https://app.example.com',
+};
 
 function infoLog() {
   const lines: Array<{ fields: Record<string, unknown>; message: string }> = [];
