@@ -16,7 +16,7 @@ export interface SecurityPluginOptions {
 /**
  * Security headers (helmet's), CORS for the configured origins only, and the rate limiter, which
  * applies only where a route asks for it (`app.rateLimit(…)` on login, register and refresh) so
- * /metrics and health checks are never throttled. Client addresses come from `request.ip`, which
+ * /metrics and health checks are never throttled. Client addresses come from `request.ip` (see `clientAddress`), which
  * honours X-Forwarded-For only as far as TRUST_PROXY allows: a spoofed header cannot reset a limit.
  */
 export default fp<SecurityPluginOptions>(

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
-import { clientAddressKey } from '../services/client-address.ts';
+import { clientAddress, clientAddressKey } from '../services/client-address.ts';
 import { canonicalEmail } from '../services/credentials.ts';
 import type { Attempt } from '../services/throttle.ts';
 
@@ -53,7 +53,7 @@ export function credentialLimits(
 
 /** The client's address as a throttling key: IPv6 by /64, IPv4-mapped as IPv4, one spelling. */
 export function addressOf(request: FastifyRequest): string {
-  return clientAddressKey(request.ip);
+  return clientAddressKey(clientAddress(request));
 }
 
 /**
