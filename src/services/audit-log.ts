@@ -167,11 +167,16 @@ export class AuditLog {
     );
   }
 
-  /** One page of a user's events, newest first, and the cursor of the next page (null on the last). */
+  /**
+   * One page of a user's events, newest first, and the cursor of the next page (null on the last).
+   * `viewer` is who reads it: the user themself (GET /auth/events) sees only their own side of an
+   * event someone else caused (see {@link ownerView}); an admin (GET /users/:id/events) sees all.
+   */
   async page(
     userId: string,
     limit: number,
     cursor: string | undefined,
+    viewer: 'owner' | 'admin' = 'owner',
   ): Promise<{ items: PublicAuditEvent[]; nextCursor: string | null }> {
     const after = cursor === undefined ? undefined : decodeKeysetCursor(cursor);
     const position: AuditCursor | undefined = after === undefined ? undefined : { occurredAt: after.at, id: after.id };
@@ -179,7 +184,7 @@ export class AuditLog {
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
-      items: page.map(toPublicEvent),
+      items: page.map((row) => (viewer === 'owner' ? ownerView(toPublicEvent(row)) : toPublicEvent(row))),
       nextCursor: rows.length > limit && last !== undefined ? encodeKeysetCursor(last.occurred_at, last.id) : null,
     };
   }
@@ -198,6 +203,18 @@ function toPublicEvent(row: AuditEventRow): PublicAuditEvent {
     userAgent: row.user_agent,
     details: typeof details === 'object' && details !== null && !Array.isArray(details) ? details : {},
   };
+}
+
+/**
+ * An event as the user it is about sees it: when someone else acted (an admin changed, disabled
+ * or deleted the account, or ended its sessions), their address, user agent and session are
+ * theirs, not the user's, and are left out. `actorId` stays: an opaque id the user cannot look up
+ * (GET /users/:id is for admins and the user themself), which tells them it was not them and lets
+ * an admin or support find who it was.
+ */
+function ownerView(event: PublicAuditEvent): PublicAuditEvent {
+  if (event.actorId === null || event.actorId === event.userId) return event;
+  return { ...event, ipAddress: null, userAgent: null, sessionId: null };
 }
 
 /** Drops any key that names a secret, at any depth: a caller's mistake must not land in the log. */
