@@ -71,6 +71,32 @@ const insertForEmail = fixedQuery(
           .where((eb) => eb(eb.fn('lower', ['email']), '=', email)),
       ),
 );
+// How many events of one type one actor recorded about one user within the last `seconds`, and
+// when the oldest of them leaves that window: a per-user cap counted from the log itself.
+const recentByActor = fixedQuery((db, userId: string, actorId: string, type: string, seconds: number) =>
+  db
+    .selectFrom('audit_events')
+    .select([
+      sql<string>`count(*)`.as('count'),
+      sql<
+        number | null
+      >`ceil(extract(epoch from (min(occurred_at) + make_interval(secs => ${seconds}) - now())))::float8`.as(
+        'retry_after',
+      ),
+    ])
+    .where('user_id', '=', userId)
+    // As a row comparison, which only the (user_id, occurred_at) index serves: the user's few
+    // events, rather than everyone's of the last day through the occurred_at index.
+    .where((eb) =>
+      eb(
+        eb.refTuple('user_id', 'occurred_at'),
+        '>',
+        eb.tuple(userId, sql<Date>`now() - make_interval(secs => ${seconds})`),
+      ),
+    )
+    .where('actor_id', '=', actorId)
+    .where('type', '=', type),
+);
 const firstPage = fixedQuery((db, userId: string, limit: number) =>
   db
     .selectFrom('audit_events')
@@ -142,6 +168,21 @@ export class AuditEventRepository {
         JSON.stringify(details),
       )) > 0n
     );
+  }
+
+  /**
+   * How many `type` events `actorId` recorded about `userId` in the last `seconds` (by the
+   * database's clock), and in how many seconds the oldest of them leaves that window (null when
+   * there is none).
+   */
+  async countRecent(
+    userId: string,
+    actorId: string,
+    type: string,
+    seconds: number,
+  ): Promise<{ count: number; retryAfterSeconds: number | null }> {
+    const row = await recentByActor.takeOne(this.#db, userId, actorId, type, seconds);
+    return { count: Number(row.count), retryAfterSeconds: row.retry_after };
   }
 
   /** One page of a user's events, newest first (occurred_at, then id), strictly after `cursor`. */

@@ -203,7 +203,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         summary: 'Rename the authenticated user',
         security: [{ bearerAuth: [] }],
         body: Type.Object({ name: Name }, { additionalProperties: false, examples: [{ name: 'Ada King' }] }),
-        response: { 200: UserEnvelope, ...errors(400, 401, 413, 415, 503) },
+        response: { 200: UserEnvelope, ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
     async (request) => ({

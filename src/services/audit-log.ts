@@ -115,7 +115,7 @@ export async function recordAuditEventForEmail(
  *   await users.updatePasswordHash(…);
  *   await audit.record(trx, 'password.changed', user.id, context, {});
  * });
- * await audit.append('login.failed', null, context, { reason: 'unknown_email' });
+ * await audit.append('login.failed', user.id, context, { reason: 'wrong_password' });
  * ```
  */
 export class AuditLog {
@@ -136,13 +136,19 @@ export class AuditLog {
     await recordAuditEvent(trx, type, userId, context, details);
   }
 
-  /** Appends an event on its own, committed at once. */
+  /**
+   * Appends an event on its own, committed at once. An event about no account (a failed login
+   * for an email nobody has) is not stored: no API can read it (both listings are per user), and
+   * anyone could grow the table with it for free. Metrics count those attempts
+   * (`auth_logins_total{outcome="failure"}`, together with every other failure).
+   */
   async append(
     type: AuditEventType,
     userId: string | null,
     context: RequestContext,
     details: Readonly<Record<string, unknown>> = {},
   ): Promise<void> {
+    if (userId === null) return;
     await withTransaction(this.#db, (trx) => this.record(trx, type, userId, context, details));
   }
 

@@ -47,12 +47,15 @@ export async function queueVerificationEmail(
 }
 
 /**
- * Queues a password-reset request for an address, whoever it belongs to: one outbox row, the same
- * work whether or not an account has this address, so neither the answer nor its timing tells.
- * The dispatcher decides later (see {@link EmailComposer}) whether an active account owns it.
+ * Queues a password-reset request for an address: an outbox row when an active account owns it,
+ * nothing otherwise (so requests for addresses nobody owns grow no table), in one statement that
+ * costs about the same either way, so neither the answer nor its timing tells. The token is
+ * issued when the email goes out (see {@link EmailComposer}), which checks the account again.
  */
 export async function queuePasswordResetRequest(db: Kysely<DB>, email: string): Promise<void> {
-  await new EmailOutboxRepository(db).enqueue({ userId: null, recipient: email, template: 'password_reset', data: {} });
+  const outbox = new EmailOutboxRepository(db);
+  await outbox.assignTransactionId();
+  await outbox.enqueueForActiveAccount(email, 'password_reset');
 }
 
 /**

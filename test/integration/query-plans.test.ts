@@ -231,6 +231,17 @@ const HOT_QUERIES: readonly HotQuery[] = [
       r.outbox.enqueue({ userId: r.sample.userId, recipient: r.sample.email, template: 'welcome', data: {} }),
     index: undefined,
   },
+  // A reset request's message: its row comes from the active user the email names, found by the email index.
+  {
+    name: 'EmailOutboxRepository.enqueueForActiveAccount',
+    call: (r) => r.outbox.enqueueForActiveAccount(r.sample.email, 'password_reset'),
+    index: 'users_email_unique',
+  },
+  {
+    name: 'EmailOutboxRepository.assignTransactionId',
+    call: (r) => r.outbox.assignTransactionId(),
+    index: undefined,
+  },
   // The dispatcher's claim: due pending messages and expired leases, each from its partial index.
   {
     name: 'EmailOutboxRepository.claimDue',
@@ -328,6 +339,12 @@ const HOT_QUERIES: readonly HotQuery[] = [
         details: {},
       }),
     index: 'users_email_unique',
+  },
+  // The cap on a user's own profile changes: their events of the last day, from the user's index.
+  {
+    name: 'AuditEventRepository.countRecent',
+    call: (r) => r.audit.countRecent(r.sample.userId, r.sample.userId, 'user.updated', 86_400),
+    index: 'audit_events_user_id_occurred_at_idx',
   },
   {
     name: 'AuditEventRepository.listForUser (first page)',
