@@ -582,13 +582,18 @@ export interface operations {
               };
               /** Format: uuid */
               id: string;
+              /** @description The actor's; in GET /auth/events, null on an event someone else (an admin) caused */
               ipAddress: string | null;
               /** Format: date-time */
               occurredAt: string;
-              /** Format: uuid */
+              /**
+               * Format: uuid
+               * @description The actor's session; in GET /auth/events, null on an event someone else (an admin) caused
+               */
               sessionId: string | null;
-              /** @description user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted */
+              /** @description user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, refresh.reuse_interval, password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted */
               type: string;
+              /** @description The actor's; in GET /auth/events, null on an event someone else (an admin) caused */
               userAgent: string | null;
               /** Format: uuid */
               userId: string | null;
@@ -2035,13 +2040,18 @@ export interface operations {
               };
               /** Format: uuid */
               id: string;
+              /** @description The actor's; in GET /auth/events, null on an event someone else (an admin) caused */
               ipAddress: string | null;
               /** Format: date-time */
               occurredAt: string;
-              /** Format: uuid */
+              /**
+               * Format: uuid
+               * @description The actor's session; in GET /auth/events, null on an event someone else (an admin) caused
+               */
               sessionId: string | null;
-              /** @description user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted */
+              /** @description user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, refresh.reuse_interval, password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted */
               type: string;
+              /** @description The actor's; in GET /auth/events, null on an event someone else (an admin) caused */
               userAgent: string | null;
               /** Format: uuid */
               userId: string | null;

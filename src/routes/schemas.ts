@@ -36,15 +36,21 @@ export const AuditEventSchema = Type.Object(
     id: Type.String({ format: 'uuid' }),
     type: Type.String({
       description:
-        'user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, ' +
+        'user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, refresh.reuse_interval, ' +
         'password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted',
     }),
     occurredAt: Timestamp,
     userId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
     actorId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
-    sessionId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
-    ipAddress: Type.Union([Type.String(), Type.Null()]),
-    userAgent: Type.Union([Type.String(), Type.Null()]),
+    sessionId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], {
+      description: "The actor's session; in GET /auth/events, null on an event someone else (an admin) caused",
+    }),
+    ipAddress: Type.Union([Type.String(), Type.Null()], {
+      description: "The actor's; in GET /auth/events, null on an event someone else (an admin) caused",
+    }),
+    userAgent: Type.Union([Type.String(), Type.Null()], {
+      description: "The actor's; in GET /auth/events, null on an event someone else (an admin) caused",
+    }),
     details: Type.Record(Type.String(), Type.Unknown(), { description: 'Never a password, token or hash' }),
   },
   { additionalProperties: false },

@@ -15,6 +15,7 @@ export type AuditEventType =
   | 'login.throttled'
   | 'session.ended'
   | 'refresh.reused'
+  | 'refresh.reuse_interval'
   | 'password.changed'
   | 'password.reset_requested'
   | 'password.reset'

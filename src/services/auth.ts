@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
 import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
+import { AuditEventRepository } from '../repositories/audit-events.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
 import { SessionRepository } from '../repositories/sessions.ts';
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
@@ -84,6 +85,11 @@ export interface AuthenticatedUser {
 export interface AuthEvents {
   onLogin?(outcome: 'success' | 'failure'): void;
   onRefresh?(outcome: 'rotated' | 'reissued' | 'reused' | 'rejected'): void;
+  /**
+   * A rotated refresh token presented again within the reuse interval, from the session's own
+   * client (`same`: answered with the successor) or another one (`other`: treated as reuse).
+   */
+  onReuseInterval?(client: 'same' | 'other'): void;
   /** Where an authenticated request's user row came from. */
   onPrincipalLookup?(source: 'cache' | 'database'): void;
 }
@@ -258,12 +264,20 @@ export class AuthService {
         }
         return { kind: 'rotated', user, sid } as const;
       }
+      let replay: 'same' | 'other' | undefined;
       if (token.rotated_at !== null && this.#withinReuseInterval(token.rotated_at, now)) {
+        // Only the session's own client gets the successor: another user agent holding a token
+        // rotated a moment ago is treated as reuse (the tabs of one browser share its agent).
+        replay = (await this.#sameClient(trx, sid, context)) ? 'same' : 'other';
         // The successor this token was rotated into, if it is still the family's live token.
-        for (const key of [signingKey, ...previousKeys]) {
+        for (const key of replay === 'same' ? [signingKey, ...previousKeys] : []) {
           const successor = await tokens.findByHash(hashRefreshToken(successorOf(key, presented)));
           if (successor === undefined) continue;
           if (successor.revoked_at === null && successor.rotated_at === null) {
+            await recordReplay(trx, user.id, { ...context, sessionId: sid, actorId: user.id }, this.#reuseSeconds(), {
+              sessionId: sid,
+              rotatedAt: token.rotated_at.toISOString(),
+            });
             return { kind: 'reissued', user, sid, refreshToken: successorOf(key, presented) } as const;
           }
           break;
@@ -271,10 +285,13 @@ export class AuthService {
       }
       // Committed with the transaction; the error is raised after it, outside.
       const userContext = { ...context, sessionId: sid };
-      await recordAuditEvent(trx, 'refresh.reused', user.id, userContext, { sessionId: sid });
+      await recordAuditEvent(trx, 'refresh.reused', user.id, userContext, {
+        sessionId: sid,
+        ...(replay === 'other' ? { withinReuseInterval: true, reason: 'other_client' } : {}),
+      });
       await tokens.revokeFamily(sid, now);
       const ended = await this.#deps.sessions.endInTransaction(trx, user.id, sid, 'refresh_reused', userContext);
-      return { kind: 'reused', sid: ended ? sid : undefined } as const;
+      return { kind: 'reused', sid: ended ? sid : undefined, replay } as const;
     });
 
     switch (outcome.kind) {
@@ -282,10 +299,12 @@ export class AuthService {
         this.#deps.events?.onRefresh?.('rotated');
         return this.#tokenPair(outcome.user, outcome.sid, next);
       case 'reissued':
+        this.#deps.events?.onReuseInterval?.('same');
         this.#deps.events?.onRefresh?.('reissued');
         return this.#tokenPair(outcome.user, outcome.sid, outcome.refreshToken);
       case 'reused':
         if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], 'refresh_reused');
+        if (outcome.replay === 'other') this.#deps.events?.onReuseInterval?.('other');
         this.#deps.events?.onRefresh?.('reused');
         throw new AuthenticationError('Refresh token was already used; its session has been revoked', 'INVALID_TOKEN');
       case 'expired':
@@ -397,6 +416,21 @@ export class AuthService {
     throw new AuthenticationError(INVALID_CREDENTIALS, 'INVALID_CREDENTIALS');
   }
 
+  /**
+   * Whether the request comes from the client the session was opened by, as far as the user
+   * agent tells (the stored one is truncated; compared the same way). A session opened without
+   * one matches only requests without one.
+   */
+  async #sameClient(trx: Kysely<DB>, sid: string, context: RequestContext): Promise<boolean> {
+    const opened = await new SessionRepository(trx).userAgentOf(sid);
+    if (opened === undefined) return false;
+    return opened === (context.userAgent?.slice(0, USER_AGENT_MAX) ?? null);
+  }
+
+  #reuseSeconds(): number {
+    return this.#deps.refreshReuseIntervalSeconds;
+  }
+
   #withinReuseInterval(rotatedAt: Date, now: Date): boolean {
     const intervalMs = this.#deps.refreshReuseIntervalSeconds * 1000;
     return intervalMs > 0 && now.getTime() - rotatedAt.getTime() <= intervalMs;
@@ -410,6 +444,27 @@ export class AuthService {
       expiresIn: this.#deps.signer.expiresIn,
     };
   }
+}
+
+/**
+ * Records `refresh.reuse_interval` for a replay answered with the successor, at most once per
+ * user per reuse interval: a client replaying its token in a loop cannot grow the audit log (the
+ * metric counts every replay).
+ */
+async function recordReplay(
+  trx: Kysely<DB>,
+  userId: string,
+  context: RequestContext,
+  intervalSeconds: number,
+  details: Readonly<Record<string, unknown>>,
+): Promise<void> {
+  const recent = await new AuditEventRepository(trx).countRecent(
+    userId,
+    userId,
+    'refresh.reuse_interval',
+    intervalSeconds,
+  );
+  if (recent.count === 0) await recordAuditEvent(trx, 'refresh.reuse_interval', userId, context, details);
 }
 
 /** The successor refresh token of `presented`: the same for the same token, on every instance. */

@@ -296,6 +296,11 @@ const HOT_QUERIES: readonly HotQuery[] = [
     call: (r) => r.sessions.listLive(r.sample.userId, NOW),
     index: 'sessions_user_id_created_at_idx',
   },
+  {
+    name: 'SessionRepository.userAgentOf',
+    call: (r) => r.sessions.userAgentOf(r.sample.familyId),
+    index: 'sessions_pkey',
+  },
   { name: 'SessionRepository.touch', call: (r) => r.sessions.touch(r.sample.familyId, NOW), index: 'sessions_pkey' },
   {
     name: 'SessionRepository.end',
