@@ -133,7 +133,7 @@ export class AppMetrics {
   });
   readonly emailsSkipped = new Counter({
     name: 'email_skipped_total',
-    help: 'Queued emails not sent because they no longer apply (address already verified, no active account for a reset), by template',
+    help: 'Queued emails not sent because they no longer apply (address already verified, account disabled or deleted since it was queued; a reset for an address nobody owns is never queued), by template',
     labelNames: ['template'] as const,
     registers: [this.registry],
   });
