@@ -51,9 +51,19 @@ const insertEvent = fixedQuery(
 );
 // The event of a request naming an account by its email (a password-reset request): recorded for
 // the account that owns the address, and for none when no account does, in one statement whose
-// work does not depend on which.
+// work does not depend on which; and for none when the account has one of this type from the
+// last `seconds`, so repeating the request cannot grow the log faster than one event per window.
 const insertForEmail = fixedQuery(
-  (db, id: string, type: string, email: string, ipAddress: string | null, userAgent: string | null, details: string) =>
+  (
+    db,
+    id: string,
+    type: string,
+    email: string,
+    ipAddress: string | null,
+    userAgent: string | null,
+    details: string,
+    seconds: number,
+  ) =>
     db
       .insertInto('audit_events')
       .columns(['id', 'type', 'user_id', 'ip_address', 'user_agent', 'details'])
@@ -68,7 +78,19 @@ const insertForEmail = fixedQuery(
             sql<string | null>`${userAgent}::text`.as('user_agent'),
             sql<string>`${details}::jsonb`.as('details'),
           ])
-          .where((eb) => eb(eb.fn('lower', ['email']), '=', email)),
+          .where((eb) => eb(eb.fn('lower', ['email']), '=', email))
+          .where((eb) =>
+            eb.not(
+              eb.exists(
+                eb
+                  .selectFrom('audit_events as recent')
+                  .select(sql`1`.as('one'))
+                  .whereRef('recent.user_id', '=', 'users.id')
+                  .where('recent.occurred_at', '>', sql<Date>`now() - make_interval(secs => ${seconds})`)
+                  .where('recent.type', '=', type),
+              ),
+            ),
+          ),
       ),
 );
 // How many events of one type one actor recorded about one user within the last `seconds`, and
@@ -149,12 +171,15 @@ export class AuditEventRepository {
   }
 
   /**
-   * Appends an event for the account whose canonical email is `email`, if there is one; nothing
-   * otherwise. @returns whether an event was appended.
+   * Appends an event for the account whose canonical email is `email`, if there is one and it
+   * has no event of this type from the last `onceWithinSeconds`; nothing otherwise.
+   *
+   * @returns whether an event was appended.
    */
   async appendForEmail(
     email: string,
     event: Omit<NewAuditEvent, 'userId' | 'actorId' | 'sessionId'>,
+    onceWithinSeconds: number,
   ): Promise<boolean> {
     const { id, type, ipAddress, userAgent, details } = event;
     return (
@@ -166,6 +191,7 @@ export class AuditEventRepository {
         ipAddress,
         userAgent,
         JSON.stringify(details),
+        onceWithinSeconds,
       )) > 0n
     );
   }

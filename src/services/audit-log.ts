@@ -83,10 +83,15 @@ export async function recordAuditEvent(
   });
 }
 
+/** Events recorded through {@link recordAuditEventForEmail}: at most one per account per this many seconds. */
+export const EMAIL_EVENT_INTERVAL_SECONDS = 600;
+
 /**
  * Appends an event for the account whose canonical email is `email`, in `trx`; nothing when no
  * account has it. The statement costs the same either way, so a request that must not tell
- * whether an account exists (a password-reset request) can record through this.
+ * whether an account exists (a password-reset request) can record through this. Anyone can
+ * repeat such a request for someone else's address: an account gets at most one such event per
+ * {@link EMAIL_EVENT_INTERVAL_SECONDS}.
  */
 export async function recordAuditEventForEmail(
   trx: Kysely<DB>,
@@ -95,13 +100,17 @@ export async function recordAuditEventForEmail(
   context: RequestContext,
   details: Readonly<Record<string, unknown>> = {},
 ): Promise<void> {
-  await new AuditEventRepository(trx).appendForEmail(email, {
-    id: uuidv7(),
-    type,
-    ipAddress: context.ipAddress?.slice(0, IP_ADDRESS_MAX) ?? null,
-    userAgent: context.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
-    details: withoutSecrets(details),
-  });
+  await new AuditEventRepository(trx).appendForEmail(
+    email,
+    {
+      id: uuidv7(),
+      type,
+      ipAddress: context.ipAddress?.slice(0, IP_ADDRESS_MAX) ?? null,
+      userAgent: context.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
+      details: withoutSecrets(details),
+    },
+    EMAIL_EVENT_INTERVAL_SECONDS,
+  );
 }
 
 /**

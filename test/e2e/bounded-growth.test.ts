@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
+import { EMAIL_EVENT_INTERVAL_SECONDS } from '../../src/services/audit-log.ts';
 import { AppMetrics } from '../../src/services/metrics.ts';
 import { SELF_CHANGE_WINDOW_SECONDS, SELF_CHANGES_PER_WINDOW } from '../../src/services/user-admin.ts';
 import { testApp } from '../helpers/app.ts';
@@ -129,6 +130,32 @@ describe('requests for addresses and accounts nobody has', () => {
     expect((await forgot(user.email, 99)).statusCode).toBe(202);
     const queued = await db.selectFrom('email_outbox').select(['recipient', 'template', 'user_id']).execute();
     expect(queued).toEqual([{ recipient: user.email, template: 'password_reset', user_id: user.id }]);
+  });
+
+  test(`reset requests for someone else's address record one password.reset_requested per ${EMAIL_EVENT_INTERVAL_SECONDS / 60} minutes`, async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished);
+    const user = await createUser(db);
+
+    for (let i = 0; i < 5; i++) {
+      const response = await app.inject({
+        method: 'POST',
+        url: '/auth/password/forgot',
+        remoteAddress: from(i),
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify({ email: user.email }),
+      });
+      expect(response.statusCode, response.body).toBe(202);
+    }
+
+    const requested = await db
+      .selectFrom('audit_events')
+      .select('user_id')
+      .where('type', '=', 'password.reset_requested')
+      .execute();
+    expect(requested).toEqual([{ user_id: user.id }]);
   });
 
   test('a failed login for an unknown email stores no audit row, and metrics count it with the other failures', async ({

@@ -336,13 +336,17 @@ const HOT_QUERIES: readonly HotQuery[] = [
   {
     name: 'AuditEventRepository.appendForEmail',
     call: (r) =>
-      r.audit.appendForEmail(r.sample.email, {
-        id: '00000000-0000-7000-8000-000000000002',
-        type: 'password.reset_requested',
-        ipAddress: null,
-        userAgent: null,
-        details: {},
-      }),
+      r.audit.appendForEmail(
+        r.sample.email,
+        {
+          id: '00000000-0000-7000-8000-000000000002',
+          type: 'password.reset_requested',
+          ipAddress: null,
+          userAgent: null,
+          details: {},
+        },
+        600,
+      ),
     index: 'users_email_unique',
   },
   // The cap on a user's own profile changes: their events of the last day, from the user's index.
