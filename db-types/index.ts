@@ -74,6 +74,8 @@ export interface RefreshTokens {
 }
 
 export interface Sessions {
+  aal: Generated<string>;
+  amr: Generated<string[]>;
   created_at: Generated<Timestamp>;
   end_reason: "logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | null;
   ended_at: Timestamp | null;
@@ -83,6 +85,15 @@ export interface Sessions {
   last_used_at: Generated<Timestamp>;
   user_agent: string | null;
   user_id: string;
+}
+
+export interface SigningKeys {
+  algorithm: string;
+  created_at: Generated<Timestamp>;
+  kid: string;
+  private_jwe: string;
+  public_jwk: Json;
+  signs_from: Timestamp;
 }
 
 export interface Users {
@@ -104,5 +115,6 @@ export interface DB {
   email_outbox: EmailOutbox;
   refresh_tokens: RefreshTokens;
   sessions: Sessions;
+  signing_keys: SigningKeys;
   users: Users;
 }

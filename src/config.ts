@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { parseEncryptionKey } from './services/secret-box.ts';
 import type { ThrottlePolicy } from './services/throttle.ts';
 
 /**
@@ -80,7 +81,23 @@ export interface DatabaseConfig {
 
 export type PoolMode = 'session' | 'transaction';
 
+export type JwtAlgorithm = 'EdDSA' | 'ES256' | 'HS256';
+
 export interface AuthConfig {
+  /**
+   * What signs access tokens: an asymmetric key kept in the database and published at
+   * /.well-known/jwks.json (EdDSA, the default; ES256), or JWT_SECRET (HS256).
+   */
+  readonly jwtAlgorithm: JwtAlgorithm;
+  /**
+   * ENCRYPTION_KEY: encrypts private signing keys (and other secrets) at rest. `undefined`
+   * outside production means: generate one and keep it under `dataDir`.
+   */
+  readonly encryptionKey: Uint8Array | undefined;
+  /** `max-age` of the JWKS; a rotated key starts signing only after verifiers' copies expired. */
+  readonly jwksMaxAgeSeconds: number;
+  /** Bearer secrets accepted by POST /auth/introspect (several during their own rotation); empty: no route. */
+  readonly introspectionTokens: readonly string[];
   /** `undefined` outside production means: generate one and keep it under `dataDir`. */
   readonly jwtSecret: string | undefined;
   /**
@@ -296,8 +313,21 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
     reader.problem('JWT_SECRET must be at least 32 bytes long');
   }
-  if (nodeEnv === 'production' && jwtSecret === undefined) {
-    reader.problem('JWT_SECRET is required when NODE_ENV=production');
+  const jwtAlgorithm = reader.oneOf('JWT_ALGORITHM', ['EdDSA', 'ES256', 'HS256'] as const, 'EdDSA');
+  if (nodeEnv === 'production' && jwtSecret === undefined && jwtAlgorithm === 'HS256') {
+    reader.problem('JWT_SECRET is required when NODE_ENV=production and JWT_ALGORITHM=HS256');
+  }
+  const encryptionKeyText = reader.string('ENCRYPTION_KEY');
+  const encryptionKey = encryptionKeyText === undefined ? undefined : parseEncryptionKey(encryptionKeyText);
+  if (encryptionKeyText !== undefined && encryptionKey === undefined) {
+    reader.problem('ENCRYPTION_KEY must be 32 random bytes in base64 (generate one: openssl rand -base64 32)');
+  }
+  if (nodeEnv === 'production' && encryptionKeyText === undefined) {
+    reader.problem('ENCRYPTION_KEY is required when NODE_ENV=production (generate one: openssl rand -base64 32)');
+  }
+  const introspectionTokens = reader.list('INTROSPECTION_TOKEN');
+  if (introspectionTokens.some((token) => Buffer.byteLength(token) < 32)) {
+    reader.problem('every token in INTROSPECTION_TOKEN must be at least 32 bytes long');
   }
   const jwtPreviousSecrets = reader.list('JWT_PREVIOUS_SECRETS');
   if (jwtPreviousSecrets.some((secret) => Buffer.byteLength(secret) < 32)) {
@@ -394,6 +424,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       retryDelayMs: MIGRATION_DEFAULTS.retryDelayMs,
     },
     auth: {
+      jwtAlgorithm,
+      encryptionKey,
+      jwksMaxAgeSeconds: reader.integer('JWKS_MAX_AGE_SECONDS', 300, 1, 86_400),
+      introspectionTokens,
       jwtSecret,
       jwtPreviousSecrets,
       jwtIssuer: reader.string('JWT_ISSUER') ?? 'pg-fastify-backend',

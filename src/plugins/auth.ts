@@ -5,6 +5,7 @@ import type { UserRole } from '../repositories/users.ts';
 import type { RequestContext } from '../services/audit-log.ts';
 import type { AuthenticatedUser, Principal } from '../services/auth.ts';
 import { clientAddress } from '../services/client-address.ts';
+import type { Assurance } from '../services/tokens.ts';
 import type { PublicUser } from '../services/users.ts';
 
 declare module 'fastify' {
@@ -24,6 +25,8 @@ declare module 'fastify' {
     authenticatedUser: PublicUser | null;
     /** The access token's session (`sid`), once authenticated. */
     sessionId: string | null;
+    /** What the access token's session proved at sign-in (`aal`, `amr`), once authenticated. */
+    assurance: Assurance | null;
   }
 }
 
@@ -41,12 +44,14 @@ export default fp<AuthPluginOptions>(
     app.decorateRequest('principal', null);
     app.decorateRequest('authenticatedUser', null);
     app.decorateRequest('sessionId', null);
+    app.decorateRequest('assurance', null);
     app.decorate('authenticate', async (request: FastifyRequest) => {
-      const claims = app.accessTokens.verify(bearerToken(request));
+      const claims = await app.accessTokens.verify(bearerToken(request));
       const { principal, user } = await opts.authenticator.authenticate(claims.sub, claims.sid);
       request.principal = principal;
       request.authenticatedUser = user;
       request.sessionId = claims.sid;
+      request.assurance = { aal: claims.aal, amr: claims.amr };
     });
     app.decorate('requireRole', (...roles: UserRole[]) => async (request: FastifyRequest) => {
       if (!roles.includes(requirePrincipal(request).role)) throw new AuthorizationError();

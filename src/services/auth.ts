@@ -19,7 +19,14 @@ import { assertValidPassword, canonicalEmail, normaliseName } from './credential
 import type { HashCallers, PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { SessionService } from './sessions.ts';
-import { hashRefreshToken, newRefreshToken, type AccessTokenSigner } from './tokens.ts';
+import {
+  hashRefreshToken,
+  newRefreshToken,
+  PASSWORD_ONLY,
+  type AccessTokenSigner,
+  type Assurance,
+  type AssuranceLevel,
+} from './tokens.ts';
 import { toPublicUser, type PublicUser } from './users.ts';
 
 export interface TokenPair {
@@ -213,7 +220,7 @@ export class AuthService {
     this.#deps.events?.onLogin?.('success');
     return {
       user: toPublicUser({ ...user, last_login_at: now }),
-      ...this.#tokenPair(user, sid, refreshToken),
+      ...(await this.#tokenPair(user, sid, refreshToken, PASSWORD_ONLY)),
     };
   }
 
@@ -251,7 +258,8 @@ export class AuthService {
         });
         const sessions = new SessionRepository(trx);
         // A family opened by a release before sessions existed (while a deploy rolled) gets its session now.
-        if (!(await sessions.touch(sid, now))) {
+        let assurance = await sessions.touch(sid, now);
+        if (assurance === undefined) {
           await sessions.insert({
             id: sid,
             userId: token.user_id,
@@ -260,9 +268,9 @@ export class AuthService {
             userAgent: null,
             ipAddress: null,
           });
-          await sessions.touch(sid, now);
+          assurance = await sessions.touch(sid, now);
         }
-        return { kind: 'rotated', user, sid } as const;
+        return { kind: 'rotated', user, sid, assurance: assuranceOf(assurance) } as const;
       }
       let replay: 'same' | 'other' | undefined;
       if (token.rotated_at !== null && this.#withinReuseInterval(token.rotated_at, now)) {
@@ -278,7 +286,8 @@ export class AuthService {
               sessionId: sid,
               rotatedAt: token.rotated_at.toISOString(),
             });
-            return { kind: 'reissued', user, sid, refreshToken: successorOf(key, presented) } as const;
+            const assurance = assuranceOf(await new SessionRepository(trx).assurance(sid));
+            return { kind: 'reissued', user, sid, refreshToken: successorOf(key, presented), assurance } as const;
           }
           break;
         }
@@ -297,11 +306,11 @@ export class AuthService {
     switch (outcome.kind) {
       case 'rotated':
         this.#deps.events?.onRefresh?.('rotated');
-        return this.#tokenPair(outcome.user, outcome.sid, next);
+        return this.#tokenPair(outcome.user, outcome.sid, next, outcome.assurance);
       case 'reissued':
         this.#deps.events?.onReuseInterval?.('same');
         this.#deps.events?.onRefresh?.('reissued');
-        return this.#tokenPair(outcome.user, outcome.sid, outcome.refreshToken);
+        return this.#tokenPair(outcome.user, outcome.sid, outcome.refreshToken, outcome.assurance);
       case 'reused':
         if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], 'refresh_reused');
         if (outcome.replay === 'other') this.#deps.events?.onReuseInterval?.('other');
@@ -436,9 +445,9 @@ export class AuthService {
     return intervalMs > 0 && now.getTime() - rotatedAt.getTime() <= intervalMs;
   }
 
-  #tokenPair(user: UserRow, sid: string, refreshToken: string): TokenPair {
+  async #tokenPair(user: UserRow, sid: string, refreshToken: string, assurance: Assurance): Promise<TokenPair> {
     return {
-      accessToken: this.#deps.signer.sign({ sub: user.id, role: user.role, sid, typ: 'access' }),
+      accessToken: await this.#deps.signer.sign({ sub: user.id, role: user.role, sid, typ: 'access', ...assurance }),
       refreshToken,
       tokenType: 'Bearer',
       expiresIn: this.#deps.signer.expiresIn,
@@ -465,6 +474,13 @@ async function recordReplay(
     intervalSeconds,
   );
   if (recent.count === 0) await recordAuditEvent(trx, 'refresh.reuse_interval', userId, context, details);
+}
+
+/** A session row's assurance as token claims; a row the constraint allows only these levels in. */
+function assuranceOf(row: { aal: string; amr: string[] } | undefined): Assurance {
+  if (row === undefined) return PASSWORD_ONLY;
+  const aal: AssuranceLevel = row.aal === 'aal2' ? 'aal2' : 'aal1';
+  return { aal, amr: row.amr };
 }
 
 /** The successor refresh token of `presented`: the same for the same token, on every instance. */

@@ -91,6 +91,7 @@ describe('the schema check', () => {
       'email_outbox',
       'refresh_tokens',
       'sessions',
+      'signing_keys',
       'users',
     ]);
   });
