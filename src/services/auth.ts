@@ -282,10 +282,16 @@ export class AuthService {
           const successor = await tokens.findByHash(hashRefreshToken(successorOf(key, presented)));
           if (successor === undefined) continue;
           if (successor.revoked_at === null && successor.rotated_at === null) {
-            await recordReplay(trx, user.id, { ...context, sessionId: sid, actorId: user.id }, this.#reuseSeconds(), {
-              sessionId: sid,
-              rotatedAt: token.rotated_at.toISOString(),
-            });
+            await recordReplay(
+              trx,
+              user.id,
+              { ...context, sessionId: sid, actorId: user.id },
+              this.#deps.refreshReuseIntervalSeconds,
+              {
+                sessionId: sid,
+                rotatedAt: token.rotated_at.toISOString(),
+              },
+            );
             const assurance = assuranceOf(await new SessionRepository(trx).assurance(sid));
             return { kind: 'reissued', user, sid, refreshToken: successorOf(key, presented), assurance } as const;
           }
@@ -434,10 +440,6 @@ export class AuthService {
     const opened = await new SessionRepository(trx).userAgentOf(sid);
     if (opened === undefined) return false;
     return opened === (context.userAgent?.slice(0, USER_AGENT_MAX) ?? null);
-  }
-
-  #reuseSeconds(): number {
-    return this.#deps.refreshReuseIntervalSeconds;
   }
 
   #withinReuseInterval(rotatedAt: Date, now: Date): boolean {
