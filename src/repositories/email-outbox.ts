@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { DB, EmailOutbox } from '../../db-types/index.ts';
 import { fixedQuery } from '../db/compiled-query.ts';
 import { instrumentRepository } from '../db/instrumentation.ts';
@@ -39,21 +39,26 @@ export interface OutboxStats {
 const insertMessage = fixedQuery((db, userId: string | null, recipient: string, template: string, data: string) =>
   db.insertInto('email_outbox').values({ user_id: userId, recipient, template, data }).returning('id'),
 );
-// A message for the active account that owns an address, and none when no account does (or it
-// is disabled): one statement whose work barely depends on which.
-const insertForActiveAccount = fixedQuery((db, email: string, template: string, data: string) =>
+// A message to an address, for the active account that owns it (user_id null when none does):
+// the same statement, and the same write, whoever owns the address.
+const insertForAddress = fixedQuery((db, email: string, template: string, data: string) =>
   db
     .insertInto('email_outbox')
-    .columns(['user_id', 'recipient', 'template', 'data'])
-    .expression(
-      db
+    .values((eb) => ({
+      user_id: eb
         .selectFrom('users')
-        .select(['id', 'email', sql<string>`${template}::text`.as('template'), sql<string>`${data}::jsonb`.as('data')])
-        .where((eb) => eb(eb.fn('lower', ['email']), '=', email))
+        .select('id')
+        .where((inner) => inner(inner.fn('lower', ['email']), '=', email))
         .where('status', '=', 'active'),
-    ),
+      recipient: email,
+      template,
+      data,
+    }))
+    .returning(['id', 'user_id']),
 );
-const assignTransactionId = fixedQuery((db) => db.selectNoFrom(sql<string>`pg_current_xact_id()::text`.as('xid')));
+const deleteUnowned = fixedQuery((db, id: string) =>
+  db.deleteFrom('email_outbox').where('id', '=', id).where('user_id', 'is', null),
+);
 const setSent = fixedQuery((db, id: string, claimedBy: string, at: Date) =>
   db
     .updateTable('email_outbox')
@@ -134,28 +139,29 @@ export class EmailOutboxRepository {
   }
 
   /**
-   * Queues a message to the active account whose canonical email is `email`, and nothing when
-   * no active account has it, at about the same cost either way (a request that must not tell
-   * whether an account exists, a password-reset request, queues through this). Nothing is stored
-   * for an address nobody owns, so repeating such a request grows no table.
-   *
-   * Call {@link assignTransactionId} in the same transaction, so that its commit costs the same too.
-   *
-   * @returns whether a message was queued.
+   * Queues a message to `email` for the active account that owns it; `userId` is null when no
+   * active account does. The statement and its write are the same either way: a request that
+   * must not tell whether an account exists (a password-reset request) queues through this and
+   * then {@link discardUnowned}, in one transaction.
    */
-  async enqueueForActiveAccount(email: string, template: string, data: Record<string, string> = {}): Promise<boolean> {
-    return (
-      (await insertForActiveAccount.affectedRows(this.#db, email.toLowerCase(), template, JSON.stringify(data))) > 0n
-    );
+  async enqueueForAddress(
+    email: string,
+    template: string,
+    data: Record<string, string> = {},
+  ): Promise<{ id: string; userId: string | null }> {
+    const row = await insertForAddress.takeOne(this.#db, email.toLowerCase(), template, JSON.stringify(data));
+    return { id: row.id, userId: row.user_id };
   }
 
   /**
-   * Gives the current transaction an id (PostgreSQL assigns one only at its first write), so it
-   * commits like a transaction that wrote a row, with a flushed commit record, whether or not
-   * {@link enqueueForActiveAccount} wrote one: a commit with nothing to flush is measurably faster.
+   * Deletes the message `id` if it belongs to no account (see {@link enqueueForAddress}), in the
+   * transaction that queued it, so it is never seen and never stored: a transaction that wrote
+   * nothing would commit measurably faster than one that queued a message.
+   *
+   * @returns whether it was deleted.
    */
-  async assignTransactionId(): Promise<void> {
-    await assignTransactionId.execute(this.#db);
+  async discardUnowned(id: string): Promise<boolean> {
+    return (await deleteUnowned.affectedRows(this.#db, id)) > 0n;
   }
 
   /**

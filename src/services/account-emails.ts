@@ -87,8 +87,8 @@ export class AccountEmailService {
 
   /**
    * Asks for a reset link. Answers the same, after about the same work, for every well-formed
-   * address: an outbox row is written only when an active account owns it (nothing is stored for
-   * an address nobody owns), by a statement that costs the same either way; the dispatcher issues
+   * address: an outbox row is kept only when an active account owns it (nothing is stored for an
+   * address nobody owns), by writes that cost the same either way; the dispatcher issues
    * the link when it sends (see `EmailComposer`). The owner's audit log gets
    * `password.reset_requested`, in the same statement whether or not there is an owner.
    *

@@ -48,14 +48,16 @@ export async function queueVerificationEmail(
 
 /**
  * Queues a password-reset request for an address: an outbox row when an active account owns it,
- * nothing otherwise (so requests for addresses nobody owns grow no table), in one statement that
- * costs about the same either way, so neither the answer nor its timing tells. The token is
+ * nothing otherwise (so requests for addresses nobody owns grow no table), by writes that cost
+ * about the same either way, so neither the answer nor its timing tells. The token is
  * issued when the email goes out (see {@link EmailComposer}), which checks the account again.
  */
 export async function queuePasswordResetRequest(db: Kysely<DB>, email: string): Promise<void> {
   const outbox = new EmailOutboxRepository(db);
-  await outbox.assignTransactionId();
-  await outbox.enqueueForActiveAccount(email, 'password_reset');
+  const queued = await outbox.enqueueForAddress(email, 'password_reset');
+  // Written and removed again when no active account owns the address: the same writes (and the
+  // same flushed commit) as for an account, and nothing stored.
+  if (queued.userId === null) await outbox.discardUnowned(queued.id);
 }
 
 /**

@@ -240,16 +240,16 @@ const HOT_QUERIES: readonly HotQuery[] = [
       r.outbox.enqueue({ userId: r.sample.userId, recipient: r.sample.email, template: 'welcome', data: {} }),
     index: undefined,
   },
-  // A reset request's message: its row comes from the active user the email names, found by the email index.
+  // A reset request's message: its owner is the active user the email names, found by the email index.
   {
-    name: 'EmailOutboxRepository.enqueueForActiveAccount',
-    call: (r) => r.outbox.enqueueForActiveAccount(r.sample.email, 'password_reset'),
+    name: 'EmailOutboxRepository.enqueueForAddress',
+    call: (r) => r.outbox.enqueueForAddress(r.sample.email, 'password_reset'),
     index: 'users_email_unique',
   },
   {
-    name: 'EmailOutboxRepository.assignTransactionId',
-    call: (r) => r.outbox.assignTransactionId(),
-    index: undefined,
+    name: 'EmailOutboxRepository.discardUnowned',
+    call: (r) => r.outbox.discardUnowned('00000000-0000-7000-8000-000000000009'),
+    index: 'email_outbox_pkey',
   },
   // The dispatcher's claim: due pending messages and expired leases, each from its partial index.
   {
