@@ -21,6 +21,46 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/auth/email/change': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Ask to move the account to another email address
+     * @description Needs the password. Sends a confirmation link to the new address and one to the current address (only to the new one when the current address was never verified); each works once, for 24 hours, and a newer request makes them stop working. The change takes effect once both were used.
+     */
+    post: operations['requestEmailChange'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/auth/email/change/confirm': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Use a link of an email change (from the new or the current address)
+     * @description Answers `awaiting_other` until both links were used, then `changed`: the address moves, counts as verified, every session but the one that asked ends, and the old address is told. When another account took the new address meanwhile, nothing changes (409).
+     */
+    post: operations['confirmEmailChange'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/auth/email/verification': {
     parameters: {
       query?: never;
@@ -237,7 +277,10 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Create an account */
+    /**
+     * Create an account
+     * @description Answers 201 `{user}` (409 for a taken address). With REGISTRATION_ENUMERATION_SAFE=true it answers 202 `{status: "accepted"}` for a new and a taken address alike: the new one is registered and gets its verification email, the owner of a taken one gets a notice instead, and no 409 tells them apart.
+     */
     post: operations['register'];
     delete?: never;
     options?: never;
@@ -366,7 +409,10 @@ export interface paths {
     delete: operations['deleteUser'];
     options?: never;
     head?: never;
-    /** Change a user's name, role or status (admins); disabling ends their sessions at once */
+    /**
+     * Change a user's name, role, status or email (admins); disabling ends their sessions at once
+     * @description An `email` change is the support path for a user who lost their old mailbox: the address moves at once, unverified, with a verification link to it; every session of the user ends, links in the old mailbox stop working, the old address gets a notice, and the audit log records `email.changed` by the admin.
+     */
     patch: operations['updateUser'];
     trace?: never;
   };
@@ -496,6 +542,200 @@ export interface operations {
               y?: string;
             }[];
           };
+        };
+      };
+    };
+  };
+  requestEmailChange: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "newEmail": "ada@new.example.com",
+         *       "password": "correct horse battery staple"
+         *     }
+         */
+        'application/json': {
+          /** @description Compared case-insensitively after trim + NFKC */
+          newEmail: string;
+          password: string;
+        };
+      };
+    };
+    responses: {
+      /** @description Default Response */
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            /** @enum {string} */
+            status: 'accepted';
+          };
+        };
+      };
+      /** @description Default Response */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  confirmEmailChange: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': {
+          /** @description The token from the link in the email (its `token` query parameter). A string of any other shape is answered 400 INVALID_OR_EXPIRED_TOKEN. */
+          token: string;
+        };
+      };
+    };
+    responses: {
+      /** @description Default Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            /** @description `awaiting_other`: this link was used, the other one has not been yet; `changed`: the address has moved */
+            status: 'awaiting_other' | 'changed';
+            user: components['schemas']['User'];
+          };
+        };
+      };
+      /** @description Default Response */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
         };
       };
     };
@@ -1557,6 +1797,18 @@ export interface operations {
         };
       };
       /** @description Default Response */
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            /** @enum {string} */
+            status: 'accepted';
+          };
+        };
+      };
+      /** @description Default Response */
       400: {
         headers: {
           [name: string]: unknown;
@@ -2081,6 +2333,8 @@ export interface operations {
          *     }
          */
         'application/json': {
+          /** @description Compared case-insensitively after trim + NFKC */
+          email?: string;
           name?: string;
           role?: 'user' | 'admin';
           status?: 'active' | 'disabled';

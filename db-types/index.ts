@@ -25,9 +25,10 @@ export type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
 export interface AccountTokens {
   created_at: Generated<Timestamp>;
+  email_change_id: string | null;
   expires_at: Timestamp;
   id: Generated<string>;
-  purpose: "email_verification" | "password_reset";
+  purpose: "email_verification" | "password_reset" | "email_change_new" | "email_change_current";
   superseded_at: Timestamp | null;
   token_hash: string;
   used_at: Timestamp | null;
@@ -44,6 +45,20 @@ export interface AuditEvents {
   type: string;
   user_agent: string | null;
   user_id: string | null;
+}
+
+export interface EmailChanges {
+  completed_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  current_confirmed_at: Timestamp | null;
+  current_required: boolean;
+  expires_at: Timestamp;
+  id: Generated<string>;
+  new_confirmed_at: Timestamp | null;
+  new_email: string;
+  session_id: string | null;
+  superseded_at: Timestamp | null;
+  user_id: string;
 }
 
 export interface EmailOutbox {
@@ -77,7 +92,7 @@ export interface Sessions {
   aal: Generated<string>;
   amr: Generated<string[]>;
   created_at: Generated<Timestamp>;
-  end_reason: "logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | null;
+  end_reason: "logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | "email_changed" | null;
   ended_at: Timestamp | null;
   expires_at: Timestamp;
   id: Generated<string>;
@@ -112,6 +127,7 @@ export interface Users {
 export interface DB {
   account_tokens: AccountTokens;
   audit_events: AuditEvents;
+  email_changes: EmailChanges;
   email_outbox: EmailOutbox;
   refresh_tokens: RefreshTokens;
   sessions: Sessions;

@@ -247,6 +247,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       passwordResetTtlSeconds: config.email.passwordResetTtlSeconds,
     },
     requireVerifiedEmail: config.auth.requireVerifiedEmail,
+    enumerationSafe: config.auth.registrationEnumerationSafe,
     onEmailQueued: deps.onEmailQueued,
   });
   built.services = services;

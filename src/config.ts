@@ -160,6 +160,12 @@ export interface AuthConfig {
   readonly requireVerifiedEmail: boolean;
   /** Requests to each email route (verify, re-send, forgot, reset) per client address and per account, per window. */
   readonly emailRateLimit: number;
+  /**
+   * REGISTRATION_ENUMERATION_SAFE: register answers 202 `{status: "accepted"}` for a new and a taken
+   * address alike (the taken address's owner gets a notice), and an email change to a taken
+   * address is answered like any other. Off by default: v2 clients expect 201 `{user}` and 409.
+   */
+  readonly registrationEnumerationSafe: boolean;
 }
 
 export interface EmailConfig {
@@ -465,6 +471,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       changeFeedHeartbeatTimeoutMs: reader.integer('CHANGE_FEED_HEARTBEAT_TIMEOUT_MS', 3000, 300, 600_000),
       requireVerifiedEmail: reader.boolean('AUTH_REQUIRE_VERIFIED_EMAIL', false),
       emailRateLimit: reader.integer('RATE_LIMIT_EMAIL', 10, 1, 1_000_000),
+      registrationEnumerationSafe: reader.boolean('REGISTRATION_ENUMERATION_SAFE', false),
     },
     http: {
       bodyLimitBytes: reader.integer('BODY_LIMIT_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),

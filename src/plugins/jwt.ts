@@ -56,6 +56,8 @@ export interface JwtPluginOptions {
 }
 
 const ALGORITHMS = ['HS256', 'EdDSA', 'ES256'];
+/** Verified tokens remembered (about 1 KB each, so about 10 MB at most): see {@link VerifiedTokens}. */
+const VERIFIED_TOKENS_MAX = 10_000;
 const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ', 'sid'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const AMR_METHOD = /^[a-z0-9_:-]{1,64}$/;
@@ -82,6 +84,7 @@ export default fp<JwtPluginOptions>(
     }
     const ring = keyRing(opts.jwtSecret, previousSecrets);
     const hmacKeys = new HmacKeys(ring);
+    const verifiedTokens = new VerifiedTokens(VERIFIED_TOKENS_MAX);
 
     const signingKey = async (): Promise<{ alg: string; kid: string; key: CryptoKey }> => {
       if (config.jwtAlgorithm === 'HS256' || keys === undefined) {
@@ -91,12 +94,16 @@ export default fp<JwtPluginOptions>(
       return { alg: active.algorithm, kid: active.kid, key: active.key };
     };
 
+    const assertHs256Accepted = () => {
+      const until = config.jwtAlgorithm === 'HS256' ? undefined : keys?.hs256AcceptedUntil();
+      if (until !== undefined && clock().getTime() > until.getTime()) {
+        throw new AuthenticationError('HS256 access tokens are no longer accepted', 'INVALID_TOKEN');
+      }
+    };
+
     const verificationKey = async (header: JWTHeaderParameters): Promise<CryptoKey> => {
       if (header.alg === 'HS256') {
-        const until = config.jwtAlgorithm === 'HS256' ? undefined : keys?.hs256AcceptedUntil();
-        if (until !== undefined && clock().getTime() > until.getTime()) {
-          throw new AuthenticationError('HS256 access tokens are no longer accepted', 'INVALID_TOKEN');
-        }
+        assertHs256Accepted();
         return hmacKeys.get(hmacSecret(ring, header.kid));
       }
       const found = typeof header.kid === 'string' ? await keys?.verificationKey(header.kid) : undefined;
@@ -122,6 +129,16 @@ export default fp<JwtPluginOptions>(
         return token;
       },
       verify: async (token: string) => {
+        const known = verifiedTokens.get(token, clock());
+        if (known !== undefined) {
+          // The same bytes verified before; only what time and key retirement change is checked again.
+          if (known.alg === 'HS256') assertHs256Accepted();
+          else if (known.kid === undefined || (await keys?.isPublished(known.kid)) !== true) {
+            throw new AuthenticationError('Access token signed with an unknown key', 'INVALID_TOKEN');
+          }
+          if (known.kid !== undefined) events?.onVerified?.(known.kid);
+          return known;
+        }
         const verified = await verifyAccessToken(token, (presented) =>
           jwtVerify(presented, verificationKey, {
             algorithms: ALGORITHMS,
@@ -131,6 +148,7 @@ export default fp<JwtPluginOptions>(
             currentDate: clock(),
           }),
         );
+        verifiedTokens.remember(token, verified);
         if (verified.kid !== undefined) events?.onVerified?.(verified.kid);
         return verified;
       },
@@ -138,6 +156,39 @@ export default fp<JwtPluginOptions>(
   },
   { name: 'jwt' },
 );
+
+/**
+ * Access tokens already verified, by their exact text, until they expire: a client sends the same
+ * token with every request for its whole lifetime, and an EdDSA signature check costs several
+ * times an HS256 one (bench/results/tokens.md). Only successes are kept; the oldest entry goes
+ * when full. A hit still checks expiry, and the caller checks that the key is still published.
+ */
+class VerifiedTokens {
+  readonly #entries = new Map<string, VerifiedAccessToken & { readonly alg: string }>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  get(token: string, now: Date): (VerifiedAccessToken & { readonly alg: string }) | undefined {
+    const entry = this.#entries.get(token);
+    if (entry === undefined) return undefined;
+    if (entry.exp * 1000 <= now.getTime()) {
+      this.#entries.delete(token);
+      throw new AuthenticationError('Access token has expired', 'TOKEN_EXPIRED');
+    }
+    return entry;
+  }
+
+  remember(token: string, verified: VerifiedAccessToken & { readonly alg: string }): void {
+    if (this.#entries.size >= this.#max) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done !== true) this.#entries.delete(oldest.value);
+    }
+    this.#entries.set(token, verified);
+  }
+}
 
 /** HMAC keys imported once each (jose would import a raw secret again for every token). */
 class HmacKeys {
@@ -174,7 +225,7 @@ function hmacSecret(ring: KeyRing, kid: unknown): string {
 async function verifyAccessToken(
   token: string,
   verify: (token: string) => Promise<{ payload: Record<string, unknown>; protectedHeader: JWTHeaderParameters }>,
-): Promise<VerifiedAccessToken> {
+): Promise<VerifiedAccessToken & { readonly alg: string }> {
   let verified: Awaited<ReturnType<typeof verify>>;
   try {
     verified = await verify(token);
@@ -203,6 +254,6 @@ async function verifyAccessToken(
   ) {
     throw new AuthenticationError('Invalid access token', 'INVALID_TOKEN');
   }
-  const kid = verified.protectedHeader.kid;
-  return { sub: sub.toLowerCase(), sid: sid.toLowerCase(), aal, amr, iat, exp, kid };
+  const { kid, alg } = verified.protectedHeader;
+  return { sub: sub.toLowerCase(), sid: sid.toLowerCase(), aal, amr, iat, exp, kid, alg };
 }

@@ -59,6 +59,15 @@ const insertForAddress = fixedQuery((db, email: string, template: string, data: 
 const deleteUnowned = fixedQuery((db, id: string) =>
   db.deleteFrom('email_outbox').where('id', '=', id).where('user_id', 'is', null),
 );
+const queuedSince = fixedQuery((db, userId: string, template: string, since: Date) =>
+  db
+    .selectFrom('email_outbox')
+    .select('id')
+    .where('user_id', '=', userId)
+    .where('template', '=', template)
+    .where('created_at', '>=', since)
+    .limit(1),
+);
 const setSent = fixedQuery((db, id: string, claimedBy: string, at: Date) =>
   db
     .updateTable('email_outbox')
@@ -136,6 +145,11 @@ export class EmailOutboxRepository {
       JSON.stringify(message.data),
     );
     return row.id;
+  }
+
+  /** Whether a message of this template about this user was queued at `since` or later. */
+  async queuedSince(userId: string, template: string, since: Date): Promise<boolean> {
+    return (await queuedSince.takeFirst(this.#db, userId, template, since)) !== undefined;
   }
 
   /**

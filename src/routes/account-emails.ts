@@ -2,30 +2,38 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AuthenticationError } from '../errors/index.ts';
-import { requestContext } from '../plugins/auth.ts';
+import { requestContext, requirePrincipal } from '../plugins/auth.ts';
 import type { Services } from '../services/index.ts';
 import { noStore } from '../plugins/http-edges.ts';
-import { addressOf, credentialLimits, emailAccount } from './limits.ts';
-import { Email, EmailToken, errors, Password, UserEnvelope } from './schemas.ts';
+import { addressOf, attemptOf, credentialLimits, emailAccount } from './limits.ts';
+import { ACCEPTED, AcceptedSchema, Email, EmailToken, errors, Password, UserEnvelope } from './schemas.ts';
 
 export interface AccountEmailRoutesOptions {
-  readonly services: Pick<Services, 'accountEmails' | 'auth'>;
+  readonly services: Pick<Services, 'accountEmails' | 'auth' | 'emailChange'>;
   /** Requests per route per client address, and per account where there is one, per window. */
   readonly rateLimit: number;
   readonly rateLimitWindowMs: number;
   readonly onRateLimited?: (limiter: string) => void;
 }
 
-/** The same body for every accepted request, whatever happened (or did not) behind it. */
-const ACCEPTED = { status: 'accepted' } as const;
-const AcceptedSchema = Type.Object({ status: Type.Literal('accepted') }, { additionalProperties: false });
+const EmailChangeOutcomeSchema = Type.Object(
+  {
+    status: Type.Union([Type.Literal('awaiting_other'), Type.Literal('changed')], {
+      description:
+        '`awaiting_other`: this link was used, the other one has not been yet; `changed`: the address has moved',
+    }),
+    user: Type.Ref('User'),
+  },
+  { additionalProperties: false },
+);
 
 /**
  * Email verification and password reset: POST /auth/email/verify, /auth/email/verification,
- * /auth/password/forgot and /auth/password/reset. Emails are queued, never sent in the request.
+ * /auth/password/forgot and /auth/password/reset; the email change: POST /auth/email/change and
+ * /auth/email/change/confirm. Emails are queued, never sent in the request.
  */
 const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> = async (app, opts) => {
-  const { accountEmails: service, auth } = opts.services;
+  const { accountEmails: service, auth, emailChange } = opts.services;
   // The flood caps of routes/auth.ts: per client address keyed canonically (IPv6 by /64,
   // IPv4-mapped as IPv4), and per account where there is one.
   const { flood } = credentialLimits(app, { windowMs: opts.rateLimitWindowMs, onLimited: opts.onRateLimited });
@@ -113,6 +121,67 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
       await service.resetPassword(request.body.token, request.body.newPassword, requestContext(request));
       return reply.code(204).send(null);
     },
+  );
+
+  app.post(
+    '/auth/email/change',
+    {
+      onRequest: async () => {
+        auth.assertHashCapacity();
+      },
+      preHandler: [app.authenticate, limiter('email-change-ip', byIp), limiter('email-change-account', byPrincipal)],
+      schema: {
+        operationId: 'requestEmailChange',
+        tags: ['auth'],
+        summary: 'Ask to move the account to another email address',
+        description:
+          'Needs the password. Sends a confirmation link to the new address and one to the current address ' +
+          '(only to the new one when the current address was never verified); each works once, for 24 hours, ' +
+          'and a newer request makes them stop working. The change takes effect once both were used.',
+        security: [{ bearerAuth: [] }],
+        body: Type.Object(
+          { newEmail: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          {
+            additionalProperties: false,
+            examples: [{ newEmail: 'ada@new.example.com', password: 'correct horse battery staple' }],
+          },
+        ),
+        response: { 202: AcceptedSchema, ...errors(400, 401, 403, 409, 413, 415, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const principal = requirePrincipal(request);
+      // Like a password change: a stolen access token must not become a way to guess the password.
+      await app.throttle.guard(attemptOf(request, 'email-change', principal.userId), () =>
+        emailChange.request(
+          { principal, sessionId: request.sessionId },
+          request.body.newEmail,
+          request.body.password,
+          [`account:${principal.userId}`, `address:${addressOf(request)}`],
+          requestContext(request),
+        ),
+      );
+      return reply.code(202).send(ACCEPTED);
+    },
+  );
+
+  app.post(
+    '/auth/email/change/confirm',
+    {
+      preHandler: limiter('email-change-confirm-ip', byIp),
+      schema: {
+        operationId: 'confirmEmailChange',
+        tags: ['auth'],
+        summary: 'Use a link of an email change (from the new or the current address)',
+        description:
+          'Answers `awaiting_other` until both links were used, then `changed`: the address moves, counts as ' +
+          'verified, every session but the one that asked ends, and the old address is told. When another ' +
+          'account took the new address meanwhile, nothing changes (409).',
+        body: Type.Object({ token: EmailToken }, { additionalProperties: false }),
+        response: { 200: EmailChangeOutcomeSchema, ...errors(400, 409, 413, 415, 429, 503) },
+      },
+    },
+    async (request) => emailChange.confirm(request.body.token, requestContext(request)),
   );
 };
 

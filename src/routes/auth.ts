@@ -7,7 +7,17 @@ import { noStore } from '../plugins/http-edges.ts';
 import type { Services } from '../services/index.ts';
 import type { HashCallers } from '../services/passwords.ts';
 import { addressOf, attemptOf, credentialLimits, emailAccount } from './limits.ts';
-import { Email, errors, Name, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
+import {
+  ACCEPTED,
+  AcceptedSchema,
+  Email,
+  errors,
+  Name,
+  Password,
+  RefreshToken,
+  TokenPairSchema,
+  UserEnvelope,
+} from './schemas.ts';
 
 export interface AuthRoutesOptions {
   readonly config: AuthConfig;
@@ -53,6 +63,10 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         operationId: 'register',
         tags: ['auth'],
         summary: 'Create an account',
+        description:
+          'Answers 201 `{user}` (409 for a taken address). With REGISTRATION_ENUMERATION_SAFE=true it answers ' +
+          '202 `{status: "accepted"}` for a new and a taken address alike: the new one is registered and gets its ' +
+          'verification email, the owner of a taken one gets a notice instead, and no 409 tells them apart.',
         body: Type.Object(
           { email: Email, password: Password, name: Type.String({ minLength: 1, maxLength: 1000 }) },
           {
@@ -60,11 +74,16 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
             examples: [{ email: 'ada@example.com', password: 'correct horse battery staple', name: 'Ada Lovelace' }],
           },
         ),
-        response: { 201: UserEnvelope, ...errors(400, 409, 413, 415, 429, 503) },
+        response: { 201: UserEnvelope, 202: AcceptedSchema, ...errors(400, 409, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
-      const user = await auth.register(request.body, hashCallers(request, request.body.email), requestContext(request));
+      const callers = hashCallers(request, request.body.email);
+      if (config.registrationEnumerationSafe) {
+        await auth.registerWithoutDisclosure(request.body, callers, requestContext(request));
+        return reply.code(202).send(ACCEPTED);
+      }
+      const user = await auth.register(request.body, callers, requestContext(request));
       return reply.code(201).send({ user });
     },
   );

@@ -2,7 +2,7 @@ import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
+import { AuthenticationError, AuthorizationError, UniqueConstraintError } from '../errors/index.ts';
 import { AuditEventRepository } from '../repositories/audit-events.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
 import { SessionRepository } from '../repositories/sessions.ts';
@@ -16,6 +16,7 @@ import {
   type RequestContext,
 } from './audit-log.ts';
 import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
+import { queueSecurityNotice } from './email.ts';
 import type { HashCallers, PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { SessionService } from './sessions.ts';
@@ -73,6 +74,8 @@ export interface AuthServiceDeps {
   readonly requireVerifiedEmail?: boolean;
   /** Queues the verification email of a new account, inside its registration's transaction. */
   readonly verificationEmails?: VerificationEmails;
+  /** Called after a transaction that queued a security notice committed (wakes the dispatcher). */
+  readonly onEmailQueued?: (() => void) | undefined;
 }
 
 /** How registration queues its verification email (see `queueVerificationEmail`). */
@@ -148,6 +151,33 @@ export class AuthService {
     });
     emails.queued?.();
     return user;
+  }
+
+  /**
+   * Registration that does not tell whether the address has an account (ASVS 6.3.8,
+   * REGISTRATION_ENUMERATION_SAFE): a new address is registered as by {@link register}; for a
+   * taken one the same password hash is computed, nothing is created, and the owner gets an
+   * `account_exists` notice instead. The caller answers both alike.
+   *
+   * @throws {ValidationError} for a malformed email, name or password (the same for both).
+   */
+  async registerWithoutDisclosure(
+    input: NewAccount,
+    callers: HashCallers = [],
+    context: RequestContext = NO_CONTEXT,
+  ): Promise<void> {
+    try {
+      await this.register(input, callers, context);
+    } catch (error) {
+      if (!(error instanceof UniqueConstraintError)) throw error;
+      const email = canonicalEmail(input.email);
+      const notified = await withTransaction(this.#deps.db, async (trx) => {
+        const owner = await new UserRepository(trx).findByEmail(email);
+        if (owner === undefined) return false;
+        return queueSecurityNotice(trx, owner, 'account_exists', this.#deps.clock());
+      });
+      if (notified) this.#deps.onEmailQueued?.();
+    }
   }
 
   /**
@@ -375,12 +405,14 @@ export class AuthService {
     const ended = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
-      await users.lockForUpdate(user.id);
+      const locked = await users.lockForUpdate(user.id);
       await users.updatePasswordHash(user.id, passwordHash, now);
       await recordAuditEvent(trx, 'password.changed', user.id, context);
+      await queueSecurityNotice(trx, locked ?? user, 'password_changed');
       const keep = context.sessionId ?? undefined;
       return this.#deps.sessions.endAllInTransaction(trx, user.id, 'password_changed', context, keep);
     });
+    this.#deps.onEmailQueued?.();
     this.#deps.principals?.invalidate(user.id);
     this.#deps.sessions.forget(ended, 'password_changed');
   }

@@ -197,6 +197,12 @@ export class SigningKeyStore {
     return { algorithm: algorithmOf(row), key: await this.#publicKey(row) };
   }
 
+  /** Whether `kid` is published now (a query only when the copy is due for its reload): a cached verification checks it. */
+  async isPublished(kid: string): Promise<boolean> {
+    await this.#fresh();
+    return this.#publishedByKid(kid) !== undefined;
+  }
+
   /** The key `kid` names while it is published; the same answer as {@link keyStates}, without sorting per request. */
   #publishedByKid(kid: string): SigningKeyRow | undefined {
     const entry = this.#byKid.get(kid);
@@ -221,7 +227,15 @@ export class SigningKeyStore {
   }
 
   async #fresh(): Promise<readonly SigningKeyRow[]> {
-    if (this.#now().getTime() - this.#loadedAt >= KEY_RELOAD_INTERVAL_MS) await this.#reload();
+    if (this.#now().getTime() - this.#loadedAt < KEY_RELOAD_INTERVAL_MS) return this.#rows;
+    try {
+      await this.#reload();
+    } catch (error) {
+      // The database is down: tokens keep verifying with the keys last read (what changes them
+      // needs the database too); the next request tries again a second later, not at once.
+      if (this.#rows.length === 0) throw error;
+      this.#loadedAt = this.#now().getTime() - KEY_RELOAD_INTERVAL_MS + UNKNOWN_KID_RELOAD_MS;
+    }
     return this.#rows;
   }
 

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeProtectedHeader, generateKeyPair, jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { App } from '../../src/app.ts';
+import { createDatabase } from '../../src/db/database.ts';
 import { CLOCK_SKEW_MS, KEY_RELOAD_INTERVAL_MS } from '../../src/services/signing-keys.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
@@ -237,5 +238,85 @@ describe('tokens other services verify (EdDSA keys, /.well-known/jwks.json)', ()
     await Promise.all(apps.map(async (app) => app.signingKeys?.ensure()));
 
     expect(await db.selectFrom('signing_keys').select('kid').execute()).toHaveLength(1);
+  });
+});
+
+describe('signing keys while the database is down', () => {
+  test('tokens keep verifying with the keys last read, and the reload is retried a second later, not on every request', async ({
+    onTestFinished,
+  }) => {
+    const { url } = await isolatedDatabase(onTestFinished);
+    const db = createDatabase({
+      url,
+      poolMax: 2,
+      connectionTimeoutMs: 500,
+      idleTimeoutMs: 1000,
+      statementTimeoutMs: 0,
+      applicationName: 'vitest-keys-outage',
+    });
+    let now = new Date();
+    const app = await testApp(db, onTestFinished, { env: EDDSA, clock: () => now });
+    const user = await createUser(db);
+    const { accessToken } = await login(app, user.email);
+
+    await db.destroy();
+    now = new Date(now.getTime() + KEY_RELOAD_INTERVAL_MS + 1);
+
+    await expect(app.accessTokens.verify(accessToken)).resolves.toMatchObject({ sub: user.id });
+    await expect(app.accessTokens.verify(accessToken)).resolves.toMatchObject({ sub: user.id });
+  });
+});
+
+describe('tokens verified before (the verified-token cache)', () => {
+  test('a token seen before still expires on time', async ({ db, onTestFinished }) => {
+    let now = new Date();
+    const app = await testApp(db, onTestFinished, { env: EDDSA, clock: () => now });
+    const user = await createUser(db);
+    const { accessToken } = await login(app, user.email);
+    expect((await app.inject({ url: '/auth/me', headers: bearer(accessToken) })).statusCode).toBe(200);
+
+    now = new Date(now.getTime() + AUTH.accessTokenTtlSeconds * 1000);
+
+    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(accessToken) }), 'TOKEN_EXPIRED');
+  });
+
+  test('a token seen before is refused once its key is withdrawn from the database (an emergency removal)', async ({
+    db,
+    onTestFinished,
+  }) => {
+    let now = new Date();
+    const app = await testApp(db, onTestFinished, { env: EDDSA, clock: () => now });
+    const user = await createUser(db);
+    const { accessToken } = await login(app, user.email);
+    expect((await app.inject({ url: '/auth/me', headers: bearer(accessToken) })).statusCode).toBe(200);
+
+    await db
+      .deleteFrom('signing_keys')
+      .where('kid', '=', kidOf(accessToken) ?? '')
+      .execute();
+    now = new Date(now.getTime() + KEY_RELOAD_INTERVAL_MS);
+
+    expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(accessToken) }));
+  });
+
+  test('an HS256 token seen before is refused once the HS256 tokens signed before the switch have expired', async ({
+    db,
+    onTestFinished,
+  }) => {
+    let now = new Date();
+    const clock = () => now;
+    const hs256 = await testApp(db, onTestFinished, { clock });
+    const eddsa = await testApp(db, onTestFinished, { clock, env: EDDSA });
+    await eddsa.signingKeys?.ensure();
+    const user = await createUser(db);
+    const { accessToken } = await login(hs256, user.email);
+    expect((await eddsa.inject({ url: '/auth/me', headers: bearer(accessToken) })).statusCode).toBe(200);
+
+    now = new Date(now.getTime() + CLOCK_SKEW_MS + AUTH.accessTokenTtlSeconds * 1000 - 1000);
+    // Still within its own lifetime (signed a moment after the switch), but past the HS256 window.
+    const late = (await login(hs256, user.email)).accessToken;
+    expect((await eddsa.inject({ url: '/auth/me', headers: bearer(late) })).statusCode).toBe(200);
+    now = new Date(now.getTime() + 2000);
+    expectUnauthorized(await eddsa.inject({ url: '/auth/me', headers: bearer(late) }));
   });
 });
