@@ -4,7 +4,7 @@ import type { App } from '../../src/app.ts';
 import { EMAIL_MAX } from '../../src/services/credentials.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
-import { expectError, PASSWORD, postJson, type UserJson } from './support.ts';
+import { bearer, createUser, expectError, login, PASSWORD, postJson, type UserJson } from './support.ts';
 
 // Issue 33 item 7: an email address is one RFC 5321 Mailbox. Address lists, groups, display
 // names, comments and quoted local parts registered, and the verification and reset mail went to
@@ -83,6 +83,35 @@ describe('email addresses are single RFC 5321 mailboxes', () => {
 
       expect(expectError(response, { statusCode: 400, code: 'VALIDATION_FAILED' }).field).toBe('email');
       expect(await db.selectFrom('email_outbox').select('id').execute()).toEqual([]);
+    },
+  );
+
+  test.for(HOSTILE)(
+    'an email change to %s (%s) is 400 VALIDATION_FAILED naming newEmail, and an admin setting it is 400 too',
+    async ([, email], { db, onTestFinished }) => {
+      const app = await testApp(db, onTestFinished);
+      const user = await createUser(db);
+      const admin = await createUser(db, { role: 'admin' });
+      const before = await db.selectFrom('email_outbox').select('id').execute();
+
+      const change = await postJson(
+        app,
+        '/auth/email/change',
+        { newEmail: email, password: PASSWORD },
+        bearer((await login(app, user.email)).accessToken),
+      );
+      const byAdmin = await app.inject({
+        method: 'PATCH',
+        url: `/users/${user.id}`,
+        headers: { ...bearer((await login(app, admin.email)).accessToken), 'content-type': 'application/json' },
+        payload: JSON.stringify({ email }),
+      });
+
+      expect(expectError(change, { statusCode: 400, code: 'VALIDATION_FAILED' }).field).toBe('newEmail');
+      expect(expectError(byAdmin, { statusCode: 400, code: 'VALIDATION_FAILED' }).field).toBe('email');
+      expect(await db.selectFrom('email_outbox').select('id').execute()).toEqual(before);
+      const stored = await db.selectFrom('users').select('email').where('id', '=', user.id).executeTakeFirst();
+      expect(stored?.email).toBe(user.email);
     },
   );
 
