@@ -129,7 +129,12 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
       onRequest: async () => {
         auth.assertHashCapacity();
       },
-      preHandler: [app.authenticate, limiter('email-change-ip', byIp), limiter('email-change-account', byPrincipal)],
+      preHandler: [
+        app.authenticate,
+        app.requireStepUp,
+        limiter('email-change-ip', byIp),
+        limiter('email-change-account', byPrincipal),
+      ],
       schema: {
         operationId: 'requestEmailChange',
         tags: ['auth'],

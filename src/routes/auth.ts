@@ -15,6 +15,7 @@ import {
   Name,
   Password,
   RefreshToken,
+  LoginOrChallengeSchema,
   TokenPairSchema,
   UserEnvelope,
 } from './schemas.ts';
@@ -106,7 +107,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
           },
         ),
         response: {
-          200: Type.Object({ user: Type.Ref('User'), ...TokenPairSchema.properties }, { additionalProperties: false }),
+          200: LoginOrChallengeSchema,
           ...errors(400, 401, 413, 415, 429, 503),
         },
       },
@@ -180,7 +181,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     '/auth/password',
     {
       onRequest: shedWhenHashingIsFull,
-      preHandler: [flood('password-change-ip', config.credentialRateLimit), app.authenticate],
+      preHandler: [flood('password-change-ip', config.credentialRateLimit), app.authenticate, app.requireStepUp],
       schema: {
         operationId: 'changePassword',
         tags: ['auth'],
@@ -234,7 +235,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     '/auth/me',
     {
       onRequest: shedWhenHashingIsFull,
-      preHandler: [flood('account-delete-ip', config.credentialRateLimit), app.authenticate],
+      preHandler: [flood('account-delete-ip', config.credentialRateLimit), app.authenticate, app.requireStepUp],
       schema: {
         operationId: 'deleteMe',
         tags: ['auth'],
