@@ -120,6 +120,7 @@ export function createServices(deps: ServiceDeps): Services {
             sessions,
             principals: deps.principals,
             events: deps.mfaEvents,
+            onEmailQueued: deps.onEmailQueued,
           }),
     users: new UserService({ db: deps.db, staleReads: deps.readDb }),
     accountEmails: new AccountEmailService({

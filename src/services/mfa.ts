@@ -13,6 +13,7 @@ import {
 import { SessionRepository } from '../repositories/sessions.ts';
 import { UserRepository, type UserRow } from '../repositories/users.ts';
 import { NO_CONTEXT, recordAuditEvent, type RequestContext } from './audit-log.ts';
+import { queueSecurityNotice } from './email.ts';
 import type {
   AuthenticatedUser,
   AuthService,
@@ -65,6 +66,8 @@ export interface MfaServiceDeps {
   readonly sessions: SessionService;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
   readonly events?: MfaEvents | undefined;
+  /** Called once a transaction that queued a security notice committed (wakes the dispatcher). */
+  readonly onEmailQueued?: (() => void) | undefined;
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -191,14 +194,16 @@ export class MfaService {
       let recoveryCodes: string[] | undefined;
       if (first) {
         await users.setMfaEnabled(user.id, true);
-        recoveryCodes = await replaceRecoveryCodes(trx, user.id, now);
+        recoveryCodes = await replaceRecoveryCodes(trx, this.#deps.box, user.id, now);
       }
       await recordAuditEvent(trx, 'mfa.enrolled', user.id, context, { factorId: factor.id, type: 'totp' });
+      await queueSecurityNotice(trx, user, 'mfa_enrolled', now);
       const raised = await this.#raise(trx, user, sid, 'otp', now);
       return { kind: 'ok', factor: { ...factor, verified_at: now, last_used_at: now }, recoveryCodes, raised } as const;
     });
     if (outcome.kind === 'wrong') return this.#wrongCode();
     this.#deps.principals?.invalidate(principal.userId);
+    this.#deps.onEmailQueued?.();
     this.#deps.events?.onChallenge?.('verified');
     return {
       factor: viewOf(outcome.factor),
@@ -246,6 +251,7 @@ export class MfaService {
       return this.#wrongCode();
     }
     this.#deps.events?.onChallenge?.('verified');
+    if (outcome.method === 'rc') this.#deps.onEmailQueued?.();
     const assurance: Assurance = { aal: 'aal2', amr: ['pwd', outcome.method] };
     return this.#deps.auth.openSession(outcome.user, context, assurance);
   }
@@ -265,6 +271,7 @@ export class MfaService {
       return this.#wrongCode();
     }
     this.#deps.events?.onChallenge?.('verified');
+    this.#deps.onEmailQueued?.();
     return outcome.raised();
   }
 
@@ -279,22 +286,27 @@ export class MfaService {
       const left = (await factors.listOfUser(user.id)).filter((factor) => factor.verified_at !== null);
       if (left.length === 0) {
         await users.setMfaEnabled(user.id, false);
-        await replaceRecoveryCodes(trx, user.id, this.#deps.clock(), 0);
+        await replaceRecoveryCodes(trx, this.#deps.box, user.id, this.#deps.clock(), 0);
       }
       await recordAuditEvent(trx, 'mfa.removed', user.id, context, { factorId, lastFactor: left.length === 0 });
+      await queueSecurityNotice(trx, user, 'mfa_removed', this.#deps.clock());
     });
     this.#deps.principals?.invalidate(principal.userId);
+    this.#deps.onEmailQueued?.();
   }
 
   /** A new set of recovery codes; the previous set stops working. */
   async regenerateRecoveryCodes(principal: Principal, context: RequestContext): Promise<string[]> {
-    return withTransaction(this.#deps.db, async (trx) => {
+    const codes = await withTransaction(this.#deps.db, async (trx) => {
       const user = await new UserRepository(trx).lockForUpdate(principal.userId);
       if (user?.mfa_enabled !== true) throw new NotFoundError('No second factor to recover');
-      const codes = await replaceRecoveryCodes(trx, user.id, this.#deps.clock());
+      const codes = await replaceRecoveryCodes(trx, this.#deps.box, user.id, this.#deps.clock());
       await recordAuditEvent(trx, 'mfa.recovery_codes_regenerated', user.id, context);
+      await queueSecurityNotice(trx, user, 'mfa_recovery_codes_regenerated', this.#deps.clock());
       return codes;
     });
+    this.#deps.onEmailQueued?.();
+    return codes;
   }
 
   /** An admin removes every factor and recovery code of a user who lost their device; their sessions end. */
@@ -304,13 +316,15 @@ export class MfaService {
       const user = await users.lockForUpdate(userId);
       if (user === undefined) throw new NotFoundError('User not found');
       const removed = await new MfaFactorRepository(trx).deleteOfUser(user.id);
-      await replaceRecoveryCodes(trx, user.id, this.#deps.clock(), 0);
+      await replaceRecoveryCodes(trx, this.#deps.box, user.id, this.#deps.clock(), 0);
       await users.setMfaEnabled(user.id, false);
       await recordAuditEvent(trx, 'mfa.reset_by_admin', user.id, context, { factorsRemoved: removed });
+      await queueSecurityNotice(trx, user, 'mfa_reset_by_admin', this.#deps.clock());
       return this.#deps.sessions.endAllInTransaction(trx, user.id, 'revoked', context);
     });
     this.#deps.principals?.invalidate(userId);
     this.#deps.sessions.forget(ended, 'revoked');
+    this.#deps.onEmailQueued?.();
   }
 
   /** A TOTP code of any verified factor (once per step) or an unused recovery code. @returns the `amr` method. */
@@ -322,8 +336,15 @@ export class MfaService {
     context: RequestContext,
   ): Promise<'otp' | 'rc' | undefined> {
     if ('recoveryCode' in factor) {
-      const used = await new RecoveryCodeRepository(trx).use(user.id, hashRecoveryCode(factor.recoveryCode), now);
-      if (used) await recordAuditEvent(trx, 'mfa.recovery_code_used', user.id, context);
+      const used = await new RecoveryCodeRepository(trx).use(
+        user.id,
+        hashRecoveryCode(this.#deps.box, factor.recoveryCode),
+        now,
+      );
+      if (used) {
+        await recordAuditEvent(trx, 'mfa.recovery_code_used', user.id, context);
+        await queueSecurityNotice(trx, user, 'mfa_recovery_code_used', now);
+      }
       return used ? 'rc' : undefined;
     }
     const factors = new MfaFactorRepository(trx);
@@ -398,13 +419,22 @@ function viewOf(factor: MfaFactorRow): FactorView {
   };
 }
 
-/** Recovery codes are compared without their dash and case: `abcde-fghij` is `ABCDEFGHIJ`. */
-export function hashRecoveryCode(code: string): string {
-  return sha256(`recovery-code\0${code.replace(/[\s-]/g, '').toUpperCase()}`);
+/**
+ * Recovery codes are stored as keyed digests (see `SecretBox.digest`), compared without their
+ * dash and case: `abcde-fghij` is `ABCDEFGHIJ`.
+ */
+function hashRecoveryCode(box: SecretBox, code: string): string {
+  return box.digest(code.replace(/[\s-]/g, '').toUpperCase(), 'recovery-code');
 }
 
 /** Ten new codes of 50 random bits each (ten Crockford base32 characters), replacing the user's set. */
-async function replaceRecoveryCodes(trx: Kysely<DB>, userId: string, now: Date, count = RECOVERY_CODE_COUNT) {
+async function replaceRecoveryCodes(
+  trx: Kysely<DB>,
+  box: SecretBox,
+  userId: string,
+  now: Date,
+  count = RECOVERY_CODE_COUNT,
+) {
   const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
   const codes = Array.from({ length: count }, () => {
     const bytes = randomBytes(10);
@@ -413,7 +443,7 @@ async function replaceRecoveryCodes(trx: Kysely<DB>, userId: string, now: Date, 
   });
   await new RecoveryCodeRepository(trx).replace(
     userId,
-    codes.map(hashRecoveryCode),
+    codes.map((code) => hashRecoveryCode(box, code)),
     now,
     codes.map(() => randomUUID()),
   );

@@ -118,6 +118,10 @@ describe('TOTP enrolment', () => {
 
     const status = await authed(app, 'GET', '/auth/mfa', body.accessToken);
     expect(status.json()).toMatchObject({ factors: [{ id: factor.id, verified: true }], recoveryCodesRemaining: 10 });
+    // The owner is told, once, with no code, secret or link in the notice.
+    const notices = await db.selectFrom('email_outbox').where('user_id', '=', user.id).selectAll().execute();
+    expect(notices.map((notice) => notice.template)).toEqual(['notice_mfa_enrolled']);
+    expect(JSON.stringify(notices)).not.toContain(secret);
   });
 
   test('a wrong first code leaves the factor unverified; an enrolment not verified in time expires', async ({
@@ -497,6 +501,11 @@ describe('recovery, removal and roles', () => {
     );
     const events = await db.selectFrom('audit_events').where('user_id', '=', user.id).select('type').execute();
     expect(events.map((event) => event.type)).toContain('mfa.reset_by_admin');
+    const notices = await db.selectFrom('email_outbox').where('user_id', '=', user.id).select('template').execute();
+    expect(notices.map((notice) => notice.template).sort()).toEqual([
+      'notice_mfa_enrolled',
+      'notice_mfa_reset_by_admin',
+    ]);
     expectError(await authed(app, 'DELETE', `/users/${user.id}/mfa`, session.accessToken), { statusCode: 401 });
   });
 
