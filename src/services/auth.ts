@@ -181,8 +181,13 @@ export class AuthService {
       : undefined;
     const refreshToken = newRefreshToken();
     const sid = randomUUID();
-    await withTransaction(this.#deps.db, async (trx) => {
+    const opened = await withTransaction(this.#deps.db, async (trx) => {
       const txUsers = new UserRepository(trx);
+      // The check above ran on the row as read before hashing; the session opens only if that is
+      // still the account's row (same hash, email and status) once locked: a password change,
+      // reset, disabling or deletion that committed meanwhile wins (see `credentialsUnchanged`).
+      const current = await txUsers.lockForUpdate(user.id);
+      if (!credentialsUnchanged(user, current)) return current === undefined ? 'deleted' : 'changed';
       await txUsers.updateLastLogin(user.id, now);
       if (upgradedHash !== undefined) await txUsers.updatePasswordHash(user.id, upgradedHash, now);
       const expiresAt = new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000);
@@ -201,7 +206,12 @@ export class AuthService {
         expiresAt,
       });
       await recordAuditEvent(trx, 'login.succeeded', user.id, { ...context, sessionId: sid, actorId: user.id });
+      return 'opened';
     });
+    // Answered like a wrong password: the check was against credentials that no longer count, and
+    // the caller must not learn that the password was right a moment ago.
+    if (opened === 'deleted') return this.#failLogin(null, context, { reason: 'credentials_changed' });
+    if (opened === 'changed') return this.#failLogin(user.id, context, { reason: 'credentials_changed' });
     // Our own write: drop the cached row now rather than when the change notification arrives.
     this.#deps.principals?.invalidate(user.id);
     this.#deps.events?.onLogin?.('success');
@@ -331,17 +341,15 @@ export class AuthService {
     assertValidPassword(newPassword, 'newPassword');
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-    if (!(await this.#deps.hasher.verify(user.password_hash, currentPassword, callers))) {
-      throw new AuthenticationError('Current password is incorrect', 'INVALID_CREDENTIALS', {
-        field: 'currentPassword',
-      });
-    }
+    if (!(await this.#deps.hasher.verify(user.password_hash, currentPassword, callers))) throw wrongCurrentPassword();
     const passwordHash = await this.#deps.hasher.hash(newPassword, callers);
     const now = this.#deps.clock();
     const ended = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
-      await users.lockForUpdate(user.id);
+      // The current password was checked against the row read before hashing: a change that
+      // committed since (another password change, a reset, disabling) makes that check stale.
+      if (!credentialsUnchanged(user, await users.lockForUpdate(user.id))) throw wrongCurrentPassword();
       await users.updatePasswordHash(user.id, passwordHash, now);
       await recordAuditEvent(trx, 'password.changed', user.id, context);
       const keep = context.sessionId ?? undefined;
@@ -410,6 +418,27 @@ export class AuthService {
       expiresIn: this.#deps.signer.expiresIn,
     };
   }
+}
+
+/**
+ * Whether the user's row, as locked by the transaction about to act on a secret checked earlier
+ * (outside it, so no connection waits on argon2), still holds what was checked: the same password
+ * hash, the same email, still active. Every unit of work that changes any of them (password change
+ * or reset, email change, disabling, deletion) locks the same row first, so either it committed
+ * before this lock was granted and is seen here, or it waits and sees what this one wrote (and
+ * ends the session this one opened).
+ */
+export function credentialsUnchanged(checked: UserRow, locked: UserRow | undefined): boolean {
+  return (
+    locked !== undefined &&
+    locked.password_hash === checked.password_hash &&
+    locked.email === checked.email &&
+    locked.status === 'active'
+  );
+}
+
+function wrongCurrentPassword(): AuthenticationError {
+  return new AuthenticationError('Current password is incorrect', 'INVALID_CREDENTIALS', { field: 'currentPassword' });
 }
 
 /** The successor refresh token of `presented`: the same for the same token, on every instance. */
