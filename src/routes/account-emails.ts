@@ -1,19 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AuthenticationError } from '../errors/index.ts';
 import { requestContext } from '../plugins/auth.ts';
 import type { Services } from '../services/index.ts';
 import { noStore } from '../plugins/http-edges.ts';
-import { addressOf, credentialLimits, emailAccount } from './limits.ts';
+import { callerKey } from '../services/throttle.ts';
+import { addressOf, flood, floodCaller } from './limits.ts';
 import { Email, EmailToken, errors, Password, UserEnvelope } from './schemas.ts';
 
 export interface AccountEmailRoutesOptions {
   readonly services: Pick<Services, 'accountEmails' | 'auth'>;
-  /** Requests per route per client address, and per account where there is one, per window. */
-  readonly rateLimit: number;
-  readonly rateLimitWindowMs: number;
-  readonly onRateLimited?: (limiter: string) => void;
 }
 
 /** The same body for every accepted request, whatever happened (or did not) behind it. */
@@ -26,21 +22,14 @@ const AcceptedSchema = Type.Object({ status: Type.Literal('accepted') }, { addit
  */
 const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> = async (app, opts) => {
   const { accountEmails: service, auth } = opts.services;
-  // The flood caps of routes/auth.ts: per client address keyed canonically (IPv6 by /64,
-  // IPv4-mapped as IPv4), and per account where there is one.
-  const { flood } = credentialLimits(app, { windowMs: opts.rateLimitWindowMs, onLimited: opts.onRateLimited });
-  const limiter = (name: string, key: (request: FastifyRequest) => string) => flood(name, opts.rateLimit, key);
-  const byIp = addressOf;
-  const byPrincipal = (request: FastifyRequest) => request.principal?.userId ?? 'none';
-  const byEmail = (request: FastifyRequest) =>
-    emailAccount((request.body as { email?: unknown } | undefined)?.email) || 'none';
+  // Flood caps per client address, and per account where there is one (src/routes/limits.ts).
 
   app.addHook('onRequest', noStore);
 
   app.post(
     '/auth/email/verify',
     {
-      preHandler: limiter('email-verify-ip', byIp),
+      onRequest: flood('email-verify-ip'),
       schema: {
         tags: ['auth'],
         summary: 'Verify the email address with the token from the verification link',
@@ -56,7 +45,8 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
   app.post(
     '/auth/email/verification',
     {
-      preHandler: [app.authenticate, limiter('email-resend-ip', byIp), limiter('email-resend-account', byPrincipal)],
+      onRequest: flood('email-resend-ip'),
+      preHandler: [app.authenticate, flood('email-resend-account')],
       schema: {
         tags: ['auth'],
         summary: 'Send a new verification email',
@@ -77,7 +67,7 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
   app.post(
     '/auth/password/forgot',
     {
-      preHandler: [limiter('password-forgot-ip', byIp), limiter('password-forgot-account', byEmail)],
+      onRequest: flood('password-forgot-ip'),
       schema: {
         tags: ['auth'],
         summary: 'Ask for a password-reset email',
@@ -88,7 +78,13 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
       },
     },
     async (request, reply) => {
-      await service.requestPasswordReset(request.body.email, requestContext(request));
+      // Past the account's cap the request is answered like any other but sends nothing: a refusal
+      // would let whoever floods an address stop its owner from asking for a link.
+      const { allowed } = await app.floods.take(
+        'password-forgot-account',
+        floodCaller(request, app.floods.limit('password-forgot-account').per),
+      );
+      if (allowed) await service.requestPasswordReset(request.body.email, requestContext(request));
       return reply.code(202).send(ACCEPTED);
     },
   );
@@ -96,10 +92,12 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
   app.post(
     '/auth/password/reset',
     {
-      onRequest: async () => {
-        auth.assertHashCapacity();
-      },
-      preHandler: limiter('password-reset-ip', byIp),
+      onRequest: [
+        flood('password-reset-ip'),
+        async (request) => {
+          auth.assertHashCapacity(callerKey.address(addressOf(request)));
+        },
+      ],
       schema: {
         tags: ['auth'],
         summary: 'Set a new password with the token from the reset link',

@@ -1,23 +1,21 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import type { AuthConfig } from '../config.ts';
 import { requestContext, requireAuthenticatedUser, requirePrincipal } from '../plugins/auth.ts';
 import { noStore } from '../plugins/http-edges.ts';
 import type { Services } from '../services/index.ts';
 import type { HashCallers } from '../services/passwords.ts';
-import { addressOf, attemptOf, credentialLimits, emailAccount } from './limits.ts';
-import { Email, errors, Name, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
+import { callerKey } from '../services/throttle.ts';
+import { addressOf, attemptOf, emailAccount, flood } from './limits.ts';
+import { DeviceToken, Email, errors, Name, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
 
 export interface AuthRoutesOptions {
-  readonly config: AuthConfig;
-  readonly services: Pick<Services, 'auth' | 'userAdmin'>;
-  readonly onRateLimited?: (route: string) => void;
+  readonly services: Pick<Services, 'auth' | 'userAdmin' | 'devices'>;
 }
 
 /** A password hash's callers: the account it names and the client address (each gets a bounded share). */
-function hashCallers(request: FastifyRequest, email: string): HashCallers {
-  return [`account:${emailAccount(email)}`, `address:${addressOf(request)}`];
+function hashCallers(request: FastifyRequest, account: string): HashCallers {
+  return [callerKey.address(addressOf(request)), callerKey.account(account)];
 }
 
 const RefreshTokenBody = Type.Object(
@@ -27,28 +25,22 @@ const RefreshTokenBody = Type.Object(
 
 /** The contract's /auth endpoints: register, login, refresh, logout, me (read, rename, erase), password. */
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
-  const { config } = opts;
-  const { auth, userAdmin } = opts.services;
-  const { flood } = credentialLimits(app, { windowMs: config.rateLimitWindowMs, onLimited: opts.onRateLimited });
-  const byEmail = (request: FastifyRequest) =>
-    `account:${emailAccount((request.body as { email?: unknown } | undefined)?.email)}`;
+  const { auth, userAdmin, devices } = opts.services;
 
   app.addHook('onRequest', noStore);
-  // Routes that hash a password shed load before doing anything else (no body parsing, no rate
-  // limit bookkeeping) when no hashing slot is free: under overload a refusal must cost little, or
-  // refusals take the CPU the hashes need.
-  const shedWhenHashingIsFull = async () => {
-    auth.assertHashCapacity();
+  // Routes that hash a password shed load before parsing the body when no hashing slot is free:
+  // under overload a refusal must cost little, or refusals take the CPU the hashes need. It runs
+  // after the per-address flood cap (also before the body), so every refused request counts
+  // against the address that sent it.
+  const shedWhenHashingIsFull = async (request: FastifyRequest) => {
+    auth.assertHashCapacity(callerKey.address(addressOf(request)));
   };
 
   app.post(
     '/auth/register',
     {
-      onRequest: shedWhenHashingIsFull,
-      preHandler: [
-        flood('register-ip', config.registerRateLimit),
-        flood('register-account', config.registerRateLimit, byEmail),
-      ],
+      onRequest: [flood('register-ip'), shedWhenHashingIsFull],
+      preHandler: flood('register-account'),
       schema: {
         operationId: 'register',
         tags: ['auth'],
@@ -64,7 +56,8 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request, reply) => {
-      const user = await auth.register(request.body, hashCallers(request, request.body.email), requestContext(request));
+      const callers = hashCallers(request, emailAccount(request.body.email));
+      const user = await auth.register(request.body, callers, requestContext(request));
       return reply.code(201).send({ user });
     },
   );
@@ -72,41 +65,51 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.post(
     '/auth/login',
     {
-      onRequest: shedWhenHashingIsFull,
-      // A flood cap per address here; failures are throttled per account and address in the handler.
-      preHandler: flood('login-ip', config.loginRateLimit),
+      // A flood cap per address here; failures are throttled per account and address (or per
+      // recognised device) in the handler.
+      onRequest: [flood('login-ip'), shedWhenHashingIsFull],
       schema: {
         operationId: 'login',
         tags: ['auth'],
         summary: 'Exchange email and password for tokens',
+        description:
+          'Send back the deviceToken of your last successful login on this device: failed attempts from elsewhere ' +
+          '(which slow the account down for unknown devices) then never lock this device out.',
         body: Type.Object(
-          { email: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          {
+            email: Email,
+            password: Type.String({ minLength: 1, maxLength: 1024 }),
+            deviceToken: Type.Optional(DeviceToken),
+          },
           {
             additionalProperties: false,
             examples: [{ email: 'ada@example.com', password: 'correct horse battery staple' }],
           },
         ),
         response: {
-          200: Type.Object({ user: Type.Ref('User'), ...TokenPairSchema.properties }, { additionalProperties: false }),
+          200: Type.Object(
+            { user: Type.Ref('User'), ...TokenPairSchema.properties, deviceToken: DeviceToken },
+            { additionalProperties: false },
+          ),
           ...errors(400, 401, 413, 415, 429, 503),
         },
       },
     },
-    async (request) =>
-      app.throttle.guard(attemptOf(request, 'login', emailAccount(request.body.email)), () =>
-        auth.login(
-          request.body.email,
-          request.body.password,
-          hashCallers(request, request.body.email),
-          requestContext(request),
-        ),
-      ),
+    async (request) => {
+      const account = emailAccount(request.body.email);
+      const device = devices.recognise(account, request.body.deviceToken);
+      const signedIn = await app.throttle.guard(attemptOf(request, 'login', account, device), () =>
+        auth.login(request.body.email, request.body.password, hashCallers(request, account), requestContext(request)),
+      );
+      // A new token on every success: the device is recognised for another 90 days.
+      return { ...signedIn, deviceToken: devices.issue(account) };
+    },
   );
 
   app.post(
     '/auth/refresh',
     {
-      preHandler: flood('refresh-ip', config.refreshRateLimit),
+      onRequest: flood('refresh-ip'),
       schema: {
         operationId: 'refresh',
         tags: ['auth'],
@@ -124,7 +127,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.post(
     '/auth/logout',
     {
-      preHandler: flood('logout-ip', config.logoutRateLimit),
+      onRequest: flood('logout-ip'),
       schema: {
         operationId: 'logout',
         tags: ['auth'],
@@ -160,8 +163,8 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.post(
     '/auth/password',
     {
-      onRequest: shedWhenHashingIsFull,
-      preHandler: [flood('password-change-ip', config.credentialRateLimit), app.authenticate],
+      onRequest: [flood('password-change-ip'), shedWhenHashingIsFull],
+      preHandler: app.authenticate,
       schema: {
         operationId: 'changePassword',
         tags: ['auth'],
@@ -185,7 +188,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
           principal,
           request.body.currentPassword,
           request.body.newPassword,
-          [`account:${principal.userId}`, `address:${addressOf(request)}`],
+          [callerKey.address(addressOf(request)), callerKey.user(principal.userId)],
           requestContext(request),
         ),
       );
@@ -214,8 +217,8 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.delete(
     '/auth/me',
     {
-      onRequest: shedWhenHashingIsFull,
-      preHandler: [flood('account-delete-ip', config.credentialRateLimit), app.authenticate],
+      onRequest: [flood('account-delete-ip'), shedWhenHashingIsFull],
+      preHandler: app.authenticate,
       schema: {
         operationId: 'deleteMe',
         tags: ['auth'],
@@ -234,8 +237,8 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       // Like a password change: a stolen access token must not become a way to guess the password.
       await app.throttle.guard(attemptOf(request, 'account-delete', principal.userId), () =>
         userAdmin.deleteSelf(principal, request.body.password, requestContext(request), [
-          `account:${principal.userId}`,
-          `address:${addressOf(request)}`,
+          callerKey.address(addressOf(request)),
+          callerKey.user(principal.userId),
         ]),
       );
       return reply.code(204).send(null);

@@ -128,6 +128,19 @@ export function canonicalId(id: string): string {
 export const RefreshToken = Type.String({ minLength: 1, maxLength: 512 });
 
 /**
+ * A device token (api.md "Abuse resistance"): opaque, issued by every successful login for that
+ * account. A login may send back any string here; one that is not a live token of the account is
+ * simply an unknown device, never an error.
+ */
+export const DeviceToken = Type.String({
+  minLength: 1,
+  maxLength: 256,
+  description:
+    'Opaque token recognising this device for this account (issued by each successful login, valid 90 days). ' +
+    'Logins that present it are throttled for this device only.',
+});
+
+/**
  * A single-use email token. Any string is accepted here and checked by the service, so a
  * malformed or over-long one is the same 400 INVALID_OR_EXPIRED_TOKEN as an unknown one (a
  * `maxLength` would answer VALIDATION_FAILED instead and tell the two apart); the body limit of

@@ -31,17 +31,23 @@ export function hashAccountToken(token: string): string {
 
 /**
  * Issues a token for `userId` inside the caller's unit of work: the user's live tokens of the same
- * purpose are superseded first, so only the newest link works.
+ * purpose are superseded first, so only the newest link works (unless `keepLive`).
  *
  * @returns the token to put in the link; only its hash is stored.
  */
 export async function issueAccountToken(
   trx: Kysely<DB>,
-  request: { readonly userId: string; readonly purpose: AccountTokenPurpose; readonly ttlSeconds: number },
+  request: {
+    readonly userId: string;
+    readonly purpose: AccountTokenPurpose;
+    readonly ttlSeconds: number;
+    /** Leave the user's live tokens working (reset links asked for by anyone: see `EmailComposer`). */
+    readonly keepLive?: boolean;
+  },
   now: Date,
 ): Promise<string> {
   const tokens = new AccountTokenRepository(trx);
-  await tokens.supersedeLive(request.userId, request.purpose, now);
+  if (request.keepLive !== true) await tokens.supersedeLive(request.userId, request.purpose, now);
   const { token, tokenHash } = newAccountToken();
   await tokens.insert({
     userId: request.userId,

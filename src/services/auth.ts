@@ -112,8 +112,8 @@ export class AuthService {
    *
    * @throws {ServiceUnavailableError} `OVERLOADED`
    */
-  assertHashCapacity(): void {
-    this.#deps.hasher.assertCapacity();
+  assertHashCapacity(caller?: string): void {
+    this.#deps.hasher.assertCapacity(caller);
   }
 
   /**

@@ -5,6 +5,7 @@ import type { ReadDatabase } from '../db/replicas.ts';
 import { AccountEmailService } from './account-emails.ts';
 import { AuditLog } from './audit-log.ts';
 import { AuthService, type AuthenticatedUser, type AuthEvents } from './auth.ts';
+import { DeviceTokens } from './device-tokens.ts';
 import { queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
@@ -21,6 +22,8 @@ export interface Services {
   readonly sessions: SessionService;
   readonly userAdmin: UserAdministration;
   readonly audit: AuditLog;
+  /** Device tokens handed out by sign-ins (see `DeviceTokens`). */
+  readonly devices: DeviceTokens;
 }
 
 export interface ServiceDeps {
@@ -39,6 +42,8 @@ export interface ServiceDeps {
    * of this process (one instance only: tests).
    */
   readonly refreshSuccessorKeys?: readonly [string, ...string[]] | undefined;
+  /** Keys signing device tokens, the same on every instance; absent, a random key of this process. */
+  readonly deviceTokenKeys?: readonly [string, ...string[]] | undefined;
   readonly authEvents?: AuthEvents | undefined;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
   /** Live sessions (`sid` → owner), kept fresh by the change feed like `principals`. */
@@ -112,5 +117,6 @@ export function createServices(deps: ServiceDeps): Services {
       events: deps.adminEvents,
     }),
     audit,
+    devices: new DeviceTokens(deps.deviceTokenKeys ?? [randomBytes(32).toString('base64url')], deps.clock),
   };
 }
