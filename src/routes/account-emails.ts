@@ -4,6 +4,7 @@ import { AuthenticationError } from '../errors/index.ts';
 import { requestContext } from '../plugins/auth.ts';
 import type { Services } from '../services/index.ts';
 import { noStore } from '../plugins/http-edges.ts';
+import { canonicalEmail } from '../services/credentials.ts';
 import { callerKey } from '../services/throttle.ts';
 import { addressOf, flood, floodCaller } from './limits.ts';
 import { Email, EmailToken, errors, Password, UserEnvelope } from './schemas.ts';
@@ -79,7 +80,9 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
     },
     async (request, reply) => {
       // Past the account's cap the request is answered like any other but sends nothing: a refusal
-      // would let whoever floods an address stop its owner from asking for a link.
+      // would let whoever floods an address stop its owner from asking for a link. An address that
+      // is not one is still a 400, over the cap or not.
+      canonicalEmail(request.body.email);
       const { allowed } = await app.floods.take(
         'password-forgot-account',
         floodCaller(request, app.floods.limit('password-forgot-account').per),
