@@ -67,7 +67,10 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Exchange email and password for tokens */
+    /**
+     * Exchange email and password for tokens
+     * @description Send back the deviceToken of your last successful login on this device: failed attempts from elsewhere (which slow the account down for unknown devices) then never lock this device out.
+     */
     post: operations['login'];
     delete?: never;
     options?: never;
@@ -642,6 +645,8 @@ export interface operations {
          *     }
          */
         'application/json': {
+          /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+          deviceToken?: string;
           /** @description Compared case-insensitively after trim + NFKC */
           email: string;
           password: string;
@@ -657,6 +662,8 @@ export interface operations {
         content: {
           'application/json': {
             accessToken: string;
+            /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+            deviceToken: string;
             /** @description Access token lifetime in seconds */
             expiresIn: number;
             refreshToken: string;
