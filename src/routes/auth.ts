@@ -13,9 +13,13 @@ export interface AuthRoutesOptions {
   readonly services: Pick<Services, 'auth' | 'userAdmin' | 'devices'>;
 }
 
-/** A password hash's callers: the account it names and the client address (each gets a bounded share). */
-function hashCallers(request: FastifyRequest, account: string): HashCallers {
-  return [callerKey.address(addressOf(request)), callerKey.account(account)];
+/**
+ * A password hash's callers: the client address and the account it names (each gets a bounded
+ * share), and the device when the request presented a valid device token (served first).
+ */
+function hashCallers(request: FastifyRequest, account: string, device?: string): HashCallers {
+  const callers = [callerKey.address(addressOf(request)), callerKey.account(account)];
+  return device === undefined ? callers : [...callers, callerKey.device(device)];
 }
 
 const RefreshTokenBody = Type.Object(
@@ -99,7 +103,12 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       const account = emailAccount(request.body.email);
       const device = devices.recognise(account, request.body.deviceToken);
       const signedIn = await app.throttle.guard(attemptOf(request, 'login', account, device), () =>
-        auth.login(request.body.email, request.body.password, hashCallers(request, account), requestContext(request)),
+        auth.login(
+          request.body.email,
+          request.body.password,
+          hashCallers(request, account, device),
+          requestContext(request),
+        ),
       );
       // A new token on every success: the device is recognised for another 90 days.
       return { ...signedIn, deviceToken: devices.issue(account) };

@@ -33,7 +33,8 @@ export interface PasswordHasherOptions {
 /**
  * Who a hash is for: caller keys (`callerKey` in services/throttle.ts) such as the client address
  * and the account. Each key may hold at most the hasher's `callerShare` of slots and queue at
- * once; the first one is the caller the queue is fair between (the client address).
+ * once; the first one is the caller the queue is fair between (the client address); a `device:`
+ * key (a recognised device) puts the hash in the lane served first (see {@link FairLimiter}).
  */
 export type HashCallers = readonly string[];
 
@@ -143,9 +144,15 @@ interface Waiter {
  * Waiting tasks are queued per caller (the first of a task's callers: its client address) and
  * served round-robin between callers, one task each in turn, so a caller with one task waits
  * behind at most one task of each other caller rather than behind everything queued before it.
- * When the queue is full, a task whose caller has fewer waiting tasks than the caller with the
- * most takes the place of that caller's newest one, which is refused (`OVERLOADED`): refusals go
- * to whoever fills the queue, not to whoever comes next.
+ * Tasks of a recognised device (a `device:` key among their callers: a login that sent back a
+ * valid device token for its account) have a lane of their own, served first, round-robin too:
+ * strangers, who cannot hold the account's device tokens, do not stand between the owner and a
+ * slot however many addresses they use.
+ *
+ * When the queue is full, a newcomer takes the place of the newest task of the caller with the
+ * most waiting in the other lane (a recognised device: any caller's), provided that caller has
+ * more waiting than the newcomer's; that task is refused (`OVERLOADED`). Refusals go to whoever
+ * fills the queue, not to whoever comes next.
  *
  * @example
  * ```ts
@@ -157,8 +164,11 @@ export class FairLimiter {
   readonly #limit: number;
   readonly #queueLimit: number;
   readonly #callerShare: number;
-  /** Waiting tasks per caller; the Map's order is the round-robin order (a served caller moves to the end). */
-  readonly #queues = new Map<string, Waiter[]>();
+  /**
+   * Waiting tasks per caller, recognised devices' lane first; each Map's order is its round-robin
+   * order (a served caller moves to the end).
+   */
+  readonly #lanes = { devices: new Map<string, Waiter[]>(), others: new Map<string, Waiter[]>() };
   readonly #held = new Map<string, number>();
   #waiting = 0;
   #running = 0;
@@ -173,9 +183,14 @@ export class FairLimiter {
     return this.#waiting;
   }
 
-  /** Whether a task of `caller` started now would be refused (it could neither run, queue nor push another out). */
-  full(caller = ''): boolean {
-    return this.#running >= this.#limit && this.#waiting >= this.#queueLimit && this.#heaviest(caller) === undefined;
+  /**
+   * Whether a task of `caller` (of a recognised device when `device`) started now would be
+   * refused: it could neither run, queue nor take another's place.
+   */
+  full(caller = '', device = false): boolean {
+    return (
+      this.#running >= this.#limit && this.#waiting >= this.#queueLimit && this.#victim(caller, device) === undefined
+    );
   }
 
   async run<T>(task: () => Promise<T>, callers: HashCallers = []): Promise<T> {
@@ -185,10 +200,11 @@ export class FairLimiter {
       });
     }
     const caller = callers[0] ?? '';
-    if (this.full(caller)) throw overloaded();
+    const device = callers.some((key) => key.startsWith('device:'));
+    if (this.full(caller, device)) throw overloaded();
     for (const key of callers) this.#held.set(key, (this.#held.get(key) ?? 0) + 1);
     try {
-      if (this.#running >= this.#limit) await this.#wait(caller);
+      if (this.#running >= this.#limit) await this.#wait(caller, device);
       else this.#running++;
       return await this.#runHeld(task);
     } finally {
@@ -200,45 +216,56 @@ export class FairLimiter {
     }
   }
 
-  #wait(caller: string): Promise<void> {
+  #wait(caller: string, device: boolean): Promise<void> {
     if (this.#waiting >= this.#queueLimit) {
-      // full() said some caller has more waiting than this one: its newest task gives way.
-      const heaviest = this.#heaviest(caller);
-      const pushedOut = heaviest === undefined ? undefined : this.#queues.get(heaviest)?.pop();
-      if (heaviest !== undefined && this.#queues.get(heaviest)?.length === 0) this.#queues.delete(heaviest);
+      // full() found a caller with more waiting than this one: its newest task gives way.
+      const victim = this.#victim(caller, device);
+      const pushedOut = victim?.queue.pop();
+      if (victim !== undefined && victim.queue.length === 0) victim.lane.delete(victim.caller);
       if (pushedOut === undefined) return Promise.reject(overloaded());
       this.#waiting--;
       pushedOut.refuse(overloaded());
     }
+    const lane = device ? this.#lanes.devices : this.#lanes.others;
     return new Promise<void>((grant, refuse) => {
-      const queue = this.#queues.get(caller);
-      if (queue === undefined) this.#queues.set(caller, [{ grant, refuse }]);
+      const queue = lane.get(caller);
+      if (queue === undefined) lane.set(caller, [{ grant, refuse }]);
       else queue.push({ grant, refuse });
       this.#waiting++;
     });
   }
 
-  /** The caller with the most waiting tasks, if it has more than `caller`; undefined otherwise. */
-  #heaviest(caller: string): string | undefined {
-    let heaviest: string | undefined;
-    let most = this.#queues.get(caller)?.length ?? 0;
-    for (const [key, queue] of this.#queues) {
-      if (queue.length > most) {
-        heaviest = key;
-        most = queue.length;
+  /**
+   * Whose newest waiting task a newcomer of `caller` may take the place of: the caller with the
+   * most waiting among unrecognised devices, if it has more than the newcomer there (a recognised
+   * device's newcomer: any such caller), else among recognised devices likewise.
+   */
+  #victim(
+    caller: string,
+    device: boolean,
+  ): { lane: Map<string, Waiter[]>; caller: string; queue: Waiter[] } | undefined {
+    const heaviest = (lane: Map<string, Waiter[]>, above: number) => {
+      let found: { lane: Map<string, Waiter[]>; caller: string; queue: Waiter[] } | undefined;
+      // Of callers with as many waiting, the one served last in the round gives way.
+      for (const [key, queue] of lane) {
+        if (queue.length > above && queue.length >= (found?.queue.length ?? 0)) found = { lane, caller: key, queue };
       }
-    }
-    return heaviest;
+      return found;
+    };
+    const { devices, others } = this.#lanes;
+    if (device) return heaviest(others, 0) ?? heaviest(devices, devices.get(caller)?.length ?? 0);
+    return heaviest(others, others.get(caller)?.length ?? 0);
   }
 
-  /** The next waiter in round-robin order, its caller moved to the back of the round. */
+  /** The next waiter in round-robin order, recognised devices first; its caller moves to the back of its lane. */
   #next(): Waiter | undefined {
-    const first = this.#queues.entries().next();
+    const lane = this.#lanes.devices.size > 0 ? this.#lanes.devices : this.#lanes.others;
+    const first = lane.entries().next();
     if (first.done === true) return undefined;
     const [caller, queue] = first.value;
     const waiter = queue.shift();
-    this.#queues.delete(caller);
-    if (queue.length > 0) this.#queues.set(caller, queue);
+    lane.delete(caller);
+    if (queue.length > 0) lane.set(caller, queue);
     if (waiter !== undefined) this.#waiting--;
     return waiter;
   }

@@ -6,7 +6,7 @@ function harness(limit: number, queueLimit: number) {
   const limiter = new FairLimiter(limit, queueLimit);
   const started: string[] = [];
   const finishers: Array<() => void> = [];
-  const submit = (caller: string, name: string) =>
+  const submit = (caller: string, name: string, device?: string) =>
     limiter.run(
       () =>
         new Promise<string>((resolve) => {
@@ -15,7 +15,7 @@ function harness(limit: number, queueLimit: number) {
             resolve(name);
           });
         }),
-      [caller, `account:${name}`],
+      device === undefined ? [caller, `account:${name}`] : [caller, `account:${name}`, `device:${device}`],
     );
   /** Finishes the oldest running task and lets the next one start. */
   const finishOne = async () => {
@@ -75,5 +75,21 @@ describe('FairLimiter: hashing capacity shared fairly between callers', () => {
     for (let i = 0; i < 5; i++) await finishOne();
     await Promise.all([running, queued[0], queued[1], other, newcomer]);
     expect(started).toEqual(['a0', 'a1', 'b1', 'c1', 'a2']);
+  });
+
+  it("serves a recognised device's task before every unrecognised one, however many callers wait, and lets it take a place in a full queue", async () => {
+    const { limiter, started, submit, finishOne } = harness(1, 8);
+    const running = submit('address:x0', 'x0-0');
+    const flood = Array.from({ length: 8 }, (_, i) => submit(`address:x${i}`, `x${i}-1`));
+    expect(limiter.waiting).toBe(8);
+
+    const owner = submit('address:owner', 'owner', 'phone');
+
+    // Every caller had one waiting: the one served last in the round gave way.
+    await expect(flood[7]).rejects.toMatchObject({ code: 'OVERLOADED' });
+    await finishOne();
+    expect(started).toEqual(['x0-0', 'owner']);
+    for (let i = 0; i < 8; i++) await finishOne();
+    await Promise.all([running, owner, ...flood.slice(0, 7)]);
   });
 });
