@@ -254,7 +254,7 @@ function writeReport(checkouts: Checkout[], results: RunResult[], loadBefore: nu
       'Goal: every owner login succeeds, p95 ≤ 1 s. /health/live p95 is what any request waited during the run, hashing aside.',
     '',
     '```sh',
-    `node bench/login-fairness.ts ${checkouts.map((c) => `${c.name}=${path.relative(ROOT_DIR, c.dir) || '.'}`).join(' ')}`,
+    `node bench/login-fairness.ts ${checkouts.map((c) => `${c.name}=${displayPath(c.dir)}`).join(' ')}`,
     '```',
     '',
     `Measured ${new Date().toISOString().slice(0, 16)} UTC on ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), ` +
@@ -279,3 +279,9 @@ function writeReport(checkouts: Checkout[], results: RunResult[], loadBefore: nu
 }
 
 await main();
+
+/** A checkout's directory as the command line names it: relative inside this one, absolute outside. */
+function displayPath(dir: string): string {
+  const relative = path.relative(ROOT_DIR, dir);
+  return relative === '' ? '.' : relative.startsWith('..') ? dir : relative;
+}

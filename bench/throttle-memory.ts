@@ -104,7 +104,7 @@ async function main(): Promise<void> {
     'THROTTLE_MEMORY_MAX_KEYS (default 200,000), refusing new keys with 503 at the bound.',
     '',
     '```sh',
-    `node --expose-gc bench/throttle-memory.ts ${checkouts.map((c) => `${c.name}=${path.relative(ROOT_DIR, c.dir) || '.'}`).join(' ')}`,
+    `node --expose-gc bench/throttle-memory.ts ${checkouts.map((c) => `${c.name}=${displayPath(c.dir)}`).join(' ')}`,
     '```',
     '',
     `Measured ${new Date().toISOString().slice(0, 16)} UTC, Node ${process.version}, ${os.availableParallelism()} cores.`,
@@ -119,3 +119,9 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+/** A checkout's directory as the command line names it: relative inside this one, absolute outside. */
+function displayPath(dir: string): string {
+  const relative = path.relative(ROOT_DIR, dir);
+  return relative === '' ? '.' : relative.startsWith('..') ? dir : relative;
+}
