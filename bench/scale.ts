@@ -33,6 +33,7 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 const RESULTS = path.join(ROOT, 'bench/results');
 const PASSWORD = 'bench password 123';
 const JWT_SECRET = 'bench-secret-that-is-at-least-32-bytes-long!';
+const ENCRYPTION_KEY = Buffer.alloc(32, 1).toString('base64');
 const SIZES = (process.argv[2] ?? '10000,100000,1000000,10000000').split(',').map(Number);
 const ITERATIONS = Number(process.env.BENCH_SCALE_ITERATIONS ?? 300);
 const HTTP_ITERATIONS = Number(process.env.BENCH_SCALE_HTTP_ITERATIONS ?? 200);
@@ -326,6 +327,8 @@ async function measureSize(
       EMAIL_TRANSPORT: 'log',
       METRICS_PUBLIC: 'true',
       JWT_SECRET,
+      ENCRYPTION_KEY,
+      APP_URL: 'http://localhost:3000',
       DATABASE_URL: url,
       LOG_LEVEL: 'silent',
       RATE_LIMIT_LOGIN: '1000000',

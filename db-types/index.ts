@@ -25,9 +25,10 @@ export type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
 export interface AccountTokens {
   created_at: Generated<Timestamp>;
+  email_change_id: string | null;
   expires_at: Timestamp;
   id: Generated<string>;
-  purpose: "email_verification" | "password_reset";
+  purpose: "email_verification" | "password_reset" | "email_change_new" | "email_change_current";
   superseded_at: Timestamp | null;
   token_hash: string;
   used_at: Timestamp | null;
@@ -44,6 +45,20 @@ export interface AuditEvents {
   type: string;
   user_agent: string | null;
   user_id: string | null;
+}
+
+export interface EmailChanges {
+  completed_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  current_confirmed_at: Timestamp | null;
+  current_required: boolean;
+  expires_at: Timestamp;
+  id: Generated<string>;
+  new_confirmed_at: Timestamp | null;
+  new_email: string;
+  session_id: string | null;
+  superseded_at: Timestamp | null;
+  user_id: string;
 }
 
 export interface EmailOutbox {
@@ -74,8 +89,10 @@ export interface RefreshTokens {
 }
 
 export interface Sessions {
+  aal: Generated<string>;
+  amr: Generated<string[]>;
   created_at: Generated<Timestamp>;
-  end_reason: "logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | null;
+  end_reason: "logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | "email_changed" | null;
   ended_at: Timestamp | null;
   expires_at: Timestamp;
   id: Generated<string>;
@@ -83,6 +100,15 @@ export interface Sessions {
   last_used_at: Generated<Timestamp>;
   user_agent: string | null;
   user_id: string;
+}
+
+export interface SigningKeys {
+  algorithm: string;
+  created_at: Generated<Timestamp>;
+  kid: string;
+  private_jwe: string;
+  public_jwk: Json;
+  signs_from: Timestamp;
 }
 
 export interface Users {
@@ -101,8 +127,10 @@ export interface Users {
 export interface DB {
   account_tokens: AccountTokens;
   audit_events: AuditEvents;
+  email_changes: EmailChanges;
   email_outbox: EmailOutbox;
   refresh_tokens: RefreshTokens;
   sessions: Sessions;
+  signing_keys: SigningKeys;
   users: Users;
 }

@@ -31,6 +31,7 @@ import accountEmailRoutes from './routes/account-emails.ts';
 import authRoutes from './routes/auth.ts';
 import { floodLimits } from './routes/limits.ts';
 import healthRoutes from './routes/health.ts';
+import keyRoutes from './routes/keys.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
 import { buildSerializer, buildValidator } from './schema-compilers.ts';
 import sessionRoutes from './routes/sessions.ts';
@@ -39,6 +40,9 @@ import type { AuthEvents, AuthenticatedUser } from './services/auth.ts';
 import { createServices, type Services } from './services/index.ts';
 import type { PrincipalCache } from './services/principal-cache.ts';
 import { PasswordHasher } from './services/passwords.ts';
+import { SecretBox } from './services/secret-box.ts';
+import { SigningKeyStore } from './services/signing-keys.ts';
+import { TokenMetrics } from './services/token-metrics.ts';
 import type { LiveSession } from './services/sessions.ts';
 import type { AccountThrottledEvent } from './services/throttle.ts';
 
@@ -53,6 +57,11 @@ export interface AppDeps {
   readonly readDb?: ReadDatabase;
   /** At least 32 bytes: `config.auth.jwtSecret`, or the one generated under DATA_DIR. */
   readonly jwtSecret: string;
+  /**
+   * 32 bytes that encrypt private signing keys at rest: `config.auth.encryptionKey` when absent,
+   * or the one server.ts generated under DATA_DIR. Needed unless JWT_ALGORITHM=HS256.
+   */
+  readonly encryptionKey?: Uint8Array;
   readonly hasher?: PasswordHasher;
   readonly clock?: () => Date;
   readonly authEvents?: AuthEvents;
@@ -84,6 +93,13 @@ export interface AppDeps {
    * `login.throttled` audit event is written. Every slowdown is also logged at warn.
    */
   readonly onAccountThrottled?: (event: AccountThrottledEvent) => void | Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The asymmetric signing keys (undefined with JWT_ALGORITHM=HS256 and no ENCRYPTION_KEY). */
+    signingKeys: SigningKeyStore | undefined;
+  }
 }
 
 export type App = FastifyInstance<
@@ -206,13 +222,23 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     bearerToken: config.metrics.bearerToken,
   });
   await app.register(databasePlugin, { db: deps.db });
-  await app.register(jwtPlugin, { config: config.auth, jwtSecret: deps.jwtSecret });
+  const clock = deps.clock ?? (() => new Date());
+  const signingKeys = signingKeyStore(deps, clock);
+  app.decorate('signingKeys', signingKeys);
+  const tokenMetrics = new TokenMetrics(metrics.registry, () => signingKeys?.activeKeyAgeSeconds());
+  await app.register(jwtPlugin, {
+    config: config.auth,
+    jwtSecret: deps.jwtSecret,
+    keys: signingKeys,
+    clock,
+    events: tokenMetrics.events,
+  });
   const services = createServices({
     db: deps.db,
     readDb: deps.readDb,
     hasher,
     signer: app.accessTokens,
-    clock: deps.clock ?? (() => new Date()),
+    clock,
     refreshTokenTtlSeconds: config.auth.refreshTokenTtlSeconds,
     refreshReuseIntervalSeconds: config.auth.refreshReuseIntervalSeconds,
     refreshSuccessorKeys: derivedKeys('refresh-successor', deps.jwtSecret, config.auth.jwtPreviousSecrets),
@@ -228,17 +254,46 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       passwordResetTtlSeconds: config.email.passwordResetTtlSeconds,
     },
     requireVerifiedEmail: config.auth.requireVerifiedEmail,
+    enumerationSafe: config.auth.registrationEnumerationSafe,
     onEmailQueued: deps.onEmailQueued,
   });
   built.services = services;
   await app.register(authPlugin, { authenticator: services.auth });
 
   await app.register(healthRoutes);
-  await app.register(authRoutes, { services });
+  await app.register(authRoutes, { config: config.auth, services });
   await app.register(accountEmailRoutes, { services });
   await app.register(sessionRoutes, { services });
+  await app.register(keyRoutes, {
+    config: config.auth,
+    keys: signingKeys,
+    auth: services.auth,
+    onIntrospection: (outcome) => {
+      tokenMetrics.introspections.inc({ outcome });
+    },
+  });
   await app.register(userRoutes, { services });
   return app;
+}
+
+/**
+ * The asymmetric signing keys, kept in the database and shared by every instance; none with
+ * JWT_ALGORITHM=HS256 and no encryption key (HS256 alone, as before v3).
+ */
+function signingKeyStore(deps: AppDeps, clock: () => Date): SigningKeyStore | undefined {
+  const { auth } = deps.config;
+  const key = deps.encryptionKey ?? auth.encryptionKey;
+  if (key === undefined) {
+    if (auth.jwtAlgorithm === 'HS256') return undefined;
+    throw new Error(`JWT_ALGORITHM=${auth.jwtAlgorithm} needs ENCRYPTION_KEY (or one generated under DATA_DIR)`);
+  }
+  const algorithm = auth.jwtAlgorithm === 'HS256' ? 'EdDSA' : auth.jwtAlgorithm;
+  return new SigningKeyStore({
+    db: deps.db,
+    box: new SecretBox(key),
+    policy: { algorithm, accessTokenTtlSeconds: auth.accessTokenTtlSeconds, jwksMaxAgeSeconds: auth.jwksMaxAgeSeconds },
+    clock,
+  });
 }
 
 /**

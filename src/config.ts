@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { parseEncryptionKey } from './services/secret-box.ts';
 import type { ThrottlePolicy } from './services/throttle.ts';
 import { DEFAULT_MEMORY_MAX_KEYS } from './services/throttle-store.ts';
 
@@ -81,7 +82,23 @@ export interface DatabaseConfig {
 
 export type PoolMode = 'session' | 'transaction';
 
+export type JwtAlgorithm = 'EdDSA' | 'ES256' | 'HS256';
+
 export interface AuthConfig {
+  /**
+   * What signs access tokens: an asymmetric key kept in the database and published at
+   * /.well-known/jwks.json (EdDSA, the default; ES256), or JWT_SECRET (HS256).
+   */
+  readonly jwtAlgorithm: JwtAlgorithm;
+  /**
+   * ENCRYPTION_KEY: encrypts private signing keys (and other secrets) at rest. `undefined`
+   * outside production means: generate one and keep it under `dataDir`.
+   */
+  readonly encryptionKey: Uint8Array | undefined;
+  /** `max-age` of the JWKS; a rotated key starts signing only after verifiers' copies expired. */
+  readonly jwksMaxAgeSeconds: number;
+  /** Bearer secrets accepted by POST /auth/introspect (several during their own rotation); empty: no route. */
+  readonly introspectionTokens: readonly string[];
   /** `undefined` outside production means: generate one and keep it under `dataDir`. */
   readonly jwtSecret: string | undefined;
   /**
@@ -149,6 +166,12 @@ export interface AuthConfig {
   readonly requireVerifiedEmail: boolean;
   /** Requests to each email route (verify, re-send, forgot, reset) per client address and per account, per window. */
   readonly emailRateLimit: number;
+  /**
+   * REGISTRATION_ENUMERATION_SAFE: register answers 202 `{status: "accepted"}` for a new and a taken
+   * address alike (the taken address's owner gets a notice), and an email change to a taken
+   * address is answered like any other. Off by default: v2 clients expect 201 `{user}` and 409.
+   */
+  readonly registrationEnumerationSafe: boolean;
 }
 
 export interface EmailConfig {
@@ -302,8 +325,21 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
     reader.problem('JWT_SECRET must be at least 32 bytes long');
   }
-  if (nodeEnv === 'production' && jwtSecret === undefined) {
-    reader.problem('JWT_SECRET is required when NODE_ENV=production');
+  const jwtAlgorithm = reader.oneOf('JWT_ALGORITHM', ['EdDSA', 'ES256', 'HS256'] as const, 'EdDSA');
+  if (nodeEnv === 'production' && jwtSecret === undefined && jwtAlgorithm === 'HS256') {
+    reader.problem('JWT_SECRET is required when NODE_ENV=production and JWT_ALGORITHM=HS256');
+  }
+  const encryptionKeyText = reader.string('ENCRYPTION_KEY');
+  const encryptionKey = encryptionKeyText === undefined ? undefined : parseEncryptionKey(encryptionKeyText);
+  if (encryptionKeyText !== undefined && encryptionKey === undefined) {
+    reader.problem('ENCRYPTION_KEY must be 32 random bytes in base64 (generate one: openssl rand -base64 32)');
+  }
+  if (nodeEnv === 'production' && encryptionKeyText === undefined) {
+    reader.problem('ENCRYPTION_KEY is required when NODE_ENV=production (generate one: openssl rand -base64 32)');
+  }
+  const introspectionTokens = reader.list('INTROSPECTION_TOKEN');
+  if (introspectionTokens.some((token) => Buffer.byteLength(token) < 32)) {
+    reader.problem('every token in INTROSPECTION_TOKEN must be at least 32 bytes long');
   }
   const jwtPreviousSecrets = reader.list('JWT_PREVIOUS_SECRETS');
   if (jwtPreviousSecrets.some((secret) => Buffer.byteLength(secret) < 32)) {
@@ -391,6 +427,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       retryDelayMs: MIGRATION_DEFAULTS.retryDelayMs,
     },
     auth: {
+      jwtAlgorithm,
+      encryptionKey,
+      jwksMaxAgeSeconds: reader.integer('JWKS_MAX_AGE_SECONDS', 300, 1, 86_400),
+      introspectionTokens,
       jwtSecret,
       jwtPreviousSecrets,
       jwtIssuer: reader.string('JWT_ISSUER') ?? 'pg-fastify-backend',
@@ -429,6 +469,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       changeFeedHeartbeatTimeoutMs: reader.integer('CHANGE_FEED_HEARTBEAT_TIMEOUT_MS', 3000, 300, 600_000),
       requireVerifiedEmail: reader.boolean('AUTH_REQUIRE_VERIFIED_EMAIL', false),
       emailRateLimit: reader.integer('RATE_LIMIT_EMAIL', 10, 1, 1_000_000),
+      registrationEnumerationSafe: reader.boolean('REGISTRATION_ENUMERATION_SAFE', false),
     },
     http: {
       bodyLimitBytes: reader.integer('BODY_LIMIT_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),

@@ -1,10 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import { buildApp, type App } from './app.ts';
 import type { Config } from './config.ts';
+import { resolveEncryptionKey, resolveJwtSecret } from './secrets.ts';
 import { watchAvailability } from './db/availability.ts';
 import { createDatabase, createPool, type DB } from './db/database.ts';
 import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './db/migrator.ts';
@@ -13,6 +11,7 @@ import { openDatabaseTarget } from './db/target.ts';
 import { UserChangeFeed } from './db/user-changes.ts';
 import { UserRepository } from './repositories/users.ts';
 import { AppMetrics } from './services/metrics.ts';
+import { UnreadableSigningKeyError } from './services/signing-keys.ts';
 import type { AuthenticatedUser } from './services/auth.ts';
 import { EmailComposer } from './services/email.ts';
 import { emailTransportFor } from './services/email-transports.ts';
@@ -152,7 +151,8 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   const caches = await startPrincipalCache(config, target.url, stack);
   await step('change-feed');
 
-  const jwtSecret = await resolveJwtSecret(config);
+  const encryptionKey = await resolveEncryptionKey(config);
+  const jwtSecret = await resolveJwtSecret(config, encryptionKey);
   await step('jwt-secret');
 
   // The dispatcher needs the app's logger, so it starts after the app; until then nothing can
@@ -166,6 +166,7 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     },
     ...(config.database.replicaUrls.length > 0 ? { readDb } : {}),
     jwtSecret,
+    encryptionKey,
     prettyLogs: options.prettyLogs ?? false,
     metrics,
     ...(caches === undefined ? {} : { principals: caches.principals, liveSessions: caches.sessions }),
@@ -179,6 +180,8 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   // close() stops accepting connections and waits for in-flight requests, before the pool goes.
   stack.defer(() => app.close());
   queryLog.logger = app.log;
+  // The first signing key is created now (or JWT_ALGORITHM's change scheduled), not by a request.
+  await ensureSigningKeys(config, app, say);
   await step('app');
 
   outbox.dispatcher = startEmailDispatcher(config, db, app.log, metrics, stack);
@@ -207,6 +210,28 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
       target.embedded?.stopSync();
     },
   };
+}
+
+/**
+ * Creates the first signing key (or schedules JWT_ALGORITHM's change) now rather than on a
+ * request, and refuses to start when ENCRYPTION_KEY cannot open the active key, except in
+ * development, where a new key takes over (say so).
+ */
+async function ensureSigningKeys(config: Config, app: App, say: (message: string) => void): Promise<void> {
+  if (config.auth.jwtAlgorithm === 'HS256' || app.signingKeys === undefined) return;
+  const development = config.env !== 'production';
+  try {
+    const before = (await app.signingKeys.list()).length;
+    await app.signingKeys.ensure({ replaceUnreadable: development });
+    const after = await app.signingKeys.list();
+    if (development && before > 0 && after.length > before && after.at(-1)?.state === 'active') {
+      say('the encryption key under DATA_DIR does not open the signing keys in the database: a new key signs from now');
+    }
+  } catch (error) {
+    if (error instanceof UnreadableSigningKeyError)
+      throw new StartupRefusedError(`Refusing to start: ${error.message}`);
+    throw error;
+  }
 }
 
 /** The maintenance job on its schedule, reporting in the app's /metrics; none when MAINTENANCE_INTERVAL_SECONDS=0. */
@@ -308,23 +333,4 @@ async function startPrincipalCache(
   stack.defer(() => feed.close());
   await feed.start();
   return { principals, sessions };
-}
-
-/**
- * JWT_SECRET when set (required in production); otherwise a random secret generated once and
- * kept under DATA_DIR, so tokens survive restarts of a development server.
- */
-async function resolveJwtSecret(config: Config): Promise<string> {
-  if (config.auth.jwtSecret !== undefined) return config.auth.jwtSecret;
-  const file = path.join(config.dataDir, 'jwt-secret');
-  try {
-    const existing = (await fs.readFile(file, 'utf8')).trim();
-    if (Buffer.byteLength(existing) >= 32) return existing;
-  } catch {
-    // not generated yet
-  }
-  const secret = randomBytes(48).toString('base64url');
-  await fs.mkdir(config.dataDir, { recursive: true });
-  await fs.writeFile(file, secret, { mode: 0o600 });
-  return secret;
 }

@@ -25,6 +25,8 @@ export const TARGET_DESCRIPTIONS: Readonly<Record<Target, string>> = {
 
 /** One secret for every app process, so a token from one is valid on the other. */
 export const JWT_SECRET = randomBytes(48).toString('base64url');
+/** Likewise for the signing keys' encryption (production requires one). */
+export const ENCRYPTION_KEY = randomBytes(32).toString('base64');
 
 export interface AppEnvOptions {
   readonly port: number;
@@ -56,6 +58,8 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
     MIGRATE_ON_START: 'false',
     DATA_DIR: options.settings.dataDir,
     JWT_SECRET,
+    ENCRYPTION_KEY,
+    APP_URL: 'http://localhost:3000',
     ACCESS_TOKEN_TTL_SECONDS: '7200',
     RATE_LIMIT_LOGIN: '1000000',
     RATE_LIMIT_REGISTER: '1000000',

@@ -17,6 +17,7 @@
  * Settings: BENCH_SECONDS (10 per measurement), BENCH_CONNECTIONS (32 in total), BENCH_ROUNDS (2),
  * BENCH_POOL_MAX (10 per instance), BENCH_PGBOUNCER_POOL (10 server connections).
  */
+import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -194,6 +195,9 @@ async function startInstances(count: number, databaseUrl: string, viaBouncer: bo
     DB_POOL_MAX: String(POOL_MAX),
     MIGRATE_ON_START: 'false',
     JWT_SECRET: SECRET,
+    // Every instance must open the same signing keys.
+    ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    APP_URL: 'http://localhost:3000',
     HASH_CONCURRENCY: '1',
   };
   const instances: Instance[] = [];

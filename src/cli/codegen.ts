@@ -22,9 +22,9 @@ const CODEGEN_ARGS = [
       'users.role': 'Generated<"user" | "admin">',
       'users.status': 'Generated<"active" | "disabled">',
       'sessions.end_reason':
-        '"logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | null',
+        '"logout" | "revoked" | "revoked_others" | "password_changed" | "password_reset" | "refresh_reused" | "user_disabled" | "user_deleted" | "email_changed" | null',
       // Check constraints, which kysely-codegen cannot read, hold these columns to their values.
-      'account_tokens.purpose': '"email_verification" | "password_reset"',
+      'account_tokens.purpose': '"email_verification" | "password_reset" | "email_change_new" | "email_change_current"',
       'email_outbox.state': 'Generated<"pending" | "sending" | "sent" | "skipped" | "failed">',
     },
   }),

@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   INVALID_OR_EXPIRED_TOKEN: {
     status: 400,
     type: 'InvalidTokenError',
-    meaning: 'An email-verification or password-reset token that is unknown, used, superseded or expired',
+    meaning: 'An email-verification, password-reset or email-change token that is unknown, used, superseded or expired',
   },
   INVALID_CREDENTIALS: { status: 401, type: 'AuthenticationError', meaning: 'Wrong email or password' },
   INVALID_TOKEN: {

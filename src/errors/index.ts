@@ -107,7 +107,7 @@ export class ValidationError extends AppError {
   }
 }
 
-/** (v2) An email-verification or password-reset token that is unknown, used, superseded or expired. */
+/** (v2) An email-verification or password-reset token, (v3) an email-change link, that is unknown, used, superseded or expired. */
 export class InvalidTokenError extends AppError {
   constructor(message = 'The token is invalid or has expired', options: AppErrorOptions = {}) {
     super(message, 'INVALID_OR_EXPIRED_TOKEN', options);

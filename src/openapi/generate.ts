@@ -21,6 +21,8 @@ export async function serverDocument(): Promise<ApiDocument> {
   const config = loadConfig({
     NODE_ENV: 'development',
     JWT_SECRET: UNUSED_SECRET,
+    // Every optional route is documented: /auth/introspect exists only with INTROSPECTION_TOKEN.
+    INTROSPECTION_TOKEN: UNUSED_SECRET,
     DATABASE_URL: 'postgres://127.0.0.1:1/openapi',
   });
   const db = createDatabase({
@@ -31,7 +33,7 @@ export async function serverDocument(): Promise<ApiDocument> {
     statementTimeoutMs: 0,
     applicationName: 'openapi',
   });
-  const app = await buildApp({ config, db, jwtSecret: UNUSED_SECRET });
+  const app = await buildApp({ config, db, jwtSecret: UNUSED_SECRET, encryptionKey: new Uint8Array(32) });
   try {
     await app.ready();
     return app.swagger() as unknown as ApiDocument;

@@ -4,6 +4,7 @@ import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import type { UserRole } from '../repositories/users.ts';
 import type { RequestContext } from '../services/audit-log.ts';
 import type { AuthenticatedUser, Principal } from '../services/auth.ts';
+import type { Assurance } from '../services/tokens.ts';
 import type { PublicUser } from '../services/users.ts';
 
 declare module 'fastify' {
@@ -23,6 +24,8 @@ declare module 'fastify' {
     authenticatedUser: PublicUser | null;
     /** The access token's session (`sid`), once authenticated. */
     sessionId: string | null;
+    /** What the access token's session proved at sign-in (`aal`, `amr`), once authenticated. */
+    assurance: Assurance | null;
   }
 }
 
@@ -40,12 +43,14 @@ export default fp<AuthPluginOptions>(
     app.decorateRequest('principal', null);
     app.decorateRequest('authenticatedUser', null);
     app.decorateRequest('sessionId', null);
+    app.decorateRequest('assurance', null);
     app.decorate('authenticate', async (request: FastifyRequest) => {
-      const claims = app.accessTokens.verify(bearerToken(request));
+      const claims = await app.accessTokens.verify(bearerToken(request));
       const { principal, user } = await opts.authenticator.authenticate(claims.sub, claims.sid);
       request.principal = principal;
       request.authenticatedUser = user;
       request.sessionId = claims.sid;
+      request.assurance = { aal: claims.aal, amr: claims.amr };
     });
     app.decorate('requireRole', (...roles: UserRole[]) => async (request: FastifyRequest) => {
       if (!roles.includes(requirePrincipal(request).role)) throw new AuthorizationError();

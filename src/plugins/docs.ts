@@ -52,12 +52,18 @@ export default fp(
               scheme: 'bearer',
               description: 'The METRICS_TOKEN secret, when the server is configured with one',
             },
+            introspectionToken: {
+              type: 'http',
+              scheme: 'bearer',
+              description: 'One of the INTROSPECTION_TOKEN secrets (the route exists only when it is set)',
+            },
           },
         },
         tags: [
           { name: 'auth', description: 'Accounts and tokens' },
           { name: 'sessions', description: "The caller's sessions and audit log" },
           { name: 'users', description: 'User directory and administration' },
+          { name: 'keys', description: 'What other services verify access tokens with: public keys and introspection' },
           { name: 'health', description: 'Liveness and readiness' },
           { name: 'metrics', description: 'Prometheus scraping' },
         ],

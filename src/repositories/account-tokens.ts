@@ -12,13 +12,29 @@ export interface NewAccountToken {
   /** SHA-256 of the token, hex; the token itself is never stored. */
   readonly tokenHash: string;
   readonly expiresAt: Date;
+  /** The email change the token confirms (purposes email_change_new and email_change_current). */
+  readonly emailChangeId?: string | null;
 }
 
-const insertToken = fixedQuery((db, userId: string, purpose: AccountTokenPurpose, tokenHash: string, expiresAt: Date) =>
-  db
-    .insertInto('account_tokens')
-    .values({ user_id: userId, purpose, token_hash: tokenHash, expires_at: expiresAt })
-    .returningAll(),
+const insertToken = fixedQuery(
+  (
+    db,
+    userId: string,
+    purpose: AccountTokenPurpose,
+    tokenHash: string,
+    expiresAt: Date,
+    emailChangeId: string | null,
+  ) =>
+    db
+      .insertInto('account_tokens')
+      .values({
+        user_id: userId,
+        purpose,
+        token_hash: tokenHash,
+        expires_at: expiresAt,
+        email_change_id: emailChangeId,
+      })
+      .returningAll(),
 );
 const supersedeLive = fixedQuery((db, userId: string, purpose: AccountTokenPurpose, at: Date) =>
   db
@@ -55,7 +71,8 @@ const markLiveUsed = fixedQuery((db, id: string, at: Date) =>
 );
 
 /**
- * Single-use tokens sent by email (address verification, password reset), stored as hashes.
+ * Single-use tokens sent by email (address verification, password reset, the two links of an
+ * email change), stored as hashes.
  *
  * @example
  * ```ts
@@ -72,7 +89,14 @@ export class AccountTokenRepository {
   }
 
   async insert(token: NewAccountToken): Promise<AccountTokenRow> {
-    return insertToken.takeOne(this.#db, token.userId, token.purpose, token.tokenHash, token.expiresAt);
+    return insertToken.takeOne(
+      this.#db,
+      token.userId,
+      token.purpose,
+      token.tokenHash,
+      token.expiresAt,
+      token.emailChangeId ?? null,
+    );
   }
 
   /** Marks every unused, not yet superseded token of the user and purpose superseded. @returns how many. */

@@ -39,6 +39,15 @@ export interface OutboxStats {
 const insertMessage = fixedQuery((db, userId: string | null, recipient: string, template: string, data: string) =>
   db.insertInto('email_outbox').values({ user_id: userId, recipient, template, data }).returning('id'),
 );
+const queuedSince = fixedQuery((db, userId: string, template: string, since: Date) =>
+  db
+    .selectFrom('email_outbox')
+    .select('id')
+    .where('user_id', '=', userId)
+    .where('template', '=', template)
+    .where('created_at', '>=', since)
+    .limit(1),
+);
 const setSent = fixedQuery((db, id: string, claimedBy: string, at: Date) =>
   db
     .updateTable('email_outbox')
@@ -116,6 +125,11 @@ export class EmailOutboxRepository {
       JSON.stringify(message.data),
     );
     return row.id;
+  }
+
+  /** Whether a message of this template about this user was queued at `since` or later. */
+  async queuedSince(userId: string, template: string, since: Date): Promise<boolean> {
+    return (await queuedSince.takeFirst(this.#db, userId, template, since)) !== undefined;
   }
 
   /**

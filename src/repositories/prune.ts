@@ -140,6 +140,23 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     ),
   },
   {
+    // An email change's tokens expire with it, so both go within the same grace period.
+    name: 'email_changes.expired',
+    table: 'email_changes',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('email_changes').where(
+        byPosition(
+          db
+            .selectFrom('email_changes')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
     name: 'email_outbox.done',
     table: 'email_outbox',
     cutoff: (now, policy) => ago(now, policy.emailOutboxRetentionDays * 86_400),

@@ -8,6 +8,9 @@ export type SessionRow = Selectable<Sessions>;
 /** Why a session ended; the database's `sessions_end_reason_check` lists the values. */
 export type SessionEndReason = NonNullable<SessionRow['end_reason']>;
 
+/** The columns an access token's `aal` and `amr` come from. */
+export type SessionAssurance = Pick<SessionRow, 'aal' | 'amr'>;
+
 export interface NewSession {
   readonly id: string;
   readonly userId: string;
@@ -51,7 +54,10 @@ const liveOfUser = fixedQuery((db, userId: string, now: Date) =>
     .orderBy('id', 'desc'),
 );
 const touch = fixedQuery((db, id: string, at: Date) =>
-  db.updateTable('sessions').set({ last_used_at: at }).where('id', '=', id),
+  db.updateTable('sessions').set({ last_used_at: at }).where('id', '=', id).returning(['aal', 'amr']),
+);
+const assuranceOf = fixedQuery((db, id: string) =>
+  db.selectFrom('sessions').select(['aal', 'amr']).where('id', '=', id),
 );
 const endOne = fixedQuery((db, id: string, userId: string, at: Date, reason: SessionEndReason) =>
   db
@@ -109,9 +115,14 @@ export class SessionRepository {
     return (await liveOfUser.execute(this.#db, userId, now)).rows;
   }
 
-  /** Records a refresh: `last_used_at` moves. @returns whether the session exists. */
-  async touch(id: string, at: Date): Promise<boolean> {
-    return (await touch.affectedRows(this.#db, id, at)) > 0n;
+  /** Records a refresh: `last_used_at` moves. @returns what its sign-in proved, or undefined when it does not exist. */
+  async touch(id: string, at: Date): Promise<SessionAssurance | undefined> {
+    return touch.takeFirst(this.#db, id, at);
+  }
+
+  /** What the session's sign-in proved (`aal`, `amr`), or undefined when it does not exist. */
+  async assurance(id: string): Promise<SessionAssurance | undefined> {
+    return assuranceOf.takeFirst(this.#db, id);
   }
 
   /** Ends one live session of this user. @returns whether it was live (and the user's). */

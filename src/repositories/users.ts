@@ -85,6 +85,13 @@ const setEmailVerified = fixedQuery((db, id: string, at: Date) =>
     .where('id', '=', id)
     .where('email_verified_at', 'is', null),
 );
+const setEmail = fixedQuery((db, id: string, email: string, verifiedAt: Date | null, at: Date) =>
+  db
+    .updateTable('users')
+    .set({ email, email_verified_at: verifiedAt, updated_at: at })
+    .where('id', '=', id)
+    .returningAll(),
+);
 const deleteById = fixedQuery((db, id: string) => db.deleteFrom('users').where('id', '=', id));
 // Every active admin, locked: a change that could remove the last one takes these first, so two
 // such changes run one after the other and the second sees the first's result. The partial index
@@ -180,6 +187,16 @@ export class UserRepository {
   /** Sets `email_verified_at` unless it is already set (the first proof counts). @returns whether it changed. */
   async markEmailVerified(id: string, at: Date): Promise<boolean> {
     return (await setEmailVerified.affectedRows(this.#db, id, at)) > 0n;
+  }
+
+  /**
+   * Moves the account to another (canonical) address, verified at `verifiedAt` (null: not yet).
+   *
+   * @returns the row after the change, or undefined when there is no such user.
+   * @throws {UniqueConstraintError} field `email` when another account has the address.
+   */
+  async changeEmail(id: string, email: string, verifiedAt: Date | null, at: Date): Promise<UserRow | undefined> {
+    return setEmail.takeFirst(this.#db, id, email, verifiedAt, at);
   }
 
   /**

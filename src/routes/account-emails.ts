@@ -1,28 +1,36 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AuthenticationError } from '../errors/index.ts';
-import { requestContext } from '../plugins/auth.ts';
+import { requestContext, requirePrincipal } from '../plugins/auth.ts';
 import type { Services } from '../services/index.ts';
 import { noStore } from '../plugins/http-edges.ts';
 import { canonicalEmail } from '../services/credentials.ts';
 import { callerKey } from '../services/throttle.ts';
-import { addressOf, flood, floodCaller } from './limits.ts';
-import { Email, EmailToken, errors, Password, UserEnvelope } from './schemas.ts';
+import { addressOf, attemptOf, flood, floodCaller } from './limits.ts';
+import { ACCEPTED, AcceptedSchema, Email, EmailToken, errors, Password, UserEnvelope } from './schemas.ts';
 
 export interface AccountEmailRoutesOptions {
-  readonly services: Pick<Services, 'accountEmails' | 'auth'>;
+  readonly services: Pick<Services, 'accountEmails' | 'auth' | 'emailChange'>;
 }
 
-/** The same body for every accepted request, whatever happened (or did not) behind it. */
-const ACCEPTED = { status: 'accepted' } as const;
-const AcceptedSchema = Type.Object({ status: Type.Literal('accepted') }, { additionalProperties: false });
+const EmailChangeOutcomeSchema = Type.Object(
+  {
+    status: Type.Union([Type.Literal('awaiting_other'), Type.Literal('changed')], {
+      description:
+        '`awaiting_other`: this link was used, the other one has not been yet; `changed`: the address has moved',
+    }),
+    user: Type.Ref('User'),
+  },
+  { additionalProperties: false },
+);
 
 /**
  * Email verification and password reset: POST /auth/email/verify, /auth/email/verification,
- * /auth/password/forgot and /auth/password/reset. Emails are queued, never sent in the request.
+ * /auth/password/forgot and /auth/password/reset; the email change: POST /auth/email/change and
+ * /auth/email/change/confirm. Emails are queued, never sent in the request.
  */
 const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> = async (app, opts) => {
-  const { accountEmails: service, auth } = opts.services;
+  const { accountEmails: service, auth, emailChange } = opts.services;
   // Flood caps per client address, and per account where there is one (src/routes/limits.ts).
 
   app.addHook('onRequest', noStore);
@@ -114,6 +122,70 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
       await service.resetPassword(request.body.token, request.body.newPassword, requestContext(request));
       return reply.code(204).send(null);
     },
+  );
+
+  app.post(
+    '/auth/email/change',
+    {
+      onRequest: [
+        flood('email-change-ip'),
+        async (request) => {
+          auth.assertHashCapacity(callerKey.address(addressOf(request)));
+        },
+      ],
+      preHandler: [app.authenticate, flood('email-change-account')],
+      schema: {
+        operationId: 'requestEmailChange',
+        tags: ['auth'],
+        summary: 'Ask to move the account to another email address',
+        description:
+          'Needs the password. Sends a confirmation link to the new address and one to the current address ' +
+          '(only to the new one when the current address was never verified); each works once, for 24 hours, ' +
+          'and a newer request makes them stop working. The change takes effect once both were used.',
+        security: [{ bearerAuth: [] }],
+        body: Type.Object(
+          { newEmail: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          {
+            additionalProperties: false,
+            examples: [{ newEmail: 'ada@new.example.com', password: 'correct horse battery staple' }],
+          },
+        ),
+        response: { 202: AcceptedSchema, ...errors(400, 401, 403, 409, 413, 415, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const principal = requirePrincipal(request);
+      // Like a password change: a stolen access token must not become a way to guess the password.
+      await app.throttle.guard(attemptOf(request, 'email-change', principal.userId), () =>
+        emailChange.request(
+          { principal, sessionId: request.sessionId },
+          request.body.newEmail,
+          request.body.password,
+          [callerKey.address(addressOf(request)), callerKey.user(principal.userId)],
+          requestContext(request),
+        ),
+      );
+      return reply.code(202).send(ACCEPTED);
+    },
+  );
+
+  app.post(
+    '/auth/email/change/confirm',
+    {
+      onRequest: flood('email-change-confirm-ip'),
+      schema: {
+        operationId: 'confirmEmailChange',
+        tags: ['auth'],
+        summary: 'Use a link of an email change (from the new or the current address)',
+        description:
+          'Answers `awaiting_other` until both links were used, then `changed`: the address moves, counts as ' +
+          'verified, every session but the one that asked ends, and the old address is told. When another ' +
+          'account took the new address meanwhile, nothing changes (409).',
+        body: Type.Object({ token: EmailToken }, { additionalProperties: false }),
+        response: { 200: EmailChangeOutcomeSchema, ...errors(400, 409, 413, 415, 429, 503) },
+      },
+    },
+    async (request) => emailChange.confirm(request.body.token, requestContext(request)),
   );
 };
 

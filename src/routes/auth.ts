@@ -1,15 +1,28 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import type { AuthConfig } from '../config.ts';
 import { requestContext, requireAuthenticatedUser, requirePrincipal } from '../plugins/auth.ts';
 import { noStore } from '../plugins/http-edges.ts';
 import type { Services } from '../services/index.ts';
 import type { HashCallers } from '../services/passwords.ts';
 import { callerKey } from '../services/throttle.ts';
 import { addressOf, attemptOf, emailAccount, flood } from './limits.ts';
-import { DeviceToken, Email, errors, Name, Password, RefreshToken, TokenPairSchema, UserEnvelope } from './schemas.ts';
+import {
+  ACCEPTED,
+  AcceptedSchema,
+  DeviceToken,
+  Email,
+  errors,
+  Name,
+  Password,
+  RefreshToken,
+  TokenPairSchema,
+  UserEnvelope,
+} from './schemas.ts';
 
 export interface AuthRoutesOptions {
+  readonly config: Pick<AuthConfig, 'registrationEnumerationSafe'>;
   readonly services: Pick<Services, 'auth' | 'userAdmin' | 'devices'>;
 }
 
@@ -29,6 +42,7 @@ const RefreshTokenBody = Type.Object(
 
 /** The contract's /auth endpoints: register, login, refresh, logout, me (read, rename, erase), password. */
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
+  const { config } = opts;
   const { auth, userAdmin, devices } = opts.services;
 
   app.addHook('onRequest', noStore);
@@ -49,6 +63,10 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         operationId: 'register',
         tags: ['auth'],
         summary: 'Create an account',
+        description:
+          'Answers 201 `{user}` (409 for a taken address). With REGISTRATION_ENUMERATION_SAFE=true it answers ' +
+          '202 `{status: "accepted"}` for a new and a taken address alike: the new one is registered and gets its ' +
+          'verification email, the owner of a taken one gets a notice instead, and no 409 tells them apart.',
         body: Type.Object(
           { email: Email, password: Password, name: Type.String({ minLength: 1, maxLength: 1000 }) },
           {
@@ -56,11 +74,15 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
             examples: [{ email: 'ada@example.com', password: 'correct horse battery staple', name: 'Ada Lovelace' }],
           },
         ),
-        response: { 201: UserEnvelope, ...errors(400, 409, 413, 415, 429, 503) },
+        response: { 201: UserEnvelope, 202: AcceptedSchema, ...errors(400, 409, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
       const callers = hashCallers(request, emailAccount(request.body.email));
+      if (config.registrationEnumerationSafe) {
+        await auth.registerWithoutDisclosure(request.body, callers, requestContext(request));
+        return reply.code(202).send(ACCEPTED);
+      }
       const user = await auth.register(request.body, callers, requestContext(request));
       return reply.code(201).send({ user });
     },

@@ -34,6 +34,9 @@ export function floodLimits(config: AuthConfig) {
     // strangers asking for someone's reset link must not get the owner's own request refused.
     'password-forgot-account': { max: config.emailRateLimit, per: 'account' },
     'password-reset-ip': { max: config.emailRateLimit, per: 'address' },
+    'email-change-ip': { max: config.emailRateLimit, per: 'address' },
+    'email-change-account': { max: config.emailRateLimit, per: 'user' },
+    'email-change-confirm-ip': { max: config.emailRateLimit, per: 'address' },
   } as const satisfies Record<string, FloodLimit>;
 }
 

@@ -7,6 +7,10 @@ const ERROR_TYPES = [...new Set(ERROR_CODE_LIST.map((code) => ERROR_CODES[code].
 /** The user schema lives with the type it defines (`PublicUser`); routes reference it as `User`. */
 export { UserSchema } from '../services/users.ts';
 
+/** The same body for every accepted request, whatever happened (or did not) behind it. */
+export const ACCEPTED = { status: 'accepted' } as const;
+export const AcceptedSchema = Type.Object({ status: Type.Literal('accepted') }, { additionalProperties: false });
+
 export const UserEnvelope = Type.Object({ user: Type.Ref('User') }, { additionalProperties: false });
 
 /** Serialised as an ISO 8601 string in UTC; services hand out Date objects. */

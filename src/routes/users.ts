@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import { requestContext, requirePrincipal } from '../plugins/auth.ts';
 import type { Services } from '../services/index.ts';
 import { noStore } from '../plugins/http-edges.ts';
-import { AuditPage, canonicalId, errors, Id, Name, PageQuery, Role, Status, UserEnvelope } from './schemas.ts';
+import { AuditPage, canonicalId, Email, errors, Id, Name, PageQuery, Role, Status, UserEnvelope } from './schemas.ts';
 
 export interface UserRoutesOptions {
   readonly services: Pick<Services, 'users' | 'userAdmin' | 'audit'>;
@@ -88,22 +88,32 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
       schema: {
         operationId: 'updateUser',
         tags: ['users'],
-        summary: "Change a user's name, role or status (admins); disabling ends their sessions at once",
+        summary: "Change a user's name, role, status or email (admins); disabling ends their sessions at once",
+        description:
+          'An `email` change is the support path for a user who lost their old mailbox: the address moves at once, ' +
+          'unverified, with a verification link to it; every session of the user ends, links in the old mailbox ' +
+          'stop working, the old address gets a notice, and the audit log records `email.changed` by the admin.',
         security: [{ bearerAuth: [] }],
         params: Type.Object({ id: Id }),
         body: Type.Object(
-          { name: Type.Optional(Name), role: Type.Optional(Role), status: Type.Optional(Status) },
+          {
+            name: Type.Optional(Name),
+            role: Type.Optional(Role),
+            status: Type.Optional(Status),
+            email: Type.Optional(Email),
+          },
           { additionalProperties: false, minProperties: 1, examples: [{ status: 'disabled' }] },
         ),
         response: { 200: UserEnvelope, ...errors(400, 401, 403, 404, 409, 413, 415, 503) },
       },
     },
     async (request) => {
-      const { name, role, status } = request.body;
+      const { name, role, status, email } = request.body;
       const patch = {
         ...(name === undefined ? {} : { name }),
         ...(role === undefined ? {} : { role }),
         ...(status === undefined ? {} : { status }),
+        ...(email === undefined ? {} : { email }),
       };
       const id = canonicalId(request.params.id);
       return { user: await userAdmin.update(requirePrincipal(request), id, patch, requestContext(request)) };

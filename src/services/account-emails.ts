@@ -8,7 +8,13 @@ import { assertLiveAccountToken, consumeAccountToken } from './account-tokens.ts
 import { NO_CONTEXT, recordAuditEvent, recordAuditEventForEmail, type RequestContext } from './audit-log.ts';
 import type { AuthenticatedUser } from './auth.ts';
 import { assertValidPassword, canonicalEmail } from './credentials.ts';
-import { isActive, queuePasswordResetRequest, queueVerificationEmail, type AccountEmailSettings } from './email.ts';
+import {
+  isActive,
+  queuePasswordResetRequest,
+  queueSecurityNotice,
+  queueVerificationEmail,
+  type AccountEmailSettings,
+} from './email.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { SessionService } from './sessions.ts';
@@ -132,11 +138,13 @@ export class AccountEmailService {
         await recordAuditEvent(trx, 'email.verified', id, userContext, { via: 'password_reset' });
       }
       await recordAuditEvent(trx, 'password.reset', id, userContext);
+      await queueSecurityNotice(trx, owner, 'password_reset');
       const endedIds = await this.#deps.sessions.endAllInTransaction(trx, id, 'password_reset', userContext);
       // A reset link still in someone's inbox must not work after this one was used.
       await new AccountTokenRepository(trx).supersedeLive(id, 'password_reset', now);
       return { userId: id, ended: endedIds };
     });
+    this.#deps.onQueued?.();
     this.#deps.principals?.invalidate(userId);
     this.#deps.sessions.forget(ended, 'password_reset');
   }

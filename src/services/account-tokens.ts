@@ -41,6 +41,8 @@ export async function issueAccountToken(
     readonly userId: string;
     readonly purpose: AccountTokenPurpose;
     readonly ttlSeconds: number;
+    /** The email change the token confirms, for its two purposes. */
+    readonly emailChangeId?: string;
     /** Leave the user's live tokens working (reset links asked for by anyone: see `EmailComposer`). */
     readonly keepLive?: boolean;
   },
@@ -54,6 +56,7 @@ export async function issueAccountToken(
     purpose: request.purpose,
     tokenHash,
     expiresAt: new Date(now.getTime() + request.ttlSeconds * 1000),
+    emailChangeId: request.emailChangeId ?? null,
   });
   return token;
 }
@@ -74,14 +77,30 @@ export async function consumeAccountToken(
   purpose: AccountTokenPurpose,
   now: Date,
 ): Promise<string> {
+  return (await consumeAccountTokenOf(trx, presented, [purpose], now)).user_id;
+}
+
+/**
+ * {@link consumeAccountToken} for a token that may be of any of `purposes` (the two links of an
+ * email change share one confirmation route).
+ *
+ * @returns the token's row as it was before it was used.
+ * @throws {InvalidTokenError} `INVALID_OR_EXPIRED_TOKEN`
+ */
+export async function consumeAccountTokenOf(
+  trx: Kysely<DB>,
+  presented: string,
+  purposes: readonly AccountTokenPurpose[],
+  now: Date,
+): Promise<AccountTokenRow> {
   if (!TOKEN_SHAPE.test(presented)) throw new InvalidTokenError();
   const tokenHash = hashAccountToken(presented);
   const tokens = new AccountTokenRepository(trx);
   const row = await tokens.lockByHash(tokenHash);
-  if (row === undefined || !isLive(row, tokenHash, purpose, now) || !(await tokens.markUsed(row.id, now))) {
+  if (row === undefined || !isLive(row, tokenHash, purposes, now) || !(await tokens.markUsed(row.id, now))) {
     throw new InvalidTokenError();
   }
-  return row.user_id;
+  return row;
 }
 
 /**
@@ -99,15 +118,15 @@ export async function assertLiveAccountToken(
   if (!TOKEN_SHAPE.test(presented)) throw new InvalidTokenError();
   const tokenHash = hashAccountToken(presented);
   const row = await new AccountTokenRepository(db).findByHash(tokenHash);
-  if (row === undefined || !isLive(row, tokenHash, purpose, now)) throw new InvalidTokenError();
+  if (row === undefined || !isLive(row, tokenHash, [purpose], now)) throw new InvalidTokenError();
 }
 
-function isLive(row: AccountTokenRow, tokenHash: string, purpose: AccountTokenPurpose, now: Date): boolean {
+function isLive(row: AccountTokenRow, tokenHash: string, purposes: readonly AccountTokenPurpose[], now: Date): boolean {
   return (
     // The lookup is by hash, so its timing depends on the hash, never on how much of the token
     // was right; the comparison here keeps that true whatever the index does.
     timingSafeEqual(Buffer.from(row.token_hash), Buffer.from(tokenHash)) &&
-    row.purpose === purpose &&
+    purposes.includes(row.purpose) &&
     row.used_at === null &&
     row.superseded_at === null &&
     row.expires_at.getTime() > now.getTime()

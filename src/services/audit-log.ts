@@ -5,6 +5,7 @@ import { AuditEventRepository, type AuditCursor, type AuditEventRow } from '../r
 import { UserRepository } from '../repositories/users.ts';
 import type { AccountThrottledEvent } from './throttle.ts';
 import { decodeKeysetCursor, encodeKeysetCursor } from './cursors.ts';
+import { queueSecurityNotice } from './email.ts';
 import { uuidv7 } from './ids.ts';
 
 /** The event types of the contract's audit log. */
@@ -19,6 +20,8 @@ export type AuditEventType =
   | 'password.reset_requested'
   | 'password.reset'
   | 'email.verified'
+  | 'email.change_requested'
+  | 'email.changed'
   | 'user.updated'
   | 'user.deleted';
 
@@ -49,7 +52,7 @@ export interface PublicAuditEvent {
 }
 
 /** Throttle scopes whose account is a user id (routes of a signed-in user that check the password). */
-const THROTTLED_BY_USER_ID = new Set(['password-change', 'account-delete']);
+const THROTTLED_BY_USER_ID = new Set(['password-change', 'account-delete', 'email-change']);
 
 /** Keys that must never reach the log, whatever a caller passes in `details`. */
 const SECRET_KEY = /password|token|hash|secret/i;
@@ -148,7 +151,8 @@ export class AuditLog {
 
   /**
    * Tells an account's owner that its logins are being slowed (distributed guessing): a
-   * `login.throttled` event for the account the throttled attempts named, when it exists. The
+   * `login.throttled` event for the account the throttled attempts named, when it exists, and a
+   * notice by email. The
    * address is the throttle's key for the client (an IPv6 address by its /64).
    */
   async recordThrottled(event: AccountThrottledEvent): Promise<void> {
@@ -159,12 +163,18 @@ export class AuditLog {
           ? event.account
           : undefined;
     if (userId === undefined) return;
-    await this.append(
-      'login.throttled',
-      userId,
-      { ...NO_CONTEXT, ipAddress: event.address },
-      { scope: event.scope, failures: event.failures, delaySeconds: event.delaySeconds },
-    );
+    await withTransaction(this.#db, async (trx) => {
+      await this.record(
+        trx,
+        'login.throttled',
+        userId,
+        { ...NO_CONTEXT, ipAddress: event.address },
+        { scope: event.scope, failures: event.failures, delaySeconds: event.delaySeconds },
+      );
+      // And by email (at most one an hour), since an owner under attack rarely reads the log.
+      const owner = await new UserRepository(trx).findById(userId);
+      if (owner !== undefined) await queueSecurityNotice(trx, owner, 'login_throttled');
+    });
   }
 
   /** One page of a user's events, newest first, and the cursor of the next page (null on the last). */

@@ -2,7 +2,7 @@ import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
+import { AuthenticationError, AuthorizationError, UniqueConstraintError } from '../errors/index.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
 import { SessionRepository } from '../repositories/sessions.ts';
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
@@ -15,10 +15,18 @@ import {
   type RequestContext,
 } from './audit-log.ts';
 import { assertValidPassword, canonicalEmail, normaliseName } from './credentials.ts';
+import { queueSecurityNotice } from './email.ts';
 import type { HashCallers, PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { SessionService } from './sessions.ts';
-import { hashRefreshToken, newRefreshToken, type AccessTokenSigner } from './tokens.ts';
+import {
+  hashRefreshToken,
+  newRefreshToken,
+  PASSWORD_ONLY,
+  type AccessTokenSigner,
+  type Assurance,
+  type AssuranceLevel,
+} from './tokens.ts';
 import { toPublicUser, type PublicUser } from './users.ts';
 
 export interface TokenPair {
@@ -65,6 +73,8 @@ export interface AuthServiceDeps {
   readonly requireVerifiedEmail?: boolean;
   /** Queues the verification email of a new account, inside its registration's transaction. */
   readonly verificationEmails?: VerificationEmails;
+  /** Called after a transaction that queued a security notice committed (wakes the dispatcher). */
+  readonly onEmailQueued?: (() => void) | undefined;
 }
 
 /** How registration queues its verification email (see `queueVerificationEmail`). */
@@ -135,6 +145,33 @@ export class AuthService {
     });
     emails.queued?.();
     return user;
+  }
+
+  /**
+   * Registration that does not tell whether the address has an account (ASVS 6.3.8,
+   * REGISTRATION_ENUMERATION_SAFE): a new address is registered as by {@link register}; for a
+   * taken one the same password hash is computed, nothing is created, and the owner gets an
+   * `account_exists` notice instead. The caller answers both alike.
+   *
+   * @throws {ValidationError} for a malformed email, name or password (the same for both).
+   */
+  async registerWithoutDisclosure(
+    input: NewAccount,
+    callers: HashCallers = [],
+    context: RequestContext = NO_CONTEXT,
+  ): Promise<void> {
+    try {
+      await this.register(input, callers, context);
+    } catch (error) {
+      if (!(error instanceof UniqueConstraintError)) throw error;
+      const email = canonicalEmail(input.email);
+      const notified = await withTransaction(this.#deps.db, async (trx) => {
+        const owner = await new UserRepository(trx).findByEmail(email);
+        if (owner === undefined) return false;
+        return queueSecurityNotice(trx, owner, 'account_exists', this.#deps.clock());
+      });
+      if (notified) this.#deps.onEmailQueued?.();
+    }
   }
 
   /**
@@ -217,7 +254,7 @@ export class AuthService {
     this.#deps.events?.onLogin?.('success');
     return {
       user: toPublicUser({ ...user, last_login_at: now }),
-      ...this.#tokenPair(user, sid, refreshToken),
+      ...(await this.#tokenPair(user, sid, refreshToken, PASSWORD_ONLY)),
     };
   }
 
@@ -255,7 +292,8 @@ export class AuthService {
         });
         const sessions = new SessionRepository(trx);
         // A family opened by a release before sessions existed (while a deploy rolled) gets its session now.
-        if (!(await sessions.touch(sid, now))) {
+        let assurance = await sessions.touch(sid, now);
+        if (assurance === undefined) {
           await sessions.insert({
             id: sid,
             userId: token.user_id,
@@ -264,9 +302,9 @@ export class AuthService {
             userAgent: null,
             ipAddress: null,
           });
-          await sessions.touch(sid, now);
+          assurance = await sessions.touch(sid, now);
         }
-        return { kind: 'rotated', user, sid } as const;
+        return { kind: 'rotated', user, sid, assurance: assuranceOf(assurance) } as const;
       }
       if (token.rotated_at !== null && this.#withinReuseInterval(token.rotated_at, now)) {
         // The successor this token was rotated into, if it is still the family's live token.
@@ -274,7 +312,8 @@ export class AuthService {
           const successor = await tokens.findByHash(hashRefreshToken(successorOf(key, presented)));
           if (successor === undefined) continue;
           if (successor.revoked_at === null && successor.rotated_at === null) {
-            return { kind: 'reissued', user, sid, refreshToken: successorOf(key, presented) } as const;
+            const assurance = assuranceOf(await new SessionRepository(trx).assurance(sid));
+            return { kind: 'reissued', user, sid, refreshToken: successorOf(key, presented), assurance } as const;
           }
           break;
         }
@@ -290,10 +329,10 @@ export class AuthService {
     switch (outcome.kind) {
       case 'rotated':
         this.#deps.events?.onRefresh?.('rotated');
-        return this.#tokenPair(outcome.user, outcome.sid, next);
+        return this.#tokenPair(outcome.user, outcome.sid, next, outcome.assurance);
       case 'reissued':
         this.#deps.events?.onRefresh?.('reissued');
-        return this.#tokenPair(outcome.user, outcome.sid, outcome.refreshToken);
+        return this.#tokenPair(outcome.user, outcome.sid, outcome.refreshToken, outcome.assurance);
       case 'reused':
         if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], 'refresh_reused');
         this.#deps.events?.onRefresh?.('reused');
@@ -349,12 +388,15 @@ export class AuthService {
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
       // The current password was checked against the row read before hashing: a change that
       // committed since (another password change, a reset, disabling) makes that check stale.
-      if (!credentialsUnchanged(user, await users.lockForUpdate(user.id))) throw wrongCurrentPassword();
+      const locked = await users.lockForUpdate(user.id);
+      if (locked === undefined || !credentialsUnchanged(user, locked)) throw wrongCurrentPassword();
       await users.updatePasswordHash(user.id, passwordHash, now);
       await recordAuditEvent(trx, 'password.changed', user.id, context);
+      await queueSecurityNotice(trx, locked, 'password_changed');
       const keep = context.sessionId ?? undefined;
       return this.#deps.sessions.endAllInTransaction(trx, user.id, 'password_changed', context, keep);
     });
+    this.#deps.onEmailQueued?.();
     this.#deps.principals?.invalidate(user.id);
     this.#deps.sessions.forget(ended, 'password_changed');
   }
@@ -410,9 +452,9 @@ export class AuthService {
     return intervalMs > 0 && now.getTime() - rotatedAt.getTime() <= intervalMs;
   }
 
-  #tokenPair(user: UserRow, sid: string, refreshToken: string): TokenPair {
+  async #tokenPair(user: UserRow, sid: string, refreshToken: string, assurance: Assurance): Promise<TokenPair> {
     return {
-      accessToken: this.#deps.signer.sign({ sub: user.id, role: user.role, sid, typ: 'access' }),
+      accessToken: await this.#deps.signer.sign({ sub: user.id, role: user.role, sid, typ: 'access', ...assurance }),
       refreshToken,
       tokenType: 'Bearer',
       expiresIn: this.#deps.signer.expiresIn,
@@ -439,6 +481,13 @@ export function credentialsUnchanged(checked: UserRow, locked: UserRow | undefin
 
 function wrongCurrentPassword(): AuthenticationError {
   return new AuthenticationError('Current password is incorrect', 'INVALID_CREDENTIALS', { field: 'currentPassword' });
+}
+
+/** A session row's assurance as token claims; a row the constraint allows only these levels in. */
+function assuranceOf(row: { aal: string; amr: string[] } | undefined): Assurance {
+  if (row === undefined) return PASSWORD_ONLY;
+  const aal: AssuranceLevel = row.aal === 'aal2' ? 'aal2' : 'aal1';
+  return { aal, amr: row.amr };
 }
 
 /** The successor refresh token of `presented`: the same for the same token, on every instance. */

@@ -5,7 +5,15 @@ import { AccountTokenRepository } from '../repositories/account-tokens.ts';
 import { EmailOutboxRepository, type ClaimedMessage } from '../repositories/email-outbox.ts';
 import { UserRepository, type UserRow } from '../repositories/users.ts';
 import { issueAccountToken } from './account-tokens.ts';
-import { isEmailTemplate, renderEmail, type OutgoingEmail } from './email-templates.ts';
+import {
+  isEmailTemplate,
+  isLinkTemplate,
+  noticeTemplate,
+  renderEmail,
+  type EmailTemplate,
+  type OutgoingEmail,
+  type SecurityNotice,
+} from './email-templates.ts';
 
 /** Reset links of one account that work at once, at most: the rest of a flood of requests sends nothing. */
 export const MAX_LIVE_RESET_LINKS = 3;
@@ -50,6 +58,93 @@ export async function queueVerificationEmail(
   });
 }
 
+/** The account an email is about, as it is at the time of the event. */
+export interface Addressee {
+  readonly id: string;
+  readonly email: string;
+  readonly name: string;
+}
+
+/**
+ * Notices a caller can set off without proving anything (a registration with someone's address)
+ * are sent at most once per this many seconds per account, so nobody can fill a mailbox with them.
+ */
+const NOTICE_COALESCE_SECONDS: Partial<Record<SecurityNotice, number>> = {
+  account_exists: 3600,
+  login_throttled: 3600,
+};
+
+/**
+ * Queues a security notice to the account's address as it is now (an email change's notice goes
+ * to the old address), in the caller's unit of work: it is sent once that commits, and never if it
+ * rolls back. A notice carries no token and no link (see `email-templates.ts`).
+ *
+ * @example
+ * ```ts
+ * await queueSecurityNotice(trx, user, 'password_changed');
+ * ```
+ * @returns whether a notice was queued (false: the same one went out to this account recently).
+ */
+export async function queueSecurityNotice(
+  db: Kysely<DB>,
+  user: Addressee,
+  notice: SecurityNotice,
+  now: Date = new Date(),
+): Promise<boolean> {
+  const outbox = new EmailOutboxRepository(db);
+  const template = noticeTemplate(notice);
+  const coalesce = NOTICE_COALESCE_SECONDS[notice];
+  if (
+    coalesce !== undefined &&
+    (await outbox.queuedSince(user.id, template, new Date(now.getTime() - coalesce * 1000)))
+  ) {
+    return false;
+  }
+  await outbox.enqueue({ userId: user.id, recipient: user.email, template, data: { name: user.name } });
+  return true;
+}
+
+/**
+ * Queues the links of an email change in the caller's unit of work: one to the new address and,
+ * when `toCurrent`, one to the current address. Each is a new account token pointing at the
+ * change; the user's earlier email-change tokens are superseded.
+ */
+export async function queueEmailChangeLinks(
+  trx: Kysely<DB>,
+  user: Addressee,
+  change: { readonly id: string; readonly newEmail: string; readonly toCurrent: boolean },
+  settings: AccountEmailSettings,
+  now: Date,
+): Promise<void> {
+  const outbox = new EmailOutboxRepository(trx);
+  const issue = (purpose: 'email_change_new' | 'email_change_current') =>
+    issueAccountToken(
+      trx,
+      { userId: user.id, purpose, ttlSeconds: settings.verificationTtlSeconds, emailChangeId: change.id },
+      now,
+    );
+  // Both purposes are superseded whatever this request needs: an older request's links stop working.
+  const newToken = await issue('email_change_new');
+  const currentToken = await issue('email_change_current');
+  await outbox.enqueue({
+    userId: user.id,
+    recipient: change.newEmail,
+    template: 'email_change_new',
+    data: { token: newToken, name: user.name },
+  });
+  if (change.toCurrent) {
+    await outbox.enqueue({
+      userId: user.id,
+      recipient: user.email,
+      template: 'email_change_current',
+      data: { token: currentToken, name: user.name, newEmail: change.newEmail },
+    });
+  } else {
+    // Not sent, so never usable: used up at once rather than left live in the table.
+    await new AccountTokenRepository(trx).supersedeLive(user.id, 'email_change_current', now);
+  }
+}
+
 /**
  * Queues a password-reset request for an address, whoever it belongs to: one outbox row, the same
  * work whether or not an account has this address, so neither the answer nor its timing tells.
@@ -81,8 +176,42 @@ export class EmailComposer {
 
   /** @throws when the message is of no known template or lacks its data (the dispatcher retries, then gives up). */
   async compose(message: ClaimedMessage): Promise<OutgoingEmail | undefined> {
-    if (!isEmailTemplate(message.template)) throw new Error(`unknown email template "${message.template}"`);
-    return message.template === 'email_verification' ? this.#verification(message) : this.#passwordReset(message);
+    const template = message.template;
+    if (!isEmailTemplate(template)) throw new Error(`unknown email template "${template}"`);
+    if (template === 'email_verification') return this.#verification(message);
+    if (template === 'password_reset') return this.#passwordReset(message);
+    if (isLinkTemplate(template)) return this.#emailChange(template, message);
+    return this.#notice(template, message);
+  }
+
+  /** A link of an email change, unless the account was disabled since (its link would be refused). */
+  async #emailChange(template: EmailTemplate, message: ClaimedMessage): Promise<OutgoingEmail | undefined> {
+    const { token, name, newEmail } = message.data;
+    if (token === undefined || name === undefined || message.userId === null) {
+      throw new Error('email-change email without its token');
+    }
+    const user = await new UserRepository(this.#db).findById(message.userId);
+    if (user === undefined || !isActive(user)) return undefined;
+    return renderEmail(template, {
+      to: message.recipient,
+      name,
+      appUrl: this.#settings.appUrl,
+      token,
+      ttlSeconds: this.#settings.verificationTtlSeconds,
+      ...(newEmail === undefined ? {} : { newEmail }),
+    });
+  }
+
+  /** A security notice: always sent (a disabled account is told so), dated by its event. */
+  #notice(template: EmailTemplate, message: ClaimedMessage): OutgoingEmail {
+    const { name } = message.data;
+    if (name === undefined) throw new Error('notice without its addressee');
+    return renderEmail(template, {
+      to: message.recipient,
+      name,
+      appUrl: this.#settings.appUrl,
+      occurredAt: message.createdAt,
+    });
   }
 
   async #verification(message: ClaimedMessage): Promise<OutgoingEmail | undefined> {

@@ -6,6 +6,7 @@ import { AccountEmailService } from './account-emails.ts';
 import { AuditLog } from './audit-log.ts';
 import { AuthService, type AuthenticatedUser, type AuthEvents } from './auth.ts';
 import { DeviceTokens } from './device-tokens.ts';
+import { EmailChangeService } from './email-change.ts';
 import { queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
@@ -19,6 +20,7 @@ export interface Services {
   readonly auth: AuthService;
   readonly users: UserService;
   readonly accountEmails: AccountEmailService;
+  readonly emailChange: EmailChangeService;
   readonly sessions: SessionService;
   readonly userAdmin: UserAdministration;
   readonly audit: AuditLog;
@@ -54,6 +56,8 @@ export interface ServiceDeps {
   readonly email: AccountEmailSettings;
   /** AUTH_REQUIRE_VERIFIED_EMAIL: refuse logins of unverified accounts (403 EMAIL_NOT_VERIFIED). */
   readonly requireVerifiedEmail?: boolean | undefined;
+  /** REGISTRATION_ENUMERATION_SAFE: an email change to a taken address is answered like any other. */
+  readonly enumerationSafe?: boolean | undefined;
   /** Called once a transaction that queued an email committed (wakes the dispatcher). */
   readonly onEmailQueued?: (() => void) | undefined;
 }
@@ -96,6 +100,7 @@ export function createServices(deps: ServiceDeps): Services {
         queue: (trx, user, now) => queueVerificationEmail(trx, user, settings, now),
         queued: () => deps.onEmailQueued?.(),
       },
+      onEmailQueued: deps.onEmailQueued,
     }),
     users: new UserService({ db: deps.db, staleReads: deps.readDb }),
     accountEmails: new AccountEmailService({
@@ -107,6 +112,16 @@ export function createServices(deps: ServiceDeps): Services {
       sessions,
       onQueued: deps.onEmailQueued,
     }),
+    emailChange: new EmailChangeService({
+      db: deps.db,
+      hasher: deps.hasher,
+      clock: deps.clock,
+      settings,
+      sessions,
+      principals: deps.principals,
+      enumerationSafe: deps.enumerationSafe,
+      onQueued: deps.onEmailQueued,
+    }),
     sessions,
     userAdmin: new UserAdministration({
       db: deps.db,
@@ -115,6 +130,8 @@ export function createServices(deps: ServiceDeps): Services {
       sessions,
       principals: deps.principals,
       events: deps.adminEvents,
+      onEmailQueued: deps.onEmailQueued,
+      emailSettings: settings,
     }),
     audit,
     devices: new DeviceTokens(deps.deviceTokenKeys ?? [randomBytes(32).toString('base64url')], deps.clock),

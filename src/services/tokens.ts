@@ -1,8 +1,21 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { UserRole } from '../repositories/users.ts';
 
+/** Authenticator assurance level of a session: `aal2` once a second factor or a passkey verified it. */
+export type AssuranceLevel = 'aal1' | 'aal2';
+
+/** What a session's sign-in proved: carried by its access tokens, kept across refreshes. */
+export interface Assurance {
+  readonly aal: AssuranceLevel;
+  /** Authentication methods used (RFC 8176 names where one exists: `pwd`, `otp`, `hwk`, …). */
+  readonly amr: readonly string[];
+}
+
+/** A password sign-in: every session before v3's second factors. */
+export const PASSWORD_ONLY: Assurance = { aal: 'aal1', amr: ['pwd'] };
+
 /** The claims of an access token besides the registered ones (iss, aud, iat, exp) the signer adds. */
-export interface AccessTokenClaims {
+export interface AccessTokenClaims extends Assurance {
   readonly sub: string;
   readonly role: UserRole;
   /** The session (refresh-token family) the token was issued for: it fails once that ends. */
@@ -11,9 +24,9 @@ export interface AccessTokenClaims {
   readonly typ: 'access';
 }
 
-/** Signs access tokens; the auth plugin provides it from @fastify/jwt with HS256 pinned. */
+/** Signs access tokens; the jwt plugin provides it (algorithm and key from configuration). */
 export interface AccessTokenSigner {
-  sign(claims: AccessTokenClaims): string;
+  sign(claims: AccessTokenClaims): Promise<string>;
   /** Lifetime of a signed token, in seconds. */
   readonly expiresIn: number;
 }

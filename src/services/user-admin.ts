@@ -3,17 +3,20 @@ import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
 import { AuthenticationError, AuthorizationError, ConflictError, NotFoundError } from '../errors/index.ts';
 import { AccountTokenRepository } from '../repositories/account-tokens.ts';
+import { EmailChangeRepository } from '../repositories/email-changes.ts';
 import { UserRepository, type UserChanges, type UserRow } from '../repositories/users.ts';
 import { recordAuditEvent, type RequestContext } from './audit-log.ts';
 import { credentialsUnchanged, type Principal } from './auth.ts';
-import { normaliseName } from './credentials.ts';
+import { canonicalEmail, normaliseName } from './credentials.ts';
+import { queueSecurityNotice, queueVerificationEmail, type AccountEmailSettings } from './email.ts';
+import { requireRecentStrongAuth } from './step-up.ts';
 import type { HashCallers, PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { SessionService } from './sessions.ts';
 import { toPublicUser, type PublicUser } from './users.ts';
 
 /** The kinds of change an admin makes to a user: `update` is a rename. */
-export const ADMIN_ACTION_KINDS = ['update', 'role', 'disable', 'enable', 'delete'] as const;
+export const ADMIN_ACTION_KINDS = ['update', 'role', 'disable', 'enable', 'delete', 'email'] as const;
 export type AdminActionKind = (typeof ADMIN_ACTION_KINDS)[number];
 
 export interface AdminEvents {
@@ -28,6 +31,10 @@ export interface UserAdministrationDeps {
   readonly sessions: SessionService;
   readonly principals?: PrincipalCache<unknown> | undefined;
   readonly events?: AdminEvents | undefined;
+  /** Called after a transaction that queued a notice committed (wakes the dispatcher). */
+  readonly onEmailQueued?: (() => void) | undefined;
+  /** Where the verification link of an address an admin set points; none is sent without it. */
+  readonly emailSettings?: AccountEmailSettings | undefined;
 }
 
 /** An admin's change to a user, as PATCH /users/:id receives it. */
@@ -35,6 +42,8 @@ export interface UserPatch {
   readonly name?: string;
   readonly role?: UserRow['role'];
   readonly status?: UserRow['status'];
+  /** The support path for a user without access to their old mailbox. */
+  readonly email?: string;
 }
 
 /**
@@ -57,20 +66,25 @@ export class UserAdministration {
   }
 
   /**
-   * PATCH /users/:id. Disabling ends every session of the user in the same transaction.
+   * PATCH /users/:id. Disabling ends every session of the user in the same transaction. A new
+   * `email` moves the account at once (see {@link #moveEmail}).
    *
    * @throws {AuthorizationError} unless the principal is an admin.
    * @throws {NotFoundError} when there is no such user.
    * @throws {ConflictError} `LAST_ADMIN` when no active admin would remain.
+   * @throws {UniqueConstraintError} field `email` when another account has the address.
    */
   async update(principal: Principal, id: string, patch: UserPatch, context: RequestContext): Promise<PublicUser> {
     if (principal.role !== 'admin') throw new AuthorizationError();
+    const email = patch.email === undefined ? undefined : canonicalEmail(patch.email);
+    // Once admins can have a second factor, their writes need it (api.md v3, step-up).
+    await requireRecentStrongAuth({ principal, sessionId: context.sessionId });
     const changes: UserChanges = {
       ...(patch.name === undefined ? {} : { name: normaliseName(patch.name) }),
       ...(patch.role === undefined ? {} : { role: patch.role }),
       ...(patch.status === undefined ? {} : { status: patch.status }),
     };
-    const { user, ended, kinds } = await withTransaction(this.#deps.db, async (trx) => {
+    const { user, ended, endedByMove, kinds } = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       const removesAdmin = changes.role === 'user' || changes.status === 'disabled';
       const admins = removesAdmin ? await users.lockActiveAdmins() : [];
@@ -80,22 +94,63 @@ export class UserAdministration {
         const remaining = admins.length - 1;
         if (remaining < 1) throw lastAdmin();
       }
-      const after = await users.update(id, changes, this.#deps.clock());
-      if (after === undefined) throw new NotFoundError('User not found');
-      const details = changeDetails(before, after);
+      const updated = await users.update(id, changes, this.#deps.clock());
+      if (updated === undefined) throw new NotFoundError('User not found');
+      const details = changeDetails(before, updated);
       if (details !== undefined) await recordAuditEvent(trx, 'user.updated', id, context, details);
-      const endsSessions = before.status === 'active' && after.status === 'disabled';
+      const endsSessions = before.status === 'active' && updated.status === 'disabled';
       const endedIds = endsSessions
         ? await this.#deps.sessions.endAllInTransaction(trx, id, 'user_disabled', context)
         : [];
-      // A reset link in the inbox must not outlive the disabling, even if the account comes back.
-      if (endsSessions) await new AccountTokenRepository(trx).supersedeLive(id, 'password_reset', this.#deps.clock());
-      return { user: after, ended: endedIds, kinds: actionKinds(before, after) };
+      if (endsSessions) {
+        // A reset link in the inbox must not outlive the disabling, even if the account comes back.
+        await new AccountTokenRepository(trx).supersedeLive(id, 'password_reset', this.#deps.clock());
+        await queueSecurityNotice(trx, before, 'account_disabled');
+      }
+      const moved =
+        email === undefined || email === before.email ? undefined : await this.#moveEmail(trx, updated, email, context);
+      const after = moved?.user ?? updated;
+      return { user: after, ended: endedIds, endedByMove: moved?.ended ?? [], kinds: actionKinds(before, after) };
     });
+    if (kinds.includes('disable') || kinds.includes('email')) this.#deps.onEmailQueued?.();
     this.#deps.principals?.invalidate(id);
     this.#deps.sessions.forget(ended, 'user_disabled');
+    this.#deps.sessions.forget(endedByMove, 'email_changed');
     for (const kind of kinds) this.#deps.events?.onAdminAction?.(kind);
     return toPublicUser(user);
+  }
+
+  /**
+   * The support path of an email change (a user who lost the old mailbox): the address moves at
+   * once but counts as unverified, and gets a verification link; every session of the user ends,
+   * links and pending changes in the old mailbox stop working, the old address is told, and the
+   * audit log has `email.changed` with the admin as actor.
+   */
+  async #moveEmail(
+    trx: Kysely<DB>,
+    user: UserRow,
+    email: string,
+    context: RequestContext,
+  ): Promise<{ user: UserRow; ended: string[] }> {
+    const now = this.#deps.clock();
+    const moved = await new UserRepository(trx).changeEmail(user.id, email, null, now);
+    if (moved === undefined) throw new NotFoundError('User not found');
+    await new EmailChangeRepository(trx).supersedePending(user.id, now);
+    const tokens = new AccountTokenRepository(trx);
+    for (const purpose of [
+      'password_reset',
+      'email_verification',
+      'email_change_new',
+      'email_change_current',
+    ] as const) {
+      await tokens.supersedeLive(user.id, purpose, now);
+    }
+    await recordAuditEvent(trx, 'email.changed', user.id, context, { via: 'admin' });
+    const ended = await this.#deps.sessions.endAllInTransaction(trx, user.id, 'email_changed', context);
+    await queueSecurityNotice(trx, user, 'email_changed');
+    const settings = this.#deps.emailSettings;
+    if (settings !== undefined) await queueVerificationEmail(trx, moved, settings, now);
+    return { user: moved, ended };
   }
 
   /**
@@ -198,6 +253,7 @@ function changeDetails(
 
 function actionKinds(before: UserRow, after: UserRow): AdminActionKind[] {
   const kinds: AdminActionKind[] = [];
+  if (before.email !== after.email) kinds.push('email');
   if (before.role !== after.role) kinds.push('role');
   if (before.status !== after.status) kinds.push(after.status === 'disabled' ? 'disable' : 'enable');
   if (before.name !== after.name) kinds.push('update');

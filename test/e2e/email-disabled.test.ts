@@ -2,7 +2,7 @@ import type { App } from '../../src/app.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { tokenFromLink } from '../helpers/smtp.ts';
-import { startMailingApp, type MailingApp } from './email-support.ts';
+import { mailTo, startMailingApp, type MailingApp } from './email-support.ts';
 import { bearer, createUser, expectError, login, PASSWORD, postJson, type UserJson } from './support.ts';
 
 // A disabled account (api.md: PATCH /users/:id `status: "disabled"`) gets no reset email, and no
@@ -63,6 +63,8 @@ describe('email flows of a disabled account', () => {
       .poll(async () => (await outbox()).map((row) => [row.recipient, row.template, row.state]), { timeout: 5000 })
       .toEqual([
         ['disabled@example.com', 'email_verification', 'sent'],
+        // (v3) The owner is told of the disabling; the notice carries no link.
+        ['disabled@example.com', 'notice_account_disabled', 'sent'],
         ['disabled@example.com', 'password_reset', 'skipped'],
         ['nobody@example.com', 'password_reset', 'skipped'],
       ]);
@@ -72,13 +74,15 @@ describe('email flows of a disabled account', () => {
       .where('user_id', '=', user.id)
       .execute();
     expect(tokens.map((token) => token.purpose)).toEqual(['email_verification']);
-    expect(smtp.to('disabled@example.com').map((email) => email.subject)).toEqual(['Confirm your email address']);
+    expect(smtp.to('disabled@example.com').map((email) => email.subject)).toEqual([
+      'Confirm your email address',
+      'Your account was disabled',
+    ]);
 
     // Enabled again, the same request mails a link at once: the skip was the status, nothing else.
     await setStatus(user.id, 'active');
     expect((await postJson(app, '/auth/password/forgot', { email: 'disabled@example.com' })).statusCode).toBe(202);
-    const [, reset] = await smtp.waitForMessages(2);
-    expect(reset?.subject).toBe('Reset your password');
+    const [reset] = await mailTo(smtp, 'disabled@example.com', 'Reset your password');
     expect(reset?.to).toEqual(['disabled@example.com']);
   });
 
@@ -146,15 +150,21 @@ describe('email flows of a disabled account', () => {
     // the dispatcher gets to it.
     await setStatus(user.id, 'disabled');
     mailing.dispatcher().start();
-    await expect.poll(async () => (await outbox()).map((row) => row.state), { timeout: 5000 }).toEqual(['skipped']);
-    expect(smtp.received).toEqual([]);
+    await expect
+      .poll(async () => (await outbox()).map((row) => [row.template, row.state]), { timeout: 5000 })
+      .toEqual([
+        ['email_verification', 'skipped'],
+        ['notice_account_disabled', 'sent'],
+      ]);
+    // Only the notice of the disabling went out (a notice reaches a disabled account).
+    expect(smtp.received.map((email) => email.subject)).toEqual(['Your account was disabled']);
 
     // Enabled, a re-sent link arrives; disabled again before it is followed, it verifies nothing.
     await setStatus(user.id, 'active');
     const { accessToken } = await login(app, 'katherine@example.com');
     const resent = await app.inject({ method: 'POST', url: '/auth/email/verification', headers: bearer(accessToken) });
     expect(resent.statusCode, resent.body).toBe(202);
-    const [email] = await smtp.waitForMessages(1);
+    const [email] = await mailTo(smtp, 'katherine@example.com', 'Confirm your email address');
     const token = tokenFromLink(email?.text ?? '', '/verify-email');
     await setStatus(user.id, 'disabled');
     expectInvalidToken(await postJson(app, '/auth/email/verify', { token }));

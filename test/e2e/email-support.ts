@@ -9,7 +9,14 @@ import { smtpTransport } from '../../src/services/email-transports.ts';
 import { OutboxDispatcher, type DispatcherEvents } from '../../src/workers/outbox-dispatcher.ts';
 import { LogCapture, testApp, testConfig } from '../helpers/app.ts';
 import { isolatedDatabase, type TestDatabase } from '../helpers/database.ts';
-import { startSmtpServer, type SmtpServerOptions, type TestSmtpServer } from '../helpers/smtp.ts';
+import { waitFor } from '../helpers/processes.ts';
+import {
+  startSmtpServer,
+  tokenFromLink,
+  type ReceivedEmail,
+  type SmtpServerOptions,
+  type TestSmtpServer,
+} from '../helpers/smtp.ts';
 
 export const APP_URL = 'https://app.example.test';
 
@@ -127,4 +134,24 @@ export async function startMailingApp(
     // Every message, oldest first: a whole-table read only tests need, so not a repository method.
     outbox: () => database.db.selectFrom('email_outbox').selectAll().orderBy('created_at').orderBy('id').execute(),
   };
+}
+
+/**
+ * Waits for the emails to `address` with `subject` until there are `count` of them (1 by
+ * default), and returns them.
+ */
+export async function mailTo(
+  smtp: TestSmtpServer,
+  address: string,
+  subject: string,
+  count = 1,
+): Promise<ReceivedEmail[]> {
+  const matching = () => smtp.to(address).filter((email) => email.subject === subject);
+  await waitFor(`${count} "${subject}" email(s) to ${address}`, async () => matching().length >= count, 10_000, 20);
+  return matching();
+}
+
+/** The token of an email-change link (`APP_URL/confirm-email-change?token=…`) in an email. */
+export function changeToken(email: ReceivedEmail | undefined): string {
+  return tokenFromLink(email?.text ?? '', '/confirm-email-change');
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { TEST_JWT_SECRET } from '../helpers/app.ts';
+import { TEST_JWT_SECRET, TEST_ENCRYPTION_KEY } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 import { startServerProcess, type ServerProcess as Instance } from '../helpers/server-process.ts';
 import { createUser, PASSWORD, type LoginJson } from './support.ts';
@@ -14,6 +14,8 @@ const HEARTBEAT_TIMEOUT_MS = 1500;
 function serverEnv(databaseUrl: string, applicationName: string): Record<string, string> {
   return {
     NODE_ENV: 'production',
+    ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
+    APP_URL: 'http://localhost:3000',
     LOG_LEVEL: 'warn',
     DATABASE_URL: databaseUrl,
     DB_POOL_MAX: '4',

@@ -226,4 +226,30 @@ describe('a secret checked before a change of the account does not count after i
     expectError(await deletion, { statusCode: 401, code: 'INVALID_CREDENTIALS', field: 'password' });
     expect(await db.selectFrom('users').select('id').where('id', '=', user.id).execute()).toHaveLength(1);
   });
+
+  test('an email change whose password check raced a password change queues no links and answers 401', async ({
+    onTestFinished,
+  }) => {
+    const { app, db, user, hasher } = await setUp(onTestFinished);
+    const held = hasher.hold(1);
+    const request = postJson(
+      app,
+      '/auth/email/change',
+      { newEmail: 'moved@example.com', password: PASSWORD },
+      bearer(accessTokenFor(user)),
+    );
+    await held.checked;
+
+    const change = await postJson(
+      app,
+      '/auth/password',
+      { currentPassword: PASSWORD, newPassword: NEW_PASSWORD },
+      bearer(accessTokenFor(user)),
+    );
+    held.release();
+
+    expect(change.statusCode).toBe(204);
+    expectError(await request, { statusCode: 401, code: 'INVALID_CREDENTIALS', field: 'password' });
+    expect(await db.selectFrom('email_changes').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+  });
 });

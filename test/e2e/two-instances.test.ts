@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { beforeAll } from 'vitest';
-import { TEST_JWT_SECRET } from '../helpers/app.ts';
+import { TEST_JWT_SECRET, TEST_ENCRYPTION_KEY } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 import { assertRedisAnswers, TEST_REDIS_URL } from '../helpers/redis.ts';
 import { startServerProcess, type ServerProcess as Instance } from '../helpers/server-process.ts';
@@ -41,6 +41,8 @@ async function twoInstances(
   });
   const env = {
     NODE_ENV: 'production',
+    ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
+    APP_URL: 'http://localhost:3000',
     // Production refuses to start without a mail transport and a metrics token unless told so.
     EMAIL_TRANSPORT: 'log',
     METRICS_PUBLIC: 'true',

@@ -6,6 +6,8 @@ import { ConfigError, loadConfig, type Config } from '../../src/config.ts';
 import { PasswordHasher, type Argon2Params } from '../../src/services/passwords.ts';
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-bytes-long!';
+/** ENCRYPTION_KEY of the tests: 32 fixed bytes, base64. */
+export const TEST_ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64');
 
 /**
  * argon2id at its cheapest (still real argon2id, about a millisecond a hash) for the tests that are
@@ -29,9 +31,20 @@ export function testHasher(config: Config = testConfig()): PasswordHasher {
   });
 }
 
-/** The configuration tests run with: the defaults, quiet logs, a fixed JWT secret. */
+/**
+ * The configuration tests run with: the defaults, quiet logs, a fixed JWT secret and encryption
+ * key. Tokens are HS256 here, so most suites can sign a token without a login (`accessTokenFor`);
+ * the asymmetric default is tested with `JWT_ALGORITHM: 'EdDSA'` (test/e2e/signing-keys.test.ts).
+ */
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_JWT_SECRET, DATABASE_URL: 'postgres://unused/db', ...env });
+  return loadConfig({
+    NODE_ENV: 'test',
+    JWT_SECRET: TEST_JWT_SECRET,
+    JWT_ALGORITHM: 'HS256',
+    ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
+    DATABASE_URL: 'postgres://unused/db',
+    ...env,
+  });
 }
 
 /** The problems `loadConfig` reports for `env` (none when it is valid). */

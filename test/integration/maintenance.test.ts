@@ -363,6 +363,7 @@ describe('the maintenance job', () => {
       'sessions.ended',
       'audit_events.expired',
       'account_tokens.expired',
+      'email_changes.expired',
       'email_outbox.done',
     ]);
     for (const rule of PRUNE_RULES) expect(tables, rule.name).toContain(rule.table);

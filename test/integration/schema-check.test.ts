@@ -88,9 +88,11 @@ describe('the schema check', () => {
     expect(Object.keys(a.tables)).toEqual([
       'account_tokens',
       'audit_events',
+      'email_changes',
       'email_outbox',
       'refresh_tokens',
       'sessions',
+      'signing_keys',
       'users',
     ]);
   });

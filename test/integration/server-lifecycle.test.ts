@@ -63,10 +63,62 @@ async function registered(server: Awaited<ReturnType<typeof open>>): Promise<str
 }
 
 describe('openServer', { timeout: 60_000 }, () => {
+  test('without ENCRYPTION_KEY outside production: generates one under DATA_DIR (0600) and creates the first signing key, so EdDSA tokens survive a restart', async () => {
+    const { url, db } = await isolatedDatabase(onTestFinished);
+    const dir = await dataDir();
+    const env = { DATABASE_URL: url, DATA_DIR: dir, HASH_THREAD_NICE: '0' };
+    const first = await open(env);
+    expect(await db.selectFrom('signing_keys').select('kid').execute()).toHaveLength(1);
+    const token = await registered(first);
+    expect(JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString())).toMatchObject({ alg: 'EdDSA' });
+    const file = path.join(dir, 'encryption-key');
+    const key = await fs.readFile(file, 'utf8');
+    expect(Buffer.from(key, 'base64')).toHaveLength(32);
+    expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
+    await first.close();
+
+    const second = await open(env);
+    expect((await me(second, token)).statusCode).toBe(200);
+    // The key signs again after the restart: its private half opened with the same encryption key.
+    expect((await registered(second)).split('.')[0]).toBe(token.split('.')[0]);
+    expect(await fs.readFile(file, 'utf8')).toBe(key);
+  });
+
+  test('with an ENCRYPTION_KEY that does not open the signing keys: development signs with a new key and says so; production refuses to start', async () => {
+    const { url } = await isolatedDatabase(onTestFinished);
+    const env = { DATABASE_URL: url, HASH_THREAD_NICE: '0' };
+    const first = await open({ ...env, DATA_DIR: await dataDir() });
+    const token = await registered(first);
+    await first.close();
+
+    const said: string[] = [];
+    const second = await open({ ...env, DATA_DIR: await dataDir() }, said);
+    expect(said).toContain(
+      'the encryption key under DATA_DIR does not open the signing keys in the database: a new key signs from now',
+    );
+    // Issued tokens stay valid: the old key is still published until they expire.
+    expect((await me(second, token)).statusCode).toBe(200);
+    expect((await registered(second)).split('.')[0]).not.toBe(token.split('.')[0]);
+    await second.close();
+
+    const production = {
+      ...env,
+      NODE_ENV: 'production',
+      ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'),
+      METRICS_TOKEN: 'a-metrics-token',
+      EMAIL_TRANSPORT: 'log',
+      APP_URL: 'https://app.example.com',
+      DATA_DIR: await dataDir(),
+    };
+    await expect(open(production)).rejects.toThrow(
+      /^Refusing to start: ENCRYPTION_KEY does not open the active signing key .*npm run keys:rotate -- --now/,
+    );
+  });
+
   test('without JWT_SECRET outside production: generates one under DATA_DIR (0600), so tokens survive a restart', async () => {
     const { url } = await isolatedDatabase(onTestFinished);
     const dir = await dataDir();
-    const env = { DATABASE_URL: url, DATA_DIR: dir, HASH_THREAD_NICE: '0' };
+    const env = { DATABASE_URL: url, DATA_DIR: dir, HASH_THREAD_NICE: '0', JWT_ALGORITHM: 'HS256' };
     const first = await open(env);
     const token = await registered(first);
     const file = path.join(dir, 'jwt-secret');
@@ -100,8 +152,9 @@ describe('openServer', { timeout: 60_000 }, () => {
 
   test('MIGRATE_ON_START=true migrates first, says what it applied, and hints at db:seed on a database without users', async () => {
     const url = await emptyDatabase();
+    const dir = await dataDir();
     const said: string[] = [];
-    const server = await open({ DATABASE_URL: url, DATA_DIR: await dataDir(), MIGRATE_ON_START: 'true' }, said);
+    const server = await open({ DATABASE_URL: url, DATA_DIR: dir, MIGRATE_ON_START: 'true' }, said);
     expect(said[0]).toMatch(/^applied migrations: \d{14}_/);
     expect(said).toContain(
       'the database has no users yet: `npm run db:seed` adds an admin and 36 users (and prints how to log in)',
@@ -110,11 +163,11 @@ describe('openServer', { timeout: 60_000 }, () => {
     await server.close();
     // Nothing left to apply the second time, and with a user there is no hint.
     const again: string[] = [];
-    const reopened = await open({ DATABASE_URL: url, DATA_DIR: await dataDir(), MIGRATE_ON_START: 'true' }, again);
+    const reopened = await open({ DATABASE_URL: url, DATA_DIR: dir, MIGRATE_ON_START: 'true' }, again);
     await registered(reopened);
     await reopened.close();
     const third: string[] = [];
-    await open({ DATABASE_URL: url, DATA_DIR: await dataDir(), MIGRATE_ON_START: 'true' }, third);
+    await open({ DATABASE_URL: url, DATA_DIR: dir, MIGRATE_ON_START: 'true' }, third);
     expect(again.filter((line) => line.startsWith('applied migrations'))).toEqual([]);
     expect(third).toEqual([]);
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { configProblems } from '../helpers/app.ts';
+import { configProblems, TEST_ENCRYPTION_KEY as ENCRYPTION_KEY } from '../helpers/app.ts';
 
 describe('loadConfig', () => {
   it('gives every variable its documented default', () => {
@@ -85,17 +85,58 @@ describe('loadConfig', () => {
     ]);
   });
 
-  it('requires a JWT secret in production', () => {
-    expect(configProblems({ NODE_ENV: 'production', METRICS_TOKEN: 'scrape-secret' })).toEqual([
-      'JWT_SECRET is required when NODE_ENV=production',
+  it('requires an encryption key in production, and a JWT secret when it signs (HS256)', () => {
+    const production = { NODE_ENV: 'production', METRICS_TOKEN: 'scrape-secret', APP_URL: 'https://app.example' };
+    expect(configProblems(production)).toEqual([
+      'ENCRYPTION_KEY is required when NODE_ENV=production (generate one: openssl rand -base64 32)',
     ]);
-    expect(
-      loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), METRICS_TOKEN: 'scrape-secret' }).auth.jwtSecret,
-    ).toBe('x'.repeat(32));
+    expect(configProblems({ ...production, ENCRYPTION_KEY, JWT_ALGORITHM: 'HS256' })).toEqual([
+      'JWT_SECRET is required when NODE_ENV=production and JWT_ALGORITHM=HS256',
+    ]);
+    expect(configProblems({ ...production, ENCRYPTION_KEY })).toEqual([]);
+    expect(loadConfig({ ...production, ENCRYPTION_KEY, JWT_SECRET: 'x'.repeat(32) }).auth.jwtSecret).toBe(
+      'x'.repeat(32),
+    );
+  });
+
+  it('signs with EdDSA by default, and reads the key settings', () => {
+    expect(loadConfig({}).auth).toMatchObject({
+      jwtAlgorithm: 'EdDSA',
+      encryptionKey: undefined,
+      jwksMaxAgeSeconds: 300,
+      introspectionTokens: [],
+    });
+    const auth = loadConfig({
+      JWT_ALGORITHM: 'ES256',
+      ENCRYPTION_KEY,
+      JWKS_MAX_AGE_SECONDS: '60',
+      INTROSPECTION_TOKEN: `${'a'.repeat(32)}, ${'b'.repeat(40)}`,
+    }).auth;
+    expect(auth.jwtAlgorithm).toBe('ES256');
+    expect(auth.encryptionKey).toHaveLength(32);
+    expect(auth.jwksMaxAgeSeconds).toBe(60);
+    expect(auth.introspectionTokens).toEqual(['a'.repeat(32), 'b'.repeat(40)]);
+  });
+
+  it.each([
+    [{ JWT_ALGORITHM: 'RS256' }, 'JWT_ALGORITHM must be one of EdDSA, ES256, HS256 (got "RS256")'],
+    [{ JWT_ALGORITHM: 'none' }, 'JWT_ALGORITHM must be one of EdDSA, ES256, HS256 (got "none")'],
+    [
+      { ENCRYPTION_KEY: 'too-short' },
+      'ENCRYPTION_KEY must be 32 random bytes in base64 (generate one: openssl rand -base64 32)',
+    ],
+    [{ INTROSPECTION_TOKEN: 'short' }, 'every token in INTROSPECTION_TOKEN must be at least 32 bytes long'],
+  ])('refuses %o', (env, problem) => {
+    expect(configProblems(env)).toEqual([problem]);
   });
 
   it('refuses to start in production with a public /metrics unless METRICS_PUBLIC=true says so (issue 22 item 10)', () => {
-    const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) };
+    const production = {
+      NODE_ENV: 'production',
+      JWT_SECRET: 'x'.repeat(32),
+      ENCRYPTION_KEY,
+      APP_URL: 'https://app.example',
+    };
     expect(configProblems(production)).toEqual([
       'METRICS_TOKEN is required when NODE_ENV=production (GET /metrics would be public); set METRICS_PUBLIC=true to serve it without a token on purpose',
     ]);
@@ -107,7 +148,7 @@ describe('loadConfig', () => {
   });
 
   it('turns the API docs off in production unless DOCS_ENABLED=true', () => {
-    const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), METRICS_TOKEN: 'm' };
+    const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32), METRICS_TOKEN: 'm', ENCRYPTION_KEY };
     expect(loadConfig(production).docs.enabled).toBe(false);
     expect(loadConfig({ ...production, DOCS_ENABLED: 'true' }).docs.enabled).toBe(true);
     expect(loadConfig({}).docs.enabled).toBe(true);

@@ -3,12 +3,18 @@ import { loadConfig } from '../../src/config.ts';
 import { openServer, StartupRefusedError } from '../../src/lifecycle.ts';
 import { renderEmail } from '../../src/services/email-templates.ts';
 import { emailTransportFor, logTransport } from '../../src/services/email-transports.ts';
-import { configProblems, TEST_JWT_SECRET } from '../helpers/app.ts';
+import { configProblems, TEST_ENCRYPTION_KEY, TEST_JWT_SECRET } from '../helpers/app.ts';
 
 // Which transport the configuration picks (SMTP, the log, or a refusal to start in production),
 // the dispatcher's settings that cannot work, and what the templates and the log transport write.
 
-const PRODUCTION = { NODE_ENV: 'production', JWT_SECRET: TEST_JWT_SECRET, METRICS_TOKEN: 'scrape-secret' };
+const PRODUCTION = {
+  NODE_ENV: 'production',
+  JWT_SECRET: TEST_JWT_SECRET,
+  ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
+  METRICS_TOKEN: 'scrape-secret',
+  APP_URL: 'https://app.example',
+};
 
 function infoLog() {
   const lines: Array<{ fields: Record<string, unknown>; message: string }> = [];

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { escapeHtml, isEmailTemplate, linkFor, renderEmail } from '../../src/services/email-templates.ts';
+import {
+  EMAIL_TEMPLATES,
+  escapeHtml,
+  isEmailTemplate,
+  isLinkTemplate,
+  linkFor,
+  PRODUCT_NAME,
+  renderEmail,
+} from '../../src/services/email-templates.ts';
 
 // The emails as rendered (src/services/email-templates.ts): the sentence that says how long the
 // link works for every TTL an operator may configure, links with the token URL-encoded, and
@@ -45,6 +53,36 @@ describe('renderEmail', () => {
   });
 });
 
+describe('every template', () => {
+  it.for(EMAIL_TEMPLATES)('%s has a subject, a text and an HTML part, and a footer that says why', (template) => {
+    const email = renderEmail(template, { ...input, ttlSeconds: 3600, newEmail: 'ada@new.example' });
+    expect(email.subject).not.toBe('');
+    expect(email.text).toMatch(/^Hello Ada,\n/);
+    expect(email.html).toContain('<p>Hello Ada,</p>');
+    for (const part of [email.text, email.html]) {
+      expect(part).toContain('You received this email because');
+      expect(part).toContain(PRODUCT_NAME);
+    }
+    // Only link emails carry the token; a notice has no link at all.
+    if (isLinkTemplate(template)) expect(email.text).toContain('?token=abc');
+    else for (const part of [email.text, email.html]) expect(part).not.toMatch(/https?:|token|<a /);
+  });
+
+  it('a link template without its token is refused rather than sent without a link', () => {
+    expect(() => renderEmail('email_change_new', { to: 'a@b.c', name: 'Ada', appUrl: 'https://a.test' })).toThrow(
+      /token/,
+    );
+  });
+
+  it('a notice is dated by its event, in UTC', () => {
+    const email = renderEmail('notice_password_changed', {
+      ...input,
+      occurredAt: new Date('2026-12-07T12:34:56Z'),
+    });
+    expect(email.text).toContain('was changed on 2026-12-07 12:34 UTC.');
+  });
+});
+
 describe('linkFor, isEmailTemplate, escapeHtml', () => {
   it('URL-encodes the token', () => {
     expect(linkFor('password_reset', 'https://a.test', 'a+b/c=&d')).toBe(
@@ -52,10 +90,20 @@ describe('linkFor, isEmailTemplate, escapeHtml', () => {
     );
   });
 
-  it('knows the two templates and nothing else (an outbox row with another name is refused)', () => {
+  it('knows its templates and nothing else (an outbox row with another name is refused)', () => {
     expect(isEmailTemplate('email_verification')).toBe(true);
     expect(isEmailTemplate('password_reset')).toBe(true);
+    expect(isEmailTemplate('email_change_new')).toBe(true);
+    expect(isEmailTemplate('notice_password_changed')).toBe(true);
     expect(isEmailTemplate('newsletter')).toBe(false);
+    expect(isEmailTemplate('notice_newsletter')).toBe(false);
+  });
+
+  it('an email-change link opens APP_URL/confirm-email-change', () => {
+    expect(linkFor('email_change_new', 'https://a.test', 'abc')).toBe('https://a.test/confirm-email-change?token=abc');
+    expect(linkFor('email_change_current', 'https://a.test', 'abc')).toBe(
+      'https://a.test/confirm-email-change?token=abc',
+    );
   });
 
   it('escapes the five HTML metacharacters and nothing else', () => {
