@@ -23,6 +23,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../src/db/embedded.ts';
 import { migrateToLatest } from '../src/db/migrator.ts';
 import { log, ROOT_DIR } from './lib/environment.ts';
@@ -172,6 +173,16 @@ async function runOnce(
   };
 }
 
+async function dropDatabase(adminUrl: string, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists ${client.escapeIdentifier(name)} with (force)`);
+  } finally {
+    await client.end();
+  }
+}
+
 async function main(): Promise<void> {
   const checkouts = checkoutsFromArgs();
   const loadBefore = os.loadavg().map((value) => roundTo(value, 2));
@@ -188,6 +199,8 @@ async function main(): Promise<void> {
         const order = round % 2 === 1 ? checkouts : [...checkouts].reverse();
         for (const checkout of order) {
           const name = `fair_${checkout.name.replace(/\W/g, '_')}`;
+          // A fresh database each run: counters, users and signing keys of an earlier run stay out.
+          await dropDatabase(embedded.url, name);
           await ensureDatabaseExists(embedded.url, name);
           const url = withDatabaseName(embedded.url, name);
           await migrateToLatest(url);
@@ -205,6 +218,8 @@ async function main(): Promise<void> {
               MIGRATE_ON_START: 'false',
               DATA_DIR: path.resolve(ROOT_DIR, '.data/bench-fairness'),
               JWT_SECRET: randomBytes(48).toString('base64url'),
+              // Production needs one since the signing keys (v3); earlier checkouts ignore it.
+              ENCRYPTION_KEY: randomBytes(32).toString('base64'),
               TRUST_PROXY: 'true',
               ...setting.env,
             },
