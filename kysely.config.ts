@@ -6,7 +6,7 @@ import { loadConfig, loadEnvFile } from './src/config.ts';
 import { createMigrator, migrationOptionsOf } from './src/db/migrator.ts';
 import { openDatabaseTarget } from './src/db/target.ts';
 
-// kysely-ctl (npm run migrate, migrate:rollback, migrate:status, migrate:make) works on the same
+// kysely-ctl (npm run migrate:make, and kysely's own commands) works on the same
 // database as `npm start`: DATABASE_URL, or the embedded PostgreSQL under .data/, started for the
 // command and stopped after it unless the server already runs it.
 export default defineConfig({

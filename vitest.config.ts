@@ -23,7 +23,7 @@ export default defineConfig({
     exclude: [
       ...(process.env.RELIABILITY
         ? []
-        : ['test/reliability/{database-outage,shutdown,crash,email-crash,email-server}.test.ts']),
+        : ['test/reliability/{database-outage,shutdown,ctrl-c,test-clusters,crash,email-crash,email-server}.test.ts']),
       ...(process.env.SCALE_OUT
         ? []
         : [

@@ -24,6 +24,27 @@ export type ApiError = components['schemas']['Error']['error'];
 export type ErrorCode = ApiError['code'];
 export type User = components['schemas']['User'];
 
+/** A finished sign-in: the tokens are kept by the client. */
+export interface SignedIn {
+  readonly mfaRequired: false;
+  readonly user: User;
+}
+
+/** The password was right and the account has a second factor: finish with {@link ApiClient.completeLogin}. */
+export interface SecondFactorRequired {
+  readonly mfaRequired: true;
+  readonly mfaToken: string;
+  readonly methods: readonly ('totp' | 'recovery_code' | 'passkey')[];
+  /** Seconds the mfaToken stays valid. */
+  readonly expiresIn: number;
+}
+
+/** What {@link ApiClient.login} resolves to: narrow on `mfaRequired`. */
+export type LoginOutcome = SignedIn | SecondFactorRequired;
+
+/** A second factor: the 6-digit code of the authenticator app, or one of the recovery codes. */
+export type SecondFactor = { readonly code: string } | { readonly recoveryCode: string };
+
 /** The tokens of a signed-in client: what login and refresh return. */
 export interface Tokens {
   readonly accessToken: string;
@@ -60,10 +81,22 @@ export interface ApiClient extends Client<paths> {
   setTokens(tokens: Tokens | undefined): void;
   /**
    * POST /auth/login (with this device's token, when it has one) and keep the tokens and the new
-   * device token. Resolves to the user, or to the error body (401 INVALID_CREDENTIALS, 429
-   * RATE_LIMITED with {@link ApiResult.retryAfterSeconds}, …).
+   * device token. Resolves to the user (`mfaRequired: false`), to the
+   * second-factor challenge of an account that has one (`mfaRequired: true`: then call
+   * {@link completeLogin}), or to the error body (401 INVALID_CREDENTIALS, 429 RATE_LIMITED with
+   * {@link ApiResult.retryAfterSeconds}, …).
+   *
+   * @example
+   * ```ts
+   * const result = await api.login(email, password);
+   * if (result.ok && result.value.mfaRequired) await api.completeLogin(result.value.mfaToken, { code });
+   * ```
    */
-  login(email: string, password: string): Promise<ApiResult<User>>;
+  login(email: string, password: string): Promise<ApiResult<LoginOutcome>>;
+  /** POST /auth/login/mfa: finishes a sign-in with a second factor and keeps the tokens (now `aal2`). */
+  completeLogin(mfaToken: string, factor: SecondFactor): Promise<ApiResult<User>>;
+  /** POST /auth/mfa/step-up: raises the current session to `aal2` (needed for sensitive actions) and keeps the new tokens. */
+  stepUp(factor: SecondFactor): Promise<ApiResult<null>>;
   /** POST /auth/logout with the current refresh token (its session ends), then forget the tokens. */
   logout(): Promise<ApiResult<null>>;
 }
@@ -177,14 +210,37 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   const client = createClient<paths>({ baseUrl, fetch: send });
   client.use(auth);
 
-  const login = async (email: string, password: string): Promise<ApiResult<User>> => {
+  /** Every completed sign-in rotates this device's token: the next login sends the new one. */
+  const keepDeviceToken = (next: string) => {
+    deviceToken = next;
+    options.onDeviceToken?.(next);
+  };
+
+  const login = async (email: string, password: string): Promise<ApiResult<LoginOutcome>> => {
     const body = deviceToken === undefined ? { email, password } : { email, password, deviceToken };
     const { data, error, response } = await client.POST('/auth/login', { body });
     if (data === undefined) return failure(error, response);
+    if ('mfaRequired' in data) return { ok: true, value: data, response };
     setTokens({ accessToken: data.accessToken, refreshToken: data.refreshToken });
-    deviceToken = data.deviceToken;
-    options.onDeviceToken?.(data.deviceToken);
+    keepDeviceToken(data.deviceToken);
+    return { ok: true, value: { mfaRequired: false, user: data.user }, response };
+  };
+
+  const completeLogin = async (mfaToken: string, factor: SecondFactor): Promise<ApiResult<User>> => {
+    const { data, error, response } = await client.POST('/auth/login/mfa', { body: { mfaToken, ...factor } });
+    if (data === undefined) return failure(error, response);
+    // A second factor never answers with another challenge; the schema shares the login's.
+    if ('mfaRequired' in data) throw new Error('The server asked for another factor');
+    setTokens({ accessToken: data.accessToken, refreshToken: data.refreshToken });
+    keepDeviceToken(data.deviceToken);
     return { ok: true, value: data.user, response };
+  };
+
+  const stepUp = async (factor: SecondFactor): Promise<ApiResult<null>> => {
+    const { data, error, response } = await client.POST('/auth/mfa/step-up', { body: { ...factor } });
+    if (data === undefined) return failure(error, response);
+    setTokens({ accessToken: data.accessToken, refreshToken: data.refreshToken });
+    return { ok: true, value: null, response };
   };
 
   const logout = async (): Promise<ApiResult<null>> => {
@@ -207,6 +263,8 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     },
     setTokens,
     login,
+    completeLogin,
+    stepUp,
     logout,
   };
 }

@@ -9,6 +9,8 @@ export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
 
+export type Int8 = ColumnType<string, bigint | number | string, bigint | number | string>;
+
 export type Json = JsonValue;
 
 export type JsonArray = JsonValue[];
@@ -77,6 +79,39 @@ export interface EmailOutbox {
   user_id: string | null;
 }
 
+export interface MfaChallenges {
+  created_at: Timestamp;
+  credential_stamp: string;
+  expires_at: Timestamp;
+  first_factor: string;
+  id: string;
+  ip_address: string | null;
+  token_hash: string;
+  used_at: Timestamp | null;
+  user_agent: string | null;
+  user_id: string;
+}
+
+export interface MfaFactors {
+  created_at: Timestamp;
+  id: string;
+  last_used_at: Timestamp | null;
+  last_used_step: Int8 | null;
+  name: string;
+  secret_jwe: string;
+  type: string;
+  user_id: string;
+  verified_at: Timestamp | null;
+}
+
+export interface MfaRecoveryCodes {
+  code_hash: string;
+  created_at: Timestamp;
+  id: string;
+  used_at: Timestamp | null;
+  user_id: string;
+}
+
 export interface RefreshTokens {
   created_at: Generated<Timestamp>;
   expires_at: Timestamp;
@@ -117,6 +152,7 @@ export interface Users {
   email_verified_at: Timestamp | null;
   id: Generated<string>;
   last_login_at: Timestamp | null;
+  mfa_enabled: Generated<boolean>;
   name: string;
   password_hash: string;
   role: Generated<"user" | "admin">;
@@ -129,6 +165,9 @@ export interface DB {
   audit_events: AuditEvents;
   email_changes: EmailChanges;
   email_outbox: EmailOutbox;
+  mfa_challenges: MfaChallenges;
+  mfa_factors: MfaFactors;
+  mfa_recovery_codes: MfaRecoveryCodes;
   refresh_tokens: RefreshTokens;
   sessions: Sessions;
   signing_keys: SigningKeys;

@@ -32,6 +32,7 @@ import authRoutes from './routes/auth.ts';
 import { floodLimits } from './routes/limits.ts';
 import healthRoutes from './routes/health.ts';
 import keyRoutes from './routes/keys.ts';
+import mfaRoutes from './routes/mfa.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
 import { buildSerializer, buildValidator } from './schema-compilers.ts';
 import sessionRoutes from './routes/sessions.ts';
@@ -223,7 +224,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
   await app.register(databasePlugin, { db: deps.db });
   const clock = deps.clock ?? (() => new Date());
-  const signingKeys = signingKeyStore(deps, clock);
+  const encryptionKey = deps.encryptionKey ?? config.auth.encryptionKey;
+  const secretBox = encryptionKey === undefined ? undefined : new SecretBox(encryptionKey);
+  const signingKeys = signingKeyStore(deps.db, config.auth, secretBox, clock);
   app.decorate('signingKeys', signingKeys);
   const tokenMetrics = new TokenMetrics(metrics.registry, () => signingKeys?.activeKeyAgeSeconds());
   await app.register(jwtPlugin, {
@@ -256,14 +259,20 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     requireVerifiedEmail: config.auth.requireVerifiedEmail,
     enumerationSafe: config.auth.registrationEnumerationSafe,
     onEmailQueued: deps.onEmailQueued,
+    secretBox,
+    mfaIssuer: config.auth.jwtIssuer,
+    mfaEvents: tokenMetrics.mfaEvents,
   });
   built.services = services;
-  await app.register(authPlugin, { authenticator: services.auth });
+  await app.register(authPlugin, { authenticator: services.auth, mfaRequiredRoles: config.auth.mfaRequiredRoles });
 
   await app.register(healthRoutes);
   await app.register(authRoutes, { config: config.auth, services });
   await app.register(accountEmailRoutes, { services });
   await app.register(sessionRoutes, { services });
+  if (services.mfa !== undefined) {
+    await app.register(mfaRoutes, { mfa: services.mfa, devices: services.devices });
+  }
   await app.register(keyRoutes, {
     config: config.auth,
     keys: signingKeys,
@@ -280,17 +289,20 @@ export async function buildApp(deps: AppDeps): Promise<App> {
  * The asymmetric signing keys, kept in the database and shared by every instance; none with
  * JWT_ALGORITHM=HS256 and no encryption key (HS256 alone, as before v3).
  */
-function signingKeyStore(deps: AppDeps, clock: () => Date): SigningKeyStore | undefined {
-  const { auth } = deps.config;
-  const key = deps.encryptionKey ?? auth.encryptionKey;
-  if (key === undefined) {
+function signingKeyStore(
+  db: Kysely<DB>,
+  auth: Config['auth'],
+  box: SecretBox | undefined,
+  clock: () => Date,
+): SigningKeyStore | undefined {
+  if (box === undefined) {
     if (auth.jwtAlgorithm === 'HS256') return undefined;
     throw new Error(`JWT_ALGORITHM=${auth.jwtAlgorithm} needs ENCRYPTION_KEY (or one generated under DATA_DIR)`);
   }
   const algorithm = auth.jwtAlgorithm === 'HS256' ? 'EdDSA' : auth.jwtAlgorithm;
   return new SigningKeyStore({
-    db: deps.db,
-    box: new SecretBox(key),
+    db,
+    box,
     policy: { algorithm, accessTokenTtlSeconds: auth.accessTokenTtlSeconds, jwksMaxAgeSeconds: auth.jwksMaxAgeSeconds },
     clock,
   });

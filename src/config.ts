@@ -99,6 +99,8 @@ export interface AuthConfig {
   readonly jwksMaxAgeSeconds: number;
   /** Bearer secrets accepted by POST /auth/introspect (several during their own rotation); empty: no route. */
   readonly introspectionTokens: readonly string[];
+  /** MFA_REQUIRED_ROLES: users of these roles must enrol a second factor before anything else works. */
+  readonly mfaRequiredRoles: readonly ('user' | 'admin')[];
   /** `undefined` outside production means: generate one and keep it under `dataDir`. */
   readonly jwtSecret: string | undefined;
   /**
@@ -337,6 +339,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (nodeEnv === 'production' && encryptionKeyText === undefined) {
     reader.problem('ENCRYPTION_KEY is required when NODE_ENV=production (generate one: openssl rand -base64 32)');
   }
+  const mfaRequiredRoles = reader.list('MFA_REQUIRED_ROLES').flatMap((role): ('user' | 'admin')[] => {
+    if (role === 'user' || role === 'admin') return [role];
+    reader.problem(`MFA_REQUIRED_ROLES lists roles among user, admin (got "${role}")`);
+    return [];
+  });
   const introspectionTokens = reader.list('INTROSPECTION_TOKEN');
   if (introspectionTokens.some((token) => Buffer.byteLength(token) < 32)) {
     reader.problem('every token in INTROSPECTION_TOKEN must be at least 32 bytes long');
@@ -431,6 +438,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       encryptionKey,
       jwksMaxAgeSeconds: reader.integer('JWKS_MAX_AGE_SECONDS', 300, 1, 86_400),
       introspectionTokens,
+      mfaRequiredRoles,
       jwtSecret,
       jwtPreviousSecrets,
       jwtIssuer: reader.string('JWT_ISSUER') ?? 'pg-fastify-backend',

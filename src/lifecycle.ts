@@ -5,6 +5,7 @@ import type { Config } from './config.ts';
 import { resolveEncryptionKey, resolveJwtSecret } from './secrets.ts';
 import { watchAvailability } from './db/availability.ts';
 import { createDatabase, createPool, type DB } from './db/database.ts';
+import { describeSyncStop } from './db/embedded.ts';
 import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './db/migrator.ts';
 import { createReadDatabase } from './db/replicas.ts';
 import { openDatabaseTarget } from './db/target.ts';
@@ -53,6 +54,11 @@ export interface OpenServerOptions {
   readonly signal?: AbortSignal;
   /** Runs after each step; a test throws here to inject a failure at that step. */
   readonly afterStep?: (step: StartupStep) => void | Promise<void>;
+  /**
+   * Runs once the database is reachable, with a blocking stop of it: a forced exit during
+   * start-up (or shutdown) stops the embedded PostgreSQL this way before the process goes.
+   */
+  readonly onDatabase?: (stopSync: () => string) => void;
 }
 
 export interface RunningServer {
@@ -62,8 +68,11 @@ export interface RunningServer {
    * in reverse order: change feed, replicas, pool, embedded PostgreSQL. Idempotent.
    */
   close(): Promise<void>;
-  /** The last resort when the grace period ran out: stops the embedded PostgreSQL synchronously. */
-  stopDatabaseSync(): void;
+  /**
+   * The last resort when the grace period ran out: stops the embedded PostgreSQL synchronously,
+   * and says in a clause what became of it.
+   */
+  stopDatabaseSync(): string;
 }
 
 /**
@@ -95,6 +104,11 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
 
   const target = await openDatabaseTarget(config, say);
   stack.defer(() => target.close());
+  const stopDatabaseSync = () =>
+    target.embedded === undefined
+      ? 'the database at DATABASE_URL was left as it is (this process did not start it)'
+      : describeSyncStop(target.embedded.stopSync());
+  options.onDatabase?.(stopDatabaseSync);
   await step('database');
 
   if (config.migrateOnStart) {
@@ -206,9 +220,7 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     close: async () => {
       if (!opened.disposed) await opened.disposeAsync();
     },
-    stopDatabaseSync: () => {
-      target.embedded?.stopSync();
-    },
+    stopDatabaseSync,
   };
 }
 

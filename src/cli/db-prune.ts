@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
 import { createDatabase } from '../db/database.ts';
+import { migrationCount, pendingMigrations } from '../db/migrator.ts';
 import { openDatabaseTarget } from '../db/target.ts';
 import { MaintenanceJob, maintenanceSettings } from '../workers/maintenance.ts';
 import { displayUrl, errorMessage } from './target.ts';
@@ -44,6 +45,18 @@ async function main(): Promise<number> {
     applicationName: `${config.database.applicationName} db:prune`,
   });
   try {
+    // A database never migrated has no tables to prune: say so, not "Unexpected database error".
+    const pending = await pendingMigrations(db);
+    if (pending.length > 0) {
+      const state =
+        pending.length === (await migrationCount())
+          ? 'has no tables yet (never migrated)'
+          : `is ${pending.length} migration(s) behind`;
+      process.stderr.write(
+        `db:prune: ${displayUrl(target.url)} ${state}: run \`npm run migrate\`, then db:prune again\n`,
+      );
+      return 1;
+    }
     const job = new MaintenanceJob({ db, ...maintenanceSettings(config.maintenance) });
     const report = await job.runOnce();
     if (values.json === true) {

@@ -29,14 +29,17 @@ async function main(): Promise<number> {
     stack.defer(() => db.destroy());
     const pending = await pendingMigrations(db);
     if (pending.length > 0) throw new Error(`${pending.length} pending migration(s): run \`npm run migrate\` first`);
-    const { created, total, sessions, events } = await seedDevelopmentData(
+    const { created, total, sessions, events, adminCreated } = await seedDevelopmentData(
       { db, hasher: new PasswordHasher({ concurrency: 1, queueLimit: 0 }) },
       { users: USERS, sessionTtlSeconds: config.auth.refreshTokenTtlSeconds },
     );
     process.stdout.write(
       `db:seed: ${created} of ${total} accounts created (${total - created} already there), ` +
         `with ${sessions} sessions and ${events} audit events.\n` +
-        `  admin: ${SEED_ADMIN.email} / ${SEED_ADMIN.password}\n` +
+        (adminCreated
+          ? `  admin: ${SEED_ADMIN.email} / ${SEED_ADMIN.password}\n`
+          : `  admin: ${SEED_ADMIN.email} existed already, so its password was left unchanged: log in with the ` +
+            'password it has, or run `npm run db:reset` then `npm run db:seed` for the seeded one\n') +
         `  users: user01@example.com … user${USERS}@example.com / ${SEED_USER_PASSWORD}\n`,
     );
     return 0;

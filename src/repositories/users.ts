@@ -178,6 +178,11 @@ export class UserRepository {
     if ((await setLastLogin.affectedRows(this.#db, id, at)) === 0n) throw new NotFoundError('User not found');
   }
 
+  /** Whether the user has a verified second factor (kept beside the factors, in the same transaction). */
+  async setMfaEnabled(id: string, enabled: boolean): Promise<void> {
+    await this.#db.updateTable('users').set({ mfa_enabled: enabled }).where('id', '=', id).execute();
+  }
+
   /** @throws {NotFoundError} when no user has this id. */
   async updatePasswordHash(id: string, passwordHash: string, at: Date): Promise<void> {
     if ((await setPasswordHash.affectedRows(this.#db, id, passwordHash, at)) === 0n)

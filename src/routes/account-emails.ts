@@ -133,7 +133,7 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
           auth.assertHashCapacity(callerKey.address(addressOf(request)));
         },
       ],
-      preHandler: [app.authenticate, flood('email-change-account')],
+      preHandler: [app.authenticate, app.requireStepUp, flood('email-change-account')],
       schema: {
         operationId: 'requestEmailChange',
         tags: ['auth'],

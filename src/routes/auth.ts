@@ -17,6 +17,7 @@ import {
   Name,
   Password,
   RefreshToken,
+  LoginOrChallengeSchema,
   TokenPairSchema,
   UserEnvelope,
 } from './schemas.ts';
@@ -113,10 +114,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
           },
         ),
         response: {
-          200: Type.Object(
-            { user: Type.Ref('User'), ...TokenPairSchema.properties, deviceToken: DeviceToken },
-            { additionalProperties: false },
-          ),
+          200: LoginOrChallengeSchema,
           ...errors(400, 401, 413, 415, 429, 503),
         },
       },
@@ -132,8 +130,9 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
           requestContext(request),
         ),
       );
-      // A new token on every success: the device is recognised for another 90 days.
-      return { ...signedIn, deviceToken: devices.issue(account) };
+      // A new token on every completed sign-in (a challenge is not one yet: POST /auth/login/mfa
+      // hands it out): the device is recognised for another 90 days.
+      return 'mfaRequired' in signedIn ? signedIn : { ...signedIn, deviceToken: devices.issue(account) };
     },
   );
 
@@ -195,7 +194,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     '/auth/password',
     {
       onRequest: [flood('password-change-ip'), shedWhenHashingIsFull],
-      preHandler: app.authenticate,
+      preHandler: [app.authenticate, app.requireStepUp],
       schema: {
         operationId: 'changePassword',
         tags: ['auth'],
@@ -249,7 +248,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
     '/auth/me',
     {
       onRequest: [flood('account-delete-ip'), shedWhenHashingIsFull],
-      preHandler: app.authenticate,
+      preHandler: [app.authenticate, app.requireStepUp],
       schema: {
         operationId: 'deleteMe',
         tags: ['auth'],

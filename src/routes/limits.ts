@@ -37,6 +37,7 @@ export function floodLimits(config: AuthConfig) {
     'email-change-ip': { max: config.emailRateLimit, per: 'address' },
     'email-change-account': { max: config.emailRateLimit, per: 'user' },
     'email-change-confirm-ip': { max: config.emailRateLimit, per: 'address' },
+    'mfa-ip': { max: config.credentialRateLimit, per: 'address' },
   } as const satisfies Record<string, FloodLimit>;
 }
 

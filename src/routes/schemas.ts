@@ -41,7 +41,9 @@ export const AuditEventSchema = Type.Object(
     type: Type.String({
       description:
         'user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, ' +
-        'password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted',
+        'password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted, ' +
+        'email.change_requested, email.changed, mfa.enrolled, mfa.removed, mfa.challenge_failed, ' +
+        'mfa.recovery_code_used, mfa.recovery_codes_regenerated, mfa.reset_by_admin',
     }),
     occurredAt: Timestamp,
     userId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
@@ -102,6 +104,39 @@ export const TokenPairSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A device token (api.md "Abuse resistance"): opaque, issued by every successful login for that
+ * account. A login may send back any string here; one that is not a live token of the account is
+ * simply an unknown device, never an error.
+ */
+export const DeviceToken = Type.String({
+  minLength: 1,
+  maxLength: 256,
+  description:
+    'Opaque token recognising this device for this account (issued by each successful login, valid 90 days). ' +
+    'Logins that present it are throttled for this device only.',
+});
+
+/** A completed sign-in: the user and the new session's tokens. */
+export const LoginSchema = Type.Object(
+  { user: Type.Ref('User'), ...TokenPairSchema.properties, deviceToken: DeviceToken },
+  { additionalProperties: false },
+);
+
+/** A correct first factor of an account with a second factor: no session yet (POST /auth/login/mfa completes it). */
+export const MfaChallengeSchema = Type.Object(
+  {
+    mfaRequired: Type.Literal(true),
+    mfaToken: Type.String({ description: 'Single use, for POST /auth/login/mfa, valid expiresIn seconds' }),
+    methods: Type.Array(Type.Union([Type.Literal('totp'), Type.Literal('recovery_code'), Type.Literal('passkey')])),
+    expiresIn: Type.Integer(),
+  },
+  { additionalProperties: false },
+);
+
+/** POST /auth/login and every other first factor: the session, or the second-factor challenge. */
+export const LoginOrChallengeSchema = Type.Union([LoginSchema, MfaChallengeSchema]);
+
 // Input limits are generous here; the services apply the contract's exact rules after trimming and
 // normalising (which a JSON schema cannot express) and answer with the same ValidationError shape.
 export const Email = Type.String({
@@ -130,19 +165,6 @@ export function canonicalId(id: string): string {
 }
 
 export const RefreshToken = Type.String({ minLength: 1, maxLength: 512 });
-
-/**
- * A device token (api.md "Abuse resistance"): opaque, issued by every successful login for that
- * account. A login may send back any string here; one that is not a live token of the account is
- * simply an unknown device, never an error.
- */
-export const DeviceToken = Type.String({
-  minLength: 1,
-  maxLength: 256,
-  description:
-    'Opaque token recognising this device for this account (issued by each successful login, valid 90 days). ' +
-    'Logins that present it are throttled for this device only.',
-});
 
 /**
  * A single-use email token. Any string is accepted here and checked by the service, so a

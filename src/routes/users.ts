@@ -84,7 +84,7 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
   app.patch(
     '/users/:id',
     {
-      preHandler: [app.authenticate, app.requireRole('admin')],
+      preHandler: [app.authenticate, app.requireRole('admin'), app.requireStepUp],
       schema: {
         operationId: 'updateUser',
         tags: ['users'],
@@ -123,7 +123,7 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
   app.delete(
     '/users/:id',
     {
-      preHandler: [app.authenticate, app.requireRole('admin')],
+      preHandler: [app.authenticate, app.requireRole('admin'), app.requireStepUp],
       schema: {
         operationId: 'deleteUser',
         tags: ['users'],

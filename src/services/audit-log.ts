@@ -23,7 +23,13 @@ export type AuditEventType =
   | 'email.change_requested'
   | 'email.changed'
   | 'user.updated'
-  | 'user.deleted';
+  | 'user.deleted'
+  | 'mfa.enrolled'
+  | 'mfa.removed'
+  | 'mfa.challenge_failed'
+  | 'mfa.recovery_code_used'
+  | 'mfa.recovery_codes_regenerated'
+  | 'mfa.reset_by_admin';
 
 /** Where a request came from and who made it: what every audit event records besides its own details. */
 export interface RequestContext {

@@ -2,7 +2,12 @@ import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthenticationError, AuthorizationError, UniqueConstraintError } from '../errors/index.ts';
+import {
+  AuthenticationError,
+  AuthorizationError,
+  ServiceUnavailableError,
+  UniqueConstraintError,
+} from '../errors/index.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
 import { SessionRepository } from '../repositories/sessions.ts';
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
@@ -40,6 +45,8 @@ export interface TokenPair {
 export interface Principal {
   readonly userId: string;
   readonly role: UserRole;
+  /** Has a verified second factor: sensitive actions then need an `aal2` session. */
+  readonly mfaEnabled: boolean;
 }
 
 export interface AuthServiceDeps {
@@ -75,6 +82,24 @@ export interface AuthServiceDeps {
   readonly verificationEmails?: VerificationEmails;
   /** Called after a transaction that queued a security notice committed (wakes the dispatcher). */
   readonly onEmailQueued?: (() => void) | undefined;
+  /** Accounts with a verified second factor get its challenge at login instead of tokens. */
+  readonly secondFactor?: SecondFactorChallenges;
+}
+
+/** What a correct first factor answers for an account with a second factor: no session yet. */
+export interface MfaChallenge {
+  readonly mfaRequired: true;
+  readonly mfaToken: string;
+  readonly methods: ('totp' | 'recovery_code' | 'passkey')[];
+  readonly expiresIn: number;
+}
+
+/** A login: a session's tokens, or the challenge of an account with a second factor. */
+export type LoginResult = ({ user: PublicUser } & TokenPair) | MfaChallenge;
+
+/** Opens second-factor challenges for the first factors (MfaService). */
+export interface SecondFactorChallenges {
+  challenge(user: UserRow, firstFactor: 'pwd', context: RequestContext): Promise<MfaChallenge>;
 }
 
 /** How registration queues its verification email (see `queueVerificationEmail`). */
@@ -186,7 +211,7 @@ export class AuthService {
     password: string,
     callers: HashCallers = [],
     context: RequestContext = NO_CONTEXT,
-  ): Promise<{ user: PublicUser } & TokenPair> {
+  ): Promise<LoginResult> {
     const users = new UserRepository(this.#deps.db);
     // Every login verifies a hash; when no slot is free, refuse before spending a query on it.
     this.#deps.hasher.assertCapacity();
@@ -212,10 +237,32 @@ export class AuthService {
       throw new AuthorizationError('Verify your email address before logging in', 'EMAIL_NOT_VERIFIED');
     }
 
-    const now = this.#deps.clock();
     const upgradedHash = this.#deps.hasher.needsRehash(user.password_hash)
       ? await this.#deps.hasher.hash(password, callers)
       : undefined;
+    // An account with a second factor gets a challenge, not tokens: no session opens yet.
+    if (user.mfa_enabled) {
+      // Fail closed: an instance that cannot check second factors opens no session for such an account.
+      if (this.#deps.secondFactor === undefined) {
+        throw new ServiceUnavailableError('Second factors cannot be checked here', 'OVERLOADED');
+      }
+      return this.#deps.secondFactor.challenge(user, 'pwd', context);
+    }
+    return this.openSession(user, context, PASSWORD_ONLY, upgradedHash);
+  }
+
+  /**
+   * Opens a session for a user whose sign-in is complete (a password login, or a second factor
+   * after it): a refresh-token family whose id is the access token's `sid`, carrying `assurance`.
+   * `login.succeeded` is recorded in the same transaction.
+   */
+  async openSession(
+    user: UserRow,
+    context: RequestContext,
+    assurance: Assurance,
+    upgradedHash?: string,
+  ): Promise<{ user: PublicUser } & TokenPair> {
+    const now = this.#deps.clock();
     const refreshToken = newRefreshToken();
     const sid = randomUUID();
     const opened = await withTransaction(this.#deps.db, async (trx) => {
@@ -228,7 +275,8 @@ export class AuthService {
       await txUsers.updateLastLogin(user.id, now);
       if (upgradedHash !== undefined) await txUsers.updatePasswordHash(user.id, upgradedHash, now);
       const expiresAt = new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000);
-      await new SessionRepository(trx).insert({
+      const sessions = new SessionRepository(trx);
+      await sessions.insert({
         id: sid,
         userId: user.id,
         createdAt: now,
@@ -236,13 +284,24 @@ export class AuthService {
         userAgent: context.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
         ipAddress: context.ipAddress?.slice(0, IP_ADDRESS_MAX) ?? null,
       });
+      if (assurance.aal !== PASSWORD_ONLY.aal || assurance.amr.join() !== PASSWORD_ONLY.amr.join()) {
+        for (const method of assurance.amr) await sessions.raiseAssurance(sid, user.id, method, now);
+      }
       await new RefreshTokenRepository(trx).insert({
         userId: user.id,
         familyId: sid,
         tokenHash: hashRefreshToken(refreshToken),
         expiresAt,
       });
-      await recordAuditEvent(trx, 'login.succeeded', user.id, { ...context, sessionId: sid, actorId: user.id });
+      await recordAuditEvent(
+        trx,
+        'login.succeeded',
+        user.id,
+        { ...context, sessionId: sid, actorId: user.id },
+        {
+          amr: [...assurance.amr],
+        },
+      );
       return 'opened';
     });
     // Answered like a wrong password: the check was against credentials that no longer count, and
@@ -254,8 +313,26 @@ export class AuthService {
     this.#deps.events?.onLogin?.('success');
     return {
       user: toPublicUser({ ...user, last_login_at: now }),
-      ...(await this.#tokenPair(user, sid, refreshToken, PASSWORD_ONLY)),
+      ...(await this.#tokenPair(user, sid, refreshToken, assurance)),
     };
+  }
+
+  /**
+   * A new token pair for a live session whose assurance was just raised, in the caller's
+   * transaction: the session's live refresh token is revoked (presenting it later is a plain 401,
+   * not a theft) and a new one of the same family and expiry takes its place.
+   */
+  async reissueInTransaction(
+    trx: Kysely<DB>,
+    user: UserRow,
+    sid: string,
+    expiresAt: Date,
+  ): Promise<(assurance: Assurance) => Promise<TokenPair>> {
+    const tokens = new RefreshTokenRepository(trx);
+    await tokens.revokeFamily(sid, this.#deps.clock());
+    const refreshToken = newRefreshToken();
+    await tokens.insert({ userId: user.id, familyId: sid, tokenHash: hashRefreshToken(refreshToken), expiresAt });
+    return (assurance) => this.#tokenPair(user, sid, refreshToken, assurance);
   }
 
   /**
@@ -431,7 +508,10 @@ export class AuthService {
       throw new AuthenticationError('Session has ended', 'INVALID_TOKEN');
     }
     const { user } = found;
-    const authenticated = { principal: { userId: user.id, role: user.role }, user: toPublicUser(user) };
+    const authenticated = {
+      principal: { userId: user.id, role: user.role, mfaEnabled: user.mfa_enabled },
+      user: toPublicUser(user),
+    };
     principals?.store(userId, authenticated, principalGeneration);
     return authenticated;
   }

@@ -13,7 +13,6 @@ import { isActive, queueEmailChangeLinks, queueSecurityNotice, type AccountEmail
 import type { HashCallers, PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { SessionService } from './sessions.ts';
-import { requireRecentStrongAuth } from './step-up.ts';
 import { toPublicUser, type PublicUser } from './users.ts';
 
 export interface EmailChangeServiceDeps {
@@ -86,7 +85,6 @@ export class EmailChangeService {
     if (!(await this.#deps.hasher.verify(found.password_hash, password, callers))) {
       throw new AuthenticationError('Password is incorrect', 'INVALID_CREDENTIALS', { field: 'password' });
     }
-    await requireRecentStrongAuth(caller);
     if (newEmail === found.email) {
       throw new ValidationError('newEmail is already the address of this account', { field: 'newEmail' });
     }

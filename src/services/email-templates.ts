@@ -32,6 +32,11 @@ export const SECURITY_NOTICES = [
   'login_throttled',
   // Someone tried to register (or move another account to) an address that already has an account.
   'account_exists',
+  'mfa_enrolled',
+  'mfa_removed',
+  'mfa_recovery_code_used',
+  'mfa_recovery_codes_regenerated',
+  'mfa_reset_by_admin',
 ] as const;
 export type SecurityNotice = (typeof SECURITY_NOTICES)[number];
 
@@ -171,6 +176,51 @@ const NOTICE_COPY: { readonly [N in SecurityNotice]: NoticeCopy } = {
     body: (v) => [
       `Many wrong passwords were tried for your ${v.product} account from several places ${v.when}, so its sign-ins are slowed for a while. You can still sign in with your password.`,
       'If these attempts were not yours, make sure your password is long and used nowhere else.',
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  mfa_enrolled: {
+    subject: 'A second factor was added to your account',
+    body: (v) => [
+      `An authenticator app was added to your ${v.product} account as a second factor ${v.when}. Signing in now also asks for its code.`,
+      'If this was you, keep your recovery codes somewhere safe.',
+      NOT_YOU,
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  mfa_removed: {
+    subject: 'A second factor was removed from your account',
+    body: (v) => [
+      `An authenticator app was removed from your ${v.product} account ${v.when}.`,
+      'If this was you, there is nothing to do.',
+      NOT_YOU,
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  mfa_recovery_code_used: {
+    subject: 'A recovery code was used to sign in',
+    body: (v) => [
+      `One of the recovery codes of your ${v.product} account was used ${v.when}. Each code works once.`,
+      'If this was you, consider making a new set of codes once you have your authenticator back.',
+      NOT_YOU,
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  mfa_recovery_codes_regenerated: {
+    subject: 'New recovery codes were made for your account',
+    body: (v) => [
+      `A new set of recovery codes was made for your ${v.product} account ${v.when}; the previous codes no longer work.`,
+      'If this was you, there is nothing to do.',
+      NOT_YOU,
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  mfa_reset_by_admin: {
+    subject: 'The second factors of your account were removed',
+    body: (v) => [
+      `An administrator removed every second factor and recovery code of your ${v.product} account ${v.when}, and every device was signed out.`,
+      'You can sign in with your password and add an authenticator again.',
+      'If you did not ask for this, contact support.',
     ],
     reason: ABOUT_SECURITY,
   },

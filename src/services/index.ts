@@ -8,7 +8,9 @@ import { AuthService, type AuthenticatedUser, type AuthEvents } from './auth.ts'
 import { DeviceTokens } from './device-tokens.ts';
 import { EmailChangeService } from './email-change.ts';
 import { queueVerificationEmail, type AccountEmailSettings } from './email.ts';
+import { MfaChallengeIssuer, MfaService, type MfaEvents } from './mfa.ts';
 import type { PasswordHasher } from './passwords.ts';
+import type { SecretBox } from './secret-box.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import { SessionService, type LiveSession, type SessionEvents } from './sessions.ts';
 import type { AccessTokenSigner } from './tokens.ts';
@@ -18,6 +20,8 @@ import { UserService } from './users.ts';
 /** The application's services, built once per app by {@link createServices}. */
 export interface Services {
   readonly auth: AuthService;
+  /** Second factors; absent without an encryption key for their secrets (JWT_ALGORITHM=HS256 and none set). */
+  readonly mfa: MfaService | undefined;
   readonly users: UserService;
   readonly accountEmails: AccountEmailService;
   readonly emailChange: EmailChangeService;
@@ -30,6 +34,11 @@ export interface Services {
 
 export interface ServiceDeps {
   readonly db: Kysely<DB>;
+  /** Seals TOTP secrets under ENCRYPTION_KEY. */
+  readonly secretBox?: SecretBox | undefined;
+  /** The issuer authenticator apps show beside the account. */
+  readonly mfaIssuer?: string | undefined;
+  readonly mfaEvents?: MfaEvents | undefined;
   /** Reads that may be slightly stale (the user listing); `db` when absent. */
   readonly readDb?: ReadDatabase | undefined;
   readonly hasher: PasswordHasher;
@@ -82,26 +91,42 @@ export function createServices(deps: ServiceDeps): Services {
     cache: deps.liveSessions,
     events: deps.sessionEvents,
   });
+  const auth = new AuthService({
+    db: deps.db,
+    hasher: deps.hasher,
+    signer: deps.signer,
+    clock: deps.clock,
+    refreshTokenTtlSeconds: deps.refreshTokenTtlSeconds,
+    refreshReuseIntervalSeconds: deps.refreshReuseIntervalSeconds ?? 0,
+    refreshSuccessorKeys: deps.refreshSuccessorKeys ?? [randomBytes(32).toString('base64url')],
+    sessions,
+    audit,
+    ...(deps.authEvents === undefined ? {} : { events: deps.authEvents }),
+    ...(deps.principals === undefined ? {} : { principals: deps.principals }),
+    requireVerifiedEmail: deps.requireVerifiedEmail ?? false,
+    verificationEmails: {
+      queue: (trx, user, now) => queueVerificationEmail(trx, user, settings, now),
+      queued: () => deps.onEmailQueued?.(),
+    },
+    onEmailQueued: deps.onEmailQueued,
+    secondFactor: new MfaChallengeIssuer(deps.db, deps.clock),
+  });
   return {
-    auth: new AuthService({
-      db: deps.db,
-      hasher: deps.hasher,
-      signer: deps.signer,
-      clock: deps.clock,
-      refreshTokenTtlSeconds: deps.refreshTokenTtlSeconds,
-      refreshReuseIntervalSeconds: deps.refreshReuseIntervalSeconds ?? 0,
-      refreshSuccessorKeys: deps.refreshSuccessorKeys ?? [randomBytes(32).toString('base64url')],
-      sessions,
-      audit,
-      ...(deps.authEvents === undefined ? {} : { events: deps.authEvents }),
-      ...(deps.principals === undefined ? {} : { principals: deps.principals }),
-      requireVerifiedEmail: deps.requireVerifiedEmail ?? false,
-      verificationEmails: {
-        queue: (trx, user, now) => queueVerificationEmail(trx, user, settings, now),
-        queued: () => deps.onEmailQueued?.(),
-      },
-      onEmailQueued: deps.onEmailQueued,
-    }),
+    auth,
+    mfa:
+      deps.secretBox === undefined
+        ? undefined
+        : new MfaService({
+            db: deps.db,
+            box: deps.secretBox,
+            clock: deps.clock,
+            issuer: deps.mfaIssuer ?? 'pg-fastify-backend',
+            auth,
+            sessions,
+            principals: deps.principals,
+            events: deps.mfaEvents,
+            onEmailQueued: deps.onEmailQueued,
+          }),
     users: new UserService({ db: deps.db, staleReads: deps.readDb }),
     accountEmails: new AccountEmailService({
       db: deps.db,

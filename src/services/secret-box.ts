@@ -1,3 +1,4 @@
+import { createHmac, hkdfSync } from 'node:crypto';
 import { CompactEncrypt, compactDecrypt } from 'jose';
 
 /** Bytes of ENCRYPTION_KEY: an AES-256 key. */
@@ -26,6 +27,16 @@ export class SecretBox {
 
   async seal(plaintext: Uint8Array, purpose: string): Promise<string> {
     return new CompactEncrypt(plaintext).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', purpose }).encrypt(this.#key);
+  }
+
+  /**
+   * A keyed digest (HMAC-SHA-256 under a key derived from ENCRYPTION_KEY for `purpose`), for
+   * short secrets stored to be compared, not read back: a copy of the database alone cannot be
+   * searched for them offline, as a plain hash of a 50-bit recovery code could.
+   */
+  digest(text: string, purpose: string): string {
+    const key = Buffer.from(hkdfSync('sha256', this.#key, '', `pg-fastify-backend digest ${purpose}`, 32));
+    return createHmac('sha256', key).update(text).digest('hex');
   }
 
   /** @throws {Error} when the ciphertext was tampered with, sealed under another key or for another purpose. */

@@ -28,6 +28,8 @@ export interface SeedResult {
   readonly sessions: number;
   /** Audit events this run recorded: `user.registered` per account, `login.succeeded` per session. */
   readonly events: number;
+  /** False when {@link SEED_ADMIN} existed already: its password was left as it was, maybe not {@link SEED_ADMIN}'s. */
+  readonly adminCreated: boolean;
 }
 
 /** Where the seeded sessions were opened from, so `GET /auth/sessions` shows devices that differ. */
@@ -93,6 +95,7 @@ export async function seedDevelopmentData(
     return hash;
   };
   let created = 0;
+  let adminCreated = false;
   let sessions = 0;
   let events = 0;
   for (const account of accounts) {
@@ -118,8 +121,9 @@ export async function seedDevelopmentData(
       }
     });
     created += 1;
+    if (account.email === SEED_ADMIN.email) adminCreated = true;
     sessions += account.sessions;
     events += 1 + account.sessions;
   }
-  return { created, total: accounts.length, sessions, events };
+  return { created, total: accounts.length, sessions, events, adminCreated };
 }

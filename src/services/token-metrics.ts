@@ -1,5 +1,6 @@
 import { Counter, Gauge, type Registry } from '@prometheus-io/client';
 import type { TokenEvents } from '../plugins/jwt.ts';
+import type { MfaEvents } from './mfa.ts';
 
 /**
  * Access tokens signed and verified per key id, introspections by outcome, and the age of the
@@ -10,6 +11,7 @@ export class TokenMetrics {
   readonly signed: Counter<'kid'>;
   readonly verified: Counter<'kid'>;
   readonly introspections: Counter<'outcome'>;
+  readonly mfaChallenges: Counter<'outcome'>;
 
   constructor(registry: Registry, activeKeyAgeSeconds: () => number | undefined) {
     this.signed = new Counter({
@@ -31,6 +33,13 @@ export class TokenMetrics {
       registers: [registry],
     });
     for (const outcome of ['active', 'inactive', 'unauthorized']) this.introspections.inc({ outcome }, 0);
+    this.mfaChallenges = new Counter({
+      name: 'auth_mfa_challenges_total',
+      help: 'Second-factor checks (sign-in, step-up, enrolment) by outcome (verified, failed, expired_challenge)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    });
+    for (const outcome of ['verified', 'failed', 'expired_challenge']) this.mfaChallenges.inc({ outcome }, 0);
     const keyAge: Gauge = new Gauge({
       name: 'auth_signing_key_age_seconds',
       help: 'Seconds since the active asymmetric signing key began signing (absent with JWT_ALGORITHM=HS256)',
@@ -40,6 +49,14 @@ export class TokenMetrics {
         if (age !== undefined) keyAge.set(age);
       },
     });
+  }
+
+  get mfaEvents(): MfaEvents {
+    return {
+      onChallenge: (outcome) => {
+        this.mfaChallenges.inc({ outcome });
+      },
+    };
   }
 
   get events(): TokenEvents {

@@ -9,7 +9,6 @@ import { recordAuditEvent, type RequestContext } from './audit-log.ts';
 import { credentialsUnchanged, type Principal } from './auth.ts';
 import { canonicalEmail, normaliseName } from './credentials.ts';
 import { queueSecurityNotice, queueVerificationEmail, type AccountEmailSettings } from './email.ts';
-import { requireRecentStrongAuth } from './step-up.ts';
 import type { HashCallers, PasswordHasher } from './passwords.ts';
 import type { PrincipalCache } from './principal-cache.ts';
 import type { SessionService } from './sessions.ts';
@@ -77,8 +76,6 @@ export class UserAdministration {
   async update(principal: Principal, id: string, patch: UserPatch, context: RequestContext): Promise<PublicUser> {
     if (principal.role !== 'admin') throw new AuthorizationError();
     const email = patch.email === undefined ? undefined : canonicalEmail(patch.email);
-    // Once admins can have a second factor, their writes need it (api.md v3, step-up).
-    await requireRecentStrongAuth({ principal, sessionId: context.sessionId });
     const changes: UserChanges = {
       ...(patch.name === undefined ? {} : { name: normaliseName(patch.name) }),
       ...(patch.role === undefined ? {} : { role: patch.role }),

@@ -130,7 +130,9 @@ describe('service rules that hold without the HTTP layer', () => {
   test('the user listing refuses a non-admin principal', async ({ db, onTestFinished }) => {
     const user = await createUser(db);
     const app = await testApp(db, onTestFinished);
-    const error = await failure(servicesOf(app, db).users.list({ userId: user.id, role: 'user' }, 10, undefined));
+    const error = await failure(
+      servicesOf(app, db).users.list({ userId: user.id, role: 'user', mfaEnabled: false }, 10, undefined),
+    );
     expect(error).toBeInstanceOf(AuthorizationError);
     expect(error).toMatchObject({ statusCode: 403, code: 'FORBIDDEN' });
   });
@@ -143,7 +145,11 @@ describe('service rules that hold without the HTTP layer', () => {
     const app = await testApp(db, onTestFinished);
     await new UserRepository(db).delete(user.id);
     const error = await failure(
-      servicesOf(app, db).auth.changePassword({ userId: user.id, role: 'user' }, PASSWORD, 'another long passphrase'),
+      servicesOf(app, db).auth.changePassword(
+        { userId: user.id, role: 'user', mfaEnabled: false },
+        PASSWORD,
+        'another long passphrase',
+      ),
     );
     expect(error).toBeInstanceOf(AuthenticationError);
     expect(error).toMatchObject({ statusCode: 401, code: 'INVALID_TOKEN', message: 'Invalid token' });

@@ -3,7 +3,14 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres, withDatabaseName } from '../../src/db/embedded.ts';
+import {
+  deleteEmbeddedCluster,
+  deleteOrphanedCluster,
+  relocatedClusters,
+  startEmbeddedPostgres,
+  withDatabaseName,
+  type EmbeddedPostgres,
+} from '../../src/db/embedded.ts';
 import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrator.ts';
 
 declare module 'vitest' {
@@ -24,12 +31,11 @@ const TEMPLATE_PREFIX = 'test_template_';
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const external = process.env.TEST_DATABASE_URL;
+  const dataDir = path.resolve(process.env.TEST_DATA_DIR ?? '.data/test');
+  const relocatedBefore = new Set((await relocatedClusters()).map((cluster) => cluster.dir));
   const embedded =
     external === undefined || external === ''
-      ? await startEmbeddedPostgres({
-          dataDir: path.resolve(process.env.TEST_DATA_DIR ?? '.data/test'),
-          port: Number(process.env.TEST_EMBEDDED_PG_PORT ?? 54330),
-        })
+      ? await startEmbeddedPostgres({ dataDir, port: Number(process.env.TEST_EMBEDDED_PG_PORT ?? 54330) })
       : undefined;
   const adminUrl = embedded?.url ?? withDatabaseName(external ?? '', 'postgres');
 
@@ -40,7 +46,28 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('templateDatabase', templateDatabase);
   return async () => {
     await embedded?.stop();
+    await removeRelocatedClusters(dataDir, embedded, relocatedBefore);
   };
+}
+
+/**
+ * As root with a checkout the `postgres` user cannot reach, clusters are relocated under
+ * /var/lib/pg-fastify-backend, where deleting the checkout or a test's directory does not delete
+ * them (about 40 MB to 600 MB each). So every one this run created goes: the suite's own (unless
+ * another suite on the same TEST_DATA_DIR still runs on it), and any whose directory a test
+ * deleted without deleting its cluster. Clusters inside their DATA_DIR go with the directory.
+ */
+async function removeRelocatedClusters(
+  dataDir: string,
+  embedded: EmbeddedPostgres | undefined,
+  before: ReadonlySet<string>,
+): Promise<void> {
+  if (embedded !== undefined && !embedded.clusterDir.startsWith(`${dataDir}${path.sep}`)) {
+    await deleteEmbeddedCluster(dataDir);
+  }
+  for (const cluster of await relocatedClusters()) {
+    if (!before.has(cluster.dir)) await deleteOrphanedCluster(cluster);
+  }
 }
 
 async function migrationsHash(): Promise<string> {

@@ -17,7 +17,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEmbeddedPostgres, withDatabaseName, type EmbeddedPostgres } from '../../src/db/embedded.ts';
+import {
+  deleteEmbeddedCluster,
+  startEmbeddedPostgres,
+  withDatabaseName,
+  type EmbeddedPostgres,
+} from '../../src/db/embedded.ts';
 import { startPgBouncer, type PgBouncer } from './pgbouncer.ts';
 import { freePort, stopProcess } from './processes.ts';
 
@@ -42,10 +47,17 @@ let embedded: EmbeddedPostgres | undefined;
 let bouncer: PgBouncer | undefined;
 let vitest: ChildProcess | undefined;
 
+const dataDir = path.resolve(ROOT, env.TEST_DATA_DIR ?? '.data/test-pgbouncer');
+
 async function cleanUp(): Promise<void> {
   if (vitest !== undefined) await stopProcess(vitest, 'SIGTERM', 10_000);
   await bouncer?.stop();
   await embedded?.stop();
+  // Relocated under /var/lib/pg-fastify-backend (root, a checkout the postgres user cannot reach),
+  // nothing else would ever remove it: it goes, as the main suite's does.
+  if (embedded !== undefined && !embedded.clusterDir.startsWith(`${dataDir}${path.sep}`)) {
+    await deleteEmbeddedCluster(dataDir);
+  }
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -59,7 +71,7 @@ async function main(): Promise<number> {
   const external = env.TEST_DATABASE_URL === '' ? undefined : env.TEST_DATABASE_URL;
   if (external === undefined) {
     embedded = await startEmbeddedPostgres({
-      dataDir: path.resolve(ROOT, env.TEST_DATA_DIR ?? '.data/test-pgbouncer'),
+      dataDir,
       port: Number(env.TEST_EMBEDDED_PG_PORT ?? 54333),
       log: say,
     });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
+import { removeDataDir } from '../helpers/data-dirs.ts';
 import { freePort } from '../helpers/processes.ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
@@ -22,7 +22,7 @@ async function currentDatabase(url: string): Promise<string | undefined> {
 
 describe('openDatabaseTarget', () => {
   afterAll(async () => {
-    await fs.rm(dataDir, { recursive: true, force: true });
+    await removeDataDir(dataDir);
   });
 
   it('uses DATABASE_URL as it is, starts nothing, and has nothing to close', async () => {

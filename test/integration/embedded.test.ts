@@ -4,6 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '../helpers/processes.ts';
+import { removeDataDir } from '../helpers/data-dirs.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   embeddedClusterDirectory,
@@ -60,7 +61,7 @@ describe.concurrent('the embedded PostgreSQL', () => {
       await embedded.stop();
     }
     await expect(query(embedded.url, 'select 1')).rejects.toThrow();
-    await fs.rm(freshDir, { recursive: true, force: true });
+    await removeDataDir(freshDir);
   });
 
   it('serialises concurrent starters on a new directory: one initialises, the others wait and attach', async () => {
@@ -81,7 +82,7 @@ describe.concurrent('the embedded PostgreSQL', () => {
       for (const embedded of started) expect(await query(embedded.url, 'select 1 as one')).toEqual([{ one: 1 }]);
     } finally {
       for (const embedded of started) await embedded.stop();
-      await fs.rm(sharedDir, { recursive: true, force: true });
+      await removeDataDir(sharedDir);
     }
   });
 
@@ -95,7 +96,7 @@ describe.concurrent('the embedded PostgreSQL', () => {
       expect(await query(embedded.url, 'select 1 as one')).toEqual([{ one: 1 }]);
     } finally {
       await embedded.stop();
-      await fs.rm(otherDir, { recursive: true, force: true });
+      await removeDataDir(otherDir);
     }
   });
 
@@ -113,7 +114,7 @@ describe.concurrent('the embedded PostgreSQL', () => {
     });
 
     afterAll(async () => {
-      await fs.rm(dataDir, { recursive: true, force: true });
+      await removeDataDir(dataDir);
     });
 
     it('keeps data across restarts and attaches to a server another process already runs', inOrder, async () => {

@@ -179,8 +179,8 @@ describe.concurrent(
       const outcomes = await runs;
       expect(outcomes.map((outcome) => outcome.code)).toEqual([0, 0]);
       const outputs = outcomes.map((outcome) => outcome.output);
-      expect(outputs.filter((output) => output.includes(`Ran ${MIGRATIONS.length} migrations`))).toHaveLength(1);
-      expect(outputs.filter((output) => output.includes('no new migrations found'))).toHaveLength(1);
+      expect(outputs.filter((output) => output.includes(`Applied ${MIGRATIONS.length} migration(s)`))).toHaveLength(1);
+      expect(outputs.filter((output) => output.includes('Nothing to apply'))).toHaveLength(1);
       expect(await appliedRows(db)).toEqual(MIGRATIONS);
     });
 

@@ -161,7 +161,7 @@ describe('migrations from several instances starting at once', () => {
   });
 });
 
-describe('npm run migrate (kysely-ctl, which holds a session-level lock)', () => {
+describe('npm run migrate (an operator command, which holds a session-level lock)', () => {
   test('refuses to run with DB_POOL_MODE=transaction, saying how to run it instead, and touches nothing', async ({
     onTestFinished,
   }) => {
@@ -186,7 +186,7 @@ describe('npm run migrate (kysely-ctl, which holds a session-level lock)', () =>
     });
 
     expect(outcome.failed).toBe(true);
-    expect(outcome.output).toContain('kysely-ctl needs a session');
+    expect(outcome.output).toContain('needs a session of its own');
     expect(outcome.output).toContain('MIGRATE_ON_START=true');
     const observer = new pg.Client({ connectionString: withDatabaseName(inject('adminUrl'), name) });
     await observer.connect();

@@ -10,6 +10,7 @@ import { PRUNE_RULES, PruneRepository } from '../../src/repositories/prune.ts';
 import { RefreshTokenRepository } from '../../src/repositories/refresh-tokens.ts';
 import { SessionRepository } from '../../src/repositories/sessions.ts';
 import { SigningKeyRepository } from '../../src/repositories/signing-keys.ts';
+import { MfaChallengeRepository, MfaFactorRepository, RecoveryCodeRepository } from '../../src/repositories/mfa.ts';
 import { UserRepository } from '../../src/repositories/users.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 
@@ -41,6 +42,9 @@ interface Repositories {
   readonly audit: AuditEventRepository;
   readonly emailChanges: EmailChangeRepository;
   readonly signingKeys: SigningKeyRepository;
+  readonly mfaFactors: MfaFactorRepository;
+  readonly recoveryCodes: RecoveryCodeRepository;
+  readonly mfaChallenges: MfaChallengeRepository;
   /** Rows of the seeded data the calls look up. */
   readonly sample: Sample;
 }
@@ -377,6 +381,103 @@ const HOT_QUERIES: readonly HotQuery[] = [
     index: undefined,
     tinyTable: SIGNING_KEYS_ARE_FEW,
   },
+  {
+    name: 'MfaFactorRepository.insert',
+    call: (r) =>
+      r.mfaFactors.insert({
+        id: '00000000-0000-7000-8000-000000000001',
+        user_id: r.sample.userId,
+        type: 'totp',
+        name: 'phone',
+        secret_jwe: 'sealed',
+        created_at: NOW,
+      }),
+    index: undefined,
+  },
+  {
+    name: 'MfaFactorRepository.listOfUser',
+    call: (r) => r.mfaFactors.listOfUser(r.sample.userId),
+    index: 'mfa_factors_user_id_idx',
+  },
+  {
+    name: 'MfaFactorRepository.lockOfUser',
+    call: (r) => r.mfaFactors.lockOfUser(r.sample.userId, r.sample.userId),
+    index: 'mfa_factors_pkey',
+  },
+  {
+    name: 'MfaFactorRepository.recordUse',
+    call: (r) => r.mfaFactors.recordUse(r.sample.userId, 1, NOW),
+    index: 'mfa_factors_pkey',
+  },
+  {
+    name: 'MfaFactorRepository.delete',
+    call: (r) => r.mfaFactors.delete(r.sample.userId, r.sample.userId),
+    index: 'mfa_factors_pkey',
+  },
+  {
+    name: 'MfaFactorRepository.deleteOfUser',
+    call: (r) => r.mfaFactors.deleteOfUser(r.sample.userId, NOW),
+    index: 'mfa_factors_user_id_idx',
+  },
+  {
+    name: 'RecoveryCodeRepository.replace (delete, then insert)',
+    call: (r) => r.recoveryCodes.replace(r.sample.userId, [], NOW, []),
+    index: 'mfa_recovery_codes_user_id_code_hash_idx',
+  },
+  {
+    name: 'RecoveryCodeRepository.use',
+    call: (r) => r.recoveryCodes.use(r.sample.userId, 'a-hash', NOW),
+    index: 'mfa_recovery_codes_user_id_code_hash_idx',
+  },
+  {
+    name: 'RecoveryCodeRepository.countUnused',
+    call: (r) => r.recoveryCodes.countUnused(r.sample.userId),
+    index: 'mfa_recovery_codes_user_id_code_hash_idx',
+  },
+  {
+    name: 'MfaChallengeRepository.insert',
+    call: (r) =>
+      r.mfaChallenges.insert({
+        id: '00000000-0000-7000-8000-000000000002',
+        user_id: r.sample.userId,
+        token_hash: 'a-hash',
+        first_factor: 'pwd',
+        credential_stamp: 'a-stamp',
+        created_at: NOW,
+        expires_at: NOW,
+      }),
+    index: undefined,
+  },
+  {
+    name: 'MfaChallengeRepository.lockByHash',
+    call: (r) => r.mfaChallenges.lockByHash('a-hash'),
+    index: 'mfa_challenges_token_hash_key',
+  },
+  {
+    name: 'MfaChallengeRepository.userOf',
+    call: (r) => r.mfaChallenges.userOf('a-hash'),
+    index: 'mfa_challenges_token_hash_key',
+  },
+  {
+    name: 'MfaChallengeRepository.markUsed',
+    call: (r) => r.mfaChallenges.markUsed(r.sample.userId, NOW),
+    index: 'mfa_challenges_pkey',
+  },
+  {
+    name: 'MfaChallengeRepository.deleteSpent',
+    call: (r) => r.mfaChallenges.deleteSpent(r.sample.userId, NOW),
+    index: 'mfa_challenges_user_id_idx',
+  },
+  {
+    name: 'UserRepository.setMfaEnabled',
+    call: (r) => r.users.setMfaEnabled(r.sample.userId, true),
+    index: 'users_pkey',
+  },
+  {
+    name: 'SessionRepository.raiseAssurance',
+    call: (r) => r.sessions.raiseAssurance(r.sample.familyId, r.sample.userId, 'otp', NOW),
+    index: 'sessions_pkey',
+  },
   { name: 'SigningKeyRepository.lockForCreation', call: (r) => r.signingKeys.lockForCreation(), index: undefined },
   {
     name: 'SessionRepository.end',
@@ -460,6 +561,9 @@ const REPOSITORIES: Readonly<Record<string, { readonly prototype: object }>> = {
   AuditEventRepository,
   EmailChangeRepository,
   SigningKeyRepository,
+  MfaFactorRepository,
+  RecoveryCodeRepository,
+  MfaChallengeRepository,
 };
 
 interface PlanNode {
@@ -674,6 +778,9 @@ describe('query plans at scale', () => {
           audit: new AuditEventRepository(trx),
           emailChanges: new EmailChangeRepository(trx),
           signingKeys: new SigningKeyRepository(trx),
+          mfaFactors: new MfaFactorRepository(trx),
+          recoveryCodes: new RecoveryCodeRepository(trx),
+          mfaChallenges: new MfaChallengeRepository(trx),
           sample,
         });
         expect(captured, `${query.name} sent one statement`).toHaveLength(1);

@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { removeDataDir } from '../helpers/data-dirs.ts';
 import { freePort } from '../helpers/processes.ts';
 import { ROOT, stopPostgresOf } from '../reliability/support.ts';
 
@@ -26,6 +27,7 @@ async function npmRun(script: string, args: readonly string[], env: Record<strin
 describe('the README schema walkthrough', { timeout: 600_000 }, () => {
   afterAll(async () => {
     await stopPostgresOf(dataDir);
+    await removeDataDir(dataDir);
     await fs.rm(copy, { recursive: true, force: true });
   });
 

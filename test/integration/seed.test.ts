@@ -85,7 +85,7 @@ describe('npm run db:seed', () => {
         { db, hasher: new PasswordHasher({ concurrency: 1, queueLimit: 0 }) },
         { users: 36 },
       );
-      expect(again).toEqual({ created: 0, total: 37, sessions: 0, events: 0 });
+      expect(again).toEqual({ created: 0, total: 37, sessions: 0, events: 0, adminCreated: false });
       expect(await new UserRepository(db).list(100)).toHaveLength(37);
       expect(await seedCounts(db)).toEqual(seeded);
     },

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -9,6 +8,7 @@ import { startEmbeddedPostgres } from '../../src/db/embedded.ts';
 import { openServer, STARTUP_STEPS, type StartupStep } from '../../src/lifecycle.ts';
 import { TEST_JWT_SECRET } from '../helpers/app.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
+import { removeDataDir } from '../helpers/data-dirs.ts';
 import { freePort, isPortFree } from '../helpers/processes.ts';
 import { hasLockFile, postgresProcessesOf } from '../reliability/support.ts';
 
@@ -50,7 +50,7 @@ describe('start-up and teardown', { timeout: 180_000 }, () => {
   });
 
   afterAll(async () => {
-    await fs.rm(dataDir, { recursive: true, force: true });
+    await removeDataDir(dataDir);
   });
 
   it.each(STARTUP_STEPS.map((step) => [step]))(

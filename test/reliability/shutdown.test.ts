@@ -203,6 +203,12 @@ describe('graceful shutdown under load', () => {
       // The request got an answer or its connection closed: it does not hang.
       expect(await stuck).not.toBe('ETIMEDOUT');
 
+      // One line says the exit was forced and what became of the database.
+      expect(server.output().match(/exiting now: the embedded PostgreSQL was stopped/g), server.output()).toHaveLength(
+        1,
+      );
+      expect(server.output()).toMatch(/requests still running after the grace period; exiting now/);
+
       // The embedded PostgreSQL must not outlive the server that started it.
       await sleep(1_000);
       expect(postgresProcessesOf(dataDir), 'PostgreSQL processes still running for this DATA_DIR').toEqual([]);

@@ -20,6 +20,7 @@ import {
 import { migrateToLatest } from '../../src/db/migrator.ts';
 import { freePort, releasePort } from '../helpers/processes.ts';
 import { expectError } from '../helpers/assertions.ts';
+import { removeDataDir } from '../helpers/data-dirs.ts';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.ts';
 import { TEST_JWT_SECRET, testConfig, testHasher } from '../helpers/app.ts';
 
@@ -223,7 +224,7 @@ export async function scratchDirectory(onFinished: OnFinished, name: string): Pr
   await fs.mkdir(dir, { recursive: true });
   onFinished(async () => {
     await stopPostgresOf(dir);
-    await fs.rm(dir, { recursive: true, force: true });
+    await removeDataDir(dir);
   });
   return dir;
 }

@@ -10,6 +10,8 @@ const EXAMPLES: Record<ErrorCode, AppError> = {
   INVALID_CREDENTIALS: new errors.AuthenticationError('bad', 'INVALID_CREDENTIALS'),
   INVALID_TOKEN: new errors.AuthenticationError('bad', 'INVALID_TOKEN'),
   TOKEN_EXPIRED: new errors.AuthenticationError('bad', 'TOKEN_EXPIRED'),
+  INVALID_MFA_CODE: new errors.AuthenticationError('bad code', 'INVALID_MFA_CODE'),
+  MFA_REQUIRED: new errors.AuthorizationError('step up first', 'MFA_REQUIRED'),
   FORBIDDEN: new errors.AuthorizationError(),
   EMAIL_NOT_VERIFIED: new errors.AuthorizationError('verify first', 'EMAIL_NOT_VERIFIED'),
   NOT_FOUND: new errors.NotFoundError(),

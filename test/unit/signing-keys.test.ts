@@ -68,6 +68,14 @@ describe('SecretBox (ENCRYPTION_KEY at rest)', () => {
     await expect(box.open(parts.join('.'), 'signing-key:a')).rejects.toThrow();
   });
 
+  it('digests a short secret under the key: the same for the same key and purpose, unlike any other', () => {
+    const other = new SecretBox(randomBytes(32));
+    expect(box.digest('ABCDEFGHIJ', 'recovery-code')).toBe(box.digest('ABCDEFGHIJ', 'recovery-code'));
+    expect(box.digest('ABCDEFGHIJ', 'recovery-code')).not.toBe(other.digest('ABCDEFGHIJ', 'recovery-code'));
+    expect(box.digest('ABCDEFGHIJ', 'recovery-code')).not.toBe(box.digest('ABCDEFGHIJ', 'another'));
+    expect(box.digest('ABCDEFGHIJ', 'recovery-code')).toMatch(/^[0-9a-f]{64}$/);
+  });
+
   it('never holds the plaintext in what it stores', async () => {
     expect(await box.seal(secret, 'signing-key:a')).not.toContain('a private key');
   });
