@@ -545,7 +545,7 @@ export class AuthService {
 /**
  * Whether the user's row, as locked by the transaction about to act on a secret checked earlier
  * (outside it, so no connection waits on argon2), still holds what was checked: the same password
- * hash, the same email, still active. Every unit of work that changes any of them (password change
+ * hash, the same email, still active, the same second-factor state. Every unit of work that changes any of them (password change
  * or reset, email change, disabling, deletion) locks the same row first, so either it committed
  * before this lock was granted and is seen here, or it waits and sees what this one wrote (and
  * ends the session this one opened).
@@ -555,7 +555,9 @@ export function credentialsUnchanged(checked: UserRow, locked: UserRow | undefin
     locked !== undefined &&
     locked.password_hash === checked.password_hash &&
     locked.email === checked.email &&
-    locked.status === 'active'
+    locked.status === 'active' &&
+    // A second factor added meanwhile: a password alone no longer signs in.
+    locked.mfa_enabled === checked.mfa_enabled
   );
 }
 
