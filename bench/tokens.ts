@@ -1,9 +1,10 @@
 /**
  * `npm run bench:tokens [-- --base <commit>] [-- --rounds N]`: what verifying an asymmetric access
  * token costs a request. GET /auth/me (the cheapest authenticated route: token verification, the
- * principal and session caches, the user as JSON) is loaded in turn, round after round, on three
+ * principal and session caches, the user as JSON) is loaded in turn, round after round, on four
  * servers on the same embedded PostgreSQL: the base commit (HS256, before asymmetric keys
- * existed), this tree with JWT_ALGORITHM=HS256, and this tree with the default EdDSA. Ratios are
+ * existed), this tree with JWT_ALGORITHM=HS256, this tree with the default EdDSA, and the same
+ * without the verified-token cache (every request checks the signature). Ratios are
  * taken per round (the machine is shared and noisy) and their median reported, in
  * bench/results/tokens.md.
  */
@@ -13,7 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../src/db/embedded.ts';
+import pg from 'pg';
+import { startEmbeddedPostgres, withDatabaseName } from '../src/db/embedded.ts';
 import { log, machineInfo, readSettings, RESULTS_DIR, ROOT_DIR } from './lib/environment.ts';
 import { runLoad, type LoadResult } from './lib/load.ts';
 import { startServerProcess, type ServerProcess } from '../test/helpers/server-process.ts';
@@ -64,6 +66,17 @@ async function signIn(target: Target, email: string): Promise<string> {
   return ((await response.json()) as { accessToken: string }).accessToken;
 }
 
+async function recreateDatabase(serverUrl: string, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: withDatabaseName(serverUrl, 'postgres') });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists ${name} with (force)`);
+    await client.query(`create database ${name}`);
+  } finally {
+    await client.end();
+  }
+}
+
 const median = (values: readonly number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
@@ -92,12 +105,14 @@ async function main(): Promise<void> {
     { name: `base ${values.base} (HS256)`, dir: baseDir, env: { JWT_ALGORITHM: 'HS256' } },
     { name: 'this tree, JWT_ALGORITHM=HS256', dir: ROOT_DIR, env: { JWT_ALGORITHM: 'HS256' } },
     { name: 'this tree, EdDSA (default)', dir: ROOT_DIR, env: {} },
+    { name: 'this tree, EdDSA, no verified-token cache', dir: ROOT_DIR, env: { VERIFIED_TOKEN_CACHE_ENTRIES: '0' } },
   ];
   const results = new Map<string, LoadResult[]>(targets.map((target) => [target.name, []]));
   try {
     for (const [index, target] of targets.entries()) {
+      // A database of its own, new each run: its signing keys were sealed under last run's key.
       const database = `pgfb_tokens_${index}`;
-      await ensureDatabaseExists(embedded.url, database);
+      await recreateDatabase(embedded.url, database);
       target.server = await startServerProcess({
         script: path.join(target.dir, 'src/server.ts'),
         env: { ...common, ...target.env, DATABASE_URL: withDatabaseName(embedded.url, database) },

@@ -99,6 +99,8 @@ export interface AuthConfig {
   readonly jwksMaxAgeSeconds: number;
   /** Bearer secrets accepted by POST /auth/introspect (several during their own rotation); empty: no route. */
   readonly introspectionTokens: readonly string[];
+  /** Verified access tokens remembered until they expire (about 1 KB each); 0 verifies every request's signature. */
+  readonly verifiedTokenCacheEntries: number;
   /** MFA_REQUIRED_ROLES: users of these roles must enrol a second factor before anything else works. */
   readonly mfaRequiredRoles: readonly ('user' | 'admin')[];
   /** `undefined` outside production means: generate one and keep it under `dataDir`. */
@@ -438,6 +440,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       encryptionKey,
       jwksMaxAgeSeconds: reader.integer('JWKS_MAX_AGE_SECONDS', 300, 1, 86_400),
       introspectionTokens,
+      verifiedTokenCacheEntries: reader.integer('VERIFIED_TOKEN_CACHE_ENTRIES', 10_000, 0, 1_000_000),
       mfaRequiredRoles,
       jwtSecret,
       jwtPreviousSecrets,
