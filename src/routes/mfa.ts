@@ -140,7 +140,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
             { factor: Factor, secret: Type.String(), otpauthUri: Type.String() },
             { additionalProperties: false },
           ),
-          ...errors(400, 401, 403, 413, 415, 429, 503),
+          ...errors(400, 401, 403, 409, 413, 415, 429, 503),
         },
       },
     },

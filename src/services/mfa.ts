@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import { Secret, TOTP } from 'otpauth';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthenticationError, InvalidTokenError, NotFoundError } from '../errors/index.ts';
+import { AuthenticationError, ConflictError, InvalidTokenError, NotFoundError } from '../errors/index.ts';
 import {
   MfaChallengeRepository,
   MfaFactorRepository,
@@ -150,7 +150,7 @@ export class MfaService {
       await factors.deleteOfUser(user.id, new Date(now.getTime() - UNVERIFIED_FACTOR_TTL_MS));
       const existing = await factors.listOfUser(user.id);
       if (existing.length >= MAX_FACTORS) {
-        throw new AuthenticationError(`At most ${MAX_FACTORS} factors per account`, 'INVALID_TOKEN');
+        throw new ConflictError(`At most ${MAX_FACTORS} factors per account: remove one first`, 'CONFLICT');
       }
       const id = uuidv7();
       const factor = await factors.insert({

@@ -568,3 +568,78 @@ describe('recovery, removal and roles', () => {
     expect(logStream.lines.length).toBeGreaterThan(5);
   });
 });
+
+describe('second-factor edges', () => {
+  test('at most ten factors per account; an expired enrolment is neither listed nor counted', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, { clock: clock.read });
+    const { accessToken } = await login(app, (await createUser(db)).email);
+    await authed(app, 'POST', '/auth/mfa/totp', accessToken, { name: 'forgotten' });
+    clock.advance(11 * 60_000);
+    expect((await authed(app, 'GET', '/auth/mfa', accessToken)).json()).toEqual({
+      factors: [],
+      recoveryCodesRemaining: 0,
+    });
+
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++)
+      statuses.push((await authed(app, 'POST', '/auth/mfa/totp', accessToken, {})).statusCode);
+
+    expect(statuses.slice(0, 10).every((status) => status === 201)).toBe(true);
+    expect(statuses[10]).toBe(409);
+    expect(await db.selectFrom('mfa_factors').select('id').execute()).toHaveLength(10);
+  });
+
+  test.for([
+    ['DELETE an unknown factor', 'DELETE', '/auth/mfa/factors/00000000-0000-7000-8000-000000000000'],
+    ['new recovery codes without a factor', 'POST', '/auth/mfa/recovery-codes'],
+    ['verify an unknown factor', 'POST-VERIFY', '/auth/mfa/totp/00000000-0000-7000-8000-000000000000/verify'],
+  ] as const)('answers 404 to %s', async ([, method, url], { db, onTestFinished }) => {
+    const app = await testApp(db, onTestFinished);
+    const { accessToken } = await login(app, (await createUser(db)).email);
+    const response =
+      method === 'POST-VERIFY'
+        ? await authed(app, 'POST', url, accessToken, { code: '123456' })
+        : await authed(app, method, url, accessToken);
+    expectError(response, { statusCode: 404, code: 'NOT_FOUND' });
+  });
+
+  test("cannot verify another user's factor", async ({ db, onTestFinished }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, { clock: clock.read });
+    const owner = await login(app, (await createUser(db)).email);
+    const other = await login(app, (await createUser(db)).email);
+    const { factor, secret } = (await authed(app, 'POST', '/auth/mfa/totp', owner.accessToken, {})).json<Enrolled>();
+
+    const response = await authed(app, 'POST', `/auth/mfa/totp/${factor.id}/verify`, other.accessToken, {
+      code: codeAt(secret, clock.now),
+    });
+
+    expectError(response, { statusCode: 404, code: 'NOT_FOUND' });
+  });
+
+  test('an ended session cannot be raised by a step-up', async ({ db, onTestFinished }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, { clock: clock.read });
+    const { user, secret, session } = await enrolled(app, db, clock);
+    const other = (
+      await postJson(app, '/auth/login/mfa', {
+        mfaToken: (await challengeFor(app, user.email)).mfaToken,
+        code: codeAt(secret, clock.now),
+      })
+    ).json<LoginJson>();
+    clock.advance(30_000);
+    expect((await postJson(app, '/auth/logout', { refreshToken: session.refreshToken })).statusCode).toBe(204);
+
+    expectUnauthorized(
+      await authed(app, 'POST', '/auth/mfa/step-up', session.accessToken, { code: codeAt(secret, clock.now) }),
+    );
+    expect(
+      (await authed(app, 'POST', '/auth/mfa/step-up', other.accessToken, { code: codeAt(secret, clock.now) }))
+        .statusCode,
+    ).toBe(200);
+  });
+});
