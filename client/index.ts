@@ -227,7 +227,8 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   };
 
   const completeLogin = async (mfaToken: string, factor: SecondFactor): Promise<ApiResult<User>> => {
-    const { data, error, response } = await client.POST('/auth/login/mfa', { body: { mfaToken, ...factor } });
+    const body = deviceToken === undefined ? { mfaToken, ...factor } : { mfaToken, ...factor, deviceToken };
+    const { data, error, response } = await client.POST('/auth/login/mfa', { body });
     if (data === undefined) return failure(error, response);
     // A second factor never answers with another challenge; the schema shares the login's.
     if ('mfaRequired' in data) throw new Error('The server asked for another factor');

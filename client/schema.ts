@@ -1302,6 +1302,8 @@ export interface operations {
         'application/json': {
           /** @description The 6-digit TOTP code shown now */
           code?: string;
+          /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+          deviceToken?: string;
           mfaToken: string;
           /** @description One of the ten recovery codes */
           recoveryCode?: string;

@@ -7,7 +7,7 @@ import { noStore } from '../plugins/http-edges.ts';
 import type { MfaService, SecondFactor } from '../services/mfa.ts';
 import type { DeviceTokens } from '../services/device-tokens.ts';
 import { attemptOf, flood } from './limits.ts';
-import { errors, LoginOrChallengeSchema, TokenPairSchema } from './schemas.ts';
+import { DeviceToken, errors, LoginOrChallengeSchema, TokenPairSchema } from './schemas.ts';
 
 export interface MfaRoutesOptions {
   readonly mfa: MfaService;
@@ -60,7 +60,11 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
         tags: ['mfa'],
         summary: 'Complete a sign-in with a TOTP code or a recovery code: a session at aal2',
         body: Type.Object(
-          { mfaToken: Type.String({ minLength: 1, maxLength: 128 }), ...SecondFactorFields },
+          {
+            mfaToken: Type.String({ minLength: 1, maxLength: 128 }),
+            ...SecondFactorFields,
+            deviceToken: Type.Optional(DeviceToken),
+          },
           { additionalProperties: false, examples: [{ mfaToken: 'the mfaToken of POST /auth/login', code: '123456' }] },
         ),
         response: { 200: LoginOrChallengeSchema, ...errors(400, 401, 413, 415, 429, 503) },
@@ -69,7 +73,9 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
     async (request) => {
       const factor = secondFactorOf(request.body);
       const account = await mfa.accountOfChallenge(request.body.mfaToken);
-      const signedIn = await app.throttle.guard(attemptOf(request, 'mfa', account), () =>
+      // Like a password: wrong codes from elsewhere never lock out a device that signed in before.
+      const device = devices.recognise(account, request.body.deviceToken);
+      const signedIn = await app.throttle.guard(attemptOf(request, 'mfa', account, device), () =>
         mfa.completeLogin(request.body.mfaToken, factor, requestContext(request)),
       );
       // The device token of this account (its canonical email, as the login binds it).

@@ -212,9 +212,14 @@ export class MfaService {
     };
   }
 
-  /** The account a challenge belongs to (throttling counts guesses per account); `unknown` for none. */
+  /**
+   * The account a challenge belongs to, as the throttle and device tokens name it (the canonical
+   * email); `unknown` for no live challenge.
+   */
   async accountOfChallenge(mfaToken: string): Promise<string> {
-    return (await new MfaChallengeRepository(this.#deps.db).userOf(sha256(mfaToken))) ?? 'unknown';
+    const userId = await new MfaChallengeRepository(this.#deps.db).userOf(sha256(mfaToken));
+    const user = userId === undefined ? undefined : await new UserRepository(this.#deps.db).findById(userId);
+    return user?.email ?? 'unknown';
   }
 
   /** Completes a sign-in challenge with a TOTP code or a recovery code: a session at `aal2`. */

@@ -643,3 +643,58 @@ describe('second-factor edges', () => {
     ).toBe(200);
   });
 });
+
+describe('a known device and wrong codes from elsewhere', () => {
+  test('strangers who know the password and guess codes from many addresses do not lock out the owner’s known device', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, {
+      clock: clock.read,
+      env: { LOGIN_MAX_FAILURES: '3', LOGIN_ACCOUNT_MAX_FAILURES: '5' },
+    });
+    const { user, secret } = await enrolled(app, db, clock);
+    const owner = '10.40.0.1';
+    const post = (url: string, body: unknown, from: string) =>
+      app.inject({
+        method: 'POST',
+        url,
+        remoteAddress: from,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify(body),
+      });
+    const challenge = async (from: string) =>
+      (await post('/auth/login', { email: user.email, password: PASSWORD }, from)).json<Challenge>().mfaToken;
+    // The owner's device signed in with both factors once: it holds a device token.
+    const first = await post(
+      '/auth/login/mfa',
+      { mfaToken: await challenge(owner), code: codeAt(secret, clock.now) },
+      owner,
+    );
+    const { deviceToken } = first.json<LoginJson>();
+    expect(deviceToken).toEqual(expect.any(String));
+    clock.advance(30_000);
+
+    for (let a = 0; a < 4; a++) {
+      for (let i = 0; i < 2; i++) {
+        const from = `10.66.${a}.1`;
+        await post('/auth/login/mfa', { mfaToken: await challenge(from), code: '000000' }, from);
+      }
+    }
+
+    // An unknown device waits out the account's slowdown; the owner's device does not.
+    const unknown = await post(
+      '/auth/login/mfa',
+      { mfaToken: await challenge(owner), code: codeAt(secret, clock.now) },
+      owner,
+    );
+    expectError(unknown, { statusCode: 429, code: 'RATE_LIMITED' });
+    const known = await post(
+      '/auth/login/mfa',
+      { mfaToken: await challenge(owner), code: codeAt(secret, clock.now), deviceToken },
+      owner,
+    );
+    expect(known.statusCode, known.body).toBe(200);
+  });
+});
