@@ -149,11 +149,18 @@ function writeReport(targets: readonly Target[], results: ReadonlyMap<string, Lo
   const baseRuns = results.get(base?.name ?? '') ?? [];
   const machine = machineInfo();
   const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT_DIR, encoding: 'utf8' }).trim();
+  const hs256Runs = results.get(targets[1]?.name ?? '') ?? [];
+  const ratio = (runs: readonly LoadResult[], against: readonly LoadResult[]) => {
+    const ratios = runs.map((run, round) => run.okPerSecond / (against[round]?.okPerSecond ?? Number.NaN));
+    return `${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`;
+  };
   const rows = targets.map((target) => {
     const runs = results.get(target.name) ?? [];
-    const ratios = runs.map((run, round) => run.okPerSecond / (baseRuns[round]?.okPerSecond ?? Number.NaN));
-    return `| ${target.name} | ${Math.round(median(runs.map((run) => run.okPerSecond)))} | ${median(runs.map((run) => run.p50))} | ${median(runs.map((run) => run.p99))} | ${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}) |`;
+    const p50 = median(runs.map((run) => run.p50)).toFixed(2);
+    const p99 = median(runs.map((run) => run.p99)).toFixed(2);
+    return `| ${target.name} | ${Math.round(median(runs.map((run) => run.okPerSecond)))} | ${p50} | ${p99} | ${ratio(runs, baseRuns)} | ${ratio(runs, hs256Runs)} |`;
   });
+
   const report = `# Access-token verification: GET /auth/me, HS256 against EdDSA
 
 Command: \`npm run bench:tokens -- --base ${values.base} --rounds ${ROUNDS}\` (${SECONDS} s per server per round,
@@ -162,8 +169,8 @@ Run at ${new Date().toISOString()} on ${machine.cpus} × ${machine.cpuModel}, No
 Every server: production settings, info-level request log, principal and session caches on, on
 the same embedded PostgreSQL (a database each).
 
-| server | req/s (median) | p50 ms | p99 ms | req/s ÷ base, per round: median (min–max) |
-|---|---|---|---|---|
+| server | req/s (median) | p50 ms | p99 ms | ÷ base, per round: median (min–max) | ÷ this tree HS256, per round |
+|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
   fs.mkdirSync(RESULTS_DIR, { recursive: true });

@@ -147,7 +147,10 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Exchange email and password for tokens */
+    /**
+     * Exchange email and password for tokens
+     * @description Send back the deviceToken of your last successful login on this device: failed attempts from elsewhere (which slow the account down for unknown devices) then never lock this device out.
+     */
     post: operations['login'];
     delete?: never;
     options?: never;
@@ -1193,6 +1196,8 @@ export interface operations {
          *     }
          */
         'application/json': {
+          /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+          deviceToken?: string;
           /** @description Compared case-insensitively after trim + NFKC */
           email: string;
           password: string;
@@ -1209,6 +1214,8 @@ export interface operations {
           'application/json':
             | {
                 accessToken: string;
+                /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+                deviceToken: string;
                 /** @description Access token lifetime in seconds */
                 expiresIn: number;
                 refreshToken: string;
@@ -1300,6 +1307,8 @@ export interface operations {
         'application/json': {
           /** @description The 6-digit TOTP code shown now */
           code?: string;
+          /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+          deviceToken?: string;
           mfaToken: string;
           /** @description One of the ten recovery codes */
           recoveryCode?: string;
@@ -1316,6 +1325,8 @@ export interface operations {
           'application/json':
             | {
                 accessToken: string;
+                /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+                deviceToken: string;
                 /** @description Access token lifetime in seconds */
                 expiresIn: number;
                 refreshToken: string;
@@ -2020,6 +2031,15 @@ export interface operations {
       };
       /** @description Default Response */
       403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      409: {
         headers: {
           [name: string]: unknown;
         };

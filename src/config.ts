@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseEncryptionKey } from './services/secret-box.ts';
 import type { ThrottlePolicy } from './services/throttle.ts';
+import { DEFAULT_MEMORY_MAX_KEYS } from './services/throttle-store.ts';
 
 /**
  * The whole environment of the process, read and validated once.
@@ -126,6 +127,11 @@ export interface AuthConfig {
   readonly rateLimitWindowMs: number;
   /** Failed-attempt throttling (api.md "Login throttling"), in milliseconds. */
   readonly throttle: ThrottlePolicy;
+  /**
+   * Counters (flood caps, failures, lockouts) held at most in memory when REDIS_URL is unset. None
+   * is evicted before its window ends: at the bound, requests that need a new counter get 503.
+   */
+  readonly throttleMemoryMaxKeys: number;
   /** Concurrent argon2 hashes; more wait in a bounded queue. */
   readonly hashConcurrency: number;
   readonly hashQueueLimit: number;
@@ -466,6 +472,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
         accountDelayMs: 1000,
         accountMaxDelayMs: reader.integer('LOGIN_ACCOUNT_MAX_DELAY_SECONDS', 60, 1, 3600) * 1000,
       },
+      throttleMemoryMaxKeys: reader.integer('THROTTLE_MEMORY_MAX_KEYS', DEFAULT_MEMORY_MAX_KEYS, 1000, 100_000_000),
       hashConcurrency,
       hashQueueLimit,
       hashCallerShare: reader.integer(

@@ -224,7 +224,7 @@ class SchemaComparison {
         if (whole !== undefined) this.#single(where, direction, required, whole);
         continue;
       }
-      const counterpart = candidates[0] ?? required;
+      const counterpart = closest(required, candidates) ?? required;
       const [old, now] = direction === 'input' ? [required, counterpart] : [counterpart, required];
       this.#single(where, direction, old, now);
     }
@@ -302,6 +302,25 @@ function resolve(document: ApiDocument, schema: Schema): Schema {
     current = target;
   }
   return current;
+}
+
+/**
+ * The union member `candidates` holds that is most like `schema`: for objects, the one sharing the
+ * most property names (a login body and an MFA challenge are both objects, and a change to one
+ * must be compared with its own former self, not with the other); the first one otherwise.
+ */
+function closest(schema: Schema, candidates: readonly Schema[]): Schema | undefined {
+  const names = new Set(Object.keys(schema.properties ?? {}));
+  let best = candidates[0];
+  let shared = -1;
+  for (const candidate of candidates) {
+    const count = Object.keys(candidate.properties ?? {}).filter((name) => names.has(name)).length;
+    if (count > shared) {
+      best = candidate;
+      shared = count;
+    }
+  }
+  return best;
 }
 
 /** A union's members; a `nullable` schema is itself and `null`. */

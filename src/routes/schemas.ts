@@ -110,9 +110,22 @@ export const TokenPairSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A device token (api.md "Abuse resistance"): opaque, issued by every successful login for that
+ * account. A login may send back any string here; one that is not a live token of the account is
+ * simply an unknown device, never an error.
+ */
+export const DeviceToken = Type.String({
+  minLength: 1,
+  maxLength: 256,
+  description:
+    'Opaque token recognising this device for this account (issued by each successful login, valid 90 days). ' +
+    'Logins that present it are throttled for this device only.',
+});
+
 /** A completed sign-in: the user and the new session's tokens. */
 export const LoginSchema = Type.Object(
-  { user: Type.Ref('User'), ...TokenPairSchema.properties },
+  { user: Type.Ref('User'), ...TokenPairSchema.properties, deviceToken: DeviceToken },
   { additionalProperties: false },
 );
 

@@ -153,8 +153,8 @@ export class AuthService {
    *
    * @throws {ServiceUnavailableError} `OVERLOADED`
    */
-  assertHashCapacity(): void {
-    this.#deps.hasher.assertCapacity();
+  assertHashCapacity(caller?: string): void {
+    this.#deps.hasher.assertCapacity(caller);
   }
 
   /**
@@ -271,8 +271,13 @@ export class AuthService {
     const now = this.#deps.clock();
     const refreshToken = newRefreshToken();
     const sid = randomUUID();
-    await withTransaction(this.#deps.db, async (trx) => {
+    const opened = await withTransaction(this.#deps.db, async (trx) => {
       const txUsers = new UserRepository(trx);
+      // The check above ran on the row as read before hashing; the session opens only if that is
+      // still the account's row (same hash, email and status) once locked: a password change,
+      // reset, disabling or deletion that committed meanwhile wins (see `credentialsUnchanged`).
+      const current = await txUsers.lockForUpdate(user.id);
+      if (!credentialsUnchanged(user, current)) return current === undefined ? 'deleted' : 'changed';
       await txUsers.updateLastLogin(user.id, now);
       if (upgradedHash !== undefined) await txUsers.updatePasswordHash(user.id, upgradedHash, now);
       const expiresAt = new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000);
@@ -303,7 +308,12 @@ export class AuthService {
           amr: [...assurance.amr],
         },
       );
+      return 'opened';
     });
+    // Answered like a wrong password: the check was against credentials that no longer count, and
+    // the caller must not learn that the password was right a moment ago.
+    if (opened === 'deleted') return this.#failLogin(null, context, { reason: 'credentials_changed' });
+    if (opened === 'changed') return this.#failLogin(user.id, context, { reason: 'credentials_changed' });
     // Our own write: drop the cached row now rather than when the change notification arrives.
     this.#deps.principals?.invalidate(user.id);
     this.#deps.events?.onLogin?.('success');
@@ -472,20 +482,19 @@ export class AuthService {
     assertValidPassword(newPassword, 'newPassword');
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-    if (!(await this.#deps.hasher.verify(user.password_hash, currentPassword, callers))) {
-      throw new AuthenticationError('Current password is incorrect', 'INVALID_CREDENTIALS', {
-        field: 'currentPassword',
-      });
-    }
+    if (!(await this.#deps.hasher.verify(user.password_hash, currentPassword, callers))) throw wrongCurrentPassword();
     const passwordHash = await this.#deps.hasher.hash(newPassword, callers);
     const now = this.#deps.clock();
     const ended = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
+      // The current password was checked against the row read before hashing: a change that
+      // committed since (another password change, a reset, disabling) makes that check stale.
       const locked = await users.lockForUpdate(user.id);
+      if (locked === undefined || !credentialsUnchanged(user, locked)) throw wrongCurrentPassword();
       await users.updatePasswordHash(user.id, passwordHash, now);
       await recordAuditEvent(trx, 'password.changed', user.id, context);
-      await queueSecurityNotice(trx, locked ?? user, 'password_changed');
+      await queueSecurityNotice(trx, locked, 'password_changed');
       const keep = context.sessionId ?? undefined;
       return this.#deps.sessions.endAllInTransaction(trx, user.id, 'password_changed', context, keep);
     });
@@ -588,6 +597,29 @@ async function recordReplay(
     intervalSeconds,
   );
   if (recent.count === 0) await recordAuditEvent(trx, 'refresh.reuse_interval', userId, context, details);
+}
+
+/**
+ * Whether the user's row, as locked by the transaction about to act on a secret checked earlier
+ * (outside it, so no connection waits on argon2), still holds what was checked: the same password
+ * hash, the same email, still active, the same second-factor state. Every unit of work that changes any of them (password change
+ * or reset, email change, disabling, deletion) locks the same row first, so either it committed
+ * before this lock was granted and is seen here, or it waits and sees what this one wrote (and
+ * ends the session this one opened).
+ */
+export function credentialsUnchanged(checked: UserRow, locked: UserRow | undefined): boolean {
+  return (
+    locked !== undefined &&
+    locked.password_hash === checked.password_hash &&
+    locked.email === checked.email &&
+    locked.status === 'active' &&
+    // A second factor added meanwhile: a password alone no longer signs in.
+    locked.mfa_enabled === checked.mfa_enabled
+  );
+}
+
+function wrongCurrentPassword(): AuthenticationError {
+  return new AuthenticationError('Current password is incorrect', 'INVALID_CREDENTIALS', { field: 'currentPassword' });
 }
 
 /** A session row's assurance as token claims; a row the constraint allows only these levels in. */

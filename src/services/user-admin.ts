@@ -13,7 +13,7 @@ import { AuditEventRepository } from '../repositories/audit-events.ts';
 import { EmailChangeRepository } from '../repositories/email-changes.ts';
 import { UserRepository, type UserChanges, type UserRow } from '../repositories/users.ts';
 import { recordAuditEvent, type RequestContext } from './audit-log.ts';
-import type { Principal } from './auth.ts';
+import { credentialsUnchanged, type Principal } from './auth.ts';
 import { canonicalEmail, normaliseName } from './credentials.ts';
 import { queueSecurityNotice, queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import type { HashCallers, PasswordHasher } from './passwords.ts';
@@ -210,17 +210,22 @@ export class UserAdministration {
   ): Promise<void> {
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-    if (!(await this.#deps.hasher.verify(user.password_hash, password, callers))) {
-      throw new AuthenticationError('Password is incorrect', 'INVALID_CREDENTIALS', { field: 'password' });
-    }
-    await this.#erase(user.id, context, { by: 'self' });
+    if (!(await this.#deps.hasher.verify(user.password_hash, password, callers))) throw wrongPassword();
+    // Erased only if the password checked is still the account's once its row is locked.
+    await this.#erase(user.id, context, { by: 'self' }, user);
   }
 
-  async #erase(id: string, context: RequestContext, details: { by: 'admin' | 'self' }): Promise<void> {
+  async #erase(
+    id: string,
+    context: RequestContext,
+    details: { by: 'admin' | 'self' },
+    checked?: UserRow,
+  ): Promise<void> {
     const ended = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       const admins = await users.lockActiveAdmins();
       const user = await users.lockForUpdate(id);
+      if (checked !== undefined && !credentialsUnchanged(checked, user)) throw wrongPassword();
       if (user === undefined) throw new NotFoundError('User not found');
       if (admins.includes(id) && admins.length <= 1) throw lastAdmin();
       // Ended first, so every instance hears each session's end; the rows then go with the user.
@@ -250,6 +255,10 @@ async function assertSelfChangeAllowed(trx: Kysely<DB>, userId: string): Promise
   throw new RateLimitError(`At most ${SELF_CHANGES_PER_WINDOW} profile changes a day; try again later`, {
     retryAfterSeconds: Math.max(1, recent.retryAfterSeconds ?? SELF_CHANGE_WINDOW_SECONDS),
   });
+}
+
+function wrongPassword(): AuthenticationError {
+  return new AuthenticationError('Password is incorrect', 'INVALID_CREDENTIALS', { field: 'password' });
 }
 
 function lastAdmin(): ConflictError {

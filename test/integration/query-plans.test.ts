@@ -234,6 +234,11 @@ const HOT_QUERIES: readonly HotQuery[] = [
     index: 'account_tokens_live_idx',
   },
   {
+    name: 'AccountTokenRepository.countLive',
+    call: (r) => r.accountTokens.countLive(r.sample.userId, 'password_reset', NOW),
+    index: 'account_tokens_live_idx',
+  },
+  {
     name: 'AccountTokenRepository.findByHash',
     call: (r) => r.accountTokens.findByHash(r.sample.accountTokenHash),
     index: 'account_tokens_token_hash_unique',
