@@ -1,9 +1,10 @@
 /**
  * `npm run bench:tokens [-- --base <commit>] [-- --rounds N]`: what verifying an asymmetric access
  * token costs a request. GET /auth/me (the cheapest authenticated route: token verification, the
- * principal and session caches, the user as JSON) is loaded in turn, round after round, on three
+ * principal and session caches, the user as JSON) is loaded in turn, round after round, on four
  * servers on the same embedded PostgreSQL: the base commit (HS256, before asymmetric keys
- * existed), this tree with JWT_ALGORITHM=HS256, and this tree with the default EdDSA. Ratios are
+ * existed), this tree with JWT_ALGORITHM=HS256, this tree with the default EdDSA, and the same
+ * without the verified-token cache (every request checks the signature). Ratios are
  * taken per round (the machine is shared and noisy) and their median reported, in
  * bench/results/tokens.md.
  */
@@ -13,7 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../src/db/embedded.ts';
+import pg from 'pg';
+import { startEmbeddedPostgres, withDatabaseName } from '../src/db/embedded.ts';
 import { log, machineInfo, readSettings, RESULTS_DIR, ROOT_DIR } from './lib/environment.ts';
 import { runLoad, type LoadResult } from './lib/load.ts';
 import { startServerProcess, type ServerProcess } from '../test/helpers/server-process.ts';
@@ -64,6 +66,17 @@ async function signIn(target: Target, email: string): Promise<string> {
   return ((await response.json()) as { accessToken: string }).accessToken;
 }
 
+async function recreateDatabase(serverUrl: string, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: withDatabaseName(serverUrl, 'postgres') });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists ${name} with (force)`);
+    await client.query(`create database ${name}`);
+  } finally {
+    await client.end();
+  }
+}
+
 const median = (values: readonly number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
@@ -92,12 +105,14 @@ async function main(): Promise<void> {
     { name: `base ${values.base} (HS256)`, dir: baseDir, env: { JWT_ALGORITHM: 'HS256' } },
     { name: 'this tree, JWT_ALGORITHM=HS256', dir: ROOT_DIR, env: { JWT_ALGORITHM: 'HS256' } },
     { name: 'this tree, EdDSA (default)', dir: ROOT_DIR, env: {} },
+    { name: 'this tree, EdDSA, no verified-token cache', dir: ROOT_DIR, env: { VERIFIED_TOKEN_CACHE_ENTRIES: '0' } },
   ];
   const results = new Map<string, LoadResult[]>(targets.map((target) => [target.name, []]));
   try {
     for (const [index, target] of targets.entries()) {
+      // A database of its own, new each run: its signing keys were sealed under last run's key.
       const database = `pgfb_tokens_${index}`;
-      await ensureDatabaseExists(embedded.url, database);
+      await recreateDatabase(embedded.url, database);
       target.server = await startServerProcess({
         script: path.join(target.dir, 'src/server.ts'),
         env: { ...common, ...target.env, DATABASE_URL: withDatabaseName(embedded.url, database) },
@@ -134,11 +149,18 @@ function writeReport(targets: readonly Target[], results: ReadonlyMap<string, Lo
   const baseRuns = results.get(base?.name ?? '') ?? [];
   const machine = machineInfo();
   const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT_DIR, encoding: 'utf8' }).trim();
+  const hs256Runs = results.get(targets[1]?.name ?? '') ?? [];
+  const ratio = (runs: readonly LoadResult[], against: readonly LoadResult[]) => {
+    const ratios = runs.map((run, round) => run.okPerSecond / (against[round]?.okPerSecond ?? Number.NaN));
+    return `${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`;
+  };
   const rows = targets.map((target) => {
     const runs = results.get(target.name) ?? [];
-    const ratios = runs.map((run, round) => run.okPerSecond / (baseRuns[round]?.okPerSecond ?? Number.NaN));
-    return `| ${target.name} | ${Math.round(median(runs.map((run) => run.okPerSecond)))} | ${median(runs.map((run) => run.p50))} | ${median(runs.map((run) => run.p99))} | ${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}) |`;
+    const p50 = median(runs.map((run) => run.p50)).toFixed(2);
+    const p99 = median(runs.map((run) => run.p99)).toFixed(2);
+    return `| ${target.name} | ${Math.round(median(runs.map((run) => run.okPerSecond)))} | ${p50} | ${p99} | ${ratio(runs, baseRuns)} | ${ratio(runs, hs256Runs)} |`;
   });
+
   const report = `# Access-token verification: GET /auth/me, HS256 against EdDSA
 
 Command: \`npm run bench:tokens -- --base ${values.base} --rounds ${ROUNDS}\` (${SECONDS} s per server per round,
@@ -147,8 +169,8 @@ Run at ${new Date().toISOString()} on ${machine.cpus} × ${machine.cpuModel}, No
 Every server: production settings, info-level request log, principal and session caches on, on
 the same embedded PostgreSQL (a database each).
 
-| server | req/s (median) | p50 ms | p99 ms | req/s ÷ base, per round: median (min–max) |
-|---|---|---|---|---|
+| server | req/s (median) | p50 ms | p99 ms | ÷ base, per round: median (min–max) | ÷ this tree HS256, per round |
+|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
   fs.mkdirSync(RESULTS_DIR, { recursive: true });

@@ -73,15 +73,25 @@ export interface ApiClientOptions {
   readonly onTokens?: (tokens: Tokens | undefined) => void;
   /** Another fetch (tests, instrumentation); the global one by default. */
   readonly fetch?: (request: Request) => Promise<Response>;
+  /**
+   * The device token of this device's last login (e.g. read from storage): sent with every
+   * login, so strangers' failed attempts on the account never lock this device out.
+   */
+  readonly deviceToken?: string;
+  /** Told of each new device token (every successful login rotates it): store it with the device. */
+  readonly onDeviceToken?: (deviceToken: string) => void;
 }
 
 export interface ApiClient extends Client<paths> {
   /** The current tokens; undefined when signed out. */
   readonly tokens: Tokens | undefined;
+  /** The device token the next login sends; undefined before the first login on this device. */
+  readonly deviceToken: string | undefined;
   /** Replaces the tokens (e.g. after a login done elsewhere); undefined signs out locally. */
   setTokens(tokens: Tokens | undefined): void;
   /**
-   * POST /auth/login and keep the tokens. Resolves to the user (`mfaRequired: false`), to the
+   * POST /auth/login (with this device's token, when it has one) and keep the tokens and the new
+   * device token. Resolves to the user (`mfaRequired: false`), to the
    * second-factor challenge of an account that has one (`mfaRequired: true`: then call
    * {@link completeLogin}), or to the error body (401 INVALID_CREDENTIALS, 429 RATE_LIMITED with
    * {@link ApiResult.retryAfterSeconds}, …).
@@ -153,6 +163,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   const send = options.fetch ?? ((request: Request) => globalThis.fetch(request));
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
   let tokens = options.tokens;
+  let deviceToken = options.deviceToken;
   let rotation: Promise<Tokens | undefined> | undefined;
   /** A copy of each request before it is sent: the body of the original is consumed by then. */
   const replays = new WeakMap<Request, Request>();
@@ -221,20 +232,30 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   const client = createClient<paths>({ baseUrl, fetch: send });
   client.use(auth);
 
+  /** Every completed sign-in rotates this device's token: the next login sends the new one. */
+  const keepDeviceToken = (next: string) => {
+    deviceToken = next;
+    options.onDeviceToken?.(next);
+  };
+
   const login = async (email: string, password: string): Promise<ApiResult<LoginOutcome>> => {
-    const { data, error, response } = await client.POST('/auth/login', { body: { email, password } });
+    const body = deviceToken === undefined ? { email, password } : { email, password, deviceToken };
+    const { data, error, response } = await client.POST('/auth/login', { body });
     if (data === undefined) return failure(error, response);
     if ('mfaRequired' in data) return { ok: true, value: data, response };
     setTokens({ accessToken: data.accessToken, refreshToken: data.refreshToken });
+    keepDeviceToken(data.deviceToken);
     return { ok: true, value: { mfaRequired: false, user: data.user }, response };
   };
 
   const completeLogin = async (mfaToken: string, factor: SecondFactor): Promise<ApiResult<User>> => {
-    const { data, error, response } = await client.POST('/auth/login/mfa', { body: { mfaToken, ...factor } });
+    const body = deviceToken === undefined ? { mfaToken, ...factor } : { mfaToken, ...factor, deviceToken };
+    const { data, error, response } = await client.POST('/auth/login/mfa', { body });
     if (data === undefined) return failure(error, response);
     // A second factor never answers with another challenge; the schema shares the login's.
     if ('mfaRequired' in data) throw new Error('The server asked for another factor');
     setTokens({ accessToken: data.accessToken, refreshToken: data.refreshToken });
+    keepDeviceToken(data.deviceToken);
     return { ok: true, value: data.user, response };
   };
 
@@ -266,6 +287,9 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     ...client,
     get tokens() {
       return tokens;
+    },
+    get deviceToken() {
+      return deviceToken;
     },
     setTokens,
     login,

@@ -147,7 +147,10 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Exchange email and password for tokens */
+    /**
+     * Exchange email and password for tokens
+     * @description Send back the deviceToken of your last successful login on this device: failed attempts from elsewhere (which slow the account down for unknown devices) then never lock this device out.
+     */
     post: operations['login'];
     delete?: never;
     options?: never;
@@ -1147,13 +1150,18 @@ export interface operations {
               };
               /** Format: uuid */
               id: string;
+              /** @description The actor's; in GET /auth/events, null on an event someone else (an admin) caused */
               ipAddress: string | null;
               /** Format: date-time */
               occurredAt: string;
-              /** Format: uuid */
+              /**
+               * Format: uuid
+               * @description The actor's session; in GET /auth/events, null on an event someone else (an admin) caused
+               */
               sessionId: string | null;
-              /** @description user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted, email.change_requested, email.changed, mfa.enrolled, mfa.removed, mfa.challenge_failed, mfa.recovery_code_used, mfa.recovery_codes_regenerated, mfa.reset_by_admin */
+              /** @description user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, refresh.reuse_interval, password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted, email.change_requested, email.changed, mfa.enrolled, mfa.removed, mfa.challenge_failed, mfa.recovery_code_used, mfa.recovery_codes_regenerated, mfa.reset_by_admin */
               type: string;
+              /** @description The actor's; in GET /auth/events, null on an event someone else (an admin) caused */
               userAgent: string | null;
               /** Format: uuid */
               userId: string | null;
@@ -1301,6 +1309,8 @@ export interface operations {
          *     }
          */
         'application/json': {
+          /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+          deviceToken?: string;
           /** @description Compared case-insensitively after trim + NFKC */
           email: string;
           password: string;
@@ -1317,6 +1327,8 @@ export interface operations {
           'application/json':
             | {
                 accessToken: string;
+                /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+                deviceToken: string;
                 /** @description Access token lifetime in seconds */
                 expiresIn: number;
                 refreshToken: string;
@@ -1408,6 +1420,8 @@ export interface operations {
         'application/json': {
           /** @description The 6-digit TOTP code shown now */
           code?: string;
+          /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+          deviceToken?: string;
           mfaToken: string;
           passkey?: {
             /** @description A UUID (compared case-insensitively) */
@@ -1445,6 +1459,8 @@ export interface operations {
           'application/json':
             | {
                 accessToken: string;
+                /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+                deviceToken: string;
                 /** @description Access token lifetime in seconds */
                 expiresIn: number;
                 refreshToken: string;
@@ -1793,6 +1809,15 @@ export interface operations {
       };
       /** @description Default Response */
       415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      429: {
         headers: {
           [name: string]: unknown;
         };
@@ -2161,6 +2186,15 @@ export interface operations {
       };
       /** @description Default Response */
       403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      409: {
         headers: {
           [name: string]: unknown;
         };
@@ -2586,6 +2620,8 @@ export interface operations {
         content: {
           'application/json': {
             accessToken: string;
+            /** @description Opaque token recognising this device for this account (issued by each successful login, valid 90 days). Logins that present it are throttled for this device only. */
+            deviceToken: string;
             /** @description Access token lifetime in seconds */
             expiresIn: number;
             refreshToken: string;
@@ -3953,13 +3989,18 @@ export interface operations {
               };
               /** Format: uuid */
               id: string;
+              /** @description The actor's; in GET /auth/events, null on an event someone else (an admin) caused */
               ipAddress: string | null;
               /** Format: date-time */
               occurredAt: string;
-              /** Format: uuid */
+              /**
+               * Format: uuid
+               * @description The actor's session; in GET /auth/events, null on an event someone else (an admin) caused
+               */
               sessionId: string | null;
-              /** @description user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted, email.change_requested, email.changed, mfa.enrolled, mfa.removed, mfa.challenge_failed, mfa.recovery_code_used, mfa.recovery_codes_regenerated, mfa.reset_by_admin */
+              /** @description user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, refresh.reuse_interval, password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted, email.change_requested, email.changed, mfa.enrolled, mfa.removed, mfa.challenge_failed, mfa.recovery_code_used, mfa.recovery_codes_regenerated, mfa.reset_by_admin */
               type: string;
+              /** @description The actor's; in GET /auth/events, null on an event someone else (an admin) caused */
               userAgent: string | null;
               /** Format: uuid */
               userId: string | null;

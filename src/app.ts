@@ -29,6 +29,7 @@ import securityPlugin from './plugins/security.ts';
 import throttlePlugin from './plugins/throttle.ts';
 import accountEmailRoutes from './routes/account-emails.ts';
 import authRoutes from './routes/auth.ts';
+import { floodLimits } from './routes/limits.ts';
 import healthRoutes from './routes/health.ts';
 import keyRoutes from './routes/keys.ts';
 import mfaRoutes from './routes/mfa.ts';
@@ -187,11 +188,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     smallBodyLimitBytes: AUTH_BODY_LIMIT_BYTES,
     bodyTimeoutMs: config.http.bodyTimeoutMs,
   });
-  await app.register(securityPlugin, { http: config.http, redis: config.redis });
+  await app.register(securityPlugin, { http: config.http });
   await app.register(throttlePlugin, {
     policy: config.auth.throttle,
+    floods: { limits: floodLimits(config.auth), windowMs: config.auth.rateLimitWindowMs },
     redis: config.redis,
+    memoryMaxKeys: config.auth.throttleMemoryMaxKeys,
     events: {
+      onFloodLimited: (limiter) => {
+        metrics.onRateLimited(limiter);
+      },
       onRefused: (scope, reason) => {
         metrics.onRateLimited(`${scope}-${reason}`);
       },
@@ -239,7 +245,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     clock,
     refreshTokenTtlSeconds: config.auth.refreshTokenTtlSeconds,
     refreshReuseIntervalSeconds: config.auth.refreshReuseIntervalSeconds,
-    refreshSuccessorKeys: successorKeys(deps.jwtSecret, config.auth.jwtPreviousSecrets),
+    refreshSuccessorKeys: derivedKeys('refresh-successor', deps.jwtSecret, config.auth.jwtPreviousSecrets),
+    deviceTokenKeys: derivedKeys('device-token', deps.jwtSecret, config.auth.jwtPreviousSecrets),
     authEvents: deps.authEvents ?? metrics.authEvents,
     sessionEvents: metrics.sessionEvents,
     adminEvents: metrics.adminEvents,
@@ -265,41 +272,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(authPlugin, { authenticator: services.auth, mfaRequiredRoles: config.auth.mfaRequiredRoles });
 
   await app.register(healthRoutes);
-  await app.register(authRoutes, {
-    config: config.auth,
-    services,
-    onRateLimited: (limiter) => {
-      metrics.onRateLimited(limiter);
-    },
-  });
-  await app.register(accountEmailRoutes, {
-    services,
-    rateLimit: config.auth.emailRateLimit,
-    rateLimitWindowMs: config.auth.rateLimitWindowMs,
-    onRateLimited: (limiter) => {
-      metrics.onRateLimited(limiter);
-    },
-  });
+  await app.register(authRoutes, { config: config.auth, services });
+  await app.register(accountEmailRoutes, { services });
   await app.register(sessionRoutes, { services });
   if (services.mfa !== undefined) {
-    await app.register(mfaRoutes, {
-      mfa: services.mfa,
-      rateLimit: config.auth.credentialRateLimit,
-      rateLimitWindowMs: config.auth.rateLimitWindowMs,
-      onRateLimited: (limiter) => {
-        metrics.onRateLimited(limiter);
-      },
-    });
+    await app.register(mfaRoutes, { mfa: services.mfa, devices: services.devices });
   }
   if (services.passkeys !== undefined) {
-    await app.register(passkeyRoutes, {
-      passkeys: services.passkeys,
-      rateLimit: config.auth.credentialRateLimit,
-      rateLimitWindowMs: config.auth.rateLimitWindowMs,
-      onRateLimited: (limiter) => {
-        metrics.onRateLimited(limiter);
-      },
-    });
+    await app.register(passkeyRoutes, { passkeys: services.passkeys, devices: services.devices });
   }
   await app.register(keyRoutes, {
     config: config.auth,
@@ -337,12 +317,12 @@ function signingKeyStore(
 }
 
 /**
- * The keys refresh-token successors are derived with: one per JWT secret (the current one
- * first), each its own derivation, so the JWT secret itself keys nothing but signatures.
+ * The HMAC keys of one `purpose` (refresh-token successors, device tokens): one per JWT secret
+ * (the current one first), each its own derivation, so the JWT secret itself keys nothing but
+ * signatures and every instance derives the same keys.
  */
-function successorKeys(jwtSecret: string, previousSecrets: readonly string[]): [string, ...string[]] {
-  const derive = (secret: string) =>
-    createHash('sha256').update('refresh-successor\0').update(secret).digest('base64url');
+function derivedKeys(purpose: string, jwtSecret: string, previousSecrets: readonly string[]): [string, ...string[]] {
+  const derive = (secret: string) => createHash('sha256').update(`${purpose}\0`).update(secret).digest('base64url');
   return [derive(jwtSecret), ...previousSecrets.map(derive)];
 }
 

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseEncryptionKey } from './services/secret-box.ts';
 import type { ThrottlePolicy } from './services/throttle.ts';
+import { DEFAULT_MEMORY_MAX_KEYS } from './services/throttle-store.ts';
 
 /**
  * The whole environment of the process, read and validated once.
@@ -98,6 +99,8 @@ export interface AuthConfig {
   readonly jwksMaxAgeSeconds: number;
   /** Bearer secrets accepted by POST /auth/introspect (several during their own rotation); empty: no route. */
   readonly introspectionTokens: readonly string[];
+  /** Verified access tokens remembered until they expire (about 1 KB each); 0 verifies every request's signature. */
+  readonly verifiedTokenCacheEntries: number;
   /** MFA_REQUIRED_ROLES: users of these roles must enrol a second factor before anything else works. */
   readonly mfaRequiredRoles: readonly ('user' | 'admin')[];
   /**
@@ -130,6 +133,11 @@ export interface AuthConfig {
   readonly rateLimitWindowMs: number;
   /** Failed-attempt throttling (api.md "Login throttling"), in milliseconds. */
   readonly throttle: ThrottlePolicy;
+  /**
+   * Counters (flood caps, failures, lockouts) held at most in memory when REDIS_URL is unset. None
+   * is evicted before its window ends: at the bound, requests that need a new counter get 503.
+   */
+  readonly throttleMemoryMaxKeys: number;
   /** Concurrent argon2 hashes; more wait in a bounded queue. */
   readonly hashConcurrency: number;
   readonly hashQueueLimit: number;
@@ -426,6 +434,15 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     );
   }
 
+  // Email links and redirects point here: a production default of localhost would send every
+  // user a link that cannot work (and that the user's own machine would answer).
+  const appUrl = reader.httpUrl('APP_URL');
+  if (nodeEnv === 'production' && appUrl === undefined && reader.string('APP_URL') === undefined) {
+    reader.problem(
+      "APP_URL is required when NODE_ENV=production (the client application's base URL, used in email links)",
+    );
+  }
+
   const config: Config = {
     env: nodeEnv,
     host: reader.string('HOST') ?? '127.0.0.1',
@@ -460,6 +477,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       encryptionKey,
       jwksMaxAgeSeconds: reader.integer('JWKS_MAX_AGE_SECONDS', 300, 1, 86_400),
       introspectionTokens,
+      verifiedTokenCacheEntries: reader.integer('VERIFIED_TOKEN_CACHE_ENTRIES', 10_000, 0, 1_000_000),
       mfaRequiredRoles,
       webauthn,
       jwtSecret,
@@ -483,6 +501,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
         accountDelayMs: 1000,
         accountMaxDelayMs: reader.integer('LOGIN_ACCOUNT_MAX_DELAY_SECONDS', 60, 1, 3600) * 1000,
       },
+      throttleMemoryMaxKeys: reader.integer('THROTTLE_MEMORY_MAX_KEYS', DEFAULT_MEMORY_MAX_KEYS, 1000, 100_000_000),
       hashConcurrency,
       hashQueueLimit,
       hashCallerShare: reader.integer(
@@ -537,7 +556,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       smtpRequireTls: reader.boolean('SMTP_REQUIRE_TLS', false),
       smtpTlsRejectUnauthorized: reader.boolean('SMTP_TLS_REJECT_UNAUTHORIZED', true),
       from: reader.string('EMAIL_FROM') ?? 'pg-fastify-backend <no-reply@localhost>',
-      appUrl: (reader.httpUrl('APP_URL') ?? 'http://localhost:3000').replace(/\/+$/, ''),
+      appUrl: (appUrl ?? 'http://localhost:3000').replace(/\/+$/, ''),
       verificationTtlSeconds: reader.integer('EMAIL_VERIFICATION_TTL_SECONDS', 86_400, 60, 30 * 86_400),
       passwordResetTtlSeconds: reader.integer('PASSWORD_RESET_TTL_SECONDS', 3600, 60, 86_400),
       dispatcher: {

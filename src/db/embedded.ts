@@ -759,8 +759,8 @@ async function copyBinaries(nativeDir: string, copyDir: string): Promise<void> {
 
 /**
  * Refuses binaries another user could have planted or changed: `dir`, every directory above it and
- * everything in it must be owned by us and writable by nobody else, and its symbolic links must
- * stay inside it.
+ * everything in it must be owned by us and writable by nobody else (a root-owned sticky directory
+ * above it, like /tmp, is allowed), and its symbolic links must stay inside it.
  */
 async function assertPrivateTree(dir: string): Promise<void> {
   const me = process.getuid?.() ?? 0;
@@ -775,7 +775,9 @@ async function assertPrivateTree(dir: string): Promise<void> {
     if ((stat.mode & 0o022) !== 0) refuse(file, `is writable by others (mode ${(stat.mode & 0o777).toString(8)})`);
   };
   for (let parent = path.dirname(dir); ; parent = path.dirname(parent)) {
-    check(parent, await fs.stat(parent));
+    const stat = await fs.stat(parent);
+    // A sticky directory of root's (/tmp): others may add entries there, but not rename or remove ours.
+    if (!(stat.uid === 0 && (stat.mode & 0o1000) !== 0)) check(parent, stat);
     if (parent === path.dirname(parent)) break;
   }
   const top = await fs.lstat(dir);

@@ -109,7 +109,8 @@ export const ERROR_CODES = {
   RATE_LIMIT_UNAVAILABLE: {
     status: 503,
     type: 'ServiceUnavailableError',
-    meaning: 'The shared rate-limit store (Redis) does not answer; attempts are refused, not let through uncounted',
+    meaning:
+      'The rate-limit store cannot count the request (Redis does not answer, or the in-memory counters are at THROTTLE_MEMORY_MAX_KEYS); it is refused, not let through uncounted',
   },
 } as const satisfies Record<string, { status: number; type: string; meaning: string }>;
 

@@ -224,7 +224,7 @@ class SchemaComparison {
         if (whole !== undefined) this.#single(where, direction, required, whole);
         continue;
       }
-      const counterpart = closestOf(required, candidates) ?? required;
+      const counterpart = closest(required, candidates) ?? required;
       const [old, now] = direction === 'input' ? [required, counterpart] : [counterpart, required];
       this.#single(where, direction, old, now);
     }
@@ -305,16 +305,21 @@ function resolve(document: ApiDocument, schema: Schema): Schema {
 }
 
 /**
- * The candidate a union member is compared with: of several of its kind (a union of objects, like
- * the login body or the MFA challenge), the one sharing the most property names, so each member
- * is measured against its own former self rather than against the first object of the union.
+ * The union member `candidates` holds that is most like `schema`: for objects, the one sharing the
+ * most property names (a login body and an MFA challenge are both objects, and a change to one
+ * must be compared with its own former self, not with the other); the first one otherwise.
  */
-function closestOf(schema: Schema, candidates: readonly Schema[]): Schema | undefined {
+function closest(schema: Schema, candidates: readonly Schema[]): Schema | undefined {
   const names = new Set(Object.keys(schema.properties ?? {}));
-  const shared = (candidate: Schema) =>
-    Object.keys(candidate.properties ?? {}).filter((name) => names.has(name)).length;
   let best = candidates[0];
-  for (const candidate of candidates) if (best !== undefined && shared(candidate) > shared(best)) best = candidate;
+  let shared = -1;
+  for (const candidate of candidates) {
+    const count = Object.keys(candidate.properties ?? {}).filter((name) => names.has(name)).length;
+    if (count > shared) {
+      best = candidate;
+      shared = count;
+    }
+  }
   return best;
 }
 

@@ -4,6 +4,7 @@ import { AuthenticationError, AuthorizationError } from '../errors/index.ts';
 import type { UserRole } from '../repositories/users.ts';
 import type { RequestContext } from '../services/audit-log.ts';
 import type { AuthenticatedUser, Principal } from '../services/auth.ts';
+import { clientAddress } from '../services/client-address.ts';
 import type { Assurance } from '../services/tokens.ts';
 import type { PublicUser } from '../services/users.ts';
 
@@ -108,12 +109,12 @@ export function requireSessionId(request: FastifyRequest): string {
 
 /**
  * Where a request came from and who made it, for the audit log: the client address (as
- * `trustProxy` resolves it), the user agent, and the caller and their session once authenticated.
+ * `trustProxy` resolves it, when it is an IP address; else the socket's), the user agent, and the caller and their session once authenticated.
  */
 export function requestContext(request: FastifyRequest): RequestContext {
   const userAgent = request.headers['user-agent'];
   return {
-    ipAddress: request.ip,
+    ipAddress: clientAddress(request),
     userAgent: typeof userAgent === 'string' && userAgent !== '' ? userAgent : null,
     sessionId: request.sessionId,
     actorId: request.principal?.userId ?? null,

@@ -23,7 +23,9 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * - bytes that are not valid UTF-8 are a 400, never replaced by U+FFFD; so are strings with lone
  *   surrogates (`"\ud800"`), which would otherwise be compared as something they are not;
  * - nesting is bounded by a cheap scan before parsing (`[[[[…` of 1 MB costs no parse);
- * - a `__proto__` key is reported as such (400 naming it), not as "invalid JSON".
+ * - a `__proto__` key is reported as such (400 naming it), not as "invalid JSON";
+ * - an object with the same property name twice is a 400 (JSON.parse would keep the last one, and
+ *   a proxy or another parser in front of us may have read the first).
  *
  * It also bounds bodies on the small routes (`/auth`: 16 KiB) and in time (a body trickling in a
  * byte at a time gets 408 once `bodyTimeoutMs` has passed since the request started).
@@ -73,7 +75,8 @@ export default fp<BodyParsingOptions>(
  * Parses a JSON body under the rules above.
  *
  * @throws {UnsupportedMediaTypeError} for a charset other than UTF-8.
- * @throws {ValidationError} for invalid UTF-8, too deep nesting, invalid JSON, lone surrogates, `__proto__`.
+ * @throws {ValidationError} for invalid UTF-8, too deep nesting, invalid JSON, lone surrogates, `__proto__`,
+ * a duplicate property name.
  */
 export function parseJsonBody(request: FastifyRequest, body: Buffer): unknown {
   const charset = charsetOf(request.headers['content-type']);
@@ -89,14 +92,17 @@ export function parseJsonBody(request: FastifyRequest, body: Buffer): unknown {
   } catch (error) {
     throw new ValidationError('Body is not valid UTF-8', { cause: error });
   }
-  assertDepth(text);
+  const members = scanStructure(text);
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
     throw new ValidationError('Body is not valid JSON', { cause: error });
   }
-  assertClean(value, '');
+  // Every member of every object in the text has its colon; fewer properties parsed than colons
+  // means a name came twice. Counting costs nothing extra on a normal body: only a body that has
+  // a duplicate pays for finding out which name it was.
+  if (assertClean(value, '') !== members) throw duplicateKey(text);
   return value;
 }
 
@@ -110,9 +116,13 @@ function charsetOf(contentType: string | undefined): string | undefined {
   return match?.[1]?.toLowerCase();
 }
 
-/** Counts brackets outside strings: linear, no allocation, stops at the first level too deep. */
-function assertDepth(text: string): void {
+/**
+ * Counts brackets outside strings (linear, no allocation, stops at the first level too deep) and
+ * returns the number of colons outside strings: in valid JSON, one per object member.
+ */
+function scanStructure(text: string): number {
   let depth = 0;
+  let colons = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -127,12 +137,47 @@ function assertDepth(text: string): void {
       }
     } else if (c === 0x5d || c === 0x7d) {
       depth--;
+    } else if (c === 0x3a) {
+      colons++;
     }
   }
+  return colons;
 }
 
-/** Lone surrogates in any string or key, and prototype keys, anywhere in the parsed value. */
-function assertClean(value: unknown, path: string): void {
+/**
+ * The error for a body with a repeated property name, naming the first one repeated: a second,
+ * slower pass that runs only once the count showed there is one.
+ */
+function duplicateKey(text: string): ValidationError {
+  const open: (Set<string> | undefined)[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b) open.push(new Set());
+    else if (c === 0x5b) open.push(undefined);
+    else if (c === 0x7d || c === 0x5d) open.pop();
+    else if (c === 0x22) {
+      let end = i + 1;
+      while (end < text.length && text.charCodeAt(end) !== 0x22) end += text.charCodeAt(end) === 0x5c ? 2 : 1;
+      let next = end + 1;
+      while (/[ \t\n\r]/.test(text.charAt(next))) next++;
+      const names = open.at(-1);
+      if (text.charCodeAt(next) === 0x3a && names !== undefined) {
+        const name = JSON.parse(text.slice(i, end + 1)) as string;
+        if (names.has(name)) return new ValidationError(`Body has the property "${name}" more than once`);
+        names.add(name);
+      }
+      i = end;
+    }
+  }
+  return new ValidationError('Body has a property name more than once');
+}
+
+/**
+ * Lone surrogates in any string or key, and prototype keys, anywhere in the parsed value.
+ *
+ * @returns the number of object properties in the value, at every depth.
+ */
+function assertClean(value: unknown, path: string): number {
   if (typeof value === 'string') {
     if (!value.isWellFormed()) {
       // `path` is a JSON pointer ('' for the body itself); a pointer to an empty key names no field.
@@ -142,21 +187,24 @@ function assertClean(value: unknown, path: string): void {
         field === '' ? {} : { field },
       );
     }
-    return;
+    return 0;
   }
-  if (typeof value !== 'object' || value === null) return;
+  if (typeof value !== 'object' || value === null) return 0;
+  let properties = 0;
   if (Array.isArray(value)) {
     value.forEach((item, index) => {
-      assertClean(item, `${path}/${index}`);
+      properties += assertClean(item, `${path}/${index}`);
     });
-    return;
+    return properties;
   }
   for (const [key, item] of Object.entries(value)) {
+    properties++;
     const itemPath = `${path}/${key}`;
     if (key === '__proto__' || (key === 'constructor' && typeof item === 'object' && item !== null)) {
       throw new ValidationError(`Body must not contain a "${key}" property`, { field: itemPath.slice(1) });
     }
     if (!key.isWellFormed()) throw new ValidationError('A property name is not well-formed Unicode (lone surrogate)');
-    assertClean(item, itemPath);
+    properties += assertClean(item, itemPath);
   }
+  return properties;
 }

@@ -56,8 +56,6 @@ export interface JwtPluginOptions {
 }
 
 const ALGORITHMS = ['HS256', 'EdDSA', 'ES256'];
-/** Verified tokens remembered (about 1 KB each, so about 10 MB at most): see {@link VerifiedTokens}. */
-const VERIFIED_TOKENS_MAX = 10_000;
 const REQUIRED_CLAIMS = ['exp', 'iat', 'sub', 'iss', 'aud', 'typ', 'sid'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const AMR_METHOD = /^[a-z0-9_:-]{1,64}$/;
@@ -84,7 +82,7 @@ export default fp<JwtPluginOptions>(
     }
     const ring = keyRing(opts.jwtSecret, previousSecrets);
     const hmacKeys = new HmacKeys(ring);
-    const verifiedTokens = new VerifiedTokens(VERIFIED_TOKENS_MAX);
+    const verifiedTokens = new VerifiedTokens(config.verifiedTokenCacheEntries);
 
     const signingKey = async (): Promise<{ alg: string; kid: string; key: CryptoKey }> => {
       if (config.jwtAlgorithm === 'HS256' || keys === undefined) {
@@ -182,6 +180,7 @@ class VerifiedTokens {
   }
 
   remember(token: string, verified: VerifiedAccessToken & { readonly alg: string }): void {
+    if (this.#max === 0) return;
     if (this.#entries.size >= this.#max) {
       const oldest = this.#entries.keys().next();
       if (oldest.done !== true) this.#entries.delete(oldest.value);

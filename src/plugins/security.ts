@@ -2,22 +2,18 @@ import cors from '@fastify/cors';
 import { ifError } from 'node:assert';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import helmet, { type HelmetOptions } from 'helmet';
-import rateLimit from '@fastify/rate-limit';
 import fp from 'fastify-plugin';
-import type { HttpConfig, RedisConfig } from '../config.ts';
-import { rateLimitStore } from '../services/rate-limit-store.ts';
+import type { HttpConfig } from '../config.ts';
 
 export interface SecurityPluginOptions {
   readonly http: HttpConfig;
-  /** With a URL, rate-limit counters are shared through Redis by every instance. */
-  readonly redis?: RedisConfig;
 }
 
 /**
- * Security headers (helmet's), CORS for the configured origins only, and the rate limiter, which
- * applies only where a route asks for it (`app.rateLimit(…)` on login, register and refresh) so
- * /metrics and health checks are never throttled. Client addresses come from `request.ip`, which
- * honours X-Forwarded-For only as far as TRUST_PROXY allows: a spoofed header cannot reset a limit.
+ * Security headers (helmet's) and CORS for the configured origins only. Rate limits live in the
+ * abuse-control plugin (plugins/throttle.ts); the client addresses they key on come from
+ * `request.ip` (through `clientAddress`: only when it parses as an IP address), which honours
+ * X-Forwarded-For only as far as TRUST_PROXY allows.
  */
 export default fp<SecurityPluginOptions>(
   async (app, opts) => {
@@ -35,11 +31,6 @@ export default fp<SecurityPluginOptions>(
       allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
       exposedHeaders: ['x-request-id', 'retry-after'],
     });
-    const store = rateLimitStore(opts.redis, (error) => {
-      app.log.warn({ err: error }, 'rate-limit store (Redis) unavailable');
-    });
-    app.addHook('onClose', () => store.close());
-    await app.register(rateLimit, { global: false, ...store.options });
   },
   { name: 'security' },
 );

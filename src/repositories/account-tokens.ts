@@ -45,6 +45,16 @@ const supersedeLive = fixedQuery((db, userId: string, purpose: AccountTokenPurpo
     .where('used_at', 'is', null)
     .where('superseded_at', 'is', null),
 );
+const countLive = fixedQuery((db, userId: string, purpose: AccountTokenPurpose, now: Date) =>
+  db
+    .selectFrom('account_tokens')
+    .select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('user_id', '=', userId)
+    .where('purpose', '=', purpose)
+    .where('used_at', 'is', null)
+    .where('superseded_at', 'is', null)
+    .where('expires_at', '>', now),
+);
 const byHash = fixedQuery((db, tokenHash: string) =>
   db.selectFrom('account_tokens').selectAll().where('token_hash', '=', tokenHash),
 );
@@ -92,6 +102,11 @@ export class AccountTokenRepository {
   /** Marks every unused, not yet superseded token of the user and purpose superseded. @returns how many. */
   async supersedeLive(userId: string, purpose: AccountTokenPurpose, at: Date): Promise<number> {
     return Number(await supersedeLive.affectedRows(this.#db, userId, purpose, at));
+  }
+
+  /** Tokens of the user and purpose that still work at `now` (unused, not superseded, unexpired). */
+  async countLive(userId: string, purpose: AccountTokenPurpose, now: Date): Promise<number> {
+    return Number((await countLive.takeFirst(this.#db, userId, purpose, now))?.count ?? 0);
   }
 
   async findByHash(tokenHash: string): Promise<AccountTokenRow | undefined> {

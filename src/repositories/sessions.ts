@@ -53,6 +53,7 @@ const liveOfUser = fixedQuery((db, userId: string, now: Date) =>
     .orderBy('created_at', 'desc')
     .orderBy('id', 'desc'),
 );
+const userAgentOf = fixedQuery((db, id: string) => db.selectFrom('sessions').select('user_agent').where('id', '=', id));
 const touch = fixedQuery((db, id: string, at: Date) =>
   db.updateTable('sessions').set({ last_used_at: at }).where('id', '=', id).returning(['aal', 'amr']),
 );
@@ -113,6 +114,15 @@ export class SessionRepository {
   /** The user's sessions that have neither ended nor expired at `now`, newest first. */
   async listLive(userId: string, now: Date): Promise<SessionRow[]> {
     return (await liveOfUser.execute(this.#db, userId, now)).rows;
+  }
+
+  /**
+   * The user agent the session was opened with (truncated as stored); null when it had none,
+   * undefined when there is no such session.
+   */
+  async userAgentOf(id: string): Promise<string | null | undefined> {
+    const row = (await userAgentOf.execute(this.#db, id)).rows[0];
+    return row === undefined ? undefined : row.user_agent;
   }
 
   /** Records a refresh: `last_used_at` moves. @returns what its sign-in proved, or undefined when it does not exist. */

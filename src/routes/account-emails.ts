@@ -1,19 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AuthenticationError } from '../errors/index.ts';
 import { requestContext, requirePrincipal } from '../plugins/auth.ts';
 import type { Services } from '../services/index.ts';
 import { noStore } from '../plugins/http-edges.ts';
-import { addressOf, attemptOf, credentialLimits, emailAccount } from './limits.ts';
+import { canonicalEmail } from '../services/credentials.ts';
+import { callerKey } from '../services/throttle.ts';
+import { addressOf, attemptOf, flood, floodCaller } from './limits.ts';
 import { ACCEPTED, AcceptedSchema, Email, EmailToken, errors, Password, UserEnvelope } from './schemas.ts';
 
 export interface AccountEmailRoutesOptions {
   readonly services: Pick<Services, 'accountEmails' | 'auth' | 'emailChange'>;
-  /** Requests per route per client address, and per account where there is one, per window. */
-  readonly rateLimit: number;
-  readonly rateLimitWindowMs: number;
-  readonly onRateLimited?: (limiter: string) => void;
 }
 
 const EmailChangeOutcomeSchema = Type.Object(
@@ -34,21 +31,14 @@ const EmailChangeOutcomeSchema = Type.Object(
  */
 const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> = async (app, opts) => {
   const { accountEmails: service, auth, emailChange } = opts.services;
-  // The flood caps of routes/auth.ts: per client address keyed canonically (IPv6 by /64,
-  // IPv4-mapped as IPv4), and per account where there is one.
-  const { flood } = credentialLimits(app, { windowMs: opts.rateLimitWindowMs, onLimited: opts.onRateLimited });
-  const limiter = (name: string, key: (request: FastifyRequest) => string) => flood(name, opts.rateLimit, key);
-  const byIp = addressOf;
-  const byPrincipal = (request: FastifyRequest) => request.principal?.userId ?? 'none';
-  const byEmail = (request: FastifyRequest) =>
-    emailAccount((request.body as { email?: unknown } | undefined)?.email) || 'none';
+  // Flood caps per client address, and per account where there is one (src/routes/limits.ts).
 
   app.addHook('onRequest', noStore);
 
   app.post(
     '/auth/email/verify',
     {
-      preHandler: limiter('email-verify-ip', byIp),
+      onRequest: flood('email-verify-ip'),
       schema: {
         tags: ['auth'],
         summary: 'Verify the email address with the token from the verification link',
@@ -64,7 +54,8 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
   app.post(
     '/auth/email/verification',
     {
-      preHandler: [app.authenticate, limiter('email-resend-ip', byIp), limiter('email-resend-account', byPrincipal)],
+      onRequest: flood('email-resend-ip'),
+      preHandler: [app.authenticate, flood('email-resend-account')],
       schema: {
         tags: ['auth'],
         summary: 'Send a new verification email',
@@ -85,7 +76,7 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
   app.post(
     '/auth/password/forgot',
     {
-      preHandler: [limiter('password-forgot-ip', byIp), limiter('password-forgot-account', byEmail)],
+      onRequest: flood('password-forgot-ip'),
       schema: {
         tags: ['auth'],
         summary: 'Ask for a password-reset email',
@@ -96,7 +87,15 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
       },
     },
     async (request, reply) => {
-      await service.requestPasswordReset(request.body.email, requestContext(request));
+      // Past the account's cap the request is answered like any other but sends nothing: a refusal
+      // would let whoever floods an address stop its owner from asking for a link. An address that
+      // is not one is still a 400, over the cap or not.
+      canonicalEmail(request.body.email);
+      const { allowed } = await app.floods.take(
+        'password-forgot-account',
+        floodCaller(request, app.floods.limit('password-forgot-account').per),
+      );
+      if (allowed) await service.requestPasswordReset(request.body.email, requestContext(request));
       return reply.code(202).send(ACCEPTED);
     },
   );
@@ -104,10 +103,12 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
   app.post(
     '/auth/password/reset',
     {
-      onRequest: async () => {
-        auth.assertHashCapacity();
-      },
-      preHandler: limiter('password-reset-ip', byIp),
+      onRequest: [
+        flood('password-reset-ip'),
+        async (request) => {
+          auth.assertHashCapacity(callerKey.address(addressOf(request)));
+        },
+      ],
       schema: {
         tags: ['auth'],
         summary: 'Set a new password with the token from the reset link',
@@ -126,15 +127,13 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
   app.post(
     '/auth/email/change',
     {
-      onRequest: async () => {
-        auth.assertHashCapacity();
-      },
-      preHandler: [
-        app.authenticate,
-        app.requireStepUp,
-        limiter('email-change-ip', byIp),
-        limiter('email-change-account', byPrincipal),
+      onRequest: [
+        flood('email-change-ip'),
+        async (request) => {
+          auth.assertHashCapacity(callerKey.address(addressOf(request)));
+        },
       ],
+      preHandler: [app.authenticate, app.requireStepUp, flood('email-change-account')],
       schema: {
         operationId: 'requestEmailChange',
         tags: ['auth'],
@@ -162,7 +161,7 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
           { principal, sessionId: request.sessionId },
           request.body.newEmail,
           request.body.password,
-          [`account:${principal.userId}`, `address:${addressOf(request)}`],
+          [callerKey.address(addressOf(request)), callerKey.user(principal.userId)],
           requestContext(request),
         ),
       );
@@ -173,7 +172,7 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
   app.post(
     '/auth/email/change/confirm',
     {
-      preHandler: limiter('email-change-confirm-ip', byIp),
+      onRequest: flood('email-change-confirm-ip'),
       schema: {
         operationId: 'confirmEmailChange',
         tags: ['auth'],

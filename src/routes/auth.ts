@@ -6,10 +6,12 @@ import { requestContext, requireAuthenticatedUser, requirePrincipal } from '../p
 import { noStore } from '../plugins/http-edges.ts';
 import type { Services } from '../services/index.ts';
 import type { HashCallers } from '../services/passwords.ts';
-import { addressOf, attemptOf, credentialLimits, emailAccount } from './limits.ts';
+import { callerKey } from '../services/throttle.ts';
+import { addressOf, attemptOf, emailAccount, flood } from './limits.ts';
 import {
   ACCEPTED,
   AcceptedSchema,
+  DeviceToken,
   Email,
   errors,
   Name,
@@ -21,14 +23,17 @@ import {
 } from './schemas.ts';
 
 export interface AuthRoutesOptions {
-  readonly config: AuthConfig;
-  readonly services: Pick<Services, 'auth' | 'userAdmin'>;
-  readonly onRateLimited?: (route: string) => void;
+  readonly config: Pick<AuthConfig, 'registrationEnumerationSafe'>;
+  readonly services: Pick<Services, 'auth' | 'userAdmin' | 'devices'>;
 }
 
-/** A password hash's callers: the account it names and the client address (each gets a bounded share). */
-function hashCallers(request: FastifyRequest, email: string): HashCallers {
-  return [`account:${emailAccount(email)}`, `address:${addressOf(request)}`];
+/**
+ * A password hash's callers: the client address and the account it names (each gets a bounded
+ * share), and the device when the request presented a valid device token (served first).
+ */
+function hashCallers(request: FastifyRequest, account: string, device?: string): HashCallers {
+  const callers = [callerKey.address(addressOf(request)), callerKey.account(account)];
+  return device === undefined ? callers : [...callers, callerKey.device(device)];
 }
 
 const RefreshTokenBody = Type.Object(
@@ -39,27 +44,22 @@ const RefreshTokenBody = Type.Object(
 /** The contract's /auth endpoints: register, login, refresh, logout, me (read, rename, erase), password. */
 const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opts) => {
   const { config } = opts;
-  const { auth, userAdmin } = opts.services;
-  const { flood } = credentialLimits(app, { windowMs: config.rateLimitWindowMs, onLimited: opts.onRateLimited });
-  const byEmail = (request: FastifyRequest) =>
-    `account:${emailAccount((request.body as { email?: unknown } | undefined)?.email)}`;
+  const { auth, userAdmin, devices } = opts.services;
 
   app.addHook('onRequest', noStore);
-  // Routes that hash a password shed load before doing anything else (no body parsing, no rate
-  // limit bookkeeping) when no hashing slot is free: under overload a refusal must cost little, or
-  // refusals take the CPU the hashes need.
-  const shedWhenHashingIsFull = async () => {
-    auth.assertHashCapacity();
+  // Routes that hash a password shed load before parsing the body when no hashing slot is free:
+  // under overload a refusal must cost little, or refusals take the CPU the hashes need. It runs
+  // after the per-address flood cap (also before the body), so every refused request counts
+  // against the address that sent it.
+  const shedWhenHashingIsFull = async (request: FastifyRequest) => {
+    auth.assertHashCapacity(callerKey.address(addressOf(request)));
   };
 
   app.post(
     '/auth/register',
     {
-      onRequest: shedWhenHashingIsFull,
-      preHandler: [
-        flood('register-ip', config.registerRateLimit),
-        flood('register-account', config.registerRateLimit, byEmail),
-      ],
+      onRequest: [flood('register-ip'), shedWhenHashingIsFull],
+      preHandler: flood('register-account'),
       schema: {
         operationId: 'register',
         tags: ['auth'],
@@ -79,7 +79,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       },
     },
     async (request, reply) => {
-      const callers = hashCallers(request, request.body.email);
+      const callers = hashCallers(request, emailAccount(request.body.email));
       if (config.registrationEnumerationSafe) {
         await auth.registerWithoutDisclosure(request.body, callers, requestContext(request));
         return reply.code(202).send(ACCEPTED);
@@ -92,15 +92,22 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.post(
     '/auth/login',
     {
-      onRequest: shedWhenHashingIsFull,
-      // A flood cap per address here; failures are throttled per account and address in the handler.
-      preHandler: flood('login-ip', config.loginRateLimit),
+      // A flood cap per address here; failures are throttled per account and address (or per
+      // recognised device) in the handler.
+      onRequest: [flood('login-ip'), shedWhenHashingIsFull],
       schema: {
         operationId: 'login',
         tags: ['auth'],
         summary: 'Exchange email and password for tokens',
+        description:
+          'Send back the deviceToken of your last successful login on this device: failed attempts from elsewhere ' +
+          '(which slow the account down for unknown devices) then never lock this device out.',
         body: Type.Object(
-          { email: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          {
+            email: Email,
+            password: Type.String({ minLength: 1, maxLength: 1024 }),
+            deviceToken: Type.Optional(DeviceToken),
+          },
           {
             additionalProperties: false,
             examples: [{ email: 'ada@example.com', password: 'correct horse battery staple' }],
@@ -112,21 +119,27 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         },
       },
     },
-    async (request) =>
-      app.throttle.guard(attemptOf(request, 'login', emailAccount(request.body.email)), () =>
+    async (request) => {
+      const account = emailAccount(request.body.email);
+      const device = devices.recognise(account, request.body.deviceToken);
+      const signedIn = await app.throttle.guard(attemptOf(request, 'login', account, device), () =>
         auth.login(
           request.body.email,
           request.body.password,
-          hashCallers(request, request.body.email),
+          hashCallers(request, account, device),
           requestContext(request),
         ),
-      ),
+      );
+      // A new token on every completed sign-in (a challenge is not one yet: POST /auth/login/mfa
+      // hands it out): the device is recognised for another 90 days.
+      return 'mfaRequired' in signedIn ? signedIn : { ...signedIn, deviceToken: devices.issue(account) };
+    },
   );
 
   app.post(
     '/auth/refresh',
     {
-      preHandler: flood('refresh-ip', config.refreshRateLimit),
+      onRequest: flood('refresh-ip'),
       schema: {
         operationId: 'refresh',
         tags: ['auth'],
@@ -144,7 +157,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.post(
     '/auth/logout',
     {
-      preHandler: flood('logout-ip', config.logoutRateLimit),
+      onRequest: flood('logout-ip'),
       schema: {
         operationId: 'logout',
         tags: ['auth'],
@@ -180,8 +193,8 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.post(
     '/auth/password',
     {
-      onRequest: shedWhenHashingIsFull,
-      preHandler: [flood('password-change-ip', config.credentialRateLimit), app.authenticate, app.requireStepUp],
+      onRequest: [flood('password-change-ip'), shedWhenHashingIsFull],
+      preHandler: [app.authenticate, app.requireStepUp],
       schema: {
         operationId: 'changePassword',
         tags: ['auth'],
@@ -205,7 +218,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
           principal,
           request.body.currentPassword,
           request.body.newPassword,
-          [`account:${principal.userId}`, `address:${addressOf(request)}`],
+          [callerKey.address(addressOf(request)), callerKey.user(principal.userId)],
           requestContext(request),
         ),
       );
@@ -223,7 +236,7 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         summary: 'Rename the authenticated user',
         security: [{ bearerAuth: [] }],
         body: Type.Object({ name: Name }, { additionalProperties: false, examples: [{ name: 'Ada King' }] }),
-        response: { 200: UserEnvelope, ...errors(400, 401, 413, 415, 503) },
+        response: { 200: UserEnvelope, ...errors(400, 401, 413, 415, 429, 503) },
       },
     },
     async (request) => ({
@@ -234,8 +247,8 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
   app.delete(
     '/auth/me',
     {
-      onRequest: shedWhenHashingIsFull,
-      preHandler: [flood('account-delete-ip', config.credentialRateLimit), app.authenticate, app.requireStepUp],
+      onRequest: [flood('account-delete-ip'), shedWhenHashingIsFull],
+      preHandler: [app.authenticate, app.requireStepUp],
       schema: {
         operationId: 'deleteMe',
         tags: ['auth'],
@@ -254,8 +267,8 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
       // Like a password change: a stolen access token must not become a way to guess the password.
       await app.throttle.guard(attemptOf(request, 'account-delete', principal.userId), () =>
         userAdmin.deleteSelf(principal, request.body.password, requestContext(request), [
-          `account:${principal.userId}`,
-          `address:${addressOf(request)}`,
+          callerKey.address(addressOf(request)),
+          callerKey.user(principal.userId),
         ]),
       );
       return reply.code(204).send(null);

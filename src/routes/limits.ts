@@ -1,59 +1,72 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { RateLimitError, ServiceUnavailableError } from '../errors/index.ts';
-import { clientAddressKey } from '../services/client-address.ts';
+import type { FastifyRequest } from 'fastify';
+import type { AuthConfig } from '../config.ts';
+import { clientAddress, clientAddressKey } from '../services/client-address.ts';
 import { canonicalEmail } from '../services/credentials.ts';
-import type { Attempt } from '../services/throttle.ts';
+import { callerKey, type Attempt, type FloodLimit } from '../services/throttle.ts';
 
 /**
- * Limits for routes that check a password or a token. Two layers (README, "Security model"):
+ * Every flood cap of the API, declared in one place: requests per window (RATE_LIMIT_WINDOW_MS)
+ * per caller key, whatever their outcome. Two layers guard the routes that check a secret (README,
+ * "Security model"):
  *
- * - a flood cap per client address, counting every request (`flood(...)`, a preHandler), sized
- *   for many users behind one NAT;
- * - failure throttling per account and client address (`app.throttle.guard(attemptOf(...), run)`
- *   around the check itself), which locks out a guessing pair quickly and never the owner.
+ * - these caps, a preHandler (`flood(name)`), sized for many users behind one NAT;
+ * - failure throttling per account and client address, or per recognised device
+ *   (`app.throttle.guard(attemptOf(...), run)` around the check itself), which locks out a
+ *   guessing pair quickly and never the owner's device.
  *
- * @example
- * ```ts
- * const { flood } = credentialLimits(app, { windowMs: config.rateLimitWindowMs });
- * app.post('/auth/password/reset', { preHandler: flood('reset', config.credentialRateLimit) }, async (request) =>
- *   app.throttle.guard(attemptOf(request, 'reset', tokenAccount(request.body.token)), () => reset(request.body)),
- * );
- * ```
+ * Counters live in the one abuse-control store (src/plugins/throttle.ts): Redis when configured,
+ * else this process's memory, bounded, never evicting a live counter.
  */
-export function credentialLimits(
-  app: FastifyInstance,
-  options: { readonly windowMs: number; readonly onLimited?: ((limiter: string) => void) | undefined },
-) {
+export function floodLimits(config: AuthConfig) {
   return {
-    /** preHandler: at most `max` requests per window per `key` (the client address by default). */
-    flood: (name: string, max: number, key: (request: FastifyRequest) => string = addressOf) => {
-      // Checked by hand (createRateLimit) rather than with app.rateLimit(), which marks a request as
-      // checked after its first limiter and silently skips any later one.
-      const check = app.createRateLimit({
-        max,
-        timeWindow: options.windowMs,
-        keyGenerator: (request) => `${name}:${key(request)}`,
-      });
-      return async (request: FastifyRequest) => {
-        const result = await check(request).catch((error: unknown) => {
-          // The shared store (Redis) failed: refuse rather than let attempts through uncounted.
-          throw new ServiceUnavailableError('Service unavailable', 'RATE_LIMIT_UNAVAILABLE', { cause: error });
-        });
-        // isAllowed is true only for allow-listed keys; a counted request is refused once it exceeds max.
-        if (!result.isAllowed && result.isExceeded) {
-          options.onLimited?.(name);
-          throw new RateLimitError('Too many requests; try again later', {
-            retryAfterSeconds: Math.max(1, result.ttlInSeconds),
-          });
-        }
-      };
-    },
+    'register-ip': { max: config.registerRateLimit, per: 'address' },
+    'register-account': { max: config.registerRateLimit, per: 'account' },
+    'login-ip': { max: config.loginRateLimit, per: 'address' },
+    'refresh-ip': { max: config.refreshRateLimit, per: 'address' },
+    'logout-ip': { max: config.logoutRateLimit, per: 'address' },
+    'password-change-ip': { max: config.credentialRateLimit, per: 'address' },
+    'account-delete-ip': { max: config.credentialRateLimit, per: 'address' },
+    'email-verify-ip': { max: config.emailRateLimit, per: 'address' },
+    'email-resend-ip': { max: config.emailRateLimit, per: 'address' },
+    'email-resend-account': { max: config.emailRateLimit, per: 'user' },
+    'password-forgot-ip': { max: config.emailRateLimit, per: 'address' },
+    // Over this cap a request is still answered 202 but sends nothing (routes/account-emails.ts):
+    // strangers asking for someone's reset link must not get the owner's own request refused.
+    'password-forgot-account': { max: config.emailRateLimit, per: 'account' },
+    'password-reset-ip': { max: config.emailRateLimit, per: 'address' },
+    'email-change-ip': { max: config.emailRateLimit, per: 'address' },
+    'email-change-account': { max: config.emailRateLimit, per: 'user' },
+    'email-change-confirm-ip': { max: config.emailRateLimit, per: 'address' },
+    'mfa-ip': { max: config.credentialRateLimit, per: 'address' },
+    'passkey-ip': { max: config.credentialRateLimit, per: 'address' },
+  } as const satisfies Record<string, FloodLimit>;
+}
+
+export type FloodName = keyof ReturnType<typeof floodLimits>;
+
+/** The caller key a request counts under for a cap of kind `per`. */
+export function floodCaller(request: FastifyRequest, per: FloodLimit['per']): string {
+  switch (per) {
+    case 'address':
+      return callerKey.address(addressOf(request));
+    case 'account':
+      return callerKey.account(emailAccount((request.body as { email?: unknown } | undefined)?.email));
+    case 'user':
+      return callerKey.user(request.principal?.userId ?? 'none');
+  }
+}
+
+/** preHandler: refuses (429, `retry-after`) the request once its caller is over the cap `name`. */
+export function flood(name: FloodName) {
+  return async (request: FastifyRequest): Promise<void> => {
+    const { floods } = request.server;
+    await floods.enforce(name, floodCaller(request, floods.limit(name).per));
   };
 }
 
 /** The client's address as a throttling key: IPv6 by /64, IPv4-mapped as IPv4, one spelling. */
 export function addressOf(request: FastifyRequest): string {
-  return clientAddressKey(request.ip);
+  return clientAddressKey(clientAddress(request));
 }
 
 /**
@@ -69,7 +82,7 @@ export function emailAccount(email: unknown): string {
   }
 }
 
-/** One attempt of `scope` on `account` from the request's client address. */
-export function attemptOf(request: FastifyRequest, scope: string, account: string): Attempt {
-  return { scope, account, address: addressOf(request) };
+/** One attempt of `scope` on `account` from the request's client address (and device, when recognised). */
+export function attemptOf(request: FastifyRequest, scope: string, account: string, device?: string): Attempt {
+  return { scope, account, address: addressOf(request), device };
 }

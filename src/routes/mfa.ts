@@ -5,16 +5,16 @@ import { ValidationError } from '../errors/index.ts';
 import { requestContext, requirePrincipal, requireSessionId } from '../plugins/auth.ts';
 import { noStore } from '../plugins/http-edges.ts';
 import type { MfaService, SecondFactor } from '../services/mfa.ts';
+import type { DeviceTokens } from '../services/device-tokens.ts';
 import type { PasskeyAssertion } from '../services/passkeys.ts';
-import { attemptOf, credentialLimits } from './limits.ts';
+import { attemptOf, flood } from './limits.ts';
 import { PasskeyAssertionSchema } from './passkeys.ts';
-import { errors, LoginOrChallengeSchema, TokenPairSchema } from './schemas.ts';
+import { DeviceToken, errors, LoginOrChallengeSchema, TokenPairSchema } from './schemas.ts';
 
 export interface MfaRoutesOptions {
   readonly mfa: MfaService;
-  readonly rateLimit: number;
-  readonly rateLimitWindowMs: number;
-  readonly onRateLimited?: (limiter: string) => void;
+  /** A completed sign-in hands out a device token, like a login without a second factor. */
+  readonly devices: DeviceTokens;
 }
 
 const Code = Type.String({ pattern: '^[0-9]{6}$', description: 'The 6-digit TOTP code shown now' });
@@ -59,8 +59,8 @@ function secondFactorOf(body: {
  */
 const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts) => {
   const { mfa } = opts;
-  const { flood } = credentialLimits(app, { windowMs: opts.rateLimitWindowMs, onLimited: opts.onRateLimited });
-  const limit = flood('mfa-ip', opts.rateLimit);
+  const { devices } = opts;
+  const limit = flood('mfa-ip');
   const caller = (request: FastifyRequest) => requirePrincipal(request).userId;
   app.addHook('onRequest', noStore);
 
@@ -73,7 +73,11 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
         tags: ['mfa'],
         summary: 'Complete a sign-in with a TOTP code, a recovery code or a passkey: a session at aal2',
         body: Type.Object(
-          { mfaToken: Type.String({ minLength: 1, maxLength: 128 }), ...SecondFactorFields },
+          {
+            mfaToken: Type.String({ minLength: 1, maxLength: 128 }),
+            ...SecondFactorFields,
+            deviceToken: Type.Optional(DeviceToken),
+          },
           { additionalProperties: false, examples: [{ mfaToken: 'the mfaToken of POST /auth/login', code: '123456' }] },
         ),
         response: { 200: LoginOrChallengeSchema, ...errors(400, 401, 413, 415, 429, 503) },
@@ -82,9 +86,13 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
     async (request) => {
       const factor = secondFactorOf(request.body);
       const account = await mfa.accountOfChallenge(request.body.mfaToken);
-      return app.throttle.guard(attemptOf(request, 'mfa', account), () =>
+      // Like a password: wrong codes from elsewhere never lock out a device that signed in before.
+      const device = devices.recognise(account, request.body.deviceToken);
+      const signedIn = await app.throttle.guard(attemptOf(request, 'mfa', account, device), () =>
         mfa.completeLogin(request.body.mfaToken, factor, requestContext(request)),
       );
+      // The device token of this account (its canonical email, as the login binds it).
+      return 'mfaRequired' in signedIn ? signedIn : { ...signedIn, deviceToken: devices.issue(signedIn.user.email) };
     },
   );
 
@@ -151,7 +159,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
             { factor: Factor, secret: Type.String(), otpauthUri: Type.String() },
             { additionalProperties: false },
           ),
-          ...errors(400, 401, 403, 413, 415, 429, 503),
+          ...errors(400, 401, 403, 409, 413, 415, 429, 503),
         },
       },
     },

@@ -11,14 +11,14 @@ import { ValidationError } from '../errors/index.ts';
 import { requestContext, requirePrincipal } from '../plugins/auth.ts';
 import { noStore } from '../plugins/http-edges.ts';
 import type { AssertionPurpose, PasskeyService } from '../services/passkeys.ts';
-import { attemptOf, credentialLimits } from './limits.ts';
+import type { DeviceTokens } from '../services/device-tokens.ts';
+import { attemptOf, flood } from './limits.ts';
 import { canonicalId, Email, errors, Id, LoginSchema } from './schemas.ts';
 
 export interface PasskeyRoutesOptions {
   readonly passkeys: PasskeyService;
-  readonly rateLimit: number;
-  readonly rateLimitWindowMs: number;
-  readonly onRateLimited?: (limiter: string) => void;
+  /** Issues the device token a completed sign-in returns (as a password sign-in does). */
+  readonly devices: DeviceTokens;
 }
 
 // The W3C Level 3 JSON forms of the browser's credentials (what `PublicKeyCredential.toJSON()`
@@ -113,9 +113,8 @@ const RequestOptions = Type.Unsafe<PublicKeyCredentialRequestOptionsJSON>(
  * throttled per account and client address like passwords.
  */
 const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (app, opts) => {
-  const { passkeys } = opts;
-  const { flood } = credentialLimits(app, { windowMs: opts.rateLimitWindowMs, onLimited: opts.onRateLimited });
-  const limit = flood('passkey-ip', opts.rateLimit);
+  const { passkeys, devices } = opts;
+  const limit = flood('passkey-ip');
   app.addHook('onRequest', noStore);
   // Options are open to anyone (a sign-in has no account yet) or a signed-in caller (step-up).
   const authenticateIfBearer = async (request: FastifyRequest) => {
@@ -283,9 +282,10 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
     },
     async (request) => {
       const account = await passkeys.accountOfCredential(request.body.credential.id);
-      return app.throttle.guard(attemptOf(request, 'passkey', account), () =>
+      const signedIn = await app.throttle.guard(attemptOf(request, 'passkey', account), () =>
         passkeys.signIn(request.body, requestContext(request)),
       );
+      return { ...signedIn, deviceToken: devices.issue(signedIn.user.email) };
     },
   );
 };

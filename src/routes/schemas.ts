@@ -40,7 +40,7 @@ export const AuditEventSchema = Type.Object(
     id: Type.String({ format: 'uuid' }),
     type: Type.String({
       description:
-        'user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, ' +
+        'user.registered, login.succeeded, login.failed, login.throttled, session.ended, refresh.reused, refresh.reuse_interval, ' +
         'password.changed, password.reset_requested, password.reset, email.verified, user.updated, user.deleted, ' +
         'email.change_requested, email.changed, mfa.enrolled, mfa.removed, mfa.challenge_failed, ' +
         'mfa.recovery_code_used, mfa.recovery_codes_regenerated, mfa.reset_by_admin',
@@ -48,9 +48,15 @@ export const AuditEventSchema = Type.Object(
     occurredAt: Timestamp,
     userId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
     actorId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
-    sessionId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
-    ipAddress: Type.Union([Type.String(), Type.Null()]),
-    userAgent: Type.Union([Type.String(), Type.Null()]),
+    sessionId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], {
+      description: "The actor's session; in GET /auth/events, null on an event someone else (an admin) caused",
+    }),
+    ipAddress: Type.Union([Type.String(), Type.Null()], {
+      description: "The actor's; in GET /auth/events, null on an event someone else (an admin) caused",
+    }),
+    userAgent: Type.Union([Type.String(), Type.Null()], {
+      description: "The actor's; in GET /auth/events, null on an event someone else (an admin) caused",
+    }),
     details: Type.Record(Type.String(), Type.Unknown(), { description: 'Never a password, token or hash' }),
   },
   { additionalProperties: false },
@@ -104,9 +110,22 @@ export const TokenPairSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A device token (api.md "Abuse resistance"): opaque, issued by every successful login for that
+ * account. A login may send back any string here; one that is not a live token of the account is
+ * simply an unknown device, never an error.
+ */
+export const DeviceToken = Type.String({
+  minLength: 1,
+  maxLength: 256,
+  description:
+    'Opaque token recognising this device for this account (issued by each successful login, valid 90 days). ' +
+    'Logins that present it are throttled for this device only.',
+});
+
 /** A completed sign-in: the user and the new session's tokens. */
 export const LoginSchema = Type.Object(
-  { user: Type.Ref('User'), ...TokenPairSchema.properties },
+  { user: Type.Ref('User'), ...TokenPairSchema.properties, deviceToken: DeviceToken },
   { additionalProperties: false },
 );
 

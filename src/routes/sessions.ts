@@ -86,7 +86,8 @@ const sessionRoutes: FastifyPluginAsyncTypebox<SessionRoutesOptions> = async (ap
         response: { 200: AuditPage, ...errors(400, 401, 503) },
       },
     },
-    async (request) => audit.page(requirePrincipal(request).userId, request.query.limit ?? 20, request.query.cursor),
+    async (request) =>
+      audit.page(requirePrincipal(request).userId, request.query.limit ?? 20, request.query.cursor, 'owner'),
   );
 };
 

@@ -156,7 +156,7 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
     async (request) => {
       const principal = requirePrincipal(request);
       const id = canonicalId(request.params.id);
-      const page = await audit.page(id, request.query.limit ?? 20, request.query.cursor);
+      const page = await audit.page(id, request.query.limit ?? 20, request.query.cursor, 'admin');
       // No user and nothing recorded about that id: an unknown user (404 from the directory).
       if (page.items.length === 0 && request.query.cursor === undefined) await users.get(principal, id);
       return page;

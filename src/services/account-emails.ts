@@ -92,10 +92,11 @@ export class AccountEmailService {
   }
 
   /**
-   * Asks for a reset link. Answers the same, after the same work, for every well-formed address:
-   * the outbox row is written whoever owns it, and the dispatcher sends a link only to an active
-   * account (see `EmailComposer`). The owner's audit log gets `password.reset_requested`, in the
-   * same statement whether or not there is an owner.
+   * Asks for a reset link. Answers the same, after about the same work, for every well-formed
+   * address: an outbox row is kept only when an active account owns it (nothing is stored for an
+   * address nobody owns), by writes that cost the same either way; the dispatcher issues
+   * the link when it sends (see `EmailComposer`). The owner's audit log gets
+   * `password.reset_requested`, in the same statement whether or not there is an owner.
    *
    * @throws {ValidationError} only for an address that is not one.
    */

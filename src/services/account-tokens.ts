@@ -31,7 +31,7 @@ export function hashAccountToken(token: string): string {
 
 /**
  * Issues a token for `userId` inside the caller's unit of work: the user's live tokens of the same
- * purpose are superseded first, so only the newest link works.
+ * purpose are superseded first, so only the newest link works (unless `keepLive`).
  *
  * @returns the token to put in the link; only its hash is stored.
  */
@@ -43,11 +43,13 @@ export async function issueAccountToken(
     readonly ttlSeconds: number;
     /** The email change the token confirms, for its two purposes. */
     readonly emailChangeId?: string;
+    /** Leave the user's live tokens working (reset links asked for by anyone: see `EmailComposer`). */
+    readonly keepLive?: boolean;
   },
   now: Date,
 ): Promise<string> {
   const tokens = new AccountTokenRepository(trx);
-  await tokens.supersedeLive(request.userId, request.purpose, now);
+  if (request.keepLive !== true) await tokens.supersedeLive(request.userId, request.purpose, now);
   const { token, tokenHash } = newAccountToken();
   await tokens.insert({
     userId: request.userId,

@@ -16,6 +16,7 @@ export type AuditEventType =
   | 'login.throttled'
   | 'session.ended'
   | 'refresh.reused'
+  | 'refresh.reuse_interval'
   | 'password.changed'
   | 'password.reset_requested'
   | 'password.reset'
@@ -96,10 +97,15 @@ export async function recordAuditEvent(
   });
 }
 
+/** Events recorded through {@link recordAuditEventForEmail}: at most one per account per this many seconds. */
+export const EMAIL_EVENT_INTERVAL_SECONDS = 600;
+
 /**
  * Appends an event for the account whose canonical email is `email`, in `trx`; nothing when no
  * account has it. The statement costs the same either way, so a request that must not tell
- * whether an account exists (a password-reset request) can record through this.
+ * whether an account exists (a password-reset request) can record through this. Anyone can
+ * repeat such a request for someone else's address: an account gets at most one such event per
+ * {@link EMAIL_EVENT_INTERVAL_SECONDS}.
  */
 export async function recordAuditEventForEmail(
   trx: Kysely<DB>,
@@ -108,13 +114,17 @@ export async function recordAuditEventForEmail(
   context: RequestContext,
   details: Readonly<Record<string, unknown>> = {},
 ): Promise<void> {
-  await new AuditEventRepository(trx).appendForEmail(email, {
-    id: uuidv7(),
-    type,
-    ipAddress: context.ipAddress?.slice(0, IP_ADDRESS_MAX) ?? null,
-    userAgent: context.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
-    details: withoutSecrets(details),
-  });
+  await new AuditEventRepository(trx).appendForEmail(
+    email,
+    {
+      id: uuidv7(),
+      type,
+      ipAddress: context.ipAddress?.slice(0, IP_ADDRESS_MAX) ?? null,
+      userAgent: context.userAgent?.slice(0, USER_AGENT_MAX) ?? null,
+      details: withoutSecrets(details),
+    },
+    EMAIL_EVENT_INTERVAL_SECONDS,
+  );
 }
 
 /**
@@ -129,7 +139,7 @@ export async function recordAuditEventForEmail(
  *   await users.updatePasswordHash(…);
  *   await audit.record(trx, 'password.changed', user.id, context, {});
  * });
- * await audit.append('login.failed', null, context, { reason: 'unknown_email' });
+ * await audit.append('login.failed', user.id, context, { reason: 'wrong_password' });
  * ```
  */
 export class AuditLog {
@@ -150,13 +160,19 @@ export class AuditLog {
     await recordAuditEvent(trx, type, userId, context, details);
   }
 
-  /** Appends an event on its own, committed at once. */
+  /**
+   * Appends an event on its own, committed at once. An event about no account (a failed login
+   * for an email nobody has) is not stored: no API can read it (both listings are per user), and
+   * anyone could grow the table with it for free. Metrics count those attempts
+   * (`auth_logins_total{outcome="failure"}`, together with every other failure).
+   */
   async append(
     type: AuditEventType,
     userId: string | null,
     context: RequestContext,
     details: Readonly<Record<string, unknown>> = {},
   ): Promise<void> {
+    if (userId === null) return;
     await withTransaction(this.#db, (trx) => this.record(trx, type, userId, context, details));
   }
 
@@ -188,11 +204,16 @@ export class AuditLog {
     });
   }
 
-  /** One page of a user's events, newest first, and the cursor of the next page (null on the last). */
+  /**
+   * One page of a user's events, newest first, and the cursor of the next page (null on the last).
+   * `viewer` is who reads it: the user themself (GET /auth/events) sees only their own side of an
+   * event someone else caused (see {@link ownerView}); an admin (GET /users/:id/events) sees all.
+   */
   async page(
     userId: string,
     limit: number,
     cursor: string | undefined,
+    viewer: 'owner' | 'admin' = 'owner',
   ): Promise<{ items: PublicAuditEvent[]; nextCursor: string | null }> {
     const after = cursor === undefined ? undefined : decodeKeysetCursor(cursor);
     const position: AuditCursor | undefined = after === undefined ? undefined : { occurredAt: after.at, id: after.id };
@@ -200,7 +221,7 @@ export class AuditLog {
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
-      items: page.map(toPublicEvent),
+      items: page.map((row) => (viewer === 'owner' ? ownerView(toPublicEvent(row)) : toPublicEvent(row))),
       nextCursor: rows.length > limit && last !== undefined ? encodeKeysetCursor(last.occurred_at, last.id) : null,
     };
   }
@@ -219,6 +240,18 @@ function toPublicEvent(row: AuditEventRow): PublicAuditEvent {
     userAgent: row.user_agent,
     details: typeof details === 'object' && details !== null && !Array.isArray(details) ? details : {},
   };
+}
+
+/**
+ * An event as the user it is about sees it: when someone else acted (an admin changed, disabled
+ * or deleted the account, or ended its sessions), their address, user agent and session are
+ * theirs, not the user's, and are left out. `actorId` stays: an opaque id the user cannot look up
+ * (GET /users/:id is for admins and the user themself), which tells them it was not them and lets
+ * an admin or support find who it was.
+ */
+function ownerView(event: PublicAuditEvent): PublicAuditEvent {
+  if (event.actorId === null || event.actorId === event.userId) return event;
+  return { ...event, ipAddress: null, userAgent: null, sessionId: null };
 }
 
 /** Drops any key that names a secret, at any depth: a caller's mistake must not land in the log. */

@@ -8,6 +8,7 @@ import {
   ServiceUnavailableError,
   UniqueConstraintError,
 } from '../errors/index.ts';
+import { AuditEventRepository } from '../repositories/audit-events.ts';
 import { RefreshTokenRepository, type RefreshTokenRow } from '../repositories/refresh-tokens.ts';
 import { SessionRepository } from '../repositories/sessions.ts';
 import { UserRepository, type UserRole, type UserRow } from '../repositories/users.ts';
@@ -119,6 +120,11 @@ export interface AuthenticatedUser {
 export interface AuthEvents {
   onLogin?(outcome: 'success' | 'failure'): void;
   onRefresh?(outcome: 'rotated' | 'reissued' | 'reused' | 'rejected'): void;
+  /**
+   * A rotated refresh token presented again within the reuse interval, from the session's own
+   * client (`same`: answered with the successor) or another one (`other`: treated as reuse).
+   */
+  onReuseInterval?(client: 'same' | 'other'): void;
   /** Where an authenticated request's user row came from. */
   onPrincipalLookup?(source: 'cache' | 'database'): void;
 }
@@ -147,8 +153,8 @@ export class AuthService {
    *
    * @throws {ServiceUnavailableError} `OVERLOADED`
    */
-  assertHashCapacity(): void {
-    this.#deps.hasher.assertCapacity();
+  assertHashCapacity(caller?: string): void {
+    this.#deps.hasher.assertCapacity(caller);
   }
 
   /**
@@ -265,8 +271,13 @@ export class AuthService {
     const now = this.#deps.clock();
     const refreshToken = newRefreshToken();
     const sid = randomUUID();
-    await withTransaction(this.#deps.db, async (trx) => {
+    const opened = await withTransaction(this.#deps.db, async (trx) => {
       const txUsers = new UserRepository(trx);
+      // The check above ran on the row as read before hashing; the session opens only if that is
+      // still the account's row (same hash, email and status) once locked: a password change,
+      // reset, disabling or deletion that committed meanwhile wins (see `credentialsUnchanged`).
+      const current = await txUsers.lockForUpdate(user.id);
+      if (!credentialsUnchanged(user, current)) return current === undefined ? 'deleted' : 'changed';
       await txUsers.updateLastLogin(user.id, now);
       if (upgradedHash !== undefined) await txUsers.updatePasswordHash(user.id, upgradedHash, now);
       const expiresAt = new Date(now.getTime() + this.#deps.refreshTokenTtlSeconds * 1000);
@@ -297,7 +308,12 @@ export class AuthService {
           amr: [...assurance.amr],
         },
       );
+      return 'opened';
     });
+    // Answered like a wrong password: the check was against credentials that no longer count, and
+    // the caller must not learn that the password was right a moment ago.
+    if (opened === 'deleted') return this.#failLogin(null, context, { reason: 'credentials_changed' });
+    if (opened === 'changed') return this.#failLogin(user.id, context, { reason: 'credentials_changed' });
     // Our own write: drop the cached row now rather than when the change notification arrives.
     this.#deps.principals?.invalidate(user.id);
     this.#deps.events?.onLogin?.('success');
@@ -373,12 +389,26 @@ export class AuthService {
         }
         return { kind: 'rotated', user, sid, assurance: assuranceOf(assurance) } as const;
       }
+      let replay: 'same' | 'other' | undefined;
       if (token.rotated_at !== null && this.#withinReuseInterval(token.rotated_at, now)) {
+        // Only the session's own client gets the successor: another user agent holding a token
+        // rotated a moment ago is treated as reuse (the tabs of one browser share its agent).
+        replay = (await this.#sameClient(trx, sid, context)) ? 'same' : 'other';
         // The successor this token was rotated into, if it is still the family's live token.
-        for (const key of [signingKey, ...previousKeys]) {
+        for (const key of replay === 'same' ? [signingKey, ...previousKeys] : []) {
           const successor = await tokens.findByHash(hashRefreshToken(successorOf(key, presented)));
           if (successor === undefined) continue;
           if (successor.revoked_at === null && successor.rotated_at === null) {
+            await recordReplay(
+              trx,
+              user.id,
+              { ...context, sessionId: sid, actorId: user.id },
+              this.#deps.refreshReuseIntervalSeconds,
+              {
+                sessionId: sid,
+                rotatedAt: token.rotated_at.toISOString(),
+              },
+            );
             const assurance = assuranceOf(await new SessionRepository(trx).assurance(sid));
             return { kind: 'reissued', user, sid, refreshToken: successorOf(key, presented), assurance } as const;
           }
@@ -387,10 +417,13 @@ export class AuthService {
       }
       // Committed with the transaction; the error is raised after it, outside.
       const userContext = { ...context, sessionId: sid };
-      await recordAuditEvent(trx, 'refresh.reused', user.id, userContext, { sessionId: sid });
+      await recordAuditEvent(trx, 'refresh.reused', user.id, userContext, {
+        sessionId: sid,
+        ...(replay === 'other' ? { withinReuseInterval: true, reason: 'other_client' } : {}),
+      });
       await tokens.revokeFamily(sid, now);
       const ended = await this.#deps.sessions.endInTransaction(trx, user.id, sid, 'refresh_reused', userContext);
-      return { kind: 'reused', sid: ended ? sid : undefined } as const;
+      return { kind: 'reused', sid: ended ? sid : undefined, replay } as const;
     });
 
     switch (outcome.kind) {
@@ -398,10 +431,12 @@ export class AuthService {
         this.#deps.events?.onRefresh?.('rotated');
         return this.#tokenPair(outcome.user, outcome.sid, next, outcome.assurance);
       case 'reissued':
+        this.#deps.events?.onReuseInterval?.('same');
         this.#deps.events?.onRefresh?.('reissued');
         return this.#tokenPair(outcome.user, outcome.sid, outcome.refreshToken, outcome.assurance);
       case 'reused':
         if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], 'refresh_reused');
+        if (outcome.replay === 'other') this.#deps.events?.onReuseInterval?.('other');
         this.#deps.events?.onRefresh?.('reused');
         throw new AuthenticationError('Refresh token was already used; its session has been revoked', 'INVALID_TOKEN');
       case 'expired':
@@ -447,20 +482,19 @@ export class AuthService {
     assertValidPassword(newPassword, 'newPassword');
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-    if (!(await this.#deps.hasher.verify(user.password_hash, currentPassword, callers))) {
-      throw new AuthenticationError('Current password is incorrect', 'INVALID_CREDENTIALS', {
-        field: 'currentPassword',
-      });
-    }
+    if (!(await this.#deps.hasher.verify(user.password_hash, currentPassword, callers))) throw wrongCurrentPassword();
     const passwordHash = await this.#deps.hasher.hash(newPassword, callers);
     const now = this.#deps.clock();
     const ended = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
+      // The current password was checked against the row read before hashing: a change that
+      // committed since (another password change, a reset, disabling) makes that check stale.
       const locked = await users.lockForUpdate(user.id);
+      if (locked === undefined || !credentialsUnchanged(user, locked)) throw wrongCurrentPassword();
       await users.updatePasswordHash(user.id, passwordHash, now);
       await recordAuditEvent(trx, 'password.changed', user.id, context);
-      await queueSecurityNotice(trx, locked ?? user, 'password_changed');
+      await queueSecurityNotice(trx, locked, 'password_changed');
       const keep = context.sessionId ?? undefined;
       return this.#deps.sessions.endAllInTransaction(trx, user.id, 'password_changed', context, keep);
     });
@@ -518,6 +552,17 @@ export class AuthService {
     throw new AuthenticationError(INVALID_CREDENTIALS, 'INVALID_CREDENTIALS');
   }
 
+  /**
+   * Whether the request comes from the client the session was opened by, as far as the user
+   * agent tells (the stored one is truncated; compared the same way). A session opened without
+   * one matches only requests without one.
+   */
+  async #sameClient(trx: Kysely<DB>, sid: string, context: RequestContext): Promise<boolean> {
+    const opened = await new SessionRepository(trx).userAgentOf(sid);
+    if (opened === undefined) return false;
+    return opened === (context.userAgent?.slice(0, USER_AGENT_MAX) ?? null);
+  }
+
   #withinReuseInterval(rotatedAt: Date, now: Date): boolean {
     const intervalMs = this.#deps.refreshReuseIntervalSeconds * 1000;
     return intervalMs > 0 && now.getTime() - rotatedAt.getTime() <= intervalMs;
@@ -531,6 +576,50 @@ export class AuthService {
       expiresIn: this.#deps.signer.expiresIn,
     };
   }
+}
+
+/**
+ * Records `refresh.reuse_interval` for a replay answered with the successor, at most once per
+ * user per reuse interval: a client replaying its token in a loop cannot grow the audit log (the
+ * metric counts every replay).
+ */
+async function recordReplay(
+  trx: Kysely<DB>,
+  userId: string,
+  context: RequestContext,
+  intervalSeconds: number,
+  details: Readonly<Record<string, unknown>>,
+): Promise<void> {
+  const recent = await new AuditEventRepository(trx).countRecent(
+    userId,
+    userId,
+    'refresh.reuse_interval',
+    intervalSeconds,
+  );
+  if (recent.count === 0) await recordAuditEvent(trx, 'refresh.reuse_interval', userId, context, details);
+}
+
+/**
+ * Whether the user's row, as locked by the transaction about to act on a secret checked earlier
+ * (outside it, so no connection waits on argon2), still holds what was checked: the same password
+ * hash, the same email, still active, the same second-factor state. Every unit of work that changes any of them (password change
+ * or reset, email change, disabling, deletion) locks the same row first, so either it committed
+ * before this lock was granted and is seen here, or it waits and sees what this one wrote (and
+ * ends the session this one opened).
+ */
+export function credentialsUnchanged(checked: UserRow, locked: UserRow | undefined): boolean {
+  return (
+    locked !== undefined &&
+    locked.password_hash === checked.password_hash &&
+    locked.email === checked.email &&
+    locked.status === 'active' &&
+    // A second factor added meanwhile: a password alone no longer signs in.
+    locked.mfa_enabled === checked.mfa_enabled
+  );
+}
+
+function wrongCurrentPassword(): AuthenticationError {
+  return new AuthenticationError('Current password is incorrect', 'INVALID_CREDENTIALS', { field: 'currentPassword' });
 }
 
 /** A session row's assurance as token claims; a row the constraint allows only these levels in. */

@@ -6,8 +6,15 @@ export const PASSWORD_MAX = 256;
 export const EMAIL_MAX = 254;
 export const NAME_MAX = 100;
 
-// Deliberately plain: one @, something on both sides, a dot in the domain, no spaces or controls.
-const EMAIL_SHAPE = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
+// One RFC 5321 `Mailbox` and nothing a mail library could read as more (RFC 6531 lets any
+// non-ASCII character through; the PRECIS checks below narrow those to letters, digits and marks):
+// - the local part is a Dot-string: atoms of RFC 5322 `atext` joined by single dots, never a
+//   Quoted-string, so no comma, colon, semicolon, angle bracket, parenthesis, quote or backslash
+//   (address lists, groups, display names, comments);
+// - the domain is two or more labels of letters and digits, hyphens inside only (no address literal).
+const ATOM = String.raw`[a-z0-9!#$%&'*+/=?^_\x60{|}~\-\u0080-\u{10ffff}]+`;
+const LABEL = String.raw`[a-z0-9\u0080-\u{10ffff}](?:[a-z0-9\-\u0080-\u{10ffff}]*[a-z0-9\u0080-\u{10ffff}])?`;
+const EMAIL_SHAPE = new RegExp(`^${ATOM}(?:\\.${ATOM})*@${LABEL}(?:\\.${LABEL})+$`, 'u');
 
 /**
  * The canonical form of an email: trimmed, NFKC-normalised, lower-cased. Two spellings of one

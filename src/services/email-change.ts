@@ -7,7 +7,7 @@ import { EmailChangeRepository, type EmailChangeRow } from '../repositories/emai
 import { UserRepository, type UserRow } from '../repositories/users.ts';
 import { consumeAccountTokenOf } from './account-tokens.ts';
 import { NO_CONTEXT, recordAuditEvent, type RequestContext } from './audit-log.ts';
-import type { AuthenticatedUser, Principal } from './auth.ts';
+import { credentialsUnchanged, type AuthenticatedUser, type Principal } from './auth.ts';
 import { canonicalEmail } from './credentials.ts';
 import { isActive, queueEmailChangeLinks, queueSecurityNotice, type AccountEmailSettings } from './email.ts';
 import type { HashCallers, PasswordHasher } from './passwords.ts';
@@ -93,6 +93,11 @@ export class EmailChangeService {
       const users = new UserRepository(trx);
       const user = await users.lockForUpdate(found.id);
       if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+      // The password was checked against the row read before hashing: a change that committed
+      // since (password change or reset, disabling, another email change) makes that check stale.
+      if (!credentialsUnchanged(found, user)) {
+        throw new AuthenticationError('Password is incorrect', 'INVALID_CREDENTIALS', { field: 'password' });
+      }
       const owner = await users.findByEmail(newEmail);
       if (owner !== undefined) {
         if (this.#deps.enumerationSafe !== true) {

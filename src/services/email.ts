@@ -1,9 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
+import { AccountTokenRepository } from '../repositories/account-tokens.ts';
 import { EmailOutboxRepository, type ClaimedMessage } from '../repositories/email-outbox.ts';
 import { UserRepository, type UserRow } from '../repositories/users.ts';
-import { AccountTokenRepository } from '../repositories/account-tokens.ts';
 import { issueAccountToken } from './account-tokens.ts';
 import {
   isEmailTemplate,
@@ -14,6 +14,9 @@ import {
   type OutgoingEmail,
   type SecurityNotice,
 } from './email-templates.ts';
+
+/** Reset links of one account that work at once, at most: the rest of a flood of requests sends nothing. */
+export const MAX_LIVE_RESET_LINKS = 3;
 
 /** What the account emails need to know: where links point, and how long tokens live. */
 export interface AccountEmailSettings {
@@ -143,12 +146,17 @@ export async function queueEmailChangeLinks(
 }
 
 /**
- * Queues a password-reset request for an address, whoever it belongs to: one outbox row, the same
- * work whether or not an account has this address, so neither the answer nor its timing tells.
- * The dispatcher decides later (see {@link EmailComposer}) whether an active account owns it.
+ * Queues a password-reset request for an address: an outbox row when an active account owns it,
+ * nothing otherwise (so requests for addresses nobody owns grow no table), by writes that cost
+ * about the same either way, so neither the answer nor its timing tells. The token is
+ * issued when the email goes out (see {@link EmailComposer}), which checks the account again.
  */
 export async function queuePasswordResetRequest(db: Kysely<DB>, email: string): Promise<void> {
-  await new EmailOutboxRepository(db).enqueue({ userId: null, recipient: email, template: 'password_reset', data: {} });
+  const outbox = new EmailOutboxRepository(db);
+  const queued = await outbox.enqueueForAddress(email, 'password_reset');
+  // Written and removed again when no active account owns the address: the same writes (and the
+  // same flushed commit) as for an account, and nothing stored.
+  if (queued.userId === null) await outbox.discardUnowned(queued.id);
 }
 
 /**
@@ -157,8 +165,8 @@ export async function queuePasswordResetRequest(db: Kysely<DB>, email: string): 
  * account owns the address a reset was asked for.
  *
  * A reset's token is issued here, when the email is about to go out, not in the request: that is
- * what makes the request cost the same for every address. A retried reset issues a new token,
- * which supersedes the one of the failed attempt.
+ * what makes the request cost the same for every address. A retried reset issues a new token
+ * (the failed attempt's, never delivered, counts among the live links until it expires).
  */
 export class EmailComposer {
   readonly #db: Kysely<DB>;
@@ -230,13 +238,22 @@ export class EmailComposer {
 
   async #passwordReset(message: ClaimedMessage): Promise<OutgoingEmail | undefined> {
     const ttlSeconds = this.#settings.passwordResetTtlSeconds;
+    const now = this.#clock();
     const issued = await withTransaction(this.#db, async (trx) => {
-      const user = await new UserRepository(trx).findByEmail(message.recipient);
+      const users = new UserRepository(trx);
+      const found = await users.findByEmail(message.recipient);
+      // Locked, so two resets of one account composed at once count each other's links.
+      const user = found === undefined ? undefined : await users.lockForUpdate(found.id);
       if (user === undefined || !isActive(user)) return undefined;
+      // Anyone can ask for an address's reset link, so a new one does not supersede the links
+      // already in the owner's inbox; past a few live ones, nothing more is sent until one is
+      // used (which supersedes the rest) or expires.
+      const live = await new AccountTokenRepository(trx).countLive(user.id, 'password_reset', now);
+      if (live >= MAX_LIVE_RESET_LINKS) return undefined;
       const token = await issueAccountToken(
         trx,
-        { userId: user.id, purpose: 'password_reset', ttlSeconds },
-        this.#clock(),
+        { userId: user.id, purpose: 'password_reset', ttlSeconds, keepLive: true },
+        now,
       );
       return { token, name: user.name };
     });

@@ -5,6 +5,7 @@ import type { ReadDatabase } from '../db/replicas.ts';
 import { AccountEmailService } from './account-emails.ts';
 import { AuditLog } from './audit-log.ts';
 import { AuthService, type AuthenticatedUser, type AuthEvents } from './auth.ts';
+import { DeviceTokens } from './device-tokens.ts';
 import { EmailChangeService } from './email-change.ts';
 import { queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import { MfaChallengeIssuer, MfaService, type MfaEvents } from './mfa.ts';
@@ -30,6 +31,8 @@ export interface Services {
   readonly sessions: SessionService;
   readonly userAdmin: UserAdministration;
   readonly audit: AuditLog;
+  /** Device tokens handed out by sign-ins (see `DeviceTokens`). */
+  readonly devices: DeviceTokens;
 }
 
 export interface ServiceDeps {
@@ -55,6 +58,8 @@ export interface ServiceDeps {
    * of this process (one instance only: tests).
    */
   readonly refreshSuccessorKeys?: readonly [string, ...string[]] | undefined;
+  /** Keys signing device tokens, the same on every instance; absent, a random key of this process. */
+  readonly deviceTokenKeys?: readonly [string, ...string[]] | undefined;
   readonly authEvents?: AuthEvents | undefined;
   readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
   /** Live sessions (`sid` → owner), kept fresh by the change feed like `principals`. */
@@ -173,5 +178,6 @@ export function createServices(deps: ServiceDeps): Services {
       emailSettings: settings,
     }),
     audit,
+    devices: new DeviceTokens(deps.deviceTokenKeys ?? [randomBytes(32).toString('base64url')], deps.clock),
   };
 }

@@ -57,6 +57,12 @@ export class AppMetrics {
     help: 'Transactions retried after a serialization failure or deadlock',
     registers: [this.registry],
   });
+  readonly reuseIntervalReplays = new Counter({
+    name: 'auth_refresh_reuse_interval_total',
+    help: 'Rotated refresh tokens presented again within REFRESH_REUSE_INTERVAL_SECONDS, by client: same (the user agent of the session, answered with the successor) or other (treated as reuse: the session ends)',
+    labelNames: ['client'] as const,
+    registers: [this.registry],
+  });
   readonly logins = new Counter({
     name: 'auth_logins_total',
     help: 'Login attempts by outcome',
@@ -127,7 +133,7 @@ export class AppMetrics {
   });
   readonly emailsSkipped = new Counter({
     name: 'email_skipped_total',
-    help: 'Queued emails not sent because they no longer apply (address already verified, no active account for a reset), by template',
+    help: 'Queued emails not sent because they no longer apply (address already verified, account disabled or deleted since it was queued; a reset for an address nobody owns is never queued), by template',
     labelNames: ['template'] as const,
     registers: [this.registry],
   });
@@ -162,6 +168,7 @@ export class AppMetrics {
     // Zero series exist from the start, so rates and alerts work before the first event.
     for (const outcome of ['success', 'failure', 'rate_limited']) this.logins.inc({ outcome }, 0);
     for (const outcome of ['rotated', 'reissued', 'reused', 'rejected']) this.refreshes.inc({ outcome }, 0);
+    for (const client of ['same', 'other']) this.reuseIntervalReplays.inc({ client }, 0);
     for (const reason of SESSION_END_REASONS) this.sessionsEnded.inc({ reason }, 0);
     for (const kind of ADMIN_ACTION_KINDS) this.adminActions.inc({ kind }, 0);
     for (const source of ['cache', 'database']) this.principalLookups.inc({ source }, 0);
@@ -206,6 +213,9 @@ export class AppMetrics {
       },
       onRefresh: (outcome) => {
         this.refreshes.inc({ outcome });
+      },
+      onReuseInterval: (client) => {
+        this.reuseIntervalReplays.inc({ client });
       },
       onPrincipalLookup: (source) => {
         this.principalLookups.inc({ source });

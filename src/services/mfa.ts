@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import { Secret, TOTP } from 'otpauth';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthenticationError, InvalidTokenError, NotFoundError } from '../errors/index.ts';
+import { AuthenticationError, ConflictError, InvalidTokenError, NotFoundError } from '../errors/index.ts';
 import {
   MfaChallengeRepository,
   MfaFactorRepository,
@@ -162,7 +162,7 @@ export class MfaService {
       await factors.deleteOfUser(user.id, new Date(now.getTime() - UNVERIFIED_FACTOR_TTL_MS));
       const existing = await factors.listOfUser(user.id);
       if (existing.length >= MAX_FACTORS) {
-        throw new AuthenticationError(`At most ${MAX_FACTORS} factors per account`, 'INVALID_TOKEN');
+        throw new ConflictError(`At most ${MAX_FACTORS} factors per account: remove one first`, 'CONFLICT');
       }
       const id = uuidv7();
       const factor = await factors.insert({
@@ -224,9 +224,14 @@ export class MfaService {
     };
   }
 
-  /** The account a challenge belongs to (throttling counts guesses per account); `unknown` for none. */
+  /**
+   * The account a challenge belongs to, as the throttle and device tokens name it (the canonical
+   * email); `unknown` for no live challenge.
+   */
   async accountOfChallenge(mfaToken: string): Promise<string> {
-    return (await new MfaChallengeRepository(this.#deps.db).userOf(sha256(mfaToken))) ?? 'unknown';
+    const userId = await new MfaChallengeRepository(this.#deps.db).userOf(sha256(mfaToken));
+    const user = userId === undefined ? undefined : await new UserRepository(this.#deps.db).findById(userId);
+    return user?.email ?? 'unknown';
   }
 
   /** Completes a sign-in challenge with a TOTP code or a recovery code: a session at `aal2`. */

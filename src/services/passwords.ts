@@ -31,8 +31,10 @@ export interface PasswordHasherOptions {
 }
 
 /**
- * Who a hash is for: keys such as `account:<email>` and `address:<ip>`. Each key may hold at most
- * the hasher's `callerShare` of slots and queue at once.
+ * Who a hash is for: caller keys (`callerKey` in services/throttle.ts) such as the client address
+ * and the account. Each key may hold at most the hasher's `callerShare` of slots and queue at
+ * once; the first one is the caller the queue is fair between (the client address); a `device:`
+ * key (a recognised device) puts the hash in the lane served first (see {@link FairLimiter}).
  */
 export type HashCallers = readonly string[];
 
@@ -48,12 +50,12 @@ export type HashCallers = readonly string[];
  */
 export class PasswordHasher {
   readonly #params: Argon2Params;
-  readonly #limiter: ConcurrencyLimiter;
+  readonly #limiter: FairLimiter;
   #dummyHash: Promise<string> | undefined;
 
   constructor(options: PasswordHasherOptions) {
     this.#params = options.params ?? OWASP_ARGON2ID;
-    this.#limiter = new ConcurrencyLimiter(options.concurrency, options.queueLimit, options.callerShare);
+    this.#limiter = new FairLimiter(options.concurrency, options.queueLimit, options.callerShare);
   }
 
   /** Hashes waiting for a free slot (a metrics gauge). */
@@ -66,10 +68,11 @@ export class PasswordHasher {
    * under overload a login is turned away without querying the database first. The hash or
    * verification that follows is still limited on its own.
    *
-   * @throws {ServiceUnavailableError} `OVERLOADED` when every slot is busy and the queue is full.
+   * @throws {ServiceUnavailableError} `OVERLOADED` when every slot is busy and the queue is full
+   * of no more tasks of any other caller than of `caller` (see {@link FairLimiter}).
    */
-  assertCapacity(): void {
-    if (this.#limiter.full) throw overloaded();
+  assertCapacity(caller?: string): void {
+    if (this.#limiter.full(caller)) throw overloaded();
   }
 
   /** @throws {RateLimitError} when one of `callers` already holds its share of the hasher. */
@@ -128,16 +131,46 @@ function overloaded(): ServiceUnavailableError {
   return new ServiceUnavailableError('Too many password operations in progress', 'OVERLOADED');
 }
 
+/** A task waiting for a slot: started by `grant`, refused by `refuse` (pushed out of a full queue). */
+interface Waiter {
+  readonly grant: () => void;
+  readonly refuse: (error: Error) => void;
+}
+
 /**
  * Runs at most `limit` tasks at once; up to `queueLimit` more wait, the rest are refused. Each
  * caller key holds at most `callerShare` running or waiting tasks.
+ *
+ * Waiting tasks are queued per caller (the first of a task's callers: its client address) and
+ * served round-robin between callers, one task each in turn, so a caller with one task waits
+ * behind at most one task of each other caller rather than behind everything queued before it.
+ * Tasks of a recognised device (a `device:` key among their callers: a login that sent back a
+ * valid device token for its account) have a lane of their own, served first, round-robin too:
+ * strangers, who cannot hold the account's device tokens, do not stand between the owner and a
+ * slot however many addresses they use.
+ *
+ * When the queue is full, a newcomer takes the place of the newest task of the caller with the
+ * most waiting in the other lane (a recognised device: any caller's), provided that caller has
+ * more waiting than the newcomer's; that task is refused (`OVERLOADED`). Refusals go to whoever
+ * fills the queue, not to whoever comes next.
+ *
+ * @example
+ * ```ts
+ * const limiter = new FairLimiter(2, 64);
+ * await limiter.run(() => argon2.hash(password), ['address:10.0.0.1', 'account:…']);
+ * ```
  */
-class ConcurrencyLimiter {
+export class FairLimiter {
   readonly #limit: number;
   readonly #queueLimit: number;
   readonly #callerShare: number;
-  readonly #queue: Array<() => void> = [];
+  /**
+   * Waiting tasks per caller, recognised devices' lane first; each Map's order is its round-robin
+   * order (a served caller moves to the end).
+   */
+  readonly #lanes = { devices: new Map<string, Waiter[]>(), others: new Map<string, Waiter[]>() };
   readonly #held = new Map<string, number>();
+  #waiting = 0;
   #running = 0;
 
   constructor(limit: number, queueLimit: number, callerShare = Number.POSITIVE_INFINITY) {
@@ -147,43 +180,104 @@ class ConcurrencyLimiter {
   }
 
   get waiting(): number {
-    return this.#queue.length;
+    return this.#waiting;
   }
 
-  /** Whether a task started now would be refused. */
-  get full(): boolean {
-    return this.#running >= this.#limit && this.#queue.length >= this.#queueLimit;
+  /**
+   * Whether a task of `caller` (of a recognised device when `device`) started now would be
+   * refused: it could neither run, queue nor take another's place.
+   */
+  full(caller = '', device = false): boolean {
+    return (
+      this.#running >= this.#limit && this.#waiting >= this.#queueLimit && this.#victim(caller, device) === undefined
+    );
   }
 
   async run<T>(task: () => Promise<T>, callers: HashCallers = []): Promise<T> {
-    if (callers.some((caller) => (this.#held.get(caller) ?? 0) >= this.#callerShare)) {
+    if (callers.some((key) => (this.#held.get(key) ?? 0) >= this.#callerShare)) {
       throw new RateLimitError('Too many password checks in progress for this caller; try again later', {
         retryAfterSeconds: 1,
       });
     }
-    if (this.#running >= this.#limit && this.#queue.length >= this.#queueLimit) throw overloaded();
-    for (const caller of callers) this.#held.set(caller, (this.#held.get(caller) ?? 0) + 1);
+    const caller = callers[0] ?? '';
+    const device = callers.some((key) => key.startsWith('device:'));
+    if (this.full(caller, device)) throw overloaded();
+    for (const key of callers) this.#held.set(key, (this.#held.get(key) ?? 0) + 1);
     try {
-      if (this.#running >= this.#limit) await new Promise<void>((resolve) => this.#queue.push(resolve));
+      if (this.#running >= this.#limit) await this.#wait(caller, device);
       else this.#running++;
       return await this.#runHeld(task);
     } finally {
-      for (const caller of callers) {
-        const held = (this.#held.get(caller) ?? 1) - 1;
-        if (held <= 0) this.#held.delete(caller);
-        else this.#held.set(caller, held);
+      for (const key of callers) {
+        const held = (this.#held.get(key) ?? 1) - 1;
+        if (held <= 0) this.#held.delete(key);
+        else this.#held.set(key, held);
       }
     }
+  }
+
+  #wait(caller: string, device: boolean): Promise<void> {
+    if (this.#waiting >= this.#queueLimit) {
+      // full() found a caller with more waiting than this one: its newest task gives way.
+      const victim = this.#victim(caller, device);
+      const pushedOut = victim?.queue.pop();
+      if (victim !== undefined && victim.queue.length === 0) victim.lane.delete(victim.caller);
+      if (pushedOut === undefined) return Promise.reject(overloaded());
+      this.#waiting--;
+      pushedOut.refuse(overloaded());
+    }
+    const lane = device ? this.#lanes.devices : this.#lanes.others;
+    return new Promise<void>((grant, refuse) => {
+      const queue = lane.get(caller);
+      if (queue === undefined) lane.set(caller, [{ grant, refuse }]);
+      else queue.push({ grant, refuse });
+      this.#waiting++;
+    });
+  }
+
+  /**
+   * Whose newest waiting task a newcomer of `caller` may take the place of: the caller with the
+   * most waiting among unrecognised devices, if it has more than the newcomer there (a recognised
+   * device's newcomer: any such caller), else among recognised devices likewise.
+   */
+  #victim(
+    caller: string,
+    device: boolean,
+  ): { lane: Map<string, Waiter[]>; caller: string; queue: Waiter[] } | undefined {
+    const heaviest = (lane: Map<string, Waiter[]>, above: number) => {
+      let found: { lane: Map<string, Waiter[]>; caller: string; queue: Waiter[] } | undefined;
+      // Of callers with as many waiting, the one served last in the round gives way.
+      for (const [key, queue] of lane) {
+        if (queue.length > above && queue.length >= (found?.queue.length ?? 0)) found = { lane, caller: key, queue };
+      }
+      return found;
+    };
+    const { devices, others } = this.#lanes;
+    if (device) return heaviest(others, 0) ?? heaviest(devices, devices.get(caller)?.length ?? 0);
+    return heaviest(others, others.get(caller)?.length ?? 0);
+  }
+
+  /** The next waiter in round-robin order, recognised devices first; its caller moves to the back of its lane. */
+  #next(): Waiter | undefined {
+    const lane = this.#lanes.devices.size > 0 ? this.#lanes.devices : this.#lanes.others;
+    const first = lane.entries().next();
+    if (first.done === true) return undefined;
+    const [caller, queue] = first.value;
+    const waiter = queue.shift();
+    lane.delete(caller);
+    if (queue.length > 0) lane.set(caller, queue);
+    if (waiter !== undefined) this.#waiting--;
+    return waiter;
   }
 
   async #runHeld<T>(task: () => Promise<T>): Promise<T> {
     try {
       return await task();
     } finally {
-      const next = this.#queue.shift();
+      const next = this.#next();
       // The slot passes straight to the next waiter, so #running stays as it is.
       if (next === undefined) this.#running--;
-      else next();
+      else next.grant();
     }
   }
 }

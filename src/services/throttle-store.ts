@@ -23,26 +23,64 @@ export interface ThrottleStore {
 const ABSENT: Counter = { count: 0, ttlMs: 0 };
 
 /**
+ * The in-memory counters are at their bound: a new key is refused rather than making room by
+ * forgetting another (which would reset someone's failures or lockout).
+ */
+export class CounterStoreFullError extends Error {
+  constructor(maxKeys: number) {
+    super(`throttle counters are at their bound of ${maxKeys} keys; new callers are refused until some expire`);
+    this.name = 'CounterStoreFullError';
+  }
+}
+
+export interface MemoryThrottleStoreOptions {
+  /**
+   * Live keys held at most. Nothing is ever evicted before its window ends: at the bound, a new
+   * key is refused ({@link CounterStoreFullError}, a 503) while existing keys go on counting.
+   */
+  readonly maxKeys: number;
+  readonly now?: () => number;
+  /** Told (at most once a minute) that new keys are being refused. */
+  readonly onFull?: (maxKeys: number) => void;
+}
+
+/** Default bound of the in-memory counters (THROTTLE_MEMORY_MAX_KEYS); README "Security model" gives its memory. */
+export const DEFAULT_MEMORY_MAX_KEYS = 200_000;
+
+/**
  * Counters in this process's memory: right for one instance (N instances would each count a
- * share). Expired entries are dropped when read and swept once a minute.
+ * share). Expired entries are dropped when read, swept once a minute, and swept at once (at most
+ * once a second) when the bound is reached; a live key is never dropped before it expires.
  */
 export class MemoryThrottleStore implements ThrottleStore {
   readonly #entries = new Map<string, { count: number; expiresAt: number }>();
   readonly #now: () => number;
+  readonly #maxKeys: number;
+  readonly #onFull: ((maxKeys: number) => void) | undefined;
   readonly #sweeper: NodeJS.Timeout;
+  #lastSweep = 0;
+  #lastReported = Number.NEGATIVE_INFINITY;
 
-  constructor(now: () => number = Date.now) {
-    this.#now = now;
+  constructor(options: MemoryThrottleStoreOptions = { maxKeys: DEFAULT_MEMORY_MAX_KEYS }) {
+    this.#now = options.now ?? Date.now;
+    this.#maxKeys = options.maxKeys;
+    this.#onFull = options.onFull;
     this.#sweeper = setInterval(() => {
       this.#sweep();
     }, 60_000);
     this.#sweeper.unref();
   }
 
+  /** Live and not yet swept keys. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
   async increment(key: string, ttlMs: number): Promise<Counter> {
     const now = this.#now();
     const entry = this.#live(key, now);
     if (entry === undefined) {
+      this.#admit(now);
       this.#entries.set(key, { count: 1, expiresAt: now + ttlMs });
       return { count: 1, ttlMs };
     }
@@ -57,7 +95,9 @@ export class MemoryThrottleStore implements ThrottleStore {
   }
 
   async set(key: string, count: number, ttlMs: number): Promise<void> {
-    this.#entries.set(key, { count, expiresAt: this.#now() + ttlMs });
+    const now = this.#now();
+    if (this.#live(key, now) === undefined) this.#admit(now);
+    this.#entries.set(key, { count, expiresAt: now + ttlMs });
   }
 
   async delete(...keys: string[]): Promise<void> {
@@ -67,6 +107,19 @@ export class MemoryThrottleStore implements ThrottleStore {
   /** Stops the sweeper (the app's onClose). */
   close(): void {
     clearInterval(this.#sweeper);
+  }
+
+  /** Room for one more key, or the refusal: never by dropping a live key. */
+  #admit(now: number): void {
+    if (this.#entries.size < this.#maxKeys) return;
+    // A sweep walks every key: under a flood of new keys, once a second is enough.
+    if (now - this.#lastSweep >= 1000) this.#sweep();
+    if (this.#entries.size < this.#maxKeys) return;
+    if (now - this.#lastReported >= 60_000) {
+      this.#lastReported = now;
+      this.#onFull?.(this.#maxKeys);
+    }
+    throw new CounterStoreFullError(this.#maxKeys);
   }
 
   #live(key: string, now: number) {
@@ -80,6 +133,7 @@ export class MemoryThrottleStore implements ThrottleStore {
 
   #sweep(): void {
     const now = this.#now();
+    this.#lastSweep = now;
     for (const [key, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(key);
   }
 }

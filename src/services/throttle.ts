@@ -38,6 +38,29 @@ export interface Attempt {
   readonly account: string;
   /** The client's address key (`clientAddressKey`). */
   readonly address: string;
+  /**
+   * The device the attempt came from, when it presented a valid device token for this account
+   * (see `DeviceTokens`): such an attempt is throttled for that device only, never by the
+   * account-wide slowdown or its address's lockout, which strangers' failures can cause.
+   */
+  readonly device?: string | undefined;
+}
+
+/**
+ * The one vocabulary of caller keys every limit uses (flood caps, failure throttling, the hashing
+ * queue's shares): `address:` a client address grouped by `clientAddressKey`, `account:` an
+ * account as named (hashed, so emails stay out of Redis and no string can forge another key),
+ * `user:` a signed-in user's id, `device:` a recognised device.
+ */
+export const callerKey = {
+  address: (address: string): string => `address:${address}`,
+  account: (account: string): string => `account:${digest(account)}`,
+  user: (userId: string): string => `user:${userId}`,
+  device: (device: string): string => `device:${device}`,
+} as const;
+
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('base64url').slice(0, 22);
 }
 
 /** A throttled account, for its owner's audit log (`login.throttled`) and the logs. */
@@ -51,7 +74,7 @@ export interface ThrottleEvents {
   /** Once per slowdown episode of an account (the failure that crossed the threshold). */
   onAccountThrottled?(event: AccountThrottledEvent): void | Promise<void>;
   /** Every attempt refused with 429, by why. */
-  onRefused?(scope: string, reason: 'pair' | 'account'): void;
+  onRefused?(scope: string, reason: 'pair' | 'account' | 'device'): void;
 }
 
 /** Repeated lockouts of one pair are remembered this long, so the delay keeps growing. */
@@ -100,9 +123,15 @@ export class CredentialThrottle {
     return result;
   }
 
-  /** @throws {RateLimitError} while the pair is locked out or the account is slowed. */
+  /** @throws {RateLimitError} while the pair (or the device) is locked out or the account is slowed. */
   async assertAllowed(attempt: Attempt): Promise<void> {
     const keys = this.#keys(attempt);
+    if (keys.device !== undefined) {
+      const { lock } = keys.device;
+      const deviceLock = await this.#safely(() => this.#store.read(lock));
+      if (deviceLock.ttlMs > 0) this.#refuse(attempt.scope, 'device', deviceLock.ttlMs);
+      return;
+    }
     const [pairLock, accountPause] = await this.#safely(() =>
       Promise.all([this.#store.read(keys.pairLock), this.#store.read(keys.accountPause)]),
     );
@@ -110,22 +139,23 @@ export class CredentialThrottle {
     if (accountPause.ttlMs > 0) this.#refuse(attempt.scope, 'account', accountPause.ttlMs);
   }
 
-  /** Counts one failure for the pair and for the account; locks or slows them at their thresholds. */
+  /**
+   * Counts one failure for the pair and for the account, locking or slowing them at their
+   * thresholds; a recognised device's failure counts for that device only.
+   */
   async recordFailure(attempt: Attempt): Promise<void> {
     const policy = this.#policy;
     const keys = this.#keys(attempt);
+    if (keys.device !== undefined) {
+      const device = keys.device;
+      await this.#safely(() => this.#countTowardsLockout(device.failures, device.level, device.lock));
+      return;
+    }
     const throttled = await this.#safely(async () => {
-      const [pair, account] = await Promise.all([
-        this.#store.increment(keys.pairFailures, policy.failureWindowMs),
+      const [, account] = await Promise.all([
+        this.#countTowardsLockout(keys.pairFailures, keys.pairLevel, keys.pairLock),
         this.#store.increment(keys.accountFailures, policy.failureWindowMs),
       ]);
-      if (pair.count >= policy.pairMaxFailures) {
-        const level = await this.#store.increment(keys.pairLevel, LOCKOUT_MEMORY_MS);
-        const lockout = Math.min(policy.maxLockoutMs, policy.pairLockoutMs * 2 ** Math.min(level.count - 1, 30));
-        await this.#store.set(keys.pairLock, level.count, lockout);
-        // The next lockout needs a fresh run of failures, and lasts twice as long.
-        await this.#store.delete(keys.pairFailures);
-      }
       const excess = account.count - policy.accountMaxFailures;
       if (excess < 0) return undefined;
       const delay = Math.min(policy.accountMaxDelayMs, policy.accountDelayMs * 2 ** Math.min(excess, 30));
@@ -135,13 +165,26 @@ export class CredentialThrottle {
     if (throttled !== undefined) await this.#events.onAccountThrottled?.({ ...attempt, ...throttled });
   }
 
-  /** A success: that account's failures from that address are forgotten (other addresses' stay). */
+  /** A success: that account's failures from that address (and device) are forgotten; other addresses' stay. */
   async recordSuccess(attempt: Attempt): Promise<void> {
     const keys = this.#keys(attempt);
-    await this.#safely(() => this.#store.delete(keys.pairFailures, keys.pairLevel));
+    const device = keys.device === undefined ? [] : [keys.device.failures, keys.device.level];
+    await this.#safely(() => this.#store.delete(keys.pairFailures, keys.pairLevel, ...device));
   }
 
-  #refuse(scope: string, reason: 'pair' | 'account', ttlMs: number): never {
+  /** One failure of a pair or device; at the threshold, a lockout that doubles with each repeat. */
+  async #countTowardsLockout(failuresKey: string, levelKey: string, lockKey: string): Promise<void> {
+    const policy = this.#policy;
+    const failures = await this.#store.increment(failuresKey, policy.failureWindowMs);
+    if (failures.count < policy.pairMaxFailures) return;
+    const level = await this.#store.increment(levelKey, LOCKOUT_MEMORY_MS);
+    const lockout = Math.min(policy.maxLockoutMs, policy.pairLockoutMs * 2 ** Math.min(level.count - 1, 30));
+    await this.#store.set(lockKey, level.count, lockout);
+    // The next lockout needs a fresh run of failures, and lasts twice as long.
+    await this.#store.delete(failuresKey);
+  }
+
+  #refuse(scope: string, reason: 'pair' | 'account' | 'device', ttlMs: number): never {
     this.#events.onRefused?.(scope, reason);
     throw new RateLimitError('Too many failed attempts; try again later', {
       retryAfterSeconds: Math.max(1, Math.ceil(ttlMs / 1000)),
@@ -149,25 +192,100 @@ export class CredentialThrottle {
   }
 
   async #safely<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (error) {
-      // The shared store failed: refuse rather than let attempts through uncounted.
-      throw new ServiceUnavailableError('Service unavailable', 'RATE_LIMIT_UNAVAILABLE', { cause: error });
-    }
+    return unlessStoreFails(work);
   }
 
-  #keys({ scope, account, address }: Attempt) {
-    // Hashed: emails stay out of Redis, and no account string can forge another key.
-    const who = createHash('sha256').update(account).digest('base64url').slice(0, 22);
-    const pair = `${scope}:${who}:${address}`;
+  #keys({ scope, account, address, device }: Attempt) {
+    const who = callerKey.account(account);
+    const pair = `${scope}:${who}:${callerKey.address(address)}`;
+    const at = device === undefined ? undefined : `${scope}:${who}:${callerKey.device(device)}`;
     return {
       pairFailures: `throttle:fail:${pair}`,
       pairLevel: `throttle:level:${pair}`,
       pairLock: `throttle:lock:${pair}`,
       accountFailures: `throttle:fail:${scope}:${who}`,
       accountPause: `throttle:pause:${scope}:${who}`,
+      device:
+        at === undefined
+          ? undefined
+          : { failures: `throttle:fail:${at}`, level: `throttle:level:${at}`, lock: `throttle:lock:${at}` },
     };
+  }
+}
+
+/** Runs store work; a store that fails (Redis down, memory at its bound) refuses rather than lets attempts through uncounted. */
+async function unlessStoreFails<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw new ServiceUnavailableError('Service unavailable', 'RATE_LIMIT_UNAVAILABLE', { cause: error });
+  }
+}
+
+/** A flood cap: at most `max` requests per window per caller key of kind `per`. */
+export interface FloodLimit {
+  readonly max: number;
+  readonly per: 'address' | 'account' | 'user';
+}
+
+/** Told of every request over a flood cap, by limiter name. */
+export type FloodEvents = (limiter: string) => void;
+
+/**
+ * Flood caps: every request counts (whatever its outcome) in a fixed window per caller key,
+ * in the same store as the failure throttle, so counters live until their window ends and are
+ * never evicted by other keys (see `MemoryThrottleStore`).
+ *
+ * @example
+ * ```ts
+ * const floods = new FloodLimiter(store, { 'login-ip': { max: 300, per: 'address' } }, 60_000);
+ * const { allowed, retryAfterSeconds } = await floods.take('login-ip', callerKey.address('10.0.0.1'));
+ * ```
+ */
+export class FloodLimiter<Name extends string = string> {
+  readonly #store: ThrottleStore;
+  readonly #limits: Readonly<Record<Name, FloodLimit>>;
+  readonly #windowMs: number;
+  readonly #onLimited: FloodEvents | undefined;
+
+  constructor(
+    store: ThrottleStore,
+    limits: Readonly<Record<Name, FloodLimit>>,
+    windowMs: number,
+    onLimited?: FloodEvents,
+  ) {
+    this.#store = store;
+    this.#limits = limits;
+    this.#windowMs = windowMs;
+    this.#onLimited = onLimited;
+  }
+
+  /** The cap `name` declares. */
+  limit(name: Name): FloodLimit {
+    return this.#limits[name];
+  }
+
+  /**
+   * Counts one request of `caller` against `name`.
+   *
+   * @returns whether it is within the cap, and how long until the window ends.
+   * @throws {ServiceUnavailableError} `RATE_LIMIT_UNAVAILABLE` when the store cannot count it.
+   */
+  async take(name: Name, caller: string): Promise<{ allowed: boolean; retryAfterSeconds: number }> {
+    const counter = await unlessStoreFails(() => this.#store.increment(`flood:${name}:${caller}`, this.#windowMs));
+    const allowed = counter.count <= this.#limits[name].max;
+    if (!allowed) this.#onLimited?.(name);
+    return { allowed, retryAfterSeconds: Math.max(1, Math.ceil(counter.ttlMs / 1000)) };
+  }
+
+  /**
+   * Like {@link take}, refusing a request over the cap.
+   *
+   * @throws {RateLimitError} over the cap, with the time left in the window.
+   */
+  async enforce(name: Name, caller: string): Promise<void> {
+    const { allowed, retryAfterSeconds } = await this.take(name, caller);
+    if (!allowed) throw new RateLimitError('Too many requests; try again later', { retryAfterSeconds });
   }
 }
 

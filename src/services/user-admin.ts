@@ -1,12 +1,19 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthenticationError, AuthorizationError, ConflictError, NotFoundError } from '../errors/index.ts';
+import {
+  AuthenticationError,
+  AuthorizationError,
+  ConflictError,
+  NotFoundError,
+  RateLimitError,
+} from '../errors/index.ts';
 import { AccountTokenRepository } from '../repositories/account-tokens.ts';
+import { AuditEventRepository } from '../repositories/audit-events.ts';
 import { EmailChangeRepository } from '../repositories/email-changes.ts';
 import { UserRepository, type UserChanges, type UserRow } from '../repositories/users.ts';
 import { recordAuditEvent, type RequestContext } from './audit-log.ts';
-import type { Principal } from './auth.ts';
+import { credentialsUnchanged, type Principal } from './auth.ts';
 import { canonicalEmail, normaliseName } from './credentials.ts';
 import { queueSecurityNotice, queueVerificationEmail, type AccountEmailSettings } from './email.ts';
 import type { HashCallers, PasswordHasher } from './passwords.ts';
@@ -162,13 +169,23 @@ export class UserAdministration {
     this.#deps.events?.onAdminAction?.('delete');
   }
 
-  /** PATCH /auth/me: the caller renames themself. */
+  /**
+   * PATCH /auth/me: the caller renames themself. Each change is in the audit log, so one caller
+   * renaming in a loop would grow it without end: at most {@link SELF_CHANGES_PER_WINDOW} changes
+   * per {@link SELF_CHANGE_WINDOW_SECONDS}, counted from the log itself (no counter to evict, the
+   * same on every instance), and a rename to the current name changes and records nothing.
+   *
+   * @throws {RateLimitError} `RATE_LIMITED` with `retry-after` once the cap is reached.
+   */
   async renameSelf(principal: Principal, name: string, context: RequestContext): Promise<PublicUser> {
     const canonical = normaliseName(name);
     const user = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
+      // The row lock also serialises the caller's concurrent renames, so the count below holds.
       const before = await users.lockForUpdate(principal.userId);
       if (before === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+      if (before.name === canonical) return before;
+      await assertSelfChangeAllowed(trx, before.id);
       const after = await users.update(principal.userId, { name: canonical }, this.#deps.clock());
       if (after === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
       const details = changeDetails(before, after);
@@ -193,17 +210,22 @@ export class UserAdministration {
   ): Promise<void> {
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-    if (!(await this.#deps.hasher.verify(user.password_hash, password, callers))) {
-      throw new AuthenticationError('Password is incorrect', 'INVALID_CREDENTIALS', { field: 'password' });
-    }
-    await this.#erase(user.id, context, { by: 'self' });
+    if (!(await this.#deps.hasher.verify(user.password_hash, password, callers))) throw wrongPassword();
+    // Erased only if the password checked is still the account's once its row is locked.
+    await this.#erase(user.id, context, { by: 'self' }, user);
   }
 
-  async #erase(id: string, context: RequestContext, details: { by: 'admin' | 'self' }): Promise<void> {
+  async #erase(
+    id: string,
+    context: RequestContext,
+    details: { by: 'admin' | 'self' },
+    checked?: UserRow,
+  ): Promise<void> {
     const ended = await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       const admins = await users.lockActiveAdmins();
       const user = await users.lockForUpdate(id);
+      if (checked !== undefined && !credentialsUnchanged(checked, user)) throw wrongPassword();
       if (user === undefined) throw new NotFoundError('User not found');
       if (admins.includes(id) && admins.length <= 1) throw lastAdmin();
       // Ended first, so every instance hears each session's end; the rows then go with the user.
@@ -215,6 +237,28 @@ export class UserAdministration {
     this.#deps.principals?.invalidate(id);
     this.#deps.sessions.forget(ended, 'user_deleted');
   }
+}
+
+/** How many changes a user may make to their own profile per window (each is an audit event). */
+export const SELF_CHANGES_PER_WINDOW = 10;
+export const SELF_CHANGE_WINDOW_SECONDS = 86_400;
+
+/** @throws {RateLimitError} when the user's own `user.updated` events in the window reached the cap. */
+async function assertSelfChangeAllowed(trx: Kysely<DB>, userId: string): Promise<void> {
+  const recent = await new AuditEventRepository(trx).countRecent(
+    userId,
+    userId,
+    'user.updated',
+    SELF_CHANGE_WINDOW_SECONDS,
+  );
+  if (recent.count < SELF_CHANGES_PER_WINDOW) return;
+  throw new RateLimitError(`At most ${SELF_CHANGES_PER_WINDOW} profile changes a day; try again later`, {
+    retryAfterSeconds: Math.max(1, recent.retryAfterSeconds ?? SELF_CHANGE_WINDOW_SECONDS),
+  });
+}
+
+function wrongPassword(): AuthenticationError {
+  return new AuthenticationError('Password is incorrect', 'INVALID_CREDENTIALS', { field: 'password' });
 }
 
 function lastAdmin(): ConflictError {

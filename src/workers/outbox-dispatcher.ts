@@ -15,7 +15,7 @@ export interface DispatcherEvents {
   onRetry?(template: string): void;
   /** Attempts exhausted: the message is marked failed. */
   onFailed?(template: string): void;
-  /** Not sent on purpose (already verified, no active account for a reset). */
+  /** Not sent on purpose (already verified, or the account was disabled since it was queued). */
   onSkipped?(template: string): void;
   /** Claimed but handed back untried: the dispatcher was stopping before the send began. */
   onReleased?(template: string): void;

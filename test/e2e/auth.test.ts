@@ -210,7 +210,14 @@ describe('POST /auth/login', () => {
     expect(response.statusCode, response.body).toBe(200);
     expect(response.headers['cache-control']).toContain('no-store');
     const body = response.json<LoginJson>();
-    expect(Object.keys(body).sort()).toEqual(['accessToken', 'expiresIn', 'refreshToken', 'tokenType', 'user']);
+    expect(Object.keys(body).sort()).toEqual([
+      'accessToken',
+      'deviceToken',
+      'expiresIn',
+      'refreshToken',
+      'tokenType',
+      'user',
+    ]);
     expectUserShape(body.user);
     expect(body.user).toMatchObject({ id: created.id, email: 'ada@example.com', name: 'Ada', role: 'user' });
     expect(body.user.lastLoginAt).toBe(now.toISOString());
@@ -219,6 +226,8 @@ describe('POST /auth/login', () => {
     expect(body.accessToken.split('.')).toHaveLength(3);
     // ≥ 128 bits of randomness, in a URL-safe alphabet.
     expect(body.refreshToken).toMatch(/^[A-Za-z0-9_-]{22,}$/);
+    // Opaque, URL-safe, bound to this account (test/e2e/device-tokens.test.ts).
+    expect(body.deviceToken).toMatch(/^[A-Za-z0-9_.-]{60,256}$/);
     expect(response.body).not.toContain(PASSWORD);
 
     expect((await new UserRepository(db).findById(created.id))?.last_login_at).toEqual(now);

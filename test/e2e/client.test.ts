@@ -316,6 +316,32 @@ describe('the generated client against a listening server', () => {
   });
 });
 
+describe('device tokens in the generated client', () => {
+  test('keeps the device token of each login and sends it with the next, so strangers slowing the account do not lock this device out', async ({
+    onTestFinished,
+  }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    const app = await testApp(db, onTestFinished, { env: { LOGIN_ACCOUNT_MAX_FAILURES: '3' } });
+    const baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
+    await createUser(db, { email: 'ada@example.com' });
+    const stored: string[] = [];
+    const api = createApiClient({ baseUrl, onDeviceToken: (token) => stored.push(token) });
+
+    expect((await api.login('ada@example.com', PASSWORD)).ok).toBe(true);
+    expect(api.deviceToken).toBe(stored[0]);
+    const stranger = createApiClient({ baseUrl });
+    for (let i = 0; i < 4; i++) expect((await stranger.login('ada@example.com', 'a wrong guess')).ok).toBe(false);
+    const slowed = await createApiClient({ baseUrl }).login('ada@example.com', PASSWORD);
+    expect(slowed.ok ? undefined : slowed.error.code).toBe('RATE_LIMITED');
+
+    expect((await api.login('ada@example.com', PASSWORD)).ok).toBe(true);
+    // A device restored from storage is recognised too.
+    const restored = createApiClient({ baseUrl, deviceToken: stored[1] ?? '' });
+    expect((await restored.login('ada@example.com', PASSWORD)).ok).toBe(true);
+    expect(new Set(stored).size).toBe(2);
+  });
+});
+
 /** The same claims, signed with the same key, but expired a minute ago. */
 function expiredTwinOf(token: string): string {
   const { header, payload } = decodeJwt(token);

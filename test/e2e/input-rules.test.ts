@@ -338,6 +338,7 @@ describe('HTTP edges in the error shape (issue 22 item 9)', () => {
 describe('production defaults (issue 22 item 10)', () => {
   const production = {
     NODE_ENV: 'production',
+    APP_URL: 'https://app.example.test',
     METRICS_TOKEN: 'scrape-secret',
     EMAIL_TRANSPORT: 'log',
     WEBAUTHN_RP_ID: 'localhost',

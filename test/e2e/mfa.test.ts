@@ -173,6 +173,15 @@ describe('signing in with a second factor', () => {
     expect(body.user.id).toBe(user.id);
     expect(decodeJwt(body.accessToken).payload).toMatchObject({ aal: 'aal2', amr: ['pwd', 'otp'] });
     expect((await authed(app, 'GET', '/auth/me', body.accessToken)).statusCode).toBe(200);
+    // A completed sign-in hands out this device's token (api.md "Abuse resistance"); a challenge does not.
+    expect(challenge).not.toHaveProperty('deviceToken');
+    expect(body.deviceToken).toMatch(/^[A-Za-z0-9_.-]{60,256}$/);
+    const again = await postJson(app, '/auth/login', {
+      email: user.email,
+      password: PASSWORD,
+      deviceToken: body.deviceToken,
+    });
+    expect(again.json()).toMatchObject({ mfaRequired: true });
   });
 
   test('a recovery code completes it once; the same code a second time is refused', async ({ db, onTestFinished }) => {
@@ -557,5 +566,135 @@ describe('recovery, removal and roles', () => {
       expect(stored).not.toContain(secretText);
     }
     expect(logStream.lines.length).toBeGreaterThan(5);
+  });
+});
+
+describe('second-factor edges', () => {
+  test('at most ten factors per account; an expired enrolment is neither listed nor counted', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, { clock: clock.read });
+    const { accessToken } = await login(app, (await createUser(db)).email);
+    await authed(app, 'POST', '/auth/mfa/totp', accessToken, { name: 'forgotten' });
+    clock.advance(11 * 60_000);
+    expect((await authed(app, 'GET', '/auth/mfa', accessToken)).json()).toEqual({
+      factors: [],
+      recoveryCodesRemaining: 0,
+    });
+
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++)
+      statuses.push((await authed(app, 'POST', '/auth/mfa/totp', accessToken, {})).statusCode);
+
+    expect(statuses.slice(0, 10).every((status) => status === 201)).toBe(true);
+    expect(statuses[10]).toBe(409);
+    expect(await db.selectFrom('mfa_factors').select('id').execute()).toHaveLength(10);
+  });
+
+  test.for([
+    ['DELETE an unknown factor', 'DELETE', '/auth/mfa/factors/00000000-0000-7000-8000-000000000000'],
+    ['new recovery codes without a factor', 'POST', '/auth/mfa/recovery-codes'],
+    ['verify an unknown factor', 'POST-VERIFY', '/auth/mfa/totp/00000000-0000-7000-8000-000000000000/verify'],
+  ] as const)('answers 404 to %s', async ([, method, url], { db, onTestFinished }) => {
+    const app = await testApp(db, onTestFinished);
+    const { accessToken } = await login(app, (await createUser(db)).email);
+    const response =
+      method === 'POST-VERIFY'
+        ? await authed(app, 'POST', url, accessToken, { code: '123456' })
+        : await authed(app, method, url, accessToken);
+    expectError(response, { statusCode: 404, code: 'NOT_FOUND' });
+  });
+
+  test("cannot verify another user's factor", async ({ db, onTestFinished }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, { clock: clock.read });
+    const owner = await login(app, (await createUser(db)).email);
+    const other = await login(app, (await createUser(db)).email);
+    const { factor, secret } = (await authed(app, 'POST', '/auth/mfa/totp', owner.accessToken, {})).json<Enrolled>();
+
+    const response = await authed(app, 'POST', `/auth/mfa/totp/${factor.id}/verify`, other.accessToken, {
+      code: codeAt(secret, clock.now),
+    });
+
+    expectError(response, { statusCode: 404, code: 'NOT_FOUND' });
+  });
+
+  test('an ended session cannot be raised by a step-up', async ({ db, onTestFinished }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, { clock: clock.read });
+    const { user, secret, session } = await enrolled(app, db, clock);
+    const other = (
+      await postJson(app, '/auth/login/mfa', {
+        mfaToken: (await challengeFor(app, user.email)).mfaToken,
+        code: codeAt(secret, clock.now),
+      })
+    ).json<LoginJson>();
+    clock.advance(30_000);
+    expect((await postJson(app, '/auth/logout', { refreshToken: session.refreshToken })).statusCode).toBe(204);
+
+    expectUnauthorized(
+      await authed(app, 'POST', '/auth/mfa/step-up', session.accessToken, { code: codeAt(secret, clock.now) }),
+    );
+    expect(
+      (await authed(app, 'POST', '/auth/mfa/step-up', other.accessToken, { code: codeAt(secret, clock.now) }))
+        .statusCode,
+    ).toBe(200);
+  });
+});
+
+describe('a known device and wrong codes from elsewhere', () => {
+  test('strangers who know the password and guess codes from many addresses do not lock out the owner’s known device', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, {
+      clock: clock.read,
+      env: { LOGIN_MAX_FAILURES: '3', LOGIN_ACCOUNT_MAX_FAILURES: '5' },
+    });
+    const { user, secret } = await enrolled(app, db, clock);
+    const owner = '10.40.0.1';
+    const post = (url: string, body: unknown, from: string) =>
+      app.inject({
+        method: 'POST',
+        url,
+        remoteAddress: from,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify(body),
+      });
+    const challenge = async (from: string) =>
+      (await post('/auth/login', { email: user.email, password: PASSWORD }, from)).json<Challenge>().mfaToken;
+    // The owner's device signed in with both factors once: it holds a device token.
+    const first = await post(
+      '/auth/login/mfa',
+      { mfaToken: await challenge(owner), code: codeAt(secret, clock.now) },
+      owner,
+    );
+    const { deviceToken } = first.json<LoginJson>();
+    expect(deviceToken).toEqual(expect.any(String));
+    clock.advance(30_000);
+
+    for (let a = 0; a < 4; a++) {
+      for (let i = 0; i < 2; i++) {
+        const from = `10.66.${a}.1`;
+        await post('/auth/login/mfa', { mfaToken: await challenge(from), code: '000000' }, from);
+      }
+    }
+
+    // An unknown device waits out the account's slowdown; the owner's device does not.
+    const unknown = await post(
+      '/auth/login/mfa',
+      { mfaToken: await challenge(owner), code: codeAt(secret, clock.now) },
+      owner,
+    );
+    expectError(unknown, { statusCode: 429, code: 'RATE_LIMITED' });
+    const known = await post(
+      '/auth/login/mfa',
+      { mfaToken: await challenge(owner), code: codeAt(secret, clock.now), deviceToken },
+      owner,
+    );
+    expect(known.statusCode, known.body).toBe(200);
   });
 });

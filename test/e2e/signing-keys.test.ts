@@ -320,3 +320,27 @@ describe('tokens verified before (the verified-token cache)', () => {
     expectUnauthorized(await eddsa.inject({ url: '/auth/me', headers: bearer(late) }));
   });
 });
+
+describe('changing JWT_ALGORITHM between asymmetric algorithms', () => {
+  test('EdDSA to ES256: the ES256 key is published at once and takes over after the rotation delay', async ({
+    db,
+    onTestFinished,
+  }) => {
+    let now = new Date();
+    const clock = () => now;
+    const eddsa = await testApp(db, onTestFinished, { clock, env: ROTATION_ENV });
+    const user = await createUser(db);
+    const before = (await login(eddsa, user.email)).accessToken;
+
+    const es256 = await testApp(db, onTestFinished, { clock, env: { ...ROTATION_ENV, JWT_ALGORITHM: 'ES256' } });
+    await es256.signingKeys?.ensure();
+    await es256.signingKeys?.ensure();
+
+    const keys = (await es256.inject({ url: '/.well-known/jwks.json' })).json<Jwks>().keys;
+    expect(keys.map((key) => key.alg)).toEqual(['EdDSA', 'ES256']);
+    expect(decodeJwt((await login(es256, user.email)).accessToken).header.alg).toBe('EdDSA');
+    now = new Date(now.getTime() + MAX_AGE_SECONDS * 1000 + KEY_RELOAD_INTERVAL_MS);
+    expect(decodeJwt((await login(es256, user.email)).accessToken).header.alg).toBe('ES256');
+    expect((await es256.inject({ url: '/auth/me', headers: bearer(before) })).statusCode).toBe(200);
+  });
+});

@@ -34,6 +34,8 @@ export interface TokenPairJson {
 
 export interface LoginJson extends TokenPairJson {
   readonly user: UserJson;
+  /** Sent back with later logins from this device (api.md, "Abuse resistance"). */
+  readonly deviceToken: string;
 }
 
 /** The error body's `error` object, as the application defines it. */

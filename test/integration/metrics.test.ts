@@ -423,7 +423,7 @@ describe('the slow-query log', () => {
     expect(metrics.text).not.toContain('pg_sleep');
   });
 
-  test('shows a login held up by a row lock as a slow users.updateLastLogin, with no email, id or hash in the log', async ({
+  test('shows a login held up by a row lock as a slow users.lockForUpdate, with no email, id or hash in the log', async ({
     onTestFinished,
   }) => {
     const { app, url, logs } = await instrumentedApp(onTestFinished, { env: { SLOW_QUERY_MS: '100' } });
@@ -447,10 +447,11 @@ describe('the slow-query log', () => {
     const slow = logs.lines
       .map((line) => JSON.parse(line) as Record<string, unknown>)
       .filter((e) => e.msg === 'slow query');
-    expect(slow.map((entry) => entry.operation)).toContain('users.updateLastLogin');
-    const entry = slow.find((e) => e.operation === 'users.updateLastLogin');
-    expect(entry?.sql).toMatch(/^update "users" set "last_login_at" = \$1 where "id" = \$2$/);
-    expect(entry?.parameters).toBe('[2 redacted]');
+    // The login's session opens only once it holds the user's row (issue 33, item 1): that is where it waited.
+    expect(slow.map((entry) => entry.operation)).toContain('users.lockForUpdate');
+    const entry = slow.find((e) => e.operation === 'users.lockForUpdate');
+    expect(entry?.sql).toMatch(/^select \* from "users" where "id" = \$1 for update$/);
+    expect(entry?.parameters).toBe('[1 redacted]');
     expect(entry?.durationMs).toBeGreaterThanOrEqual(150);
     for (const value of ['locked@example.com', rows[0]?.id ?? 'id', rows[0]?.password_hash ?? 'hash', PASSWORD]) {
       expect(logs.text).not.toContain(value);

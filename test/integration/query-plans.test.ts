@@ -237,6 +237,11 @@ const HOT_QUERIES: readonly HotQuery[] = [
     index: 'account_tokens_live_idx',
   },
   {
+    name: 'AccountTokenRepository.countLive',
+    call: (r) => r.accountTokens.countLive(r.sample.userId, 'password_reset', NOW),
+    index: 'account_tokens_live_idx',
+  },
+  {
     name: 'AccountTokenRepository.findByHash',
     call: (r) => r.accountTokens.findByHash(r.sample.accountTokenHash),
     index: 'account_tokens_token_hash_unique',
@@ -256,6 +261,17 @@ const HOT_QUERIES: readonly HotQuery[] = [
     call: (r) =>
       r.outbox.enqueue({ userId: r.sample.userId, recipient: r.sample.email, template: 'welcome', data: {} }),
     index: undefined,
+  },
+  // A reset request's message: its owner is the active user the email names, found by the email index.
+  {
+    name: 'EmailOutboxRepository.enqueueForAddress',
+    call: (r) => r.outbox.enqueueForAddress(r.sample.email, 'password_reset'),
+    index: 'users_email_unique',
+  },
+  {
+    name: 'EmailOutboxRepository.discardUnowned',
+    call: (r) => r.outbox.discardUnowned('00000000-0000-7000-8000-000000000009'),
+    index: 'email_outbox_pkey',
   },
   {
     name: 'EmailOutboxRepository.queuedSince',
@@ -347,6 +363,11 @@ const HOT_QUERIES: readonly HotQuery[] = [
     name: 'SessionRepository.listLive',
     call: (r) => r.sessions.listLive(r.sample.userId, NOW),
     index: 'sessions_user_id_created_at_idx',
+  },
+  {
+    name: 'SessionRepository.userAgentOf',
+    call: (r) => r.sessions.userAgentOf(r.sample.familyId),
+    index: 'sessions_pkey',
   },
   { name: 'SessionRepository.touch', call: (r) => r.sessions.touch(r.sample.familyId, NOW), index: 'sessions_pkey' },
   {
@@ -594,14 +615,24 @@ const HOT_QUERIES: readonly HotQuery[] = [
   {
     name: 'AuditEventRepository.appendForEmail',
     call: (r) =>
-      r.audit.appendForEmail(r.sample.email, {
-        id: '00000000-0000-7000-8000-000000000002',
-        type: 'password.reset_requested',
-        ipAddress: null,
-        userAgent: null,
-        details: {},
-      }),
+      r.audit.appendForEmail(
+        r.sample.email,
+        {
+          id: '00000000-0000-7000-8000-000000000002',
+          type: 'password.reset_requested',
+          ipAddress: null,
+          userAgent: null,
+          details: {},
+        },
+        600,
+      ),
     index: 'users_email_unique',
+  },
+  // The cap on a user's own profile changes: their events of the last day, from the user's index.
+  {
+    name: 'AuditEventRepository.countRecent',
+    call: (r) => r.audit.countRecent(r.sample.userId, r.sample.userId, 'user.updated', 86_400),
+    index: 'audit_events_user_id_occurred_at_idx',
   },
   {
     name: 'AuditEventRepository.listForUser (first page)',

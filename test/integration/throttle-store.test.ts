@@ -10,7 +10,7 @@ import { assertRedisAnswers, TEST_REDIS_URL } from '../helpers/redis.ts';
 
 let redis: Redis;
 let clock = 1_000_000;
-const memory = new MemoryThrottleStore(() => clock);
+const memory = new MemoryThrottleStore({ maxKeys: 1000, now: () => clock });
 
 beforeAll(async () => {
   await assertRedisAnswers();

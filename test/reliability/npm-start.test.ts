@@ -175,7 +175,7 @@ describe('npm start, as the README runs it', { timeout: 180_000 }, () => {
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(results.map((result) => Object.keys(result).sort().join(','))).toEqual([
       'user', // register
-      'accessToken,expiresIn,refreshToken,tokenType,user', // login
+      'accessToken,deviceToken,expiresIn,refreshToken,tokenType,user', // login
       'user', // me
       'items,nextCursor', // users
       'accessToken,expiresIn,refreshToken,tokenType', // refresh

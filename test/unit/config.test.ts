@@ -178,12 +178,32 @@ describe('loadConfig', () => {
     });
   });
 
+  it('refuses to start in production without APP_URL, whose development default is localhost (issue 33 item 9)', () => {
+    const production = {
+      NODE_ENV: 'production',
+      JWT_SECRET: 'x'.repeat(32),
+      METRICS_TOKEN: 'm',
+      ENCRYPTION_KEY,
+      ...RP,
+    };
+    expect(configProblems(production)).toEqual([
+      "APP_URL is required when NODE_ENV=production (the client application's base URL, used in email links)",
+    ]);
+    // An APP_URL that is not a URL is reported once, as such.
+    expect(configProblems({ ...production, APP_URL: 'app.example.com' })).toEqual(['APP_URL must be a https:// URL']);
+    expect(loadConfig({ ...production, APP_URL: 'https://app.example.com/' }).email.appUrl).toBe(
+      'https://app.example.com',
+    );
+    expect(loadConfig({ NODE_ENV: 'development' }).email.appUrl).toBe('http://localhost:3000');
+  });
+
   it('turns the API docs off in production unless DOCS_ENABLED=true', () => {
     const production = {
       NODE_ENV: 'production',
       JWT_SECRET: 'x'.repeat(32),
       METRICS_TOKEN: 'm',
       ENCRYPTION_KEY,
+      APP_URL: 'https://app.example',
       ...RP,
     };
     expect(loadConfig(production).docs.enabled).toBe(false);

@@ -185,3 +185,36 @@ describe('acknowledges', () => {
     expect(acknowledges(doc({}, {}, '1.0.0'), doc({}, {}, 'draft'))).toBe(false);
   });
 });
+
+describe('unions of objects in a response', () => {
+  const session: Schema = {
+    type: 'object',
+    required: ['user', 'accessToken'],
+    properties: { user: { type: 'object' }, accessToken: { type: 'string' } },
+    additionalProperties: false,
+  };
+  const challenge: Schema = {
+    type: 'object',
+    required: ['mfaRequired', 'mfaToken'],
+    properties: { mfaRequired: { type: 'boolean' }, mfaToken: { type: 'string' } },
+    additionalProperties: false,
+  };
+
+  it('compares each member with its own former self: the same union is no change, a property added to one member is none either', () => {
+    const union = (first: Schema): Schema => ({ anyOf: [first, challenge] });
+    expect(breakingChanges(doc(returns(union(session))), doc(returns(union(session))))).toEqual([]);
+    const withDevice: Schema = {
+      ...session,
+      required: [...(session.required ?? []), 'deviceToken'],
+      properties: { ...session.properties, deviceToken: { type: 'string' } },
+    };
+    expect(breakingChanges(doc(returns(union(session))), doc(returns(union(withDevice))))).toEqual([]);
+  });
+
+  it('a response that may now be another object still breaks clients that expected the one', () => {
+    expect(breakingChanges(doc(returns(session)), doc(returns({ anyOf: [session, challenge] })))).toEqual([
+      'POST /things: response 200: property "user" was removed',
+      'POST /things: response 200: property "accessToken" was removed',
+    ]);
+  });
+});
