@@ -1,7 +1,7 @@
 import { Secret, TOTP } from 'otpauth';
 import { createApiClient } from '../../client/index.ts';
 import { TEST_ENCRYPTION_KEY } from '../helpers/app.ts';
-import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
+import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 import { startServerProcess } from '../helpers/server-process.ts';
 
 const PASSWORD = 'a long passphrase for the client';
@@ -17,6 +17,8 @@ describe('a second factor through the typed client, against the real server proc
     const server = await startServerProcess({
       env: {
         DATABASE_URL: url,
+        // Through PgBouncer in transaction mode under `npm run test:pgbouncer`.
+        DB_POOL_MODE: TEST_POOL.poolMode ?? 'session',
         ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
         LOG_LEVEL: 'warn',
         MAINTENANCE_INTERVAL_SECONDS: '0',
