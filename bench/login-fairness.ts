@@ -220,6 +220,9 @@ async function main(): Promise<void> {
               JWT_SECRET: randomBytes(48).toString('base64url'),
               // Production needs one since the signing keys (v3); earlier checkouts ignore it.
               ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+              // Production needs a relying party since passkeys (v3); earlier checkouts ignore them.
+              WEBAUTHN_RP_ID: 'app.example.test',
+              WEBAUTHN_ORIGINS: 'https://app.example.test',
               TRUST_PROXY: 'true',
               ...setting.env,
             },
