@@ -6,19 +6,23 @@ import prettier from 'eslint-config-prettier';
 /** Only the data layer may reach the database driver, the pool or Kysely's runtime. */
 const DATA_LAYER_ONLY = {
   paths: [
-    { name: 'pg', message: 'Only src/db/ and src/repositories/ may use the pg driver or the pool.' },
-    { name: 'pg-pool', message: 'Only src/db/ and src/repositories/ may use the pool.' },
+    {
+      name: 'pg',
+      message: 'Only repositories (*.repository.ts) and src/platform/db/ may use the pg driver or the pool.',
+    },
+    { name: 'pg-pool', message: 'Only repositories (*.repository.ts) and src/platform/db/ may use the pool.' },
     {
       name: 'kysely',
       allowTypeImports: true,
-      message: "Only src/db/ and src/repositories/ may use Kysely's runtime; import types with `import type`.",
+      message:
+        "Only repositories (*.repository.ts) and src/platform/db/ may use Kysely's runtime; import types with `import type`.",
     },
   ],
   patterns: [
     {
       group: ['kysely/*'],
       allowTypeImports: true,
-      message: "Only src/db/ and src/repositories/ may use Kysely's runtime.",
+      message: "Only repositories (*.repository.ts) and src/platform/db/ may use Kysely's runtime.",
     },
   ],
 };
@@ -45,7 +49,7 @@ export default defineConfig(
   },
   {
     files: ['src/**/*.ts'],
-    ignores: ['src/db/**', 'src/repositories/**'],
+    ignores: ['src/platform/db/**', 'src/**/*.repository.ts'],
     rules: { '@typescript-eslint/no-restricted-imports': ['error', DATA_LAYER_ONLY] },
   },
   {

@@ -1,10 +1,10 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import { defineConfig, getKnexTimestampPrefix } from 'kysely-ctl';
 import pg from 'pg';
-import { commandContext, exitOnConnectionFailure } from './src/cli/report.ts';
-import { loadConfig, loadEnvFile } from './src/config.ts';
-import { createMigrator, migrationOptionsOf } from './src/db/migrator.ts';
-import { openDatabaseTarget } from './src/db/target.ts';
+import { commandContext, exitOnConnectionFailure } from './src/platform/cli/report.ts';
+import { loadConfig, loadEnvFile } from './src/platform/config.ts';
+import { createMigrator, migrationOptionsOf } from './src/platform/db/migrator.ts';
+import { openDatabaseTarget } from './src/platform/db/target.ts';
 
 // kysely-ctl (npm run migrate:make, and kysely's own commands) works on the same
 // database as `npm start`: DATABASE_URL, or the embedded PostgreSQL under .data/, started for the
@@ -41,7 +41,7 @@ export default defineConfig({
     });
   },
   migrations: {
-    // The project's migrator (src/db/migration-runner.ts): per-migration transaction mode, lock
+    // The project's migrator (src/platform/db/migration-runner.ts): per-migration transaction mode, lock
     // timeouts with retries, refusal of the unedited template, failures that name the statement.
     migrator: (db) => {
       const config = loadConfig();

@@ -17,11 +17,11 @@
 import { createSigner, createVerifier } from 'fast-jwt';
 import { createQueryId } from 'kysely';
 import pg from 'pg';
-import { fixedQuery } from '../src/db/compiled-query.ts';
-import { createDatabase, createPool } from '../src/db/database.ts';
-import { UserChangeFeed } from '../src/db/user-changes.ts';
-import { AppMetrics } from '../src/services/metrics.ts';
-import { UserRepository } from '../src/repositories/users.ts';
+import { fixedQuery } from '../src/platform/db/compiled-query.ts';
+import { createDatabase, createPool } from '../src/platform/db/database.ts';
+import { UserChangeFeed } from '../src/platform/db/user-changes.ts';
+import { AppMetrics } from '../src/platform/metrics/metrics.ts';
+import { UserRepository } from '../src/users/users.repository.ts';
 import { openBenchDatabase } from './lib/database.ts';
 import { log, readSettings } from './lib/environment.ts';
 import { median } from './lib/stats.ts';
@@ -112,7 +112,7 @@ function jwtVerification(): void {
   const sign = createSigner({ key, algorithm: 'HS256', kid: 'bench', iss: 'iss', aud: 'aud', expiresIn: 900_000 });
   const claims: Record<string, unknown> = { sub: '0193a6f2-1234-4abc-8def-0123456789ab', typ: 'access' };
   const token = sign(claims);
-  // The options src/plugins/auth.ts gives @fastify/jwt.
+  // The options src/auth/plugin.ts gives @fastify/jwt.
   const options = {
     key,
     algorithms: ['HS256' as const],

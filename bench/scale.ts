@@ -17,17 +17,17 @@ import { CompiledQuery, Kysely, PostgresDialect, type Kysely as KyselyType } fro
 import pg from 'pg';
 import type { DB } from '../db-types/index.ts';
 import { buildApp } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
-import { createDatabase, createPool } from '../src/db/database.ts';
-import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../src/db/embedded.ts';
-import { migrateToLatest } from '../src/db/migrator.ts';
-import { AuditEventRepository } from '../src/repositories/audit-events.ts';
-import { PRUNE_RULES } from '../src/repositories/prune.ts';
-import { RefreshTokenRepository } from '../src/repositories/refresh-tokens.ts';
-import { SessionRepository } from '../src/repositories/sessions.ts';
-import { UserRepository } from '../src/repositories/users.ts';
-import { OWASP_ARGON2ID } from '../src/services/passwords.ts';
-import { MaintenanceJob, maintenanceSettings } from '../src/workers/maintenance.ts';
+import { loadConfig } from '../src/platform/config.ts';
+import { createDatabase, createPool } from '../src/platform/db/database.ts';
+import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../src/platform/db/embedded.ts';
+import { migrateToLatest } from '../src/platform/db/migrator.ts';
+import { AuditEventRepository } from '../src/audit/audit-events.repository.ts';
+import { PRUNE_RULES } from '../src/platform/jobs/prune.repository.ts';
+import { RefreshTokenRepository } from '../src/sessions/refresh-tokens.repository.ts';
+import { SessionRepository } from '../src/sessions/sessions.repository.ts';
+import { UserRepository } from '../src/users/users.repository.ts';
+import { OWASP_ARGON2ID } from '../src/auth/passwords.ts';
+import { MaintenanceJob, maintenanceSettings } from '../src/platform/jobs/maintenance.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const RESULTS = path.join(ROOT, 'bench/results');

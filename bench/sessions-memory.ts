@@ -6,7 +6,7 @@
  * Seeds the bench database (embedded PostgreSQL under DATA_DIR, default .data/bench, on
  * EMBEDDED_PG_PORT, or BENCH_DATABASE_URL's server) with N users, each with one live session and
  * its refresh token (generate_series, one statement each), signs N access tokens itself with the
- * server's JWT secret (`sid` = the session, `kid` = the key's id, as src/plugins/jwt.ts expects),
+ * server's JWT secret (`sid` = the session, `kid` = the key's id, as src/keys/jwt.ts expects),
  * then for each cache configuration starts the real server (src/server.ts, production mode, the
  * bench's app environment), makes one GET /auth/me per session with bounded concurrency (every
  * request must answer 200: a miss of both caches reads the user and the session) and samples the
@@ -22,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { keyRing } from '../src/services/tokens.ts';
+import { keyRing } from '../src/keys/tokens.ts';
 import { openBenchDatabase, seed } from './lib/database.ts';
 import { log, machineInfo, readSettings, RESULTS_DIR, ROOT_DIR } from './lib/environment.ts';
 import { spawnServer, stopAllServers, type ServerProcess } from './lib/processes.ts';

@@ -55,11 +55,11 @@ async function measure(
   dir: string,
   size: number,
 ): Promise<{ bytes: number; fillMs: number; refused: number; current: boolean }> {
-  const module = (await import(pathToFileURL(path.join(dir, 'src/services/throttle-store.ts')).href)) as {
+  const module = (await import(pathToFileURL(path.join(dir, 'src/platform/limits/throttle-store.ts')).href)) as {
     MemoryThrottleStore: new (options: unknown) => Store;
   };
   // This branch's store takes its bound; main's took only a clock (no bound at all).
-  const current = fs.readFileSync(path.join(dir, 'src/services/throttle-store.ts'), 'utf8').includes('maxKeys');
+  const current = fs.readFileSync(path.join(dir, 'src/platform/limits/throttle-store.ts'), 'utf8').includes('maxKeys');
   gc();
   const before = process.memoryUsage().heapUsed;
   const store = current ? new module.MemoryThrottleStore({ maxKeys: size }) : new module.MemoryThrottleStore(Date.now);

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { startEmbeddedPostgres, withDatabaseName } from '../src/db/embedded.ts';
+import { startEmbeddedPostgres, withDatabaseName } from '../src/platform/db/embedded.ts';
 import { log, machineInfo, readSettings, RESULTS_DIR, ROOT_DIR } from './lib/environment.ts';
 import { runLoad, type LoadResult } from './lib/load.ts';
 import { startServerProcess, type ServerProcess } from '../test/helpers/server-process.ts';

@@ -20,7 +20,7 @@ export type { components, operations, paths } from './schema.ts';
 
 /** The `error` object of every error response. */
 export type ApiError = components['schemas']['Error']['error'];
-/** Every error `code` the server can send (the registry in src/errors/): switch on it. */
+/** Every error `code` the server can send (the registry in src/platform/errors/): switch on it. */
 export type ErrorCode = ApiError['code'];
 export type User = components['schemas']['User'];
 

@@ -693,7 +693,7 @@ export interface components {
   schemas: {
     Error: {
       error: {
-        /** @description Switch on this: every code, its status and meaning are listed in src/errors/codes.ts */
+        /** @description Switch on this: every code, its status and meaning are listed in src/platform/errors/codes.ts */
         code:
           | 'VALIDATION_FAILED'
           | 'INVALID_OR_EXPIRED_TOKEN'

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 
-// The maintenance job (src/workers/maintenance.ts) deletes refresh tokens some time after they
+// The maintenance job (src/platform/jobs/maintenance.ts) deletes refresh tokens some time after they
 // expired or were revoked, in small batches. Without these indexes every batch would read the
 // table from the start until it found its rows: at ten million tokens, seconds per batch. The
 // revocation index is partial: most tokens are never revoked, and those need no entry.

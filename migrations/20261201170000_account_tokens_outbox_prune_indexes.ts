@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 
-// The maintenance job (src/workers/maintenance.ts) also deletes account tokens some time after
+// The maintenance job (src/platform/jobs/maintenance.ts) also deletes account tokens some time after
 // they expired (used and superseded ones expire within a day as well) and outbox messages that
 // are done (sent, skipped or given up) once they are older than EMAIL_OUTBOX_RETENTION_DAYS. Each
 // batch finds its rows through one of these indexes instead of reading the table from the start.

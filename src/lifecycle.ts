@@ -1,27 +1,27 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import { buildApp, type App } from './app.ts';
-import type { Config } from './config.ts';
-import { resolveEncryptionKey, resolveJwtSecret } from './secrets.ts';
-import { watchAvailability } from './db/availability.ts';
-import { createDatabase, createPool, type DB } from './db/database.ts';
-import { describeSyncStop } from './db/embedded.ts';
-import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './db/migrator.ts';
-import { createReadDatabase } from './db/replicas.ts';
-import { openDatabaseTarget } from './db/target.ts';
-import { UserChangeFeed } from './db/user-changes.ts';
-import { UserRepository } from './repositories/users.ts';
-import { AppMetrics } from './services/metrics.ts';
-import { UnreadableSigningKeyError } from './services/signing-keys.ts';
-import type { AuthenticatedUser } from './services/auth.ts';
-import { EmailComposer } from './services/email.ts';
-import { emailTransportFor } from './services/email-transports.ts';
-import { PrincipalCache } from './services/principal-cache.ts';
-import type { LiveSession } from './services/sessions.ts';
-import { OutboxDispatcher } from './workers/outbox-dispatcher.ts';
-import { lowerWorkerThreadPriority } from './thread-priority.ts';
-import { MaintenanceJob, maintenanceSettings } from './workers/maintenance.ts';
-import { MaintenanceMetrics } from './workers/maintenance-metrics.ts';
+import type { Config } from './platform/config.ts';
+import { resolveEncryptionKey, resolveJwtSecret } from './platform/secrets.ts';
+import { watchAvailability } from './platform/db/availability.ts';
+import { createDatabase, createPool, type DB } from './platform/db/database.ts';
+import { describeSyncStop } from './platform/db/embedded.ts';
+import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './platform/db/migrator.ts';
+import { createReadDatabase } from './platform/db/replicas.ts';
+import { openDatabaseTarget } from './platform/db/target.ts';
+import { UserChangeFeed } from './platform/db/user-changes.ts';
+import { UserRepository } from './users/users.repository.ts';
+import { AppMetrics } from './platform/metrics/metrics.ts';
+import { UnreadableSigningKeyError } from './keys/signing-keys.ts';
+import type { AuthenticatedUser } from './auth/service.ts';
+import { EmailComposer } from './platform/email/outbox.ts';
+import { emailTransportFor } from './platform/email/transports.ts';
+import { PrincipalCache } from './sessions/principal-cache.ts';
+import type { LiveSession } from './sessions/service.ts';
+import { OutboxDispatcher } from './platform/email/dispatcher.ts';
+import { lowerWorkerThreadPriority } from './platform/thread-priority.ts';
+import { MaintenanceJob, maintenanceSettings } from './platform/jobs/maintenance.ts';
+import { MaintenanceMetrics } from './platform/jobs/maintenance-metrics.ts';
 
 /** The steps of start-up, in order. Each one's resources are closed if a later one fails. */
 export const STARTUP_STEPS = [

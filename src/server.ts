@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace';
-import { databaseOf, reportFailure } from './cli/report.ts';
-import { ConfigError, loadConfig, loadEnvFile, type Config } from './config.ts';
+import { databaseOf, reportFailure } from './platform/cli/report.ts';
+import { ConfigError, loadConfig, loadEnvFile, type Config } from './platform/config.ts';
 import { openServer, type RunningServer } from './lifecycle.ts';
 
 /**

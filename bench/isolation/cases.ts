@@ -1,5 +1,5 @@
-import { RefreshTokenRepository } from '../../src/repositories/refresh-tokens.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import { RefreshTokenRepository } from '../../src/sessions/refresh-tokens.repository.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { describe, expect, test } from '../../test/helpers/database.ts';
 
 /**

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import argon2 from 'argon2';
 import pg from 'pg';
-import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../../src/db/embedded.ts';
-import { migrateToLatest } from '../../src/db/migrator.ts';
-import { OWASP_ARGON2ID } from '../../src/services/passwords.ts';
+import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { migrateToLatest } from '../../src/platform/db/migrator.ts';
+import { OWASP_ARGON2ID } from '../../src/auth/passwords.ts';
 import { log, type BenchSettings } from './environment.ts';
 
 /** The database every benchmark in one run uses: the same server, the same tables, the same rows. */

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { hashRefreshToken, newRefreshToken } from '../../src/services/tokens.ts';
+import { hashRefreshToken, newRefreshToken } from '../../src/keys/tokens.ts';
 import { SEED_PASSWORD, type Seed } from './database.ts';
 import type { RequestSpec } from './load.ts';
 

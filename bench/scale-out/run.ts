@@ -25,11 +25,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { createDatabase } from '../../src/db/database.ts';
-import { startEmbeddedPostgres, withDatabaseName, type EmbeddedPostgres } from '../../src/db/embedded.ts';
-import { migrateToLatest } from '../../src/db/migrator.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
-import { PasswordHasher } from '../../src/services/passwords.ts';
+import { createDatabase } from '../../src/platform/db/database.ts';
+import { startEmbeddedPostgres, withDatabaseName, type EmbeddedPostgres } from '../../src/platform/db/embedded.ts';
+import { migrateToLatest } from '../../src/platform/db/migrator.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
+import { PasswordHasher } from '../../src/auth/passwords.ts';
 import { startServerProcess, type ServerProcess as Instance } from '../../test/helpers/server-process.ts';
 import { startPgBouncer, type PgBouncer } from '../../test/helpers/pgbouncer.ts';
 

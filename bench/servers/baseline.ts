@@ -14,8 +14,8 @@ import { eq } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import Fastify from 'fastify';
 import pg from 'pg';
-import { createDatabase, createPool } from '../../src/db/database.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import { createDatabase, createPool } from '../../src/platform/db/database.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { users } from '../lib/drizzle-schema.ts';
 
 interface UserRecord {

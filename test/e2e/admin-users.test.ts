@@ -12,7 +12,7 @@ import {
   type UserJson,
 } from './support.ts';
 import type { App } from '../../src/app.ts';
-import { AppMetrics } from '../../src/services/metrics.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
 
 function patch(app: App, id: string, token: string, body: unknown) {
   return app.inject({

@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { App } from '../../src/app.ts';
-import type { DB } from '../../src/db/database.ts';
-import { registerUser } from '../../src/services/auth.ts';
-import { createServices } from '../../src/services/index.ts';
-import { PasswordHasher } from '../../src/services/passwords.ts';
-import { AuthenticationError, AuthorizationError } from '../../src/errors/index.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import type { DB } from '../../src/platform/db/database.ts';
+import { registerUser } from '../../src/auth/service.ts';
+import { createServices } from '../../src/services.ts';
+import { PasswordHasher } from '../../src/auth/passwords.ts';
+import { AuthenticationError, AuthorizationError } from '../../src/platform/errors/index.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { failure } from '../helpers/assertions.ts';
 import { LogCapture, testApp, testConfig, TEST_JWT_SECRET } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
-import { createDatabase } from '../../src/db/database.ts';
+import { createDatabase } from '../../src/platform/db/database.ts';
 import {
   accessClaims,
   accessTokenFor,

@@ -1,9 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
-import { EMAIL_EVENT_INTERVAL_SECONDS } from '../../src/services/audit-log.ts';
-import { AppMetrics } from '../../src/services/metrics.ts';
-import { SELF_CHANGE_WINDOW_SECONDS, SELF_CHANGES_PER_WINDOW } from '../../src/services/user-admin.ts';
+import { EMAIL_EVENT_INTERVAL_SECONDS } from '../../src/audit/service.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
+import { SELF_CHANGE_WINDOW_SECONDS, SELF_CHANGES_PER_WINDOW } from '../../src/users/admin.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 import { bearer, createUser, expectError, login, PASSWORD } from './support.ts';

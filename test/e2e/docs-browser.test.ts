@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { operationsOf, type ApiDocument } from '../../src/openapi/breaking.ts';
+import { operationsOf, type ApiDocument } from '../../tools/openapi/breaking.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 import { createUser, PASSWORD } from './support.ts';

@@ -1,6 +1,6 @@
 import type { LightMyRequestResponse } from 'fastify';
 import type { App } from '../../src/app.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import type { ReceivedEmail } from '../helpers/smtp.ts';
 import { APP_URL, changeToken, mailTo, startMailingApp, type MailingApp } from './email-support.ts';

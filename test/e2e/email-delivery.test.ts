@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AppMetrics } from '../../src/services/metrics.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import type { SmtpMode } from '../helpers/smtp.ts';
 import { startMailingApp } from './email-support.ts';

@@ -1,5 +1,5 @@
 import type { App } from '../../src/app.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { tokenFromLink } from '../helpers/smtp.ts';
 import { mailTo, startMailingApp, type MailingApp } from './email-support.ts';

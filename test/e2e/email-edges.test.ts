@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import type { App } from '../../src/app.ts';
-import { EmailComposer } from '../../src/services/email.ts';
-import { emailTransportFor } from '../../src/services/email-transports.ts';
-import { AppMetrics } from '../../src/services/metrics.ts';
-import { OutboxDispatcher } from '../../src/workers/outbox-dispatcher.ts';
+import { EmailComposer } from '../../src/platform/email/outbox.ts';
+import { emailTransportFor } from '../../src/platform/email/transports.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
+import { OutboxDispatcher } from '../../src/platform/email/dispatcher.ts';
 import { LogCapture, testApp, testConfig } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 import { tokenFromLink } from '../helpers/smtp.ts';

@@ -1,7 +1,7 @@
 import type { App } from '../../src/app.ts';
-import { AccountTokenRepository } from '../../src/repositories/account-tokens.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
-import { hashAccountToken } from '../../src/services/account-tokens.ts';
+import { AccountTokenRepository } from '../../src/account-emails/account-tokens.repository.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
+import { hashAccountToken } from '../../src/account-emails/account-tokens.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { tokenFromLink } from '../helpers/smtp.ts';
 import { APP_URL, startMailingApp } from './email-support.ts';

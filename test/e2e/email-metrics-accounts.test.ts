@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { App } from '../../src/app.ts';
-import { AppMetrics } from '../../src/services/metrics.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { startMailingApp } from './email-support.ts';
 import { PASSWORD, postJson } from './support.ts';

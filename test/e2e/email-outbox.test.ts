@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import type { App } from '../../src/app.ts';
-import { createDatabase } from '../../src/db/database.ts';
-import { EmailOutboxRepository } from '../../src/repositories/email-outbox.ts';
-import { AppMetrics } from '../../src/services/metrics.ts';
-import type { DispatcherEvents } from '../../src/workers/outbox-dispatcher.ts';
+import { createDatabase } from '../../src/platform/db/database.ts';
+import { EmailOutboxRepository } from '../../src/platform/email/email-outbox.repository.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
+import type { DispatcherEvents } from '../../src/platform/email/dispatcher.ts';
 import { describe, expect, TEST_POOL, test } from '../helpers/database.ts';
 import { parseExposition } from '../integration/prometheus-text.ts';
 import { startMailingApp } from './email-support.ts';

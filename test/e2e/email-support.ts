@@ -1,12 +1,12 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
-import type { ClaimedMessage, OutboxRow } from '../../src/repositories/email-outbox.ts';
-import type { OutgoingEmail } from '../../src/services/email-templates.ts';
-import type { AppMetrics } from '../../src/services/metrics.ts';
-import { EmailComposer } from '../../src/services/email.ts';
-import { smtpTransport } from '../../src/services/email-transports.ts';
-import { OutboxDispatcher, type DispatcherEvents } from '../../src/workers/outbox-dispatcher.ts';
+import type { ClaimedMessage, OutboxRow } from '../../src/platform/email/email-outbox.repository.ts';
+import type { OutgoingEmail } from '../../src/platform/email/templates.ts';
+import type { AppMetrics } from '../../src/platform/metrics/metrics.ts';
+import { EmailComposer } from '../../src/platform/email/outbox.ts';
+import { smtpTransport } from '../../src/platform/email/transports.ts';
+import { OutboxDispatcher, type DispatcherEvents } from '../../src/platform/email/dispatcher.ts';
 import { LogCapture, testApp, testConfig } from '../helpers/app.ts';
 import { isolatedDatabase, type TestDatabase } from '../helpers/database.ts';
 import { waitFor } from '../helpers/processes.ts';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { App } from '../../src/app.ts';
-import { AccountTokenRepository } from '../../src/repositories/account-tokens.ts';
-import { hashAccountToken } from '../../src/services/account-tokens.ts';
+import { AccountTokenRepository } from '../../src/account-emails/account-tokens.repository.ts';
+import { hashAccountToken } from '../../src/account-emails/account-tokens.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { tokenFromLink, type TestSmtpServer } from '../helpers/smtp.ts';
 import { startMailingApp } from './email-support.ts';

@@ -1,6 +1,6 @@
 import { sql, type ControlledTransaction } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
-import { createDatabase } from '../../src/db/database.ts';
+import { createDatabase } from '../../src/platform/db/database.ts';
 import { LogCapture, testApp } from '../helpers/app.ts';
 import { describe, expect, test, TEST_POOL, type TestDatabase, unreachableDatabase } from '../helpers/database.ts';
 import { createUser, expectError, PASSWORD, postJson, UUID } from './support.ts';

@@ -1,6 +1,6 @@
 import type { LightMyRequestResponse } from 'fastify';
 import type { App } from '../../src/app.ts';
-import { PasswordHasher } from '../../src/services/passwords.ts';
+import { PasswordHasher } from '../../src/auth/passwords.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 import { waitFor } from '../helpers/processes.ts';

@@ -1,8 +1,8 @@
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { App } from '../../src/app.ts';
-import { MAX_JSON_DEPTH } from '../../src/plugins/body-parsing.ts';
-import { issueAccountToken } from '../../src/services/account-tokens.ts';
+import { MAX_JSON_DEPTH } from '../../src/platform/http/body-parsing.ts';
+import { issueAccountToken } from '../../src/account-emails/account-tokens.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { expectError, type ErrorJson } from '../helpers/assertions.ts';

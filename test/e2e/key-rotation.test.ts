@@ -1,4 +1,4 @@
-import { keyId } from '../../src/services/tokens.ts';
+import { keyId } from '../../src/keys/tokens.ts';
 import { TEST_JWT_SECRET, testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import {

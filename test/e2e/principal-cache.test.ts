@@ -1,12 +1,12 @@
 import { sql } from 'kysely';
 import { vi } from 'vitest';
-import { createDatabase } from '../../src/db/database.ts';
-import { UserChangeFeed } from '../../src/db/user-changes.ts';
-import { AppMetrics } from '../../src/services/metrics.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
-import type { AuthenticatedUser } from '../../src/services/auth.ts';
-import { PrincipalCache } from '../../src/services/principal-cache.ts';
-import type { LiveSession } from '../../src/services/sessions.ts';
+import { createDatabase } from '../../src/platform/db/database.ts';
+import { UserChangeFeed } from '../../src/platform/db/user-changes.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
+import type { AuthenticatedUser } from '../../src/auth/service.ts';
+import { PrincipalCache } from '../../src/sessions/principal-cache.ts';
+import type { LiveSession } from '../../src/sessions/service.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL, type TestDatabase } from '../helpers/database.ts';
 import {

@@ -1,7 +1,7 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import type { App } from '../../src/app.ts';
-import type { AccountThrottledEvent } from '../../src/services/throttle.ts';
+import type { AccountThrottledEvent } from '../../src/platform/limits/throttle.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 import { bearer, createUser, expectError, login, PASSWORD } from './support.ts';

@@ -1,5 +1,5 @@
 import type { App } from '../../src/app.ts';
-import { AppMetrics } from '../../src/services/metrics.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 import { createUser, expectUnauthorized, PASSWORD, type LoginJson, type TokenPairJson } from './support.ts';

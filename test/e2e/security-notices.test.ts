@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { App } from '../../src/app.ts';
-import { createDatabase } from '../../src/db/database.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import { createDatabase } from '../../src/platform/db/database.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { describe, expect, TEST_POOL, test } from '../helpers/database.ts';
 import { tokenFromLink, type ReceivedEmail } from '../helpers/smtp.ts';
 import { changeToken, mailTo, startMailingApp, type MailingApp } from './email-support.ts';

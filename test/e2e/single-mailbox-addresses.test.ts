@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
 import type { App } from '../../src/app.ts';
-import { EMAIL_MAX } from '../../src/services/credentials.ts';
+import { EMAIL_MAX } from '../../src/auth/credentials.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { bearer, createUser, expectError, login, PASSWORD, postJson, type UserJson } from './support.ts';

@@ -1,4 +1,4 @@
-import { UserRepository } from '../../src/repositories/users.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import {

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
-import type { UserRow } from '../../src/repositories/users.ts';
+import type { UserRow } from '../../src/users/users.repository.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import {

@@ -2,8 +2,8 @@ import { Writable } from 'node:stream';
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import { buildApp, type App, type AppDeps } from '../../src/app.ts';
-import { ConfigError, loadConfig, type Config } from '../../src/config.ts';
-import { PasswordHasher, type Argon2Params } from '../../src/services/passwords.ts';
+import { ConfigError, loadConfig, type Config } from '../../src/platform/config.ts';
+import { PasswordHasher, type Argon2Params } from '../../src/auth/passwords.ts';
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-bytes-long!';
 /** ENCRYPTION_KEY of the tests: 32 fixed bytes, base64. */

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import type { ErrorBody } from '../../src/errors/index.ts';
+import type { ErrorBody } from '../../src/platform/errors/index.ts';
 
 /** Resolves with the rejection of `promise`; fails the test if it resolves instead. */
 export async function failure(promise: Promise<unknown>): Promise<unknown> {

@@ -4,9 +4,9 @@ import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { inject, test as base } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
-import { createDatabase, createPool, type PoolConfig } from '../../src/db/database.ts';
-import { withDatabaseName } from '../../src/db/embedded.ts';
-import { migrateToLatest } from '../../src/db/migrator.ts';
+import { createDatabase, createPool, type PoolConfig } from '../../src/platform/db/database.ts';
+import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { migrateToLatest } from '../../src/platform/db/migrator.ts';
 
 /**
  * Set by `npm run test:pgbouncer`: a PgBouncer in transaction mode in front of the test server.

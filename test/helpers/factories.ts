@@ -5,20 +5,28 @@ import {
   AccountTokenRepository,
   type AccountTokenRow,
   type NewAccountToken,
-} from '../../src/repositories/account-tokens.ts';
-import { EmailOutboxRepository, type NewOutboxMessage, type OutboxRow } from '../../src/repositories/email-outbox.ts';
+} from '../../src/account-emails/account-tokens.repository.ts';
+import {
+  EmailOutboxRepository,
+  type NewOutboxMessage,
+  type OutboxRow,
+} from '../../src/platform/email/email-outbox.repository.ts';
 import {
   RefreshTokenRepository,
   type NewRefreshToken,
   type RefreshTokenRow,
-} from '../../src/repositories/refresh-tokens.ts';
-import { AuditEventRepository, type AuditEventRow, type NewAuditEvent } from '../../src/repositories/audit-events.ts';
-import { SessionRepository, type NewSession, type SessionRow } from '../../src/repositories/sessions.ts';
-import { UserRepository, type NewUser, type UserRow } from '../../src/repositories/users.ts';
-import { uuidv7 } from '../../src/services/ids.ts';
-import { PasswordHasher } from '../../src/services/passwords.ts';
-import { newAccountToken } from '../../src/services/account-tokens.ts';
-import { hashRefreshToken, newRefreshToken } from '../../src/services/tokens.ts';
+} from '../../src/sessions/refresh-tokens.repository.ts';
+import {
+  AuditEventRepository,
+  type AuditEventRow,
+  type NewAuditEvent,
+} from '../../src/audit/audit-events.repository.ts';
+import { SessionRepository, type NewSession, type SessionRow } from '../../src/sessions/sessions.repository.ts';
+import { UserRepository, type NewUser, type UserRow } from '../../src/users/users.repository.ts';
+import { uuidv7 } from '../../src/platform/db/ids.ts';
+import { PasswordHasher } from '../../src/auth/passwords.ts';
+import { newAccountToken } from '../../src/account-emails/account-tokens.ts';
+import { hashRefreshToken, newRefreshToken } from '../../src/keys/tokens.ts';
 import { TEST_ARGON2 } from './app.ts';
 
 // Test data, one factory per table. Each inserts through the table's repository into the `db` it

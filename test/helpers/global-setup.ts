@@ -10,8 +10,8 @@ import {
   startEmbeddedPostgres,
   withDatabaseName,
   type EmbeddedPostgres,
-} from '../../src/db/embedded.ts';
-import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrator.ts';
+} from '../../src/platform/db/embedded.ts';
+import { MIGRATIONS_DIR, migrateToLatest } from '../../src/platform/db/migrator.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {

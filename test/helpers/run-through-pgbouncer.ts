@@ -22,7 +22,7 @@ import {
   startEmbeddedPostgres,
   withDatabaseName,
   type EmbeddedPostgres,
-} from '../../src/db/embedded.ts';
+} from '../../src/platform/db/embedded.ts';
 import { startPgBouncer, type PgBouncer } from './pgbouncer.ts';
 import { freePort, stopProcess } from './processes.ts';
 

@@ -4,9 +4,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
-import { withDatabaseName } from '../../src/db/embedded.ts';
-import { MIGRATIONS_DIR, migrateToLatest, rollBackMigrations } from '../../src/db/migrator.ts';
-import { SEED_ADMIN } from '../../src/services/seed.ts';
+import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { MIGRATIONS_DIR, migrateToLatest, rollBackMigrations } from '../../src/platform/db/migrator.ts';
+import { SEED_ADMIN } from '../../tools/seed.ts';
 import { adminQuery, isolatedDatabase } from '../helpers/database.ts';
 
 // Each operator command run as a developer types it (`npm run …`), on a database of the test's

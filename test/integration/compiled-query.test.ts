@@ -1,10 +1,10 @@
 import { sql } from 'kysely';
-import { fixedQuery } from '../../src/db/compiled-query.ts';
-import { createDatabase, createPool } from '../../src/db/database.ts';
-import type { QueryEvent } from '../../src/db/instrumentation.ts';
-import { withTransaction } from '../../src/db/transactions.ts';
-import { UniqueConstraintError } from '../../src/errors/index.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import { fixedQuery } from '../../src/platform/db/compiled-query.ts';
+import { createDatabase, createPool } from '../../src/platform/db/database.ts';
+import type { QueryEvent } from '../../src/platform/db/instrumentation.ts';
+import { withTransaction } from '../../src/platform/db/transactions.ts';
+import { UniqueConstraintError } from '../../src/platform/errors/index.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { describe, expect, isolatedDatabase, TEST_POOL, test } from '../helpers/database.ts';
 
 const newUser = (email: string) => ({ email, name: 'Fixed', passwordHash: 'hash' });

@@ -2,16 +2,16 @@ import net from 'node:net';
 import pg from 'pg';
 import { inject, onTestFinished } from 'vitest';
 import { sql } from 'kysely';
-import { watchAvailability } from '../../src/db/availability.ts';
-import { describeConnectionFailure } from '../../src/db/connection-failure.ts';
-import { createDatabase } from '../../src/db/database.ts';
-import { withDatabaseName } from '../../src/db/embedded.ts';
-import { ServiceUnavailableError } from '../../src/errors/index.ts';
-import { reportWorkerFailure } from '../../src/workers/failures.ts';
+import { watchAvailability } from '../../src/platform/db/availability.ts';
+import { describeConnectionFailure } from '../../src/platform/db/connection-failure.ts';
+import { createDatabase } from '../../src/platform/db/database.ts';
+import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { ServiceUnavailableError } from '../../src/platform/errors/index.ts';
+import { reportWorkerFailure } from '../../src/platform/jobs/failures.ts';
 import { adminQuery, describe, expect, test, TEST_POOL } from '../helpers/database.ts';
 import { freePort, waitFor } from '../helpers/processes.ts';
 
-// What an operator reads when the server cannot reach PostgreSQL (src/db/connection-failure.ts),
+// What an operator reads when the server cannot reach PostgreSQL (src/platform/db/connection-failure.ts),
 // for real failures of the driver: a closed port, a wrong password, a missing database, a role
 // that may not log in, a server that never answers or hangs up, and one that is starting up.
 // Then the availability watcher's "lost" / "back" lines around a real outage.

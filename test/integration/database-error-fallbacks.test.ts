@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import pg from 'pg';
-import { isConnectionLost, translateDatabaseError } from '../../src/db/errors.ts';
-import { withTransaction } from '../../src/db/transactions.ts';
-import { ForeignKeyError, UniqueConstraintError, ValidationError } from '../../src/errors/index.ts';
+import { isConnectionLost, translateDatabaseError } from '../../src/platform/db/errors.ts';
+import { withTransaction } from '../../src/platform/db/transactions.ts';
+import { ForeignKeyError, UniqueConstraintError, ValidationError } from '../../src/platform/errors/index.ts';
 import { causeOf, failure } from '../helpers/assertions.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 

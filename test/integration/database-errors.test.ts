@@ -3,9 +3,9 @@ import net from 'node:net';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { DB } from '../../db-types/index.ts';
-import { createDatabase, type PoolConfig } from '../../src/db/database.ts';
-import { translateDatabaseError } from '../../src/db/errors.ts';
-import { withTransaction } from '../../src/db/transactions.ts';
+import { createDatabase, type PoolConfig } from '../../src/platform/db/database.ts';
+import { translateDatabaseError } from '../../src/platform/db/errors.ts';
+import { withTransaction } from '../../src/platform/db/transactions.ts';
 import {
   AppError,
   ConflictError,
@@ -17,9 +17,9 @@ import {
   ServiceUnavailableError,
   UniqueConstraintError,
   ValidationError,
-} from '../../src/errors/index.ts';
-import { RefreshTokenRepository } from '../../src/repositories/refresh-tokens.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+} from '../../src/platform/errors/index.ts';
+import { RefreshTokenRepository } from '../../src/sessions/refresh-tokens.repository.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { causeOf, failure } from '../helpers/assertions.ts';
 import { waitFor } from '../helpers/processes.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';

@@ -4,8 +4,8 @@ import pg from 'pg';
 import { removeDataDir } from '../helpers/data-dirs.ts';
 import { freePort } from '../helpers/processes.ts';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
-import { EMBEDDED_DATABASE_NAME, openDatabaseTarget } from '../../src/db/target.ts';
+import { loadConfig } from '../../src/platform/config.ts';
+import { EMBEDDED_DATABASE_NAME, openDatabaseTarget } from '../../src/platform/db/target.ts';
 import { TEST_JWT_SECRET } from '../helpers/app.ts';
 
 const dataDir = path.resolve('.data', `target-test-${randomBytes(4).toString('hex')}`);

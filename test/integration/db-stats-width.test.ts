@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { collectDatabaseStats } from '../../src/db/admin/stats.ts';
+import { collectDatabaseStats } from '../../tools/db-admin/stats.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 
 describe('collectDatabaseStats queryWidth', () => {

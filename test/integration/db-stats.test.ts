@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { collectDatabaseStats } from '../../src/db/admin/stats.ts';
+import { collectDatabaseStats } from '../../tools/db-admin/stats.ts';
 import { createUser } from '../e2e/support.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 
@@ -122,9 +122,9 @@ describe('collectDatabaseStats', () => {
   });
 });
 
-describe('node src/cli/db-stats.ts', () => {
+describe('node tools/cli/db-stats.ts', () => {
   function runCli(url: string, args: string[] = []) {
-    return execFileAsync(process.execPath, ['src/cli/db-stats.ts', ...args], {
+    return execFileAsync(process.execPath, ['tools/cli/db-stats.ts', ...args], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH,

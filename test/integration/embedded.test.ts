@@ -11,7 +11,7 @@ import {
   ensureDatabaseExists,
   startEmbeddedPostgres,
   withDatabaseName,
-} from '../../src/db/embedded.ts';
+} from '../../src/platform/db/embedded.ts';
 
 // One cluster for the file: initdb costs about a second, and every case below can share it.
 const dataDir = path.resolve('.data', `embedded-test-${randomBytes(4).toString('hex')}`);

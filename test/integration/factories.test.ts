@@ -8,9 +8,9 @@ import {
   createUser,
   PASSWORD,
 } from '../helpers/factories.ts';
-import { hashAccountToken } from '../../src/services/account-tokens.ts';
-import { hashRefreshToken } from '../../src/services/tokens.ts';
-import { PasswordHasher } from '../../src/services/passwords.ts';
+import { hashAccountToken } from '../../src/account-emails/account-tokens.ts';
+import { hashRefreshToken } from '../../src/keys/tokens.ts';
+import { PasswordHasher } from '../../src/auth/passwords.ts';
 import { TEST_ARGON2 } from '../helpers/app.ts';
 
 describe('test factories', () => {

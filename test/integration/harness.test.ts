@@ -1,4 +1,4 @@
-import { UserRepository } from '../../src/repositories/users.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { describe, expect, isolatedDatabase, leftovers, test } from '../helpers/database.ts';
 
 // The harness's own promises: what a test does in its transaction vanishes, and what escapes

@@ -6,9 +6,9 @@ import { Registry } from '@prometheus-io/client';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { DB } from '../../db-types/index.ts';
-import { PRUNE_RULES } from '../../src/repositories/prune.ts';
-import { MaintenanceMetrics } from '../../src/workers/maintenance-metrics.ts';
-import { MAINTENANCE_LOCK, MaintenanceJob } from '../../src/workers/maintenance.ts';
+import { PRUNE_RULES } from '../../src/platform/jobs/prune.repository.ts';
+import { MaintenanceMetrics } from '../../src/platform/jobs/maintenance-metrics.ts';
+import { MAINTENANCE_LOCK, MaintenanceJob } from '../../src/platform/jobs/maintenance.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 
 const execFileAsync = promisify(execFile);
@@ -376,7 +376,7 @@ describe('npm run db:prune', () => {
     // The command runs on the real clock; with a grace of one hour the ones that expired or were
     // revoked a day ago go too.
     await seedTokens(db, 0, new Date());
-    const { stdout } = await execFileAsync(process.execPath, ['src/cli/db-prune.ts'], {
+    const { stdout } = await execFileAsync(process.execPath, ['tools/cli/db-prune.ts'], {
       cwd: ROOT,
       env: { PATH: process.env.PATH, NODE_ENV: 'test', DATABASE_URL: url, REFRESH_TOKEN_GRACE_SECONDS: '3600' },
       timeout: 30_000,

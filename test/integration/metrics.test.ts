@@ -5,10 +5,10 @@ import pg from 'pg';
 import type { FastifyBaseLogger } from 'fastify';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
-import { createDatabase, createPool, type PoolConfig } from '../../src/db/database.ts';
-import { withOperation } from '../../src/db/instrumentation.ts';
-import { AppMetrics } from '../../src/services/metrics.ts';
-import type { PasswordHasher } from '../../src/services/passwords.ts';
+import { createDatabase, createPool, type PoolConfig } from '../../src/platform/db/database.ts';
+import { withOperation } from '../../src/platform/db/instrumentation.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
+import type { PasswordHasher } from '../../src/auth/passwords.ts';
 import { LogCapture, testApp, testConfig } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, TEST_POOL, test } from '../helpers/database.ts';
 import {
@@ -299,7 +299,7 @@ describe('pool and hashing gauges', () => {
   });
 
   test('report the argon2 queue depth while registrations wait for a hashing slot', async ({ onTestFinished }) => {
-    const { PasswordHasher } = await import('../../src/services/passwords.ts');
+    const { PasswordHasher } = await import('../../src/auth/passwords.ts');
     const hasher = new PasswordHasher({ concurrency: 1, queueLimit: 64 });
     const { app } = await instrumentedApp(onTestFinished, { hasher });
 

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, test } from 'vitest';
-import { formatFinding, lintMigrations } from '../../src/db/migration-lint/index.ts';
+import { formatFinding, lintMigrations } from '../../tools/migration-lint/index.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

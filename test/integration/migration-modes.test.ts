@@ -6,8 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { describe, expect, inject, test } from 'vitest';
-import { withDatabaseName } from '../../src/db/embedded.ts';
-import { MigrationError, UneditedMigrationError, migrateToLatest, readMigrationStatus } from '../../src/db/migrator.ts';
+import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import {
+  MigrationError,
+  UneditedMigrationError,
+  migrateToLatest,
+  readMigrationStatus,
+} from '../../src/platform/db/migrator.ts';
 import { adminQuery } from '../helpers/database.ts';
 
 type OnFinished = (fn: () => Promise<void>) => void;

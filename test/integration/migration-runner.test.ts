@@ -6,12 +6,12 @@ import { Kysely, PostgresDialect } from 'kysely';
 import { NO_MIGRATIONS } from 'kysely/migration';
 import pg from 'pg';
 import { describe, expect, inject, test } from 'vitest';
-import { withDatabaseName } from '../../src/db/embedded.ts';
-import { createMigrator, MIGRATION_LOCK_ID, MigrationError } from '../../src/db/migrator.ts';
+import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { createMigrator, MIGRATION_LOCK_ID, MigrationError } from '../../src/platform/db/migrator.ts';
 import { adminQuery } from '../helpers/database.ts';
 
 // The migrator's other directions (`npm run migrate:rollback`, kysely-ctl's up/down/to, all
-// through src/db/migration-runner.ts): stepping up and down one migration, migrating to a named
+// through src/platform/db/migration-runner.ts): stepping up and down one migration, migrating to a named
 // one in either direction or to none, and what it says when undoing cannot be done.
 // test/integration/migration-modes.test.ts covers migrating to the latest.
 

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { MigrationError, readMigrationStatus } from '../../src/db/migrator.ts';
+import { MigrationError, readMigrationStatus } from '../../src/platform/db/migrator.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 
 describe('migration status order', () => {

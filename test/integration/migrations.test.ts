@@ -9,17 +9,17 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import { NO_MIGRATIONS, type MigrationResultSet } from 'kysely/migration';
 import pg from 'pg';
 import { describe, expect, inject, test } from 'vitest';
-import { withDatabaseName } from '../../src/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/embedded.ts';
 import {
   MIGRATIONS_DIR,
   MigrationError,
   createMigrator,
   migrateToLatest,
   readMigrationStatus,
-} from '../../src/db/migrator.ts';
+} from '../../src/platform/db/migrator.ts';
 import { adminQuery } from '../helpers/database.ts';
-import { shortLivedPool } from '../../src/db/pool.ts';
-import { readSchemaSnapshot } from '../../src/db/admin/schema-check.ts';
+import { shortLivedPool } from '../../src/platform/db/pool.ts';
+import { readSchemaSnapshot } from '../../tools/db-admin/schema-check.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

@@ -3,13 +3,13 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { createDatabase, createPool } from '../../src/db/database.ts';
-import { AppMetrics } from '../../src/services/metrics.ts';
+import { createDatabase, createPool } from '../../src/platform/db/database.ts';
+import { AppMetrics } from '../../src/platform/metrics/metrics.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, TEST_POOL, test } from '../helpers/database.ts';
 import { bearer, login, PASSWORD, postJson } from '../e2e/support.ts';
 import { parseExposition } from './prometheus-text.ts';
-import { MaintenanceMetrics } from '../../src/workers/maintenance-metrics.ts';
+import { MaintenanceMetrics } from '../../src/platform/jobs/maintenance-metrics.ts';
 
 const MONITORING = path.resolve(import.meta.dirname, '../../monitoring');
 const ALERTS_FILE = path.join(MONITORING, 'alerts.yml');

@@ -3,14 +3,14 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, onTestFinished, test } from 'vitest';
-import { baselineDocument } from '../../src/openapi/baseline.ts';
+import { baselineDocument } from '../../tools/openapi/baseline.ts';
 import {
   CLIENT_TYPES_PATH,
   DOCUMENT_PATH,
   renderClientTypes,
   renderDocument,
   serverDocument,
-} from '../../src/openapi/generate.ts';
+} from '../../tools/openapi/generate.ts';
 
 // The library under `npm run api:client` and `npm run api:check` (the CLIs run as child processes,
 // where coverage cannot follow): the document built from the routes, its committed rendering, the

@@ -6,12 +6,12 @@ import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
-import { createDatabase } from '../../src/db/database.ts';
-import { withDatabaseName } from '../../src/db/embedded.ts';
-import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrator.ts';
-import { withTransaction } from '../../src/db/transactions.ts';
-import { ServiceUnavailableError } from '../../src/errors/index.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import { createDatabase } from '../../src/platform/db/database.ts';
+import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { MIGRATIONS_DIR, migrateToLatest } from '../../src/platform/db/migrator.ts';
+import { withTransaction } from '../../src/platform/db/transactions.ts';
+import { ServiceUnavailableError } from '../../src/platform/errors/index.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import {
   adminQuery,
   clientUrl,

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { createDatabase, createPool } from '../../src/db/database.ts';
+import { createDatabase, createPool } from '../../src/platform/db/database.ts';
 import { describe, expect, isolatedDatabase, test, TEST_POOL } from '../helpers/database.ts';
 
 /** The statements this session has prepared, as PostgreSQL lists them. */

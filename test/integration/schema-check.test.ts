@@ -2,9 +2,14 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { describe, expect, inject, test } from 'vitest';
-import { createMigrator } from '../../src/db/migrator.ts';
-import { compareSchemas, diffSchemas, formatDifference, readSchemaSnapshot } from '../../src/db/admin/schema-check.ts';
-import { withScratchDatabase } from '../../src/db/admin/scratch.ts';
+import { createMigrator } from '../../src/platform/db/migrator.ts';
+import {
+  compareSchemas,
+  diffSchemas,
+  formatDifference,
+  readSchemaSnapshot,
+} from '../../tools/db-admin/schema-check.ts';
+import { withScratchDatabase } from '../../tools/db-admin/scratch.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -15,12 +20,12 @@ async function driftFromMigrations(url: string): Promise<string[]> {
   return differences.map(formatDifference);
 }
 
-/** `npm run db:check` (node src/cli/db-check.ts) with DATABASE_URL pointing at `url`. */
+/** `npm run db:check` (node tools/cli/db-check.ts) with DATABASE_URL pointing at `url`. */
 async function dbCheck(url: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['src/cli/db-check.ts'],
+      ['tools/cli/db-check.ts'],
       { cwd: ROOT, env: { ...process.env, DATABASE_URL: url }, timeout: 15_000 },
       (error, stdout, stderr) => {
         resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });

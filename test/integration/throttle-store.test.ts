@@ -1,10 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryThrottleStore, RedisThrottleStore, type ThrottleStore } from '../../src/services/throttle-store.ts';
+import {
+  MemoryThrottleStore,
+  RedisThrottleStore,
+  type ThrottleStore,
+} from '../../src/platform/limits/throttle-store.ts';
 import { assertRedisAnswers, TEST_REDIS_URL } from '../helpers/redis.ts';
 
-// The contract both throttling stores keep (src/services/throttle-store.ts), on a real Redis and in
+// The contract both throttling stores keep (src/platform/limits/throttle-store.ts), on a real Redis and in
 // memory: a counter starts at 1 and expires on its own, reads of an absent key are zero, set and
 // delete. Needs Redis: runs with SCALE_OUT=1 (vitest.config.ts), as the other Redis suites do.
 

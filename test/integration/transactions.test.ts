@@ -3,15 +3,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { DB } from '../../db-types/index.ts';
-import { withTransaction } from '../../src/db/transactions.ts';
+import { withTransaction } from '../../src/platform/db/transactions.ts';
 import {
   ConflictError,
   DatabaseError,
   SerializationError,
   ServiceUnavailableError,
   UniqueConstraintError,
-} from '../../src/errors/index.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+} from '../../src/platform/errors/index.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { causeOf, failure } from '../helpers/assertions.ts';
 import { waitFor } from '../helpers/processes.ts';
 import { describe, expect, isolatedDatabase, test as base, TEST_POOL, type TestDatabase } from '../helpers/database.ts';

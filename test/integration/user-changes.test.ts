@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import { vi } from 'vitest';
-import { withDatabaseName } from '../../src/db/embedded.ts';
-import { UserChangeFeed } from '../../src/db/user-changes.ts';
-import { withTransaction } from '../../src/db/transactions.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { UserChangeFeed } from '../../src/platform/db/user-changes.ts';
+import { withTransaction } from '../../src/platform/db/transactions.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { freePort } from '../helpers/processes.ts';
 import { startPgBouncer } from '../helpers/pgbouncer.ts';
 import { describe, expect, isolatedDatabase, test, UNREACHABLE_DATABASE_URL } from '../helpers/database.ts';

@@ -1,6 +1,6 @@
-import { UniqueConstraintError, NotFoundError } from '../../src/errors/index.ts';
-import { withTransaction } from '../../src/db/transactions.ts';
-import { UserRepository } from '../../src/repositories/users.ts';
+import { UniqueConstraintError, NotFoundError } from '../../src/platform/errors/index.ts';
+import { withTransaction } from '../../src/platform/db/transactions.ts';
+import { UserRepository } from '../../src/users/users.repository.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 
 const user = (email: string, name = 'Ada Lovelace') => ({ email, name, passwordHash: 'hash' });

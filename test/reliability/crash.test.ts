@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
-import { embeddedClusterDirectory } from '../../src/db/embedded.ts';
-import { hashRefreshToken } from '../../src/services/tokens.ts';
+import { embeddedClusterDirectory } from '../../src/platform/db/embedded.ts';
+import { hashRefreshToken } from '../../src/keys/tokens.ts';
 import { testConfig } from '../helpers/app.ts';
 import {
   embeddedUrlOf,

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { embeddedClusterDirectory, startEmbeddedPostgres } from '../../src/db/embedded.ts';
+import { embeddedClusterDirectory, startEmbeddedPostgres } from '../../src/platform/db/embedded.ts';
 import { freePort, isPortFree, stopProcess, waitFor } from '../helpers/processes.ts';
 import { httpRequest, postgresProcessesOf, ROOT, scratchDirectory, type OnFinished } from './support.ts';
 

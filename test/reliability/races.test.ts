@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
-import { hashRefreshToken } from '../../src/services/tokens.ts';
+import { hashRefreshToken } from '../../src/keys/tokens.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
 import { createUser, PASSWORD } from '../e2e/support.ts';
 import { appOnPool, httpRequest, registration, uniqueId } from './support.ts';

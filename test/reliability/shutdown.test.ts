@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
-import { startEmbeddedPostgres } from '../../src/db/embedded.ts';
+import { startEmbeddedPostgres } from '../../src/platform/db/embedded.ts';
 import {
   embeddedUrlOf,
   hasLockFile,

@@ -8,16 +8,16 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { expect } from 'vitest';
 import { buildApp, type App } from '../../src/app.ts';
-import type { Config } from '../../src/config.ts';
-import { createDatabase, createPool, type Database } from '../../src/db/database.ts';
+import type { Config } from '../../src/platform/config.ts';
+import { createDatabase, createPool, type Database } from '../../src/platform/db/database.ts';
 import {
   ensureDatabaseExists,
   outsideClusterDirectory,
   startEmbeddedPostgres,
   withDatabaseName,
   type EmbeddedPostgres,
-} from '../../src/db/embedded.ts';
-import { migrateToLatest } from '../../src/db/migrator.ts';
+} from '../../src/platform/db/embedded.ts';
+import { migrateToLatest } from '../../src/platform/db/migrator.ts';
 import { freePort, releasePort } from '../helpers/processes.ts';
 import { expectError } from '../helpers/assertions.ts';
 import { removeDataDir } from '../helpers/data-dirs.ts';

@@ -7,7 +7,7 @@ import {
   embeddedClusterDirectory,
   OUTSIDE_CLUSTERS_ROOT,
   relocatedClusters,
-} from '../../src/db/embedded.ts';
+} from '../../src/platform/db/embedded.ts';
 import { freePort, releasePort } from '../helpers/processes.ts';
 import { ROOT, scratchDirectory } from './support.ts';
 

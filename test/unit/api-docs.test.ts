@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { operationsOf, type ApiDocument, type Schema } from '../../src/openapi/breaking.ts';
-import { serverDocument } from '../../src/openapi/generate.ts';
+import { operationsOf, type ApiDocument, type Schema } from '../../tools/openapi/breaking.ts';
+import { serverDocument } from '../../tools/openapi/generate.ts';
 
 // docs/api.md is the human contract; the OpenAPI document is what the server actually serves.
 // These tests keep the two from disagreeing.
@@ -58,7 +58,7 @@ function successStatusOf(document: ApiDocument, key: string): string | undefined
 /**
  * The error codes the server declares in the Error schema's `code` enum. Until the error
  * registry (src/errors/) makes that field an enum, the codes the error classes of
- * src/errors/index.ts use stand in for it.
+ * src/platform/errors/index.ts use stand in for it.
  */
 function registeredCodes(document: ApiDocument): string[] {
   const error = document.components?.schemas?.Error?.properties?.error;
@@ -85,7 +85,7 @@ function registeredCodes(document: ApiDocument): string[] {
     'OVERLOADED',
     'RATE_LIMIT_UNAVAILABLE',
     'INTERNAL',
-    // Written by the HTTP-level handler (src/plugins/error-handler.ts) for a request that never arrived.
+    // Written by the HTTP-level handler (src/platform/http/error-handler.ts) for a request that never arrived.
     'REQUEST_TIMEOUT',
   ];
 }

@@ -1,6 +1,6 @@
 import { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { clientErrorHandler, toAppError } from '../../src/plugins/error-handler.ts';
+import { clientErrorHandler, toAppError } from '../../src/platform/http/error-handler.ts';
 
 /** The server side of a client connection: what the handler writes is kept, nothing is read. */
 class CapturedSocket extends Duplex {

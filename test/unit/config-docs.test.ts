@@ -1,15 +1,15 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig } from '../../src/platform/config.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 
-/** Every variable src/config.ts reads: the names given to its EnvReader. */
+/** Every variable src/platform/config.ts reads: the names given to its EnvReader. */
 function variablesRead(): Set<string> {
   return new Set(
-    [...read('src/config.ts').matchAll(/reader\.\w+\(\s*'([A-Z][A-Z0-9_]*)'/g)].map((match) => match[1] ?? ''),
+    [...read('src/platform/config.ts').matchAll(/reader\.\w+\(\s*'([A-Z][A-Z0-9_]*)'/g)].map((match) => match[1] ?? ''),
   );
 }
 
@@ -69,7 +69,7 @@ function isDefault(name: string, value: string): boolean {
 }
 
 describe('the configuration documentation', () => {
-  it('.env.example lists every variable src/config.ts reads, and nothing else', () => {
+  it('.env.example lists every variable src/platform/config.ts reads, and nothing else', () => {
     const documented = [...envExample().keys()].sort();
     expect(variablesRead().size).toBeGreaterThan(30);
     expect(documented).toEqual([...variablesRead()].sort());

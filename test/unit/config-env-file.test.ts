@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
-import { isProductionEnvironment, loadConfig, loadEnvFile } from '../../src/config.ts';
+import { isProductionEnvironment, loadConfig, loadEnvFile } from '../../src/platform/config.ts';
 import { configProblems } from '../helpers/app.ts';
 
 // `.env` is read only under npm scripts (`npm start`, `npm run migrate`): a process manager or a

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig } from '../../src/platform/config.ts';
 import { configProblems, TEST_ENCRYPTION_KEY as ENCRYPTION_KEY } from '../helpers/app.ts';
 
 /** A production relying party for passkeys (required there unless PASSKEYS_ENABLED=false). */

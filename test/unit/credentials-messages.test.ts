@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../../src/errors/index.ts';
+import { ValidationError } from '../../src/platform/errors/index.ts';
 import {
   assertValidPassword,
   assertWellFormed,
   canonicalEmail,
   isCommonPassword,
   normaliseName,
-} from '../../src/services/credentials.ts';
+} from '../../src/auth/credentials.ts';
 
 // The messages and fields of the rules every route applies to emails, names and new passwords
-// (src/services/credentials.ts; test/unit/credentials.test.ts has the properties over random input),
+// (src/auth/credentials.ts; test/unit/credentials.test.ts has the properties over random input),
 // called directly: the HTTP schemas refuse many of these inputs before they get here, so each
 // rule is proven on its own, with the field it names and the message a client is shown.
 

@@ -1,7 +1,7 @@
 import { dictionary } from '@zxcvbn-ts/language-common';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { ValidationError } from '../../src/errors/index.ts';
+import { ValidationError } from '../../src/platform/errors/index.ts';
 import {
   assertValidPassword,
   canonicalEmail,
@@ -11,9 +11,9 @@ import {
   normaliseName,
   PASSWORD_MAX,
   PASSWORD_MIN,
-} from '../../src/services/credentials.ts';
+} from '../../src/auth/credentials.ts';
 
-// Properties of the text rules of issue 22 (src/services/credentials.ts): every code point class
+// Properties of the text rules of issue 22 (src/auth/credentials.ts): every code point class
 // PRECIS (RFC 8264/8265) disallows is refused wherever it stands, every allowed address and name
 // round-trips, normalisation is idempotent, and every refusal is the one error shape naming the
 // field. The HTTP-level regression tests of the same rules are in test/e2e/input-rules.test.ts.

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig } from '../../src/platform/config.ts';
 import { openServer, StartupRefusedError } from '../../src/lifecycle.ts';
-import { renderEmail } from '../../src/services/email-templates.ts';
-import { emailTransportFor, logTransport } from '../../src/services/email-transports.ts';
+import { renderEmail } from '../../src/platform/email/templates.ts';
+import { emailTransportFor, logTransport } from '../../src/platform/email/transports.ts';
 import { configProblems, TEST_ENCRYPTION_KEY, TEST_JWT_SECRET } from '../helpers/app.ts';
 
 // Which transport the configuration picks (SMTP, the log, or a refusal to start in production),

@@ -7,9 +7,9 @@ import {
   linkFor,
   PRODUCT_NAME,
   renderEmail,
-} from '../../src/services/email-templates.ts';
+} from '../../src/platform/email/templates.ts';
 
-// The emails as rendered (src/services/email-templates.ts): the sentence that says how long the
+// The emails as rendered (src/platform/email/templates.ts): the sentence that says how long the
 // link works for every TTL an operator may configure, links with the token URL-encoded, and
 // nothing a user typed turning into markup.
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import * as errors from '../../src/errors/index.ts';
-import { AppError, ERROR_CODE_LIST, ERROR_CODES, type ErrorCode } from '../../src/errors/index.ts';
-import { ErrorSchema } from '../../src/routes/schemas.ts';
+import * as errors from '../../src/platform/errors/index.ts';
+import { AppError, ERROR_CODE_LIST, ERROR_CODES, type ErrorCode } from '../../src/platform/errors/index.ts';
+import { ErrorSchema } from '../../src/platform/http/schemas.ts';
 
 /** One instance per code, built the way the application builds it. */
 const EXAMPLES: Record<ErrorCode, AppError> = {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { NotFoundError } from '../../src/errors/index.ts';
-import { toAppError } from '../../src/plugins/error-handler.ts';
+import { NotFoundError } from '../../src/platform/errors/index.ts';
+import { toAppError } from '../../src/platform/http/error-handler.ts';
 
 const fastifyError = (fields: Record<string, unknown>) => Object.assign(new Error('boom'), fields);
 

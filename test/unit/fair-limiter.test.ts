@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FairLimiter } from '../../src/services/passwords.ts';
+import { FairLimiter } from '../../src/auth/passwords.ts';
 
 /** A limiter whose tasks finish when the test says: records the order in which tasks started. */
 function harness(limit: number, queueLimit: number) {

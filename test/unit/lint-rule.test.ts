@@ -33,23 +33,27 @@ describe('the data-layer import rule (eslint.config.ts)', () => {
   it('fails a service that imports the pg driver', async () => {
     const messages = await restrictedImports(
       "import pg from 'pg';\n\nexport const pool = new pg.Pool();\n",
-      'src/services/fake.ts',
+      'src/users/service.ts',
     );
-    expect(messages).toEqual([expect.stringContaining('Only src/db/ and src/repositories/ may use the pg driver')]);
+    expect(messages).toEqual([
+      expect.stringContaining('Only repositories (*.repository.ts) and src/platform/db/ may use the pg driver'),
+    ]);
   });
 
   it("fails a service that imports Kysely's runtime", async () => {
     const messages = await restrictedImports(
       "import { sql } from 'kysely';\n\nexport const now = sql`now()`;\n",
-      'src/services/fake.ts',
+      'src/users/service.ts',
     );
-    expect(messages).toEqual([expect.stringContaining("Only src/db/ and src/repositories/ may use Kysely's runtime")]);
+    expect(messages).toEqual([
+      expect.stringContaining("Only repositories (*.repository.ts) and src/platform/db/ may use Kysely's runtime"),
+    ]);
   });
 
   it('fails a route that imports a Kysely helper module or the pool package', async () => {
     const messages = await restrictedImports(
       "import { jsonArrayFrom } from 'kysely/helpers/postgres';\nimport Pool from 'pg-pool';\n\nexport { jsonArrayFrom, Pool };\n",
-      'src/routes/fake.ts',
+      'src/users/routes.ts',
     );
     expect(messages).toHaveLength(2);
   });
@@ -57,14 +61,14 @@ describe('the data-layer import rule (eslint.config.ts)', () => {
   it('allows a service to import Kysely types with `import type`', async () => {
     const messages = await restrictedImports(
       "import type { Kysely } from 'kysely';\n\nexport type Db = Kysely<object>;\n",
-      'src/services/fake.ts',
+      'src/users/service.ts',
     );
     expect(messages).toEqual([]);
   });
 
-  it("allows repositories and src/db to import Kysely's runtime and pg", async () => {
+  it("allows repositories and src/platform/db to import Kysely's runtime and pg", async () => {
     const code = "import { Kysely, sql } from 'kysely';\nimport pg from 'pg';\n\nexport { Kysely, sql, pg };\n";
-    expect(await restrictedImports(code, 'src/repositories/fake.ts')).toEqual([]);
-    expect(await restrictedImports(code, 'src/db/fake.ts')).toEqual([]);
+    expect(await restrictedImports(code, 'src/users/fake.repository.ts')).toEqual([]);
+    expect(await restrictedImports(code, 'src/platform/db/fake.ts')).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import {
   type ApiDocument,
   type Operation,
   type Schema,
-} from '../../src/openapi/breaking.ts';
+} from '../../tools/openapi/breaking.ts';
 
 // The comparison's less common shapes (test/unit/openapi-breaking.test.ts has the main API): a
 // request body or parameter that appears or disappears, operations without responses, enums and

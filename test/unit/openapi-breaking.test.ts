@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { acknowledges, breakingChanges, type ApiDocument, type Schema } from '../../src/openapi/breaking.ts';
+import { acknowledges, breakingChanges, type ApiDocument, type Schema } from '../../tools/openapi/breaking.ts';
 
 const User: Schema = {
   type: 'object',

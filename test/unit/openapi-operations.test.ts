@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { defaultOperationId, documentedSchema } from '../../src/openapi/operations.ts';
+import { defaultOperationId, documentedSchema } from '../../src/platform/http/openapi-operations.ts';
 
-// What every documented operation gets when its route does not say it (src/plugins/docs.ts's
+// What every documented operation gets when its route does not say it (src/platform/http/docs.ts's
 // transform): generated clients name their functions after the operationId, and a query
 // parameter the server defaults must not be required of the client.
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ServiceUnavailableError } from '../../src/errors/index.ts';
-import { OWASP_ARGON2ID, PasswordHasher } from '../../src/services/passwords.ts';
+import { ServiceUnavailableError } from '../../src/platform/errors/index.ts';
+import { OWASP_ARGON2ID, PasswordHasher } from '../../src/auth/passwords.ts';
 
 /** Cheap parameters: these tests are about the checks around argon2, not its cost. */
 const CHEAP = { memoryCost: 1024, timeCost: 1, parallelism: 1 };

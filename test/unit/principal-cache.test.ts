@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PrincipalCache } from '../../src/services/principal-cache.ts';
+import { PrincipalCache } from '../../src/sessions/principal-cache.ts';
 
 function cacheAt(options: { live?: () => boolean; maxEntries?: number } = {}) {
   const clock = { now: 1_000 };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig } from '../../src/platform/config.ts';
 import { configProblems } from '../helpers/app.ts';
-import { keyId, keyRing } from '../../src/services/tokens.ts';
+import { keyId, keyRing } from '../../src/keys/tokens.ts';
 
 const SECRET = 'x'.repeat(32);
 const OLD = 'o'.repeat(32);

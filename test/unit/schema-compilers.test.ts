@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { buildSerializer, buildValidator } from '../../src/schema-compilers.ts';
+import { buildSerializer, buildValidator } from '../../src/platform/http/schema-compilers.ts';
 
 const route = { method: 'GET', url: '/things', httpStatus: '200' };
 const thing = (properties: Record<string, object>) => ({ $id: 'Thing', type: 'object', properties });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeSyncStop, type SyncStopOutcome } from '../../src/db/embedded.ts';
+import { describeSyncStop, type SyncStopOutcome } from '../../src/platform/db/embedded.ts';
 
 // The one line a forced exit writes about the embedded PostgreSQL (issue 33 item 0): it must say
 // which of the four things happened and what the operator does next.

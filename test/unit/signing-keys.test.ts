@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { SigningKeyRow } from '../../src/repositories/signing-keys.ts';
-import { parseEncryptionKey, SecretBox } from '../../src/services/secret-box.ts';
-import { CLOCK_SKEW_MS, keyStates } from '../../src/services/signing-keys.ts';
+import type { SigningKeyRow } from '../../src/keys/signing-keys.repository.ts';
+import { parseEncryptionKey, SecretBox } from '../../src/platform/secret-box.ts';
+import { CLOCK_SKEW_MS, keyStates } from '../../src/keys/signing-keys.ts';
 
 const T0 = new Date('2026-12-01T00:00:00Z').getTime();
 const TTL_MS = 900_000;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { describe, expect, test } from 'vitest';
-import { lowerWorkerThreadPriority } from '../../src/thread-priority.ts';
+import { lowerWorkerThreadPriority } from '../../src/platform/thread-priority.ts';
 
 /** Nice value of every thread of process `pid`, by thread name. */
 function threadPriorities(pid: number | 'self'): { name: string; nice: number }[] {

@@ -1,0 +1,403 @@
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+import type { Kysely } from 'kysely';
+import type { DB } from '../platform/db/database.ts';
+import { withTransaction } from '../platform/db/transactions.ts';
+import { SigningKeyRepository, type SigningKeyRow } from './signing-keys.repository.ts';
+import type { SecretBox } from '../platform/secret-box.ts';
+
+export const ASYMMETRIC_ALGORITHMS = ['EdDSA', 'ES256'] as const;
+export type AsymmetricAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
+
+/** `next`: published, not signing yet; `active`: signs; `retiring`: published until its tokens expire; `retired`: gone from JWKS. */
+export type SigningKeyState = 'next' | 'active' | 'retiring' | 'retired';
+
+export interface SigningKeyInfo {
+  readonly kid: string;
+  readonly algorithm: AsymmetricAlgorithm;
+  readonly state: SigningKeyState;
+  readonly createdAt: Date;
+  readonly signsFrom: Date;
+  /** Retiring and retired keys: when the last token they signed expires (and they leave JWKS). */
+  readonly publishedUntil: Date | null;
+}
+
+/** A public key as `GET /.well-known/jwks.json` serves it. */
+export interface PublishedJwk {
+  readonly kid: string;
+  readonly alg: AsymmetricAlgorithm;
+  readonly use: 'sig';
+  readonly kty: string;
+  readonly crv: string;
+  readonly x: string;
+  /** ES256 keys only. */
+  readonly y?: string;
+}
+
+export interface SigningKeyPolicy {
+  /** The algorithm of the keys this installation creates (JWT_ALGORITHM when asymmetric). */
+  readonly algorithm: AsymmetricAlgorithm;
+  readonly accessTokenTtlSeconds: number;
+  /** How long verifiers may cache the JWKS (its `max-age`): a new key waits this long before it signs. */
+  readonly jwksMaxAgeSeconds: number;
+}
+
+/** How stale an instance's copy of the keys may get: a new key waits this long too before it signs. */
+export const KEY_RELOAD_INTERVAL_MS = 30_000;
+/** Clocks of instances and verifiers may disagree by this much. */
+export const CLOCK_SKEW_MS = 60_000;
+/** An unknown `kid` reloads the keys at most this often (a flood of forged kids costs one query a second). */
+const UNKNOWN_KID_RELOAD_MS = 1000;
+
+export interface SigningKeyStoreDeps {
+  readonly db: Kysely<DB>;
+  readonly box: SecretBox;
+  readonly policy: SigningKeyPolicy;
+  readonly clock: () => Date;
+}
+
+/**
+ * The asymmetric keys that sign access tokens, shared by every instance through the database.
+ * Each instance keeps a copy, read again when older than {@link KEY_RELOAD_INTERVAL_MS} (before
+ * signing it waits for the fresh copy) or when a token names a key it does not know. Which key
+ * signs is decided by the rows' timestamps alone, so instances agree without talking.
+ *
+ * @example
+ * ```ts
+ * const keys = new SigningKeyStore({ db, box, policy, clock: () => new Date() });
+ * const { kid, key, algorithm } = await keys.signingKey(); // creates the first key when there is none
+ * const jwks = await keys.jwks(); // { keys: [...] } for /.well-known/jwks.json
+ * ```
+ */
+export class SigningKeyStore {
+  readonly #deps: SigningKeyStoreDeps;
+  #rows: readonly SigningKeyRow[] = [];
+  /** Each key by kid with the instant it leaves the JWKS (Infinity: no successor yet), rebuilt on reload. */
+  #byKid = new Map<string, { row: SigningKeyRow; publishedUntil: number }>();
+  #loadedAt = Number.NEGATIVE_INFINITY;
+  #loading: Promise<void> | undefined;
+  readonly #privateKeys = new Map<string, Promise<CryptoKey>>();
+  readonly #publicKeys = new Map<string, Promise<CryptoKey>>();
+
+  constructor(deps: SigningKeyStoreDeps) {
+    this.#deps = deps;
+  }
+
+  /** How long after publication a rotated key starts signing: every verifier has fetched it by then. */
+  get rotationDelayMs(): number {
+    return this.#deps.policy.jwksMaxAgeSeconds * 1000 + KEY_RELOAD_INTERVAL_MS;
+  }
+
+  /**
+   * The key that signs now. Creates the installation's first key (signing at once: no verifier
+   * can hold a JWKS without it yet) when no key signs.
+   */
+  async signingKey(): Promise<{ kid: string; algorithm: AsymmetricAlgorithm; key: CryptoKey }> {
+    let active = activeKey(await this.#fresh(), this.#now());
+    if (active === undefined) {
+      await this.ensure();
+      active = activeKey(this.#rows, this.#now());
+    }
+    if (active === undefined) throw new Error('No signing key is active after creating one');
+    return { kid: active.kid, algorithm: algorithmOf(active), key: await this.#privateKey(active) };
+  }
+
+  /**
+   * Makes sure a key signs (the first one, at once) and that the configured algorithm takes over
+   * when JWT_ALGORITHM changed: a key of that algorithm is published to sign after the usual delay.
+   * Safe to run on every instance at once (one transaction-scoped lock).
+   *
+   * Then checks that ENCRYPTION_KEY opens the active key. When it does not (the key was changed or
+   * lost), `replaceUnreadable` (development) puts a new key in its place at once; otherwise this
+   * throws {@link UnreadableSigningKeyError}, so a misconfigured instance refuses to start instead
+   * of failing every sign-in, or replacing the keys its healthy siblings use.
+   */
+  async ensure(options: { replaceUnreadable?: boolean } = {}): Promise<void> {
+    await this.#ensureKeys();
+    const active = activeKey(this.#rows, this.#now());
+    if (active === undefined || (await this.#opens(active))) return;
+    if (options.replaceUnreadable !== true) throw new UnreadableSigningKeyError(active.kid);
+    await this.rotate({ signNow: true });
+  }
+
+  async #opens(row: SigningKeyRow): Promise<boolean> {
+    try {
+      await this.#privateKey(row);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async #ensureKeys(): Promise<void> {
+    const { algorithm } = this.#deps.policy;
+    await withTransaction(this.#deps.db, async (trx) => {
+      const keys = new SigningKeyRepository(trx);
+      await keys.lockForCreation();
+      const rows = await keys.listAll();
+      const now = this.#now();
+      const active = activeKey(rows, now);
+      if (active === undefined && rows.length === 0) {
+        await keys.insert(await newKey(this.#deps.box, algorithm, now, now));
+        return;
+      }
+      const pending = rows.filter((row) => row.signs_from.getTime() > now.getTime());
+      const current = pending.at(-1) ?? active;
+      if (current !== undefined && current.algorithm !== algorithm) {
+        await keys.insert(await newKey(this.#deps.box, algorithm, now, this.#after(now, this.rotationDelayMs)));
+      }
+    });
+    await this.#reload();
+  }
+
+  /**
+   * Starts a rotation: a new key is published now and signs once every verifier has had time to
+   * fetch it ({@link rotationDelayMs}); keys retired for good are deleted. `signNow` makes it sign
+   * at once (the active key cannot be used): verifiers holding a cached JWKS fetch it again when
+   * they meet the new `kid`.
+   */
+  async rotate(options: { signNow?: boolean } = {}): Promise<SigningKeyInfo> {
+    const created = await withTransaction(this.#deps.db, async (trx) => {
+      const keys = new SigningKeyRepository(trx);
+      await keys.lockForCreation();
+      const now = this.#now();
+      const retired = keyStates(await keys.listAll(), now, this.#ttlMs()).filter((key) => key.state === 'retired');
+      await keys.deleteRetired(retired.map((key) => key.kid));
+      const signsFrom = options.signNow === true ? now : this.#after(now, this.rotationDelayMs);
+      return keys.insert(await newKey(this.#deps.box, this.#deps.policy.algorithm, now, signsFrom));
+    });
+    await this.#reload();
+    const info = (await this.list()).find((key) => key.kid === created.kid);
+    if (info === undefined) throw new Error('The new key vanished');
+    return info;
+  }
+
+  /** Every key with its state, read afresh. */
+  async list(): Promise<SigningKeyInfo[]> {
+    await this.#reload();
+    return keyStates(this.#rows, this.#now(), this.#ttlMs());
+  }
+
+  /** The public keys verifiers need now: next, active and retiring keys. */
+  async jwks(): Promise<{ keys: PublishedJwk[] }> {
+    return { keys: published(await this.#fresh(), this.#now(), this.#ttlMs()).map(publicJwk) };
+  }
+
+  /**
+   * The public key a token's `kid` names, if that key is published. An unknown kid reloads the
+   * keys (at most once a second): another instance may have just created the first key.
+   */
+  async verificationKey(kid: string): Promise<{ algorithm: AsymmetricAlgorithm; key: CryptoKey } | undefined> {
+    await this.#fresh();
+    let row = this.#publishedByKid(kid);
+    if (row === undefined && this.#now().getTime() - this.#loadedAt >= UNKNOWN_KID_RELOAD_MS) {
+      await this.#reload();
+      row = this.#publishedByKid(kid);
+    }
+    if (row === undefined) return undefined;
+    return { algorithm: algorithmOf(row), key: await this.#publicKey(row) };
+  }
+
+  /** Whether `kid` is published now (a query only when the copy is due for its reload): a cached verification checks it. */
+  async isPublished(kid: string): Promise<boolean> {
+    await this.#fresh();
+    return this.#publishedByKid(kid) !== undefined;
+  }
+
+  /** The key `kid` names while it is published; the same answer as {@link keyStates}, without sorting per request. */
+  #publishedByKid(kid: string): SigningKeyRow | undefined {
+    const entry = this.#byKid.get(kid);
+    return entry !== undefined && this.#now().getTime() < entry.publishedUntil ? entry.row : undefined;
+  }
+
+  /**
+   * Until when HS256 tokens are still accepted after this installation switched to public keys:
+   * those signed before its first asymmetric key began signing expire by then. `undefined` while
+   * no asymmetric key signs yet (HS256 is all there is).
+   */
+  hs256AcceptedUntil(): Date | undefined {
+    const first = this.#rows[0];
+    if (first === undefined || first.signs_from.getTime() > this.#now().getTime()) return undefined;
+    return new Date(first.signs_from.getTime() + this.#ttlMs() + CLOCK_SKEW_MS);
+  }
+
+  /** Seconds since the active key began signing, as of the last read (the key-age alert's gauge). */
+  activeKeyAgeSeconds(): number | undefined {
+    const active = activeKey(this.#rows, this.#now());
+    return active === undefined ? undefined : (this.#now().getTime() - active.signs_from.getTime()) / 1000;
+  }
+
+  async #fresh(): Promise<readonly SigningKeyRow[]> {
+    if (this.#now().getTime() - this.#loadedAt < KEY_RELOAD_INTERVAL_MS) return this.#rows;
+    try {
+      await this.#reload();
+    } catch (error) {
+      // The database is down: tokens keep verifying with the keys last read (what changes them
+      // needs the database too); the next request tries again a second later, not at once.
+      if (this.#rows.length === 0) throw error;
+      this.#loadedAt = this.#now().getTime() - KEY_RELOAD_INTERVAL_MS + UNKNOWN_KID_RELOAD_MS;
+    }
+    return this.#rows;
+  }
+
+  async #reload(): Promise<void> {
+    this.#loading ??= (async () => {
+      try {
+        const at = this.#now().getTime();
+        const rows = await new SigningKeyRepository(this.#deps.db).listAll();
+        this.#rows = rows;
+        this.#byKid = new Map(
+          rows.map((row, index) => {
+            const successor = rows[index + 1];
+            const until =
+              successor === undefined ? Infinity : successor.signs_from.getTime() + this.#ttlMs() + CLOCK_SKEW_MS;
+            return [row.kid, { row, publishedUntil: until }];
+          }),
+        );
+        this.#loadedAt = at;
+      } finally {
+        this.#loading = undefined;
+      }
+    })();
+    await this.#loading;
+  }
+
+  async #privateKey(row: SigningKeyRow): Promise<CryptoKey> {
+    let key = this.#privateKeys.get(row.kid);
+    if (key === undefined) {
+      key = (async () => {
+        const sealed = await this.#deps.box.open(row.private_jwe, purposeOf(row.kid));
+        const jwk = JSON.parse(new TextDecoder().decode(sealed)) as JWK;
+        return (await importJWK(jwk, row.algorithm)) as CryptoKey;
+      })();
+      key.catch(() => this.#privateKeys.delete(row.kid));
+      this.#privateKeys.set(row.kid, key);
+    }
+    return key;
+  }
+
+  async #publicKey(row: SigningKeyRow): Promise<CryptoKey> {
+    let key = this.#publicKeys.get(row.kid);
+    if (key === undefined) {
+      key = importJWK(row.public_jwk as JWK, row.algorithm) as Promise<CryptoKey>;
+      this.#publicKeys.set(row.kid, key);
+    }
+    return key;
+  }
+
+  #now(): Date {
+    return this.#deps.clock();
+  }
+
+  #ttlMs(): number {
+    return this.#deps.policy.accessTokenTtlSeconds * 1000;
+  }
+
+  #after(from: Date, ms: number): Date {
+    return new Date(from.getTime() + ms);
+  }
+}
+
+/** ENCRYPTION_KEY does not open the active signing key: it was created under another key. */
+export class UnreadableSigningKeyError extends Error {
+  override readonly name = 'UnreadableSigningKeyError';
+
+  readonly kid: string;
+
+  constructor(kid: string) {
+    super(
+      `ENCRYPTION_KEY does not open the active signing key ${kid}: set the ENCRYPTION_KEY it was created with, ` +
+        'or, if that key is lost, run `npm run keys:rotate -- --now` to sign with a new key at once ' +
+        '(tokens already issued stay valid until they expire).',
+    );
+    this.kid = kid;
+  }
+}
+
+/**
+ * Each key's state at `now`. Keys sign in the order of `signs_from`: the newest one whose time
+ * has come signs; an older one stays published until the last token it signed (at the latest
+ * when its successor took over) has expired, plus the clock skew.
+ *
+ * @example
+ * ```ts
+ * keyStates(rows, new Date(), 900_000).map((key) => key.state); // ['retiring', 'active', 'next']
+ * ```
+ */
+export function keyStates(rows: readonly SigningKeyRow[], now: Date, ttlMs: number): SigningKeyInfo[] {
+  const sorted = [...rows].sort((a, b) => a.signs_from.getTime() - b.signs_from.getTime());
+  const activeIndex = sorted.findLastIndex((row) => row.signs_from.getTime() <= now.getTime());
+  return sorted.map((row, index) => {
+    const successor = sorted[index + 1];
+    const publishedUntil =
+      index < activeIndex && successor !== undefined
+        ? new Date(successor.signs_from.getTime() + ttlMs + CLOCK_SKEW_MS)
+        : null;
+    const state: SigningKeyState =
+      index > activeIndex
+        ? 'next'
+        : index === activeIndex
+          ? 'active'
+          : publishedUntil !== null && now.getTime() < publishedUntil.getTime()
+            ? 'retiring'
+            : 'retired';
+    return {
+      kid: row.kid,
+      algorithm: algorithmOf(row),
+      state,
+      createdAt: row.created_at,
+      signsFrom: row.signs_from,
+      publishedUntil,
+    };
+  });
+}
+
+function published(rows: readonly SigningKeyRow[], now: Date, ttlMs: number): SigningKeyRow[] {
+  const live = new Set(
+    keyStates(rows, now, ttlMs)
+      .filter((key) => key.state !== 'retired')
+      .map((key) => key.kid),
+  );
+  return rows.filter((row) => live.has(row.kid));
+}
+
+function activeKey(rows: readonly SigningKeyRow[], now: Date): SigningKeyRow | undefined {
+  return rows.findLast((row) => row.signs_from.getTime() <= now.getTime());
+}
+
+function algorithmOf(row: SigningKeyRow): AsymmetricAlgorithm {
+  const algorithm = ASYMMETRIC_ALGORITHMS.find((name) => name === row.algorithm);
+  if (algorithm === undefined) throw new Error(`Signing key ${row.kid} has an unknown algorithm`);
+  return algorithm;
+}
+
+function publicJwk(row: SigningKeyRow): PublishedJwk {
+  const { kty, crv, x, y } = row.public_jwk as JWK;
+  if (kty === undefined || crv === undefined || x === undefined) throw new Error(`Signing key ${row.kid} is malformed`);
+  const key = { kid: row.kid, alg: algorithmOf(row), use: 'sig' as const, kty, crv, x };
+  return y === undefined ? key : { ...key, y };
+}
+
+function purposeOf(kid: string): string {
+  return `signing-key:${kid}`;
+}
+
+/** A new key pair: the kid is the public key's RFC 7638 thumbprint, the private half sealed. */
+async function newKey(box: SecretBox, algorithm: AsymmetricAlgorithm, createdAt: Date, signsFrom: Date) {
+  const { publicKey, privateKey } = await generateKeyPair(algorithm, { extractable: true, crv: curveOf(algorithm) });
+  const { kty, crv, x, y } = await exportJWK(publicKey);
+  const publicJwkOnly: JWK = y === undefined ? { kty, crv, x } : { kty, crv, x, y };
+  const kid = await calculateJwkThumbprint(publicJwkOnly);
+  const sealed = await box.seal(new TextEncoder().encode(JSON.stringify(await exportJWK(privateKey))), purposeOf(kid));
+  return {
+    kid,
+    algorithm,
+    public_jwk: JSON.stringify(publicJwkOnly),
+    private_jwe: sealed,
+    created_at: createdAt,
+    signs_from: signsFrom,
+  };
+}
+
+function curveOf(algorithm: AsymmetricAlgorithm): string {
+  return algorithm === 'EdDSA' ? 'Ed25519' : 'P-256';
+}

@@ -1,0 +1,202 @@
+import { sql, type Kysely, type RawBuilder, type SelectQueryBuilder } from 'kysely';
+import type { DB } from '../../../db-types/index.ts';
+import { fixedQuery, type FixedQuery } from '../db/compiled-query.ts';
+import { instrumentRepository } from '../db/instrumentation.ts';
+
+/** How long rows are kept once they are no longer needed (see the README's configuration table). */
+export interface RetentionPolicy {
+  /**
+   * Expired or revoked refresh tokens are kept this long (reuse shows as "revoked", not "unknown"),
+   * and expired or ended sessions and expired account tokens too.
+   */
+  readonly refreshTokenGraceSeconds: number;
+  /** Outbox messages that are done (sent, skipped, given up) are kept this many days. */
+  readonly emailOutboxRetentionDays: number;
+  /** Audit events are kept this many days (AUDIT_RETENTION_DAYS). */
+  readonly auditRetentionDays: number;
+}
+
+/**
+ * One kind of row the maintenance job deletes. Adding a table is one more entry in
+ * {@link PRUNE_RULES}: the query that deletes a batch of at most `limit` rows older than `before`,
+ * and where `before` lies under the policy. The query must read through an index
+ * (test/integration/query-plans.test.ts checks it does) and lock nothing it would wait for.
+ */
+export interface PruneRule {
+  /** `table.reason`, the `rule` label of the metrics. */
+  readonly name: string;
+  readonly table: keyof DB;
+  readonly cutoff: (now: Date, policy: RetentionPolicy) => Date;
+  readonly deleteBatch: FixedQuery<[before: Date, limit: number], unknown>;
+}
+
+const ago = (now: Date, seconds: number) => new Date(now.getTime() - seconds * 1000);
+
+/**
+ * `ctid = any(array(<batch>))`: the batch is picked through its index, locked with SKIP LOCKED (a
+ * refresh rotating that very token keeps it, and pruning never waits on the request path), and
+ * deleted by physical position (a Tid Scan). Written as `id in (<batch>)` the planner may instead
+ * join the batch against a sequential scan of the whole table.
+ */
+function byPosition(batch: SelectQueryBuilder<DB, keyof DB, { ctid: unknown }>): RawBuilder<boolean> {
+  return sql<boolean>`ctid = any(array(${batch.forUpdate().skipLocked()}))`;
+}
+
+export const PRUNE_RULES: readonly PruneRule[] = [
+  {
+    name: 'refresh_tokens.expired',
+    table: 'refresh_tokens',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('refresh_tokens').where(
+        byPosition(
+          db
+            .selectFrom('refresh_tokens')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'refresh_tokens.revoked',
+    table: 'refresh_tokens',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('refresh_tokens').where(
+        byPosition(
+          db
+            .selectFrom('refresh_tokens')
+            .select(sql`ctid`.as('ctid'))
+            .where('revoked_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'sessions.expired',
+    table: 'sessions',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('sessions').where(
+        byPosition(
+          db
+            .selectFrom('sessions')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'sessions.ended',
+    table: 'sessions',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('sessions').where(
+        byPosition(
+          db
+            .selectFrom('sessions')
+            .select(sql`ctid`.as('ctid'))
+            .where('ended_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'audit_events.expired',
+    table: 'audit_events',
+    cutoff: (now, policy) => ago(now, policy.auditRetentionDays * 86_400),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('audit_events').where(
+        byPosition(
+          db
+            .selectFrom('audit_events')
+            .select(sql`ctid`.as('ctid'))
+            .where('occurred_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'account_tokens.expired',
+    table: 'account_tokens',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('account_tokens').where(
+        byPosition(
+          db
+            .selectFrom('account_tokens')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    // An email change's tokens expire with it, so both go within the same grace period.
+    name: 'email_changes.expired',
+    table: 'email_changes',
+    cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('email_changes').where(
+        byPosition(
+          db
+            .selectFrom('email_changes')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'email_outbox.done',
+    table: 'email_outbox',
+    cutoff: (now, policy) => ago(now, policy.emailOutboxRetentionDays * 86_400),
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('email_outbox').where(
+        byPosition(
+          db
+            .selectFrom('email_outbox')
+            .select(sql`ctid`.as('ctid'))
+            // The partial index's predicate, spelled as it is, so the planner can use it.
+            .where('state', 'in', ['sent', 'skipped', 'failed'])
+            .where('created_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+];
+
+/**
+ * Deletes rows the application no longer needs, one bounded batch per call (one short statement,
+ * its own transaction on the root database).
+ *
+ * @example
+ * ```ts
+ * const prune = new PruneRepository(db);
+ * for (const rule of PRUNE_RULES) while ((await prune.pruneBatch(rule, rule.cutoff(now, policy), 1000)) === 1000);
+ * ```
+ */
+export class PruneRepository {
+  readonly #db: Kysely<DB>;
+
+  constructor(db: Kysely<DB>) {
+    this.#db = db;
+  }
+
+  /** Deletes at most `limit` rows of `rule` older than `before`. @returns how many were deleted. */
+  async pruneBatch(rule: PruneRule, before: Date, limit: number): Promise<number> {
+    return Number(await rule.deleteBatch.affectedRows(this.#db, before, limit));
+  }
+}
+
+instrumentRepository(PruneRepository, 'prune');
