@@ -27,10 +27,10 @@ import { MaintenanceMetrics } from './platform/jobs/maintenance-metrics.ts';
 export const STARTUP_STEPS = [
   'database',
   'migrations',
+  'change-feed',
   'pool',
   'pending-migrations',
   'replicas',
-  'change-feed',
   'jwt-secret',
   'app',
   'email-dispatcher',
@@ -117,6 +117,11 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   }
   await step('migrations');
 
+  // Authenticated users' rows and live sessions are cached, and dropped as soon as they change or
+  // end (LISTEN/NOTIFY); a unit of work that changed one waits until the feed has heard it.
+  const caches = await startPrincipalCache(config, target.url, stack);
+  await step('change-feed');
+
   const metrics = new AppMetrics();
   // The app's logger exists only once the app is built; queries before that are not logged.
   const queryLog: { logger?: FastifyBaseLogger } = {};
@@ -126,6 +131,7 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   const db = createDatabase(databaseConfig, {
     pool,
     ...hooks,
+    ...(caches === undefined ? {} : { changes: caches.feed }),
     ...watchAvailability(
       hooks,
       () => queryLog.logger,
@@ -159,11 +165,6 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   });
   stack.defer(() => readDb.destroy());
   await step('replicas');
-
-  // Authenticated users' rows and live sessions are cached, and dropped as soon as they change or
-  // end (LISTEN/NOTIFY).
-  const caches = await startPrincipalCache(config, target.url, stack);
-  await step('change-feed');
 
   const encryptionKey = await resolveEncryptionKey(config);
   const jwtSecret = await resolveJwtSecret(config, encryptionKey);
@@ -310,7 +311,10 @@ async function startPrincipalCache(
   config: Config,
   url: string,
   stack: AsyncDisposableStack,
-): Promise<{ principals: PrincipalCache<AuthenticatedUser>; sessions: PrincipalCache<LiveSession> } | undefined> {
+): Promise<
+  | { principals: PrincipalCache<AuthenticatedUser>; sessions: PrincipalCache<LiveSession>; feed: UserChangeFeed }
+  | undefined
+> {
   if (config.auth.principalCacheSeconds === 0) return undefined;
   const feed: UserChangeFeed = new UserChangeFeed(
     {
@@ -344,5 +348,5 @@ async function startPrincipalCache(
   // Closed even when its start fails half-way: the listening connection may already be open.
   stack.defer(() => feed.close());
   await feed.start();
-  return { principals, sessions };
+  return { principals, sessions, feed };
 }
