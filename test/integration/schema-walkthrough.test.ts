@@ -8,8 +8,8 @@ import { removeDataDir } from '../helpers/data-dirs.ts';
 import { freePort } from '../helpers/processes.ts';
 import { ROOT, stopPostgresOf } from '../reliability/support.ts';
 
-// README "Changing the schema", followed literally on a scratch copy of the project: a new
-// migration, `npm run migrate`, `npm run db:types`, `npm run db:check`. If a step of the README
+// docs/schema-changes.md "Adding a column", followed literally on a scratch copy of the project: a new
+// migration, `npm run migrate`, `npm run db:types`, `npm run db:check`. If a step of the manual
 // stops working, this fails.
 
 const execFileAsync = promisify(execFile);
@@ -24,7 +24,7 @@ async function npmRun(script: string, args: readonly string[], env: Record<strin
   });
 }
 
-describe('the README schema walkthrough', { timeout: 600_000 }, () => {
+describe('the docs/schema-changes.md walkthrough', { timeout: 600_000 }, () => {
   afterAll(async () => {
     await stopPostgresOf(dataDir);
     await removeDataDir(dataDir);
