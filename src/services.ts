@@ -37,6 +37,8 @@ export interface Services {
 
 export interface ServiceDeps {
   readonly db: Kysely<DB>;
+  /** The audit log, shared with the abuse controls that report to it. */
+  readonly audit?: AuditLog | undefined;
   /** Seals TOTP secrets under ENCRYPTION_KEY. */
   readonly secretBox?: SecretBox | undefined;
   /** The issuer authenticator apps show beside the account. */
@@ -88,7 +90,7 @@ export interface ServiceDeps {
  */
 export function createServices(deps: ServiceDeps): Services {
   const settings = deps.email;
-  const audit = new AuditLog(deps.db);
+  const audit = deps.audit ?? new AuditLog(deps.db);
   const sessions = new SessionService({
     db: deps.db,
     clock: deps.clock,
