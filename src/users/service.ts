@@ -8,7 +8,6 @@ import type { Principal } from '../auth/service.ts';
 import { keysetPage } from '../platform/db/cursors.ts';
 import { Timestamp } from '../platform/http/common-schemas.ts';
 
-
 /**
  * A user as clients see it, never a password or its hash: the one definition both the response
  * schema (`$id: 'User'` in the OpenAPI document) and the {@link PublicUser} type come from.
