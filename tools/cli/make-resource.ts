@@ -17,10 +17,14 @@ if (name === undefined || args.length !== 1 || name.startsWith('-')) {
     const files = await makeResource(process.cwd(), name, new Date());
     process.stdout.write(`make:resource wrote:\n${files.map((file) => `  ${file}\n`).join('')}`);
     const tests = files.filter((file) => file.startsWith('test/')).join(' ');
-    process.stdout.write(`Next: npm run migrate && npm run db:types && npm run api:client, then npm test -- ${tests}\n`);
+    process.stdout.write(
+      `Next: npm run migrate && npm run db:types && npm run api:client, then npm test -- ${tests}\n`,
+    );
   } catch (error) {
     process.stderr.write(
-      error instanceof ResourceNameError ? `make:resource: ${error.message}\n` : `make:resource failed: ${errorMessage(error)}\n`,
+      error instanceof ResourceNameError
+        ? `make:resource: ${error.message}\n`
+        : `make:resource failed: ${errorMessage(error)}\n`,
     );
     process.exitCode = 1;
   }

@@ -65,7 +65,10 @@ async function refuseTaken(root: string, n: ResourceNames): Promise<void> {
     throw new ResourceNameError(`test/e2e/${n.kebab}.test.ts already exists`);
   }
   const types = await readFile(path.join(root, 'db-types/index.ts'), 'utf8').catch(() => '');
-  const created = new RegExp(`createTable\\(\\s*['"]${n.table}['"]|create table (if not exists )?"?${n.table}"?[\\s(]`, 'i');
+  const created = new RegExp(
+    `createTable\\(\\s*['"]${n.table}['"]|create table (if not exists )?"?${n.table}"?[\\s(]`,
+    'i',
+  );
   const migrations = await readdir(path.join(root, 'migrations'));
   for (const file of migrations) {
     if (created.test(await readFile(path.join(root, 'migrations', file), 'utf8'))) {

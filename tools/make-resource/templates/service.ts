@@ -7,7 +7,8 @@ export function service(n: ResourceNames): string {
 import { Type, type Static } from 'typebox';
 import type { DB } from '../platform/db/database.ts';
 import { keysetPage, type KeysetPage } from '../platform/db/cursors.ts';
-import { NotFoundError, ValidationError } from '../platform/errors/index.ts';
+import { normaliseName } from '../auth/credentials.ts';
+import { NotFoundError } from '../platform/errors/index.ts';
 import { Timestamp } from '../platform/http/schemas.ts';
 import { ${n.Singular}Repository, type ${n.Singular}Row } from './${n.kebab}.repository.ts';
 
@@ -23,9 +24,6 @@ export const ${n.Singular}Schema = Type.Object(
 );
 
 export type Public${n.Singular} = Static<typeof ${n.Singular}Schema>;
-
-/** What a name may be once trimmed, as the table's check constraint says. */
-const NAME_MAX = 100;
 
 /**
  * ${capitalised(n.pluralWords)} of the signed-in user: another user's ${n.words} is a 404, never a 403, so
@@ -45,9 +43,9 @@ export class ${n.Singular}Service {
     this.#db = db;
   }
 
-  /** @throws {ValidationError} field \`name\` unless it is 1 to 100 characters once trimmed. */
+  /** @throws {ValidationError} field \`name\` unless it is 1 to 100 characters once trimmed (as the table's check says). */
   async create(userId: string, input: { readonly name: string }): Promise<Public${n.Singular}> {
-    const row = await new ${n.Singular}Repository(this.#db).create({ userId, name: validName(input.name) });
+    const row = await new ${n.Singular}Repository(this.#db).create({ userId, name: normaliseName(input.name) });
     return toPublic${n.Singular}(row);
   }
 
@@ -69,7 +67,7 @@ export class ${n.Singular}Service {
 
   /** @throws {NotFoundError} when the user has no such ${n.words}; {@link ValidationError} field \`name\`. */
   async update(userId: string, id: string, changes: { readonly name?: string }): Promise<Public${n.Singular}> {
-    const name = changes.name === undefined ? undefined : validName(changes.name);
+    const name = changes.name === undefined ? undefined : normaliseName(changes.name);
     const row = await new ${n.Singular}Repository(this.#db).update(userId, id, name === undefined ? {} : { name });
     return toPublic${n.Singular}(found(row));
   }
@@ -78,14 +76,6 @@ export class ${n.Singular}Service {
   async delete(userId: string, id: string): Promise<void> {
     if (!(await new ${n.Singular}Repository(this.#db).delete(userId, id))) throw notFound();
   }
-}
-
-function validName(name: string): string {
-  const trimmed = name.trim();
-  if (trimmed.length === 0 || [...trimmed].length > NAME_MAX) {
-    throw new ValidationError(\`name must be 1 to \${NAME_MAX} characters\`, { field: 'name' });
-  }
-  return trimmed;
 }
 
 function found(row: ${n.Singular}Row | undefined): ${n.Singular}Row {
