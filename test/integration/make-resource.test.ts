@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { makeResource, ResourceNameError } from '../../tools/make-resource/generate.ts';
 import { resourceNames } from '../../tools/make-resource/names.ts';
 import { removeDataDir } from '../helpers/data-dirs.ts';
 import { freePort } from '../helpers/processes.ts';
@@ -81,11 +82,8 @@ describe('npm run make:resource', { timeout: 900_000 }, () => {
     await fs.symlink(path.join(ROOT, 'node_modules'), path.join(copy, 'node_modules'));
     const env = { DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort(55900, 55949)) };
 
-    const made = await npmRun('make:resource', ['project-notes'], env);
-    const written = made.stdout
-      .split('\n')
-      .filter((line) => line.startsWith('  '))
-      .map((line) => line.trim());
+    // In this process, so coverage follows the generator; the CLI is run below.
+    const written = await makeResource(copy, 'project-notes', new Date());
     expect(written).toEqual([
       expect.stringMatching(/^migrations\/\d{14}_create_project_notes\.ts$/),
       'src/project-notes/project-notes.repository.ts',
@@ -99,13 +97,15 @@ describe('npm run make:resource', { timeout: 900_000 }, () => {
     expect(app).toContain(
       "  await app.register(import('./project-notes/routes.ts'), { db: deps.db });\n  return app;\n",
     );
-    // A second run, or a taken name, writes nothing and says why.
+    // A second run, a taken name or a malformed one writes nothing and says why.
     await expect(npmRun('make:resource', ['project-notes'], env)).rejects.toMatchObject({
       stderr: expect.stringContaining('src/project-notes/ already exists'),
     });
     await expect(npmRun('make:resource', ['sessions'], env)).rejects.toMatchObject({
       stderr: expect.stringContaining('already exists'),
     });
+    await expect(makeResource(copy, 'Project Notes', new Date())).rejects.toThrow(ResourceNameError);
+    await expect(makeResource(copy, 'docs', new Date())).rejects.toThrow('reserved');
 
     await npmRun('migrate', [], env);
     await npmRun('db:types', [], env);
