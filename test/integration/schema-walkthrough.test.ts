@@ -33,7 +33,15 @@ describe('the README schema walkthrough', { timeout: 600_000 }, () => {
 
   it('adds a column: migrate:make, migrate, db:types (the types have it), db:check passes', async () => {
     await fs.mkdir(copy, { recursive: true });
-    for (const entry of ['package.json', 'tsconfig.json', 'kysely.config.ts', 'src', 'migrations', 'db-types']) {
+    for (const entry of [
+      'package.json',
+      'tsconfig.json',
+      'kysely.config.ts',
+      'src',
+      'tools',
+      'migrations',
+      'db-types',
+    ]) {
       await fs.cp(path.join(ROOT, entry), path.join(copy, entry), { recursive: true });
     }
     await fs.symlink(path.join(ROOT, 'node_modules'), path.join(copy, 'node_modules'));
