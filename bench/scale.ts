@@ -270,7 +270,7 @@ async function measureSize(
       [offset],
     );
     const row = found[0];
-    return row === undefined ? undefined : { createdAt: row.created_at, id: row.id };
+    return row === undefined ? undefined : { at: row.created_at, id: row.id };
   };
   const middle = await cursorAt(Math.floor(rows / 2));
   const end = await cursorAt(rows - 25);

@@ -1,10 +1,10 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../platform/db/database.ts';
 import { withTransaction } from '../platform/db/transactions.ts';
-import { AuditEventRepository, type AuditCursor, type AuditEventRow } from './audit-events.repository.ts';
+import { AuditEventRepository, type AuditEventRow } from './audit-events.repository.ts';
 import { UserRepository } from '../users/users.repository.ts';
 import type { AccountThrottledEvent } from '../platform/limits/throttle.ts';
-import { decodeKeysetCursor, encodeKeysetCursor } from '../platform/db/cursors.ts';
+import { keysetPage } from '../platform/db/cursors.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
 import { uuidv7 } from '../platform/db/ids.ts';
 
@@ -215,14 +215,20 @@ export class AuditLog {
     cursor: string | undefined,
     viewer: 'owner' | 'admin' = 'owner',
   ): Promise<{ items: PublicAuditEvent[]; nextCursor: string | null }> {
-    const after = cursor === undefined ? undefined : decodeKeysetCursor(cursor);
-    const position: AuditCursor | undefined = after === undefined ? undefined : { occurredAt: after.at, id: after.id };
-    const rows = await new AuditEventRepository(this.#db).listForUser(userId, limit + 1, position);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const page = await keysetPage(
+      limit,
+      cursor,
+      (rows, after) =>
+        new AuditEventRepository(this.#db).listForUser(
+          userId,
+          rows,
+          after === undefined ? undefined : { occurredAt: after.at, id: after.id },
+        ),
+      (row) => ({ at: row.occurred_at, id: row.id }),
+    );
     return {
-      items: page.map((row) => (viewer === 'owner' ? ownerView(toPublicEvent(row)) : toPublicEvent(row))),
-      nextCursor: rows.length > limit && last !== undefined ? encodeKeysetCursor(last.occurred_at, last.id) : null,
+      items: page.items.map((row) => (viewer === 'owner' ? ownerView(toPublicEvent(row)) : toPublicEvent(row))),
+      nextCursor: page.nextCursor,
     };
   }
 }

@@ -9,7 +9,7 @@ import type { DeviceTokens } from '../auth/device-tokens.ts';
 import type { PasskeyAssertion } from '../passkeys/service.ts';
 import { attemptOf, flood } from '../platform/limits/floods.ts';
 import { PasskeyAssertionSchema } from '../passkeys/routes.ts';
-import { DeviceToken, errors, LoginOrChallengeSchema, TokenPairSchema } from '../platform/http/schemas.ts';
+import { DeviceToken, errors, LoginOrChallengeSchema, Timestamp, TokenPairSchema } from '../platform/http/schemas.ts';
 
 export interface MfaRoutesOptions {
   readonly mfa: MfaService;
@@ -26,8 +26,8 @@ const Factor = Type.Object(
     id: Type.String({ format: 'uuid' }),
     type: Type.Literal('totp'),
     name: Type.String(),
-    createdAt: Type.Unsafe<Date>({ type: 'string', format: 'date-time' }),
-    lastUsedAt: Type.Union([Type.Unsafe<Date>({ type: 'string', format: 'date-time' }), Type.Null()]),
+    createdAt: Timestamp(),
+    lastUsedAt: Type.Union([Timestamp(), Type.Null()]),
     verified: Type.Boolean(),
   },
   { additionalProperties: false },

@@ -13,7 +13,7 @@ import { noStore } from '../platform/http/http-edges.ts';
 import type { AssertionPurpose, PasskeyService } from './service.ts';
 import type { DeviceTokens } from '../auth/device-tokens.ts';
 import { attemptOf, flood } from '../platform/limits/floods.ts';
-import { canonicalId, Email, errors, Id, LoginSchema } from '../platform/http/schemas.ts';
+import { canonicalId, Email, errors, Id, LoginSchema, Timestamp } from '../platform/http/schemas.ts';
 
 export interface PasskeyRoutesOptions {
   readonly passkeys: PasskeyService;
@@ -83,8 +83,8 @@ const Passkey = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
     name: Type.String(),
-    createdAt: Type.Unsafe<Date>({ type: 'string', format: 'date-time' }),
-    lastUsedAt: Type.Union([Type.Unsafe<Date>({ type: 'string', format: 'date-time' }), Type.Null()]),
+    createdAt: Timestamp(),
+    lastUsedAt: Type.Union([Timestamp(), Type.Null()]),
     backedUp: Type.Boolean({ description: 'Synced to other devices by its provider (a multi-device passkey)' }),
     transports: Type.Array(Type.String()),
   },

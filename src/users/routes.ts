@@ -10,6 +10,7 @@ import {
   errors,
   Id,
   Name,
+  Page,
   PageQuery,
   Role,
   Status,
@@ -52,10 +53,7 @@ const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, opt
           { additionalProperties: false },
         ),
         response: {
-          200: Type.Object(
-            { items: Type.Array(Type.Ref('User')), nextCursor: Type.Union([Type.String(), Type.Null()]) },
-            { additionalProperties: false },
-          ),
+          200: Page(Type.Ref('User')),
           ...errors(400, 401, 403, 503),
         },
       },

@@ -5,10 +5,8 @@ import type { ReadDatabase } from '../platform/db/replicas.ts';
 import { AuthorizationError, NotFoundError } from '../platform/errors/index.ts';
 import { UserRepository, type UserFilter, type UserRow } from './users.repository.ts';
 import type { Principal } from '../auth/service.ts';
-import { decodeKeysetCursor, encodeKeysetCursor } from '../platform/db/cursors.ts';
-
-/** Serialised as an ISO 8601 string in UTC; services hand out Date objects. */
-const Timestamp = Type.Unsafe<Date>({ type: 'string', format: 'date-time' });
+import { keysetPage } from '../platform/db/cursors.ts';
+import { Timestamp } from '../platform/http/common-schemas.ts';
 
 /**
  * A user as clients see it, never a password or its hash: the one definition both the response
@@ -23,9 +21,9 @@ export const UserSchema = Type.Object(
     /** A disabled account cannot log in and has no live sessions. */
     status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
     /** When the owner proved the address (a verification link or a password reset); null until then. */
-    emailVerifiedAt: Type.Union([Timestamp, Type.Null()]),
-    createdAt: Timestamp,
-    lastLoginAt: Type.Union([Timestamp, Type.Null()]),
+    emailVerifiedAt: Type.Union([Timestamp(), Type.Null()]),
+    createdAt: Timestamp(),
+    lastLoginAt: Type.Union([Timestamp(), Type.Null()]),
   },
   { $id: 'User', additionalProperties: false },
 );
@@ -80,18 +78,18 @@ export class UserService {
     filter: UserFilter = {},
   ): Promise<UserPage> {
     if (principal.role !== 'admin') throw new AuthorizationError();
-    const position = cursor === undefined ? undefined : decodeKeysetCursor(cursor);
-    const after = position === undefined ? undefined : { createdAt: position.at, id: position.id };
-    // One extra row tells whether another page exists, without a count query. A listing may lag
-    // the primary by the replica bound: a user registered a moment ago may appear a moment later.
-    const list = (db: Kysely<DB>) => new UserRepository(db).list(limit + 1, after, filter);
-    const rows = await (this.#deps.staleReads?.read(list) ?? list(this.#deps.db));
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    return {
-      items: page.map(toPublicUser),
-      nextCursor: rows.length > limit && last !== undefined ? encodeKeysetCursor(last.created_at, last.id) : null,
-    };
+    // A listing may lag the primary by the replica bound: a user registered a moment ago may
+    // appear a moment later.
+    const page = await keysetPage(
+      limit,
+      cursor,
+      (rows, after) => {
+        const list = (db: Kysely<DB>) => new UserRepository(db).list(rows, after, filter);
+        return this.#deps.staleReads?.read(list) ?? list(this.#deps.db);
+      },
+      (row) => ({ at: row.created_at, id: row.id }),
+    );
+    return { items: page.items.map(toPublicUser), nextCursor: page.nextCursor };
   }
 }
 

@@ -1,6 +1,8 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { DB, Users } from '../../db-types/index.ts';
 import { fixedQuery } from '../platform/db/compiled-query.ts';
+import type { KeysetPosition } from '../platform/db/cursors.ts';
+import { newestFirst } from '../platform/db/keyset.ts';
 import { NotFoundError } from '../platform/errors/index.ts';
 
 export type UserRow = Selectable<Users>;
@@ -34,12 +36,6 @@ export interface UserWithSession {
   readonly user: UserRow;
   /** Undefined when there is no such session, or it is another user's. */
   readonly session: { readonly expiresAt: Date; readonly endedAt: Date | null } | undefined;
-}
-
-/** Position after the last item of a page, newest first. */
-export interface UserCursor {
-  readonly createdAt: Date;
-  readonly id: string;
 }
 
 // The fixed-shape queries are compiled once (see fixedQuery); the others are built per call.
@@ -222,11 +218,11 @@ export class UserRepository {
   }
 
   /**
-   * One page, newest first (created_at, then id, descending), strictly after `cursor`. `q` is
+   * One page, newest first (created_at, then id, descending), strictly after `after`. `q` is
    * matched as a prefix of the email or of lower(name), in the form the prefix indexes
    * (`text_pattern_ops` on email and on lower(name), migration 20261201140000) can serve.
    */
-  async list(limit: number, cursor?: UserCursor, filter: UserFilter = {}): Promise<UserRow[]> {
+  async list(limit: number, after?: KeysetPosition, filter: UserFilter = {}): Promise<UserRow[]> {
     let query = this.#db.selectFrom('users').selectAll();
     if (filter.q !== undefined) {
       const pattern = likePrefix(filter.q.toLowerCase());
@@ -234,10 +230,7 @@ export class UserRepository {
     }
     if (filter.role !== undefined) query = query.where('role', '=', filter.role);
     if (filter.status !== undefined) query = query.where('status', '=', filter.status);
-    if (cursor !== undefined) {
-      query = query.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(cursor.createdAt, cursor.id)));
-    }
-    return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+    return newestFirst(query, 'created_at', after, limit).execute();
   }
 
   /** @returns whether a user was deleted. */

@@ -45,15 +45,11 @@ const ISOLATION = (process.env.TEST_ISOLATION ?? 'rollback') as 'rollback' | 'tr
 /** When set, each test's isolation overhead (ms) is appended to this file, one number per line. */
 const STATS_FILE = process.env.TEST_ISOLATION_STATS;
 
-/** Tables the leak check inspects: every table of the generated schema. */
-const TABLES: ReadonlyArray<keyof DB> = [
-  'users',
-  'sessions',
-  'refresh_tokens',
-  'account_tokens',
-  'email_outbox',
-  'audit_events',
-];
+/** Tables the leak check inspects: every table the migrations made (not the migrator's own). */
+async function schemaTables(db: Kysely<DB>): Promise<(keyof DB)[]> {
+  const tables = await db.introspection.getTables();
+  return tables.filter((table) => !table.isView && table.schema === 'public').map((table) => table.name as keyof DB);
+}
 
 export interface TestDatabase {
   readonly url: string;
@@ -185,7 +181,8 @@ function recordOverhead(ms: number): void {
 
 async function resetDatabase(database: TestDatabase, mode: 'truncate' | 'recreate'): Promise<void> {
   if (mode === 'truncate') {
-    await sql`truncate ${sql.join(TABLES.map((table) => sql.table(table)))} restart identity cascade`.execute(
+    const tables = await schemaTables(database.db);
+    await sql`truncate ${sql.join(tables.map((table) => sql.table(table)))} restart identity cascade`.execute(
       database.db,
     );
     return;
@@ -203,7 +200,7 @@ export async function leftovers(database: TestDatabase): Promise<string[]> {
   const problems: string[] = [];
   const busy = database.pool.totalCount - database.pool.idleCount;
   if (busy > 0) problems.push(`${busy} database connection(s) still checked out`);
-  for (const table of TABLES) {
+  for (const table of await schemaTables(database.db)) {
     const { count } = await database.db
       .selectFrom(table)
       .select((eb) => eb.fn.countAll<string>().as('count'))

@@ -70,7 +70,7 @@ describe('UserRepository', () => {
       seen.push(...page.map((row) => row.email));
       const last = page.at(-1);
       if (last === undefined) break;
-      page = await users.list(3, { createdAt: last.created_at, id: last.id });
+      page = await users.list(3, { at: last.created_at, id: last.id });
     }
     expect(seen).toHaveLength(7);
     expect(new Set(seen).size).toBe(7);

@@ -35,3 +35,40 @@ export function decodeKeysetCursor(cursor: string): { at: Date; id: string } {
   }
   throw new ValidationError('Invalid cursor', { field: 'cursor' });
 }
+
+/** Where a keyset page starts: strictly after this (timestamp, id), newest first. */
+export interface KeysetPosition {
+  readonly at: Date;
+  readonly id: string;
+}
+
+/** One page of a keyset-paginated listing and the cursor of the next page (null on the last). */
+export interface KeysetPage<T> {
+  readonly items: T[];
+  readonly nextCursor: string | null;
+}
+
+/**
+ * A page of `limit` rows after `cursor`: decodes the cursor, asks `fetch` for one row more than
+ * the page (which tells whether another page exists, without a count query) and encodes the
+ * position of the page's last row as the next cursor.
+ *
+ * @throws {ValidationError} field `cursor` for a cursor this did not make.
+ * @example
+ * ```ts
+ * const page = await keysetPage(20, cursor, (limit, after) => projects.listOfUser(userId, limit, after),
+ *   (row) => ({ at: row.created_at, id: row.id }));
+ * ```
+ */
+export async function keysetPage<Row>(
+  limit: number,
+  cursor: string | undefined,
+  fetch: (limit: number, after: KeysetPosition | undefined) => Promise<readonly Row[]>,
+  positionOf: (row: Row) => KeysetPosition,
+): Promise<KeysetPage<Row>> {
+  const rows = await fetch(limit + 1, cursor === undefined ? undefined : decodeKeysetCursor(cursor));
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  const next = rows.length > limit && last !== undefined ? positionOf(last) : undefined;
+  return { items, nextCursor: next === undefined ? null : encodeKeysetCursor(next.at, next.id) };
+}

@@ -1,5 +1,8 @@
 import { Type } from 'typebox';
 import { ERROR_CODE_LIST, ERROR_CODES } from '../errors/index.ts';
+import { Page, Timestamp } from './common-schemas.ts';
+
+export { Page, Timestamp };
 
 /** Every error `type`, once each. */
 const ERROR_TYPES = [...new Set(ERROR_CODE_LIST.map((code) => ERROR_CODES[code].type))];
@@ -13,9 +16,6 @@ export const AcceptedSchema = Type.Object({ status: Type.Literal('accepted') }, 
 
 export const UserEnvelope = Type.Object({ user: Type.Ref('User') }, { additionalProperties: false });
 
-/** Serialised as an ISO 8601 string in UTC; services hand out Date objects. */
-const Timestamp = Type.Unsafe<Date>({ type: 'string', format: 'date-time' });
-
 export const Role = Type.Union([Type.Literal('user'), Type.Literal('admin')]);
 export const Status = Type.Union([Type.Literal('active'), Type.Literal('disabled')]);
 
@@ -25,9 +25,9 @@ export const Name = Type.String({ minLength: 1, maxLength: 1000 });
 export const SessionSchema = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
-    createdAt: Timestamp,
-    lastUsedAt: Type.Unsafe<Date>({ type: 'string', format: 'date-time', description: 'Moves on every refresh' }),
-    expiresAt: Timestamp,
+    createdAt: Timestamp(),
+    lastUsedAt: Timestamp({ description: 'Moves on every refresh' }),
+    expiresAt: Timestamp(),
     userAgent: Type.Union([Type.String(), Type.Null()], { description: 'Of the login, truncated to 256 characters' }),
     ipAddress: Type.Union([Type.String(), Type.Null()], { description: 'Of the login' }),
     current: Type.Boolean({ description: 'The session of the access token that asked' }),
@@ -45,7 +45,7 @@ export const AuditEventSchema = Type.Object(
         'email.change_requested, email.changed, mfa.enrolled, mfa.removed, mfa.challenge_failed, ' +
         'mfa.recovery_code_used, mfa.recovery_codes_regenerated, mfa.reset_by_admin',
     }),
-    occurredAt: Timestamp,
+    occurredAt: Timestamp(),
     userId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
     actorId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
     sessionId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], {
@@ -62,10 +62,7 @@ export const AuditEventSchema = Type.Object(
   { additionalProperties: false },
 );
 
-export const AuditPage = Type.Object(
-  { items: Type.Array(AuditEventSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) },
-  { additionalProperties: false },
-);
+export const AuditPage = Page(AuditEventSchema);
 
 /** limit and cursor of a keyset-paginated listing. */
 export const PageQuery = {
