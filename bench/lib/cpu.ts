@@ -66,8 +66,12 @@ export class CpuMeter {
     }
   }
 
-  /** Only processes alive at both ends count: a backend that came and went in between is missed. */
+  /**
+   * Only processes alive at both ends count: a backend that came and went in between is missed.
+   * NaN when no process was found at the start: a meter that found nothing must not read 0.
+   */
   stop(): number {
+    if (this.#before.size === 0) return Number.NaN;
     let total = 0;
     for (const [pid, before] of this.#before) {
       const after = processCpuMs(pid);

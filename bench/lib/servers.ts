@@ -60,6 +60,9 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
     JWT_SECRET,
     ENCRYPTION_KEY,
     APP_URL: 'http://localhost:3000',
+    // Production requires a WebAuthn relying party since passkeys; no benchmark uses one.
+    WEBAUTHN_RP_ID: 'app.example.test',
+    WEBAUTHN_ORIGINS: 'https://app.example.test',
     ACCESS_TOKEN_TTL_SECONDS: '7200',
     RATE_LIMIT_LOGIN: '1000000',
     RATE_LIMIT_REGISTER: '1000000',
