@@ -9,7 +9,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { kneeOf, measure, runAblation, runAppScenarios, runFindByIdSweep, type HttpBenchOptions } from './http.ts';
+import {
+  kneeOf,
+  measure,
+  runAblation,
+  runAppScenarios,
+  runFindByIdSweep,
+  runHalfKneeRate,
+  type HttpBenchOptions,
+} from './http.ts';
 import { NICE_10, runLoginBench } from './login.ts';
 import {
   monotonicUs,
@@ -44,6 +52,7 @@ import { checkTargets, writeReport } from './lib/report.ts';
 import { readResults, writeResults, type PartMeta } from './lib/results.ts';
 import { getUserById, loginRequests } from './lib/scenarios.ts';
 import { login, ServerSet, startApp, startTargetSet } from './lib/servers.ts';
+import { parseCheckouts, runCheckoutComparison, type Checkout } from './checkouts.ts';
 import { runPatchComparison } from './patches.ts';
 import { runRepoBench } from './repo.ts';
 
@@ -194,10 +203,22 @@ async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): 
   const findById = await runFindByIdSweep(options);
   const knee = kneeOf(findById.filter((p) => p.target === 'app' && p.scenario === 'GET /users/:id'));
   log(`http: knee of the full app at c=${knee ?? '?'}`);
+  const kneePoint = findById.find((p) => p.target === 'app' && p.scenario === 'GET /users/:id' && p.connections === knee);
+  const halfKnee =
+    knee === undefined || kneePoint === undefined
+      ? undefined
+      : await runHalfKneeRate(options, knee, kneePoint.summary.okPerSecond);
   const scenarios = await runAppScenarios(options);
   await vacuum(database.url);
   const all = readResults();
-  all.http = { ...meta(machine, database, settings), findById, scenarios, knee, incidents: servers.incidents };
+  all.http = {
+    ...meta(machine, database, settings),
+    findById,
+    scenarios,
+    knee,
+    ...(halfKnee === undefined ? {} : { halfKnee }),
+    incidents: servers.incidents,
+  };
   writeResults(all);
   writeReport(all);
   if (knee === undefined) return;
@@ -321,7 +342,11 @@ async function runFromSnapshot(part: Part, settings: BenchSettings): Promise<num
   log(`measuring ${snapshot.label} (commit ${snapshot.commit}) from ${snapshot.dir}`);
   try {
     return await new Promise<number>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(snapshot.dir, 'bench/run.ts'), part], {
+      // Checkouts named on the command line: absolute, and this tree itself measured from the snapshot.
+      const checkouts = parseCheckouts(process.argv.slice(3)).map(
+        (c) => `${c.name}=${c.dir === ROOT_DIR ? snapshot.dir : c.dir}=${c.given}`,
+      );
+      const child = spawn(process.execPath, [path.join(snapshot.dir, 'bench/run.ts'), part, ...checkouts], {
         cwd: snapshot.dir,
         env: {
           ...process.env,
@@ -330,6 +355,7 @@ async function runFromSnapshot(part: Part, settings: BenchSettings): Promise<num
           BENCH_SOURCE_LABEL: snapshot.label,
           BENCH_SOURCE_DIRTY: snapshot.srcDirty ? '1' : '0',
           DATA_DIR: settings.dataDir,
+          BENCH_COMMAND: commandLine(part),
         },
         stdio: 'inherit',
       });
@@ -346,6 +372,24 @@ async function runFromSnapshot(part: Part, settings: BenchSettings): Promise<num
   } finally {
     fs.rmSync(snapshot.dir, { recursive: true, force: true });
   }
+}
+
+/** The command as typed, with the BENCH_* settings it ran with, for the results. */
+function commandLine(part: Part): string {
+  const env = Object.entries(process.env)
+    .filter(([key]) => /^BENCH_(CONNECTIONS|ROUNDS|HTTP_SECONDS|QUICK|DATABASE_URL)$/.test(key))
+    .map(([key, value]) => `${key}=${value ?? ''} `)
+    .join('');
+  const args = process.argv.slice(3);
+  return `${env}npm run bench:${part}${args.length === 0 ? '' : ` -- ${args.join(' ')}`}`;
+}
+
+/** `name=dir=given` as forwarded by the snapshot's parent. */
+function forwardedCheckouts(args: readonly string[]): Checkout[] {
+  return args.map((arg) => {
+    const [name = '', dir = '', given = dir] = arg.split('=');
+    return { name, dir, given };
+  });
 }
 
 async function main(): Promise<void> {
@@ -386,7 +430,18 @@ async function main(): Promise<void> {
     log(`database: ${database.serverVersion} (${database.kind}); seeding ${SEEDED_USERS} users`);
     const seed = await seedDatabase(database.url, settings.quick ? 2000 : SEEDED_USERS);
     if (part === 'all' || part === 'repo') await runRepoPart(settings, database, seed);
-    if (part === 'all' || part === 'http' || part === 'login' || part === 'patches') {
+    const checkouts = forwardedCheckouts(process.argv.slice(3));
+    if (part === 'http' && checkouts.length > 0) {
+      await runCheckoutComparison({
+        settings,
+        servers: new ServerSet(),
+        seed,
+        databaseUrl: database.url,
+        clusterDir: database.clusterDir,
+        checkouts,
+        command: process.env.BENCH_COMMAND ?? commandLine(part),
+      });
+    } else if (part === 'all' || part === 'http' || part === 'login' || part === 'patches') {
       let servers: ServerSet;
       if (part === 'login' || part === 'patches') {
         servers = new ServerSet();

@@ -24,6 +24,8 @@ export interface HttpPart extends PartMeta {
   readonly findById: readonly HttpPoint[];
   readonly scenarios: readonly HttpPoint[];
   readonly knee: number | undefined;
+  /** The app at a fixed rate of half the knee's throughput: pool utilisation below saturation. */
+  readonly halfKnee?: HttpPoint;
   /** Where the app's time goes at the knee (see runAblation). */
   readonly ablation?: readonly HttpPoint[];
   /** Servers that died during the run and were restarted (the affected run was repeated). */

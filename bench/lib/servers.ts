@@ -77,10 +77,13 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
   };
 }
 
-export function startApp(name: string, options: AppEnvOptions & { cpuProfileDir?: string }): Promise<ServerProcess> {
+export function startApp(
+  name: string,
+  options: AppEnvOptions & { cpuProfileDir?: string; /** Another checkout's directory (default: this tree). */ root?: string },
+): Promise<ServerProcess> {
   return spawnServer({
     name,
-    script: path.join(ROOT_DIR, 'src/server.ts'),
+    script: path.join(options.root ?? ROOT_DIR, 'src/server.ts'),
     port: options.port,
     env: appEnv(options),
     ...(options.cpuProfileDir === undefined ? {} : { cpuProfileDir: options.cpuProfileDir }),
