@@ -1,5 +1,5 @@
 /**
- * The benchmark entry: `node bench/run.ts <all|repo|http|login|report>` (npm run bench, bench:repo,
+ * The benchmark entry: `node bench/run.ts <all|http|login|report>` (npm run bench, bench:http,
  * bench:http, bench:login). Starts the embedded PostgreSQL under DATA_DIR (default .data/bench,
  * port EMBEDDED_PG_PORT 54360) or uses BENCH_DATABASE_URL's server, seeds a database of its own,
  * runs the parts, writes bench/results/, and stops every process it started.
@@ -8,7 +8,6 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import {
   kneeOf,
   measure,
@@ -53,11 +52,9 @@ import { readResults, writeResults, type PartMeta } from './lib/results.ts';
 import { getUserById, loginRequests } from './lib/scenarios.ts';
 import { login, ServerSet, startApp, startTargetSet } from './lib/servers.ts';
 import { parseCheckouts, runCheckoutComparison, type Checkout } from './checkouts.ts';
-import { runPatchComparison } from './patches.ts';
-import { runRepoBench } from './repo.ts';
 
 const SEEDED_USERS = 10_000;
-const PARTS = ['all', 'repo', 'http', 'login', 'patches', 'report', 'profile-repo'] as const;
+const PARTS = ['all', 'http', 'login', 'report'] as const;
 type Part = (typeof PARTS)[number];
 
 function meta(machine: MachineInfo, database: BenchDatabase, settings: BenchSettings): PartMeta {
@@ -126,72 +123,6 @@ async function profileApp(
     `profile ${name}: ${path.relative(PROJECT_DIR, file)} (${summary.windowed ? 'measured window' : 'WHOLE PROCESS: clocks disagree'})`,
   );
   return summary;
-}
-
-async function runRepoPart(settings: BenchSettings, database: BenchDatabase, seed: Seed): Promise<void> {
-  const machine = machineInfo();
-  log('repo: in-process repository benchmark');
-  const results = await runRepoBench({
-    url: database.url,
-    ids: seed.userIds,
-    seconds: settings.repoSeconds,
-    rounds: settings.rounds,
-    clusterDir: database.clusterDir,
-  });
-  await vacuum(database.url);
-  const all = readResults();
-  all.repo = { ...meta(machine, database, settings), results };
-  if (checkTargets({ repo: all.repo }).some((check) => check.met === false)) {
-    log('repo: a target is missed; profiling findById through our repository');
-    const dir = profileDir('repo');
-    const windowFile = path.join(dir, 'window.json');
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(
-        process.execPath,
-        ['--cpu-prof', `--cpu-prof-dir=${dir}`, path.join(ROOT_DIR, 'bench/run.ts'), 'profile-repo'],
-        {
-          cwd: ROOT_DIR,
-          env: { ...process.env, BENCH_PROFILE_DATABASE_URL: database.url, BENCH_PROFILE_WINDOW_FILE: windowFile },
-          stdio: ['ignore', 'inherit', 'inherit'],
-        },
-      );
-      child.once('error', reject);
-      child.once('exit', (code) => {
-        if (code === 0) resolve();
-        else reject(new Error(`profile-repo exited with ${code}`));
-      });
-    });
-    const file = newestProfile(dir);
-    const window = JSON.parse(fs.readFileSync(windowFile, 'utf8')) as ProfileWindow;
-    if (file !== undefined) all.repo = { ...all.repo, profile: summariseProfile(file, window) };
-  }
-  writeResults(all);
-  writeReport(all);
-}
-
-/** The child behind the repository profile: our findById only, for a few seconds. */
-async function profileRepo(settings: BenchSettings): Promise<void> {
-  const url = process.env.BENCH_PROFILE_DATABASE_URL;
-  const windowFile = process.env.BENCH_PROFILE_WINDOW_FILE;
-  if (url === undefined || windowFile === undefined)
-    throw new Error('BENCH_PROFILE_DATABASE_URL and BENCH_PROFILE_WINDOW_FILE are required');
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  const { rows } = await client.query<{ id: string }>(`select id from users where email like 'bench-user-%'`);
-  await client.end();
-  let fromUs = 0;
-  await runRepoBench({
-    url,
-    ids: rows.map((r) => r.id),
-    seconds: settings.quick ? 1 : 6,
-    rounds: 1,
-    only: ['ours (prepared)'],
-    ops: ['findById'],
-    onRoundsStart: () => {
-      fromUs = monotonicUs();
-    },
-  });
-  fs.writeFileSync(windowFile, JSON.stringify({ fromUs, toUs: monotonicUs() }));
 }
 
 async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): Promise<void> {
@@ -294,44 +225,6 @@ async function runLoginPart(
   writeReport(all);
 }
 
-/** Every patch under bench/patches/, measured against HEAD (see patches.ts). */
-async function runPatchesPart(
-  settings: BenchSettings,
-  database: BenchDatabase,
-  seed: Seed,
-  servers: ServerSet,
-): Promise<void> {
-  const machine = machineInfo();
-  const dir = path.join(PROJECT_DIR, 'bench/patches');
-  // Patches that were measured and then landed are deleted; the part runs whatever is left.
-  const files = fs.existsSync(dir)
-    ? fs
-        .readdirSync(dir)
-        .filter((name) => name.endsWith('.patch'))
-        .sort()
-    : [];
-  const connections = Number(process.env.BENCH_PATCH_CONNECTIONS ?? '32');
-  const comparisons = [];
-  for (const file of files) {
-    log(`patches: ${file} vs the code under test at c=${connections}`);
-    comparisons.push(
-      await runPatchComparison({
-        settings,
-        servers,
-        seed,
-        databaseUrl: database.url,
-        clusterDir: database.clusterDir,
-        patchFile: path.join(dir, file),
-        connections,
-      }),
-    );
-  }
-  const all = readResults();
-  all.patches = { ...meta(machine, database, settings), comparisons };
-  writeResults(all);
-  writeReport(all);
-}
-
 /**
  * Runs this same command again from a snapshot of the code (see snapshot.ts), forwarding Ctrl-C,
  * and removes the snapshot afterwards.
@@ -396,16 +289,12 @@ async function main(): Promise<void> {
   const part = (process.argv[2] ?? 'all') as Part;
   if (!PARTS.includes(part)) throw new Error(`usage: node bench/run.ts <${PARTS.join('|')}>`);
   const settings = readSettings();
-  if (part !== 'report' && part !== 'profile-repo' && process.env.BENCH_SNAPSHOT_OF === undefined) {
+  if (part !== 'report' && process.env.BENCH_SNAPSHOT_OF === undefined) {
     process.exitCode = await runFromSnapshot(part, settings);
     return;
   }
   if (part === 'report') {
     writeReport(readResults());
-    return;
-  }
-  if (part === 'profile-repo') {
-    await profileRepo(settings);
     return;
   }
 
@@ -429,7 +318,6 @@ async function main(): Promise<void> {
   try {
     log(`database: ${database.serverVersion} (${database.kind}); seeding ${SEEDED_USERS} users`);
     const seed = await seedDatabase(database.url, settings.quick ? 2000 : SEEDED_USERS);
-    if (part === 'all' || part === 'repo') await runRepoPart(settings, database, seed);
     const checkouts = forwardedCheckouts(process.argv.slice(3));
     if (part === 'http' && checkouts.length > 0) {
       await runCheckoutComparison({
@@ -441,9 +329,9 @@ async function main(): Promise<void> {
         checkouts,
         command: process.env.BENCH_COMMAND ?? commandLine(part),
       });
-    } else if (part === 'all' || part === 'http' || part === 'login' || part === 'patches') {
+    } else {
       let servers: ServerSet;
-      if (part === 'login' || part === 'patches') {
+      if (part === 'login') {
         servers = new ServerSet();
         await servers.add('app', () =>
           startApp('app', { port: settings.portBase, databaseUrl: database.url, settings }),
@@ -467,8 +355,7 @@ async function main(): Promise<void> {
           database,
         );
       }
-      if (part !== 'http' && part !== 'patches') await runLoginPart(settings, database, seed, servers);
-      if (part === 'patches') await runPatchesPart(settings, database, seed, servers);
+      if (part !== 'http') await runLoginPart(settings, database, seed, servers);
     }
   } finally {
     await cleanup();
