@@ -64,7 +64,10 @@ function describeCommit(dir: string): string {
 }
 
 export async function runCheckoutComparison(
-  options: Omit<HttpBenchOptions, 'accessToken'> & { readonly checkouts: readonly Checkout[]; readonly command: string },
+  options: Omit<HttpBenchOptions, 'accessToken'> & {
+    readonly checkouts: readonly Checkout[];
+    readonly command: string;
+  },
 ): Promise<void> {
   const { settings, servers, seed, checkouts } = options;
   const loadAtStart = os.loadavg();
@@ -150,7 +153,10 @@ function ratios(a: Cell | undefined, b: Cell | undefined, pick: (s: RunSample) =
 }
 
 function renderMarkdown(
-  options: Omit<HttpBenchOptions, 'accessToken'> & { readonly checkouts: readonly Checkout[]; readonly command: string },
+  options: Omit<HttpBenchOptions, 'accessToken'> & {
+    readonly checkouts: readonly Checkout[];
+    readonly command: string;
+  },
   apps: readonly string[],
   cells: ReadonlyMap<string, Cell>,
   loadAtStart: readonly number[],
@@ -174,7 +180,7 @@ function renderMarkdown(
         .join(' / ')} at end. ${settings.rounds} rounds × ${settings.httpSeconds} s per run after a warm-up, ` +
       'the targets interleaved and their order rotated every round; medians over rounds. Ratios are taken per round (same minute, same ' +
       'background load) and shown as median (min–max over rounds): the range is the noise. Every app: production mode, pool 10, ' +
-      'request log at info to /dev/null, the same database and seed (10,000 users); the tokens are the seeded admin\'s.',
+      "request log at info to /dev/null, the same database and seed (10,000 users); the tokens are the seeded admin's.",
     '',
     ...checkouts.map((c) => `- **${c.name}**: \`${c.given}\` (${describeCommit(c.dir)})`),
     '- **raw**, **drizzle**: the bare raw-pg and Drizzle routes of bench/servers/baseline.ts (GET /users/:id only)',
@@ -189,7 +195,10 @@ function renderMarkdown(
         targets.map((t) => `${t.replace(/^app@/, '')} req/s (p50 / p95 ms)`).join(' | ') +
         ' | ' +
         others
-          .map((o) => `${o.replace(/^app@/, '')} ÷ ${first.replace(/^app@/, '')}: req/s | server CPU/req | PostgreSQL CPU/req`)
+          .map(
+            (o) =>
+              `${o.replace(/^app@/, '')} ÷ ${first.replace(/^app@/, '')}: req/s | server CPU/req | PostgreSQL CPU/req`,
+          )
           .join(' | ') +
         ' | pool busy ' +
         apps.map((a) => a.replace(/^app@/, '')).join(' / ') +

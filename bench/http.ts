@@ -424,7 +424,11 @@ export const HALF_KNEE_SCENARIO = "GET /users/:id at half the knee's throughput 
  * busy), so the app is also run at a fixed rate of half the knee's throughput (autocannon's
  * overallRate over the knee's connections), `rounds` times; the seed's "under 80%" is judged here.
  */
-export async function runHalfKneeRate(options: HttpBenchOptions, knee: number, kneeOkPerSecond: number): Promise<HttpPoint> {
+export async function runHalfKneeRate(
+  options: HttpBenchOptions,
+  knee: number,
+  kneeOkPerSecond: number,
+): Promise<HttpPoint> {
   const { settings, servers, seed } = options;
   const rate = Math.max(1, Math.round(kneeOkPerSecond / 2));
   const samples: RunSample[] = [];

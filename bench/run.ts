@@ -134,7 +134,9 @@ async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): 
   const findById = await runFindByIdSweep(options);
   const knee = kneeOf(findById.filter((p) => p.target === 'app' && p.scenario === 'GET /users/:id'));
   log(`http: knee of the full app at c=${knee ?? '?'}`);
-  const kneePoint = findById.find((p) => p.target === 'app' && p.scenario === 'GET /users/:id' && p.connections === knee);
+  const kneePoint = findById.find(
+    (p) => p.target === 'app' && p.scenario === 'GET /users/:id' && p.connections === knee,
+  );
   const halfKnee =
     knee === undefined || kneePoint === undefined
       ? undefined

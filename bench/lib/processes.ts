@@ -43,8 +43,7 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
   const stderrFile = path.join(TMP_DIR, `${options.name}.stderr.log`);
   const stdoutFd = fs.openSync(options.stdoutFile ?? '/dev/null', 'w');
   const stderrFd = fs.openSync(stderrFile, 'w');
-  const nodeArgs =
-    options.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`];
+  const nodeArgs = options.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`];
   const child = spawn(process.execPath, [...nodeArgs, options.script, ...(options.args ?? [])], {
     cwd: ROOT_DIR,
     env: {

@@ -79,7 +79,10 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
 
 export function startApp(
   name: string,
-  options: AppEnvOptions & { cpuProfileDir?: string; /** Another checkout's directory (default: this tree). */ root?: string },
+  options: AppEnvOptions & {
+    cpuProfileDir?: string;
+    /** Another checkout's directory (default: this tree). */ root?: string;
+  },
 ): Promise<ServerProcess> {
   return spawnServer({
     name,
