@@ -5,7 +5,7 @@
  * layer behind a bare route, raw pg, Drizzle), interleaved per round and concurrency level; then
  * the app's other scenarios (list page, register, refresh, mixed) swept over the same levels.
  */
-import { CpuMeter, postgresPids } from './lib/cpu.ts';
+import { CpuMeter, postgresProcesses } from './lib/cpu.ts';
 import { log, type BenchSettings } from './lib/environment.ts';
 import type { Seed } from './lib/database.ts';
 import { MetricsSampler, runLoad, type LoadResult, type RequestSpec, type ServerSideStats } from './lib/load.ts';
@@ -134,7 +134,7 @@ export interface MeasureOptions {
   /** Scrape the app's /metrics during the run (only our app has one). */
   readonly scrape: boolean;
   readonly warmupSeconds?: number;
-  /** The embedded cluster's directory: its processes' CPU is metered (undefined for an external server). */
+  /** The embedded cluster's directory: its processes' CPU is metered (undefined: an external server's backends, see cpu.ts). */
   readonly clusterDir?: string | undefined;
   /** A fixed total request rate (req/s) instead of as fast as the connections go. */
   readonly overallRate?: number;
@@ -153,7 +153,8 @@ export async function measure(options: MeasureOptions): Promise<RunSample> {
   const sampler = options.scrape ? new MetricsSampler(options.server.baseUrl) : undefined;
   await sampler?.start();
   const serverCpu = new CpuMeter(() => [options.server.pid]);
-  const postgresCpu = new CpuMeter(() => postgresPids(options.clusterDir));
+  const postgresPids = await postgresProcesses(options.clusterDir);
+  const postgresCpu = new CpuMeter(() => postgresPids);
   serverCpu.start();
   postgresCpu.start();
   const harnessBefore = process.cpuUsage();
@@ -166,7 +167,7 @@ export async function measure(options: MeasureOptions): Promise<RunSample> {
   const perRequest = (ms: number) => (load.total === 0 ? Number.NaN : (ms * 1000) / load.total);
   const cpu: CpuPerRequest = {
     serverUs: perRequest(serverMs),
-    postgresUs: options.clusterDir === undefined ? Number.NaN : perRequest(postgresMs),
+    postgresUs: perRequest(postgresMs),
     harnessUs: perRequest((harness.user + harness.system) / 1000),
   };
   return server === undefined ? { load, cpu } : { load, server, cpu };

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../../src/platform/db/embedded.ts';
 import { migrateToLatest } from '../../src/platform/db/migrator.ts';
 import { OWASP_ARGON2ID } from '../../src/auth/passwords.ts';
+import { meterExternalBackends } from './cpu.ts';
 import { log, type BenchSettings } from './environment.ts';
 
 /** The database every benchmark in one run uses: the same server, the same tables, the same rows. */
@@ -26,6 +27,7 @@ export async function openBenchDatabase(settings: BenchSettings): Promise<BenchD
   if (settings.externalUrl !== undefined) {
     serverUrl = settings.externalUrl;
     kind = 'external';
+    meterExternalBackends(withDatabaseName(serverUrl, DATABASE_NAME));
   } else {
     const embedded = await startEmbeddedPostgres({ dataDir: settings.dataDir, port: settings.embeddedPort, log });
     serverUrl = embedded.url;
