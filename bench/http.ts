@@ -5,7 +5,7 @@
  * layer behind a bare route, raw pg, Drizzle), interleaved per round and concurrency level; then
  * the app's other scenarios (list page, register, refresh, mixed) swept over the same levels.
  */
-import { CpuMeter, postgresPids } from './lib/cpu.ts';
+import { CpuMeter, postgresProcesses } from './lib/cpu.ts';
 import { log, type BenchSettings } from './lib/environment.ts';
 import type { Seed } from './lib/database.ts';
 import { MetricsSampler, runLoad, type LoadResult, type RequestSpec, type ServerSideStats } from './lib/load.ts';
@@ -134,8 +134,10 @@ export interface MeasureOptions {
   /** Scrape the app's /metrics during the run (only our app has one). */
   readonly scrape: boolean;
   readonly warmupSeconds?: number;
-  /** The embedded cluster's directory: its processes' CPU is metered (undefined for an external server). */
+  /** The embedded cluster's directory: its processes' CPU is metered (undefined: an external server's backends, see cpu.ts). */
   readonly clusterDir?: string | undefined;
+  /** A fixed total request rate (req/s) instead of as fast as the connections go. */
+  readonly overallRate?: number;
 }
 
 /** A short unmeasured warm-up at the same concurrency, then one measured run. */
@@ -145,12 +147,14 @@ export async function measure(options: MeasureOptions): Promise<RunSample> {
     connections: options.connections,
     requests: options.requests,
     ...(options.headers === undefined ? {} : { headers: options.headers }),
+    ...(options.overallRate === undefined ? {} : { overallRate: options.overallRate }),
   };
   if ((options.warmupSeconds ?? 1) > 0) await runLoad({ ...base, seconds: options.warmupSeconds ?? 1 });
   const sampler = options.scrape ? new MetricsSampler(options.server.baseUrl) : undefined;
   await sampler?.start();
   const serverCpu = new CpuMeter(() => [options.server.pid]);
-  const postgresCpu = new CpuMeter(() => postgresPids(options.clusterDir));
+  const postgresPids = await postgresProcesses(options.clusterDir);
+  const postgresCpu = new CpuMeter(() => postgresPids);
   serverCpu.start();
   postgresCpu.start();
   const harnessBefore = process.cpuUsage();
@@ -163,7 +167,7 @@ export async function measure(options: MeasureOptions): Promise<RunSample> {
   const perRequest = (ms: number) => (load.total === 0 ? Number.NaN : (ms * 1000) / load.total);
   const cpu: CpuPerRequest = {
     serverUs: perRequest(serverMs),
-    postgresUs: options.clusterDir === undefined ? Number.NaN : perRequest(postgresMs),
+    postgresUs: perRequest(postgresMs),
     harnessUs: perRequest((harness.user + harness.system) / 1000),
   };
   return server === undefined ? { load, cpu } : { load, server, cpu };
@@ -411,4 +415,38 @@ export async function runAblation(options: HttpBenchOptions, connections: number
     const runs = samples.get(item.name) ?? [];
     return { scenario: item.name, target: item.target, connections, samples: runs, summary: summarise(runs) };
   });
+}
+
+/** The scenario name of {@link runHalfKneeRate}'s point. */
+export const HALF_KNEE_SCENARIO = "GET /users/:id at half the knee's throughput (fixed rate)";
+
+/**
+ * Pool utilisation where it says something: at the knee the pool is saturated by definition (97–99%
+ * busy), so the app is also run at a fixed rate of half the knee's throughput (autocannon's
+ * overallRate over the knee's connections), `rounds` times; the seed's "under 80%" is judged here.
+ */
+export async function runHalfKneeRate(
+  options: HttpBenchOptions,
+  knee: number,
+  kneeOkPerSecond: number,
+): Promise<HttpPoint> {
+  const { settings, servers, seed } = options;
+  const rate = Math.max(1, Math.round(kneeOkPerSecond / 2));
+  const samples: RunSample[] = [];
+  for (let round = 0; round < settings.rounds; round++) {
+    const sample = await measureOn(servers, 'app', {
+      connections: knee,
+      seconds: settings.httpSeconds,
+      requests: getUserById(seed),
+      headers: { authorization: `Bearer ${options.accessToken}` },
+      scrape: true,
+      warmupSeconds: 0.5,
+      clusterDir: options.clusterDir,
+      overallRate: rate,
+    });
+    if (sample === undefined) throw new Error('the app server is not running');
+    log(`http at ${rate} req/s (half the knee's ${Math.round(kneeOkPerSecond)}): ${describe('app', sample)}`);
+    samples.push(sample);
+  }
+  return { scenario: HALF_KNEE_SCENARIO, target: 'app', connections: knee, samples, summary: summarise(samples) };
 }

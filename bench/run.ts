@@ -1,5 +1,5 @@
 /**
- * The benchmark entry: `node bench/run.ts <all|repo|http|login|report>` (npm run bench, bench:repo,
+ * The benchmark entry: `node bench/run.ts <all|http|login|report>` (npm run bench, bench:http,
  * bench:http, bench:login). Starts the embedded PostgreSQL under DATA_DIR (default .data/bench,
  * port EMBEDDED_PG_PORT 54360) or uses BENCH_DATABASE_URL's server, seeds a database of its own,
  * runs the parts, writes bench/results/, and stops every process it started.
@@ -8,8 +8,15 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
-import { kneeOf, measure, runAblation, runAppScenarios, runFindByIdSweep, type HttpBenchOptions } from './http.ts';
+import {
+  kneeOf,
+  measure,
+  runAblation,
+  runAppScenarios,
+  runFindByIdSweep,
+  runHalfKneeRate,
+  type HttpBenchOptions,
+} from './http.ts';
 import { NICE_10, runLoginBench } from './login.ts';
 import {
   monotonicUs,
@@ -44,11 +51,10 @@ import { checkTargets, writeReport } from './lib/report.ts';
 import { readResults, writeResults, type PartMeta } from './lib/results.ts';
 import { getUserById, loginRequests } from './lib/scenarios.ts';
 import { login, ServerSet, startApp, startTargetSet } from './lib/servers.ts';
-import { runPatchComparison } from './patches.ts';
-import { runRepoBench } from './repo.ts';
+import { parseCheckouts, runCheckoutComparison, type Checkout } from './checkouts.ts';
 
 const SEEDED_USERS = 10_000;
-const PARTS = ['all', 'repo', 'http', 'login', 'patches', 'report', 'profile-repo'] as const;
+const PARTS = ['all', 'http', 'login', 'report'] as const;
 type Part = (typeof PARTS)[number];
 
 function meta(machine: MachineInfo, database: BenchDatabase, settings: BenchSettings): PartMeta {
@@ -119,72 +125,6 @@ async function profileApp(
   return summary;
 }
 
-async function runRepoPart(settings: BenchSettings, database: BenchDatabase, seed: Seed): Promise<void> {
-  const machine = machineInfo();
-  log('repo: in-process repository benchmark');
-  const results = await runRepoBench({
-    url: database.url,
-    ids: seed.userIds,
-    seconds: settings.repoSeconds,
-    rounds: settings.rounds,
-    clusterDir: database.clusterDir,
-  });
-  await vacuum(database.url);
-  const all = readResults();
-  all.repo = { ...meta(machine, database, settings), results };
-  if (checkTargets({ repo: all.repo }).some((check) => check.met === false)) {
-    log('repo: a target is missed; profiling findById through our repository');
-    const dir = profileDir('repo');
-    const windowFile = path.join(dir, 'window.json');
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(
-        process.execPath,
-        ['--cpu-prof', `--cpu-prof-dir=${dir}`, path.join(ROOT_DIR, 'bench/run.ts'), 'profile-repo'],
-        {
-          cwd: ROOT_DIR,
-          env: { ...process.env, BENCH_PROFILE_DATABASE_URL: database.url, BENCH_PROFILE_WINDOW_FILE: windowFile },
-          stdio: ['ignore', 'inherit', 'inherit'],
-        },
-      );
-      child.once('error', reject);
-      child.once('exit', (code) => {
-        if (code === 0) resolve();
-        else reject(new Error(`profile-repo exited with ${code}`));
-      });
-    });
-    const file = newestProfile(dir);
-    const window = JSON.parse(fs.readFileSync(windowFile, 'utf8')) as ProfileWindow;
-    if (file !== undefined) all.repo = { ...all.repo, profile: summariseProfile(file, window) };
-  }
-  writeResults(all);
-  writeReport(all);
-}
-
-/** The child behind the repository profile: our findById only, for a few seconds. */
-async function profileRepo(settings: BenchSettings): Promise<void> {
-  const url = process.env.BENCH_PROFILE_DATABASE_URL;
-  const windowFile = process.env.BENCH_PROFILE_WINDOW_FILE;
-  if (url === undefined || windowFile === undefined)
-    throw new Error('BENCH_PROFILE_DATABASE_URL and BENCH_PROFILE_WINDOW_FILE are required');
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  const { rows } = await client.query<{ id: string }>(`select id from users where email like 'bench-user-%'`);
-  await client.end();
-  let fromUs = 0;
-  await runRepoBench({
-    url,
-    ids: rows.map((r) => r.id),
-    seconds: settings.quick ? 1 : 6,
-    rounds: 1,
-    only: ['ours (prepared)'],
-    ops: ['findById'],
-    onRoundsStart: () => {
-      fromUs = monotonicUs();
-    },
-  });
-  fs.writeFileSync(windowFile, JSON.stringify({ fromUs, toUs: monotonicUs() }));
-}
-
 async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): Promise<void> {
   const { settings, servers } = options;
   const machine = machineInfo();
@@ -194,10 +134,24 @@ async function runHttpPart(options: HttpBenchOptions, database: BenchDatabase): 
   const findById = await runFindByIdSweep(options);
   const knee = kneeOf(findById.filter((p) => p.target === 'app' && p.scenario === 'GET /users/:id'));
   log(`http: knee of the full app at c=${knee ?? '?'}`);
+  const kneePoint = findById.find(
+    (p) => p.target === 'app' && p.scenario === 'GET /users/:id' && p.connections === knee,
+  );
+  const halfKnee =
+    knee === undefined || kneePoint === undefined
+      ? undefined
+      : await runHalfKneeRate(options, knee, kneePoint.summary.okPerSecond);
   const scenarios = await runAppScenarios(options);
   await vacuum(database.url);
   const all = readResults();
-  all.http = { ...meta(machine, database, settings), findById, scenarios, knee, incidents: servers.incidents };
+  all.http = {
+    ...meta(machine, database, settings),
+    findById,
+    scenarios,
+    knee,
+    ...(halfKnee === undefined ? {} : { halfKnee }),
+    incidents: servers.incidents,
+  };
   writeResults(all);
   writeReport(all);
   if (knee === undefined) return;
@@ -273,44 +227,6 @@ async function runLoginPart(
   writeReport(all);
 }
 
-/** Every patch under bench/patches/, measured against HEAD (see patches.ts). */
-async function runPatchesPart(
-  settings: BenchSettings,
-  database: BenchDatabase,
-  seed: Seed,
-  servers: ServerSet,
-): Promise<void> {
-  const machine = machineInfo();
-  const dir = path.join(PROJECT_DIR, 'bench/patches');
-  // Patches that were measured and then landed are deleted; the part runs whatever is left.
-  const files = fs.existsSync(dir)
-    ? fs
-        .readdirSync(dir)
-        .filter((name) => name.endsWith('.patch'))
-        .sort()
-    : [];
-  const connections = Number(process.env.BENCH_PATCH_CONNECTIONS ?? '32');
-  const comparisons = [];
-  for (const file of files) {
-    log(`patches: ${file} vs the code under test at c=${connections}`);
-    comparisons.push(
-      await runPatchComparison({
-        settings,
-        servers,
-        seed,
-        databaseUrl: database.url,
-        clusterDir: database.clusterDir,
-        patchFile: path.join(dir, file),
-        connections,
-      }),
-    );
-  }
-  const all = readResults();
-  all.patches = { ...meta(machine, database, settings), comparisons };
-  writeResults(all);
-  writeReport(all);
-}
-
 /**
  * Runs this same command again from a snapshot of the code (see snapshot.ts), forwarding Ctrl-C,
  * and removes the snapshot afterwards.
@@ -321,7 +237,11 @@ async function runFromSnapshot(part: Part, settings: BenchSettings): Promise<num
   log(`measuring ${snapshot.label} (commit ${snapshot.commit}) from ${snapshot.dir}`);
   try {
     return await new Promise<number>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(snapshot.dir, 'bench/run.ts'), part], {
+      // Checkouts named on the command line: absolute, and this tree itself measured from the snapshot.
+      const checkouts = parseCheckouts(process.argv.slice(3)).map(
+        (c) => `${c.name}=${c.dir === ROOT_DIR ? snapshot.dir : c.dir}=${c.given}`,
+      );
+      const child = spawn(process.execPath, [path.join(snapshot.dir, 'bench/run.ts'), part, ...checkouts], {
         cwd: snapshot.dir,
         env: {
           ...process.env,
@@ -330,6 +250,7 @@ async function runFromSnapshot(part: Part, settings: BenchSettings): Promise<num
           BENCH_SOURCE_LABEL: snapshot.label,
           BENCH_SOURCE_DIRTY: snapshot.srcDirty ? '1' : '0',
           DATA_DIR: settings.dataDir,
+          BENCH_COMMAND: commandLine(part),
         },
         stdio: 'inherit',
       });
@@ -348,20 +269,34 @@ async function runFromSnapshot(part: Part, settings: BenchSettings): Promise<num
   }
 }
 
+/** The command as typed, with the BENCH_* settings it ran with, for the results. */
+function commandLine(part: Part): string {
+  const env = Object.entries(process.env)
+    .filter(([key]) => /^BENCH_(CONNECTIONS|ROUNDS|HTTP_SECONDS|QUICK|DATABASE_URL)$/.test(key))
+    .map(([key, value]) => `${key}=${value ?? ''} `)
+    .join('');
+  const args = process.argv.slice(3);
+  return `${env}npm run bench:${part}${args.length === 0 ? '' : ` -- ${args.join(' ')}`}`;
+}
+
+/** `name=dir=given` as forwarded by the snapshot's parent. */
+function forwardedCheckouts(args: readonly string[]): Checkout[] {
+  return args.map((arg) => {
+    const [name = '', dir = '', given = dir] = arg.split('=');
+    return { name, dir, given };
+  });
+}
+
 async function main(): Promise<void> {
   const part = (process.argv[2] ?? 'all') as Part;
   if (!PARTS.includes(part)) throw new Error(`usage: node bench/run.ts <${PARTS.join('|')}>`);
   const settings = readSettings();
-  if (part !== 'report' && part !== 'profile-repo' && process.env.BENCH_SNAPSHOT_OF === undefined) {
+  if (part !== 'report' && process.env.BENCH_SNAPSHOT_OF === undefined) {
     process.exitCode = await runFromSnapshot(part, settings);
     return;
   }
   if (part === 'report') {
     writeReport(readResults());
-    return;
-  }
-  if (part === 'profile-repo') {
-    await profileRepo(settings);
     return;
   }
 
@@ -385,10 +320,20 @@ async function main(): Promise<void> {
   try {
     log(`database: ${database.serverVersion} (${database.kind}); seeding ${SEEDED_USERS} users`);
     const seed = await seedDatabase(database.url, settings.quick ? 2000 : SEEDED_USERS);
-    if (part === 'all' || part === 'repo') await runRepoPart(settings, database, seed);
-    if (part === 'all' || part === 'http' || part === 'login' || part === 'patches') {
+    const checkouts = forwardedCheckouts(process.argv.slice(3));
+    if (part === 'http' && checkouts.length > 0) {
+      await runCheckoutComparison({
+        settings,
+        servers: new ServerSet(),
+        seed,
+        databaseUrl: database.url,
+        clusterDir: database.clusterDir,
+        checkouts,
+        command: process.env.BENCH_COMMAND ?? commandLine(part),
+      });
+    } else {
       let servers: ServerSet;
-      if (part === 'login' || part === 'patches') {
+      if (part === 'login') {
         servers = new ServerSet();
         await servers.add('app', () =>
           startApp('app', { port: settings.portBase, databaseUrl: database.url, settings }),
@@ -412,8 +357,7 @@ async function main(): Promise<void> {
           database,
         );
       }
-      if (part !== 'http' && part !== 'patches') await runLoginPart(settings, database, seed, servers);
-      if (part === 'patches') await runPatchesPart(settings, database, seed, servers);
+      if (part !== 'http') await runLoginPart(settings, database, seed, servers);
     }
   } finally {
     await cleanup();

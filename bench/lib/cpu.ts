@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 
 /**
  * CPU time from /proc: on a machine shared with other developers' test suites, CPU time spent
@@ -49,6 +50,39 @@ export function postgresPids(clusterDir: string | undefined): number[] {
   return pids;
 }
 
+/** The bench database on an external server on this machine, whose backends are metered instead. */
+let externalDatabaseUrl: string | undefined;
+
+/**
+ * Meter an external server's backends serving `url`'s database (BENCH_DATABASE_URL, e.g. the
+ * PostgreSQL 15 on 127.0.0.1:5432). Only on loopback: a remote server's pids are not ours to read.
+ * Not its whole process tree, which other users' databases share.
+ */
+export function meterExternalBackends(url: string): void {
+  const host = new URL(url).hostname;
+  externalDatabaseUrl = ['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host) ? url : undefined;
+}
+
+/**
+ * The PostgreSQL processes a run is metered on: the embedded cluster's whole tree, or the
+ * backends connected to the bench database on an external server on this machine (read when the
+ * run starts: the servers' pools hold their connections for the run), or none.
+ */
+export async function postgresProcesses(clusterDir: string | undefined): Promise<number[]> {
+  if (clusterDir !== undefined) return postgresPids(clusterDir);
+  if (externalDatabaseUrl === undefined) return [];
+  const client = new pg.Client({ connectionString: externalDatabaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>(
+      'select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()',
+    );
+    return rows.map((row) => row.pid);
+  } finally {
+    await client.end();
+  }
+}
+
 /** CPU spent by a set of processes between `start()` and `stop()`, in milliseconds. */
 export class CpuMeter {
   readonly #pids: () => readonly number[];
@@ -66,8 +100,12 @@ export class CpuMeter {
     }
   }
 
-  /** Only processes alive at both ends count: a backend that came and went in between is missed. */
+  /**
+   * Only processes alive at both ends count: a backend that came and went in between is missed.
+   * NaN when no process was found at the start: a meter that found nothing must not read 0.
+   */
   stop(): number {
+    if (this.#before.size === 0) return Number.NaN;
     let total = 0;
     for (const [pid, before] of this.#before) {
       const after = processCpuMs(pid);

@@ -1,9 +1,9 @@
-import path from 'node:path';
 import argon2 from 'argon2';
 import pg from 'pg';
 import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../../src/platform/db/embedded.ts';
 import { migrateToLatest } from '../../src/platform/db/migrator.ts';
 import { OWASP_ARGON2ID } from '../../src/auth/passwords.ts';
+import { meterExternalBackends } from './cpu.ts';
 import { log, type BenchSettings } from './environment.ts';
 
 /** The database every benchmark in one run uses: the same server, the same tables, the same rows. */
@@ -23,14 +23,19 @@ export async function openBenchDatabase(settings: BenchSettings): Promise<BenchD
   let serverUrl: string;
   let stop: () => Promise<void> = async () => {};
   let kind: BenchDatabase['kind'];
+  let clusterDir: string | undefined;
   if (settings.externalUrl !== undefined) {
     serverUrl = settings.externalUrl;
     kind = 'external';
+    meterExternalBackends(withDatabaseName(serverUrl, DATABASE_NAME));
   } else {
     const embedded = await startEmbeddedPostgres({ dataDir: settings.dataDir, port: settings.embeddedPort, log });
     serverUrl = embedded.url;
     stop = () => embedded.stop();
     kind = 'embedded';
+    // Not always <dataDir>/postgres: as root with a private DATA_DIR the cluster lives outside it, and
+    // a guessed path found no postmaster.pid, so PostgreSQL's CPU read 0 in every row.
+    clusterDir = embedded.clusterDir;
     if (!embedded.owned)
       log('warning: attached to an embedded PostgreSQL another process started; it will be left running');
   }
@@ -47,7 +52,6 @@ export async function openBenchDatabase(settings: BenchSettings): Promise<BenchD
     } finally {
       await client.end();
     }
-    const clusterDir = kind === 'embedded' ? path.join(settings.dataDir, 'postgres') : undefined;
     return { url, serverVersion, kind, clusterDir, close: stop };
   } catch (error) {
     await stop();
@@ -77,8 +81,11 @@ export async function seed(url: string, count: number): Promise<Seed> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    // sessions references users (a plain truncate of users fails); audit_events and the outbox grow with every login.
-    await client.query('truncate refresh_tokens, sessions, audit_events, account_tokens, email_outbox, users');
+    // Every table of the schema (read from the catalogue, so a new feature's table needs no edit here).
+    const { rows: tables } = await client.query<{ name: string }>(
+      `select quote_ident(tablename) as name from pg_tables where schemaname = 'public' and tablename not like 'kysely_%'`,
+    );
+    await client.query(`truncate ${tables.map((t) => t.name).join(', ')} restart identity cascade`);
     const admin = await client.query<{ id: string }>(
       `insert into users (email, password_hash, name, role) values ($1, $2, 'Bench Admin', 'admin') returning id`,
       [ADMIN_EMAIL, passwordHash],

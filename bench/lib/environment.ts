@@ -23,8 +23,6 @@ export interface BenchSettings {
   readonly portBase: number;
   /** Seconds per measured HTTP run. */
   readonly httpSeconds: number;
-  /** Seconds per measured in-process repository run. */
-  readonly repoSeconds: number;
   readonly rounds: number;
   readonly connections: readonly number[];
   /** Shortened everything: a smoke run of the harness, not a measurement. */
@@ -46,7 +44,6 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): BenchSetting
     externalUrl: env.BENCH_DATABASE_URL === '' ? undefined : env.BENCH_DATABASE_URL,
     portBase: number('BENCH_PORT_BASE', 3201),
     httpSeconds: number('BENCH_HTTP_SECONDS', quick ? 1 : 5),
-    repoSeconds: number('BENCH_REPO_SECONDS', quick ? 0.5 : 3),
     rounds: number('BENCH_ROUNDS', quick ? 1 : 3),
     connections: (env.BENCH_CONNECTIONS ?? '1,8,32,128')
       .split(',')

@@ -77,26 +77,16 @@ export function checkTargets(results: Results): TargetCheck[] {
       measured: `${pct(utilisation)} busy (max ${pct(app?.summary.poolUtilisationMax)}), ${fmt(app?.summary.poolWaitingMean, 1)} waiting on average`,
       met: Number.isFinite(utilisation) ? utilisation < 0.8 : undefined,
     });
-  }
-  const repo = results.repo;
-  if (repo !== undefined) {
-    const find = (variant: string) =>
-      num(repo.results.find((r) => r.variant === variant && r.op === 'findById')?.median);
-    const ours = find('ours (prepared)');
-    const vsRaw = ours / find('raw pg');
-    const vsPrepared = ours / find('raw pg (prepared)');
-    checks.push({
-      target: 'Repository findById in-process vs raw pg unprepared',
-      goal: '≥ 1.30×',
-      measured: `${x(vsRaw)} (${fmt(ours)} vs ${fmt(find('raw pg'))} ops/s)`,
-      met: Number.isFinite(vsRaw) ? vsRaw >= 1.3 : undefined,
-    });
-    checks.push({
-      target: 'Repository findById in-process vs raw pg prepared',
-      goal: '≥ 0.90×',
-      measured: `${x(vsPrepared)} (${fmt(ours)} vs ${fmt(find('raw pg (prepared)'))} ops/s)`,
-      met: Number.isFinite(vsPrepared) ? vsPrepared >= 0.9 : undefined,
-    });
+    const half = http.halfKnee?.summary;
+    if (half !== undefined) {
+      const halfUtilisation = num(half.poolUtilisationMean);
+      checks.push({
+        target: `Pool utilisation at half the knee's throughput (fixed rate, c=${knee})`,
+        goal: '< 80%',
+        measured: `${pct(halfUtilisation)} busy (max ${pct(half.poolUtilisationMax)}) at ${fmt(half.okPerSecond)} req/s, ${fmt(half.poolWaitingMean, 1)} waiting on average, p95 ${fmt(half.p95, 1)} ms`,
+        met: Number.isFinite(halfUtilisation) ? halfUtilisation < 0.8 : undefined,
+      });
+    }
   }
   const login = results.login?.login;
   if (login !== undefined) {
@@ -280,7 +270,6 @@ export function writeReport(results: Results): { markdown: string; chart: string
     '',
   );
   const metas: string[] = [];
-  if (results.repo !== undefined) metas.push(metaLine('repository run', results.repo));
   if (results.http !== undefined) metas.push(metaLine('HTTP run', results.http));
   if (results.login !== undefined) metas.push(metaLine('login run', results.login));
   sections.push(...metas, '');
@@ -331,7 +320,7 @@ export function writeReport(results: Results): { markdown: string; chart: string
         MIX.map((m) => `${Math.round(m.share * 1000) / 10}% ${m.what}`).join(', ') +
         '. Register and login are bound by argon2 (HASH_CONCURRENCY=2 slots, HASH_QUEUE_LIMIT=64 waiting: beyond that 503 OVERLOADED, by design).',
       '',
-      scenarioTable(http.scenarios),
+      scenarioTable(http.halfKnee === undefined ? http.scenarios : [http.halfKnee, ...http.scenarios]),
       '',
     );
     const series = (pick: (p: HttpPoint) => number): Series[] =>
@@ -403,61 +392,6 @@ export function writeReport(results: Results): { markdown: string; chart: string
     }
     if (login.profile !== undefined)
       sections.push(profileMarkdown('app process during login saturation', login.profile));
-  }
-
-  const repo = results.repo;
-  if (repo !== undefined) {
-    const variants = [...new Set(repo.results.map((r) => r.variant))];
-    const get = (variant: string, op: string) => repo.results.find((r) => r.variant === variant && r.op === op);
-    const rawFind = num(get('raw pg', 'findById')?.median);
-    const rawInsert = num(get('raw pg', 'insert')?.median);
-    sections.push(
-      '## Repository operations in-process',
-      '',
-      `32 concurrent callers, a pool of 10 per contender, ${repo.settings.repoSeconds} s per measurement, ${repo.settings.rounds} rounds ` +
-        '(contenders interleaved, order rotated every round); ops/s, median of the rounds (the rounds in brackets).',
-      '',
-      "CPU µs per operation: this Node process (the library's and the driver's work) / the PostgreSQL processes.",
-      '',
-      '| contender | findById ops/s | ÷ raw pg | findById CPU µs/op node / pg | insert ops/s | ÷ raw pg | insert CPU µs/op node / pg | how |',
-      '|---|---:|---:|---:|---:|---:|---:|---|',
-      ...variants.map((variant) => {
-        const find = get(variant, 'findById');
-        const insert = get(variant, 'insert');
-        const rounds = (r: typeof find) => (r === undefined ? '' : ` (${r.rounds.map((v) => fmt(v)).join(', ')})`);
-        const cpu = (r: typeof find) => (r === undefined ? '–' : `${fmt(r.nodeUsPerOp)} / ${fmt(r.postgresUsPerOp)}`);
-        return `| ${variant} | **${fmt(find?.median)}**${rounds(find)} | ${x(num(find?.median) / rawFind)} | ${cpu(find)} | **${fmt(insert?.median)}**${rounds(insert)} | ${x(num(insert?.median) / rawInsert)} | ${cpu(insert)} | ${find?.description ?? ''} |`;
-      }),
-      '',
-    );
-    if (repo.profile !== undefined)
-      sections.push(profileMarkdown('in-process findById through our repository (prepared)', repo.profile));
-  }
-
-  const patches = results.patches;
-  if (patches !== undefined) {
-    sections.push(
-      '## Proposed changes to src/, measured against the code under test',
-      '',
-      metaLine('patch run', patches),
-      '',
-    );
-    for (const comparison of patches.comparisons) {
-      sections.push(
-        `### \`${comparison.patch}\` (on commit \`${comparison.baseCommit}\`)`,
-        '',
-        `The code under test is copied twice, one copy patched (\`patch -p1\`), and both run side by side as real servers (a third: the base with DB_POOL_MAX=20); ${patches.settings.rounds} interleaved rounds, medians.`,
-        '',
-        '| scenario | variant | 2xx req/s | p95 ms | server CPU µs/req | PostgreSQL CPU µs/req | queries/req | pool busy (waiting) | req/s ÷ base |',
-        '|---|---|---:|---:|---:|---:|---:|---:|---:|',
-        ...comparison.points.map((p) => {
-          const base = comparison.points.find((q) => q.scenario === p.scenario && q.target === 'base');
-          const s = p.summary;
-          return `| ${p.scenario} | ${p.target} | ${fmt(s.okPerSecond)} | ${fmt(s.p95, 1)} | ${fmt(s.serverCpuUsPerRequest)} | ${fmt(s.postgresCpuUsPerRequest)} | ${fmt(s.queriesPerRequest, 2)} | ${pct(s.poolUtilisationMean)} (${fmt(s.poolWaitingMean, 1)}) | ${x(s.okPerSecond / num(base?.summary.okPerSecond))} |`;
-        }),
-        '',
-      );
-    }
   }
 
   const markdown = `${sections.join('\n')}\n`;

@@ -2,8 +2,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { HttpPoint } from '../http.ts';
 import type { LoginBenchResult } from '../login.ts';
-import type { PatchComparison } from '../patches.ts';
-import type { RepoResult } from '../repo.ts';
 import type { ProfileSummary } from './cpu-profile.ts';
 import { RESULTS_DIR, type BenchSettings, type MachineInfo } from './environment.ts';
 
@@ -15,15 +13,12 @@ export interface PartMeta {
   readonly loadAverageAtEnd: readonly number[];
 }
 
-export interface RepoPart extends PartMeta {
-  readonly results: readonly RepoResult[];
-  readonly profile?: ProfileSummary;
-}
-
 export interface HttpPart extends PartMeta {
   readonly findById: readonly HttpPoint[];
   readonly scenarios: readonly HttpPoint[];
   readonly knee: number | undefined;
+  /** The app at a fixed rate of half the knee's throughput: pool utilisation below saturation. */
+  readonly halfKnee?: HttpPoint;
   /** Where the app's time goes at the knee (see runAblation). */
   readonly ablation?: readonly HttpPoint[];
   /** Servers that died during the run and were restarted (the affected run was repeated). */
@@ -36,16 +31,10 @@ export interface LoginPart extends PartMeta {
   readonly profile?: ProfileSummary;
 }
 
-export interface PatchesPart extends PartMeta {
-  readonly comparisons: readonly PatchComparison[];
-}
-
 /** The latest result of each part; a part run on its own replaces only its own entry. */
 export interface Results {
-  repo?: RepoPart;
   http?: HttpPart;
   login?: LoginPart;
-  patches?: PatchesPart;
 }
 
 export const RESULTS_FILE = path.join(RESULTS_DIR, 'results.json');

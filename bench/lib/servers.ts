@@ -60,6 +60,9 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
     JWT_SECRET,
     ENCRYPTION_KEY,
     APP_URL: 'http://localhost:3000',
+    // Production requires a WebAuthn relying party since passkeys; no benchmark uses one.
+    WEBAUTHN_RP_ID: 'app.example.test',
+    WEBAUTHN_ORIGINS: 'https://app.example.test',
     ACCESS_TOKEN_TTL_SECONDS: '7200',
     RATE_LIMIT_LOGIN: '1000000',
     RATE_LIMIT_REGISTER: '1000000',
@@ -74,10 +77,16 @@ export function appEnv(options: AppEnvOptions): Record<string, string> {
   };
 }
 
-export function startApp(name: string, options: AppEnvOptions & { cpuProfileDir?: string }): Promise<ServerProcess> {
+export function startApp(
+  name: string,
+  options: AppEnvOptions & {
+    cpuProfileDir?: string;
+    /** Another checkout's directory (default: this tree). */ root?: string;
+  },
+): Promise<ServerProcess> {
   return spawnServer({
     name,
-    script: path.join(ROOT_DIR, 'src/server.ts'),
+    script: path.join(options.root ?? ROOT_DIR, 'src/server.ts'),
     port: options.port,
     env: appEnv(options),
     ...(options.cpuProfileDir === undefined ? {} : { cpuProfileDir: options.cpuProfileDir }),

@@ -10,7 +10,7 @@ import { ROOT_DIR } from './environment.ts';
  * different code. `worktree` (the default): src/, db-types/, migrations/ and package.json copied
  * from the work tree as it is at the start; `head` (BENCH_SOURCE=head): the same exported from HEAD
  * with git archive, so the report's commit is exactly what ran.
- * bench/ and test/helpers/ (the server starter) always come from the work tree; node_modules is linked.
+ * bench/ and test/helpers/ (process helpers) always come from the work tree; node_modules is linked.
  */
 export interface Snapshot {
   readonly dir: string;
@@ -35,7 +35,7 @@ export function createSnapshot(source: 'head' | 'worktree'): Snapshot {
     recursive: true,
     filter: (file) => !/[/\\]bench[/\\](\.tmp|results)([/\\]|$)/.test(file.slice(ROOT_DIR.length)),
   });
-  // bench/lib/processes.ts starts servers through the tests' one starter (test/helpers/server-process.ts).
+  // bench/lib/processes.ts waits and stops with the tests' process helpers (test/helpers/processes.ts).
   fs.cpSync(path.join(ROOT_DIR, 'test/helpers'), path.join(dir, 'test/helpers'), { recursive: true });
   fs.symlinkSync(path.join(ROOT_DIR, 'node_modules'), path.join(dir, 'node_modules'));
   return { dir, commit, label: source === 'head' ? 'HEAD' : 'work tree copied at start', srcDirty };

@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { inject, test as base } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
 import { createDatabase, createPool, type PoolConfig } from '../../src/platform/db/database.ts';
 import { withDatabaseName } from '../../src/platform/db/embedded.ts';
-import { migrateToLatest } from '../../src/platform/db/migrator.ts';
 
 /**
  * Set by `npm run test:pgbouncer`: a PgBouncer in transaction mode in front of the test server.
@@ -35,15 +33,6 @@ export const TEST_POOL = {
 export function clientUrl(name: string): string {
   return withDatabaseName(PGBOUNCER_URL ?? inject('adminUrl'), name);
 }
-
-/**
- * How tests are isolated: `rollback` (the default: a transaction per test), or, for the isolation
- * benchmark only, `truncate` (TRUNCATE … RESTART IDENTITY CASCADE after each test) and `recreate`
- * (drop the schema and migrate again after each test).
- */
-const ISOLATION = (process.env.TEST_ISOLATION ?? 'rollback') as 'rollback' | 'truncate' | 'recreate';
-/** When set, each test's isolation overhead (ms) is appended to this file, one number per line. */
-const STATS_FILE = process.env.TEST_ISOLATION_STATS;
 
 /** Tables the leak check inspects: every table the migrations made (not the migrator's own). */
 async function schemaTables(db: Kysely<DB>): Promise<(keyof DB)[]> {
@@ -138,22 +127,8 @@ export const test = base
     return database;
   })
   .extend('db', async ({ database, task }, { onCleanup }) => {
-    const started = performance.now();
-    if (ISOLATION !== 'rollback') {
-      // Benchmark modes (npm run bench:isolation): the test runs on the committed database, which
-      // is emptied (or rebuilt) after it.
-      const setupMs = performance.now() - started;
-      onCleanup(async () => {
-        const cleanupStarted = performance.now();
-        await resetDatabase(database, ISOLATION);
-        recordOverhead(setupMs + performance.now() - cleanupStarted);
-      });
-      return database.db;
-    }
     const trx = await database.db.startTransaction().execute();
-    const setupMs = performance.now() - started;
     onCleanup(async () => {
-      const cleanupStarted = performance.now();
       // Deferred constraints are checked now, so a violation fails the test instead of vanishing
       // with the rollback; an aborted transaction fails here too.
       const failure = await sql`set constraints all immediate`.execute(trx).then(
@@ -161,7 +136,6 @@ export const test = base
         (error: unknown) => error,
       );
       await trx.rollback().execute();
-      recordOverhead(setupMs + performance.now() - cleanupStarted);
       if (failure !== undefined) {
         throw new Error(
           `"${task.name}" left its test transaction aborted or violating a deferred constraint. ` +
@@ -174,23 +148,6 @@ export const test = base
   });
 
 export { describe, expect } from 'vitest';
-
-function recordOverhead(ms: number): void {
-  if (STATS_FILE !== undefined && STATS_FILE !== '') appendFileSync(STATS_FILE, `${ms.toFixed(3)}\n`);
-}
-
-async function resetDatabase(database: TestDatabase, mode: 'truncate' | 'recreate'): Promise<void> {
-  if (mode === 'truncate') {
-    const tables = await schemaTables(database.db);
-    await sql`truncate ${sql.join(tables.map((table) => sql.table(table)))} restart identity cascade`.execute(
-      database.db,
-    );
-    return;
-  }
-  await sql`drop schema public cascade`.execute(database.db);
-  await sql`create schema public`.execute(database.db);
-  await migrateToLatest(database.url);
-}
 
 /**
  * What a file left behind that the next one would see: committed rows in any table, connections

@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort, releasePort, stopProcess, waitFor } from './processes.ts';
 
@@ -29,23 +28,17 @@ export interface ServerProcessOptions {
   /** Relative to the project root; `src/server.ts` by default. */
   readonly script?: string;
   readonly args?: readonly string[];
-  /** Options for node itself, e.g. `--cpu-prof`. */
-  readonly nodeArgs?: readonly string[];
   /** The path that answers 200 once the server is ready: `/health/ready` by default. */
   readonly readyPath?: string;
   readonly readyTimeoutMs?: number;
-  /** Send stdout / stderr to these files instead of keeping them in memory (a benchmark's request log). */
-  readonly stdoutFile?: string;
-  readonly stderrFile?: string;
 }
 
 const KEPT_LINES = 2_000;
 
 /**
  * Starts the server and resolves once `readyPath` answers 200; fails with the process's output
- * when it exits first or is not ready in time. The one way tests and benchmarks start a server
- * process (the reliability suite's `startServer` and the benches' `spawnServer` add only their
- * own defaults).
+ * when it exits first or is not ready in time. The one way tests start a server process (the
+ * reliability suite's `startServer` adds only its own defaults).
  *
  * @example
  * ```ts
@@ -99,34 +92,20 @@ function spawnOnce(options: ServerProcessOptions, port: number): ServerProcess {
     );
     lines.splice(0, Math.max(0, lines.length - KEPT_LINES));
   };
-  const fileFd = (file: string | undefined) => (file === undefined ? 'pipe' : fs.openSync(file, 'w'));
-  const stdout = fileFd(options.stdoutFile);
-  const stderr = fileFd(options.stderrFile);
-  const child = spawn(
-    process.execPath,
-    [...(options.nodeArgs ?? []), options.script ?? 'src/server.ts', ...(options.args ?? [])],
-    {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', ...options.env, HOST: '127.0.0.1', PORT: String(port) },
-      stdio: ['ignore', stdout, stderr],
-    },
-  );
-  for (const fd of [stdout, stderr]) if (typeof fd === 'number') fs.closeSync(fd);
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
+  const child = spawn(process.execPath, [options.script ?? 'src/server.ts', ...(options.args ?? [])], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...options.env, HOST: '127.0.0.1', PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
       resolve({ code, signal });
     });
   });
   const baseUrl = `http://127.0.0.1:${port}`;
-  const output = () =>
-    [
-      ...lines,
-      ...[options.stdoutFile, options.stderrFile].flatMap((file) =>
-        file === undefined ? [] : fs.readFileSync(file, 'utf8').split('\n').slice(-100),
-      ),
-    ].join('\n');
+  const output = () => lines.join('\n');
   return {
     child,
     pid: child.pid ?? 0,

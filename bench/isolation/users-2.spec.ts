@@ -1,3 +1,0 @@
-import { defineCases } from './cases.ts';
-
-defineCases('second half', 120);
