@@ -33,6 +33,8 @@ import { floodLimits } from './routes/limits.ts';
 import healthRoutes from './routes/health.ts';
 import keyRoutes from './routes/keys.ts';
 import mfaRoutes from './routes/mfa.ts';
+import { oauthMetrics } from './oauth/metrics.ts';
+import oauthRoutes from './oauth/routes.ts';
 import passkeyRoutes from './routes/passkeys.ts';
 import { ErrorSchema, UserSchema } from './routes/schemas.ts';
 import { buildSerializer, buildValidator } from './schema-compilers.ts';
@@ -263,6 +265,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     secretBox,
     mfaIssuer: config.auth.jwtIssuer,
     mfaEvents: tokenMetrics.mfaEvents,
+    oauth: config.oauth,
+    oauthEvents: oauthMetrics(metrics.registry),
     relyingParty:
       config.auth.webauthn === undefined
         ? undefined
@@ -281,6 +285,12 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   if (services.passkeys !== undefined) {
     await app.register(passkeyRoutes, { passkeys: services.passkeys, devices: services.devices });
   }
+  await app.register(oauthRoutes, {
+    oauth: services.oauth,
+    identities: services.identities,
+    devices: services.devices,
+    secureCookies: config.oauth.secureCookies,
+  });
   await app.register(keyRoutes, {
     config: config.auth,
     keys: signingKeys,

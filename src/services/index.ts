@@ -2,6 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import type { ReadDatabase } from '../db/replicas.ts';
+import type { OAuthConfig } from '../oauth/config.ts';
+import { IdentityService } from '../oauth/identities.ts';
+import { OidcProviders } from '../oauth/providers.ts';
+import { OAuthService, type OAuthEvents } from '../oauth/service.ts';
 import { AccountEmailService } from './account-emails.ts';
 import { AuditLog } from './audit-log.ts';
 import { AuthService, type AuthenticatedUser, type AuthEvents } from './auth.ts';
@@ -33,6 +37,9 @@ export interface Services {
   readonly audit: AuditLog;
   /** Device tokens handed out by sign-ins (see `DeviceTokens`). */
   readonly devices: DeviceTokens;
+  /** Sign-in through other identity providers; the routes are registered only when one is configured. */
+  readonly oauth: OAuthService;
+  readonly identities: IdentityService;
 }
 
 export interface ServiceDeps {
@@ -74,6 +81,9 @@ export interface ServiceDeps {
   readonly enumerationSafe?: boolean | undefined;
   /** Called once a transaction that queued an email committed (wakes the dispatcher). */
   readonly onEmailQueued?: (() => void) | undefined;
+  /** The identity providers, API_URL and the redirect allow-list; none configured when absent. */
+  readonly oauth?: OAuthConfig | undefined;
+  readonly oauthEvents?: OAuthEvents | undefined;
 }
 
 /**
@@ -96,6 +106,15 @@ export function createServices(deps: ServiceDeps): Services {
     cache: deps.liveSessions,
     events: deps.sessionEvents,
   });
+  const secondFactor = new MfaChallengeIssuer(deps.db, deps.clock);
+  const oauthConfig: OAuthConfig = deps.oauth ?? {
+    apiUrl: 'http://localhost:3000',
+    providers: [],
+    redirectOrigins: [new URL(settings.appUrl).origin],
+    httpTimeoutMs: 5000,
+    secureCookies: true,
+    allowInsecureLocalIssuers: false,
+  };
   const auth = new AuthService({
     db: deps.db,
     hasher: deps.hasher,
@@ -114,7 +133,7 @@ export function createServices(deps: ServiceDeps): Services {
       queued: () => deps.onEmailQueued?.(),
     },
     onEmailQueued: deps.onEmailQueued,
-    secondFactor: new MfaChallengeIssuer(deps.db, deps.clock),
+    secondFactor,
   });
   const passkeys =
     deps.relyingParty === undefined
@@ -179,5 +198,18 @@ export function createServices(deps: ServiceDeps): Services {
     }),
     audit,
     devices: new DeviceTokens(deps.deviceTokenKeys ?? [randomBytes(32).toString('base64url')], deps.clock),
+    oauth: new OAuthService({
+      db: deps.db,
+      clock: deps.clock,
+      providers: new OidcProviders(oauthConfig),
+      auth,
+      secondFactor,
+      redirectOrigins: oauthConfig.redirectOrigins,
+      apiUrl: oauthConfig.apiUrl,
+      requireVerifiedEmail: deps.requireVerifiedEmail,
+      onEmailQueued: deps.onEmailQueued,
+      events: deps.oauthEvents,
+    }),
+    identities: new IdentityService({ db: deps.db, clock: deps.clock, onEmailQueued: deps.onEmailQueued }),
   };
 }

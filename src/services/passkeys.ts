@@ -20,6 +20,7 @@ import {
   NotFoundError,
   ValidationError,
 } from '../errors/index.ts';
+import { IdentityRepository } from '../oauth/identities.repository.ts';
 import { MfaChallengeRepository, MfaFactorRepository } from '../repositories/mfa.ts';
 import { PasskeyRepository, WebauthnChallengeRepository, type PasskeyRow } from '../repositories/passkeys.ts';
 import { UserRepository, type UserRow } from '../repositories/users.ts';
@@ -337,7 +338,8 @@ export class PasskeyService {
   }
 
   /**
-   * Removes a passkey, unless it is the account's last way to sign in (409 LAST_SIGN_IN_METHOD).
+   * Removes a passkey, unless it is the account's last way to sign in (no password, no linked
+   * identity: 409 LAST_SIGN_IN_METHOD).
    * The last factor of all (no TOTP left either) ends the account's second-factor requirement.
    */
   async remove(principal: Principal, id: string, context: RequestContext): Promise<void> {
@@ -348,7 +350,7 @@ export class PasskeyService {
       const passkeys = new PasskeyRepository(trx);
       const mine = await passkeys.listOfUser(user.id);
       if (!mine.some((passkey) => passkey.id === id)) throw new NotFoundError('No passkey with this id');
-      if (mine.length === 1 && !hasPassword(user)) {
+      if (mine.length === 1 && !hasPassword(user) && (await new IdentityRepository(trx).countOfUser(user.id)) === 0) {
         throw new ConflictError('This passkey is the only way left to sign in to this account', 'LAST_SIGN_IN_METHOD');
       }
       await passkeys.delete(id, user.id);
