@@ -702,7 +702,7 @@ async function seed(database: Kysely<DB>): Promise<void> {
     await sql`set local statement_timeout = 0`.execute(db);
     await fill(db);
   });
-  await sql`analyze users, refresh_tokens, account_tokens, email_outbox, sessions, audit_events, email_changes, webauthn_challenges`.execute(
+  await sql`analyze users, refresh_tokens, account_tokens, email_outbox, sessions, audit_events, email_changes, webauthn_challenges, oauth_flows, oauth_exchange_codes`.execute(
     database,
   );
 }
@@ -761,6 +761,22 @@ async function fill(db: Kysely<DB>): Promise<void> {
     select gen_random_uuid(), md5(u.id::text || g), 'authentication', 'login', u.id,
            now() - g * interval '1 minute', now() + (5 - g) * interval '1 minute'
     from users as u cross join generate_series(0, 1) as g
+    where u.email like '%0@example.com'`.execute(db);
+  // Provider sign-ins under way: flows (10 minutes) and exchange codes (60 seconds) of every tenth
+  // user. Few expired ones linger: each new flow deletes a batch of them.
+  await sql`
+    insert into oauth_flows (id, state_hash, browser_hash, provider, purpose, nonce, code_verifier, redirect_to,
+                             created_at, expires_at)
+    select gen_random_uuid(), md5('state' || u.id::text || g), md5('browser' || u.id::text), 'google', 'sign_in',
+           md5('nonce' || g), md5('verifier' || g), 'https://app.example.com/', now() - g * interval '1 minute',
+           now() + (6 - g) * interval '1 minute'
+    from users as u cross join generate_series(0, 7) as g
+    where u.email like '%0@example.com'`.execute(db);
+  await sql`
+    insert into oauth_exchange_codes (id, code_hash, user_id, provider, created_at, expires_at)
+    select gen_random_uuid(), md5('code' || u.id::text || g), u.id, 'google', now() - g * interval '10 seconds',
+           now() + (6 - g) * interval '10 seconds'
+    from users as u cross join generate_series(0, 7) as g
     where u.email like '%0@example.com'`.execute(db);
   // Mostly sent messages (their data dropped), a few pending (due or backing off), a few being
   // sent (one lease long expired) and a few given up, as between two dispatcher runs.
