@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import { createApiClient } from '../../client/index.ts';
 import { afterAll, beforeAll } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, test } from '../helpers/database.ts';
 import { signInAtProvider, startOidcProvider, type TestIdentityProvider } from '../helpers/oidc-provider.ts';
 import {
+  API_URL,
   ApiBrowser,
   APP_URL,
   authorize,
@@ -461,6 +463,45 @@ describe('linked identities', () => {
       headers: bearer(session.accessToken),
     });
     expect(removed.statusCode, removed.body).toBe(204);
+  });
+});
+
+describe('the typed client', () => {
+  test('builds the sign-in URL and trades the code of the redirect for a session it keeps', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }) });
+    const api = createApiClient({
+      baseUrl: API_URL,
+      // The API over inject: the same requests and answers as over a socket.
+      fetch: async (request) => {
+        const { pathname, search } = new URL(request.url);
+        const body = await request.text();
+        const answer = await app.inject({
+          method: request.method as 'GET' | 'POST' | 'DELETE',
+          url: pathname + search,
+          headers: Object.fromEntries(request.headers),
+          ...(body === '' ? {} : { payload: body }),
+        });
+        return new Response(answer.statusCode === 204 ? null : answer.body, {
+          status: answer.statusCode,
+          headers: answer.headers as Record<string, string>,
+        });
+      },
+    });
+    expect((await api.GET('/auth/providers')).data).toEqual({ items: [{ id: 'idp', name: 'IDP' }] });
+    const browser = new ApiBrowser();
+    const started = await browser.get(app, api.providerSignInUrl('idp', REDIRECT_TO));
+    const callback = await signInAtProvider(String(started.headers.location), providerUser());
+    const code = landing(await browser.get(app, callback.href)).fragment.get('code') ?? '';
+    const signedIn = await api.exchangeProviderCode(code);
+    expect(signedIn.ok && !signedIn.value.mfaRequired).toBe(true);
+    expect(api.tokens?.accessToken).toBeDefined();
+    const listed = await api.GET('/auth/identities');
+    expect(listed.data?.items).toEqual([expect.objectContaining({ provider: 'idp' })]);
+    const again = await api.exchangeProviderCode(code);
+    expect(again.ok ? undefined : again.error.code).toBe('INVALID_OR_EXPIRED_TOKEN');
   });
 });
 
