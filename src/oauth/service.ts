@@ -3,7 +3,13 @@ import type { Kysely } from 'kysely';
 import * as client from 'openid-client';
 import type { DB } from '../db/database.ts';
 import { withTransaction } from '../db/transactions.ts';
-import { AuthorizationError, InvalidTokenError, ServiceUnavailableError, ValidationError } from '../errors/index.ts';
+import {
+  AuthorizationError,
+  InvalidTokenError,
+  ServiceUnavailableError,
+  UniqueConstraintError,
+  ValidationError,
+} from '../errors/index.ts';
 import { UserRepository } from '../repositories/users.ts';
 import type { RequestContext } from '../services/audit-log.ts';
 import type { AuthService, LoginResult, Principal, SecondFactorChallenges } from '../services/auth.ts';
@@ -170,23 +176,7 @@ export class OAuthService {
       throw error;
     }
     const code = random();
-    const outcome = await withTransaction(this.#deps.db, async (trx): Promise<Resolution> => {
-      const resolution =
-        flow.user_id === null
-          ? await resolveSignIn(trx, provider, claims, context, now)
-          : await resolveLink(trx, flow.user_id, provider, claims, context, now);
-      if (resolution.kind === 'ok' && flow.user_id === null) {
-        await new ExchangeCodeRepository(trx).insert({
-          id: uuidv7(),
-          code_hash: sha256(code),
-          user_id: resolution.user.id,
-          provider,
-          created_at: now,
-          expires_at: new Date(now.getTime() + EXCHANGE_CODE_TTL_SECONDS * 1000),
-        });
-      }
-      return resolution;
-    });
+    const outcome = await this.#resolve(flow, provider, claims, code, context, now);
     if (outcome.kind === 'refused') return refuse(outcome.error, 'refused');
     if (outcome.linked) this.#deps.onEmailQueued?.();
     if (flow.user_id !== null) {
@@ -195,6 +185,43 @@ export class OAuthService {
     }
     this.#deps.events?.onCallback?.(provider, outcome.created ? 'signed_up' : 'signed_in');
     return back({ code });
+  }
+
+  /**
+   * Resolves the account and, for a sign-in, stores the exchange code, in one transaction. A
+   * concurrent sign-in that took the email or linked the identity first (a unique violation) is
+   * answered as if it had committed before this one began.
+   */
+  async #resolve(
+    flow: OAuthFlowRow,
+    provider: string,
+    claims: ProviderClaims,
+    code: string,
+    context: RequestContext,
+    now: Date,
+  ): Promise<Resolution> {
+    try {
+      return await withTransaction(this.#deps.db, async (trx): Promise<Resolution> => {
+        const resolution =
+          flow.user_id === null
+            ? await resolveSignIn(trx, provider, claims, context, now)
+            : await resolveLink(trx, flow.user_id, provider, claims, context, now);
+        if (resolution.kind === 'ok' && flow.user_id === null) {
+          await new ExchangeCodeRepository(trx).insert({
+            id: uuidv7(),
+            code_hash: sha256(code),
+            user_id: resolution.user.id,
+            provider,
+            created_at: now,
+            expires_at: new Date(now.getTime() + EXCHANGE_CODE_TTL_SECONDS * 1000),
+          });
+        }
+        return resolution;
+      });
+    } catch (error) {
+      if (!(error instanceof UniqueConstraintError)) throw error;
+      return { kind: 'refused', error: error.field === 'email' ? 'ACCOUNT_EXISTS' : 'IDENTITY_IN_USE' };
+    }
   }
 
   /**

@@ -299,6 +299,17 @@ describe('what a provider sign-in refuses', () => {
     });
   });
 
+  test('refuses the exchange of an account disabled since its callback', async ({ db, onTestFinished }) => {
+    const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }) });
+    const sub = providerUser();
+    const { fragment } = landing(await signInThrough(app, sub));
+    await db.updateTable('users').set({ status: 'disabled' }).where('email', '=', `${sub}@example.com`).execute();
+    expectError(await postJson(app, '/auth/oauth/exchange', { code: fragment.get('code') }), {
+      statusCode: 403,
+      code: 'FORBIDDEN',
+    });
+  });
+
   test('refuses an exchange code after its 60 seconds', async ({ db, onTestFinished }) => {
     let now = Date.now();
     const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }), clock: () => new Date(now) });
@@ -375,6 +386,8 @@ describe('linked identities', () => {
     const browser = new ApiBrowser();
     const opened = await browser.get(app, authorizeUrl);
     expect(opened.statusCode, opened.body).toBe(302);
+    // The ticket is single use: another browser that opens it now gets nothing.
+    expectError(await new ApiBrowser().get(app, authorizeUrl), { statusCode: 400, code: 'INVALID_OR_EXPIRED_TOKEN' });
     const callback = await signInAtProvider(String(opened.headers.location), sub);
     return landing(await browser.get(app, callback.href));
   }
@@ -531,5 +544,17 @@ describe('two providers side by side', () => {
     expect(decodeJwt(second.json<LoginJson>().accessToken).payload).toMatchObject({ amr: ['oidc:beta'] });
     const providers = (await identitiesOf(db, first.user.id)).map((identity) => identity.provider);
     expect(providers).toEqual(['idp', 'beta']);
+    const metrics = (await app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(/auth_oauth_callbacks_total\{provider="idp",outcome="signed_up"\} 1/);
+    expect(metrics).toMatch(/auth_oauth_callbacks_total\{provider="beta",outcome="signed_in"\} 1/);
+  });
+
+  test("refuses one provider's callback presented at the other's (mix-up)", async ({ db, onTestFinished }) => {
+    const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp, beta }) });
+    const browser = new ApiBrowser();
+    const started = await authorize(app, browser, 'idp');
+    const callback = await signInAtProvider(String(started.headers.location), providerUser());
+    const elsewhere = new URL(callback.href.replace('/auth/oauth/idp/', '/auth/oauth/beta/'));
+    expectError(await browser.get(app, elsewhere.href), { statusCode: 400, code: 'INVALID_OR_EXPIRED_TOKEN' });
   });
 });
