@@ -35,7 +35,7 @@ import {
 let idp: TestIdentityProvider;
 
 beforeAll(async () => {
-  idp = await startOidcProvider({ redirectUris: [callbackOf('idp')] });
+  idp = await startOidcProvider({ redirectUris: [callbackOf('idp')], otherClientIds: ['another-app'] });
 });
 afterAll(async () => {
   await idp.stop();
@@ -339,6 +339,21 @@ describe('what a provider sign-in refuses', () => {
       expect(await db.selectFrom('identities').select('id').where('subject', '=', sub).execute()).toEqual([]);
     },
   );
+
+  test('refuses a code the provider issued to another client (another audience), writing nothing', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }) });
+    const sub = providerUser();
+    const browser = new ApiBrowser();
+    const started = new URL(String((await authorize(app, browser)).headers.location));
+    started.searchParams.set('client_id', 'another-app');
+    const callback = await signInAtProvider(started.href, sub);
+    const { fragment } = landing(await browser.get(app, callback.href));
+    expect(Object.fromEntries(fragment)).toEqual({ error: 'INVALID_OR_EXPIRED_TOKEN' });
+    expect(await usersWithEmail(db, `${sub}@example.com`)).toEqual([]);
+  });
 
   test('answers 503 PROVIDER_UNAVAILABLE when the provider cannot be discovered', async ({ db, onTestFinished }) => {
     const down = await startOidcProvider({ redirectUris: [callbackOf('down')] });

@@ -37,6 +37,8 @@ export interface TestIdentityProvider {
 export async function startOidcProvider(options: {
   readonly redirectUris: readonly string[];
   readonly clientId?: string;
+  /** More clients with the same secret and redirect URIs (another application at the same provider). */
+  readonly otherClientIds?: readonly string[];
 }): Promise<TestIdentityProvider> {
   const accounts = new Map<string, ProviderAccount>();
   const clientId = options.clientId ?? 'our-api';
@@ -55,16 +57,14 @@ export async function startOidcProvider(options: {
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
   const provider = new Provider(issuer, {
-    clients: [
-      {
-        client_id: clientId,
-        client_secret: clientSecret,
-        redirect_uris: [...options.redirectUris],
-        response_types: ['code'],
-        grant_types: ['authorization_code'],
-        token_endpoint_auth_method: 'client_secret_post',
-      },
-    ],
+    clients: [clientId, ...(options.otherClientIds ?? [])].map((id) => ({
+      client_id: id,
+      client_secret: clientSecret,
+      redirect_uris: [...options.redirectUris],
+      response_types: ['code'],
+      grant_types: ['authorization_code'],
+      token_endpoint_auth_method: 'client_secret_post',
+    })),
     findAccount: (_context: unknown, id: string) => {
       const account = accounts.get(id);
       if (account === undefined) return undefined;
