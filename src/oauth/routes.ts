@@ -52,10 +52,13 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
   app.addHook('onRequest', noStore);
   const limit = flood('oauth-ip');
 
-  /** This browser's key: its binding cookie's value, set (or renewed) for the flow's lifetime. */
-  const browserKey = (request: FastifyRequest, reply: FastifyReply): string => {
+  /** This browser's key: its binding cookie's value, or a new one (several tabs share one). */
+  const browserKey = (request: FastifyRequest): string => {
     const existing = request.cookies[BROWSER_COOKIE];
-    const key = existing !== undefined && BROWSER_KEY.test(existing) ? existing : oauth.newBrowserKey();
+    return existing !== undefined && BROWSER_KEY.test(existing) ? existing : oauth.newBrowserKey();
+  };
+  /** Sets (or renews) the binding cookie for the flow's lifetime, once a flow was started. */
+  const bind = (reply: FastifyReply, key: string): void => {
     reply.setCookie(BROWSER_COOKIE, key, {
       path: '/auth/oauth',
       httpOnly: true,
@@ -63,7 +66,6 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
       secure: opts.secureCookies,
       maxAge: FLOW_TTL_SECONDS,
     });
-    return key;
   };
 
   app.get(
@@ -110,7 +112,7 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
     async (request, reply) => {
       const { provider } = request.params;
       const { redirectTo, link } = request.query;
-      const key = browserKey(request, reply);
+      const key = browserKey(request);
       let location: string;
       if (link !== undefined) {
         location = await oauth.openLink(provider, link, key);
@@ -119,6 +121,7 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
       } else {
         location = await oauth.startSignIn(provider, redirectTo, key);
       }
+      bind(reply, key);
       return reply.redirect(location, 302);
     },
   );

@@ -248,6 +248,7 @@ describe('sign-in through an identity provider', () => {
     const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }) });
     const response = await authorize(app, new ApiBrowser(), 'idp', redirectTo);
     expectError(response, { statusCode: 400, code: 'VALIDATION_FAILED', field: 'redirectTo' });
+    expect(response.cookies).toEqual([]);
     expect(await db.selectFrom('oauth_flows').select('id').execute()).toEqual([]);
   });
 

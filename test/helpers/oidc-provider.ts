@@ -56,26 +56,35 @@ export async function startOidcProvider(options: {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
-  const provider = new Provider(issuer, {
-    clients: [clientId, ...(options.otherClientIds ?? [])].map((id) => ({
-      client_id: id,
-      client_secret: clientSecret,
-      redirect_uris: [...options.redirectUris],
-      response_types: ['code'],
-      grant_types: ['authorization_code'],
-      token_endpoint_auth_method: 'client_secret_post',
-    })),
-    findAccount: (_context: unknown, id: string) => {
-      const account = accounts.get(id);
-      if (account === undefined) return undefined;
-      return { accountId: id, claims: () => ({ sub: id, ...account }) };
-    },
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
-    cookies: { keys: [randomBytes(24).toString('base64url')] },
-    features: { devInteractions: { enabled: true } },
-    ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 600 },
-  });
-  // Development-only warnings and errors the provider logs for itself are not the test's output.
+  // Its start-up warnings (in-memory storage, development keys and interactions) are what a test
+  // provider is; they are not the test's output.
+  const warn = console.warn;
+  console.warn = () => {};
+  let provider: Provider;
+  try {
+    provider = new Provider(issuer, {
+      clients: [clientId, ...(options.otherClientIds ?? [])].map((id) => ({
+        client_id: id,
+        client_secret: clientSecret,
+        redirect_uris: [...options.redirectUris],
+        response_types: ['code'],
+        grant_types: ['authorization_code'],
+        token_endpoint_auth_method: 'client_secret_post',
+      })),
+      findAccount: (_context: unknown, id: string) => {
+        const account = accounts.get(id);
+        if (account === undefined) return undefined;
+        return { accountId: id, claims: () => ({ sub: id, ...account }) };
+      },
+      claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
+      cookies: { keys: [randomBytes(24).toString('base64url')] },
+      features: { devInteractions: { enabled: true } },
+      ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 600 },
+    });
+  } finally {
+    console.warn = warn;
+  }
+  // Errors the provider answers with (a 500 to us) are logged by it; the test sees the answer.
   provider.on('server_error', () => {});
   routing.handler = provider.callback();
   let stopped: Promise<void> | undefined;
