@@ -300,6 +300,22 @@ describe('what a provider sign-in refuses', () => {
     });
   });
 
+  test('ends at redirectTo with an error when the user cancels at the provider, writing nothing', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }) });
+    const sub = providerUser();
+    const browser = new ApiBrowser();
+    const started = await authorize(app, browser);
+    const callback = await signInAtProvider(String(started.headers.location), sub, { cancel: true });
+    expect(callback.searchParams.get('error')).toBe('access_denied');
+    const { url, fragment } = landing(await browser.get(app, callback.href));
+    expect(url.origin + url.pathname).toBe(REDIRECT_TO);
+    expect(Object.fromEntries(fragment)).toEqual({ error: 'INVALID_OR_EXPIRED_TOKEN' });
+    expect(await usersWithEmail(db, `${sub}@example.com`)).toEqual([]);
+  });
+
   test('refuses the exchange of an account disabled since its callback', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }) });
     const sub = providerUser();
@@ -438,6 +454,28 @@ describe('linked identities', () => {
     );
     const notices = await db.selectFrom('email_outbox').select('template').where('user_id', '=', user.id).execute();
     expect(notices.map((n) => n.template).sort()).toEqual(['notice_identity_linked', 'notice_identity_unlinked']);
+  });
+
+  test('asks an account with a second factor to step up (aal2) before linking or unlinking', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }) });
+    const user = await createUser(db);
+    await db.updateTable('users').set({ mfa_enabled: true }).where('id', '=', user.id).execute();
+    const token = accessTokenFor(user);
+    expectError(await postJson(app, '/auth/identities/idp/link', { redirectTo: REDIRECT_TO }, bearer(token)), {
+      statusCode: 403,
+      code: 'MFA_REQUIRED',
+    });
+    expectError(
+      await app.inject({ method: 'DELETE', url: `/auth/identities/${randomUUID()}`, headers: bearer(token) }),
+      {
+        statusCode: 403,
+        code: 'MFA_REQUIRED',
+      },
+    );
+    expect(await db.selectFrom('oauth_flows').select('id').execute()).toEqual([]);
   });
 
   test('refuses a link with IDENTITY_IN_USE when the identity belongs to another account', async ({

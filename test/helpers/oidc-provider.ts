@@ -110,7 +110,11 @@ export async function startOidcProvider(options: {
  * Signs `accountId` in and consents, from the provider's authorization URL until the provider
  * redirects back to the client. @returns that redirect (our API's callback URL with code and state).
  */
-export async function signInAtProvider(authorizationUrl: string, accountId: string): Promise<URL> {
+export async function signInAtProvider(
+  authorizationUrl: string,
+  accountId: string,
+  options: { readonly cancel?: boolean } = {},
+): Promise<URL> {
   const jar = new Map<string, string>();
   const providerOrigin = new URL(authorizationUrl).origin;
   const send = async (url: string, form?: Record<string, string>) => {
@@ -145,6 +149,11 @@ export async function signInAtProvider(authorizationUrl: string, accountId: stri
     }
     const page = await response.text();
     if (response.status !== 200) throw new Error(`The provider answered ${response.status}: ${page.slice(0, 500)}`);
+    if (options.cancel === true) {
+      // The user cancels at the provider (its abort link): the provider answers access_denied.
+      url = new URL(`${new URL(url).pathname}/abort`, url).href;
+      continue;
+    }
     const prompt = /name="prompt" value="(\w+)"/.exec(page)?.[1];
     const form: Record<string, string> =
       prompt === 'login' ? { prompt, login: accountId, password: 'any' } : { prompt: prompt ?? 'consent' };
