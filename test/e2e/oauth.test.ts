@@ -381,6 +381,25 @@ describe('what a provider sign-in refuses', () => {
     expect(response.headers['retry-after']).toBeDefined();
   });
 
+  test('discovers a provider that was down at start once it is back, without a restart', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const first = await startOidcProvider({ redirectUris: [callbackOf('late')] });
+    await first.stop();
+    const app = await testApp(db, onTestFinished, { env: oauthEnv({ late: first }) });
+    expectError(await authorize(app, new ApiBrowser(), 'late'), { statusCode: 503, code: 'PROVIDER_UNAVAILABLE' });
+    const back = await startOidcProvider({
+      redirectUris: [callbackOf('late')],
+      port: Number(new URL(first.issuer).port),
+      clientSecret: first.clientSecret,
+    });
+    onTestFinished(() => back.stop());
+    back.accounts.set('returning', { email: 'returning@example.com', email_verified: true });
+    const exchanged = await signInAndExchange(app, 'returning', 'late');
+    expect(exchanged.statusCode, exchanged.body).toBe(200);
+  });
+
   test('ends the callback with error=PROVIDER_UNAVAILABLE when the token endpoint cannot be reached', async ({
     db,
     onTestFinished,

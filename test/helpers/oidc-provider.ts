@@ -39,10 +39,13 @@ export async function startOidcProvider(options: {
   readonly clientId?: string;
   /** More clients with the same secret and redirect URIs (another application at the same provider). */
   readonly otherClientIds?: readonly string[];
+  /** A port of its own choosing (a provider back on the port of one that stopped); any free one by default. */
+  readonly port?: number;
+  readonly clientSecret?: string;
 }): Promise<TestIdentityProvider> {
   const accounts = new Map<string, ProviderAccount>();
   const clientId = options.clientId ?? 'our-api';
-  const clientSecret = randomBytes(24).toString('base64url');
+  const clientSecret = options.clientSecret ?? randomBytes(24).toString('base64url');
   // The issuer names the port, so the provider is built once the server listens.
   const routing: { handler?: (request: IncomingMessage, response: ServerResponse) => void } = {};
   const server: Server = createServer((request, response) => {
@@ -53,7 +56,7 @@ export async function startOidcProvider(options: {
     }
     routing.handler(request, response);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
   // Its start-up warnings (in-memory storage, development keys and interactions) are what a test
