@@ -33,6 +33,8 @@ export async function resolveSignIn(
   claims: ProviderClaims,
   context: RequestContext,
   now: Date,
+  /** Queues the verification email of a new account whose email is not verified yet. */
+  verifyEmail: (user: UserRow) => Promise<void> = async () => {},
 ): Promise<Resolution> {
   const identities = new IdentityRepository(trx);
   const users = new UserRepository(trx);
@@ -60,6 +62,8 @@ export async function resolveSignIn(
   if (claims.emailVerified) {
     await users.markEmailVerified(created.id, now);
     user = { ...created, email_verified_at: now };
+  } else {
+    await verifyEmail(user);
   }
   await recordAuditEvent(trx, 'user.registered', user.id, userContext, { role: user.role, provider });
   await linkIdentity(trx, user, provider, claims, userContext, now, 'sign_up');

@@ -1,5 +1,11 @@
 import { Counter, type Registry } from '@prometheus-io/client';
-import type { OAuthEvents } from './service.ts';
+
+/** How a provider sign-in ended, for metrics. */
+export type SignInOutcome = 'signed_in' | 'signed_up' | 'linked' | 'refused' | 'invalid' | 'unavailable';
+
+export interface OAuthEvents {
+  onCallback?(provider: string, outcome: SignInOutcome): void;
+}
 
 /**
  * `auth_oauth_callbacks_total{provider, outcome}`: how provider sign-ins end (signed_in,

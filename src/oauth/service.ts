@@ -12,11 +12,18 @@ import {
 } from '../errors/index.ts';
 import { UserRepository } from '../repositories/users.ts';
 import type { RequestContext } from '../services/audit-log.ts';
-import type { AuthService, LoginResult, Principal, SecondFactorChallenges } from '../services/auth.ts';
+import type {
+  AuthService,
+  LoginResult,
+  Principal,
+  SecondFactorChallenges,
+  VerificationEmails,
+} from '../services/auth.ts';
 import { uuidv7 } from '../services/ids.ts';
 import { resolveLink, resolveSignIn, type Resolution } from './accounts.ts';
 import { ExchangeCodeRepository, OAuthFlowRepository, type OAuthFlowRow } from './oauth-flows.repository.ts';
 import { OidcProviders, ProviderResponseError, type ProviderClaims } from './providers.ts';
+import type { OAuthEvents, SignInOutcome } from './metrics.ts';
 import { isAllowedRedirect } from './redirects.ts';
 
 /** A flow (state, nonce, PKCE verifier) is single use and lives this long (api.md). */
@@ -25,13 +32,6 @@ export const FLOW_TTL_SECONDS = 600;
 export const EXCHANGE_CODE_TTL_SECONDS = 60;
 /** Expired rows deleted, at most, by each new flow: the tables stay small between maintenance runs. */
 const CLEANUP_BATCH = 100;
-
-/** How a provider sign-in ended, for metrics. */
-export type SignInOutcome = 'signed_in' | 'signed_up' | 'linked' | 'refused' | 'invalid' | 'unavailable';
-
-export interface OAuthEvents {
-  onCallback?(provider: string, outcome: SignInOutcome): void;
-}
 
 export interface OAuthServiceDeps {
   readonly db: Kysely<DB>;
@@ -46,7 +46,9 @@ export interface OAuthServiceDeps {
   readonly apiUrl: string;
   /** AUTH_REQUIRE_VERIFIED_EMAIL: an unverified account gets 403 EMAIL_NOT_VERIFIED from the exchange. */
   readonly requireVerifiedEmail?: boolean | undefined;
-  /** Called once a transaction that queued a security notice committed (wakes the dispatcher). */
+  /** Queues the verification email of a new account whose email the provider did not verify. */
+  readonly verificationEmails?: VerificationEmails | undefined;
+  /** Called once a transaction that queued an email committed (wakes the dispatcher). */
   readonly onEmailQueued?: (() => void) | undefined;
   readonly events?: OAuthEvents | undefined;
 }
@@ -178,7 +180,7 @@ export class OAuthService {
     const code = random();
     const outcome = await this.#resolve(flow, provider, claims, code, context, now);
     if (outcome.kind === 'refused') return refuse(outcome.error, 'refused');
-    if (outcome.linked) this.#deps.onEmailQueued?.();
+    if (outcome.linked || outcome.created) this.#deps.onEmailQueued?.();
     if (flow.user_id !== null) {
       this.#deps.events?.onCallback?.(provider, 'linked');
       return back({ linked: provider });
@@ -188,9 +190,8 @@ export class OAuthService {
   }
 
   /**
-   * Resolves the account and, for a sign-in, stores the exchange code, in one transaction. A
-   * concurrent sign-in that took the email or linked the identity first (a unique violation) is
-   * answered as if it had committed before this one began.
+   * Resolves the account and, for a sign-in, stores the exchange code, in one transaction. A sign-in
+   * that took the email or identity first (a unique violation) is answered as if it had committed first.
    */
   async #resolve(
     flow: OAuthFlowRow,
@@ -204,7 +205,9 @@ export class OAuthService {
       return await withTransaction(this.#deps.db, async (trx): Promise<Resolution> => {
         const resolution =
           flow.user_id === null
-            ? await resolveSignIn(trx, provider, claims, context, now)
+            ? await resolveSignIn(trx, provider, claims, context, now, async (user) => {
+                await this.#deps.verificationEmails?.queue(trx, user, now);
+              })
             : await resolveLink(trx, flow.user_id, provider, claims, context, now);
         if (resolution.kind === 'ok' && flow.user_id === null) {
           await new ExchangeCodeRepository(trx).insert({

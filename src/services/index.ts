@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/database.ts';
 import type { ReadDatabase } from '../db/replicas.ts';
+import type { UserRow } from '../repositories/users.ts';
 import type { OAuthConfig } from '../oauth/config.ts';
 import { IdentityService } from '../oauth/identities.ts';
 import { OidcProviders } from '../oauth/providers.ts';
-import { OAuthService, type OAuthEvents } from '../oauth/service.ts';
+import type { OAuthEvents } from '../oauth/metrics.ts';
+import { OAuthService } from '../oauth/service.ts';
 import { AccountEmailService } from './account-emails.ts';
 import { AuditLog } from './audit-log.ts';
 import { AuthService, type AuthenticatedUser, type AuthEvents } from './auth.ts';
@@ -107,6 +109,10 @@ export function createServices(deps: ServiceDeps): Services {
     events: deps.sessionEvents,
   });
   const secondFactor = new MfaChallengeIssuer(deps.db, deps.clock);
+  const verificationEmails = {
+    queue: (trx: Kysely<DB>, user: UserRow, now: Date) => queueVerificationEmail(trx, user, settings, now),
+    queued: () => deps.onEmailQueued?.(),
+  };
   const oauthConfig: OAuthConfig = deps.oauth ?? {
     apiUrl: 'http://localhost:3000',
     providers: [],
@@ -128,10 +134,7 @@ export function createServices(deps: ServiceDeps): Services {
     ...(deps.authEvents === undefined ? {} : { events: deps.authEvents }),
     ...(deps.principals === undefined ? {} : { principals: deps.principals }),
     requireVerifiedEmail: deps.requireVerifiedEmail ?? false,
-    verificationEmails: {
-      queue: (trx, user, now) => queueVerificationEmail(trx, user, settings, now),
-      queued: () => deps.onEmailQueued?.(),
-    },
+    verificationEmails,
     onEmailQueued: deps.onEmailQueued,
     secondFactor,
   });
@@ -207,6 +210,7 @@ export function createServices(deps: ServiceDeps): Services {
       redirectOrigins: oauthConfig.redirectOrigins,
       apiUrl: oauthConfig.apiUrl,
       requireVerifiedEmail: deps.requireVerifiedEmail,
+      verificationEmails,
       onEmailQueued: deps.onEmailQueued,
       events: deps.oauthEvents,
     }),

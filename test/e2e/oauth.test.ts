@@ -124,6 +124,7 @@ describe('sign-in through an identity provider', () => {
     expect(decodeJwt(body.accessToken).payload).toMatchObject({ sub: user.id, aal: 'aal1', amr: ['oidc:idp'] });
     const [row] = await usersWithEmail(db, user.email);
     expect(row?.password_hash).toBe('');
+    expect(await db.selectFrom('email_outbox').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
     expect(await identitiesOf(db, user.id)).toEqual([
       expect.objectContaining({ provider: 'idp', subject: sub, email: user.email, email_verified: true }),
     ]);
@@ -146,7 +147,11 @@ describe('sign-in through an identity provider', () => {
     const sub = providerUser({ email_verified: false });
     const exchanged = await signInAndExchange(app, sub);
     expect(exchanged.statusCode, exchanged.body).toBe(200);
-    expect(exchanged.json<LoginJson>().user.emailVerifiedAt).toBeNull();
+    const { user } = exchanged.json<LoginJson>();
+    expect(user.emailVerifiedAt).toBeNull();
+    // As after a registration: a verification email is on its way.
+    const queued = await db.selectFrom('email_outbox').select('template').where('user_id', '=', user.id).execute();
+    expect(queued.map((row) => row.template)).toEqual(['email_verification']);
   });
 
   test('signs in again to the same account and records when the identity was last used', async ({
