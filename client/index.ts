@@ -119,6 +119,24 @@ export interface ApiClient extends Client<paths> {
    * ```
    */
   signInWithPasskey(assertion: PasskeyAssertion): Promise<ApiResult<User>>;
+  /**
+   * Where to send the browser to sign in with an identity provider (GET /auth/providers lists
+   * them): open it with `window.location`, not fetch. The provider's sign-in ends at `redirectTo`
+   * with `#code=…` (then call {@link exchangeProviderCode}) or `#error=<CODE>`.
+   */
+  providerSignInUrl(provider: string, redirectTo: string): string;
+  /**
+   * POST /auth/oauth/exchange: trades the one-time code of a provider sign-in's redirect for a
+   * session and keeps the tokens, or resolves to the second-factor challenge (`mfaRequired: true`:
+   * then call {@link completeLogin}).
+   *
+   * @example
+   * ```ts
+   * const code = new URLSearchParams(location.hash.slice(1)).get('code');
+   * if (code !== null) await api.exchangeProviderCode(code);
+   * ```
+   */
+  exchangeProviderCode(code: string): Promise<ApiResult<LoginOutcome>>;
   /** POST /auth/logout with the current refresh token (its session ends), then forget the tokens. */
   logout(): Promise<ApiResult<null>>;
 }
@@ -273,6 +291,18 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     return { ok: true, value: data.user, response };
   };
 
+  const providerSignInUrl = (provider: string, redirectTo: string): string =>
+    `${baseUrl}/auth/oauth/${encodeURIComponent(provider)}/authorize?redirectTo=${encodeURIComponent(redirectTo)}`;
+
+  const exchangeProviderCode = async (code: string): Promise<ApiResult<LoginOutcome>> => {
+    const { data, error, response } = await client.POST('/auth/oauth/exchange', { body: { code } });
+    if (data === undefined) return failure(error, response);
+    if ('mfaRequired' in data) return { ok: true, value: data, response };
+    setTokens({ accessToken: data.accessToken, refreshToken: data.refreshToken });
+    keepDeviceToken(data.deviceToken);
+    return { ok: true, value: { mfaRequired: false, user: data.user }, response };
+  };
+
   const logout = async (): Promise<ApiResult<null>> => {
     const refreshToken = tokens?.refreshToken;
     if (refreshToken === undefined) throw new Error('Not signed in: there is no refresh token to revoke');
@@ -296,6 +326,8 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     completeLogin,
     stepUp,
     signInWithPasskey,
+    providerSignInUrl,
+    exchangeProviderCode,
     logout,
   };
 }

@@ -79,6 +79,17 @@ export interface EmailOutbox {
   user_id: string | null;
 }
 
+export interface Identities {
+  created_at: Timestamp;
+  email: string | null;
+  email_verified: Generated<boolean>;
+  id: string;
+  last_used_at: Timestamp | null;
+  provider: string;
+  subject: string;
+  user_id: string;
+}
+
 export interface MfaChallenges {
   created_at: Timestamp;
   credential_stamp: string;
@@ -110,6 +121,31 @@ export interface MfaRecoveryCodes {
   id: string;
   used_at: Timestamp | null;
   user_id: string;
+}
+
+export interface OauthExchangeCodes {
+  code_hash: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  id: string;
+  provider: string;
+  used_at: Timestamp | null;
+  user_id: string;
+}
+
+export interface OauthFlows {
+  browser_hash: string | null;
+  code_verifier: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  id: string;
+  nonce: string;
+  provider: string;
+  purpose: string;
+  redirect_to: string;
+  state_hash: string;
+  used_at: Timestamp | null;
+  user_id: string | null;
 }
 
 export interface PasskeyCredentials {
@@ -191,9 +227,12 @@ export interface DB {
   audit_events: AuditEvents;
   email_changes: EmailChanges;
   email_outbox: EmailOutbox;
+  identities: Identities;
   mfa_challenges: MfaChallenges;
   mfa_factors: MfaFactors;
   mfa_recovery_codes: MfaRecoveryCodes;
+  oauth_exchange_codes: OauthExchangeCodes;
+  oauth_flows: OauthFlows;
   passkey_credentials: PasskeyCredentials;
   refresh_tokens: RefreshTokens;
   sessions: Sessions;

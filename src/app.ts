@@ -37,6 +37,8 @@ import { SigningKeyStore } from './keys/signing-keys.ts';
 import { TokenMetrics } from './keys/token-metrics.ts';
 import type { LiveSession } from './sessions/service.ts';
 import type { AccountThrottledEvent } from './platform/limits/throttle.ts';
+import { oauthMetrics } from './oauth/metrics.ts';
+import oauthRoutes from './oauth/routes.ts';
 
 export interface AppDeps {
   readonly config: Config;
@@ -219,6 +221,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     secretBox,
     mfaIssuer: config.auth.jwtIssuer,
     mfaEvents: tokenMetrics.mfaEvents,
+    oauth: config.oauth,
+    oauthEvents: oauthMetrics(metrics.registry),
     relyingParty:
       config.auth.webauthn === undefined
         ? undefined
@@ -236,6 +240,12 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   if (services.passkeys !== undefined) {
     await app.register(passkeyRoutes, { passkeys: services.passkeys, devices: services.devices });
   }
+  await app.register(oauthRoutes, {
+    oauth: services.oauth,
+    identities: services.identities,
+    devices: services.devices,
+    secureCookies: config.oauth.secureCookies,
+  });
   await app.register(keyRoutes, {
     config: config.auth,
     keys: signingKeys,

@@ -17,6 +17,12 @@ import { SessionService, type LiveSession, type SessionEvents } from './sessions
 import type { AccessTokenSigner } from './keys/tokens.ts';
 import { UserAdministration, type AdminEvents } from './users/admin.ts';
 import { UserService } from './users/service.ts';
+import type { UserRow } from './users/users.repository.ts';
+import type { OAuthConfig } from './oauth/config.ts';
+import { IdentityService } from './oauth/identities.ts';
+import { OidcProviders } from './oauth/providers.ts';
+import type { OAuthEvents } from './oauth/metrics.ts';
+import { OAuthService } from './oauth/service.ts';
 
 /** The application's services, built once per app by {@link createServices}. */
 export interface Services {
@@ -33,6 +39,9 @@ export interface Services {
   readonly audit: AuditLog;
   /** Device tokens handed out by sign-ins (see `DeviceTokens`). */
   readonly devices: DeviceTokens;
+  /** Sign-in through other identity providers; the routes are registered only when one is configured. */
+  readonly oauth: OAuthService;
+  readonly identities: IdentityService;
 }
 
 export interface ServiceDeps {
@@ -76,6 +85,9 @@ export interface ServiceDeps {
   readonly enumerationSafe?: boolean | undefined;
   /** Called once a transaction that queued an email committed (wakes the dispatcher). */
   readonly onEmailQueued?: (() => void) | undefined;
+  /** The identity providers, API_URL and the redirect allow-list; none configured when absent. */
+  readonly oauth?: OAuthConfig | undefined;
+  readonly oauthEvents?: OAuthEvents | undefined;
 }
 
 /**
@@ -98,6 +110,19 @@ export function createServices(deps: ServiceDeps): Services {
     cache: deps.liveSessions,
     events: deps.sessionEvents,
   });
+  const secondFactor = new MfaChallengeIssuer(deps.db, deps.clock);
+  const verificationEmails = {
+    queue: (trx: Kysely<DB>, user: UserRow, now: Date) => queueVerificationEmail(trx, user, settings, now),
+    queued: () => deps.onEmailQueued?.(),
+  };
+  const oauthConfig: OAuthConfig = deps.oauth ?? {
+    apiUrl: 'http://localhost:3000',
+    providers: [],
+    redirectOrigins: [new URL(settings.appUrl).origin],
+    httpTimeoutMs: 5000,
+    secureCookies: true,
+    allowInsecureLocalIssuers: false,
+  };
   const auth = new AuthService({
     db: deps.db,
     hasher: deps.hasher,
@@ -111,12 +136,9 @@ export function createServices(deps: ServiceDeps): Services {
     ...(deps.authEvents === undefined ? {} : { events: deps.authEvents }),
     ...(deps.principals === undefined ? {} : { principals: deps.principals }),
     requireVerifiedEmail: deps.requireVerifiedEmail ?? false,
-    verificationEmails: {
-      queue: (trx, user, now) => queueVerificationEmail(trx, user, settings, now),
-      queued: () => deps.onEmailQueued?.(),
-    },
+    verificationEmails,
     onEmailQueued: deps.onEmailQueued,
-    secondFactor: new MfaChallengeIssuer(deps.db, deps.clock),
+    secondFactor,
   });
   const passkeys =
     deps.relyingParty === undefined
@@ -176,5 +198,19 @@ export function createServices(deps: ServiceDeps): Services {
     }),
     audit,
     devices: new DeviceTokens(deps.deviceTokenKeys ?? [randomBytes(32).toString('base64url')], deps.clock),
+    oauth: new OAuthService({
+      db: deps.db,
+      clock: deps.clock,
+      providers: new OidcProviders(oauthConfig),
+      auth,
+      secondFactor,
+      redirectOrigins: oauthConfig.redirectOrigins,
+      apiUrl: oauthConfig.apiUrl,
+      requireVerifiedEmail: deps.requireVerifiedEmail,
+      verificationEmails,
+      onEmailQueued: deps.onEmailQueued,
+      events: deps.oauthEvents,
+    }),
+    identities: new IdentityService({ db: deps.db, clock: deps.clock, onEmailQueued: deps.onEmailQueued }),
   };
 }

@@ -35,7 +35,9 @@ export type AuditEventType =
   | 'passkey.used'
   | 'passkey.renamed'
   | 'passkey.removed'
-  | 'passkey.counter_regressed';
+  | 'passkey.counter_regressed'
+  | 'identity.linked'
+  | 'identity.unlinked';
 
 /** Where a request came from and who made it: what every audit event records besides its own details. */
 export interface RequestContext {

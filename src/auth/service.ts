@@ -100,7 +100,8 @@ export type LoginResult = ({ user: PublicUser } & TokenPair) | MfaChallenge;
 
 /** Opens second-factor challenges for the first factors (MfaService). */
 export interface SecondFactorChallenges {
-  challenge(user: UserRow, firstFactor: 'pwd', context: RequestContext): Promise<MfaChallenge>;
+  /** `firstFactor`: `pwd`, or `oidc:<provider>` for a provider sign-in; the session's `amr` starts with it. */
+  challenge(user: UserRow, firstFactor: string, context: RequestContext): Promise<MfaChallenge>;
 }
 
 /** How registration queues its verification email (see `queueVerificationEmail`). */

@@ -88,7 +88,7 @@ export class MfaChallengeIssuer implements SecondFactorChallenges {
     this.#clock = clock;
   }
 
-  async challenge(user: UserRow, firstFactor: 'pwd', context: RequestContext): Promise<MfaChallenge> {
+  async challenge(user: UserRow, firstFactor: string, context: RequestContext): Promise<MfaChallenge> {
     const now = this.#clock();
     const mfaToken = randomBytes(32).toString('base64url');
     await withTransaction(this.#db, async (trx) => {
@@ -254,7 +254,7 @@ export class MfaService {
       const method = await this.#checkSecondFactor(trx, user, factor, purpose, now, context);
       if (method === undefined) return { kind: 'wrong', userId: user.id } as const;
       await challenges.markUsed(challenge.id, now);
-      return { kind: 'ok', user, method } as const;
+      return { kind: 'ok', user, method, firstFactor: challenge.first_factor } as const;
     });
     if (outcome.kind === 'invalid') {
       this.#deps.events?.onChallenge?.('expired_challenge');
@@ -266,7 +266,7 @@ export class MfaService {
     }
     this.#deps.events?.onChallenge?.('verified');
     if (outcome.method === 'rc') this.#deps.onEmailQueued?.();
-    const assurance: Assurance = { aal: 'aal2', amr: ['pwd', outcome.method] };
+    const assurance: Assurance = { aal: 'aal2', amr: [outcome.firstFactor, outcome.method] };
     return this.#deps.auth.openSession(outcome.user, context, assurance);
   }
 

@@ -29,6 +29,7 @@ import { canonicalEmail } from '../auth/credentials.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
 import { uuidv7 } from '../platform/db/ids.ts';
 import type { PublicUser } from '../users/service.ts';
+import { IdentityRepository } from '../oauth/identities.repository.ts';
 
 /** Challenges are single use and live this long (api.md "Passkeys"). */
 export const PASSKEY_CHALLENGE_TTL_SECONDS = 300;
@@ -334,7 +335,8 @@ export class PasskeyService {
   }
 
   /**
-   * Removes a passkey, unless it is the account's last way to sign in (409 LAST_SIGN_IN_METHOD).
+   * Removes a passkey, unless it is the account's last way to sign in (no password, no linked
+   * identity: 409 LAST_SIGN_IN_METHOD).
    * The last factor of all (no TOTP left either) ends the account's second-factor requirement.
    */
   async remove(principal: Principal, id: string, context: RequestContext): Promise<void> {
@@ -345,7 +347,7 @@ export class PasskeyService {
       const passkeys = new PasskeyRepository(trx);
       const mine = await passkeys.listOfUser(user.id);
       if (!mine.some((passkey) => passkey.id === id)) throw new NotFoundError('No passkey with this id');
-      if (mine.length === 1 && !hasPassword(user)) {
+      if (mine.length === 1 && !hasPassword(user) && (await new IdentityRepository(trx).countOfUser(user.id)) === 0) {
         throw new ConflictError('This passkey is the only way left to sign in to this account', 'LAST_SIGN_IN_METHOD');
       }
       await passkeys.delete(id, user.id);

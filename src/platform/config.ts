@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseEncryptionKey } from './secret-box.ts';
 import type { ThrottlePolicy } from './limits/throttle.ts';
 import { DEFAULT_MEMORY_MAX_KEYS } from './limits/throttle-store.ts';
+import { parseOAuthConfig, type OAuthConfig } from '../oauth/config.ts';
 
 /**
  * The whole environment of the process, read and validated once.
@@ -31,6 +32,8 @@ export interface Config {
   readonly redis: RedisConfig;
   readonly maintenance: MaintenanceConfig;
   readonly email: EmailConfig;
+  /** Sign-in through other identity providers (OIDC_PROVIDERS, OIDC_<ID>_*, API_URL, OAUTH_REDIRECT_ALLOWLIST). */
+  readonly oauth: OAuthConfig;
   /** How long in-flight requests get to finish after SIGINT/SIGTERM. */
   readonly shutdownGraceMs: number;
 }
@@ -443,10 +446,20 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     );
   }
 
+  const port = reader.integer('PORT', 3000, 0, 65535);
+  const oauth = parseOAuthConfig(env, {
+    nodeEnv,
+    port,
+    appUrl: appUrl ?? 'http://localhost:3000',
+    problem: (message) => {
+      reader.problem(message);
+    },
+  });
+
   const config: Config = {
     env: nodeEnv,
     host: reader.string('HOST') ?? '127.0.0.1',
-    port: reader.integer('PORT', 3000, 0, 65535),
+    port,
     logLevel: reader.oneOf('LOG_LEVEL', LOG_LEVELS, nodeEnv === 'test' ? 'silent' : 'info'),
     logFormat: reader.string('LOG_FORMAT') === undefined ? undefined : reader.oneOf('LOG_FORMAT', LOG_FORMATS, 'json'),
     dataDir: path.resolve(cwd, reader.string('DATA_DIR') ?? '.data'),
@@ -569,6 +582,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
         retryMaxMs,
       },
     },
+    oauth,
     shutdownGraceMs: reader.integer('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
   };
 

@@ -364,6 +364,8 @@ describe('the maintenance job', () => {
       'audit_events.expired',
       'account_tokens.expired',
       'email_changes.expired',
+      'oauth_flows.expired',
+      'oauth_exchange_codes.expired',
       'email_outbox.done',
     ]);
     for (const rule of PRUNE_RULES) expect(tables, rule.name).toContain(rule.table);

@@ -50,9 +50,12 @@ function tableRows(markdown: string, heading: string): string[][] {
 
 function successStatusOf(document: ApiDocument, key: string): string | undefined {
   const responses = operationsOf(document).get(key)?.responses ?? {};
-  return Object.keys(responses)
-    .filter((status) => status.startsWith('2'))
-    .sort()[0];
+  return (
+    Object.keys(responses)
+      // A redirect is the success of a browser leg (the provider sign-in's authorize and callback).
+      .filter((status) => status.startsWith('2') || status.startsWith('3'))
+      .sort()[0]
+  );
 }
 
 /**

@@ -9,9 +9,13 @@ const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 
 /** Every variable src/platform/config.ts reads: the names given to its EnvReader. */
 function variablesRead(): Set<string> {
-  return new Set(
-    [...read('src/platform/config.ts').matchAll(/reader\.\w+\(\s*'([A-Z][A-Z0-9_]*)'/g)].map((match) => match[1] ?? ''),
-  );
+  return new Set([
+    ...[...read('src/platform/config.ts').matchAll(/reader\.\w+\(\s*'([A-Z][A-Z0-9_]*)'/g)].map(
+      (match) => match[1] ?? '',
+    ),
+    // The provider settings are parsed beside the feature (src/oauth/config.ts); OIDC_<ID>_* are per provider.
+    ...[...read('src/oauth/config.ts').matchAll(/read\(\s*'([A-Z][A-Z0-9_]*)'/g)].map((match) => match[1] ?? ''),
+  ]);
 }
 
 /** The variables the test harness reads (`npm test`'s own settings, not the server's). */

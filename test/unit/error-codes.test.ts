@@ -23,6 +23,8 @@ const EXAMPLES: Record<ErrorCode, AppError> = {
   CONFLICT: new errors.ConflictError('conflict'),
   LAST_ADMIN: new errors.ConflictError('last admin', 'LAST_ADMIN'),
   LAST_SIGN_IN_METHOD: new errors.ConflictError('last method', 'LAST_SIGN_IN_METHOD'),
+  IDENTITY_IN_USE: new errors.ConflictError('linked elsewhere', 'IDENTITY_IN_USE'),
+  ACCOUNT_EXISTS: new errors.ConflictError('sign in, then link', 'ACCOUNT_EXISTS'),
   PAYLOAD_TOO_LARGE: new errors.PayloadTooLargeError(),
   UNSUPPORTED_MEDIA_TYPE: new errors.UnsupportedMediaTypeError(),
   RATE_LIMITED: new errors.RateLimitError(),
@@ -33,6 +35,7 @@ const EXAMPLES: Record<ErrorCode, AppError> = {
   QUERY_TIMEOUT: new errors.ServiceUnavailableError('slow', 'QUERY_TIMEOUT'),
   OVERLOADED: new errors.ServiceUnavailableError('busy', 'OVERLOADED'),
   RATE_LIMIT_UNAVAILABLE: new errors.ServiceUnavailableError('no redis', 'RATE_LIMIT_UNAVAILABLE'),
+  PROVIDER_UNAVAILABLE: new errors.ServiceUnavailableError('provider down', 'PROVIDER_UNAVAILABLE'),
 };
 
 describe('the error code registry', () => {

@@ -28,7 +28,7 @@ export interface CreateDatabaseOptions {
 
 /**
  * What a unit of work waits for after its commit when it changed a user or ended a session (see
- * migration 20261207160000): its own notification heard by this instance's change feed, so the
+ * migration 20261207170000): its own notification heard by this instance's change feed, so the
  * caches the feed keeps are current before the request that made the change returns.
  */
 export interface CommitBarrier {

@@ -39,6 +39,8 @@ export const SECURITY_NOTICES = [
   'mfa_reset_by_admin',
   'passkey_added',
   'passkey_removed',
+  'identity_linked',
+  'identity_unlinked',
 ] as const;
 export type SecurityNotice = (typeof SECURITY_NOTICES)[number];
 
@@ -203,6 +205,24 @@ const NOTICE_COPY: { readonly [N in SecurityNotice]: NoticeCopy } = {
     subject: 'A passkey was removed from your account',
     body: (v) => [
       `A passkey was removed from your ${v.product} account ${v.when}.`,
+      'If this was you, there is nothing to do.',
+      NOT_YOU,
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  identity_linked: {
+    subject: 'A sign-in provider was linked to your account',
+    body: (v) => [
+      `An account at another identity provider was linked to your ${v.product} account ${v.when}. It can now sign you in.`,
+      'If this was you, there is nothing to do.',
+      NOT_YOU,
+    ],
+    reason: ABOUT_SECURITY,
+  },
+  identity_unlinked: {
+    subject: 'A sign-in provider was unlinked from your account',
+    body: (v) => [
+      `An account at another identity provider was unlinked from your ${v.product} account ${v.when}. It no longer signs you in.`,
       'If this was you, there is nothing to do.',
       NOT_YOU,
     ],

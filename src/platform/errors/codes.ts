@@ -14,7 +14,7 @@ export const ERROR_CODES = {
     status: 400,
     type: 'InvalidTokenError',
     meaning:
-      'An email-verification, password-reset, email-change, MFA challenge token or passkey challenge that is unknown, used, superseded or expired',
+      'An email-verification, password-reset, email-change, MFA challenge token, passkey challenge, provider sign-in state or exchange code that is unknown, used, superseded or expired (a provider response that does not validate, too)',
   },
   INVALID_CREDENTIALS: { status: 401, type: 'AuthenticationError', meaning: 'Wrong email or password' },
   INVALID_TOKEN: {
@@ -71,7 +71,18 @@ export const ERROR_CODES = {
   LAST_SIGN_IN_METHOD: {
     status: 409,
     type: 'ConflictError',
-    meaning: "Removing the account's last way to sign in (no password, no other passkey)",
+    meaning: "Removing the account's last way to sign in (no password, no other passkey or linked identity)",
+  },
+  IDENTITY_IN_USE: {
+    status: 409,
+    type: 'ConflictError',
+    meaning: 'The identity at the provider is already linked to another account',
+  },
+  ACCOUNT_EXISTS: {
+    status: 409,
+    type: 'ConflictError',
+    meaning:
+      'A provider sign-in whose email belongs to an account it may not be linked to automatically (either email unverified): sign in, then link',
   },
   PAYLOAD_TOO_LARGE: { status: 413, type: 'PayloadTooLargeError', meaning: 'The body is over the limit' },
   UNSUPPORTED_MEDIA_TYPE: {
@@ -105,6 +116,11 @@ export const ERROR_CODES = {
     status: 503,
     type: 'ServiceUnavailableError',
     meaning: 'The password-hashing queue is full',
+  },
+  PROVIDER_UNAVAILABLE: {
+    status: 503,
+    type: 'ServiceUnavailableError',
+    meaning: 'The identity provider cannot be reached, or did not answer within OIDC_HTTP_TIMEOUT_MS',
   },
   RATE_LIMIT_UNAVAILABLE: {
     status: 503,

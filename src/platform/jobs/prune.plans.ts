@@ -15,6 +15,8 @@ const PRUNE_INDEXES: Readonly<Record<string, string>> = {
   'account_tokens.expired': 'account_tokens_expires_at_idx',
   'email_outbox.done': 'email_outbox_done_created_at_idx',
   'email_changes.expired': 'email_changes_expires_at_idx',
+  'oauth_flows.expired': 'oauth_flows_expires_at_idx',
+  'oauth_exchange_codes.expired': 'oauth_exchange_codes_expires_at_idx',
 };
 
 export const prunePlans = queryPlans({

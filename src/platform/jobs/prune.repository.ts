@@ -156,6 +156,39 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     ),
   },
   {
+    // Provider sign-in flows and exchange codes are useless once expired (10 minutes, 60 seconds).
+    name: 'oauth_flows.expired',
+    table: 'oauth_flows',
+    cutoff: (now) => now,
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('oauth_flows').where(
+        byPosition(
+          db
+            .selectFrom('oauth_flows')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
+    name: 'oauth_exchange_codes.expired',
+    table: 'oauth_exchange_codes',
+    cutoff: (now) => now,
+    deleteBatch: fixedQuery((db, before: Date, limit: number) =>
+      db.deleteFrom('oauth_exchange_codes').where(
+        byPosition(
+          db
+            .selectFrom('oauth_exchange_codes')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<', before)
+            .limit(limit),
+        ),
+      ),
+    ),
+  },
+  {
     name: 'email_outbox.done',
     table: 'email_outbox',
     cutoff: (now, policy) => ago(now, policy.emailOutboxRetentionDays * 86_400),

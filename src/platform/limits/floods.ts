@@ -39,6 +39,8 @@ export function floodLimits(config: AuthConfig) {
     'email-change-confirm-ip': { max: config.emailRateLimit, per: 'address' },
     'mfa-ip': { max: config.credentialRateLimit, per: 'address' },
     'passkey-ip': { max: config.credentialRateLimit, per: 'address' },
+    // Provider sign-ins (authorize, callback, exchange, link): each authorize stores a flow.
+    'oauth-ip': { max: config.loginRateLimit, per: 'address' },
   } as const satisfies Record<string, FloodLimit>;
 }
 
