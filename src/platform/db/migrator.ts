@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { FileMigrationProvider, NO_MIGRATIONS, type MigrationResultSet } from 'kysely/migration';
 import { shortLivedPool } from './pool.ts';
-import { MIGRATION_DEFAULTS, type Config } from '../config.ts';
+import { MIGRATION_DEFAULTS } from '../config/database.ts';
+import { type Config } from '../config.ts';
 import {
   MigrationError,
   SchemaMigrator,

@@ -1,5 +1,5 @@
 import nodemailer from 'nodemailer';
-import type { EmailConfig } from '../config.ts';
+import type { EmailConfig } from '../config/email.ts';
 import type { OutgoingEmail } from './templates.ts';
 
 /** Delivers one rendered email; rejects when it was not accepted. */
