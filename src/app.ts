@@ -1,17 +1,6 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, {
-  LogController,
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-  type FastifyServerOptions,
-  type RawReplyDefaultExpression,
-  type RawRequestDefaultExpression,
-  type RawServerDefault,
-} from 'fastify';
+import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { Config } from './platform/config.ts';
 import type { DB } from './platform/db/database.ts';
@@ -21,7 +10,8 @@ import bodyParsing from './platform/http/body-parsing.ts';
 import httpEdges from './platform/http/http-edges.ts';
 import databasePlugin from './platform/db/plugin.ts';
 import docsPlugin from './platform/http/docs.ts';
-import errorHandler, { clientErrorHandler, frameworkErrors } from './platform/http/error-handler.ts';
+import errorHandler from './platform/http/error-handler.ts';
+import { createFastify, createLogger, type App } from './platform/http/fastify.ts';
 import jwtPlugin from './keys/jwt.ts';
 import metricsPlugin from './platform/metrics/plugin.ts';
 import { AppMetrics, type PoolStats } from './platform/metrics/metrics.ts';
@@ -35,11 +25,11 @@ import keyRoutes from './keys/routes.ts';
 import mfaRoutes from './mfa/routes.ts';
 import passkeyRoutes from './passkeys/routes.ts';
 import { ErrorSchema, UserSchema } from './platform/http/schemas.ts';
-import { buildSerializer, buildValidator } from './platform/http/schema-compilers.ts';
 import sessionRoutes from './sessions/routes.ts';
 import userRoutes from './users/routes.ts';
 import type { AuthEvents, AuthenticatedUser } from './auth/service.ts';
-import { createServices, type Services } from './services.ts';
+import { AuditLog } from './audit/service.ts';
+import { createServices } from './services.ts';
 import type { PrincipalCache } from './sessions/principal-cache.ts';
 import { PasswordHasher } from './auth/passwords.ts';
 import { SecretBox } from './platform/secret-box.ts';
@@ -86,7 +76,9 @@ export interface AppDeps {
    * instance's outbox dispatcher with it, so the email goes out without waiting for the next poll.
    */
   readonly onEmailQueued?: () => void;
-  /** Where logs go (tests capture them); stdout by default. */
+  /** The process's logger (server.ts makes it first, for everything that logs); one of the app's own by default. */
+  readonly logger?: FastifyBaseLogger;
+  /** Where the app's own logger writes (tests capture it); stdout by default. */
   readonly logStream?: Writable;
   /** Pretty-print logs (server.ts asks for it when stdout is a terminal). */
   readonly prettyLogs?: boolean;
@@ -104,32 +96,10 @@ declare module 'fastify' {
   }
 }
 
-export type App = FastifyInstance<
-  RawServerDefault,
-  RawRequestDefaultExpression,
-  RawReplyDefaultExpression,
-  FastifyBaseLogger,
-  TypeBoxTypeProvider
->;
-
-/** Log fields that must never be written: credentials, tokens, cookies. */
-export const REDACTED_PATHS = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'res.headers["set-cookie"]',
-  '*.password',
-  '*.currentPassword',
-  '*.newPassword',
-  '*.refreshToken',
-  '*.accessToken',
-  '*.token',
-];
+export type { App } from './platform/http/fastify.ts';
 
 /** Every /auth body is under 2 KB; the contract allows them at most 16 KiB. */
 export const AUTH_BODY_LIMIT_BYTES = 16 * 1024;
-
-/** A request id from the client is kept only when it is short and plain. */
-const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * Builds the application: every plugin and route, registered explicitly. It never listens and
@@ -144,24 +114,10 @@ const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  */
 export async function buildApp(deps: AppDeps): Promise<App> {
   const { config } = deps;
-  const app = Fastify({
-    logger: loggerOptions(deps),
-    bodyLimit: config.http.bodyLimitBytes,
-    trustProxy: trustProxyOption(config.http.trustProxy),
-    requestIdHeader: false,
-    genReqId: (request) => {
-      const header = request.headers['x-request-id'];
-      return typeof header === 'string' && SANE_REQUEST_ID.test(header) ? header : randomUUID();
-    },
-    schemaController: { compilersFactory: { buildValidator, buildSerializer } },
-    // A client that sends headers and then stalls cannot hold a socket for ever.
-    requestTimeout: 30_000,
-    // Node's own answer to a request without Host is a bare 400; http-edges answers it in the error shape.
-    http: { requireHostHeader: false },
-    frameworkErrors,
-    clientErrorHandler,
-    logController: new OneLineRequestLog(),
-  }).withTypeProvider<TypeBoxTypeProvider>();
+  const app = createFastify(
+    config,
+    deps.logger ?? createLogger(config, { stream: deps.logStream, pretty: deps.prettyLogs }),
+  );
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -178,8 +134,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     });
 
   const metrics = deps.metrics ?? new AppMetrics();
-  // Built once the jwt plugin is registered; the throttle below reports to the audit log through it.
-  const built: { services?: Services } = {};
+  const audit = new AuditLog(deps.db);
 
   await app.register(errorHandler);
   await app.register(httpEdges);
@@ -208,7 +163,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
           'account throttled after repeated failed attempts from several addresses',
         );
         // The owner is told through the audit log; a failure to write it must not unblock the throttle.
-        await built.services?.audit.recordThrottled(event).catch((error: unknown) => {
+        await audit.recordThrottled(event).catch((error: unknown) => {
           app.log.error({ err: error }, 'could not record login.throttled in the audit log');
         });
         await deps.onAccountThrottled?.(event);
@@ -239,6 +194,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
   const services = createServices({
     db: deps.db,
+    audit,
     readDb: deps.readDb,
     hasher,
     signer: app.accessTokens,
@@ -268,7 +224,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         ? undefined
         : { id: config.auth.webauthn.rpId, name: config.auth.webauthn.rpName, origins: config.auth.webauthn.origins },
   });
-  built.services = services;
   await app.register(authPlugin, { authenticator: services.auth, mfaRequiredRoles: config.auth.mfaRequiredRoles });
 
   await app.register(healthRoutes);
@@ -324,35 +279,4 @@ function signingKeyStore(
 function derivedKeys(purpose: string, jwtSecret: string, previousSecrets: readonly string[]): [string, ...string[]] {
   const derive = (secret: string) => createHash('sha256').update(`${purpose}\0`).update(secret).digest('base64url');
   return [derive(jwtSecret), ...previousSecrets.map(derive)];
-}
-
-/**
- * One log line per request, written when the response has gone out, with the request and the
- * response in it. Fastify's default is two (received, completed): the logging work, a measurable
- * share of a request's CPU (bench/results/analysis.md), halves.
- */
-class OneLineRequestLog extends LogController {
-  override incomingRequest(): void {
-    // Logged with the outcome instead.
-  }
-
-  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const fields = { req: request, res: reply, responseTime: reply.elapsedTime };
-    if (error !== null && error !== undefined) reply.log.error({ ...fields, err: error }, 'request errored');
-    else reply.log.info(fields, 'request completed');
-  }
-}
-
-/** A hop count becomes a function: Fastify accepts numbers at run time but its types do not. */
-function trustProxyOption(
-  value: boolean | number | string,
-): boolean | string | ((address: string, hop: number) => boolean) {
-  return typeof value === 'number' ? (_address, hop) => hop < value : value;
-}
-
-function loggerOptions(deps: AppDeps): FastifyServerOptions['logger'] {
-  const base = { level: deps.config.logLevel, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
-  if (deps.logStream !== undefined) return { ...base, stream: deps.logStream };
-  if (deps.prettyLogs === true) return { ...base, transport: { target: 'pino-pretty' } };
-  return base;
 }

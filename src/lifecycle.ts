@@ -1,39 +1,32 @@
-import type { FastifyBaseLogger } from 'fastify';
-import type { Kysely } from 'kysely';
 import { buildApp, type App } from './app.ts';
+import { createLogger } from './platform/http/fastify.ts';
 import type { Config } from './platform/config.ts';
 import { resolveEncryptionKey, resolveJwtSecret } from './platform/secrets.ts';
 import { watchAvailability } from './platform/db/availability.ts';
-import { createDatabase, createPool, type DB } from './platform/db/database.ts';
+import { createDatabase, createPool } from './platform/db/database.ts';
 import { describeSyncStop } from './platform/db/embedded.ts';
 import { migrateToLatest, migrationOptionsOf, pendingMigrations } from './platform/db/migrator.ts';
 import { createReadDatabase } from './platform/db/replicas.ts';
 import { openDatabaseTarget } from './platform/db/target.ts';
-import { UserChangeFeed } from './platform/db/user-changes.ts';
 import { UserRepository } from './users/users.repository.ts';
 import { AppMetrics } from './platform/metrics/metrics.ts';
 import { UnreadableSigningKeyError } from './keys/signing-keys.ts';
-import type { AuthenticatedUser } from './auth/service.ts';
-import { EmailComposer } from './platform/email/outbox.ts';
-import { emailTransportFor } from './platform/email/transports.ts';
-import { PrincipalCache } from './sessions/principal-cache.ts';
-import type { LiveSession } from './sessions/service.ts';
-import { OutboxDispatcher } from './platform/email/dispatcher.ts';
+import { startEmailDispatcher } from './platform/email/start.ts';
+import { openCaches } from './sessions/caches.ts';
 import { lowerWorkerThreadPriority } from './platform/thread-priority.ts';
-import { MaintenanceJob, maintenanceSettings } from './platform/jobs/maintenance.ts';
-import { MaintenanceMetrics } from './platform/jobs/maintenance-metrics.ts';
+import { startMaintenance } from './platform/jobs/start.ts';
 
 /** The steps of start-up, in order. Each one's resources are closed if a later one fails. */
 export const STARTUP_STEPS = [
   'database',
   'migrations',
+  'change-feed',
   'pool',
   'pending-migrations',
   'replicas',
-  'change-feed',
   'jwt-secret',
-  'app',
   'email-dispatcher',
+  'app',
   'thread-priority',
   'workers',
   'listen',
@@ -117,21 +110,21 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   }
   await step('migrations');
 
+  // Authenticated users' rows and live sessions are cached, and dropped as soon as they change or
+  // end (LISTEN/NOTIFY); a unit of work that changed one waits until the feed has heard it.
+  const caches = await openCaches(config, target.url, stack);
+  await step('change-feed');
+
   const metrics = new AppMetrics();
-  // The app's logger exists only once the app is built; queries before that are not logged.
-  const queryLog: { logger?: FastifyBaseLogger } = {};
+  const log = createLogger(config, { pretty: options.prettyLogs });
   const databaseConfig = { ...config.database, url: target.url };
   const pool = createPool(databaseConfig);
-  const hooks = metrics.databaseHooks(() => queryLog.logger, config.database);
+  const hooks = metrics.databaseHooks(() => log, config.database);
   const db = createDatabase(databaseConfig, {
     pool,
     ...hooks,
-    ...watchAvailability(
-      hooks,
-      () => queryLog.logger,
-      target.url,
-      target.embedded ? 'the embedded PostgreSQL' : 'DATABASE_URL',
-    ),
+    ...(caches === undefined ? {} : { changes: caches.feed }),
+    ...watchAvailability(hooks, () => log, target.url, target.embedded ? 'the embedded PostgreSQL' : 'DATABASE_URL'),
   });
   stack.defer(() => db.destroy());
   await step('pool');
@@ -154,34 +147,29 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     maxLagMs: config.database.replicaMaxLagMs,
     checkIntervalMs: config.database.replicaCheckIntervalMs,
     pool: config.database,
-    databaseOptions: metrics.databaseHooks(() => queryLog.logger, config.database),
+    databaseOptions: metrics.databaseHooks(() => log, config.database),
     events: metrics.replicaEvents,
   });
   stack.defer(() => readDb.destroy());
   await step('replicas');
 
-  // Authenticated users' rows and live sessions are cached, and dropped as soon as they change or
-  // end (LISTEN/NOTIFY).
-  const caches = await startPrincipalCache(config, target.url, stack);
-  await step('change-feed');
-
   const encryptionKey = await resolveEncryptionKey(config);
   const jwtSecret = await resolveJwtSecret(config, encryptionKey);
   await step('jwt-secret');
 
-  // The dispatcher needs the app's logger, so it starts after the app; until then nothing can
-  // queue an email (the app is not listening yet).
-  const outbox: { dispatcher?: OutboxDispatcher } = {};
+  const dispatcher = startEmailDispatcher(config, db, log, metrics, stack);
+  await step('email-dispatcher');
+
   const app = await buildApp({
     config,
     db,
+    logger: log,
     onEmailQueued: () => {
-      outbox.dispatcher?.wake();
+      dispatcher.wake();
     },
     ...(config.database.replicaUrls.length > 0 ? { readDb } : {}),
     jwtSecret,
     encryptionKey,
-    prettyLogs: options.prettyLogs ?? false,
     metrics,
     ...(caches === undefined ? {} : { principals: caches.principals, liveSessions: caches.sessions }),
     poolStats: () => ({
@@ -193,13 +181,9 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
   });
   // close() stops accepting connections and waits for in-flight requests, before the pool goes.
   stack.defer(() => app.close());
-  queryLog.logger = app.log;
   // The first signing key is created now (or JWT_ALGORITHM's change scheduled), not by a request.
   await ensureSigningKeys(config, app, say);
   await step('app');
-
-  outbox.dispatcher = startEmailDispatcher(config, db, app.log, metrics, stack);
-  await step('email-dispatcher');
 
   const nice = config.auth.hashThreadNice;
   const threads = await lowerWorkerThreadPriority(nice);
@@ -244,105 +228,4 @@ async function ensureSigningKeys(config: Config, app: App, say: (message: string
       throw new StartupRefusedError(`Refusing to start: ${error.message}`);
     throw error;
   }
-}
-
-/** The maintenance job on its schedule, reporting in the app's /metrics; none when MAINTENANCE_INTERVAL_SECONDS=0. */
-function startMaintenance(
-  config: Config,
-  db: Kysely<DB>,
-  metrics: AppMetrics,
-  log: FastifyBaseLogger,
-): MaintenanceJob | undefined {
-  const { intervalSeconds } = config.maintenance;
-  if (intervalSeconds === 0) return undefined;
-  const job = new MaintenanceJob({
-    db,
-    ...maintenanceSettings(config.maintenance),
-    intervalMs: intervalSeconds * 1000,
-    metrics: new MaintenanceMetrics(metrics.registry),
-    log,
-  });
-  job.start();
-  return job;
-}
-
-/**
- * This instance's outbox dispatcher, sending through the configured transport. On close, sends
- * in flight finish (each within EMAIL_SEND_TIMEOUT_MS), messages claimed but not yet handed to
- * the transport are released for another instance, and nothing new is claimed.
- */
-function startEmailDispatcher(
-  config: Config,
-  db: Kysely<DB>,
-  log: FastifyBaseLogger,
-  metrics: AppMetrics,
-  stack: AsyncDisposableStack,
-): OutboxDispatcher {
-  const settings = config.email.dispatcher;
-  const transport = emailTransportFor(config.email, log, settings.sendTimeoutMs);
-  // openServer refused this configuration before opening anything.
-  if (transport === undefined) throw new StartupRefusedError('no email transport configured');
-  stack.defer(() => {
-    transport.close();
-  });
-  const clock = () => new Date();
-  const composer = new EmailComposer({ db, settings: config.email, clock });
-  const dispatcher = new OutboxDispatcher({
-    db,
-    transport,
-    compose: (message) => composer.compose(message),
-    config: settings,
-    log,
-    events: metrics.dispatcherEvents,
-    clock,
-  });
-  stack.defer(() => dispatcher.stop());
-  dispatcher.start();
-  log.info({ transport: transport.name }, 'email outbox dispatcher started');
-  return dispatcher;
-}
-
-/**
- * The principal and live-session caches and the change feed that keeps both fresh (and stops
- * them being trusted when it goes silent); none when PRINCIPAL_CACHE_SECONDS=0.
- */
-async function startPrincipalCache(
-  config: Config,
-  url: string,
-  stack: AsyncDisposableStack,
-): Promise<{ principals: PrincipalCache<AuthenticatedUser>; sessions: PrincipalCache<LiveSession> } | undefined> {
-  if (config.auth.principalCacheSeconds === 0) return undefined;
-  const feed: UserChangeFeed = new UserChangeFeed(
-    {
-      url,
-      applicationName: `${config.database.applicationName}:user-changes`,
-      heartbeatTimeoutMs: config.auth.changeFeedHeartbeatTimeoutMs,
-    },
-    {
-      onChange: (id) => {
-        principals.invalidate(id);
-      },
-      onSessionEnded: (sid) => {
-        sessions.invalidate(sid);
-      },
-      onReset: () => {
-        principals.clear();
-        sessions.clear();
-      },
-    },
-  );
-  const principals = new PrincipalCache<AuthenticatedUser>({
-    ttlMs: config.auth.principalCacheSeconds * 1000,
-    maxEntries: config.auth.principalCacheMaxEntries,
-    isLive: () => feed.live,
-  });
-  const sessions = new PrincipalCache<LiveSession>({
-    ttlMs: config.auth.principalCacheSeconds * 1000,
-    maxEntries: config.auth.sessionCacheMaxEntries,
-    isLive: () => feed.live,
-  });
-  // Closed even when its start fails half-way: the listening connection may already be open.
-  stack.defer(() => feed.close());
-  await feed.start();
-  return { principals, sessions };
 }

@@ -37,6 +37,8 @@ export interface Services {
 
 export interface ServiceDeps {
   readonly db: Kysely<DB>;
+  /** The audit log, shared with the abuse controls that report to it. */
+  readonly audit?: AuditLog | undefined;
   /** Seals TOTP secrets under ENCRYPTION_KEY. */
   readonly secretBox?: SecretBox | undefined;
   /** The issuer authenticator apps show beside the account. */
@@ -88,7 +90,7 @@ export interface ServiceDeps {
  */
 export function createServices(deps: ServiceDeps): Services {
   const settings = deps.email;
-  const audit = new AuditLog(deps.db);
+  const audit = deps.audit ?? new AuditLog(deps.db);
   const sessions = new SessionService({
     db: deps.db,
     clock: deps.clock,
@@ -125,7 +127,6 @@ export function createServices(deps: ServiceDeps): Services {
           rp: deps.relyingParty,
           auth,
           requireVerifiedEmail: deps.requireVerifiedEmail,
-          principals: deps.principals,
           onEmailQueued: deps.onEmailQueued,
         });
   return {
@@ -142,7 +143,6 @@ export function createServices(deps: ServiceDeps): Services {
             auth,
             sessions,
             passkeys,
-            principals: deps.principals,
             events: deps.mfaEvents,
             onEmailQueued: deps.onEmailQueued,
           }),
@@ -152,7 +152,6 @@ export function createServices(deps: ServiceDeps): Services {
       hasher: deps.hasher,
       clock: deps.clock,
       settings,
-      principals: deps.principals,
       sessions,
       onQueued: deps.onEmailQueued,
     }),
@@ -162,7 +161,6 @@ export function createServices(deps: ServiceDeps): Services {
       clock: deps.clock,
       settings,
       sessions,
-      principals: deps.principals,
       enumerationSafe: deps.enumerationSafe,
       onQueued: deps.onEmailQueued,
     }),
@@ -172,7 +170,6 @@ export function createServices(deps: ServiceDeps): Services {
       hasher: deps.hasher,
       clock: deps.clock,
       sessions,
-      principals: deps.principals,
       events: deps.adminEvents,
       onEmailQueued: deps.onEmailQueued,
       emailSettings: settings,

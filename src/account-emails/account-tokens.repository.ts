@@ -1,7 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { AccountTokens, DB } from '../../db-types/index.ts';
 import { fixedQuery } from '../platform/db/compiled-query.ts';
-import { instrumentRepository } from '../platform/db/instrumentation.ts';
 
 export type AccountTokenRow = Selectable<AccountTokens>;
 export type AccountTokenPurpose = AccountTokenRow['purpose'];
@@ -126,5 +125,3 @@ export class AccountTokenRepository {
     return (await markLiveUsed.affectedRows(this.#db, id, at)) > 0n;
   }
 }
-
-instrumentRepository(AccountTokenRepository, 'accountTokens');

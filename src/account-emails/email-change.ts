@@ -12,7 +12,7 @@ import { EmailChangeRepository, type EmailChangeRow } from './email-changes.repo
 import { UserRepository, type UserRow } from '../users/users.repository.ts';
 import { consumeAccountTokenOf } from './account-tokens.ts';
 import { NO_CONTEXT, recordAuditEvent, type RequestContext } from '../audit/service.ts';
-import { credentialsUnchanged, type AuthenticatedUser, type Principal } from '../auth/service.ts';
+import { credentialsUnchanged, type Principal } from '../auth/service.ts';
 import { canonicalEmail } from '../auth/credentials.ts';
 import {
   isActive,
@@ -21,7 +21,6 @@ import {
   type AccountEmailSettings,
 } from '../platform/email/outbox.ts';
 import type { HashCallers, PasswordHasher } from '../auth/passwords.ts';
-import type { PrincipalCache } from '../sessions/principal-cache.ts';
 import type { SessionService } from '../sessions/service.ts';
 import { toPublicUser, type PublicUser } from '../users/service.ts';
 
@@ -31,7 +30,6 @@ export interface EmailChangeServiceDeps {
   readonly clock: () => Date;
   readonly settings: AccountEmailSettings;
   readonly sessions: SessionService;
-  readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
   /**
    * REGISTRATION_ENUMERATION_SAFE: a request for an address another account has is answered like
    * any other (that account's owner gets a notice) instead of 409, so it tells nothing.
@@ -164,8 +162,7 @@ export class EmailChangeService {
       return { status: 'changed', ...(await this.#apply(trx, user, change, now, context)) } as const;
     });
     if (outcome.status === 'changed') {
-      this.#deps.principals?.invalidate(outcome.user.id);
-      this.#deps.sessions.forget(outcome.ended, 'email_changed');
+      this.#deps.sessions.countEnded(outcome.ended, 'email_changed');
       this.#deps.onQueued?.();
     }
     return { status: outcome.status, user: toPublicUser(outcome.user) };

@@ -1,7 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { DB, EmailChanges } from '../../db-types/index.ts';
 import { fixedQuery } from '../platform/db/compiled-query.ts';
-import { instrumentRepository } from '../platform/db/instrumentation.ts';
 
 export type EmailChangeRow = Selectable<EmailChanges>;
 
@@ -98,5 +97,3 @@ export class EmailChangeRepository {
     await complete.affectedRows(this.#db, id, at);
   }
 }
-
-instrumentRepository(EmailChangeRepository, 'emailChanges');

@@ -6,7 +6,6 @@ import { AccountTokenRepository } from './account-tokens.repository.ts';
 import { UserRepository } from '../users/users.repository.ts';
 import { assertLiveAccountToken, consumeAccountToken } from './account-tokens.ts';
 import { NO_CONTEXT, recordAuditEvent, recordAuditEventForEmail, type RequestContext } from '../audit/service.ts';
-import type { AuthenticatedUser } from '../auth/service.ts';
 import { assertValidPassword, canonicalEmail } from '../auth/credentials.ts';
 import {
   isActive,
@@ -16,7 +15,6 @@ import {
   type AccountEmailSettings,
 } from '../platform/email/outbox.ts';
 import type { PasswordHasher } from '../auth/passwords.ts';
-import type { PrincipalCache } from '../sessions/principal-cache.ts';
 import type { SessionService } from '../sessions/service.ts';
 import { toPublicUser, type PublicUser } from '../users/service.ts';
 
@@ -25,7 +23,6 @@ export interface AccountEmailServiceDeps {
   readonly hasher: PasswordHasher;
   readonly clock: () => Date;
   readonly settings: AccountEmailSettings;
-  readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
   /** Ends the sessions a password reset ends. */
   readonly sessions: SessionService;
   /** Called after a transaction that queued an email committed (wakes this instance's dispatcher). */
@@ -87,7 +84,6 @@ export class AccountEmailService {
     });
     // The token's user is deleted with its tokens, so it exists; the check satisfies the types.
     if (user === undefined) throw new InvalidTokenError();
-    this.#deps.principals?.invalidate(user.id);
     return toPublicUser(user);
   }
 
@@ -125,7 +121,7 @@ export class AccountEmailService {
     // Hashed outside the transaction: no connection is held for the time argon2 takes.
     const passwordHash = await this.#deps.hasher.hash(newPassword);
     const now = this.#deps.clock();
-    const { userId, ended } = await withTransaction(this.#deps.db, async (trx) => {
+    const { ended } = await withTransaction(this.#deps.db, async (trx) => {
       const id = await consumeAccountToken(trx, token, 'password_reset', now);
       const users = new UserRepository(trx);
       // Waits for any refresh of this user in flight, so the token it mints is revoked below too.
@@ -146,7 +142,6 @@ export class AccountEmailService {
       return { userId: id, ended: endedIds };
     });
     this.#deps.onQueued?.();
-    this.#deps.principals?.invalidate(userId);
-    this.#deps.sessions.forget(ended, 'password_reset');
+    this.#deps.sessions.countEnded(ended, 'password_reset');
   }
 }

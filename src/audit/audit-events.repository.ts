@@ -1,7 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { AuditEvents, DB } from '../../db-types/index.ts';
 import { fixedQuery } from '../platform/db/compiled-query.ts';
-import { instrumentRepository } from '../platform/db/instrumentation.ts';
 
 export type AuditEventRow = Selectable<AuditEvents>;
 
@@ -220,5 +219,3 @@ export class AuditEventRepository {
     return rows;
   }
 }
-
-instrumentRepository(AuditEventRepository, 'auditEvents');

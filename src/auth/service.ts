@@ -315,7 +315,6 @@ export class AuthService {
     if (opened === 'deleted') return this.#failLogin(null, context, { reason: 'credentials_changed' });
     if (opened === 'changed') return this.#failLogin(user.id, context, { reason: 'credentials_changed' });
     // Our own write: drop the cached row now rather than when the change notification arrives.
-    this.#deps.principals?.invalidate(user.id);
     this.#deps.events?.onLogin?.('success');
     return {
       user: toPublicUser({ ...user, last_login_at: now }),
@@ -435,7 +434,7 @@ export class AuthService {
         this.#deps.events?.onRefresh?.('reissued');
         return this.#tokenPair(outcome.user, outcome.sid, outcome.refreshToken, outcome.assurance);
       case 'reused':
-        if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], 'refresh_reused');
+        if (outcome.sid !== undefined) this.#deps.sessions.countEnded([outcome.sid], 'refresh_reused');
         if (outcome.replay === 'other') this.#deps.events?.onReuseInterval?.('other');
         this.#deps.events?.onRefresh?.('reused');
         throw new AuthenticationError('Refresh token was already used; its session has been revoked', 'INVALID_TOKEN');
@@ -464,7 +463,7 @@ export class AuthService {
       await new RefreshTokenRepository(trx).revokeFamily(sid, now);
       return { kind: token.rotated_at === null ? 'done' : 'invalid', sid: ended ? sid : undefined, reason } as const;
     });
-    if (outcome.sid !== undefined) this.#deps.sessions.forget([outcome.sid], outcome.reason);
+    if (outcome.sid !== undefined) this.#deps.sessions.countEnded([outcome.sid], outcome.reason);
     if (outcome.kind === 'invalid') throw new AuthenticationError('Invalid refresh token', 'INVALID_TOKEN');
   }
 
@@ -499,8 +498,7 @@ export class AuthService {
       return this.#deps.sessions.endAllInTransaction(trx, user.id, 'password_changed', context, keep);
     });
     this.#deps.onEmailQueued?.();
-    this.#deps.principals?.invalidate(user.id);
-    this.#deps.sessions.forget(ended, 'password_changed');
+    this.#deps.sessions.countEnded(ended, 'password_changed');
   }
 
   /**

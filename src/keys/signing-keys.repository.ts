@@ -1,6 +1,5 @@
 import { sql, type Insertable, type Kysely, type Selectable } from 'kysely';
 import type { DB, SigningKeys } from '../../db-types/index.ts';
-import { instrumentRepository } from '../platform/db/instrumentation.ts';
 
 export type SigningKeyRow = Selectable<SigningKeys>;
 
@@ -44,5 +43,3 @@ export class SigningKeyRepository {
     await sql`select pg_advisory_xact_lock(hashtextextended('signing_keys', 0))`.execute(this.#db);
   }
 }
-
-instrumentRepository(SigningKeyRepository, 'signingKeys');

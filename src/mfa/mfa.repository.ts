@@ -1,6 +1,5 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
 import type { DB, MfaChallenges, MfaFactors } from '../../db-types/index.ts';
-import { instrumentRepository } from '../platform/db/instrumentation.ts';
 
 export type MfaFactorRow = Selectable<MfaFactors>;
 export type MfaChallengeRow = Selectable<MfaChallenges>;
@@ -181,7 +180,3 @@ export class MfaChallengeRepository {
       .execute();
   }
 }
-
-instrumentRepository(MfaFactorRepository, 'mfaFactors');
-instrumentRepository(RecoveryCodeRepository, 'recoveryCodes');
-instrumentRepository(MfaChallengeRepository, 'mfaChallenges');

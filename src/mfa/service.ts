@@ -16,7 +16,6 @@ import { UserRepository, type UserRow } from '../users/users.repository.ts';
 import { NO_CONTEXT, recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
 import type {
-  AuthenticatedUser,
   AuthService,
   LoginResult,
   MfaChallenge,
@@ -24,7 +23,6 @@ import type {
   SecondFactorChallenges,
   TokenPair,
 } from '../auth/service.ts';
-import type { PrincipalCache } from '../sessions/principal-cache.ts';
 import type { AssertionPurpose, PasskeyAssertion, PasskeyService } from '../passkeys/service.ts';
 import type { SecretBox } from '../platform/secret-box.ts';
 import type { SessionService } from '../sessions/service.ts';
@@ -69,7 +67,6 @@ export interface MfaServiceDeps {
   readonly sessions: SessionService;
   /** Checks passkey assertions (a passkey is a factor too); without it `{passkey}` is a wrong factor. */
   readonly passkeys?: PasskeyService | undefined;
-  readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
   readonly events?: MfaEvents | undefined;
   /** Called once a transaction that queued a security notice committed (wakes the dispatcher). */
   readonly onEmailQueued?: (() => void) | undefined;
@@ -214,7 +211,6 @@ export class MfaService {
       return { kind: 'ok', factor: { ...factor, verified_at: now, last_used_at: now }, recoveryCodes, raised } as const;
     });
     if (outcome.kind === 'wrong') return this.#wrongCode();
-    this.#deps.principals?.invalidate(principal.userId);
     this.#deps.onEmailQueued?.();
     this.#deps.events?.onChallenge?.('verified');
     return {
@@ -314,7 +310,6 @@ export class MfaService {
       await recordAuditEvent(trx, 'mfa.removed', user.id, context, { factorId, lastFactor: left.length === 0 });
       await queueSecurityNotice(trx, user, 'mfa_removed', this.#deps.clock());
     });
-    this.#deps.principals?.invalidate(principal.userId);
     this.#deps.onEmailQueued?.();
   }
 
@@ -347,8 +342,7 @@ export class MfaService {
       await queueSecurityNotice(trx, user, 'mfa_reset_by_admin', this.#deps.clock());
       return this.#deps.sessions.endAllInTransaction(trx, user.id, 'revoked', context);
     });
-    this.#deps.principals?.invalidate(userId);
-    this.#deps.sessions.forget(ended, 'revoked');
+    this.#deps.sessions.countEnded(ended, 'revoked');
     this.#deps.onEmailQueued?.();
   }
 

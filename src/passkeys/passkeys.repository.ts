@@ -1,6 +1,5 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
 import type { DB, PasskeyCredentials, WebauthnChallenges } from '../../db-types/index.ts';
-import { instrumentRepository } from '../platform/db/instrumentation.ts';
 
 export type PasskeyRow = Selectable<PasskeyCredentials>;
 export type WebauthnChallengeRow = Selectable<WebauthnChallenges>;
@@ -140,6 +139,3 @@ export class WebauthnChallengeRepository {
     await this.#db.deleteFrom('webauthn_challenges').where('expires_at', '<=', now).execute();
   }
 }
-
-instrumentRepository(PasskeyRepository, 'passkeys');
-instrumentRepository(WebauthnChallengeRepository, 'webauthnChallenges');

@@ -24,11 +24,10 @@ import { MfaChallengeRepository, MfaFactorRepository } from '../mfa/mfa.reposito
 import { PasskeyRepository, WebauthnChallengeRepository, type PasskeyRow } from './passkeys.repository.ts';
 import { UserRepository, type UserRow } from '../users/users.repository.ts';
 import { recordAuditEvent, type RequestContext } from '../audit/service.ts';
-import type { AuthenticatedUser, AuthService, Principal, TokenPair } from '../auth/service.ts';
+import type { AuthService, Principal, TokenPair } from '../auth/service.ts';
 import { canonicalEmail } from '../auth/credentials.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
 import { uuidv7 } from '../platform/db/ids.ts';
-import type { PrincipalCache } from '../sessions/principal-cache.ts';
 import type { PublicUser } from '../users/service.ts';
 
 /** Challenges are single use and live this long (api.md "Passkeys"). */
@@ -77,7 +76,6 @@ export interface PasskeyServiceDeps {
   readonly auth: AuthService;
   /** As for passwords: an account whose address is not verified gets 403 EMAIL_NOT_VERIFIED after a valid passkey. */
   readonly requireVerifiedEmail?: boolean | undefined;
-  readonly principals?: PrincipalCache<AuthenticatedUser> | undefined;
   /** Called once a transaction that queued a security notice committed (wakes the dispatcher). */
   readonly onEmailQueued?: (() => void) | undefined;
 }
@@ -192,7 +190,6 @@ export class PasskeyService {
       await queueSecurityNotice(trx, user, 'passkey_added', now);
       return row;
     });
-    this.#deps.principals?.invalidate(principal.userId);
     this.#deps.onEmailQueued?.();
     return viewOf(passkey);
   }
@@ -357,7 +354,6 @@ export class PasskeyService {
       await recordAuditEvent(trx, 'passkey.removed', user.id, context, { passkeyId: id });
       await queueSecurityNotice(trx, user, 'passkey_removed', this.#deps.clock());
     });
-    this.#deps.principals?.invalidate(principal.userId);
     this.#deps.onEmailQueued?.();
   }
 

@@ -1,7 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { DB, RefreshTokens } from '../../db-types/index.ts';
 import { fixedQuery } from '../platform/db/compiled-query.ts';
-import { instrumentRepository } from '../platform/db/instrumentation.ts';
 
 export type RefreshTokenRow = Selectable<RefreshTokens>;
 
@@ -104,5 +103,3 @@ export class RefreshTokenRepository {
     return Number(await revokeLiveOfUserExcept.affectedRows(this.#db, userId, keepFamilyId, at));
   }
 }
-
-instrumentRepository(RefreshTokenRepository, 'refreshTokens');

@@ -51,7 +51,7 @@ export interface SessionServiceDeps {
  * const sessions = new SessionService({ db, clock: () => new Date(), audit: new AuditLog(db) });
  * await sessions.list(userId, currentSid);
  * const ended = await withTransaction(db, (trx) => sessions.endAllInTransaction(trx, userId, 'user_disabled', context));
- * sessions.forget(ended, 'user_disabled');
+ * sessions.countEnded(ended, 'user_disabled');
  * ```
  */
 export class SessionService {
@@ -112,7 +112,7 @@ export class SessionService {
       return this.endInTransaction(trx, userId, sid, 'revoked', context);
     });
     if (!ended) throw new NotFoundError('Session not found');
-    this.forget([sid], 'revoked');
+    this.countEnded([sid], 'revoked');
   }
 
   /** Ends every session of the caller but the current one (DELETE /auth/sessions). */
@@ -121,12 +121,12 @@ export class SessionService {
       await new UserRepository(trx).lockForUpdate(userId);
       return this.endAllInTransaction(trx, userId, 'revoked_others', context, currentSid);
     });
-    this.forget(ended, 'revoked_others');
+    this.countEnded(ended, 'revoked_others');
   }
 
   /**
    * Ends one live session of a user in the caller's transaction (its refresh tokens are revoked,
-   * a `session.ended` event is recorded). The caller must {@link forget} it once committed.
+   * a `session.ended` event is recorded). The caller must {@link countEnded} it once committed.
    *
    * @returns whether it was a live session of this user.
    */
@@ -146,7 +146,7 @@ export class SessionService {
 
   /**
    * Ends every live session of a user (but `keep`, when given) in the caller's transaction,
-   * recording one `session.ended` event each. The caller must {@link forget} the ids it returns
+   * recording one `session.ended` event each. The caller must {@link countEnded} the ids it returns
    * once the transaction committed.
    */
   async endAllInTransaction(
@@ -175,12 +175,8 @@ export class SessionService {
     return ended;
   }
 
-  /**
-   * Our own committed ends: dropped from this instance's cache now, not when the notification
-   * arrives (the other instances hear it).
-   */
-  forget(sessionIds: readonly string[], reason: SessionEndReason): void {
-    for (const sid of sessionIds) this.#deps.cache?.invalidate(sid);
+  /** Counts committed ends for the metrics (the caches hear of them from the change feed). */
+  countEnded(sessionIds: readonly string[], reason: SessionEndReason): void {
     if (sessionIds.length > 0) this.#deps.events?.onSessionsEnded?.(reason, sessionIds.length);
   }
 }

@@ -1,7 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { DB, Sessions } from '../../db-types/index.ts';
 import { fixedQuery } from '../platform/db/compiled-query.ts';
-import { instrumentRepository } from '../platform/db/instrumentation.ts';
 
 export type SessionRow = Selectable<Sessions>;
 
@@ -185,5 +184,3 @@ export class SessionRepository {
     return (await endOthersOfUser.execute(this.#db, userId, keep, at, reason)).rows.map((row) => row.id);
   }
 }
-
-instrumentRepository(SessionRepository, 'sessions');

@@ -17,7 +17,6 @@ import { credentialsUnchanged, type Principal } from '../auth/service.ts';
 import { canonicalEmail, normaliseName } from '../auth/credentials.ts';
 import { queueSecurityNotice, queueVerificationEmail, type AccountEmailSettings } from '../platform/email/outbox.ts';
 import type { HashCallers, PasswordHasher } from '../auth/passwords.ts';
-import type { PrincipalCache } from '../sessions/principal-cache.ts';
 import type { SessionService } from '../sessions/service.ts';
 import { toPublicUser, type PublicUser } from './service.ts';
 
@@ -35,7 +34,6 @@ export interface UserAdministrationDeps {
   readonly hasher: PasswordHasher;
   readonly clock: () => Date;
   readonly sessions: SessionService;
-  readonly principals?: PrincipalCache<unknown> | undefined;
   readonly events?: AdminEvents | undefined;
   /** Called after a transaction that queued a notice committed (wakes the dispatcher). */
   readonly onEmailQueued?: (() => void) | undefined;
@@ -117,9 +115,8 @@ export class UserAdministration {
       return { user: after, ended: endedIds, endedByMove: moved?.ended ?? [], kinds: actionKinds(before, after) };
     });
     if (kinds.includes('disable') || kinds.includes('email')) this.#deps.onEmailQueued?.();
-    this.#deps.principals?.invalidate(id);
-    this.#deps.sessions.forget(ended, 'user_disabled');
-    this.#deps.sessions.forget(endedByMove, 'email_changed');
+    this.#deps.sessions.countEnded(ended, 'user_disabled');
+    this.#deps.sessions.countEnded(endedByMove, 'email_changed');
     for (const kind of kinds) this.#deps.events?.onAdminAction?.(kind);
     return toPublicUser(user);
   }
@@ -192,7 +189,6 @@ export class UserAdministration {
       if (details !== undefined) await recordAuditEvent(trx, 'user.updated', after.id, context, details);
       return after;
     });
-    this.#deps.principals?.invalidate(user.id);
     return toPublicUser(user);
   }
 
@@ -234,8 +230,7 @@ export class UserAdministration {
       await users.delete(id);
       return endedIds;
     });
-    this.#deps.principals?.invalidate(id);
-    this.#deps.sessions.forget(ended, 'user_deleted');
+    this.#deps.sessions.countEnded(ended, 'user_deleted');
   }
 }
 

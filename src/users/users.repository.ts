@@ -1,7 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { DB, Users } from '../../db-types/index.ts';
 import { fixedQuery } from '../platform/db/compiled-query.ts';
-import { instrumentRepository } from '../platform/db/instrumentation.ts';
 import { NotFoundError } from '../platform/errors/index.ts';
 
 export type UserRow = Selectable<Users>;
@@ -246,5 +245,3 @@ export class UserRepository {
     return (await deleteById.affectedRows(this.#db, id)) > 0n;
   }
 }
-
-instrumentRepository(UserRepository, 'users');

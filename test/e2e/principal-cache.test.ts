@@ -16,6 +16,7 @@ import {
   expectError,
   expectUnauthorized,
   login,
+  PASSWORD,
   type UserJson,
 } from './support.ts';
 
@@ -40,19 +41,27 @@ async function cachedApp(database: TestDatabase, onFinished: (fn: () => Promise<
       onChange: (id) => {
         cache.invalidate(id);
       },
+      onSessionEnded: (sid) => {
+        sessions.invalidate(sid);
+      },
       onReset: () => {
         resets.push(Date.now());
         cache.clear();
+        sessions.clear();
       },
     },
   );
   const cache = new PrincipalCache<AuthenticatedUser>({ ttlMs: 60_000, maxEntries: 100, isLive: () => feed.live });
+  const sessions = new PrincipalCache<LiveSession>({ ttlMs: 60_000, maxEntries: 100, isLive: () => feed.live });
   await feed.start();
+  // As server.ts wires it: units of work on this database wait until the feed heard their changes.
+  const db = createDatabase({ ...TEST_POOL, url: database.url }, { changes: feed });
   onFinished(async () => {
+    await db.destroy();
     await feed.close();
   });
   const metrics = new AppMetrics();
-  const app = await testApp(database.db, onFinished, { principals: cache, metrics });
+  const app = await testApp(db, onFinished, { principals: cache, liveSessions: sessions, metrics });
   const lookups = async (source: 'cache' | 'database') =>
     (await metrics.principalLookups.get()).values.find((v) => v.labels.source === source)?.value ?? 0;
   return { app, cache, feed, resets, lookups };
@@ -156,7 +165,7 @@ describe.runIf(!THROUGH_PGBOUNCER)('the principal cache', () => {
     const token = bearer(accessTokenFor(user));
 
     expect((await app.inject({ url: '/auth/me', headers: token })).statusCode).toBe(200);
-    expect(operations).toEqual(['users.findWithSession']);
+    expect(operations).toEqual(['users.select']);
     operations.length = 0;
     for (let i = 0; i < 5; i++) expect((await app.inject({ url: '/auth/me', headers: token })).statusCode).toBe(200);
     expect(operations).toEqual([]);
@@ -185,9 +194,35 @@ describe.runIf(!THROUGH_PGBOUNCER)('the principal cache', () => {
 
     const second = await login(app, user.email);
     expect(second.user.lastLoginAt).not.toBe(first.user.lastLoginAt);
-    // No waiting: this instance dropped the entry itself when the login committed.
+    // No waiting: the login returned only once this instance's feed had heard its change.
     expect((await me(first.accessToken)).lastLoginAt).toBe(second.user.lastLoginAt);
   });
+
+  test.for([
+    ['a logout (the session itself)', '/auth/logout'],
+    ['a password change (the other sessions)', '/auth/password'],
+  ] as const)(
+    'a session ended by %s on this instance is refused at once, though only the feed tells the caches',
+    async ([, url], { onTestFinished }) => {
+      const database = await isolatedDatabase(onTestFinished);
+      const { app } = await cachedApp(database, onTestFinished);
+      const user = await createUser(database.db);
+      const current = await login(app, user.email);
+      const other = await login(app, user.email);
+      // Both cached now: the next requests are answered from the caches.
+      for (const session of [current, other]) {
+        expect((await app.inject({ url: '/auth/me', headers: bearer(session.accessToken) })).statusCode).toBe(200);
+      }
+      const logout = url === '/auth/logout';
+      const body = logout
+        ? { refreshToken: current.refreshToken }
+        : { currentPassword: PASSWORD, newPassword: 'a brand new passphrase 42' };
+      const ended = await app.inject({ method: 'POST', url, headers: bearer(current.accessToken), payload: body });
+      expect(ended.statusCode).toBe(204);
+      const victim = logout ? current : other;
+      expectUnauthorized(await app.inject({ url: '/auth/me', headers: bearer(victim.accessToken) }));
+    },
+  );
 
   test('serves nothing while its connection is lost, forgets what it held, and resumes once it is back', async ({
     onTestFinished,

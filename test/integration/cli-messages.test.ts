@@ -193,9 +193,9 @@ describe.concurrent('what the operator commands say', { timeout: 60_000 }, () =>
     ]);
   });
 
-  it("the README's email try-it says the link's token is POSTed to /auth/email/verify", async () => {
-    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
-    const tryIt = /- \*\*Try it\*\*: `npm start`, register with curl[\s\S]*?\n- \*\*/.exec(readme)?.[0] ?? '';
+  it("the email try-it of docs/accounts.md says the link's token is POSTed to /auth/email/verify", async () => {
+    const manual = await readFile(path.join(ROOT, 'docs/accounts.md'), 'utf8');
+    const tryIt = /- \*\*Try it\*\*: `npm start`, register with curl[\s\S]*?\n- \*\*/.exec(manual)?.[0] ?? '';
     expect(tryIt).toMatch(/POST its\s+token to the API: `curl -s "\$API\/auth\/email\/verify"/);
   });
 });

@@ -124,7 +124,7 @@ describe('fixedQuery on a root database', () => {
 
     expect(await users.findById(ada.id)).toMatchObject({ id: ada.id, email: 'ada@example.com' });
     expect(events.at(-1)).toMatchObject({
-      operation: 'users.findById',
+      operation: 'users.select',
       outcome: 'ok',
       sql: 'select * from "users" where "id" = $1',
       parameterCount: 1,
@@ -141,7 +141,7 @@ describe('fixedQuery on a root database', () => {
     );
     const failure = await insert.takeOne(db, 'ada@example.com').catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(UniqueConstraintError);
-    expect(events.at(-1)).toMatchObject({ operation: 'unlabelled', outcome: 'UNIQUE_VIOLATION' });
+    expect(events.at(-1)).toMatchObject({ operation: 'users.insert', outcome: 'UNIQUE_VIOLATION' });
 
     // In a transaction the same query runs through Kysely on the transaction's connection, and is reported alike.
     events.length = 0;
@@ -151,8 +151,8 @@ describe('fixedQuery on a root database', () => {
     });
     expect(events.map((event) => `${event.operation} ${event.outcome}`)).toEqual([
       'transaction.begin ok',
-      'unlabelled ok',
-      'users.findById ok',
+      'users.update ok',
+      'users.select ok',
       'transaction.commit ok',
     ]);
   });
@@ -181,8 +181,8 @@ describe('fixedQuery on a root database', () => {
     for (const event of events) operationBySql.get(event.sql)?.add(event.operation);
     expect(events).toHaveLength(4);
     expect([...operationBySql.values()].map((operations) => [...operations].sort())).toEqual([
-      ['users.findById'],
-      ['users.findByEmail'],
+      ['users.select'],
+      ['users.select'],
     ]);
   });
 

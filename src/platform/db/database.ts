@@ -22,6 +22,22 @@ export interface CreateDatabaseOptions {
   readonly onCheckoutError?: (error: AppError) => void;
   /** Told of every retry of a unit of work opened on this database (see `withTransaction`). */
   readonly onTransactionRetry?: () => void;
+  /** The caches' change feed: units of work that changed a user or ended a session wait for it. */
+  readonly changes?: CommitBarrier;
+}
+
+/**
+ * What a unit of work waits for after its commit when it changed a user or ended a session (see
+ * migration 20261207160000): its own notification heard by this instance's change feed, so the
+ * caches the feed keeps are current before the request that made the change returns.
+ */
+export interface CommitBarrier {
+  /** A fresh payload to send with the commit; undefined while the feed is not live (nothing is cached). */
+  expect(): string | undefined;
+  /** Resolves once `token` was heard, or the feed gave up on it and stopped trusting the caches. */
+  heard(token: string): Promise<void>;
+  /** The commit failed or sent nothing: stop waiting for `token`. */
+  cancel(token: string): void;
 }
 
 /** How every unit of work opened on a root database behaves, whoever opens it (see `withTransaction`). */
@@ -33,6 +49,7 @@ export interface TransactionPolicy {
    * own: the timeout in transaction pool mode, where it cannot be a connection's session setting.
    */
   readonly statementTimeoutMs?: number | undefined;
+  readonly changes?: CommitBarrier | undefined;
 }
 
 /**
@@ -78,6 +95,7 @@ export function createDatabase(config: PoolConfig, options: CreateDatabaseOption
   const translating = new TranslatingPool(pool, prepare, options);
   return new RootDatabase(translating, {
     onRetry: options.onTransactionRetry,
+    changes: options.changes,
     statementTimeoutMs: transactionMode && config.statementTimeoutMs > 0 ? config.statementTimeoutMs : undefined,
   });
 }

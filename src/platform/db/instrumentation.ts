@@ -5,7 +5,7 @@ const operationContext = new AsyncLocalStorage<string>();
 
 /** One executed query, labelled for metrics and the slow-query log; never its parameters. */
 export interface QueryEvent {
-  /** `repository.method`, or `unlabelled` for queries outside a repository. */
+  /** `table.verb` (derived from the SQL), or the label {@link withOperation} gave. */
   readonly operation: string;
   readonly durationMs: number;
   /** `ok`, or the error code of the AppError it failed with (a bounded set). */
@@ -15,41 +15,68 @@ export interface QueryEvent {
 }
 
 /**
- * Labels every query a repository method runs with `prefix.method`, so metrics can say which
- * operation was slow without ever using SQL text as a label. One call per repository class.
- *
- * @example
- * ```ts
- * export class UserRepository { async findById(id: string) { … } }
- * instrumentRepository(UserRepository, 'users'); // queries of findById are labelled users.findById
- * ```
- */
-export function instrumentRepository(target: { prototype: object }, prefix: string): void {
-  const prototype = target.prototype as Record<string, unknown>;
-  for (const name of Object.getOwnPropertyNames(prototype)) {
-    const method = prototype[name];
-    if (name === 'constructor' || typeof method !== 'function') continue;
-    const operation = `${prefix}.${name}`;
-    Object.defineProperty(prototype, name, {
-      configurable: true,
-      writable: true,
-      value: function (this: unknown, ...args: unknown[]): unknown {
-        return operationContext.run(operation, (): unknown => Reflect.apply(method, this, args));
-      },
-    });
-  }
-}
-
-/**
- * Runs `fn` with its queries labelled `operation` (for queries outside repositories: health checks).
+ * Runs `fn` with its queries labelled `operation` (for queries outside repositories: health checks,
+ * transaction control). Repository queries need nothing: {@link currentOperation} derives their label.
  */
 export function withOperation<T>(operation: string, fn: () => T): T {
   return operationContext.run(operation, fn);
 }
 
-/** The operation the current query runs for (see {@link instrumentRepository}). */
-export function currentOperation(): string {
-  return operationContext.getStore() ?? 'unlabelled';
+/** Distinct statements whose label is remembered; the code sends a bounded set of SQL texts. */
+const MAX_REMEMBERED = 4_096;
+const derived = new Map<string, string>();
+
+/**
+ * The label of a statement for metrics and the slow-query log: the one {@link withOperation} set,
+ * else `<table>.<verb>` read from the SQL (`users.select`), so a repository written in plain Kysely
+ * is labelled without registering anything. Never SQL text or values.
+ *
+ * @example
+ * ```ts
+ * currentOperation('select * from "users" where "id" = $1'); // 'users.select'
+ * ```
+ */
+export function currentOperation(sql: string): string {
+  const explicit = operationContext.getStore();
+  if (explicit !== undefined) return explicit;
+  let label = derived.get(sql);
+  if (label === undefined) {
+    label = labelOf(sql);
+    if (derived.size >= MAX_REMEMBERED) derived.clear();
+    derived.set(sql, label);
+  }
+  return label;
+}
+
+const VERBS = new Set(['select', 'insert', 'update', 'delete']);
+const TOKEN = /"((?:[^"]|"")+)"|([a-z_]+)|([()])/gi;
+
+/**
+ * `<table>.<verb>` of the outermost statement (a CTE's own statements are inside parentheses):
+ * the table after `insert into`, `update`, `delete from`, or the first `from` of a select;
+ * `query.<verb>` when there is none, `statement.<first word>` for anything else.
+ */
+export function labelOf(sql: string): string {
+  let depth = 0;
+  let first: string | undefined;
+  let verb: string | undefined;
+  let expectTable = false;
+  for (const match of sql.matchAll(TOKEN)) {
+    const [token, quoted, word, paren] = match;
+    if (paren !== undefined) depth += paren === '(' ? 1 : -1;
+    if (paren !== undefined || depth !== 0) continue;
+    const lower = word?.toLowerCase();
+    first ??= lower;
+    if (verb === undefined) {
+      if (lower !== undefined && VERBS.has(lower)) [verb, expectTable] = [lower, lower === 'update'];
+    } else if (expectTable) {
+      // `"public"."users"`: the name after the last dot is the table.
+      if (sql[match.index + token.length] !== '.') return `${(quoted ?? word ?? '').replaceAll('""', '"')}.${verb}`;
+    } else if ((lower === 'into' && verb === 'insert') || (lower === 'from' && verb !== 'update')) {
+      expectTable = true;
+    }
+  }
+  return verb === undefined ? `statement.${first ?? 'other'}` : `query.${verb}`;
 }
 
 export interface QueryLogOptions {

@@ -164,7 +164,7 @@ class TranslatingClient implements PostgresPoolClient {
     parameters: ReadonlyArray<unknown> = [],
   ): Promise<PostgresQueryResult<R>> | PostgresCursor<R> {
     if (typeof sqlOrCursor !== 'string') throw new TypeError('Cursor queries are not supported');
-    return this.#send<R>(sqlOrCursor, parameters, currentOperation());
+    return this.#send<R>(sqlOrCursor, parameters, currentOperation(sqlOrCursor));
   }
 
   release(destroy?: boolean): void {

@@ -9,6 +9,7 @@ import {
 import { RootDatabase, type DB, type TransactionPolicy } from './database.ts';
 import { isRetryableTransactionError, translateDatabaseError } from './errors.ts';
 import { withOperation } from './instrumentation.ts';
+import { USER_CHANGES_CHANNEL } from './user-changes.ts';
 
 export interface TransactionOptions {
   /** Only for the outermost unit of work; a nested one inherits its transaction's level. */
@@ -94,15 +95,20 @@ async function runTransaction<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Prom
   let builder = db.startTransaction();
   if (options.isolationLevel !== undefined) builder = builder.setIsolationLevel(options.isolationLevel);
   if (options.accessMode !== undefined) builder = builder.setAccessMode(options.accessMode);
+  const { statementTimeoutMs, changes } = policyOf(db);
   const trx = await withOperation('transaction.begin', () => builder.execute());
+  let token: string | undefined;
   try {
-    await setLocalStatementTimeout(trx, options.statementTimeoutMs ?? policyOf(db).statementTimeoutMs);
+    await setLocalStatementTimeout(trx, options.statementTimeoutMs ?? statementTimeoutMs);
     const result = await work(trx);
+    token = changes?.expect();
+    const announced = token !== undefined && (await announceChanges(trx, token));
     // A COMMIT that PostgreSQL answers with ROLLBACK (work swallowed a failed statement) makes
     // Kysely throw its own AbortedTransactionError; it leaves the data layer as an AppError too.
     await withOperation('transaction.commit', () => trx.commit().execute()).catch((error: unknown) => {
       throw translateDatabaseError(error);
     });
+    if (announced && token !== undefined) await changes?.heard(token);
     return result;
   } catch (error) {
     if (!trx.isCommitted && !trx.isRolledBack) {
@@ -110,7 +116,22 @@ async function runTransaction<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Prom
       await withOperation('transaction.rollback', () => trx.rollback().execute()).catch(() => {});
     }
     throw error;
+  } finally {
+    if (token !== undefined) changes?.cancel(token);
   }
+}
+
+/**
+ * Sends `token` on the change channel with the commit, only when the work changed a user or ended
+ * a session (the notifying triggers mark the transaction): whether there is anything to wait for.
+ */
+async function announceChanges(trx: UnitOfWork, token: string): Promise<boolean> {
+  const { rows } = await withOperation('transaction.changes', () =>
+    sql`select pg_notify(${USER_CHANGES_CHANNEL}, ${token}) where current_setting('app.user_changes', true) = 'on'`.execute(
+      trx,
+    ),
+  );
+  return rows.length > 0;
 }
 
 async function withSavepoint<T>(db: Kysely<DB>, work: (trx: UnitOfWork) => Promise<T>, options: TransactionOptions) {

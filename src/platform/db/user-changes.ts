@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import type { CommitBarrier } from './database.ts';
 
 /** The channel the `users_changed` trigger notifies (migration 20261127011500). */
 export const USER_CHANGES_CHANNEL = 'users_changed';
@@ -57,7 +58,7 @@ export interface UserChangeFeedOptions {
  * await feed.close();
  * ```
  */
-export class UserChangeFeed {
+export class UserChangeFeed implements CommitBarrier {
   readonly #options: UserChangeFeedOptions;
   readonly #handlers: UserChangeHandlers;
   #client: pg.Client | undefined;
@@ -70,6 +71,10 @@ export class UserChangeFeed {
   #sender: pg.Client | undefined;
   #beating = false;
   #lastHeardAt = 0;
+  /** Commits of this instance waiting to hear their own notification (see {@link expect}). */
+  readonly #waiting = new Map<string, PromiseWithResolvers<undefined>>();
+  readonly #instance = randomUUID();
+  #commits = 0;
 
   constructor(options: UserChangeFeedOptions, handlers: UserChangeHandlers) {
     this.#options = options;
@@ -80,6 +85,36 @@ export class UserChangeFeed {
   /** Whether changes are being heard right now. */
   get live(): boolean {
     return this.#live;
+  }
+
+  /** A payload for a commit to send with its changes, or undefined while not live. */
+  expect(): string | undefined {
+    if (!this.#live) return undefined;
+    // Every feed ignores payloads with the probe prefix but those it is waiting for.
+    const token = `${PROBE_PREFIX}${this.#instance}:${++this.#commits}`;
+    this.#waiting.set(token, Promise.withResolvers<undefined>());
+    return token;
+  }
+
+  /**
+   * Resolves once the notification `token` came back: every change committed with it was heard
+   * first (a transaction's notifications arrive together, in order). Not heard within the heartbeat
+   * timeout, the connection counts as lost: the caches are reset and not trusted until it is back.
+   */
+  async heard(token: string): Promise<void> {
+    const heard = this.#waiting.get(token);
+    if (heard === undefined) return;
+    try {
+      await withTimeout(heard.promise, this.#options.heartbeatTimeoutMs ?? 3000);
+    } catch {
+      if (this.#client !== undefined) this.#lost(this.#client);
+    } finally {
+      this.#waiting.delete(token);
+    }
+  }
+
+  cancel(token: string): void {
+    this.#waiting.delete(token);
   }
 
   /** Connects and listens; on failure keeps retrying in the background (never throws). */
@@ -122,6 +157,7 @@ export class UserChangeFeed {
       if (channel !== USER_CHANGES_CHANNEL || payload === undefined) return;
       if (payload === heartbeat) this.#lastHeardAt = performance.now();
       else if (payload === probe) heard.resolve(undefined);
+      else if (this.#waiting.has(payload)) this.#waiting.get(payload)?.resolve(undefined);
       else if (payload.startsWith(PROBE_PREFIX) || !trusted) return;
       else if (payload === EVERY_USER) this.#handlers.onReset();
       else if (payload.startsWith(SESSION_PREFIX))
@@ -232,6 +268,8 @@ export class UserChangeFeed {
   #setLive(live: boolean): void {
     this.#handlers.onReset();
     this.#live = live;
+    // Nothing is trusted now: a commit waiting for its notification need not wait any longer.
+    for (const waiting of this.#waiting.values()) waiting.resolve(undefined);
   }
 }
 

@@ -1,7 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { DB, EmailOutbox } from '../../../db-types/index.ts';
 import { fixedQuery } from '../db/compiled-query.ts';
-import { instrumentRepository } from '../db/instrumentation.ts';
 
 export type OutboxRow = Selectable<EmailOutbox>;
 export type OutboxState = OutboxRow['state'];
@@ -266,5 +265,3 @@ function toData(value: unknown): OutboxData {
   for (const [key, item] of Object.entries(value)) if (typeof item === 'string') data[key] = item;
   return data;
 }
-
-instrumentRepository(EmailOutboxRepository, 'emailOutbox');

@@ -1,7 +1,6 @@
 import { sql, type Kysely, type RawBuilder, type SelectQueryBuilder } from 'kysely';
 import type { DB } from '../../../db-types/index.ts';
 import { fixedQuery, type FixedQuery } from '../db/compiled-query.ts';
-import { instrumentRepository } from '../db/instrumentation.ts';
 
 /** How long rows are kept once they are no longer needed (see the README's configuration table). */
 export interface RetentionPolicy {
@@ -198,5 +197,3 @@ export class PruneRepository {
     return Number(await rule.deleteBatch.affectedRows(this.#db, before, limit));
   }
 }
-
-instrumentRepository(PruneRepository, 'prune');
