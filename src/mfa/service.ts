@@ -15,14 +15,8 @@ import { SessionRepository } from '../sessions/sessions.repository.ts';
 import { UserRepository, type UserRow } from '../users/users.repository.ts';
 import { NO_CONTEXT, recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
-import type {
-  AuthService,
-  LoginResult,
-  MfaChallenge,
-  Principal,
-  SecondFactorChallenges,
-  TokenPair,
-} from '../auth/service.ts';
+import type { AuthService, Principal, TokenPair } from '../auth/service.ts';
+import type { LoginResult, MfaChallenge, SecondFactorChallenges } from '../auth/sign-in.ts';
 import type { AssertionPurpose, PasskeyAssertion, PasskeyService } from '../passkeys/service.ts';
 import type { SecretBox } from '../platform/secret-box.ts';
 import type { SessionService } from '../sessions/service.ts';
