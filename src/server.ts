@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace';
 import { databaseOf, reportFailure } from './platform/cli/report.ts';
-import { ConfigError, loadConfig, loadEnvFile, type Config } from './platform/config.ts';
+import { ConfigError } from './platform/config/reader.ts';
+import { loadConfig, loadEnvFile, type Config } from './platform/config.ts';
 import { openServer, type RunningServer } from './lifecycle.ts';
 
 /**

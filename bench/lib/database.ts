@@ -1,6 +1,7 @@
 import argon2 from 'argon2';
 import pg from 'pg';
-import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { ensureDatabaseExists, withDatabaseName } from '../../src/platform/db/database-admin.ts';
+import { startEmbeddedPostgres } from '../../src/platform/db/embedded.ts';
 import { migrateToLatest } from '../../src/platform/db/migrator.ts';
 import { OWASP_ARGON2ID } from '../../src/auth/passwords.ts';
 import { meterExternalBackends } from './cpu.ts';

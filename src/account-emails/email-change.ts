@@ -12,7 +12,8 @@ import { EmailChangeRepository, type EmailChangeRow } from './email-changes.repo
 import { UserRepository, type UserRow } from '../users/users.repository.ts';
 import { consumeAccountTokenOf } from './account-tokens.ts';
 import { NO_CONTEXT, recordAuditEvent, type RequestContext } from '../audit/service.ts';
-import { credentialsUnchanged, type Principal } from '../auth/service.ts';
+import { credentialsUnchanged } from '../auth/sign-in.ts';
+import type { Principal } from '../auth/service.ts';
 import { canonicalEmail } from '../auth/credentials.ts';
 import {
   isActive,

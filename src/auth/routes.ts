@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import type { AuthConfig } from '../platform/config.ts';
+import type { AuthConfig } from '../platform/config/auth.ts';
 import { requestContext, requireAuthenticatedUser, requirePrincipal } from './plugin.ts';
 import { noStore } from '../platform/http/http-edges.ts';
 import type { Services } from '../services.ts';

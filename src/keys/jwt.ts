@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import { errors, jwtVerify, SignJWT, type CryptoKey, type JWTHeaderParameters } from 'jose';
-import type { AuthConfig } from '../platform/config.ts';
+import type { AuthConfig } from '../platform/config/auth.ts';
 import { AuthenticationError } from '../platform/errors/index.ts';
 import type { SigningKeyStore } from './signing-keys.ts';
 import {

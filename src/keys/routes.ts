@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import type { AuthConfig } from '../platform/config.ts';
+import type { AuthConfig } from '../platform/config/auth.ts';
 import { AuthenticationError, ValidationError } from '../platform/errors/index.ts';
 import { noStore } from '../platform/http/http-edges.ts';
 import type { AuthService } from '../auth/service.ts';

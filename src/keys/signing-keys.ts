@@ -1,37 +1,19 @@
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+import type { CryptoKey } from 'jose';
 import type { Kysely } from 'kysely';
 import type { DB } from '../platform/db/database.ts';
 import { withTransaction } from '../platform/db/transactions.ts';
-import { SigningKeyRepository, type SigningKeyRow } from './signing-keys.repository.ts';
 import type { SecretBox } from '../platform/secret-box.ts';
-
-export const ASYMMETRIC_ALGORITHMS = ['EdDSA', 'ES256'] as const;
-export type AsymmetricAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
-
-/** `next`: published, not signing yet; `active`: signs; `retiring`: published until its tokens expire; `retired`: gone from JWKS. */
-export type SigningKeyState = 'next' | 'active' | 'retiring' | 'retired';
-
-export interface SigningKeyInfo {
-  readonly kid: string;
-  readonly algorithm: AsymmetricAlgorithm;
-  readonly state: SigningKeyState;
-  readonly createdAt: Date;
-  readonly signsFrom: Date;
-  /** Retiring and retired keys: when the last token they signed expires (and they leave JWKS). */
-  readonly publishedUntil: Date | null;
-}
-
-/** A public key as `GET /.well-known/jwks.json` serves it. */
-export interface PublishedJwk {
-  readonly kid: string;
-  readonly alg: AsymmetricAlgorithm;
-  readonly use: 'sig';
-  readonly kty: string;
-  readonly crv: string;
-  readonly x: string;
-  /** ES256 keys only. */
-  readonly y?: string;
-}
+import { ImportedKeys, newKey, publicJwk, type PublishedJwk } from './key-material.ts';
+import {
+  activeKey,
+  algorithmOf,
+  CLOCK_SKEW_MS,
+  keyStates,
+  published,
+  type AsymmetricAlgorithm,
+  type SigningKeyInfo,
+} from './key-states.ts';
+import { SigningKeyRepository, type SigningKeyRow } from './signing-keys.repository.ts';
 
 export interface SigningKeyPolicy {
   /** The algorithm of the keys this installation creates (JWT_ALGORITHM when asymmetric). */
@@ -43,8 +25,6 @@ export interface SigningKeyPolicy {
 
 /** How stale an instance's copy of the keys may get: a new key waits this long too before it signs. */
 export const KEY_RELOAD_INTERVAL_MS = 30_000;
-/** Clocks of instances and verifiers may disagree by this much. */
-export const CLOCK_SKEW_MS = 60_000;
 /** An unknown `kid` reloads the keys at most this often (a flood of forged kids costs one query a second). */
 const UNKNOWN_KID_RELOAD_MS = 1000;
 
@@ -75,11 +55,11 @@ export class SigningKeyStore {
   #byKid = new Map<string, { row: SigningKeyRow; publishedUntil: number }>();
   #loadedAt = Number.NEGATIVE_INFINITY;
   #loading: Promise<void> | undefined;
-  readonly #privateKeys = new Map<string, Promise<CryptoKey>>();
-  readonly #publicKeys = new Map<string, Promise<CryptoKey>>();
+  readonly #imported: ImportedKeys;
 
   constructor(deps: SigningKeyStoreDeps) {
     this.#deps = deps;
+    this.#imported = new ImportedKeys(deps.box);
   }
 
   /** How long after publication a rotated key starts signing: every verifier has fetched it by then. */
@@ -98,7 +78,7 @@ export class SigningKeyStore {
       active = activeKey(this.#rows, this.#now());
     }
     if (active === undefined) throw new Error('No signing key is active after creating one');
-    return { kid: active.kid, algorithm: algorithmOf(active), key: await this.#privateKey(active) };
+    return { kid: active.kid, algorithm: algorithmOf(active), key: await this.#imported.privateKey(active) };
   }
 
   /**
@@ -121,7 +101,7 @@ export class SigningKeyStore {
 
   async #opens(row: SigningKeyRow): Promise<boolean> {
     try {
-      await this.#privateKey(row);
+      await this.#imported.privateKey(row);
       return true;
     } catch {
       return false;
@@ -194,7 +174,7 @@ export class SigningKeyStore {
       row = this.#publishedByKid(kid);
     }
     if (row === undefined) return undefined;
-    return { algorithm: algorithmOf(row), key: await this.#publicKey(row) };
+    return { algorithm: algorithmOf(row), key: await this.#imported.publicKey(row) };
   }
 
   /** Whether `kid` is published now (a query only when the copy is due for its reload): a cached verification checks it. */
@@ -261,29 +241,6 @@ export class SigningKeyStore {
     await this.#loading;
   }
 
-  async #privateKey(row: SigningKeyRow): Promise<CryptoKey> {
-    let key = this.#privateKeys.get(row.kid);
-    if (key === undefined) {
-      key = (async () => {
-        const sealed = await this.#deps.box.open(row.private_jwe, purposeOf(row.kid));
-        const jwk = JSON.parse(new TextDecoder().decode(sealed)) as JWK;
-        return (await importJWK(jwk, row.algorithm)) as CryptoKey;
-      })();
-      key.catch(() => this.#privateKeys.delete(row.kid));
-      this.#privateKeys.set(row.kid, key);
-    }
-    return key;
-  }
-
-  async #publicKey(row: SigningKeyRow): Promise<CryptoKey> {
-    let key = this.#publicKeys.get(row.kid);
-    if (key === undefined) {
-      key = importJWK(row.public_jwk as JWK, row.algorithm) as Promise<CryptoKey>;
-      this.#publicKeys.set(row.kid, key);
-    }
-    return key;
-  }
-
   #now(): Date {
     return this.#deps.clock();
   }
@@ -311,93 +268,4 @@ export class UnreadableSigningKeyError extends Error {
     );
     this.kid = kid;
   }
-}
-
-/**
- * Each key's state at `now`. Keys sign in the order of `signs_from`: the newest one whose time
- * has come signs; an older one stays published until the last token it signed (at the latest
- * when its successor took over) has expired, plus the clock skew.
- *
- * @example
- * ```ts
- * keyStates(rows, new Date(), 900_000).map((key) => key.state); // ['retiring', 'active', 'next']
- * ```
- */
-export function keyStates(rows: readonly SigningKeyRow[], now: Date, ttlMs: number): SigningKeyInfo[] {
-  const sorted = [...rows].sort((a, b) => a.signs_from.getTime() - b.signs_from.getTime());
-  const activeIndex = sorted.findLastIndex((row) => row.signs_from.getTime() <= now.getTime());
-  return sorted.map((row, index) => {
-    const successor = sorted[index + 1];
-    const publishedUntil =
-      index < activeIndex && successor !== undefined
-        ? new Date(successor.signs_from.getTime() + ttlMs + CLOCK_SKEW_MS)
-        : null;
-    const state: SigningKeyState =
-      index > activeIndex
-        ? 'next'
-        : index === activeIndex
-          ? 'active'
-          : publishedUntil !== null && now.getTime() < publishedUntil.getTime()
-            ? 'retiring'
-            : 'retired';
-    return {
-      kid: row.kid,
-      algorithm: algorithmOf(row),
-      state,
-      createdAt: row.created_at,
-      signsFrom: row.signs_from,
-      publishedUntil,
-    };
-  });
-}
-
-function published(rows: readonly SigningKeyRow[], now: Date, ttlMs: number): SigningKeyRow[] {
-  const live = new Set(
-    keyStates(rows, now, ttlMs)
-      .filter((key) => key.state !== 'retired')
-      .map((key) => key.kid),
-  );
-  return rows.filter((row) => live.has(row.kid));
-}
-
-function activeKey(rows: readonly SigningKeyRow[], now: Date): SigningKeyRow | undefined {
-  return rows.findLast((row) => row.signs_from.getTime() <= now.getTime());
-}
-
-function algorithmOf(row: SigningKeyRow): AsymmetricAlgorithm {
-  const algorithm = ASYMMETRIC_ALGORITHMS.find((name) => name === row.algorithm);
-  if (algorithm === undefined) throw new Error(`Signing key ${row.kid} has an unknown algorithm`);
-  return algorithm;
-}
-
-function publicJwk(row: SigningKeyRow): PublishedJwk {
-  const { kty, crv, x, y } = row.public_jwk as JWK;
-  if (kty === undefined || crv === undefined || x === undefined) throw new Error(`Signing key ${row.kid} is malformed`);
-  const key = { kid: row.kid, alg: algorithmOf(row), use: 'sig' as const, kty, crv, x };
-  return y === undefined ? key : { ...key, y };
-}
-
-function purposeOf(kid: string): string {
-  return `signing-key:${kid}`;
-}
-
-/** A new key pair: the kid is the public key's RFC 7638 thumbprint, the private half sealed. */
-async function newKey(box: SecretBox, algorithm: AsymmetricAlgorithm, createdAt: Date, signsFrom: Date) {
-  const { publicKey, privateKey } = await generateKeyPair(algorithm, { extractable: true, crv: curveOf(algorithm) });
-  const { kty, crv, x, y } = await exportJWK(publicKey);
-  const publicJwkOnly: JWK = y === undefined ? { kty, crv, x } : { kty, crv, x, y };
-  const kid = await calculateJwkThumbprint(publicJwkOnly);
-  const sealed = await box.seal(new TextEncoder().encode(JSON.stringify(await exportJWK(privateKey))), purposeOf(kid));
-  return {
-    kid,
-    algorithm,
-    public_jwk: JSON.stringify(publicJwkOnly),
-    private_jwe: sealed,
-    created_at: createdAt,
-    signs_from: signsFrom,
-  };
-}
-
-function curveOf(algorithm: AsymmetricAlgorithm): string {
-  return algorithm === 'EdDSA' ? 'Ed25519' : 'P-256';
 }

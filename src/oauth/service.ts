@@ -12,13 +12,9 @@ import {
 } from '../platform/errors/index.ts';
 import { UserRepository } from '../users/users.repository.ts';
 import type { RequestContext } from '../audit/service.ts';
-import type {
-  AuthService,
-  LoginResult,
-  Principal,
-  SecondFactorChallenges,
-  VerificationEmails,
-} from '../auth/service.ts';
+import type { AuthService, Principal } from '../auth/service.ts';
+import type { VerificationEmails } from '../auth/registration.ts';
+import type { LoginResult, SecondFactorChallenges } from '../auth/sign-in.ts';
 import { uuidv7 } from '../platform/db/ids.ts';
 import { resolveLink, resolveSignIn, type Resolution } from './accounts.ts';
 import { ExchangeCodeRepository, OAuthFlowRepository, type OAuthFlowRow } from './oauth-flows.repository.ts';

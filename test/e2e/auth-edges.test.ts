@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { App } from '../../src/app.ts';
 import type { DB } from '../../src/platform/db/database.ts';
-import { registerUser } from '../../src/auth/service.ts';
+import { registerUser } from '../../src/auth/registration.ts';
 import { createServices } from '../../src/services.ts';
 import { PasswordHasher } from '../../src/auth/passwords.ts';
 import { AuthenticationError, AuthorizationError } from '../../src/platform/errors/index.ts';

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import type { App } from '../../src/app.ts';
 import type { ClaimedMessage, OutboxRow } from '../../src/platform/email/email-outbox.repository.ts';
-import type { OutgoingEmail } from '../../src/platform/email/templates.ts';
+import type { OutgoingEmail } from '../../src/platform/email/render.ts';
 import type { AppMetrics } from '../../src/platform/metrics/metrics.ts';
 import { EmailComposer } from '../../src/platform/email/outbox.ts';
 import { smtpTransport } from '../../src/platform/email/transports.ts';

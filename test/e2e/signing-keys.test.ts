@@ -2,7 +2,8 @@ import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeProtectedHeader, generateKeyPair, jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { App } from '../../src/app.ts';
 import { createDatabase } from '../../src/platform/db/database.ts';
-import { CLOCK_SKEW_MS, KEY_RELOAD_INTERVAL_MS } from '../../src/keys/signing-keys.ts';
+import { CLOCK_SKEW_MS } from '../../src/keys/key-states.ts';
+import { KEY_RELOAD_INTERVAL_MS } from '../../src/keys/signing-keys.ts';
 import { testApp } from '../helpers/app.ts';
 import { describe, expect, isolatedDatabase, test } from '../helpers/database.ts';
 import {

@@ -2,7 +2,8 @@ import { Writable } from 'node:stream';
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db-types/index.ts';
 import { buildApp, type App, type AppDeps } from '../../src/app.ts';
-import { ConfigError, loadConfig, type Config } from '../../src/platform/config.ts';
+import { ConfigError } from '../../src/platform/config/reader.ts';
+import { loadConfig, type Config } from '../../src/platform/config.ts';
 import { PasswordHasher, type Argon2Params } from '../../src/auth/passwords.ts';
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-bytes-long!';

@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { deleteEmbeddedCluster } from '../../src/platform/db/embedded.ts';
+import { deleteEmbeddedCluster } from '../../src/platform/db/embedded/admin.ts';
 
 /**
  * Removes a test's DATA_DIR and its embedded cluster, wherever that lives: as root, with a checkout

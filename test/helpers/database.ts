@@ -4,7 +4,7 @@ import pg from 'pg';
 import { inject, test as base } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
 import { createDatabase, createPool, type PoolConfig } from '../../src/platform/db/database.ts';
-import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 
 /**
  * Set by `npm run test:pgbouncer`: a PgBouncer in transaction mode in front of the test server.

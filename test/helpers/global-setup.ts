@@ -7,10 +7,9 @@ import {
   deleteEmbeddedCluster,
   deleteOrphanedCluster,
   relocatedClusters,
-  startEmbeddedPostgres,
-  withDatabaseName,
-  type EmbeddedPostgres,
-} from '../../src/platform/db/embedded.ts';
+} from '../../src/platform/db/embedded/admin.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { MIGRATIONS_DIR, migrateToLatest } from '../../src/platform/db/migrator.ts';
 
 declare module 'vitest' {

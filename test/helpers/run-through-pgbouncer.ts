@@ -17,12 +17,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  deleteEmbeddedCluster,
-  startEmbeddedPostgres,
-  withDatabaseName,
-  type EmbeddedPostgres,
-} from '../../src/platform/db/embedded.ts';
+import { deleteEmbeddedCluster } from '../../src/platform/db/embedded/admin.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { startPgBouncer, type PgBouncer } from './pgbouncer.ts';
 import { freePort, stopProcess } from './processes.ts';
 

@@ -4,7 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
-import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { MIGRATIONS_DIR, migrateToLatest, rollBackMigrations } from '../../src/platform/db/migrator.ts';
 import { SEED_ADMIN } from '../../tools/seed.ts';
 import { adminQuery, isolatedDatabase } from '../helpers/database.ts';

@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import { watchAvailability } from '../../src/platform/db/availability.ts';
 import { describeConnectionFailure } from '../../src/platform/db/connection-failure.ts';
 import { createDatabase } from '../../src/platform/db/database.ts';
-import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { ServiceUnavailableError } from '../../src/platform/errors/index.ts';
 import { reportWorkerFailure } from '../../src/platform/jobs/failures.ts';
 import { adminQuery, describe, expect, test, TEST_POOL } from '../helpers/database.ts';

@@ -6,12 +6,9 @@ import pg from 'pg';
 import { freePort } from '../helpers/processes.ts';
 import { removeDataDir } from '../helpers/data-dirs.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  embeddedClusterDirectory,
-  ensureDatabaseExists,
-  startEmbeddedPostgres,
-  withDatabaseName,
-} from '../../src/platform/db/embedded.ts';
+import { embeddedClusterDirectory } from '../../src/platform/db/embedded/location.ts';
+import { ensureDatabaseExists, withDatabaseName } from '../../src/platform/db/database-admin.ts';
+import { startEmbeddedPostgres } from '../../src/platform/db/embedded.ts';
 
 // One cluster for the file: initdb costs about a second, and every case below can share it.
 const dataDir = path.resolve('.data', `embedded-test-${randomBytes(4).toString('hex')}`);

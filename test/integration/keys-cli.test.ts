@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, test } from 'vitest';
-import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { TEST_ENCRYPTION_KEY } from '../helpers/app.ts';
 import { adminQuery, isolatedDatabase } from '../helpers/database.ts';
 import { startServerProcess } from '../helpers/server-process.ts';

@@ -6,7 +6,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import { NO_MIGRATIONS } from 'kysely/migration';
 import pg from 'pg';
 import { describe, expect, inject, test } from 'vitest';
-import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { createMigrator, MIGRATION_LOCK_ID, MigrationError } from '../../src/platform/db/migrator.ts';
 import { adminQuery } from '../helpers/database.ts';
 

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import type { DB } from '../../db-types/index.ts';
 import { createDatabase } from '../../src/platform/db/database.ts';
-import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { MIGRATIONS_DIR, migrateToLatest } from '../../src/platform/db/migrator.ts';
 import { withTransaction } from '../../src/platform/db/transactions.ts';
 import { ServiceUnavailableError } from '../../src/platform/errors/index.ts';

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, inject, onTestFinished, test } from 'vitest';
 import { loadConfig } from '../../src/platform/config.ts';
-import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { openServer, StartupRefusedError } from '../../src/lifecycle.ts';
 import { adminQuery, isolatedDatabase } from '../helpers/database.ts';
 import { freePort } from '../helpers/processes.ts';

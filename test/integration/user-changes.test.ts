@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { vi } from 'vitest';
-import { withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { UserChangeFeed } from '../../src/platform/db/user-changes.ts';
 import { withTransaction } from '../../src/platform/db/transactions.ts';
 import { UserRepository } from '../../src/users/users.repository.ts';

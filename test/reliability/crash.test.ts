@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
-import { embeddedClusterDirectory } from '../../src/platform/db/embedded.ts';
+import { embeddedClusterDirectory } from '../../src/platform/db/embedded/location.ts';
 import { hashRefreshToken } from '../../src/keys/tokens.ts';
 import { testConfig } from '../helpers/app.ts';
 import {

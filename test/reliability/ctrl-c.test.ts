@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { embeddedClusterDirectory } from '../../src/platform/db/embedded.ts';
+import { embeddedClusterDirectory } from '../../src/platform/db/embedded/location.ts';
 import { freePort, isPortFree, releasePort, waitFor } from '../helpers/processes.ts';
 import {
   embeddedUrlOf,

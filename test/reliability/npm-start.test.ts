@@ -3,7 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { embeddedClusterDirectory, startEmbeddedPostgres } from '../../src/platform/db/embedded.ts';
+import { embeddedClusterDirectory } from '../../src/platform/db/embedded/location.ts';
+import { startEmbeddedPostgres } from '../../src/platform/db/embedded.ts';
 import { freePort, isPortFree, stopProcess, waitFor } from '../helpers/processes.ts';
 import { httpRequest, postgresProcessesOf, ROOT, scratchDirectory, type OnFinished } from './support.ts';
 

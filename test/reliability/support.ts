@@ -10,13 +10,9 @@ import { expect } from 'vitest';
 import { buildApp, type App } from '../../src/app.ts';
 import type { Config } from '../../src/platform/config.ts';
 import { createDatabase, createPool, type Database } from '../../src/platform/db/database.ts';
-import {
-  ensureDatabaseExists,
-  outsideClusterDirectory,
-  startEmbeddedPostgres,
-  withDatabaseName,
-  type EmbeddedPostgres,
-} from '../../src/platform/db/embedded.ts';
+import { ensureDatabaseExists, withDatabaseName } from '../../src/platform/db/database-admin.ts';
+import { outsideClusterDirectory } from '../../src/platform/db/embedded/location.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/platform/db/embedded.ts';
 import { migrateToLatest } from '../../src/platform/db/migrator.ts';
 import { freePort, releasePort } from '../helpers/processes.ts';
 import { expectError } from '../helpers/assertions.ts';

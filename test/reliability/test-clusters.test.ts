@@ -2,12 +2,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import {
-  deleteOrphanedCluster,
-  embeddedClusterDirectory,
-  OUTSIDE_CLUSTERS_ROOT,
-  relocatedClusters,
-} from '../../src/platform/db/embedded.ts';
+import { deleteOrphanedCluster, relocatedClusters } from '../../src/platform/db/embedded/admin.ts';
+import { embeddedClusterDirectory, OUTSIDE_CLUSTERS_ROOT } from '../../src/platform/db/embedded/location.ts';
 import { freePort, releasePort } from '../helpers/processes.ts';
 import { ROOT, scratchDirectory } from './support.ts';
 

@@ -7,12 +7,13 @@ import { ERROR_CODES } from '../../src/platform/errors/codes.ts';
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 
-/** Every variable src/platform/config.ts reads: the names given to its EnvReader. */
+/** Every variable the configuration reads (src/platform/config.ts and its sections): the names given to its EnvReader. */
 function variablesRead(): Set<string> {
+  const sections = readdirSync(path.join(ROOT, 'src/platform/config')).map((file) => `src/platform/config/${file}`);
   return new Set([
-    ...[...read('src/platform/config.ts').matchAll(/reader\.\w+\(\s*'([A-Z][A-Z0-9_]*)'/g)].map(
-      (match) => match[1] ?? '',
-    ),
+    ...['src/platform/config.ts', ...sections]
+      .flatMap((file) => [...read(file).matchAll(/reader\.\w+\(\s*'([A-Z][A-Z0-9_]*)'/g)])
+      .map((match) => match[1] ?? ''),
     // The provider settings are parsed beside the feature (src/oauth/config.ts); OIDC_<ID>_* are per provider.
     ...[...read('src/oauth/config.ts').matchAll(/read\(\s*'([A-Z][A-Z0-9_]*)'/g)].map((match) => match[1] ?? ''),
   ]);
@@ -63,7 +64,7 @@ function isDefault(name: string, value: string): boolean {
 }
 
 describe('the configuration documentation', () => {
-  it('.env.example lists every variable src/platform/config.ts reads, and nothing else', () => {
+  it('.env.example lists every variable the configuration reads, and nothing else', () => {
     const documented = [...envExample().keys()].sort();
     expect(variablesRead().size).toBeGreaterThan(30);
     expect(documented).toEqual([...variablesRead()].sort());

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/platform/config.ts';
 import { openServer, StartupRefusedError } from '../../src/lifecycle.ts';
-import { renderEmail } from '../../src/platform/email/templates.ts';
+import { renderEmail } from '../../src/platform/email/render.ts';
 import { emailTransportFor, logTransport } from '../../src/platform/email/transports.ts';
 import { configProblems, TEST_ENCRYPTION_KEY, TEST_JWT_SECRET } from '../helpers/app.ts';
 

@@ -1,15 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import {
-  EMAIL_TEMPLATES,
-  escapeHtml,
-  isEmailTemplate,
-  isLinkTemplate,
-  linkFor,
-  PRODUCT_NAME,
-  renderEmail,
-} from '../../src/platform/email/templates.ts';
+import { EMAIL_TEMPLATES, isEmailTemplate, isLinkTemplate, linkFor } from '../../src/platform/email/templates.ts';
+import { escapeHtml } from '../../src/platform/email/plain-text.ts';
+import { PRODUCT_NAME } from '../../src/platform/email/wording.ts';
+import { renderEmail } from '../../src/platform/email/render.ts';
 
-// The emails as rendered (src/platform/email/templates.ts): the sentence that says how long the
+// The emails as rendered (src/platform/email/render.ts): the sentence that says how long the
 // link works for every TTL an operator may configure, links with the token URL-encoded, and
 // nothing a user typed turning into markup.
 

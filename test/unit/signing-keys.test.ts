@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { SigningKeyRow } from '../../src/keys/signing-keys.repository.ts';
 import { parseEncryptionKey, SecretBox } from '../../src/platform/secret-box.ts';
-import { CLOCK_SKEW_MS, keyStates } from '../../src/keys/signing-keys.ts';
+import { CLOCK_SKEW_MS, keyStates } from '../../src/keys/key-states.ts';
 
 const T0 = new Date('2026-12-01T00:00:00Z').getTime();
 const TTL_MS = 900_000;

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { isProductionEnvironment, loadConfig, loadEnvFile } from '../../src/platform/config.ts';
-import { dropDatabase, ensureDatabaseExists } from '../../src/platform/db/embedded.ts';
+import { dropDatabase, ensureDatabaseExists } from '../../src/platform/db/database-admin.ts';
 import { migrateToLatest, migrationOptionsOf } from '../../src/platform/db/migrator.ts';
 import { commandContext, reportFailure } from '../../src/platform/cli/report.ts';
 import { adminUrlOf, displayUrl, withTarget } from '../../src/platform/cli/target.ts';

@@ -1,5 +1,6 @@
 import { loadConfig, loadEnvFile } from '../../src/platform/config.ts';
-import { findEmbeddedPostgres, withDatabaseName } from '../../src/platform/db/embedded.ts';
+import { findEmbeddedPostgres } from '../../src/platform/db/embedded/admin.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
 import { EMBEDDED_DATABASE_NAME } from '../../src/platform/db/target.ts';
 
 // npm run db:url — the connection URL of the database `npm start` uses, password included, for

@@ -3,7 +3,8 @@ import { loadConfig, loadEnvFile, type Config } from '../../src/platform/config.
 import { createDatabase } from '../../src/platform/db/database.ts';
 import { resolveEncryptionKey } from '../../src/platform/secrets.ts';
 import { SecretBox } from '../../src/platform/secret-box.ts';
-import { SigningKeyStore, type SigningKeyInfo } from '../../src/keys/signing-keys.ts';
+import { SigningKeyStore } from '../../src/keys/signing-keys.ts';
+import { type SigningKeyInfo } from '../../src/keys/key-states.ts';
 import { commandContext, reportFailure } from '../../src/platform/cli/report.ts';
 import { displayUrl, errorMessage, withTarget } from '../../src/platform/cli/target.ts';
 

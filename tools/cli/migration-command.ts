@@ -1,4 +1,5 @@
-import { ConfigError, loadConfig, loadEnvFile, type Config } from '../../src/platform/config.ts';
+import { ConfigError } from '../../src/platform/config/reader.ts';
+import { loadConfig, loadEnvFile, type Config } from '../../src/platform/config.ts';
 
 /**
  * The configuration for an operator's migration command, or undefined after saying in one line

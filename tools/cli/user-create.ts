@@ -6,7 +6,7 @@ import { createDatabase } from '../../src/platform/db/database.ts';
 import { migrateToLatest, migrationOptionsOf } from '../../src/platform/db/migrator.ts';
 import { openDatabaseTarget } from '../../src/platform/db/target.ts';
 import { AppError } from '../../src/platform/errors/index.ts';
-import { registerUser } from '../../src/auth/service.ts';
+import { registerUser } from '../../src/auth/registration.ts';
 import { PasswordHasher } from '../../src/auth/passwords.ts';
 import { databaseOf, reportFailure } from '../../src/platform/cli/report.ts';
 

@@ -5,9 +5,10 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import { FileMigrationProvider, type Migration, type MigrationProvider } from 'kysely/migration';
 import { adminQuery } from '../db-admin/scratch.ts';
 import { shortLivedPool } from '../../src/platform/db/pool.ts';
-import { withDatabaseName } from '../../src/platform/db/embedded.ts';
-import { MIGRATION_DEFAULTS } from '../../src/platform/config.ts';
-import { SchemaMigrator, type ProjectMigration } from '../../src/platform/db/migration-runner.ts';
+import { withDatabaseName } from '../../src/platform/db/database-admin.ts';
+import { MIGRATION_DEFAULTS } from '../../src/platform/config/database.ts';
+import { SchemaMigrator } from '../../src/platform/db/migration-runner.ts';
+import { type ProjectMigration } from '../../src/platform/db/migration-runner/plan.ts';
 
 /** What one migration's up() executed, in order, and the database it ran on before it started. */
 export interface CapturedMigration {

@@ -1,5 +1,5 @@
 import { loadConfig, loadEnvFile } from '../config.ts';
-import { withDatabaseName } from '../db/embedded.ts';
+import { withDatabaseName } from '../db/database-admin.ts';
 import { openDatabaseTarget, type DatabaseTarget } from '../db/target.ts';
 
 /**

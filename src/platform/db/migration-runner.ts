@@ -1,32 +1,24 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  sql,
-  type ControlledTransaction,
-  type Kysely,
-  type KyselyPlugin,
-  type PluginTransformQueryArgs,
-  type PluginTransformResultArgs,
-  type QueryResult,
-  type RootOperationNode,
-  type UnknownRow,
-} from 'kysely';
+import { sql, type ControlledTransaction, type Kysely } from 'kysely';
 import {
   Migrator,
   NO_MIGRATIONS,
-  type Migration,
-  type MigrationInfo,
   type MigrationProvider,
   type MigrationResult,
   type MigrationResultSet,
 } from 'kysely/migration';
-
-/** The key of Kysely's own migration lock, so every migrator of this database excludes the others. */
-export const MIGRATION_LOCK_ID = 3853314791062309107n;
-
-/** A migration file's exports. `transaction = false` runs it on its own, outside any transaction. */
-export interface ProjectMigration extends Migration {
-  readonly transaction?: boolean;
-}
+import { isLockTimeout, lockAdvice, MigrationError, UneditedMigrationError } from './migration-runner/errors.ts';
+import { ensureBookkeeping, transactionWithMigrationLock } from './migration-runner/lock.ts';
+import {
+  downSteps,
+  executedInOrder,
+  groupByTransactionMode,
+  isEmptyFunction,
+  pendingSteps,
+  type Plan,
+  type Step,
+} from './migration-runner/plan.ts';
+import { StatementRecorder } from './migration-runner/statement-recorder.ts';
 
 export interface RunnerOptions {
   /** `lock_timeout` of every migration statement: waiting longer would queue the table's queries behind it. */
@@ -46,75 +38,6 @@ export interface RunnerOptions {
   readonly onFailure?: (error: Error) => void;
 }
 
-interface Step {
-  readonly name: string;
-  readonly migration: ProjectMigration;
-  readonly direction: 'Up' | 'Down';
-}
-
-type Plan = (state: { migrations: readonly MigrationInfo[]; executed: readonly string[] }) => readonly Step[] | Error;
-
-/**
- * A failed migration: which one, the SQL statement that failed (when a statement did), and for a
- * migration that ran outside a transaction, the invalid indexes it left behind and what to do.
- */
-export class MigrationError extends Error {
-  readonly migration: string | undefined;
-  /** The SQL that failed, when a statement (not the migration's own code) failed. */
-  readonly statement: string | undefined;
-  /** Invalid indexes a failed non-transactional migration left behind (CREATE INDEX CONCURRENTLY). */
-  readonly invalidIndexes: readonly string[];
-
-  constructor(
-    migration: string | undefined,
-    cause: unknown,
-    statement?: string,
-    details: { direction?: 'Up' | 'Down'; transactional?: boolean; invalidIndexes?: string[] } = {},
-  ) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
-    const invalidIndexes = details.invalidIndexes ?? [];
-    const what = details.direction === 'Down' ? `Undoing migration ${migration ?? ''}` : `Migration ${migration ?? ''}`;
-    const lines = [migration === undefined ? `Migrating failed: ${reason}` : `${what} failed: ${reason}`];
-    if (statement !== undefined) lines.push(`  failed statement: ${statement}`);
-    if (details.transactional === false)
-      lines.push(...nonTransactionalAdvice(invalidIndexes, details.direction ?? 'Up'));
-    super(lines.join('\n'), { cause });
-    this.name = 'MigrationError';
-    this.migration = migration;
-    this.statement = statement;
-    this.invalidIndexes = invalidIndexes;
-  }
-}
-
-function nonTransactionalAdvice(invalidIndexes: readonly string[], direction: 'Up' | 'Down'): string[] {
-  const lines = [
-    `  It runs outside a transaction (transaction = false): what it did before the failure stays, and it is still ${direction === 'Up' ? 'pending' : 'applied'}.`,
-  ];
-  for (const index of invalidIndexes) {
-    lines.push(
-      `  It left the invalid index ${index} behind (IF NOT EXISTS would skip it, unusable): DROP INDEX CONCURRENTLY ${index};`,
-    );
-  }
-  lines.push(
-    `  Fix the cause, undo what it left, then run \`npm run ${direction === 'Up' ? 'migrate' : 'migrate:rollback'}\` again.`,
-  );
-  return lines;
-}
-
-/** An up() with nothing in it: the `npm run migrate:make` template, never written. */
-export class UneditedMigrationError extends Error {
-  readonly migration: string;
-
-  constructor(migration: string) {
-    super(
-      `Migration ${migration} is the unedited template: its up() does nothing. ` +
-        `Write up and down in migrations/${migration}.ts (or delete the file), then run \`npm run migrate\` again.`,
-    );
-    this.name = 'UneditedMigrationError';
-    this.migration = migration;
-  }
-}
-
 /**
  * Kysely's Migrator, with the run done here: consecutive migrations run together in one
  * transaction (all or nothing), and a migration exporting `transaction = false` runs alone, on a
@@ -130,40 +53,6 @@ export class UneditedMigrationError extends Error {
  * Every statement runs with a `lock_timeout`; a transactional group that times out waiting for a
  * lock is rolled back (so the queries queued behind it go on) and retried a bounded number of times.
  */
-/** How long a migrator waits for another one to finish (an hour, like Kysely's own lock). */
-const MIGRATION_LOCK_WAIT_MS = 3_600_000;
-const MIGRATION_LOCK_POLL_MS = 100;
-
-/**
- * A transaction that holds the migrators' lock, trying again until it is free. Each try is a
- * transaction of its own, rolled back when the lock is taken: CREATE INDEX CONCURRENTLY in the
- * migrator that holds the lock waits for every transaction that had a snapshot when it looked,
- * to its end, so a waiter that stayed in one transaction (blocked in `pg_advisory_xact_lock`, or
- * polling inside it) stalled it until its lock_timeout whenever a poll was in flight at that
- * moment (npm start racing `npm run user:create`; two `npm run migrate` on a loaded machine).
- * Between tries the waiter is in no transaction at all.
- */
-async function transactionWithMigrationLock(db: Kysely<unknown>): Promise<ControlledTransaction<unknown>> {
-  const deadline = Date.now() + MIGRATION_LOCK_WAIT_MS;
-  for (;;) {
-    const holder = await db.startTransaction().execute();
-    try {
-      const { rows } = await sql<{ locked: boolean }>`
-        select pg_try_advisory_xact_lock(${sql.lit(MIGRATION_LOCK_ID)}) as locked`.execute(holder);
-      if (rows[0]?.locked === true) return holder;
-    } catch (error) {
-      await holder
-        .rollback()
-        .execute()
-        .catch(() => undefined);
-      throw error;
-    }
-    await holder.rollback().execute();
-    if (Date.now() > deadline) throw new Error('Timed out waiting for another migrator to finish');
-    await sleep(MIGRATION_LOCK_POLL_MS);
-  }
-}
-
 export class SchemaMigrator extends Migrator {
   readonly #db: Kysely<unknown>;
   readonly #options: RunnerOptions;
@@ -333,62 +222,6 @@ async function runStep(db: Kysely<unknown>, step: Step): Promise<void> {
   await sql`delete from kysely_migration where name = ${step.name}`.execute(db);
 }
 
-function pendingSteps(migrations: readonly MigrationInfo[], count: number): Step[] {
-  return migrations
-    .filter((migration) => migration.executedAt === undefined)
-    .slice(0, count)
-    .map(({ name, migration }) => ({ name, migration, direction: 'Up' }));
-}
-
-function downSteps(
-  state: { migrations: readonly MigrationInfo[]; executed: readonly string[] },
-  count: number,
-): Step[] {
-  return state.executed
-    .toReversed()
-    .slice(0, count)
-    .flatMap((name) => {
-      const info = state.migrations.find((migration) => migration.name === name);
-      return info === undefined ? [] : [{ name, migration: info.migration, direction: 'Down' as const }];
-    });
-}
-
-/** Applied migrations, in the order they were applied (Kysely's order: by time, then by name). */
-function executedInOrder(migrations: readonly MigrationInfo[]): string[] {
-  return migrations
-    .flatMap((migration) => (migration.executedAt === undefined ? [] : [migration]))
-    .sort(
-      (a, b) =>
-        (a.executedAt?.getTime() ?? 0) - (b.executedAt?.getTime() ?? 0) ||
-        (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
-    )
-    .map((migration) => migration.name);
-}
-
-function groupByTransactionMode(steps: readonly Step[]): { transactional: boolean; steps: Step[] }[] {
-  const groups: { transactional: boolean; steps: Step[] }[] = [];
-  for (const step of steps) {
-    const transactional = step.migration.transaction !== false;
-    const last = groups.at(-1);
-    if (transactional && last?.transactional === true) last.steps.push(step);
-    else groups.push({ transactional, steps: [step] });
-  }
-  return groups;
-}
-
-/** Kysely's bookkeeping tables, as its Migrator creates them; run under the run's lock, so never raced. */
-async function ensureBookkeeping(db: Kysely<unknown>): Promise<void> {
-  await sql`create table if not exists kysely_migration (name varchar(255) not null primary key, timestamp varchar(255) not null)`.execute(
-    db,
-  );
-  await sql`create table if not exists kysely_migration_lock (id varchar(255) not null primary key, is_locked integer not null default 0)`.execute(
-    db,
-  );
-  await sql`insert into kysely_migration_lock (id, is_locked) values ('migration_lock', 0) on conflict do nothing`.execute(
-    db,
-  );
-}
-
 /** Invalid indexes in the database: what a failed CREATE INDEX CONCURRENTLY leaves. */
 export async function invalidIndexes(db: Kysely<unknown>): Promise<string[]> {
   const { rows } = await sql<{ name: string }>`
@@ -397,57 +230,4 @@ export async function invalidIndexes(db: Kysely<unknown>): Promise<string[]> {
     where not i.indisvalid and n.nspname = current_schema() order by c.relname
   `.execute(db);
   return rows.map((row) => row.name);
-}
-
-function isLockTimeout(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '55P03';
-}
-
-/** A lock timeout says which setting let it go and how to retry; any other error passes unchanged. */
-function lockAdvice(error: unknown, options: RunnerOptions, retried = true): unknown {
-  if (!isLockTimeout(error) || !(error instanceof Error)) return error;
-  const retries = retried ? `${options.lockRetries} retries` : 'not retried outside a transaction';
-  const wrapped = new Error(
-    `${error.message} (lock_timeout ${options.lockTimeoutMs} ms, ${retries}): ` +
-      'a long transaction holds a lock this migration needs. Find it in pg_stat_activity, let it finish, ' +
-      'then run the migration again (or raise MIGRATION_LOCK_TIMEOUT_MS / MIGRATION_LOCK_RETRIES).',
-    { cause: error },
-  );
-  return Object.assign(wrapped, { code: '55P03' });
-}
-
-/** True when the migration's up() holds nothing but comments and whitespace. */
-function isEmptyFunction(migration: ProjectMigration): boolean {
-  const source = Function.prototype.toString.call(Reflect.get(migration, 'up'));
-  const open = source.indexOf('{');
-  const close = source.lastIndexOf('}');
-  if (open === -1 || close <= open) return false;
-  const body = source
-    .slice(open + 1, close)
-    .replace(/\/\*[\s\S]*?\*\//g, '')
-    .replace(/\/\/.*$/gm, '');
-  return body.trim() === '';
-}
-
-/**
- * Remembers the query in flight, so a failure can name its SQL: Kysely reports a failed query's
- * text only to a log hook, which a Kysely handed to us (kysely-ctl's) may not have.
- */
-class StatementRecorder implements KyselyPlugin {
-  #inFlight: PluginTransformQueryArgs | undefined;
-
-  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    this.#inFlight = args;
-    return args.node;
-  }
-
-  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    this.#inFlight = undefined;
-    return args.result;
-  }
-
-  failedStatement(db: Kysely<unknown>): string | undefined {
-    if (this.#inFlight === undefined) return undefined;
-    return db.getExecutor().compileQuery(this.#inFlight.node, this.#inFlight.queryId).sql.replace(/\s+/g, ' ').trim();
-  }
 }

@@ -4,16 +4,13 @@ import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { FileMigrationProvider, NO_MIGRATIONS, type MigrationResultSet } from 'kysely/migration';
 import { shortLivedPool } from './pool.ts';
-import { MIGRATION_DEFAULTS, type Config } from '../config.ts';
-import {
-  MigrationError,
-  SchemaMigrator,
-  UneditedMigrationError,
-  invalidIndexes,
-  type RunnerOptions,
-} from './migration-runner.ts';
+import { MIGRATION_DEFAULTS } from '../config/database.ts';
+import { type Config } from '../config.ts';
+import { MigrationError, UneditedMigrationError } from './migration-runner/errors.ts';
+import { SchemaMigrator, invalidIndexes, type RunnerOptions } from './migration-runner.ts';
 
-export { MigrationError, UneditedMigrationError, MIGRATION_LOCK_ID } from './migration-runner.ts';
+export { MigrationError, UneditedMigrationError } from './migration-runner/errors.ts';
+export { MIGRATION_LOCK_ID } from './migration-runner/lock.ts';
 
 /** `migrations/` at the project root: the one owner of the schema, shared with kysely-ctl. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations', import.meta.url));

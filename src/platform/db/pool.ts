@@ -1,6 +1,6 @@
 import type { PostgresCursor, PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely';
 import pg from 'pg';
-import type { DatabaseConfig, PoolMode } from '../config.ts';
+import type { DatabaseConfig, PoolMode } from '../config/database.ts';
 import type { AppError } from '../errors/index.ts';
 import { isConnectionLost, translateDatabaseError } from './errors.ts';
 import { currentOperation, type QueryEvent } from './instrumentation.ts';

@@ -1,5 +1,6 @@
 import type { Config } from '../config.ts';
-import { ensureDatabaseExists, startEmbeddedPostgres, withDatabaseName, type EmbeddedPostgres } from './embedded.ts';
+import { ensureDatabaseExists, withDatabaseName } from './database-admin.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.ts';
 
 /** The database the application uses, in the embedded server when it has no `DATABASE_URL`. */
 export const EMBEDDED_DATABASE_NAME = 'app';

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Kysely } from 'kysely';
-import type { DispatcherConfig } from '../config.ts';
+import type { DispatcherConfig } from '../config/email.ts';
 import type { DB } from '../db/database.ts';
 import { EmailOutboxRepository, type ClaimedMessage, type OutboxStats } from './email-outbox.repository.ts';
-import type { OutgoingEmail } from './templates.ts';
+import type { OutgoingEmail } from './render.ts';
 import type { EmailTransport } from './transports.ts';
 import { reportWorkerFailure } from '../jobs/failures.ts';
 

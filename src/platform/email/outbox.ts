@@ -9,11 +9,10 @@ import {
   isEmailTemplate,
   isLinkTemplate,
   noticeTemplate,
-  renderEmail,
   type EmailTemplate,
-  type OutgoingEmail,
   type SecurityNotice,
 } from './templates.ts';
+import { renderEmail, type OutgoingEmail } from './render.ts';
 
 /** Reset links of one account that work at once, at most: the rest of a flood of requests sends nothing. */
 export const MAX_LIVE_RESET_LINKS = 3;

@@ -1,6 +1,6 @@
 import nodemailer from 'nodemailer';
-import type { EmailConfig } from '../config.ts';
-import type { OutgoingEmail } from './templates.ts';
+import type { EmailConfig } from '../config/email.ts';
+import type { OutgoingEmail } from './render.ts';
 
 /** Delivers one rendered email; rejects when it was not accepted. */
 export interface EmailTransport {

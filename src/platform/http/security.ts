@@ -3,7 +3,7 @@ import { ifError } from 'node:assert';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import helmet, { type HelmetOptions } from 'helmet';
 import fp from 'fastify-plugin';
-import type { HttpConfig } from '../config.ts';
+import type { HttpConfig } from '../config/http.ts';
 
 export interface SecurityPluginOptions {
   readonly http: HttpConfig;

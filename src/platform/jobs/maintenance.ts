@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
-import type { MaintenanceConfig } from '../config.ts';
+import type { MaintenanceConfig } from '../config/maintenance.ts';
 import type { DB } from '../db/database.ts';
 import { withAdvisoryLock } from '../db/advisory-lock.ts';
 import { PRUNE_RULES, PruneRepository, type PruneRule, type RetentionPolicy } from './prune.repository.ts';

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import type { AuthConfig } from '../config.ts';
+import type { AuthConfig } from '../config/auth.ts';
 import { clientAddress, clientAddressKey } from '../http/client-address.ts';
 import { canonicalEmail } from '../../auth/credentials.ts';
 import { callerKey, type Attempt, type FloodLimit } from './throttle.ts';

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
-import type { RedisConfig } from '../config.ts';
+import type { RedisConfig } from '../config/redis.ts';
 import type { FloodName } from './floods.ts';
 import {
   CredentialThrottle,
