@@ -49,6 +49,11 @@ export const identityPlans = queryPlans({
       call: (r, s) => r.recordUse(s.userId, s.email, true, NOW),
       index: 'identities_pkey',
     },
-    { name: 'delete', call: (r, s) => r.delete(s.userId, s.userId), index: 'identities_pkey' },
+    // `id = $1 and user_id = $2`: one row either way, so the planner may take either index.
+    {
+      name: 'delete',
+      call: (r, s) => r.delete(s.userId, s.userId),
+      index: ['identities_pkey', 'identities_user_id_idx'],
+    },
   ],
 });

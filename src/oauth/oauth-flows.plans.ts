@@ -20,7 +20,7 @@ export const oauthFlowPlans = queryPlans({
                                  created_at, expires_at)
         select gen_random_uuid(), md5('state' || u.id::text || g), md5('browser' || u.id::text), 'google', 'sign_in',
                md5('nonce' || g), md5('verifier' || g), 'https://app.example.com/', now() - g * interval '1 minute',
-               now() + (6 - g) * interval '1 minute'
+               now() + (8 - g) * interval '1 minute'
         from users as u cross join generate_series(0, 7) as g
         where u.email like '%0@example.com'`.execute(db);
     },
@@ -63,7 +63,7 @@ export const exchangeCodePlans = queryPlans({
       await sql`
         insert into oauth_exchange_codes (id, code_hash, user_id, provider, created_at, expires_at)
         select gen_random_uuid(), md5('code' || u.id::text || g), u.id, 'google', now() - g * interval '10 seconds',
-               now() + (6 - g) * interval '10 seconds'
+               now() + (8 - g) * interval '10 seconds'
         from users as u cross join generate_series(0, 7) as g
         where u.email like '%0@example.com'`.execute(db);
     },

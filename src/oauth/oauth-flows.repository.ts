@@ -1,5 +1,6 @@
-import type { Insertable, Kysely, Selectable } from 'kysely';
+import { sql, type Insertable, type Kysely, type Selectable } from 'kysely';
 import type { DB, OauthExchangeCodes, OauthFlows } from '../../db-types/index.ts';
+import { byPosition } from '../platform/jobs/prune.repository.ts';
 
 export type OAuthFlowRow = Selectable<OauthFlows>;
 export type ExchangeCodeRow = Selectable<OauthExchangeCodes>;
@@ -62,7 +63,15 @@ export class OAuthFlowRepository {
   async deleteExpired(now: Date, limit: number): Promise<void> {
     await this.#db
       .deleteFrom('oauth_flows')
-      .where('id', 'in', (eb) => eb.selectFrom('oauth_flows').select('id').where('expires_at', '<=', now).limit(limit))
+      .where(
+        byPosition(
+          this.#db
+            .selectFrom('oauth_flows')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<=', now)
+            .limit(limit),
+        ),
+      )
       .execute();
   }
 }
@@ -103,8 +112,14 @@ export class ExchangeCodeRepository {
   async deleteExpired(now: Date, limit: number): Promise<void> {
     await this.#db
       .deleteFrom('oauth_exchange_codes')
-      .where('id', 'in', (eb) =>
-        eb.selectFrom('oauth_exchange_codes').select('id').where('expires_at', '<=', now).limit(limit),
+      .where(
+        byPosition(
+          this.#db
+            .selectFrom('oauth_exchange_codes')
+            .select(sql`ctid`.as('ctid'))
+            .where('expires_at', '<=', now)
+            .limit(limit),
+        ),
       )
       .execute();
   }

@@ -37,7 +37,7 @@ const ago = (now: Date, seconds: number) => new Date(now.getTime() - seconds * 1
  * deleted by physical position (a Tid Scan). Written as `id in (<batch>)` the planner may instead
  * join the batch against a sequential scan of the whole table.
  */
-function byPosition(batch: SelectQueryBuilder<DB, keyof DB, { ctid: unknown }>): RawBuilder<boolean> {
+export function byPosition(batch: SelectQueryBuilder<DB, keyof DB, { ctid: unknown }>): RawBuilder<boolean> {
   return sql<boolean>`ctid = any(array(${batch.forUpdate().skipLocked()}))`;
 }
 
