@@ -27,8 +27,9 @@ export default defineConfig({
       ...(process.env.SCALE_OUT
         ? []
         : [
-            'test/e2e/{two-instances,rate-limit-store}.test.ts',
-            'test/integration/{read-replicas,throttle-store}.test.ts',
+            'test/platform/server/two-instances.test.ts',
+            'test/platform/limits/{rate-limit-store,throttle-store}.test.ts',
+            'test/platform/db/read-replicas.test.ts',
           ]),
     ],
     globalSetup: ['test/helpers/global-setup.ts'],

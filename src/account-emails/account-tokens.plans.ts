@@ -3,7 +3,7 @@ import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { AccountTokenRepository } from './account-tokens.repository.ts';
 
-// Query-plan cases of the account_tokens table (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the account_tokens table (test/platform/db/query-plans.test.ts runs them).
 
 /** Every tenth user has asked for this many verification and reset emails. */
 const ACCOUNT_TOKENS_PER_USER = 6;

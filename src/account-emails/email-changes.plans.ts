@@ -3,7 +3,7 @@ import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { EmailChangeRepository } from './email-changes.repository.ts';
 
-// Query-plan cases of the email_changes table (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the email_changes table (test/platform/db/query-plans.test.ts runs them).
 
 const NOW = new Date();
 

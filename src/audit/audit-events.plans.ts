@@ -3,7 +3,7 @@ import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { AuditEventRepository } from './audit-events.repository.ts';
 
-// Query-plan cases of the audit_events table (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the audit_events table (test/platform/db/query-plans.test.ts runs them).
 
 /** Audit events per user: a few logins, failures and session ends each. */
 const AUDIT_EVENTS_PER_USER = 5;

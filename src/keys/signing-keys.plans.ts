@@ -1,7 +1,7 @@
 import { queryPlans } from '../platform/db/query-plans.ts';
 import { SigningKeyRepository } from './signing-keys.repository.ts';
 
-// Query-plan cases of the signing_keys table (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the signing_keys table (test/platform/db/query-plans.test.ts runs them).
 
 const SIGNING_KEYS_ARE_FEW = 'signing_keys holds the active key, the next one and the retiring ones: a handful';
 const NOW = new Date();

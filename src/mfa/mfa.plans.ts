@@ -2,7 +2,7 @@ import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { MfaChallengeRepository, MfaFactorRepository, RecoveryCodeRepository } from './mfa.repository.ts';
 
-// Query-plan cases of the MFA tables (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the MFA tables (test/platform/db/query-plans.test.ts runs them).
 
 const NOW = new Date();
 

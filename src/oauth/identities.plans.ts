@@ -3,7 +3,7 @@ import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { IdentityRepository } from './identities.repository.ts';
 
-// Query-plan cases of the identities table (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the identities table (test/platform/db/query-plans.test.ts runs them).
 
 const NOW = new Date();
 

@@ -3,7 +3,7 @@ import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { ExchangeCodeRepository, OAuthFlowRepository } from './oauth-flows.repository.ts';
 
-// Query-plan cases of the provider sign-in flows and exchange codes (test/integration/query-plans.test.ts).
+// Query-plan cases of the provider sign-in flows and exchange codes (test/platform/db/query-plans.test.ts).
 
 const NOW = new Date();
 

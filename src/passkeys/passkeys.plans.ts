@@ -3,7 +3,7 @@ import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { PasskeyRepository, WebauthnChallengeRepository } from './passkeys.repository.ts';
 
-// Query-plan cases of the passkey tables (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the passkey tables (test/platform/db/query-plans.test.ts runs them).
 
 const NOW = new Date();
 

@@ -3,7 +3,7 @@ import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { RefreshTokenRepository } from './refresh-tokens.repository.ts';
 
-// Query-plan cases of the refresh_tokens table (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the refresh_tokens table (test/platform/db/query-plans.test.ts runs them).
 
 const TOKENS_PER_USER = 4;
 const NOW = new Date();

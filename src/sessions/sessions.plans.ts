@@ -3,7 +3,7 @@ import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { SessionRepository } from './sessions.repository.ts';
 
-// Query-plan cases of the sessions table (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the sessions table (test/platform/db/query-plans.test.ts runs them).
 
 const NOW = new Date();
 

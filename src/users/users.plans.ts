@@ -3,7 +3,7 @@ import type { DB } from '../../db-types/index.ts';
 import { queryPlans } from '../platform/db/query-plans.ts';
 import { UserRepository } from './users.repository.ts';
 
-// Query-plan cases of the users table (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the users table (test/platform/db/query-plans.test.ts runs them).
 
 /** Users seeded for the plan check; every table owned by a user seeds rows for these. */
 export const SEEDED_USERS = 10_000;

@@ -14,7 +14,7 @@ export const TEST_ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64');
  * argon2id at its cheapest (still real argon2id, about a millisecond a hash) for the tests that are
  * about what the application does with passwords, not what a hash costs: at OWASP's parameters
  * every register, login and password change costs tens of milliseconds of CPU, which made up most
- * of the suite's time. The tests of hashing itself (test/unit/passwords.test.ts, the upgrade of
+ * of the suite's time. The tests of hashing itself (test/auth/passwords.test.ts, the upgrade of
  * old hashes on login, the OWASP floor) run with the production parameters: see `realHashing`.
  */
 export const TEST_ARGON2: Argon2Params = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
@@ -35,7 +35,7 @@ export function testHasher(config: Config = testConfig()): PasswordHasher {
 /**
  * The configuration tests run with: the defaults, quiet logs, a fixed JWT secret and encryption
  * key. Tokens are HS256 here, so most suites can sign a token without a login (`accessTokenFor`);
- * the asymmetric default is tested with `JWT_ALGORITHM: 'EdDSA'` (test/e2e/signing-keys.test.ts).
+ * the asymmetric default is tested with `JWT_ALGORITHM: 'EdDSA'` (test/keys/signing-keys.test.ts).
  */
 export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({

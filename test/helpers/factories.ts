@@ -52,7 +52,7 @@ const HOUR_MS = 3_600_000;
 /**
  * A user whose password is {@link PASSWORD} (hashed once per file), with a unique email. They get
  * one live session whose id is their user id, so an access token can name a real session (`sid`)
- * without a login (`accessTokenFor` in test/e2e/support.ts).
+ * without a login (`accessTokenFor` in test/helpers/http.ts).
  *
  * @example
  * ```ts

@@ -31,10 +31,27 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
  * provoke server-side login errors that PgBouncer reports in its own words.
  */
 const DEFAULT_FILES = [
-  'test/e2e',
-  'test/integration/user-repository.test.ts',
-  'test/integration/transactions.test.ts',
-  'test/integration/pool-mode.test.ts',
+  // The HTTP-level suites of every feature (the keys' CLI test runs the command on its own database).
+  'test/auth',
+  'test/sessions',
+  'test/users',
+  'test/account-emails',
+  'test/audit',
+  'test/mfa',
+  'test/passkeys',
+  'test/oauth',
+  'test/client',
+  'test/keys/tokens.test.ts',
+  'test/keys/signing-keys.test.ts',
+  'test/keys/key-rotation.test.ts',
+  'test/keys/introspection.test.ts',
+  'test/platform/http',
+  'test/platform/limits',
+  'test/platform/email',
+  'test/platform/server/two-instances.test.ts',
+  'test/users/user-repository.test.ts',
+  'test/platform/db/transactions.test.ts',
+  'test/platform/db/pool-mode.test.ts',
 ];
 
 const env = process.env;

@@ -5,7 +5,7 @@ import { describe, expect, test } from 'vitest';
 import { newRefreshToken, hashRefreshToken } from '../../src/keys/tokens.ts';
 import { issueAccountToken } from '../../src/account-emails/account-tokens.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
-import { accessClaims, accessTokenFor, createUser, craftJwt, PASSWORD } from '../e2e/support.ts';
+import { accessClaims, accessTokenFor, createUser, craftJwt, PASSWORD } from '../helpers/http.ts';
 import { appOnPool, rawRequest, type OnFinished, type RawResponse } from './support.ts';
 import { expectError } from '../helpers/assertions.ts';
 

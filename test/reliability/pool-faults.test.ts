@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { describe, expect, test } from 'vitest';
 import { isolatedDatabase } from '../helpers/database.ts';
-import { accessTokenFor, createUser, PASSWORD } from '../e2e/support.ts';
+import { accessTokenFor, createUser, PASSWORD } from '../helpers/http.ts';
 import {
   appOnPool,
   expectUnavailable,

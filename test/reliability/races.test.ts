@@ -2,7 +2,7 @@ import pg from 'pg';
 import { describe, expect, test } from 'vitest';
 import { hashRefreshToken } from '../../src/keys/tokens.ts';
 import { isolatedDatabase } from '../helpers/database.ts';
-import { createUser, PASSWORD } from '../e2e/support.ts';
+import { createUser, PASSWORD } from '../helpers/http.ts';
 import { appOnPool, httpRequest, registration, uniqueId } from './support.ts';
 import { expectError } from '../helpers/assertions.ts';
 import { waitFor } from '../helpers/processes.ts';

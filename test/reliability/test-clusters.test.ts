@@ -51,7 +51,7 @@ describe.runIf(process.getuid?.() === 0)('npm test as root in a checkout the pos
         releasePort(port);
       });
       // A file whose tests start, stop and remove several clusters of their own.
-      const suite = spawn('npm', ['--silent', 'test', '--', 'test/integration/embedded.test.ts'], {
+      const suite = spawn('npm', ['--silent', 'test', '--', 'test/platform/db/embedded.test.ts'], {
         cwd: checkout,
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', TEST_EMBEDDED_PG_PORT: String(port) },
         stdio: ['ignore', 'pipe', 'pipe'],

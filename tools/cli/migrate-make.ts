@@ -8,7 +8,7 @@ import { runKyselyCtl } from './kysely-ctl.ts';
 const TEMPLATE = `import type { Kysely } from 'kysely';
 
 // Migrations are frozen in time: they take an untyped Kysely, never the generated DB interface.
-// \`down\` must undo \`up\` completely: test/integration/migrations.test.ts checks the round trip.
+// \`down\` must undo \`up\` completely: test/platform/db/migrations.test.ts checks the round trip.
 export async function up(db: Kysely<unknown>): Promise<void> {
   // await db.schema.alterTable('users').addColumn('nickname', 'text').execute();
 }

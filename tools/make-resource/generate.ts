@@ -45,7 +45,7 @@ export async function makeResource(root: string, name: string, now: Date): Promi
     [`src/${n.kebab}/${n.kebab}.plans.ts`, plans(n)],
     [`src/${n.kebab}/service.ts`, service(n)],
     [`src/${n.kebab}/routes.ts`, routes(n)],
-    [`test/e2e/${n.kebab}.test.ts`, test(n)],
+    [`test/${n.kebab}/${n.kebab}.test.ts`, test(n)],
   ];
   const appFile = path.join(root, 'src/app.ts');
   const app = withRegistration(await readFile(appFile, 'utf8'), n);
@@ -61,8 +61,8 @@ async function refuseTaken(root: string, n: ResourceNames): Promise<void> {
   if (await exists(path.join(root, 'src', n.kebab))) {
     throw new ResourceNameError(`src/${n.kebab}/ already exists: pick another name, or extend that feature by hand`);
   }
-  if (await exists(path.join(root, 'test/e2e', `${n.kebab}.test.ts`))) {
-    throw new ResourceNameError(`test/e2e/${n.kebab}.test.ts already exists`);
+  if (await exists(path.join(root, 'test', n.kebab))) {
+    throw new ResourceNameError(`test/${n.kebab}/ already exists`);
   }
   const types = await readFile(path.join(root, 'db-types/index.ts'), 'utf8').catch(() => '');
   const created = new RegExp(

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { DB } from './database.ts';
 
-// What test/integration/query-plans.test.ts checks, declared beside each repository in a sibling
+// What test/platform/db/query-plans.test.ts checks, declared beside each repository in a sibling
 // `<table>.plans.ts`: the test finds every `src/**/*.repository.ts` and `*.plans.ts`, fills the
 // tables, and fails when a public repository method has no case or a case reads the wrong index.
 

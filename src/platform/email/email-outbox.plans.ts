@@ -3,7 +3,7 @@ import { queryPlans } from '../db/query-plans.ts';
 import { sampleUser, SEEDED_USERS } from '../../users/users.plans.ts';
 import { EmailOutboxRepository } from './email-outbox.repository.ts';
 
-// Query-plan cases of the email_outbox table (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the email_outbox table (test/platform/db/query-plans.test.ts runs them).
 
 const OUTBOX_MESSAGES = 5_000;
 const NOW = new Date();

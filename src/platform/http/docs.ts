@@ -13,7 +13,7 @@ export const API_VERSION = '4.0.0';
 /**
  * The `<style>` inside the Swagger logo SVG that swagger-ui-bundle.js renders in the top bar
  * (`.logo_small_svg__cls-2{fill:#fff}.logo_small_svg__cls-3{fill:#85ea2d}`): without its hash the
- * browser blocks it and logs a CSP violation. test/e2e/docs-browser.test.ts fails if a new
+ * browser blocks it and logs a CSP violation. test/platform/http/docs-browser.test.ts fails if a new
  * Swagger UI version injects anything else.
  */
 const SWAGGER_LOGO_STYLE_HASH = 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w=';

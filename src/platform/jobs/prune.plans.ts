@@ -1,7 +1,7 @@
 import { queryPlans } from '../db/query-plans.ts';
 import { PRUNE_RULES, PruneRepository } from './prune.repository.ts';
 
-// Query-plan cases of the maintenance job's deletes (test/integration/query-plans.test.ts runs them).
+// Query-plan cases of the maintenance job's deletes (test/platform/db/query-plans.test.ts runs them).
 
 const NOW = new Date();
 

@@ -19,7 +19,7 @@ export interface RetentionPolicy {
  * One kind of row the maintenance job deletes. Adding a table is one more entry in
  * {@link PRUNE_RULES}: the query that deletes a batch of at most `limit` rows older than `before`,
  * and where `before` lies under the policy. The query must read through an index
- * (test/integration/query-plans.test.ts checks it does) and lock nothing it would wait for.
+ * (test/platform/db/query-plans.test.ts checks it does) and lock nothing it would wait for.
  */
 export interface PruneRule {
   /** `table.reason`, the `rule` label of the metrics. */

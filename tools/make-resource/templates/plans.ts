@@ -1,13 +1,13 @@
 import type { ResourceNames } from '../names.ts';
 
-/** The repository's query-plan cases (test/integration/query-plans.test.ts finds and runs them). */
+/** The repository's query-plan cases (test/platform/db/query-plans.test.ts finds and runs them). */
 export function plans(n: ResourceNames): string {
   return `import { sql } from 'kysely';
 import { queryPlans } from '../platform/db/query-plans.ts';
 import { sampleUser } from '../users/users.plans.ts';
 import { ${n.Singular}Repository } from './${n.kebab}.repository.ts';
 
-// Query-plan cases of the ${n.table} table (test/integration/query-plans.test.ts runs them): every
+// Query-plan cases of the ${n.table} table (test/platform/db/query-plans.test.ts runs them): every
 // public method of the repository needs one, with the index its query must read through.
 
 const PER_USER = 3;
