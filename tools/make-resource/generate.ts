@@ -1,4 +1,4 @@
-import { access, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as prettier from 'prettier';
 import { resourceNames, type ResourceNames } from './names.ts';
@@ -50,9 +50,25 @@ export async function makeResource(root: string, name: string, now: Date): Promi
   const appFile = path.join(root, 'src/app.ts');
   const app = withRegistration(await readFile(appFile, 'utf8'), n);
 
-  await mkdir(path.join(root, 'src', n.kebab), { recursive: true });
-  for (const [file, text] of files) await writeFile(path.join(root, file), await formatted(root, file, text));
-  await writeFile(appFile, app);
+  const texts = await Promise.all(
+    files.map(async ([file, text]) => [file, await formatted(root, file, text)] as const),
+  );
+  // All or nothing: a failure half-way (a full disk) takes back what was written.
+  const written: string[] = [];
+  try {
+    for (const [file, text] of texts) {
+      const target = path.join(root, file);
+      const dir = path.dirname(target);
+      if (!(await exists(dir))) written.push(dir);
+      await mkdir(dir, { recursive: true });
+      written.push(target);
+      await writeFile(target, text);
+    }
+    await writeFile(appFile, app);
+  } catch (error) {
+    for (const target of written.reverse()) await rm(target, { recursive: true, force: true });
+    throw error;
+  }
   return [...files.map(([file]) => file), 'src/app.ts'];
 }
 
