@@ -124,7 +124,9 @@ export async function openServer(config: Config, options: OpenServerOptions): Pr
     pool,
     ...hooks,
     ...(caches === undefined ? {} : { changes: caches.feed }),
-    ...watchAvailability(hooks, () => log, target.url, target.embedded ? 'the embedded PostgreSQL' : 'DATABASE_URL'),
+    ...watchAvailability(hooks, () => log, target.url, target.embedded ? 'the embedded PostgreSQL' : 'DATABASE_URL', {
+      quietUntilReached: true,
+    }),
   });
   stack.defer(() => db.destroy());
   await step('pool');

@@ -27,10 +27,13 @@ export function watchAvailability(
   logger: () => AvailabilityLogger | undefined,
   url: string,
   source: string,
+  options: { readonly quietUntilReached?: boolean } = {},
 ): AvailabilityHooks {
   let lostSince: number | undefined;
+  // A server's start-up reports a database it never reached itself, in one line.
+  let reached = options.quietUntilReached !== true;
   const lost = (error: unknown) => {
-    if (lostSince !== undefined) return;
+    if (lostSince !== undefined || !reached) return;
     lostSince = Date.now();
     const reason = describeConnectionFailure(error, url, source) ?? (error instanceof Error ? error.message : '');
     logger()?.error({ reason }, 'lost the database: requests needing it answer 503 until it is back');
@@ -38,6 +41,7 @@ export function watchAvailability(
   return {
     onQuery: (event) => {
       hooks.onQuery?.(event);
+      if (event.outcome === 'ok') reached = true;
       if (event.outcome === 'DATABASE_UNAVAILABLE') lost(undefined);
       else if (event.outcome === 'ok' && lostSince !== undefined) {
         logger()?.info({ downMs: Date.now() - lostSince }, 'the database is back');
