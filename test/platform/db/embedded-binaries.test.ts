@@ -26,7 +26,7 @@ let copyName = '';
 
 async function runStart(binariesRoot: string, dataDir: string): Promise<{ code: number | null; output: string }> {
   const script = [
-    "import { startEmbeddedPostgres } from '../../integration/src/platform/db/embedded.ts';",
+    "import { startEmbeddedPostgres } from './src/platform/db/embedded.ts';",
     'const server = await startEmbeddedPostgres({',
     '  dataDir: process.env.DATA_DIR, port: Number(process.env.PG_PORT), binariesRoot: process.env.BINARIES_ROOT,',
     '});',
