@@ -66,7 +66,7 @@ export async function makeResource(root: string, name: string, now: Date): Promi
     }
     await writeFile(appFile, app);
   } catch (error) {
-    for (const target of written.reverse()) await rm(target, { recursive: true, force: true });
+    for (const target of written.reverse()) await rm(target, { recursive: true, force: true }).catch(() => {});
     throw error;
   }
   return [...files.map(([file]) => file), 'src/app.ts'];

@@ -108,4 +108,45 @@ describe('UserChangeFeed', () => {
     expect(events.length).toBe(afterClose);
     expect(feed.live).toBe(false);
   });
+
+  test('a commit waits for its own notification; one never heard ends the wait and the trust, not the request', async ({
+    onTestFinished,
+  }) => {
+    const database = await isolatedDatabase(onTestFinished);
+    const { events, handlers } = recorder();
+    const feed = new UserChangeFeed(
+      {
+        url: database.url,
+        applicationName: 'vitest-feed',
+        heartbeatTimeoutMs: 600,
+        reconnect: { minDelayMs: 50, maxDelayMs: 100 },
+      },
+      handlers,
+    );
+    onTestFinished(() => feed.close());
+    expect(feed.expect()).toBeUndefined();
+    await feed.start();
+
+    // Sent with a commit: heard.
+    const sent = feed.expect();
+    expect(sent).toEqual(expect.any(String));
+    if (sent === undefined) return;
+    await sql`select pg_notify('users_changed', ${sent})`.execute(database.db);
+    await feed.heard(sent);
+    // Cancelled (the commit sent nothing) or unknown: nothing to wait for.
+    const cancelled = feed.expect() ?? '';
+    feed.cancel(cancelled);
+    await feed.heard(cancelled);
+
+    // Never sent: the wait ends at the heartbeat timeout, the caches are reset and the feed reconnects.
+    const lost = feed.expect() ?? '';
+    events.length = 0;
+    const started = performance.now();
+    await feed.heard(lost);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(550);
+    expect(events).toContain('reset');
+    await vi.waitFor(() => {
+      expect(feed.live).toBe(true);
+    });
+  });
 });
