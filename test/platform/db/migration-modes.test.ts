@@ -170,30 +170,33 @@ describe('a migration that needs a lock another session holds', () => {
   const ADD_NICKNAME = `export async function up(db) { await db.schema.alterTable('users').addColumn('nickname', 'text').execute(); }
     export async function down(db) { await db.schema.alterTable('users').dropColumn('nickname').execute(); }`;
 
-  /** Reads users every 20 ms on a connection of its own until `stop`; the slowest answer, and how many. */
-  function readUsersUntil(url: string, stop: Promise<unknown>): Promise<{ answered: number; slowestMs: number }> {
-    return (async () => {
+  /**
+   * Reads users every 20 ms on a connection of its own until `stop`: `progress` counts the answers
+   * so far, `result` gives the count and the slowest answer once `stop` settled.
+   */
+  function readUsersUntil(url: string, stop: Promise<unknown>) {
+    const progress = { answered: 0, slowestMs: 0 };
+    const result = (async () => {
       const reader = new pg.Client({ connectionString: url });
       await reader.connect();
       const state = { done: false };
       void stop.finally(() => {
         state.done = true;
       });
-      let answered = 0;
-      let slowestMs = 0;
       try {
         while (!state.done) {
           const started = performance.now();
           await reader.query('select count(*) from users');
-          slowestMs = Math.max(slowestMs, performance.now() - started);
-          answered += 1;
+          progress.slowestMs = Math.max(progress.slowestMs, performance.now() - started);
+          progress.answered += 1;
           await sleep(20);
         }
       } finally {
         await reader.end();
       }
-      return { answered, slowestMs };
+      return { ...progress };
     })();
+    return { progress, result };
   }
 
   async function migratedWithHolder(onTestFinished: OnFinished) {
@@ -222,10 +225,10 @@ describe('a migration that needs a lock another session holds', () => {
       migrationFolder: folder,
       lockTimeoutMs: 300,
       lockRetries: 2,
-      retryDelayMs: 100,
+      retryDelayMs: 200,
       onRetry: (message) => retries.push(message),
     }).catch((error: unknown) => error);
-    const reads = await readUsersUntil(url, migration);
+    const reads = await readUsersUntil(url, migration).result;
     const error = await migration;
 
     expect(error).toBeInstanceOf(MigrationError);
@@ -233,7 +236,7 @@ describe('a migration that needs a lock another session holds', () => {
     expect((error as Error).message).toContain('lock_timeout 300 ms, 2 retries');
     expect((error as Error).message).toContain('failed statement: alter table "users" add column "nickname" text');
     expect(retries).toHaveLength(2);
-    // 3 attempts of 300 ms and 100 + 200 ms between them, not the holder's lifetime.
+    // 3 attempts of 300 ms and 200 + 400 ms between them, not the holder's lifetime.
     expect(performance.now() - started).toBeLessThan(5_000);
     expect(reads.answered).toBeGreaterThan(5);
     // A query waits at most one lock timeout behind the queued ALTER (and machine noise).
@@ -254,17 +257,27 @@ describe('a migration that needs a lock another session holds', () => {
       retryDelayMs: 100,
       onRetry: (message) => retries.push(message),
     });
+    const migrating = { pending: true };
+    const settled = () => {
+      migrating.pending = false;
+    };
+    migration.then(settled, settled);
     const reads = readUsersUntil(
       url,
       migration.catch(() => undefined),
     );
-    await sleep(700);
+    // The holder keeps its lock until application reads were answered while the migration waited
+    // for it: a migration that queued every read behind its ALTER for good would never get here.
+    const deadline = performance.now() + 15_000;
+    while (migrating.pending && reads.progress.answered < 6 && performance.now() < deadline) await sleep(20);
+    expect(migrating.pending).toBe(true);
+    expect(reads.progress.answered).toBeGreaterThanOrEqual(6);
     await holder.query('commit');
 
     expect(await migration).toEqual(['002_add_nickname']);
+    await reads.result;
     expect(retries.length).toBeGreaterThan(0);
     expect(retries[0]).toMatch(/^Migration 002_add_nickname could not get a lock within 300 ms/);
-    expect((await reads).answered).toBeGreaterThan(5);
     const { rows } = await client.query(`select 1 from information_schema.columns where column_name = 'nickname'`);
     expect(rows).toHaveLength(1);
   });
