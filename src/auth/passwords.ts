@@ -81,8 +81,9 @@ export class PasswordHasher {
   }
 
   /**
-   * Whether `password` matches `hash`. Malformed hashes and hashes with extreme parameters are
-   * refused (false) without running argon2 on them.
+   * Whether `password` matches `hash`. An empty hash (an account without a password), a malformed
+   * one or one with extreme parameters is false after the dummy work: never argon2 at the stored
+   * parameters, and never faster than a wrong password, so timing tells no such account apart.
    *
    * @throws {RateLimitError} when one of `callers` already holds its share of the hasher.
    */
@@ -94,9 +95,9 @@ export class PasswordHasher {
       params.timeCost > MAX_STORED.timeCost ||
       params.parallelism > MAX_STORED.parallelism
     ) {
-      return false;
+      return this.verifyDummy(password, callers);
     }
-    return this.#limiter.run(() => argon2.verify(hash, password).catch(() => false), callers);
+    return this.argon2Verify(hash, password, callers);
   }
 
   /**
@@ -105,8 +106,13 @@ export class PasswordHasher {
    */
   async verifyDummy(password: string, callers: HashCallers = []): Promise<false> {
     this.#dummyHash ??= this.hash(randomBytes(16).toString('base64url'));
-    await this.verify(await this.#dummyHash, password, callers);
+    await this.argon2Verify(await this.#dummyHash, password, callers);
     return false;
+  }
+
+  /** One argon2 verification in a slot of the hasher: what every password check costs. */
+  protected argon2Verify(hash: string, password: string, callers: HashCallers): Promise<boolean> {
+    return this.#limiter.run(() => argon2.verify(hash, password).catch(() => false), callers);
   }
 
   /** Whether a hash was made with other parameters than the current ones (upgrade on login). */

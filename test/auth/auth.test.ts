@@ -271,19 +271,24 @@ describe('POST /auth/login', () => {
     expect((await login(app, '  GRACE@Example.Com ')).user.id).toBe(created.id);
   });
 
-  test('answers unknown email and wrong password with byte-identical 401 bodies, after exactly one verification each', async ({
+  test('answers unknown email, wrong password and an account without a password with byte-identical 401 bodies, after exactly one argon2 run each', async ({
     db,
     onTestFinished,
   }) => {
     const hasher = new CountingHasher();
     const app = await testApp(db, onTestFinished, { hasher });
     await createUser(db, { email: 'ada@example.com' });
+    // Signs in only through a provider or a passkey: its login must cost what a wrong password
+    // costs, or timing tells which accounts have no password.
+    const passwordless = await createUser(db, { email: 'sso@example.com' });
+    await db.updateTable('users').set({ password_hash: '' }).where('id', '=', passwordless.id).execute();
     const headers = { 'x-request-id': 'same-request-id' };
 
     const attempts = [
       { email: 'ada@example.com', password: 'wrong password' },
       { email: 'nobody@example.com', password: 'wrong password' },
       { email: 'not-an-address', password: 'wrong password' },
+      { email: 'sso@example.com', password: 'wrong password' },
     ];
     const responses = [];
     for (const attempt of attempts) {
