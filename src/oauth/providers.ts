@@ -19,6 +19,9 @@ export interface FlowChecks {
   readonly codeVerifier: string;
 }
 
+/** How far the provider's clock may be from ours when its token's `exp`, `nbf` and `iat` are read. */
+const CLOCK_TOLERANCE_SECONDS = 30;
+
 /**
  * A provider sent something that does not validate (state, ID token signature, issuer, audience,
  * nonce, expiry, a refused code): the sign-in is refused.
@@ -114,6 +117,10 @@ export class OidcProviders {
       });
       const idToken = tokens.claims();
       if (idToken === undefined) throw new ProviderResponseError('The provider returned no ID token');
+      // openid-client bounds `exp` (and `nbf`) but takes any `iat`: one from the future is refused too.
+      if (idToken.iat > Date.now() / 1000 + CLOCK_TOLERANCE_SECONDS) {
+        throw new ProviderResponseError('The ID token was issued in the future');
+      }
       let claims: Record<string, unknown> = idToken;
       if (typeof idToken.email !== 'string' && configuration.serverMetadata().userinfo_endpoint !== undefined) {
         claims = { ...(await client.fetchUserInfo(configuration, tokens.access_token, idToken.sub)), ...idToken };
@@ -148,13 +155,17 @@ export class OidcProviders {
     return client.discovery(
       issuer,
       provider.clientId,
-      { client_secret: provider.clientSecret },
+      { client_secret: provider.clientSecret, [client.clockTolerance]: CLOCK_TOLERANCE_SECONDS },
       client.ClientSecretPost(provider.clientSecret),
       {
         timeout: this.#config.httpTimeoutMs / 1000,
-        // Only for an http://localhost issuer outside production (development and the tests' provider).
-        // eslint-disable-next-line @typescript-eslint/no-deprecated
-        ...(insecure ? { execute: [client.allowInsecureRequests] } : {}),
+        execute: [
+          // The ID token's signature is checked against the provider's JWKS, not only its TLS origin.
+          client.enableNonRepudiationChecks,
+          // Only for an http://localhost issuer outside production (development and the tests' provider).
+          // eslint-disable-next-line @typescript-eslint/no-deprecated
+          ...(insecure ? [client.allowInsecureRequests] : []),
+        ],
       },
     );
   }

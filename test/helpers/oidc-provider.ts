@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { decodeJwt, exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import Provider from 'oidc-provider';
 
 /** A user of the test identity provider: the claims it asserts about them. */
@@ -17,9 +18,23 @@ export interface TestIdentityProvider {
   readonly clientSecret: string;
   /** The provider's users by `sub`; a test adds the ones it signs in with. */
   readonly accounts: Map<string, ProviderAccount>;
+  /**
+   * From now on, the ID token of each token response is rewritten: `claims` edits its payload and
+   * it is signed again with the provider's own key, or with a key its JWKS does not publish
+   * (`signer: 'stranger'`). A provider gone wrong, or someone answering in its place; `undefined`
+   * stops it.
+   */
+  rewriteIdTokens(rewrite: IdTokenRewrite | undefined): void;
   /** Stops answering (connections refused from now on); idempotent. */
   stop(): Promise<void>;
 }
+
+export interface IdTokenRewrite {
+  readonly claims?: (claims: JWTPayload) => JWTPayload;
+  readonly signer?: 'own' | 'stranger';
+}
+
+const KEY_ID = 'test-provider-key';
 
 /**
  * A real OpenID Provider (the `oidc-provider` package, a certified implementation) on a local
@@ -44,6 +59,10 @@ export async function startOidcProvider(options: {
   readonly clientSecret?: string;
 }): Promise<TestIdentityProvider> {
   const accounts = new Map<string, ProviderAccount>();
+  // Its signing key is ours to know, so a test can sign a token as the provider would.
+  const own = await generateKeyPair('RS256', { extractable: true });
+  const stranger = await generateKeyPair('RS256');
+  const rewriting: { current?: IdTokenRewrite } = {};
   const clientId = options.clientId ?? 'our-api';
   const clientSecret = options.clientSecret ?? randomBytes(24).toString('base64url');
   // The issuer names the port, so the provider is built once the server listens.
@@ -82,6 +101,7 @@ export async function startOidcProvider(options: {
       claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
       cookies: { keys: [randomBytes(24).toString('base64url')] },
       features: { devInteractions: { enabled: true } },
+      jwks: { keys: [{ ...(await exportJWK(own.privateKey)), kid: KEY_ID, use: 'sig', alg: 'RS256' }] },
       ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 600 },
     });
   } finally {
@@ -89,6 +109,16 @@ export async function startOidcProvider(options: {
   }
   // Errors the provider answers with (a 500 to us) are logged by it; the test sees the answer.
   provider.on('server_error', () => {});
+  provider.use(async (context, next) => {
+    await next();
+    const rewrite = rewriting.current;
+    const body = context.body as { id_token?: unknown } | undefined;
+    if (rewrite === undefined || context.path !== '/token' || typeof body?.id_token !== 'string') return;
+    const claims = (rewrite.claims ?? ((same) => same))(decodeJwt(body.id_token));
+    body.id_token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', kid: KEY_ID, typ: 'JWT' })
+      .sign(rewrite.signer === 'stranger' ? stranger.privateKey : own.privateKey);
+  });
   routing.handler = provider.callback();
   let stopped: Promise<void> | undefined;
   return {
@@ -96,6 +126,9 @@ export async function startOidcProvider(options: {
     clientId,
     clientSecret,
     accounts,
+    rewriteIdTokens: (rewrite) => {
+      rewriting.current = rewrite;
+    },
     stop: () => {
       stopped ??= new Promise<void>((resolve) => {
         server.close(() => {

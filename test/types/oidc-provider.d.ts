@@ -18,7 +18,15 @@ declare module 'oidc-provider' {
     readonly findAccount?: (context: unknown, id: string) => Account | undefined | Promise<Account | undefined>;
   }
 
+  /** The part of Koa's context a middleware of the provider reads and writes. */
+  export interface MiddlewareContext {
+    readonly path: string;
+    body: unknown;
+  }
+
   export default class Provider {
+    /** Adds a Koa middleware in front of the provider's own routes. */
+    use(middleware: (context: MiddlewareContext, next: () => Promise<void>) => Promise<void>): this;
     constructor(issuer: string, configuration?: Configuration);
     callback(): (request: IncomingMessage, response: ServerResponse) => void;
     on(event: string, listener: (...args: unknown[]) => void): this;
