@@ -163,7 +163,7 @@ export interface paths {
     put?: never;
     /**
      * Start linking an identity at a provider to the caller's account
-     * @description Open `authorizeUrl` in the browser (single use, 10 minutes): the flow ends at redirectTo with `#linked=<provider>`, or `#error=IDENTITY_IN_USE` when the identity belongs to another account.
+     * @description Open `authorizeUrl` in the browser at once (single use; it opens within 60 s, then the flow has 10 minutes): the flow ends at redirectTo with `#linked=<provider>`, or `#error=IDENTITY_IN_USE` when the identity belongs to another account.
      */
     post: operations['identityLink'];
     delete?: never;

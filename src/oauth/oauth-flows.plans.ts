@@ -45,7 +45,7 @@ export const oauthFlowPlans = queryPlans({
     },
     {
       name: 'bindBrowser',
-      call: (r) => r.bindBrowser('a-state', 'a-browser', NOW),
+      call: (r) => r.bindBrowser('a-state', 'a-browser', { now: NOW, startedAfter: NOW }),
       index: 'oauth_flows_state_hash_key',
     },
     { name: 'consume', call: (r) => r.consume('a-state', NOW), index: 'oauth_flows_state_hash_key' },

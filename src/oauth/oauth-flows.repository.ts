@@ -26,11 +26,16 @@ export class OAuthFlowRepository {
   }
 
   /**
-   * Binds a link flow, not yet opened in any browser, to the browser that opens it now.
+   * Binds a link flow, not yet opened in any browser and started after `startedAfter`, to the
+   * browser that opens it now.
    *
-   * @returns the flow, or undefined when it is unknown, bound already, used or expired.
+   * @returns the flow, or undefined when it is unknown, bound already, used, expired or too old to open.
    */
-  async bindBrowser(stateHash: string, browserHash: string, now: Date): Promise<OAuthFlowRow | undefined> {
+  async bindBrowser(
+    stateHash: string,
+    browserHash: string,
+    { now, startedAfter }: { now: Date; startedAfter: Date },
+  ): Promise<OAuthFlowRow | undefined> {
     return this.#db
       .updateTable('oauth_flows')
       .set({ browser_hash: browserHash })
@@ -38,6 +43,7 @@ export class OAuthFlowRepository {
       .where('browser_hash', 'is', null)
       .where('used_at', 'is', null)
       .where('expires_at', '>', now)
+      .where('created_at', '>', startedAfter)
       .returningAll()
       .executeTakeFirst();
   }

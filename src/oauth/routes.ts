@@ -181,7 +181,7 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
         tags: ['oauth'],
         summary: "Start linking an identity at a provider to the caller's account",
         description:
-          'Open `authorizeUrl` in the browser (single use, 10 minutes): the flow ends at redirectTo with ' +
+          'Open `authorizeUrl` in the browser at once (single use; it opens within 60 s, then the flow has 10 minutes): the flow ends at redirectTo with ' +
           '`#linked=<provider>`, or `#error=IDENTITY_IN_USE` when the identity belongs to another account.',
         security: [{ bearerAuth: [] }],
         params: ProviderParam,

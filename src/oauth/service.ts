@@ -26,6 +26,12 @@ import { isAllowedRedirect } from './redirects.ts';
 export const FLOW_TTL_SECONDS = 600;
 /** The one-time code of a callback's redirect lives this long. */
 export const EXCHANGE_CODE_TTL_SECONDS = 60;
+/**
+ * A link's authorize URL opens only this soon after POST /auth/identities/…/link: the signed-in
+ * client follows it at once, and a URL sent to someone else (who would link their identity to the
+ * sender's account) goes stale before it can be read and clicked.
+ */
+export const LINK_OPEN_SECONDS = 60;
 /** Expired rows deleted, at most, by each new flow: the tables stay small between maintenance runs. */
 const CLEANUP_BATCH = 100;
 
@@ -118,11 +124,11 @@ export class OAuthService {
 
   /** Opens a link flow in the browser that follows its authorize URL. @returns the provider's URL. */
   async openLink(provider: string, ticket: string, browserKey: string): Promise<string> {
-    const flow = await new OAuthFlowRepository(this.#deps.db).bindBrowser(
-      sha256(ticket),
-      sha256(browserKey),
-      this.#deps.clock(),
-    );
+    const now = this.#deps.clock();
+    const flow = await new OAuthFlowRepository(this.#deps.db).bindBrowser(sha256(ticket), sha256(browserKey), {
+      now,
+      startedAfter: new Date(now.getTime() - LINK_OPEN_SECONDS * 1000),
+    });
     if (flow?.provider !== provider) throw new InvalidTokenError('The link request is invalid or has expired');
     return this.#deps.providers.authorizationUrl(provider, {
       state: ticket,

@@ -448,6 +448,32 @@ describe('linked identities', () => {
     return landing(await browser.get(app, callback.href));
   }
 
+  test('opens a link URL only within 60 seconds of asking for it: a URL sent to someone else goes stale', async ({
+    db,
+    onTestFinished,
+  }) => {
+    let now = Date.now();
+    const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }), clock: () => new Date(now) });
+    const user = await createUser(db);
+    const ask = async () => {
+      const started = await postJson(
+        app,
+        '/auth/identities/idp/link',
+        { redirectTo: REDIRECT_TO },
+        bearer(accessTokenFor(user)),
+      );
+      expect(started.statusCode, started.body).toBe(200);
+      return started.json<{ authorizeUrl: string }>().authorizeUrl;
+    };
+    const stale = await ask();
+    const fresh = await ask();
+    now += 59_000;
+    expect((await new ApiBrowser().get(app, fresh)).statusCode).toBe(302);
+    now += 2_000;
+    expectError(await new ApiBrowser().get(app, stale), { statusCode: 400, code: 'INVALID_OR_EXPIRED_TOKEN' });
+    expect(await identitiesOf(db, user.id)).toEqual([]);
+  });
+
   test('links an identity to the signed-in caller, lists it, and unlinks it', async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }) });
     const user = await createUser(db);
