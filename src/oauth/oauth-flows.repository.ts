@@ -1,6 +1,6 @@
-import { sql, type Insertable, type Kysely, type Selectable } from 'kysely';
+import type { Insertable, Kysely, Selectable } from 'kysely';
 import type { DB, OauthExchangeCodes, OauthFlows } from '../../db-types/index.ts';
-import { byPosition } from '../platform/jobs/prune.repository.ts';
+import { deleteBatchBefore } from '../platform/jobs/prune.repository.ts';
 
 export type OAuthFlowRow = Selectable<OauthFlows>;
 export type ExchangeCodeRow = Selectable<OauthExchangeCodes>;
@@ -67,18 +67,7 @@ export class OAuthFlowRepository {
 
   /** Flows that can no longer be used: the table stays small between maintenance runs. */
   async deleteExpired(now: Date, limit: number): Promise<void> {
-    await this.#db
-      .deleteFrom('oauth_flows')
-      .where(
-        byPosition(
-          this.#db
-            .selectFrom('oauth_flows')
-            .select(sql`ctid`.as('ctid'))
-            .where('expires_at', '<=', now)
-            .limit(limit),
-        ),
-      )
-      .execute();
+    await deleteBatchBefore(this.#db, 'oauth_flows', 'expires_at', now, limit, 'inclusive').execute();
   }
 }
 
@@ -116,17 +105,6 @@ export class ExchangeCodeRepository {
 
   /** Codes that can no longer be used. */
   async deleteExpired(now: Date, limit: number): Promise<void> {
-    await this.#db
-      .deleteFrom('oauth_exchange_codes')
-      .where(
-        byPosition(
-          this.#db
-            .selectFrom('oauth_exchange_codes')
-            .select(sql`ctid`.as('ctid'))
-            .where('expires_at', '<=', now)
-            .limit(limit),
-        ),
-      )
-      .execute();
+    await deleteBatchBefore(this.#db, 'oauth_exchange_codes', 'expires_at', now, limit, 'inclusive').execute();
   }
 }

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type RawBuilder, type SelectQueryBuilder } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type SelectQueryBuilder, type SelectType } from 'kysely';
 import type { DB } from '../../../db-types/index.ts';
 import { fixedQuery, type FixedQuery } from '../db/compiled-query.ts';
 
@@ -41,21 +41,40 @@ export function byPosition(batch: SelectQueryBuilder<DB, keyof DB, { ctid: unkno
   return sql<boolean>`ctid = any(array(${batch.forUpdate().skipLocked()}))`;
 }
 
+/** The columns of `T` that hold a time: what a batch of old rows is picked by. */
+type TimeColumn<T extends keyof DB> = {
+  [C in keyof DB[T] & string]: NonNullable<SelectType<DB[T][C]>> extends Date ? C : never;
+}[keyof DB[T] & string];
+
+/**
+ * Deletes at most `limit` rows of `table` whose `column` is before `before` (or at it, with
+ * `upTo: 'inclusive'`), by position (see {@link byPosition}).
+ */
+export function deleteBatchBefore<T extends keyof DB>(
+  db: Kysely<DB>,
+  table: T,
+  column: TimeColumn<T>,
+  before: Date,
+  limit: number,
+  upTo: 'exclusive' | 'inclusive' = 'exclusive',
+) {
+  // Widened to every table: Kysely's builders cannot be called on a table still generic.
+  const name: keyof DB = table;
+  const batch = db
+    .selectFrom(name)
+    .select(sql`ctid`.as('ctid'))
+    .where(sql.ref(column), upTo === 'inclusive' ? '<=' : '<', before)
+    .limit(limit);
+  return db.deleteFrom(name).where(byPosition(batch));
+}
+
 export const PRUNE_RULES: readonly PruneRule[] = [
   {
     name: 'refresh_tokens.expired',
     table: 'refresh_tokens',
     cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
     deleteBatch: fixedQuery((db, before: Date, limit: number) =>
-      db.deleteFrom('refresh_tokens').where(
-        byPosition(
-          db
-            .selectFrom('refresh_tokens')
-            .select(sql`ctid`.as('ctid'))
-            .where('expires_at', '<', before)
-            .limit(limit),
-        ),
-      ),
+      deleteBatchBefore(db, 'refresh_tokens', 'expires_at', before, limit),
     ),
   },
   {
@@ -63,15 +82,7 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     table: 'refresh_tokens',
     cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
     deleteBatch: fixedQuery((db, before: Date, limit: number) =>
-      db.deleteFrom('refresh_tokens').where(
-        byPosition(
-          db
-            .selectFrom('refresh_tokens')
-            .select(sql`ctid`.as('ctid'))
-            .where('revoked_at', '<', before)
-            .limit(limit),
-        ),
-      ),
+      deleteBatchBefore(db, 'refresh_tokens', 'revoked_at', before, limit),
     ),
   },
   {
@@ -79,15 +90,7 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     table: 'sessions',
     cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
     deleteBatch: fixedQuery((db, before: Date, limit: number) =>
-      db.deleteFrom('sessions').where(
-        byPosition(
-          db
-            .selectFrom('sessions')
-            .select(sql`ctid`.as('ctid'))
-            .where('expires_at', '<', before)
-            .limit(limit),
-        ),
-      ),
+      deleteBatchBefore(db, 'sessions', 'expires_at', before, limit),
     ),
   },
   {
@@ -95,15 +98,7 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     table: 'sessions',
     cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
     deleteBatch: fixedQuery((db, before: Date, limit: number) =>
-      db.deleteFrom('sessions').where(
-        byPosition(
-          db
-            .selectFrom('sessions')
-            .select(sql`ctid`.as('ctid'))
-            .where('ended_at', '<', before)
-            .limit(limit),
-        ),
-      ),
+      deleteBatchBefore(db, 'sessions', 'ended_at', before, limit),
     ),
   },
   {
@@ -111,15 +106,7 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     table: 'audit_events',
     cutoff: (now, policy) => ago(now, policy.auditRetentionDays * 86_400),
     deleteBatch: fixedQuery((db, before: Date, limit: number) =>
-      db.deleteFrom('audit_events').where(
-        byPosition(
-          db
-            .selectFrom('audit_events')
-            .select(sql`ctid`.as('ctid'))
-            .where('occurred_at', '<', before)
-            .limit(limit),
-        ),
-      ),
+      deleteBatchBefore(db, 'audit_events', 'occurred_at', before, limit),
     ),
   },
   {
@@ -127,15 +114,7 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     table: 'account_tokens',
     cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
     deleteBatch: fixedQuery((db, before: Date, limit: number) =>
-      db.deleteFrom('account_tokens').where(
-        byPosition(
-          db
-            .selectFrom('account_tokens')
-            .select(sql`ctid`.as('ctid'))
-            .where('expires_at', '<', before)
-            .limit(limit),
-        ),
-      ),
+      deleteBatchBefore(db, 'account_tokens', 'expires_at', before, limit),
     ),
   },
   {
@@ -144,15 +123,7 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     table: 'email_changes',
     cutoff: (now, policy) => ago(now, policy.refreshTokenGraceSeconds),
     deleteBatch: fixedQuery((db, before: Date, limit: number) =>
-      db.deleteFrom('email_changes').where(
-        byPosition(
-          db
-            .selectFrom('email_changes')
-            .select(sql`ctid`.as('ctid'))
-            .where('expires_at', '<', before)
-            .limit(limit),
-        ),
-      ),
+      deleteBatchBefore(db, 'email_changes', 'expires_at', before, limit),
     ),
   },
   {
@@ -161,15 +132,7 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     table: 'oauth_flows',
     cutoff: (now) => now,
     deleteBatch: fixedQuery((db, before: Date, limit: number) =>
-      db.deleteFrom('oauth_flows').where(
-        byPosition(
-          db
-            .selectFrom('oauth_flows')
-            .select(sql`ctid`.as('ctid'))
-            .where('expires_at', '<', before)
-            .limit(limit),
-        ),
-      ),
+      deleteBatchBefore(db, 'oauth_flows', 'expires_at', before, limit),
     ),
   },
   {
@@ -177,15 +140,7 @@ export const PRUNE_RULES: readonly PruneRule[] = [
     table: 'oauth_exchange_codes',
     cutoff: (now) => now,
     deleteBatch: fixedQuery((db, before: Date, limit: number) =>
-      db.deleteFrom('oauth_exchange_codes').where(
-        byPosition(
-          db
-            .selectFrom('oauth_exchange_codes')
-            .select(sql`ctid`.as('ctid'))
-            .where('expires_at', '<', before)
-            .limit(limit),
-        ),
-      ),
+      deleteBatchBefore(db, 'oauth_exchange_codes', 'expires_at', before, limit),
     ),
   },
   {
