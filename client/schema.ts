@@ -163,7 +163,7 @@ export interface paths {
     put?: never;
     /**
      * Start linking an identity at a provider to the caller's account
-     * @description Open `authorizeUrl` in the browser at once (single use; it opens within 60 s, then the flow has 10 minutes): the flow ends at redirectTo with `#linked=<provider>`, or `#error=IDENTITY_IN_USE` when the identity belongs to another account.
+     * @description Open `authorizeUrl` in the browser at once (single use; it opens within 60 s, then the flow has 10 minutes): the flow ends at redirectTo with `#linked=<provider>`, or `#error=IDENTITY_IN_USE` when the identity belongs to another account, `#error=INVALID_TOKEN` when the session that asked has ended, `#error=MFA_REQUIRED` when the account gained a second factor and that session is not aal2.
      */
     post: operations['identityLink'];
     delete?: never;
@@ -2659,6 +2659,15 @@ export interface operations {
         };
       };
       /** @description Default Response */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
       404: {
         headers: {
           [name: string]: unknown;
@@ -3388,6 +3397,15 @@ export interface operations {
       };
       /** @description Default Response */
       401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      403: {
         headers: {
           [name: string]: unknown;
         };

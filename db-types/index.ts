@@ -143,6 +143,7 @@ export interface OauthFlows {
   provider: string;
   purpose: string;
   redirect_to: string;
+  session_id: string | null;
   state_hash: string;
   used_at: Timestamp | null;
   user_id: string | null;

@@ -10,6 +10,7 @@ import { queueSecurityNotice } from '../platform/email/outbox.ts';
 import type { Principal, TokenPair } from '../auth/service.ts';
 import { replaceRecoveryCodes } from './recovery-codes.ts';
 import { raiseAssurance, wrongCode } from './second-factor.ts';
+import { assertStepUpHolds } from '../sessions/step-up.ts';
 import type { FactorView, MfaServiceDeps } from './service.ts';
 import { acceptedStep, secretPurpose, totpOf } from './totp.ts';
 
@@ -79,6 +80,8 @@ export async function verifyTotp(
     const users = new UserRepository(trx);
     const user = await users.lockForUpdate(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    // Enrolled at aal1 while the account had no factor: it activates only if that is still so.
+    await assertStepUpHolds(trx, user, sid, now);
     const factors = new MfaFactorRepository(trx);
     const factor = await factors.lockOfUser(factorId, user.id);
     if (factor === undefined || factor.verified_at !== null || expired(factor, now)) {

@@ -175,7 +175,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
   app.post(
     '/auth/mfa/totp/:id/verify',
     {
-      preHandler: [app.authenticate, limit],
+      preHandler: [app.authenticate, limit, app.requireStepUp],
       schema: {
         operationId: 'mfaVerifyTotp',
         tags: ['mfa'],
@@ -193,7 +193,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
             },
             { additionalProperties: false },
           ),
-          ...errors(400, 401, 404, 413, 415, 429, 503),
+          ...errors(400, 401, 403, 404, 413, 415, 429, 503),
         },
       },
     },

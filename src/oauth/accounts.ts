@@ -6,10 +6,12 @@ import { canonicalEmail, normaliseName } from '../auth/credentials.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
 import { uuidv7 } from '../platform/db/ids.ts';
 import { IdentityRepository } from './identities.repository.ts';
+import { stepUpRefusal } from '../sessions/step-up.ts';
 import type { ProviderClaims } from './providers.ts';
 
 /** Why a callback ends without a session: the `error` of the redirect's fragment. */
-export type ResolutionError = 'ACCOUNT_EXISTS' | 'IDENTITY_IN_USE' | 'FORBIDDEN' | 'VALIDATION_FAILED';
+export type ResolutionError =
+  'ACCOUNT_EXISTS' | 'IDENTITY_IN_USE' | 'FORBIDDEN' | 'VALIDATION_FAILED' | 'INVALID_TOKEN' | 'MFA_REQUIRED';
 
 export type Resolution =
   | { readonly kind: 'ok'; readonly user: UserRow; readonly created: boolean; readonly linked: boolean }
@@ -76,14 +78,17 @@ export async function resolveSignIn(
  */
 export async function resolveLink(
   trx: Kysely<DB>,
-  userId: string,
+  flow: { readonly user_id: string; readonly session_id: string | null },
   provider: string,
   claims: ProviderClaims,
   context: RequestContext,
   now: Date,
 ): Promise<Resolution> {
-  const user = await new UserRepository(trx).lockForUpdate(userId);
+  const user = await new UserRepository(trx).lockForUpdate(flow.user_id);
   if (user?.status !== 'active') return { kind: 'refused', error: 'FORBIDDEN' };
+  // The session that started the link must still be live, and at aal2 once the account has a factor.
+  const refusal = await stepUpRefusal(trx, user, flow.session_id, now);
+  if (refusal !== undefined) return { kind: 'refused', error: refusal };
   const linked = await new IdentityRepository(trx).findBySubject(provider, claims.subject);
   if (linked !== undefined && linked.user_id !== user.id) return { kind: 'refused', error: 'IDENTITY_IN_USE' };
   if (linked !== undefined) return { kind: 'ok', user, created: false, linked: false };

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ValidationError } from '../platform/errors/index.ts';
-import { requestContext, requirePrincipal } from '../auth/plugin.ts';
+import { requestContext, requirePrincipal, requireSessionId } from '../auth/plugin.ts';
 import { noStore } from '../platform/http/http-edges.ts';
 import { flood } from '../platform/limits/floods.ts';
 import { canonicalId, errors, Id, LoginOrChallengeSchema } from '../platform/http/schemas.ts';
@@ -182,7 +182,9 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
         summary: "Start linking an identity at a provider to the caller's account",
         description:
           'Open `authorizeUrl` in the browser at once (single use; it opens within 60 s, then the flow has 10 minutes): the flow ends at redirectTo with ' +
-          '`#linked=<provider>`, or `#error=IDENTITY_IN_USE` when the identity belongs to another account.',
+          '`#linked=<provider>`, or `#error=IDENTITY_IN_USE` when the identity belongs to another account, ' +
+          '`#error=INVALID_TOKEN` when the session that asked has ended, `#error=MFA_REQUIRED` when the account ' +
+          'gained a second factor and that session is not aal2.',
         security: [{ bearerAuth: [] }],
         params: ProviderParam,
         body: Type.Object({ redirectTo: RedirectTo }, { additionalProperties: false }),
@@ -193,7 +195,12 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
       },
     },
     async (request) => ({
-      authorizeUrl: await oauth.startLink(requirePrincipal(request), request.params.provider, request.body.redirectTo),
+      authorizeUrl: await oauth.startLink(
+        requirePrincipal(request),
+        requireSessionId(request),
+        request.params.provider,
+        request.body.redirectTo,
+      ),
     }),
   );
 

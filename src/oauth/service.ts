@@ -98,7 +98,7 @@ export class OAuthService {
   async startSignIn(provider: string, redirectTo: string, browserKey: string): Promise<string> {
     this.#assertStartable(provider, redirectTo);
     const state = client.randomState();
-    const flow = await this.#newFlow(state, provider, redirectTo, browserKey, null);
+    const flow = await this.#newFlow(state, provider, redirectTo, browserKey, undefined);
     return this.#deps.providers.authorizationUrl(provider, {
       state,
       nonce: flow.nonce,
@@ -111,12 +111,12 @@ export class OAuthService {
    * browser. The answer is this API's authorize URL with the flow's ticket; the browser that opens
    * it is bound then ({@link openLink}).
    */
-  async startLink(principal: Principal, provider: string, redirectTo: string): Promise<string> {
+  async startLink(principal: Principal, sid: string, provider: string, redirectTo: string): Promise<string> {
     this.#assertStartable(provider, redirectTo);
     // Discovered now, so a provider that is down is a 503 here rather than in the browser.
     await this.#deps.providers.discover(provider);
     const state = client.randomState();
-    await this.#newFlow(state, provider, redirectTo, null, principal.userId);
+    await this.#newFlow(state, provider, redirectTo, null, { userId: principal.userId, sessionId: sid });
     const url = new URL(`${this.#deps.apiUrl}/auth/oauth/${provider}/authorize`);
     url.searchParams.set('link', state);
     return url.href;
@@ -210,7 +210,14 @@ export class OAuthService {
             ? await resolveSignIn(trx, provider, claims, context, now, async (user) => {
                 await this.#deps.verificationEmails?.queue(trx, user, now);
               })
-            : await resolveLink(trx, flow.user_id, provider, claims, context, now);
+            : await resolveLink(
+                trx,
+                { user_id: flow.user_id, session_id: flow.session_id },
+                provider,
+                claims,
+                context,
+                now,
+              );
         if (resolution.kind === 'ok' && flow.user_id === null) {
           await new ExchangeCodeRepository(trx).insert({
             id: uuidv7(),
@@ -264,7 +271,8 @@ export class OAuthService {
     provider: string,
     redirectTo: string,
     browserKey: string | null,
-    userId: string | null,
+    /** The signed-in caller and session a link flow is for; undefined for a sign-in. */
+    link: { readonly userId: string; readonly sessionId: string } | undefined,
   ): Promise<OAuthFlowRow> {
     const now = this.#deps.clock();
     const flows = new OAuthFlowRepository(this.#deps.db);
@@ -275,8 +283,9 @@ export class OAuthService {
       state_hash: sha256(state),
       browser_hash: browserKey === null ? null : sha256(browserKey),
       provider,
-      purpose: userId === null ? 'sign_in' : 'link',
-      user_id: userId,
+      purpose: link === undefined ? 'sign_in' : 'link',
+      user_id: link?.userId ?? null,
+      session_id: link?.sessionId ?? null,
       nonce: client.randomNonce(),
       code_verifier: client.randomPKCECodeVerifier(),
       redirect_to: redirectTo,

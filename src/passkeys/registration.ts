@@ -11,6 +11,7 @@ import { PasskeyRepository, WebauthnChallengeRepository, type PasskeyRow } from 
 import { UserRepository } from '../users/users.repository.ts';
 import { recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import type { Principal } from '../auth/service.ts';
+import { assertStepUpHolds } from '../sessions/step-up.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
 import { challengeOf, messageOf, PASSKEY_CHALLENGE_TTL_SECONDS, storeChallenge } from './ceremony.ts';
 import type { PasskeyServiceDeps, PasskeyView } from './service.ts';
@@ -50,6 +51,7 @@ export async function registrationOptions(
 export async function register(
   deps: PasskeyServiceDeps,
   principal: Principal,
+  sid: string,
   credential: RegistrationResponseJSON,
   name: string | undefined,
   context: RequestContext,
@@ -82,6 +84,8 @@ export async function register(
     const users = new UserRepository(trx);
     const user = await users.lockForUpdate(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    // A challenge asked for at aal1 while the account had no factor completes only if that is still so.
+    await assertStepUpHolds(trx, user, sid, now);
     const passkeys = new PasskeyRepository(trx);
     const existing = await passkeys.listOfUser(user.id);
     if (existing.length >= MAX_PASSKEYS) throw new ConflictError(`At most ${MAX_PASSKEYS} passkeys per account`);

@@ -8,7 +8,7 @@ import type {
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ValidationError } from '../platform/errors/index.ts';
-import { requestContext, requirePrincipal } from '../auth/plugin.ts';
+import { requestContext, requirePrincipal, requireSessionId } from '../auth/plugin.ts';
 import { noStore } from '../platform/http/http-edges.ts';
 import type { AssertionPurpose, PasskeyService } from './service.ts';
 import type { DeviceTokens } from '../auth/device-tokens.ts';
@@ -140,7 +140,7 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
   app.post(
     '/auth/passkeys/registration',
     {
-      preHandler: [app.authenticate, limit],
+      preHandler: [app.authenticate, limit, app.requireStepUp],
       schema: {
         operationId: 'passkeyRegister',
         tags: ['passkeys'],
@@ -150,13 +150,14 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
           { credential: RegistrationCredentialSchema, name: Type.Optional(PasskeyName) },
           { additionalProperties: false },
         ),
-        response: { 201: PasskeyEnvelope, ...errors(400, 401, 409, 413, 415, 429, 503) },
+        response: { 201: PasskeyEnvelope, ...errors(400, 401, 403, 409, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
       const name = request.body.name?.trim();
       const passkey = await passkeys.register(
         requirePrincipal(request),
+        requireSessionId(request),
         request.body.credential,
         name === '' ? undefined : name,
         requestContext(request),

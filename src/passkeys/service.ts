@@ -75,7 +75,7 @@ export interface PasskeyServiceDeps {
  * @example
  * ```ts
  * const options = await passkeys.registrationOptions(principal);
- * const passkey = await passkeys.register(principal, credentialFromTheBrowser, 'laptop', context);
+ * const passkey = await passkeys.register(principal, sessionId, credentialFromTheBrowser, 'laptop', context);
  * ```
  */
 export class PasskeyService {
@@ -97,11 +97,12 @@ export class PasskeyService {
   /** See {@link register}. */
   async register(
     principal: Principal,
+    sid: string,
     credential: RegistrationResponseJSON,
     name: string | undefined,
     context: RequestContext,
   ): Promise<PasskeyView> {
-    return register(this.#deps, principal, credential, name, context);
+    return register(this.#deps, principal, sid, credential, name, context);
   }
 
   /** See {@link authenticationOptions}. */

@@ -56,6 +56,7 @@ export const sessionPlans = queryPlans({
       index: 'sessions_pkey',
     },
     { name: 'touch', call: (r, s) => r.touch(s.familyId, NOW), index: 'sessions_pkey' },
+    { name: 'liveAssurance', call: (r, s) => r.liveAssurance(s.familyId, s.userId, NOW), index: 'sessions_pkey' },
     {
       name: 'assurance',
       call: (r, s) => r.assurance(s.familyId),

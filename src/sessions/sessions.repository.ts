@@ -59,6 +59,15 @@ const touch = fixedQuery((db, id: string, at: Date) =>
 const assuranceOf = fixedQuery((db, id: string) =>
   db.selectFrom('sessions').select(['aal', 'amr']).where('id', '=', id),
 );
+const liveAssuranceOf = fixedQuery((db, id: string, userId: string, now: Date) =>
+  db
+    .selectFrom('sessions')
+    .select(['aal', 'amr'])
+    .where('id', '=', id)
+    .where('user_id', '=', userId)
+    .where('ended_at', 'is', null)
+    .where('expires_at', '>', now),
+);
 const endOne = fixedQuery((db, id: string, userId: string, at: Date, reason: SessionEndReason) =>
   db
     .updateTable('sessions')
@@ -167,6 +176,11 @@ export class SessionRepository {
   /** What the session's sign-in proved (`aal`, `amr`), or undefined when it does not exist. */
   async assurance(id: string): Promise<SessionAssurance | undefined> {
     return assuranceOf.takeFirst(this.#db, id);
+  }
+
+  /** What a live session of this user proved, or undefined when it ended, expired or is not theirs. */
+  async liveAssurance(id: string, userId: string, now: Date): Promise<SessionAssurance | undefined> {
+    return liveAssuranceOf.takeFirst(this.#db, id, userId, now);
   }
 
   /** Ends one live session of this user. @returns whether it was live (and the user's). */

@@ -621,6 +621,76 @@ describe('second-factor edges', () => {
     expectError(response, { statusCode: 404, code: 'NOT_FOUND' });
   });
 
+  test('an enrolment begun at aal1 before the first factor does not activate once another session enrolled one (403 MFA_REQUIRED)', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, { clock: clock.read });
+    const user = await createUser(db);
+    // A stolen password's session starts an enrolment while the account has no factor yet.
+    const stolen = await login(app, user.email);
+    const owner = await login(app, user.email);
+    const pending = (
+      await authed(app, 'POST', '/auth/mfa/totp', stolen.accessToken, { name: 'other' })
+    ).json<Enrolled>();
+    const mine = (await authed(app, 'POST', '/auth/mfa/totp', owner.accessToken, { name: 'phone' })).json<Enrolled>();
+    const ownerVerified = await authed(app, 'POST', `/auth/mfa/totp/${mine.factor.id}/verify`, owner.accessToken, {
+      code: codeAt(mine.secret, clock.now),
+    });
+    expect(ownerVerified.statusCode, ownerVerified.body).toBe(200);
+
+    const response = await authed(app, 'POST', `/auth/mfa/totp/${pending.factor.id}/verify`, stolen.accessToken, {
+      code: codeAt(pending.secret, clock.now),
+    });
+    expectError(response, { statusCode: 403, code: 'MFA_REQUIRED' });
+    const factor = await db
+      .selectFrom('mfa_factors')
+      .select('verified_at')
+      .where('id', '=', pending.factor.id)
+      .executeTakeFirstOrThrow();
+    expect(factor.verified_at).toBeNull();
+    // Still aal1: what needs the second factor stays out of reach.
+    expectError(await authed(app, 'POST', '/auth/mfa/recovery-codes', stolen.accessToken), {
+      statusCode: 403,
+      code: 'MFA_REQUIRED',
+    });
+  });
+
+  test('two aal1 sessions activating a first factor at once: one does, the other gets 403 MFA_REQUIRED', async ({
+    onTestFinished,
+  }) => {
+    const { db } = await isolatedDatabase(onTestFinished);
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, { clock: clock.read });
+    const user = await createUser(db);
+    const sessions = [await login(app, user.email), await login(app, user.email)];
+    const enrolments = await Promise.all(
+      sessions.map(async (session) =>
+        (await authed(app, 'POST', '/auth/mfa/totp', session.accessToken, {})).json<Enrolled>(),
+      ),
+    );
+
+    const responses = await Promise.all(
+      sessions.map((session, i) => {
+        const enrolment = enrolments[i];
+        if (enrolment === undefined) throw new Error('no enrolment');
+        return authed(app, 'POST', `/auth/mfa/totp/${enrolment.factor.id}/verify`, session.accessToken, {
+          code: codeAt(enrolment.secret, clock.now),
+        });
+      }),
+    );
+
+    expect(responses.map((response) => response.statusCode).sort()).toEqual([200, 403]);
+    const verified = await db
+      .selectFrom('mfa_factors')
+      .select('id')
+      .where('user_id', '=', user.id)
+      .where('verified_at', 'is not', null)
+      .execute();
+    expect(verified).toHaveLength(1);
+  });
+
   test('an ended session cannot be raised by a step-up', async ({ db, onTestFinished }) => {
     const clock = new Clock();
     const app = await testApp(db, onTestFinished, { clock: clock.read });

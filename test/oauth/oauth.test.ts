@@ -25,6 +25,7 @@ import {
   decodeJwt,
   expectError,
   expectUserShape,
+  login,
   postJson,
   type LoginJson,
 } from '../helpers/http.ts';
@@ -425,17 +426,9 @@ describe('what a provider sign-in refuses', () => {
 
 describe('linked identities', () => {
   /** Links `sub` to `user` through POST /auth/identities/idp/link and the browser leg. */
-  async function link(
-    app: Awaited<ReturnType<typeof testApp>>,
-    user: { id: string; role: 'user' | 'admin' },
-    sub: string,
-  ) {
-    const started = await postJson(
-      app,
-      '/auth/identities/idp/link',
-      { redirectTo: REDIRECT_TO },
-      bearer(accessTokenFor(user)),
-    );
+  async function link(app: Awaited<ReturnType<typeof testApp>>, user: { email: string }, sub: string) {
+    const { accessToken } = await login(app, user.email);
+    const started = await postJson(app, '/auth/identities/idp/link', { redirectTo: REDIRECT_TO }, bearer(accessToken));
     expect(started.statusCode, started.body).toBe(200);
     const { authorizeUrl } = started.json<{ authorizeUrl: string }>();
     expect(authorizeUrl).toMatch(/^http:\/\/api\.test\/auth\/oauth\/idp\/authorize\?link=/);
@@ -455,12 +448,13 @@ describe('linked identities', () => {
     let now = Date.now();
     const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }), clock: () => new Date(now) });
     const user = await createUser(db);
+    const { accessToken } = await login(app, user.email);
     const ask = async () => {
       const started = await postJson(
         app,
         '/auth/identities/idp/link',
         { redirectTo: REDIRECT_TO },
-        bearer(accessTokenFor(user)),
+        bearer(accessToken),
       );
       expect(started.statusCode, started.body).toBe(200);
       return started.json<{ authorizeUrl: string }>().authorizeUrl;
@@ -472,6 +466,38 @@ describe('linked identities', () => {
     now += 2_000;
     expectError(await new ApiBrowser().get(app, stale), { statusCode: 400, code: 'INVALID_OR_EXPIRED_TOKEN' });
     expect(await identitiesOf(db, user.id)).toEqual([]);
+  });
+
+  test.for([
+    ['the account gained a second factor (the link began at aal1)', 'MFA_REQUIRED'],
+    ['the session that began it logged out', 'INVALID_TOKEN'],
+  ] as const)('links nothing when, before the provider answered, %s', async ([, error], { db, onTestFinished }) => {
+    const app = await testApp(db, onTestFinished, { env: oauthEnv({ idp }) });
+    const user = await createUser(db);
+    const session = await login(app, user.email);
+    const started = await postJson(
+      app,
+      '/auth/identities/idp/link',
+      { redirectTo: REDIRECT_TO },
+      bearer(session.accessToken),
+    );
+    expect(started.statusCode, started.body).toBe(200);
+    const browser = new ApiBrowser();
+    const opened = await browser.get(app, started.json<{ authorizeUrl: string }>().authorizeUrl);
+    expect(opened.statusCode, opened.body).toBe(302);
+    const sub = providerUser();
+    const callback = await signInAtProvider(String(opened.headers.location), sub);
+    if (error === 'MFA_REQUIRED') {
+      // The owner turns on a second factor from another session meanwhile.
+      await db.updateTable('users').set({ mfa_enabled: true }).where('id', '=', user.id).execute();
+    } else {
+      expect((await postJson(app, '/auth/logout', { refreshToken: session.refreshToken })).statusCode).toBe(204);
+    }
+
+    const { fragment } = landing(await browser.get(app, callback.href));
+    expect(Object.fromEntries(fragment)).toEqual({ error });
+    expect(await identitiesOf(db, user.id)).toEqual([]);
+    expect(await db.selectFrom('identities').select('id').where('subject', '=', sub).execute()).toEqual([]);
   });
 
   test('links an identity to the signed-in caller, lists it, and unlinks it', async ({ db, onTestFinished }) => {

@@ -269,6 +269,58 @@ describe('passkeys over HTTP', () => {
     expectError(aal1, { statusCode: 403, code: 'MFA_REQUIRED' });
   });
 
+  test('a registration challenge asked for at aal1 before the first factor is refused once the owner enrolled one (403), and stays unused', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished);
+    const user = await createUser(db);
+    const stolen = await login(app, user.email);
+    const owner = await login(app, user.email);
+    const asked = await app.inject({
+      method: 'POST',
+      url: '/auth/passkeys/registration/options',
+      headers: bearer(stolen.accessToken),
+    });
+    expect(asked.statusCode, asked.body).toBe(200);
+    const { challenge } = asked.json<{ challenge: string }>();
+    // The owner turns on a second factor from another session.
+    const enrol = await postJson(app, '/auth/mfa/totp', {}, bearer(owner.accessToken));
+    const { factor, secret } = enrol.json<{ factor: { id: string }; secret: string }>();
+    const code = TOTP.generate({ secret: Secret.fromBase32(secret), period: 30, digits: 6 });
+    const verified = await postJson(app, `/auth/mfa/totp/${factor.id}/verify`, { code }, bearer(owner.accessToken));
+    expect(verified.statusCode, verified.body).toBe(200);
+
+    const credentialId = b64(32);
+    const completed = await postJson(
+      app,
+      '/auth/passkeys/registration',
+      {
+        credential: {
+          id: credentialId,
+          rawId: credentialId,
+          type: 'public-key',
+          clientExtensionResults: {},
+          response: {
+            clientDataJSON: Buffer.from(JSON.stringify({ type: 'webauthn.create', challenge })).toString('base64url'),
+            attestationObject: b64(200),
+          },
+        },
+      },
+      bearer(stolen.accessToken),
+    );
+    expectError(completed, { statusCode: 403, code: 'MFA_REQUIRED' });
+    const row = await db
+      .selectFrom('webauthn_challenges')
+      .select('used_at')
+      .where('challenge', '=', challenge)
+      .executeTakeFirstOrThrow();
+    expect(row.used_at).toBeNull();
+    expect(await db.selectFrom('passkey_credentials').select('id').where('user_id', '=', user.id).execute()).toEqual(
+      [],
+    );
+  });
+
   test("renames only the caller's own passkeys", async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
     const user = await createUser(db);
