@@ -67,7 +67,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
   app.post(
     '/auth/login/mfa',
     {
-      preHandler: limit,
+      preHandler: flood('mfa-login-ip'),
       schema: {
         operationId: 'loginMfa',
         tags: ['mfa'],

@@ -115,6 +115,7 @@ const RequestOptions = Type.Unsafe<PublicKeyCredentialRequestOptionsJSON>(
 const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (app, opts) => {
   const { passkeys, devices } = opts;
   const limit = flood('passkey-ip');
+  const signInLimit = flood('passkey-login-ip');
   app.addHook('onRequest', noStore);
   // Options are open to anyone (a sign-in has no account yet) or a signed-in caller (step-up).
   const authenticateIfBearer = async (request: FastifyRequest) => {
@@ -233,7 +234,7 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
   app.post(
     '/auth/passkeys/authentication/options',
     {
-      preHandler: [limit, authenticateIfBearer],
+      preHandler: [signInLimit, authenticateIfBearer],
       schema: {
         operationId: 'passkeyAuthenticationOptions',
         tags: ['passkeys'],
@@ -271,7 +272,7 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
   app.post(
     '/auth/passkeys/authentication',
     {
-      preHandler: limit,
+      preHandler: signInLimit,
       schema: {
         operationId: 'passkeyAuthenticate',
         tags: ['passkeys'],

@@ -768,3 +768,34 @@ describe('a known device and wrong codes from elsewhere', () => {
     expect(known.statusCode, known.body).toBe(200);
   });
 });
+
+describe('flood caps of the second step', () => {
+  test('the second step of a login is capped like a login, not like the credential routes: junk from one address does not stop a NAT’s sign-ins', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const clock = new Clock();
+    const app = await testApp(db, onTestFinished, {
+      clock: clock.read,
+      env: { RATE_LIMIT_CREDENTIALS: '3', RATE_LIMIT_LOGIN: '20' },
+    });
+    const { user, secret, session } = await enrolled(app, db, clock);
+    for (let i = 0; i < 5; i++) {
+      expectError(await postJson(app, '/auth/login/mfa', { mfaToken: `junk-${i}`, code: '123456' }), {
+        statusCode: 400,
+        code: 'INVALID_OR_EXPIRED_TOKEN',
+      });
+    }
+    const { mfaToken } = await challengeFor(app, user.email);
+    const signedIn = await postJson(app, '/auth/login/mfa', { mfaToken, code: codeAt(secret, clock.now) });
+    expect(signedIn.statusCode, signedIn.body).toBe(200);
+    // The credential routes keep their own, smaller cap.
+    const stepUps = [];
+    for (let i = 0; i < 4; i++) {
+      stepUps.push(
+        (await authed(app, 'POST', '/auth/mfa/step-up', session.accessToken, { code: '000000' })).statusCode,
+      );
+    }
+    expect(stepUps.at(-1)).toBe(429);
+  });
+});

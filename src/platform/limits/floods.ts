@@ -39,6 +39,9 @@ export function floodLimits(config: AuthConfig) {
     'email-change-confirm-ip': { max: config.emailRateLimit, per: 'address' },
     'mfa-ip': { max: config.credentialRateLimit, per: 'address' },
     'passkey-ip': { max: config.credentialRateLimit, per: 'address' },
+    // The second step of a login, and a passkey sign-in, are logins: sized like login for a NAT.
+    'mfa-login-ip': { max: config.loginRateLimit, per: 'address' },
+    'passkey-login-ip': { max: config.loginRateLimit, per: 'address' },
     // Provider sign-ins (authorize, callback, exchange, link): each authorize stores a flow.
     'oauth-ip': { max: config.loginRateLimit, per: 'address' },
   } as const satisfies Record<string, FloodLimit>;
