@@ -60,6 +60,16 @@ export function normaliseName(input: string, field = 'name'): string {
 }
 
 /**
+ * An optional label (a factor's or a passkey's name) under the rules of {@link normaliseName};
+ * absent or only spaces is undefined (the caller picks a default).
+ *
+ * @throws {ValidationError} naming `field`.
+ */
+export function optionalName(input: string | undefined, field = 'name'): string | undefined {
+  return input === undefined || input.trim() === '' ? undefined : normaliseName(input, field);
+}
+
+/**
  * Checks a new password (register, change, reset): 8 to 256 Unicode code points, taken exactly
  * as typed (never trimmed or case-changed), well-formed Unicode, and not one of the most common
  * breached passwords (ASVS 5.0 6.2.4). NUL is refused because no client can type it and

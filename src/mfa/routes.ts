@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ValidationError } from '../platform/errors/index.ts';
 import { requestContext, requirePrincipal, requireSessionId } from '../auth/plugin.ts';
+import { optionalName } from '../auth/credentials.ts';
 import { noStore } from '../platform/http/http-edges.ts';
 import type { MfaService, SecondFactor } from './service.ts';
 import type { DeviceTokens } from '../auth/device-tokens.ts';
@@ -166,8 +167,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
     async (request, reply) => {
       // The body is optional: a POST without one enrols a factor with a default name.
       const body = request.body as { name?: string } | undefined;
-      const name = body?.name?.trim();
-      const enrolled = await mfa.enrolTotp(requirePrincipal(request), name === '' ? undefined : name);
+      const enrolled = await mfa.enrolTotp(requirePrincipal(request), optionalName(body?.name));
       return reply.code(201).send(enrolled);
     },
   );

@@ -9,6 +9,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ValidationError } from '../platform/errors/index.ts';
 import { requestContext, requirePrincipal, requireSessionId } from '../auth/plugin.ts';
+import { normaliseName, optionalName } from '../auth/credentials.ts';
 import { noStore } from '../platform/http/http-edges.ts';
 import type { AssertionPurpose, PasskeyService } from './service.ts';
 import type { DeviceTokens } from '../auth/device-tokens.ts';
@@ -155,12 +156,13 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
       },
     },
     async (request, reply) => {
-      const name = request.body.name?.trim();
+      // Shown on account and security screens: the rules of a user's name (no bidi overrides, controls).
+      const name = optionalName(request.body.name);
       const passkey = await passkeys.register(
         requirePrincipal(request),
         requireSessionId(request),
         request.body.credential,
-        name === '' ? undefined : name,
+        name,
         requestContext(request),
       );
       return reply.code(201).send({ passkey });
@@ -200,8 +202,7 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
       },
     },
     async (request) => {
-      const name = request.body.name.trim();
-      if (name === '') throw new ValidationError('The name is empty', { field: 'name' });
+      const name = normaliseName(request.body.name);
       const passkey = await passkeys.rename(
         requirePrincipal(request),
         canonicalId(request.params.id),

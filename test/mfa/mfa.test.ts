@@ -799,3 +799,23 @@ describe('flood caps of the second step', () => {
     expect(stepUps.at(-1)).toBe(429);
   });
 });
+
+describe('names of factors', () => {
+  test.for([
+    ['a right-to-left override', '\u202Egnp.exe'],
+    ['a control character', 'phone\u0007'],
+    ['only invisible characters', '\u200B\u200B'],
+  ] as const)(
+    'refuses a factor name with %s (400 VALIDATION_FAILED, field name)',
+    async ([, name], { db, onTestFinished }) => {
+      const app = await testApp(db, onTestFinished);
+      const { accessToken } = await login(app, (await createUser(db)).email);
+      expectError(await authed(app, 'POST', '/auth/mfa/totp', accessToken, { name }), {
+        statusCode: 400,
+        code: 'VALIDATION_FAILED',
+        field: 'name',
+      });
+      expect(await db.selectFrom('mfa_factors').select('id').execute()).toEqual([]);
+    },
+  );
+});

@@ -321,6 +321,31 @@ describe('passkeys over HTTP', () => {
     );
   });
 
+  test('refuses a passkey name with a right-to-left override or a control character', async ({
+    db,
+    onTestFinished,
+  }) => {
+    const app = await testApp(db, onTestFinished);
+    const user = await createUser(db);
+    const { accessToken } = await login(app, user.email);
+    const id = await insertPasskey(db, user.id);
+    for (const name of ['\u202Egnp.exe', 'Laptop\u0007']) {
+      const response = await app.inject({
+        method: 'PATCH',
+        url: `/auth/passkeys/${id}`,
+        headers: { ...bearer(accessToken), 'content-type': 'application/json' },
+        payload: JSON.stringify({ name }),
+      });
+      expectError(response, { statusCode: 400, code: 'VALIDATION_FAILED', field: 'name' });
+    }
+    const row = await db
+      .selectFrom('passkey_credentials')
+      .select('name')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    expect(row.name).toBe('Laptop');
+  });
+
   test("renames only the caller's own passkeys", async ({ db, onTestFinished }) => {
     const app = await testApp(db, onTestFinished);
     const user = await createUser(db);
