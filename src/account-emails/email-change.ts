@@ -212,3 +212,11 @@ function isPending(change: EmailChangeRow, now: Date): boolean {
 function isConfirmed(change: EmailChangeRow): boolean {
   return change.new_confirmed_at !== null && (!change.current_required || change.current_confirmed_at !== null);
 }
+
+/**
+ * Called as the account's first second factor is turned on: requests made before it, perhaps by a
+ * session that had only the password, stop working (the owner asks again, now at `aal2`).
+ */
+export async function cancelChangesBegunWithoutFactor(trx: Kysely<DB>, userId: string, now: Date): Promise<void> {
+  await new EmailChangeRepository(trx).supersedePending(userId, now);
+}

@@ -11,6 +11,7 @@ import type { Principal, TokenPair } from '../auth/service.ts';
 import { replaceRecoveryCodes } from './recovery-codes.ts';
 import { raiseAssurance, wrongCode } from './second-factor.ts';
 import { assertStepUpHolds } from '../sessions/step-up.ts';
+import { cancelChangesBegunWithoutFactor } from '../account-emails/email-change.ts';
 import type { FactorView, MfaServiceDeps } from './service.ts';
 import { acceptedStep, secretPurpose, totpOf } from './totp.ts';
 
@@ -95,6 +96,7 @@ export async function verifyTotp(
     if (first) {
       await users.setMfaEnabled(user.id, true);
       recoveryCodes = await replaceRecoveryCodes(trx, deps.box, user.id, now);
+      await cancelChangesBegunWithoutFactor(trx, user.id, now);
     }
     await recordAuditEvent(trx, 'mfa.enrolled', user.id, context, { factorId: factor.id, type: 'totp' });
     await queueSecurityNotice(trx, user, 'mfa_enrolled', now);

@@ -12,6 +12,7 @@ import { UserRepository } from '../users/users.repository.ts';
 import { recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import type { Principal } from '../auth/service.ts';
 import { assertStepUpHolds } from '../sessions/step-up.ts';
+import { cancelChangesBegunWithoutFactor } from '../account-emails/email-change.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
 import { challengeOf, messageOf, PASSKEY_CHALLENGE_TTL_SECONDS, storeChallenge } from './ceremony.ts';
 import type { PasskeyServiceDeps, PasskeyView } from './service.ts';
@@ -101,7 +102,10 @@ export async function register(
       name: name ?? `Passkey ${existing.length + 1}`,
       created_at: now,
     });
-    if (!user.mfa_enabled) await users.setMfaEnabled(user.id, true);
+    if (!user.mfa_enabled) {
+      await users.setMfaEnabled(user.id, true);
+      await cancelChangesBegunWithoutFactor(trx, user.id, now);
+    }
     await recordAuditEvent(trx, 'passkey.registered', user.id, context, {
       passkeyId: row.id,
       deviceType: row.device_type,

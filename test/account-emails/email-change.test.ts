@@ -1,4 +1,5 @@
 import type { LightMyRequestResponse } from 'fastify';
+import { Secret, TOTP } from 'otpauth';
 import type { App } from '../../src/app.ts';
 import { UserRepository } from '../../src/users/users.repository.ts';
 import { describe, expect, test } from '../helpers/database.ts';
@@ -296,6 +297,25 @@ describe('POST /auth/email/change and /auth/email/change/confirm', () => {
     // No link went to the unverified address; it still gets the notice.
     await mailTo(mailing.smtp, OLD, CHANGED);
     expect(mailing.smtp.to(OLD).map((email) => email.subject)).toEqual([CHANGED]);
+  });
+
+  test('turning on a second factor cancels a change asked for without one (the new link alone would have done)', async ({
+    onTestFinished,
+  }) => {
+    const mailing = await startMailingApp(onTestFinished);
+    const { app } = mailing;
+    // A session with only the (stolen) password asks; the owner then turns on a second factor.
+    const { user, asking, other } = await account(mailing, { verified: false });
+    expect((await requestChange(app, asking.accessToken, NEW)).statusCode).toBe(202);
+    const [toNew] = await mailTo(mailing.smtp, NEW, TO_NEW);
+    const enrol = await postJson(app, '/auth/mfa/totp', {}, bearer(other.accessToken));
+    const { factor, secret } = enrol.json<{ factor: { id: string }; secret: string }>();
+    const code = TOTP.generate({ secret: Secret.fromBase32(secret), period: 30, digits: 6 });
+    const verified = await postJson(app, `/auth/mfa/totp/${factor.id}/verify`, { code }, bearer(other.accessToken));
+    expect(verified.statusCode, verified.body).toBe(200);
+
+    expectError(await confirm(app, changeToken(toNew)), { statusCode: 400, code: 'INVALID_OR_EXPIRED_TOKEN' });
+    expect((await new UserRepository(mailing.database.db).findById(user.id))?.email).toBe(OLD);
   });
 
   test('a reset link sent to the old address stops working once the account moved', async ({ onTestFinished }) => {
