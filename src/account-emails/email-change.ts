@@ -13,6 +13,7 @@ import { UserRepository, type UserRow } from '../users/users.repository.ts';
 import { consumeAccountTokenOf } from './account-tokens.ts';
 import { NO_CONTEXT, recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import { credentialsUnchanged } from '../auth/sign-in.ts';
+import { assertStepUpHolds } from '../sessions/step-up.ts';
 import type { Principal } from '../auth/service.ts';
 import { canonicalEmail } from '../auth/credentials.ts';
 import {
@@ -107,6 +108,8 @@ export class EmailChangeService {
       if (!credentialsUnchanged(found, user)) {
         throw new AuthenticationError('Password is incorrect', 'INVALID_CREDENTIALS', { field: 'password' });
       }
+      // The route's step-up check read the account before it was locked (a first factor since counts).
+      await assertStepUpHolds(trx, user, caller.sessionId, now);
       const owner = await users.findByEmail(newEmail);
       if (owner !== undefined) {
         if (this.#deps.enumerationSafe !== true) {

@@ -7,6 +7,7 @@ import { assertValidPassword } from './credentials.ts';
 import type { HashCallers } from './passwords.ts';
 import type { AuthServiceDeps, Principal } from './service.ts';
 import { credentialsUnchanged } from './sign-in.ts';
+import { assertStepUpHolds } from '../sessions/step-up.ts';
 
 /**
  * Changes the password after checking the current one, and ends every session of the user
@@ -33,6 +34,8 @@ export async function changePassword(
     // committed since (another password change, a reset, disabling) makes that check stale.
     const locked = await users.lockForUpdate(user.id);
     if (locked === undefined || !credentialsUnchanged(user, locked)) throw wrongCurrentPassword();
+    // The route's step-up check read the account before it was locked (a first factor since counts).
+    await assertStepUpHolds(trx, locked, context.sessionId, now);
     await users.updatePasswordHash(user.id, passwordHash, now);
     await recordAuditEvent(trx, 'password.changed', user.id, context);
     await queueSecurityNotice(trx, locked, 'password_changed');

@@ -117,6 +117,7 @@ export async function verifyTotp(
 export async function removeFactor(
   deps: MfaServiceDeps,
   principal: Principal,
+  sid: string,
   factorId: string,
   context: RequestContext,
 ): Promise<void> {
@@ -124,6 +125,7 @@ export async function removeFactor(
     const users = new UserRepository(trx);
     const user = await users.lockForUpdate(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    await assertStepUpHolds(trx, user, sid, deps.clock());
     const factors = new MfaFactorRepository(trx);
     if (!(await factors.delete(factorId, user.id))) throw new NotFoundError('No factor with this id');
     const left = (await factors.listOfUser(user.id)).filter((factor) => factor.verified_at !== null);
@@ -143,11 +145,15 @@ export async function removeFactor(
 export async function regenerateRecoveryCodes(
   deps: MfaServiceDeps,
   principal: Principal,
+  sid: string,
   context: RequestContext,
 ): Promise<string[]> {
   const codes = await withTransaction(deps.db, async (trx) => {
     const user = await new UserRepository(trx).lockForUpdate(principal.userId);
     if (user?.mfa_enabled !== true) throw new NotFoundError('No second factor to recover');
+    // The route's step-up check read the account before this lock: a first factor turned on since
+    // must not hand a password-only session the recovery codes.
+    await assertStepUpHolds(trx, user, sid, deps.clock());
     const codes = await replaceRecoveryCodes(trx, deps.box, user.id, deps.clock());
     await recordAuditEvent(trx, 'mfa.recovery_codes_regenerated', user.id, context);
     await queueSecurityNotice(trx, user, 'mfa_recovery_codes_regenerated', deps.clock());

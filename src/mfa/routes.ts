@@ -223,7 +223,12 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
       },
     },
     async (request, reply) => {
-      await mfa.removeFactor(requirePrincipal(request), request.params.id.toLowerCase(), requestContext(request));
+      await mfa.removeFactor(
+        requirePrincipal(request),
+        requireSessionId(request),
+        request.params.id.toLowerCase(),
+        requestContext(request),
+      );
       return reply.code(204).send(null);
     },
   );
@@ -244,7 +249,11 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
       },
     },
     async (request) => ({
-      recoveryCodes: await mfa.regenerateRecoveryCodes(requirePrincipal(request), requestContext(request)),
+      recoveryCodes: await mfa.regenerateRecoveryCodes(
+        requirePrincipal(request),
+        requireSessionId(request),
+        requestContext(request),
+      ),
     }),
   );
 

@@ -149,13 +149,13 @@ export class MfaService {
   }
 
   /** See {@link removeFactor}. */
-  async removeFactor(principal: Principal, factorId: string, context: RequestContext): Promise<void> {
-    return removeFactor(this.#deps, principal, factorId, context);
+  async removeFactor(principal: Principal, sid: string, factorId: string, context: RequestContext): Promise<void> {
+    return removeFactor(this.#deps, principal, sid, factorId, context);
   }
 
   /** See {@link regenerateRecoveryCodes}. */
-  async regenerateRecoveryCodes(principal: Principal, context: RequestContext): Promise<string[]> {
-    return regenerateRecoveryCodes(this.#deps, principal, context);
+  async regenerateRecoveryCodes(principal: Principal, sid: string, context: RequestContext): Promise<string[]> {
+    return regenerateRecoveryCodes(this.#deps, principal, sid, context);
   }
 
   /** See {@link resetByAdmin}. */

@@ -1,3 +1,4 @@
+import { assertStepUpHolds } from '../sessions/step-up.ts';
 import type { Kysely } from 'kysely';
 import type { DB } from '../platform/db/database.ts';
 import { withTransaction } from '../platform/db/transactions.ts';
@@ -31,7 +32,7 @@ export interface IdentityServiceDeps {
  * @example
  * ```ts
  * const items = await identities.list(principal.userId);
- * await identities.unlink(principal, items[0].id, context);
+ * await identities.unlink(principal, sessionId, items[0].id, context);
  * ```
  */
 export class IdentityService {
@@ -49,12 +50,13 @@ export class IdentityService {
    * Unlinks one of the caller's identities, unless it is the account's last way to sign in (no
    * password, no passkey, no other identity: 409 LAST_SIGN_IN_METHOD). Another user's is a 404.
    */
-  async unlink(principal: Principal, id: string, context: RequestContext): Promise<void> {
+  async unlink(principal: Principal, sid: string, id: string, context: RequestContext): Promise<void> {
     await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       // Locked: two unlinks (or an unlink and a passkey removal) cannot each leave the other last.
       const user = await users.lockForUpdate(principal.userId);
       if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+      await assertStepUpHolds(trx, user, sid, this.#deps.clock());
       const identities = new IdentityRepository(trx);
       const mine = await identities.listOfUser(user.id);
       if (!mine.some((identity) => identity.id === id)) throw new NotFoundError('No identity with this id');

@@ -236,7 +236,12 @@ const oauthRoutes: FastifyPluginAsyncTypebox<OAuthRoutesOptions> = async (app, o
       },
     },
     async (request, reply) => {
-      await identities.unlink(requirePrincipal(request), canonicalId(request.params.id), requestContext(request));
+      await identities.unlink(
+        requirePrincipal(request),
+        requireSessionId(request),
+        canonicalId(request.params.id),
+        requestContext(request),
+      );
       return reply.code(204).send(null);
     },
   );

@@ -227,7 +227,12 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
       },
     },
     async (request, reply) => {
-      await passkeys.remove(requirePrincipal(request), canonicalId(request.params.id), requestContext(request));
+      await passkeys.remove(
+        requirePrincipal(request),
+        requireSessionId(request),
+        canonicalId(request.params.id),
+        requestContext(request),
+      );
       return reply.code(204).send(null);
     },
   );

@@ -1,3 +1,4 @@
+import { assertStepUpHolds } from '../sessions/step-up.ts';
 import type {
   AuthenticationResponseJSON,
   PublicKeyCredentialCreationOptionsJSON,
@@ -148,11 +149,12 @@ export class PasskeyService {
    * identity: 409 LAST_SIGN_IN_METHOD).
    * The last factor of all (no TOTP left either) ends the account's second-factor requirement.
    */
-  async remove(principal: Principal, id: string, context: RequestContext): Promise<void> {
+  async remove(principal: Principal, sid: string, id: string, context: RequestContext): Promise<void> {
     await withTransaction(this.#deps.db, async (trx) => {
       const users = new UserRepository(trx);
       const user = await users.lockForUpdate(principal.userId);
       if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+      await assertStepUpHolds(trx, user, sid, this.#deps.clock());
       const passkeys = new PasskeyRepository(trx);
       const mine = await passkeys.listOfUser(user.id);
       if (!mine.some((passkey) => passkey.id === id)) throw new NotFoundError('No passkey with this id');

@@ -16,10 +16,11 @@ import { SessionRepository } from './sessions.repository.ts';
 export async function stepUpRefusal(
   trx: Kysely<DB>,
   user: UserRow,
-  sid: string | null,
+  sid: string | null | undefined,
   now: Date,
 ): Promise<'INVALID_TOKEN' | 'MFA_REQUIRED' | undefined> {
-  const session = sid === null ? undefined : await new SessionRepository(trx).liveAssurance(sid, user.id, now);
+  const session =
+    sid === null || sid === undefined ? undefined : await new SessionRepository(trx).liveAssurance(sid, user.id, now);
   if (session === undefined) return 'INVALID_TOKEN';
   if (user.mfa_enabled && session.aal !== 'aal2') return 'MFA_REQUIRED';
   return undefined;
@@ -31,7 +32,12 @@ export async function stepUpRefusal(
  * @throws {AuthenticationError} when the session has ended.
  * @throws {AuthorizationError} MFA_REQUIRED when the account has a factor and the session is not `aal2`.
  */
-export async function assertStepUpHolds(trx: Kysely<DB>, user: UserRow, sid: string, now: Date): Promise<void> {
+export async function assertStepUpHolds(
+  trx: Kysely<DB>,
+  user: UserRow,
+  sid: string | null | undefined,
+  now: Date,
+): Promise<void> {
   const refusal = await stepUpRefusal(trx, user, sid, now);
   if (refusal === 'INVALID_TOKEN') throw new AuthenticationError('Session has ended', 'INVALID_TOKEN');
   if (refusal === 'MFA_REQUIRED') {
