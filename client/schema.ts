@@ -2349,6 +2349,15 @@ export interface operations {
         };
       };
       /** @description Default Response */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
       503: {
         headers: {
           [name: string]: unknown;

@@ -236,7 +236,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
   app.post(
     '/auth/mfa/recovery-codes',
     {
-      preHandler: [app.authenticate, app.requireStepUp],
+      preHandler: [app.authenticate, limit, app.requireStepUp],
       schema: {
         operationId: 'mfaRecoveryCodes',
         tags: ['mfa'],
@@ -244,7 +244,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<MfaRoutesOptions> = async (app, opts)
         security: [{ bearerAuth: [] }],
         response: {
           200: Type.Object({ recoveryCodes: Type.Array(Type.String()) }, { additionalProperties: false }),
-          ...errors(401, 403, 404, 503),
+          ...errors(401, 403, 404, 429, 503),
         },
       },
     },
