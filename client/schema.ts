@@ -32,7 +32,7 @@ export interface paths {
     put?: never;
     /**
      * Ask to move the account to another email address
-     * @description Needs the password. Sends a confirmation link to the new address and one to the current address (only to the new one when the current address was never verified); each works once, for 24 hours, and a newer request makes them stop working. The change takes effect once both were used.
+     * @description Needs the password; an account without one (provider or passkey sign-in only) sends none and must have signed in within the last 10 minutes instead. Sends a confirmation link to the new address and one to the current address (only to the new one when the current address was never verified); each works once, for 24 hours, and a newer request makes them stop working. The change takes effect once both were used.
      */
     post: operations['requestEmailChange'];
     delete?: never;
@@ -257,7 +257,10 @@ export interface paths {
     get: operations['getMe'];
     put?: never;
     post?: never;
-    /** Erase the account: the user, their sessions, tokens and pending emails; the audit log keeps the id only */
+    /**
+     * Erase the account: the user, their sessions, tokens and pending emails; the audit log keeps the id only
+     * @description Needs the password; an account without one (provider or passkey sign-in only) sends none and must have signed in within the last 10 minutes instead (403 FORBIDDEN otherwise).
+     */
     delete: operations['deleteMe'];
     options?: never;
     head?: never;
@@ -952,7 +955,7 @@ export interface operations {
         'application/json': {
           /** @description Compared case-insensitively after trim + NFKC */
           newEmail: string;
-          password: string;
+          password?: string;
         };
       };
     };
@@ -2020,7 +2023,7 @@ export interface operations {
          *     }
          */
         'application/json': {
-          password: string;
+          password?: string;
         };
       };
     };
@@ -2043,6 +2046,15 @@ export interface operations {
       };
       /** @description Default Response */
       401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description Default Response */
+      403: {
         headers: {
           [name: string]: unknown;
         };

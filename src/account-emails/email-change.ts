@@ -13,9 +13,9 @@ import { UserRepository, type UserRow } from '../users/users.repository.ts';
 import { consumeAccountTokenOf } from './account-tokens.ts';
 import { NO_CONTEXT, recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import { credentialsUnchanged } from '../auth/sign-in.ts';
-import { assertStepUpHolds } from '../sessions/step-up.ts';
+import { assertRecentSignIn, assertStepUpHolds } from '../sessions/step-up.ts';
 import type { Principal } from '../auth/service.ts';
-import { canonicalEmail } from '../auth/credentials.ts';
+import { canonicalEmail, hasPassword } from '../auth/credentials.ts';
 import {
   isActive,
   queueEmailChangeLinks,
@@ -85,15 +85,21 @@ export class EmailChangeService {
   async request(
     caller: { readonly principal: Principal; readonly sessionId: string | null },
     newEmailInput: string,
-    password: string,
+    password: string | undefined,
     callers: HashCallers = [],
     context: RequestContext = NO_CONTEXT,
   ): Promise<void> {
     const newEmail = canonicalEmail(newEmailInput, 'newEmail');
     const found = await new UserRepository(this.#deps.db).findById(caller.principal.userId);
     if (found === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-    if (!(await this.#deps.hasher.verify(found.password_hash, password, callers))) {
-      throw new AuthenticationError('Password is incorrect', 'INVALID_CREDENTIALS', { field: 'password' });
+    // The password when the account has one (api.md); without one, a recent sign-in stands in for it.
+    if (password === undefined && !hasPassword(found)) {
+      await assertRecentSignIn(this.#deps.db, found.id, caller.sessionId, this.#deps.clock());
+    } else {
+      if (password === undefined) throw new ValidationError('password is required', { field: 'password' });
+      if (!(await this.#deps.hasher.verify(found.password_hash, password, callers))) {
+        throw new AuthenticationError('Password is incorrect', 'INVALID_CREDENTIALS', { field: 'password' });
+      }
     }
     if (newEmail === found.email) {
       throw new ValidationError('newEmail is already the address of this account', { field: 'newEmail' });

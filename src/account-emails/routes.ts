@@ -147,12 +147,13 @@ const accountEmailRoutes: FastifyPluginAsyncTypebox<AccountEmailRoutesOptions> =
         tags: ['auth'],
         summary: 'Ask to move the account to another email address',
         description:
-          'Needs the password. Sends a confirmation link to the new address and one to the current address ' +
+          'Needs the password; an account without one (provider or passkey sign-in only) sends none and must ' +
+          'have signed in within the last 10 minutes instead. Sends a confirmation link to the new address and one to the current address ' +
           '(only to the new one when the current address was never verified); each works once, for 24 hours, ' +
           'and a newer request makes them stop working. The change takes effect once both were used.',
         security: [{ bearerAuth: [] }],
         body: Type.Object(
-          { newEmail: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          { newEmail: Email, password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) },
           {
             additionalProperties: false,
             examples: [{ newEmail: 'ada@new.example.com', password: 'correct horse battery staple' }],

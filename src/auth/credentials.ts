@@ -197,3 +197,11 @@ function codePoints(text: string): number {
   }
   return count;
 }
+
+/**
+ * An account whose `password_hash` is empty has no password: it signs in through an identity
+ * provider or with a passkey only.
+ */
+export function hasPassword(user: { readonly password_hash: string }): boolean {
+  return user.password_hash !== '';
+}

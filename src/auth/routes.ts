@@ -255,11 +255,14 @@ const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, opt
         summary:
           'Erase the account: the user, their sessions, tokens and pending emails; the audit log keeps the id only',
         security: [{ bearerAuth: [] }],
+        description:
+          'Needs the password; an account without one (provider or passkey sign-in only) sends none and ' +
+          'must have signed in within the last 10 minutes instead (403 FORBIDDEN otherwise).',
         body: Type.Object(
-          { password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          { password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) },
           { additionalProperties: false, examples: [{ password: 'correct horse battery staple' }] },
         ),
-        response: { 204: Type.Null(), ...errors(400, 401, 409, 413, 415, 429, 503) },
+        response: { 204: Type.Null(), ...errors(400, 401, 403, 409, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {

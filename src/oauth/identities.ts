@@ -8,7 +8,7 @@ import { UserRepository } from '../users/users.repository.ts';
 import { recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import type { Principal } from '../auth/service.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
-import { hasPassword } from '../passkeys/service.ts';
+import { hasPassword } from '../auth/credentials.ts';
 import { IdentityRepository, type IdentityRow } from './identities.repository.ts';
 
 export interface IdentityView {

@@ -1,4 +1,5 @@
 import { assertStepUpHolds } from '../sessions/step-up.ts';
+import { hasPassword } from '../auth/credentials.ts';
 import type {
   AuthenticationResponseJSON,
   PublicKeyCredentialCreationOptionsJSON,
@@ -12,7 +13,7 @@ import { AuthenticationError, ConflictError, NotFoundError } from '../platform/e
 import { MfaFactorRepository } from '../mfa/mfa.repository.ts';
 import { IdentityRepository } from '../oauth/identities.repository.ts';
 import { PasskeyRepository, type PasskeyRow } from './passkeys.repository.ts';
-import { UserRepository, type UserRow } from '../users/users.repository.ts';
+import { UserRepository } from '../users/users.repository.ts';
 import { recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import type { AuthService, Principal, TokenPair } from '../auth/service.ts';
 import { queueSecurityNotice } from '../platform/email/outbox.ts';
@@ -169,14 +170,6 @@ export class PasskeyService {
     });
     this.#deps.onEmailQueued?.();
   }
-}
-
-/**
- * An account whose `password_hash` is empty has no password (a sign-in only by passkey or, later,
- * another provider); every account registered so far has one.
- */
-export function hasPassword(user: UserRow): boolean {
-  return user.password_hash !== '';
 }
 
 /** Whether the user still has a verified TOTP factor (then the second-factor requirement stays). */

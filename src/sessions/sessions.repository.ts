@@ -62,7 +62,7 @@ const assuranceOf = fixedQuery((db, id: string) =>
 const liveAssuranceOf = fixedQuery((db, id: string, userId: string, now: Date) =>
   db
     .selectFrom('sessions')
-    .select(['aal', 'amr'])
+    .select(['aal', 'amr', 'created_at'])
     .where('id', '=', id)
     .where('user_id', '=', userId)
     .where('ended_at', 'is', null)
@@ -178,8 +178,15 @@ export class SessionRepository {
     return assuranceOf.takeFirst(this.#db, id);
   }
 
-  /** What a live session of this user proved, or undefined when it ended, expired or is not theirs. */
-  async liveAssurance(id: string, userId: string, now: Date): Promise<SessionAssurance | undefined> {
+  /**
+   * What a live session of this user proved, and when it was opened; undefined when it ended,
+   * expired or is not theirs.
+   */
+  async liveAssurance(
+    id: string,
+    userId: string,
+    now: Date,
+  ): Promise<(SessionAssurance & { created_at: Date }) | undefined> {
     return liveAssuranceOf.takeFirst(this.#db, id, userId, now);
   }
 

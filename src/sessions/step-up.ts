@@ -47,3 +47,31 @@ export async function assertStepUpHolds(
     );
   }
 }
+
+/** How recent a sign-in stands in for the password of an account that has none. */
+export const RECENT_SIGN_IN_SECONDS = 600;
+
+/**
+ * What an account without a password proves instead of one, to delete itself or change its
+ * address: the session was opened (signed in through its provider or passkey) within
+ * {@link RECENT_SIGN_IN_SECONDS}, so an access token alone, stolen or left open, is not enough.
+ *
+ * @throws {AuthenticationError} when the session has ended.
+ * @throws {AuthorizationError} FORBIDDEN when it was opened longer ago.
+ */
+export async function assertRecentSignIn(
+  db: Kysely<DB>,
+  userId: string,
+  sid: string | null | undefined,
+  now: Date,
+): Promise<void> {
+  const session =
+    sid === null || sid === undefined ? undefined : await new SessionRepository(db).liveAssurance(sid, userId, now);
+  if (session === undefined) throw new AuthenticationError('Session has ended', 'INVALID_TOKEN');
+  if (now.getTime() - session.created_at.getTime() > RECENT_SIGN_IN_SECONDS * 1000) {
+    throw new AuthorizationError(
+      `This account has no password: sign in again (within ${RECENT_SIGN_IN_SECONDS / 60} minutes) to do this`,
+      'FORBIDDEN',
+    );
+  }
+}

@@ -7,6 +7,7 @@ import {
   ConflictError,
   NotFoundError,
   RateLimitError,
+  ValidationError,
 } from '../platform/errors/index.ts';
 import { AccountTokenRepository } from '../account-emails/account-tokens.repository.ts';
 import { AuditEventRepository } from '../audit/audit-events.repository.ts';
@@ -15,7 +16,8 @@ import { UserRepository, type UserChanges, type UserRow } from './users.reposito
 import { recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import { credentialsUnchanged } from '../auth/sign-in.ts';
 import { type Principal } from '../auth/service.ts';
-import { canonicalEmail, normaliseName } from '../auth/credentials.ts';
+import { canonicalEmail, hasPassword, normaliseName } from '../auth/credentials.ts';
+import { assertRecentSignIn } from '../sessions/step-up.ts';
 import { queueSecurityNotice, queueVerificationEmail, type AccountEmailSettings } from '../platform/email/outbox.ts';
 import type { HashCallers, PasswordHasher } from '../auth/passwords.ts';
 import type { SessionService } from '../sessions/service.ts';
@@ -194,20 +196,28 @@ export class UserAdministration {
   }
 
   /**
-   * DELETE /auth/me: erases the caller's account after checking their password.
+   * DELETE /auth/me: erases the caller's account after checking their password, or, for an
+   * account without one, that the caller signed in recently (see {@link assertRecentSignIn}).
    *
+   * @throws {ValidationError} field `password` when the account has a password and none was given.
    * @throws {AuthenticationError} `INVALID_CREDENTIALS` (field `password`) for a wrong password.
+   * @throws {AuthorizationError} FORBIDDEN for an account without a password and an older sign-in.
    * @throws {ConflictError} `LAST_ADMIN` when the caller is the last active admin.
    */
   async deleteSelf(
     principal: Principal,
-    password: string,
+    password: string | undefined,
     context: RequestContext,
     callers: HashCallers = [],
   ): Promise<void> {
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
-    if (!(await this.#deps.hasher.verify(user.password_hash, password, callers))) throw wrongPassword();
+    if (password === undefined && !hasPassword(user)) {
+      await assertRecentSignIn(this.#deps.db, user.id, context.sessionId, this.#deps.clock());
+    } else {
+      if (password === undefined) throw new ValidationError('password is required', { field: 'password' });
+      if (!(await this.#deps.hasher.verify(user.password_hash, password, callers))) throw wrongPassword();
+    }
     // Erased only if the password checked is still the account's once its row is locked.
     await this.#erase(user.id, context, { by: 'self' }, user);
   }
