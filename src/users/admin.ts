@@ -17,7 +17,7 @@ import { recordAuditEvent, type RequestContext } from '../audit/service.ts';
 import { credentialsUnchanged } from '../auth/sign-in.ts';
 import { type Principal } from '../auth/service.ts';
 import { canonicalEmail, hasPassword, normaliseName } from '../auth/credentials.ts';
-import { assertRecentSignIn } from '../sessions/step-up.ts';
+import { assertRecentSignIn, assertStepUpHolds } from '../sessions/step-up.ts';
 import { queueSecurityNotice, queueVerificationEmail, type AccountEmailSettings } from '../platform/email/outbox.ts';
 import type { HashCallers, PasswordHasher } from '../auth/passwords.ts';
 import type { SessionService } from '../sessions/service.ts';
@@ -199,8 +199,7 @@ export class UserAdministration {
    * DELETE /auth/me: erases the caller's account after checking their password, or, for an
    * account without one, that the caller signed in recently (see {@link assertRecentSignIn}).
    *
-   * @throws {ValidationError} field `password` when the account has a password and none was given.
-   * @throws {AuthenticationError} `INVALID_CREDENTIALS` (field `password`) for a wrong password.
+   * @throws {ValidationError} / {AuthenticationError} for a missing (400) or wrong (401) password.
    * @throws {AuthorizationError} FORBIDDEN for an account without a password and an older sign-in.
    * @throws {ConflictError} `LAST_ADMIN` when the caller is the last active admin.
    */
@@ -212,6 +211,8 @@ export class UserAdministration {
   ): Promise<void> {
     const user = await new UserRepository(this.#deps.db).findById(principal.userId);
     if (user === undefined) throw new AuthenticationError('Invalid token', 'INVALID_TOKEN');
+    // The route's check may predate a first factor; `#erase` then holds this row (credentialsUnchanged).
+    await assertStepUpHolds(this.#deps.db, user, context.sessionId, this.#deps.clock());
     if (password === undefined && !hasPassword(user)) {
       await assertRecentSignIn(this.#deps.db, user.id, context.sessionId, this.#deps.clock());
     } else {

@@ -71,6 +71,10 @@ const ACTIONS: ReadonlyArray<readonly [string, (setup: Setup) => Promise<LightMy
       send(app, 'POST', `/auth/mfa/totp/${pending.id}/verify`, stale.accessToken, { code: codeOf(pending.secret) }),
   ],
   [
+    'deleting the account',
+    ({ app, stale }) => send(app, 'DELETE', '/auth/me', stale.accessToken, { password: PASSWORD }),
+  ],
+  [
     'removing a passkey',
     async ({ app, db, stale, userId }) => {
       const id = randomUUID();
