@@ -26,11 +26,7 @@ import { isAllowedRedirect } from './redirects.ts';
 export const FLOW_TTL_SECONDS = 600;
 /** The one-time code of a callback's redirect lives this long. */
 export const EXCHANGE_CODE_TTL_SECONDS = 60;
-/**
- * A link's authorize URL opens only this soon after POST /auth/identities/…/link: the signed-in
- * client follows it at once, and a URL sent to someone else (who would link their identity to the
- * sender's account) goes stale before it can be read and clicked.
- */
+/** A link's authorize URL opens only this soon after it was asked for: sent to someone else, it goes stale. */
 export const LINK_OPEN_SECONDS = 60;
 /** Expired rows deleted, at most, by each new flow: the tables stay small between maintenance runs. */
 const CLEANUP_BATCH = 100;
@@ -107,9 +103,8 @@ export class OAuthService {
   }
 
   /**
-   * Starts linking an identity to the signed-in caller: a flow bound to them, not yet to a
-   * browser. The answer is this API's authorize URL with the flow's ticket; the browser that opens
-   * it is bound then ({@link openLink}).
+   * Starts linking an identity to the signed-in caller's session: the answer is this API's authorize
+   * URL with the flow's ticket; the browser that opens it is bound then ({@link openLink}).
    */
   async startLink(principal: Principal, sid: string, provider: string, redirectTo: string): Promise<string> {
     this.#assertStartable(provider, redirectTo);

@@ -156,13 +156,12 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<PasskeyRoutesOptions> = async (ap
       },
     },
     async (request, reply) => {
-      // Shown on account and security screens: the rules of a user's name (no bidi overrides, controls).
-      const name = optionalName(request.body.name);
       const passkey = await passkeys.register(
         requirePrincipal(request),
         requireSessionId(request),
         request.body.credential,
-        name,
+        // Shown on account and security screens: the rules of a user's name (no bidi overrides).
+        optionalName(request.body.name),
         requestContext(request),
       );
       return reply.code(201).send({ passkey });

@@ -25,6 +25,22 @@ function forgedAssertion(credentialId = b64(32)) {
   };
 }
 
+/** A registration as a browser would shape it, answering `challenge`, from no authenticator at all. */
+function forgedRegistration(challenge: string, credentialId = b64(32)) {
+  return {
+    credential: {
+      id: credentialId,
+      rawId: credentialId,
+      type: 'public-key',
+      clientExtensionResults: {},
+      response: {
+        clientDataJSON: Buffer.from(JSON.stringify({ type: 'webauthn.create', challenge })).toString('base64url'),
+        attestationObject: b64(200),
+      },
+    },
+  };
+}
+
 async function options(app: App, body: unknown = {}): Promise<{ challengeId: string; options: { challenge: string } }> {
   const response = await postJson(app, '/auth/passkeys/authentication/options', body);
   expect(response.statusCode, response.body).toBe(200);
@@ -234,18 +250,7 @@ describe('passkeys over HTTP', () => {
     const stolen = await postJson(
       app,
       '/auth/passkeys/registration',
-      {
-        credential: {
-          id: credentialId,
-          rawId: credentialId,
-          type: 'public-key',
-          clientExtensionResults: {},
-          response: {
-            clientDataJSON: Buffer.from(JSON.stringify({ type: 'webauthn.create', challenge })).toString('base64url'),
-            attestationObject: b64(200),
-          },
-        },
-      },
+      forgedRegistration(challenge, credentialId),
       bearer(accessToken),
     );
     expectError(stolen, { statusCode: 400, code: 'INVALID_OR_EXPIRED_TOKEN' });
@@ -295,18 +300,7 @@ describe('passkeys over HTTP', () => {
     const completed = await postJson(
       app,
       '/auth/passkeys/registration',
-      {
-        credential: {
-          id: credentialId,
-          rawId: credentialId,
-          type: 'public-key',
-          clientExtensionResults: {},
-          response: {
-            clientDataJSON: Buffer.from(JSON.stringify({ type: 'webauthn.create', challenge })).toString('base64url'),
-            attestationObject: b64(200),
-          },
-        },
-      },
+      forgedRegistration(challenge, credentialId),
       bearer(stolen.accessToken),
     );
     expectError(completed, { statusCode: 403, code: 'MFA_REQUIRED' });
